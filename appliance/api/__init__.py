@@ -1,0 +1,1 @@
+"""The HTTP API: OpenAI-compatible routes, admin routes, and their pure helpers."""

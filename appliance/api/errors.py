@@ -1,0 +1,132 @@
+"""Errors in the OpenAI shape: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+__all__ = [
+    "APIError",
+    "context_length_exceeded",
+    "engine_error",
+    "error_response",
+    "invalid_request",
+    "model_not_found",
+    "payload_too_large",
+    "unauthorized",
+    "unavailable",
+]
+
+
+class APIError(Exception):
+    """An error returned to an API client, rendered in the OpenAI error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body of the error, as the OpenAI API returns it."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"APIError(status={self.status!r}, message={self.message!r}, type={self.type!r}, "
+            f"param={self.param!r}, code={self.code!r})"
+        )
+
+
+def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    """400: the request is malformed or names an unsupported value."""
+    return APIError(400, message, "invalid_request_error", param, code)
+
+
+def model_not_found(model: str) -> APIError:
+    """404: no model of that name or alias."""
+    return APIError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it. "
+        "List the available models with GET /v1/models.",
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+    )
+
+
+def context_length_exceeded(
+    prompt_tokens: int, max_context: int, *, param: str = "messages"
+) -> APIError:
+    """400: the prompt alone does not fit in the model's context window."""
+    return APIError(
+        400,
+        f"This model's maximum context length is {max_context} tokens. However, your "
+        f"prompt is {prompt_tokens} tokens. Please shorten the prompt or the messages.",
+        "invalid_request_error",
+        param,
+        "context_length_exceeded",
+    )
+
+
+def payload_too_large(limit: int) -> APIError:
+    """413: the request body is larger than the server accepts."""
+    return APIError(
+        413,
+        f"The request body is too large: the limit is {limit} bytes.",
+        "invalid_request_error",
+        None,
+        "payload_too_large",
+    )
+
+
+def unauthorized() -> APIError:
+    """401: missing or wrong API key."""
+    return APIError(
+        401,
+        "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'.",
+        "invalid_request_error",
+        None,
+        "invalid_api_key",
+    )
+
+
+def engine_error(message: str) -> APIError:
+    """500: the engine failed while serving the request."""
+    return APIError(500, message, "server_error", None, None)
+
+
+def unavailable(message: str, retry_after: float | None = None) -> APIError:
+    """503: the server cannot serve the request now (loading, overloaded, out of memory)."""
+    return APIError(
+        503, message, "server_error", None, "service_unavailable", retry_after=retry_after
+    )
+
+
+def error_response(err: APIError) -> JSONResponse:
+    """The Starlette response for an error, with ``Retry-After`` when the error has one."""
+    headers: dict[str, str] = {}
+    if err.retry_after is not None and math.isfinite(err.retry_after):
+        headers["Retry-After"] = str(max(0, math.ceil(err.retry_after)))
+    return JSONResponse(err.to_body(), status_code=err.status, headers=headers or None)

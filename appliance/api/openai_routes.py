@@ -1,0 +1,464 @@
+"""The OpenAI-compatible routes under /v1.
+
+Each handler parses the body into a typed request (400 naming the parameter),
+resolves the model (404), holds a worker through the model manager and turns
+the worker's frames into OpenAI responses, streamed as SSE or whole. Errors
+before the first token are plain HTTP errors; errors after it are SSE error
+events. A client that goes away cancels its generation in the worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from appliance.api.errors import APIError, error_response, invalid_request
+from appliance.api.reasoning import ReasoningSplitter, split_reasoning
+from appliance.api.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    SamplingParams,
+    parse_chat_request,
+    parse_completion_request,
+    parse_embedding_request,
+)
+from appliance.api.sse import SSE_DONE, sse_data, sse_error
+from appliance.engines.protocol import Frame
+from appliance.tiers.manager import ModelManager
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, refusing oversized and malformed bodies."""
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(
+            413,
+            f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+            "invalid_request_error",
+            None,
+            "payload_too_large",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(
+                413,
+                f"request body exceeds the limit of {limit} bytes",
+                "invalid_request_error",
+                None,
+                "payload_too_large",
+            )
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise invalid_request("the request body is empty; send a JSON object")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid_request(f"the request body is not valid JSON: {exc}") from exc
+
+
+def params_frame(params: SamplingParams) -> dict[str, Any]:
+    fmt = params.response_format
+    return {
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k,
+        "min_p": params.min_p,
+        "stop": list(params.stop),
+        "seed": params.seed,
+        "logit_bias": {str(k): v for k, v in params.logit_bias.items()},
+        "presence_penalty": params.presence_penalty,
+        "frequency_penalty": params.frequency_penalty,
+        "repeat_penalty": params.repeat_penalty,
+        "ignore_eos": params.ignore_eos,
+        "response_format": None
+        if fmt is None or fmt.type == "text"
+        else {"type": fmt.type, "schema": fmt.schema},
+    }
+
+
+def frame_error(frame: Frame) -> APIError:
+    status = int(frame.get("status") or 500)
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return APIError(
+        status,
+        str(frame.get("message") or "engine error"),
+        kind,
+        frame.get("param"),
+        frame.get("code"),
+    )
+
+
+def _manager(request: Request) -> ModelManager:
+    manager: ModelManager = request.app.state.manager
+    return manager
+
+
+async def _frames(
+    manager: ModelManager, name: str, frame: Frame, want_embedding: bool
+) -> AsyncGenerator[Frame, None]:
+    async with manager.use(name) as worker:
+        if worker.spec.embedding != want_embedding:
+            if want_embedding:
+                raise invalid_request(
+                    f"model '{name}' is not an embedding model; use it with "
+                    "/v1/chat/completions or /v1/completions",
+                    "model",
+                )
+            raise invalid_request(
+                f"model '{name}' is an embedding model; use it with /v1/embeddings", "model"
+            )
+        async for item in worker.request(frame):
+            yield item
+
+
+async def _first(frames: AsyncGenerator[Frame, None]) -> Frame:
+    first = await frames.__anext__()
+    if first["type"] == "error":
+        await frames.aclose()
+        raise frame_error(first)
+    return first
+
+
+async def _collect(frames: AsyncGenerator[Frame, None]) -> tuple[str, Frame]:
+    """All the text of a request and its final frame."""
+    parts: list[str] = []
+    async with aclosing(frames):
+        async for item in frames:
+            if item["type"] == "token":
+                parts.append(str(item["text"]))
+            elif item["type"] == "error":
+                raise frame_error(item)
+            elif item["type"] == "done":
+                return "".join(parts), item
+    raise APIError(500, "the engine ended the request without an answer", "server_error")
+
+
+def _usage(done: Frame) -> dict[str, Any]:
+    prompt = int(done.get("prompt_tokens", 0))
+    completion = int(done.get("completion_tokens", 0))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": int(done.get("cached_tokens", 0))},
+    }
+
+
+def _finish(done: Frame) -> str:
+    reason = str(done.get("finish_reason", "stop"))
+    return reason if reason in ("stop", "length") else "stop"
+
+
+def _reasoning_mode(manager: ModelManager, name: str) -> str:
+    entry = manager.catalog.resolve(name)
+    return entry.reasoning if entry is not None else "auto"
+
+
+async def chat_completions(request: Request) -> Response:
+    manager = _manager(request)
+    settings = request.app.state.settings
+    req: ChatRequest = parse_chat_request(
+        await read_json(request),
+        default_max_tokens=settings.default_max_tokens,
+        max_tokens_limit=settings.max_tokens_limit,
+    )
+    name = manager.canonical(req.model)
+    messages = [
+        {
+            k: v
+            for k, v in (
+                ("role", m.role),
+                ("content", m.content),
+                ("name", m.name),
+                ("reasoning_content", m.reasoning_content),
+                ("tool_call_id", m.tool_call_id),
+            )
+            if v is not None
+        }
+        for m in req.messages
+    ]
+    frame: Frame = {
+        "type": "generate",
+        "mode": "chat",
+        "messages": messages,
+        "params": params_frame(req.params),
+    }
+    frames = _frames(manager, name, frame, want_embedding=False)
+    started = await _first(frames)
+    split = _reasoning_mode(manager, name) != "off"
+    reasoning_started = bool(started.get("reasoning_started")) and split
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+
+    if not req.stream:
+        text, item = await _collect(frames)
+        reasoning, content = (
+            split_reasoning(text, started=reasoning_started) if split else (None, text)
+        )
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
+        return JSONResponse(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": _finish(item),
+                    }
+                ],
+                "usage": _usage(item),
+            }
+        )
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse_data(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": name,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+        )
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with aclosing(frames):
+            async for data in _chat_stream():
+                yield data
+
+    async def _chat_stream() -> AsyncIterator[bytes]:
+        splitter = ReasoningSplitter(started=reasoning_started) if split else None
+        yield chunk({"role": "assistant", "content": ""})
+        async for item in frames:
+            if item["type"] == "token":
+                text = str(item["text"])
+                reasoning, content = splitter.feed(text) if splitter else ("", text)
+                if reasoning:
+                    yield chunk({"reasoning_content": reasoning})
+                if content:
+                    yield chunk({"content": content})
+            elif item["type"] == "error":
+                yield sse_error(frame_error(item))
+                return
+            elif item["type"] == "done":
+                if splitter is not None:
+                    reasoning, content = splitter.flush()
+                    if reasoning:
+                        yield chunk({"reasoning_content": reasoning})
+                    if content:
+                        yield chunk({"content": content})
+                yield chunk({}, _finish(item))
+                if req.include_usage:
+                    yield sse_data(
+                        {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": name,
+                            "choices": [],
+                            "usage": _usage(item),
+                        }
+                    )
+                yield SSE_DONE
+                return
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def completions(request: Request) -> Response:
+    manager = _manager(request)
+    settings = request.app.state.settings
+    req: CompletionRequest = parse_completion_request(
+        await read_json(request),
+        default_max_tokens=settings.default_max_tokens,
+        max_tokens_limit=settings.max_tokens_limit,
+    )
+    name = manager.canonical(req.model)
+    frame: Frame = {
+        "type": "generate",
+        "mode": "completion",
+        "prompt": req.prompt,
+        "params": params_frame(req.params),
+    }
+    frames = _frames(manager, name, frame, want_embedding=False)
+    await _first(frames)
+    cid = f"cmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    prefix = req.prompt if req.echo else ""
+
+    if not req.stream:
+        text, done = await _collect(frames)
+        return JSONResponse(
+            {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "text": prefix + text,
+                        "logprobs": None,
+                        "finish_reason": _finish(done),
+                    }
+                ],
+                "usage": _usage(done),
+            }
+        )
+
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        return sse_data(
+            {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": name,
+                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+            }
+        )
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with aclosing(frames):
+            async for data in _text_stream():
+                yield data
+
+    async def _text_stream() -> AsyncIterator[bytes]:
+        if prefix:
+            yield chunk(prefix)
+        async for item in frames:
+            if item["type"] == "token":
+                yield chunk(str(item["text"]))
+            elif item["type"] == "error":
+                yield sse_error(frame_error(item))
+                return
+            elif item["type"] == "done":
+                yield chunk("", _finish(item))
+                if req.include_usage:
+                    yield sse_data(
+                        {
+                            "id": cid,
+                            "object": "text_completion",
+                            "created": created,
+                            "model": name,
+                            "choices": [],
+                            "usage": _usage(item),
+                        }
+                    )
+                yield SSE_DONE
+                return
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def embeddings(request: Request) -> Response:
+    manager = _manager(request)
+    req = parse_embedding_request(await read_json(request))
+    name = manager.canonical(req.model)
+    frame: Frame = {"type": "embed", "inputs": list(req.inputs)}
+    frames = _frames(manager, name, frame, want_embedding=True)
+    async with aclosing(frames):
+        item = await frames.__anext__()
+        if item["type"] == "error":
+            raise frame_error(item)
+        if item["type"] == "embeddings":
+            data = []
+            for i, vector in enumerate(item["data"]):
+                values = [float(x) for x in vector]
+                if req.dimensions is not None:
+                    values = values[: req.dimensions]
+                embedding: Any = values
+                if req.encoding_format == "base64":
+                    embedding = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+                data.append({"object": "embedding", "index": i, "embedding": embedding})
+            tokens = int(item.get("prompt_tokens", 0))
+            return JSONResponse(
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": name,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                }
+            )
+    raise APIError(500, "the engine ended the request without an answer", "server_error")
+
+
+def _model_object(manager: ModelManager, name: str) -> dict[str, Any]:
+    view = manager.describe(name)
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "appliance",
+        "meta": {
+            k: view[k]
+            for k in (
+                "state",
+                "tier",
+                "kind",
+                "aliases",
+                "eos_token_id",
+                "active_requests",
+                "queue_depth",
+            )
+        },
+    }
+
+
+async def list_models(request: Request) -> Response:
+    manager = _manager(request)
+    return JSONResponse(
+        {"object": "list", "data": [_model_object(manager, n) for n in manager.known_names()]}
+    )
+
+
+async def get_model(request: Request) -> Response:
+    manager = _manager(request)
+    name = manager.canonical(request.path_params["model"])
+    return JSONResponse(_model_object(manager, name))
+
+
+async def not_found(request: Request) -> Response:
+    return error_response(
+        APIError(
+            404,
+            f"no route {request.method} {request.url.path}",
+            "invalid_request_error",
+            None,
+            "unknown_route",
+        )
+    )
+
+
+routes = [
+    Route("/models", list_models, methods=["GET"]),
+    Route("/models/{model:path}", get_model, methods=["GET"]),
+    Route("/chat/completions", chat_completions, methods=["POST"]),
+    Route("/completions", completions, methods=["POST"]),
+    Route("/embeddings", embeddings, methods=["POST"]),
+]

@@ -1,0 +1,579 @@
+"""Typed, validated requests for the OpenAI routes.
+
+Bodies are untrusted, already JSON-decoded values. Every problem raises a 400
+:class:`~appliance.api.errors.APIError` whose ``param`` names the offending field
+(``messages[2].content[0]``, ``response_format.json_schema.schema``). Unknown keys
+are ignored, as OpenAI clients send extras; features this server does not have
+(tool calling, ``n > 1``, logprobs, non-text content) are refused clearly instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn, cast
+
+from appliance.api.errors import invalid_request
+
+__all__ = [
+    "MAX_CONTENT_CHARS",
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_LOGIT_BIAS",
+    "MAX_STOP",
+    "ChatMessage",
+    "ChatRequest",
+    "CompletionRequest",
+    "EmbeddingRequest",
+    "ResponseFormat",
+    "Role",
+    "SamplingParams",
+    "parse_chat_request",
+    "parse_completion_request",
+    "parse_embedding_request",
+]
+
+Role = Literal["system", "user", "assistant", "tool", "developer"]
+_ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool", "developer")
+
+MAX_CONTENT_CHARS = 4 * 1024 * 1024
+MAX_EMBEDDING_INPUTS = 2048
+MAX_STOP = 4
+MAX_LOGIT_BIAS = 1024
+_MAX_MODEL_CHARS = 512
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """``response_format``: free text, any JSON object, or JSON matching ``schema``."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Generation settings shared by chat and text completions."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = None
+    min_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float | None = None
+    response_format: ResponseFormat | None = None
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message; array content is flattened to its text."""
+
+    role: Role
+    content: str
+    name: str | None = None
+    reasoning_content: str | None = None
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: tuple[ChatMessage, ...]
+    stream: bool
+    include_usage: bool
+    params: SamplingParams
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    model: str
+    prompt: str
+    stream: bool
+    include_usage: bool
+    params: SamplingParams
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    model: str
+    inputs: tuple[str, ...]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+
+# --- primitives -------------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fail(param: str, message: str) -> NoReturn:
+    raise invalid_request(message, param=param)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _object(value: Any, param: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        _fail(param, f"'{param}' must be a JSON object, got {_show(value)}.")
+    return cast(Mapping[str, Any], value)
+
+
+def _body(body: Any) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise invalid_request("The request body must be a JSON object, got " + _show(body) + ".")
+    return cast(Mapping[str, Any], body)
+
+
+def _bool(body: Mapping[str, Any], key: str, default: bool = False, param: str = "") -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        name = param or key
+        _fail(name, f"'{name}' must be true or false, got {_show(value)}.")
+    return value
+
+
+def _string(value: Any, param: str, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        _fail(param, f"'{param}' must be a string, got {_show(value)}.")
+    if not allow_empty and not value:
+        _fail(param, f"'{param}' must not be empty.")
+    return value
+
+
+def _optional_string(body: Mapping[str, Any], key: str, param: str) -> str | None:
+    value = body.get(key)
+    return None if value is None else _string(value, param)
+
+
+def _number(
+    body: Mapping[str, Any],
+    key: str,
+    default: float,
+    *,
+    low: float,
+    high: float,
+    low_open: bool = False,
+) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    return _check_number(value, key, low=low, high=high, low_open=low_open)
+
+
+def _optional_number(
+    body: Mapping[str, Any], key: str, *, low: float, high: float, low_open: bool = False
+) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    return _check_number(value, key, low=low, high=high, low_open=low_open)
+
+
+def _check_number(
+    value: Any, param: str, *, low: float, high: float, low_open: bool = False
+) -> float:
+    if not _is_number(value):
+        _fail(param, f"'{param}' must be a number, got {_show(value)}.")
+    number = float(value)
+    if not math.isfinite(number):
+        _fail(param, f"'{param}' must be a finite number, got {_show(value)}.")
+    too_low = number <= low if low_open else number < low
+    if too_low or number > high:
+        bracket = "(" if low_open else "["
+        _fail(
+            param,
+            f"'{param}' must be in {bracket}{low:g}, {high:g}], got {_show(value)}.",
+        )
+    return number
+
+
+def _model(body: Mapping[str, Any]) -> str:
+    value = body.get("model")
+    if value is None:
+        _fail("model", "'model' is required: name the model to use (see GET /v1/models).")
+    model = _string(value, "model", allow_empty=False)
+    if len(model) > _MAX_MODEL_CHARS:
+        _fail("model", f"'model' is longer than {_MAX_MODEL_CHARS} characters.")
+    return model
+
+
+# --- sampling ---------------------------------------------------------------------------
+
+
+def _max_tokens(body: Mapping[str, Any], default: int, limit: int) -> int:
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    value = body.get(key)
+    if value is None:
+        return max(1, min(default, limit))
+    if not _is_int(value):
+        _fail(key, f"'{key}' must be an integer, got {_show(value)}.")
+    if value < 1:
+        _fail(key, f"'{key}' must be at least 1, got {value}.")
+    if value > limit:
+        _fail(
+            key,
+            f"'{key}' is too large: {value}. This server allows at most {limit} tokens.",
+        )
+    return cast(int, value)
+
+
+def _stop(body: Mapping[str, Any]) -> tuple[str, ...]:
+    value = body.get("stop")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (_string(value, "stop", allow_empty=False),)
+    if not isinstance(value, list):
+        _fail("stop", f"'stop' must be a string or a list of strings, got {_show(value)}.")
+    if len(value) > MAX_STOP:
+        _fail("stop", f"'stop' has {len(value)} sequences; at most {MAX_STOP} are allowed.")
+    return tuple(_string(s, f"stop[{i}]", allow_empty=False) for i, s in enumerate(value))
+
+
+def _seed(body: Mapping[str, Any]) -> int | None:
+    value = body.get("seed")
+    if value is None:
+        return None
+    if not _is_int(value):
+        _fail("seed", f"'seed' must be an integer, got {_show(value)}.")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        _fail("seed", "'seed' must fit in a signed 64-bit integer.")
+    return cast(int, value)
+
+
+def _logit_bias(body: Mapping[str, Any]) -> dict[int, float]:
+    value = body.get("logit_bias")
+    if value is None:
+        return {}
+    mapping = _object(value, "logit_bias")
+    if len(mapping) > MAX_LOGIT_BIAS:
+        _fail("logit_bias", f"'logit_bias' has more than {MAX_LOGIT_BIAS} entries.")
+    out: dict[int, float] = {}
+    for raw_key, bias in mapping.items():
+        key: Any = raw_key
+        if _is_int(key) and key >= 0:
+            token = cast(int, key)
+        elif isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 12:
+            token = int(key)
+        else:
+            _fail(
+                "logit_bias",
+                f"'logit_bias' keys must be token ids (non-negative integers), got {_show(key)}.",
+            )
+        out[token] = _check_number(bias, f"logit_bias.{key}", low=-100.0, high=100.0)
+    return out
+
+
+def _response_format(body: Mapping[str, Any]) -> ResponseFormat | None:
+    value = body.get("response_format")
+    if value is None:
+        return None
+    fmt = _object(value, "response_format")
+    kind = fmt.get("type")
+    if kind == "text":
+        return ResponseFormat("text")
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    if kind == "json_schema":
+        spec = _object(fmt.get("json_schema"), "response_format.json_schema")
+        name = _optional_string(spec, "name", "response_format.json_schema.name")
+        schema = spec.get("schema")
+        if schema is None:
+            _fail(
+                "response_format.json_schema.schema",
+                "'response_format.json_schema.schema' is required: give the JSON Schema "
+                "the output must match.",
+            )
+        schema_obj = _object(schema, "response_format.json_schema.schema")
+        strict = _bool(spec, "strict", param="response_format.json_schema.strict")
+        return ResponseFormat("json_schema", dict(schema_obj), name, strict)
+    _fail(
+        "response_format.type",
+        "'response_format.type' must be 'text', 'json_object' or 'json_schema', "
+        f"got {_show(kind)}.",
+    )
+
+
+def _refuse_unsupported(body: Mapping[str, Any]) -> None:
+    n = body.get("n")
+    if n is not None and not (_is_int(n) and n == 1):
+        _fail("n", f"Only n=1 is supported by this server, got n={_show(n)}.")
+    for key in ("tools", "functions"):
+        if body.get(key):
+            _fail(
+                key,
+                f"Tool calling is not supported by this server yet: remove '{key}' "
+                "from the request.",
+            )
+    for key in ("tool_choice", "function_call"):
+        choice = body.get(key)
+        if choice is not None and choice not in ("none", "auto"):
+            _fail(key, f"Tool calling is not supported by this server yet: remove '{key}'.")
+
+
+def _stream(body: Mapping[str, Any]) -> tuple[bool, bool]:
+    stream = _bool(body, "stream")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not stream:
+        _fail(
+            "stream_options",
+            "'stream_options' is only allowed when 'stream' is true.",
+        )
+    opts = _object(options, "stream_options")
+    return stream, _bool(opts, "include_usage", param="stream_options.include_usage")
+
+
+def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> SamplingParams:
+    top_k = body.get("top_k")
+    if top_k is not None and (not _is_int(top_k) or not 0 <= top_k <= _INT32_MAX):
+        _fail("top_k", f"'top_k' must be a non-negative integer, got {_show(top_k)}.")
+    repeat_penalty = _optional_number(body, "repeat_penalty", low=0.0, high=10.0, low_open=True)
+    return SamplingParams(
+        max_tokens=_max_tokens(body, default_max_tokens, limit),
+        temperature=_number(body, "temperature", 1.0, low=0.0, high=2.0),
+        top_p=_number(body, "top_p", 1.0, low=0.0, high=1.0, low_open=True),
+        top_k=cast("int | None", top_k),
+        min_p=_optional_number(body, "min_p", low=0.0, high=1.0),
+        stop=_stop(body),
+        seed=_seed(body),
+        logit_bias=_logit_bias(body),
+        presence_penalty=_number(body, "presence_penalty", 0.0, low=-2.0, high=2.0),
+        frequency_penalty=_number(body, "frequency_penalty", 0.0, low=-2.0, high=2.0),
+        repeat_penalty=repeat_penalty,
+        response_format=_response_format(body),
+        ignore_eos=_bool(body, "ignore_eos"),
+    )
+
+
+# --- chat -------------------------------------------------------------------------------
+
+
+def _content(value: Any, param: str, *, allow_null: bool) -> str:
+    if value is None:
+        if allow_null:
+            return ""
+        _fail(param, f"'{param}' is required.")
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        _fail(param, f"'{param}' must be a string or a list of content parts.")
+    texts: list[str] = []
+    for j, part in enumerate(value):
+        part_param = f"{param}[{j}]"
+        part_obj = _object(part, part_param)
+        kind = part_obj.get("type")
+        if kind == "text":
+            texts.append(_string(part_obj.get("text"), f"{part_param}.text"))
+        elif kind in ("image_url", "input_image", "image"):
+            _fail(part_param, "Image input is not supported by this server: send text only.")
+        elif kind in ("input_audio", "audio"):
+            _fail(part_param, "Audio input is not supported by this server: send text only.")
+        else:
+            _fail(
+                part_param,
+                f"Unsupported content part type {_show(kind)}: only 'text' parts are supported.",
+            )
+    return "".join(texts)
+
+
+def _message(value: Any, i: int) -> ChatMessage:
+    param = f"messages[{i}]"
+    msg = _object(value, param)
+    role = msg.get("role")
+    if role not in _ROLES:
+        _fail(
+            f"{param}.role",
+            f"'{param}.role' must be one of {', '.join(_ROLES)}; got {_show(role)}.",
+        )
+    if msg.get("tool_calls"):
+        _fail(
+            f"{param}.tool_calls",
+            "Tool calling is not supported by this server yet: remove 'tool_calls'.",
+        )
+    content = _content(msg.get("content"), f"{param}.content", allow_null=role == "assistant")
+    return ChatMessage(
+        role=cast(Role, role),
+        content=content,
+        name=_optional_string(msg, "name", f"{param}.name"),
+        reasoning_content=_optional_string(msg, "reasoning_content", f"{param}.reasoning_content"),
+        tool_call_id=_optional_string(msg, "tool_call_id", f"{param}.tool_call_id"),
+    )
+
+
+def _messages(body: Mapping[str, Any]) -> tuple[ChatMessage, ...]:
+    value = body.get("messages")
+    if value is None:
+        _fail("messages", "'messages' is required: give a list of chat messages.")
+    if not isinstance(value, list):
+        _fail("messages", f"'messages' must be a list of messages, got {_show(value)}.")
+    if not value:
+        _fail("messages", "'messages' must contain at least one message.")
+    messages = tuple(_message(m, i) for i, m in enumerate(value))
+    total = sum(len(m.content) + len(m.reasoning_content or "") for m in messages)
+    if total > MAX_CONTENT_CHARS:
+        _fail(
+            "messages",
+            f"The messages are too long: {total} characters, the limit is {MAX_CONTENT_CHARS}.",
+        )
+    return messages
+
+
+def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: int) -> ChatRequest:
+    """Validate a ``POST /v1/chat/completions`` body."""
+    obj = _body(body)
+    model = _model(obj)
+    messages = _messages(obj)
+    _refuse_unsupported(obj)
+    if obj.get("logprobs") or obj.get("top_logprobs"):
+        _fail("logprobs", "'logprobs' is not supported by this server yet.")
+    stream, include_usage = _stream(obj)
+    params = _params(obj, default_max_tokens, max_tokens_limit)
+    return ChatRequest(model, messages, stream, include_usage, params)
+
+
+# --- completions ------------------------------------------------------------------------
+
+
+def _prompt(body: Mapping[str, Any]) -> str:
+    value = body.get("prompt")
+    if value is None:
+        _fail("prompt", "'prompt' is required.")
+    if isinstance(value, list):
+        if (value and all(_is_int(t) for t in value)) or any(isinstance(t, list) for t in value):
+            _fail(
+                "prompt",
+                "Token arrays are not supported as 'prompt': send the prompt as a string.",
+            )
+        if len(value) != 1:
+            _fail(
+                "prompt",
+                f"'prompt' must be a string or a list of exactly one string, got {len(value)} "
+                "items (batched prompts are not supported).",
+            )
+        value = value[0]
+        prompt = _string(value, "prompt[0]")
+    else:
+        prompt = _string(value, "prompt")
+    if len(prompt) > MAX_CONTENT_CHARS:
+        _fail(
+            "prompt",
+            f"The prompt is too long: {len(prompt)} characters, the limit is {MAX_CONTENT_CHARS}.",
+        )
+    return prompt
+
+
+def parse_completion_request(
+    body: Any, *, default_max_tokens: int, max_tokens_limit: int
+) -> CompletionRequest:
+    """Validate a ``POST /v1/completions`` body."""
+    obj = _body(body)
+    model = _model(obj)
+    prompt = _prompt(obj)
+    _refuse_unsupported(obj)
+    best_of = obj.get("best_of")
+    if best_of is not None and not (_is_int(best_of) and best_of == 1):
+        _fail("best_of", f"Only best_of=1 is supported by this server, got {_show(best_of)}.")
+    if obj.get("logprobs"):
+        _fail("logprobs", "'logprobs' is not supported by this server yet.")
+    if obj.get("suffix"):
+        _fail("suffix", "'suffix' (insertion) is not supported by this server.")
+    stream, include_usage = _stream(obj)
+    params = _params(obj, default_max_tokens, max_tokens_limit)
+    echo = _bool(obj, "echo")
+    return CompletionRequest(model, prompt, stream, include_usage, params, echo)
+
+
+# --- embeddings -------------------------------------------------------------------------
+
+
+def _inputs(body: Mapping[str, Any]) -> tuple[str, ...]:
+    value = body.get("input")
+    if value is None:
+        _fail("input", "'input' is required: a string or a list of strings.")
+    if isinstance(value, str):
+        items: list[Any] = [value]
+        single = True
+    elif isinstance(value, list):
+        items = value
+        single = False
+        if not items:
+            _fail("input", "'input' must not be an empty list.")
+        if any(_is_int(t) or isinstance(t, list) for t in items):
+            _fail(
+                "input",
+                "Token arrays are not supported as 'input': send strings.",
+            )
+        if len(items) > MAX_EMBEDDING_INPUTS:
+            _fail(
+                "input",
+                f"'input' has {len(items)} items; at most {MAX_EMBEDDING_INPUTS} are allowed.",
+            )
+    else:
+        _fail("input", f"'input' must be a string or a list of strings, got {_show(value)}.")
+    inputs = tuple(
+        _string(t, "input" if single else f"input[{i}]", allow_empty=False)
+        for i, t in enumerate(items)
+    )
+    total = sum(len(t) for t in inputs)
+    if total > MAX_CONTENT_CHARS:
+        _fail(
+            "input",
+            f"'input' is too long: {total} characters, the limit is {MAX_CONTENT_CHARS}.",
+        )
+    return inputs
+
+
+def parse_embedding_request(body: Any) -> EmbeddingRequest:
+    """Validate a ``POST /v1/embeddings`` body."""
+    obj = _body(body)
+    model = _model(obj)
+    inputs = _inputs(obj)
+    encoding = obj.get("encoding_format")
+    if encoding is None:
+        encoding = "float"
+    if encoding not in ("float", "base64"):
+        _fail(
+            "encoding_format",
+            f"'encoding_format' must be 'float' or 'base64', got {_show(encoding)}.",
+        )
+    dimensions = obj.get("dimensions")
+    if dimensions is not None and (not _is_int(dimensions) or dimensions < 1):
+        _fail(
+            "dimensions",
+            f"'dimensions' must be a positive integer, got {_show(dimensions)}.",
+        )
+    return EmbeddingRequest(
+        model,
+        inputs,
+        cast(Literal["float", "base64"], encoding),
+        cast("int | None", dimensions),
+    )

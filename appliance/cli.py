@@ -1,0 +1,496 @@
+"""The `appliance` command. Each failure prints one line of error text and exits non-zero.
+
+Commands that manage models talk to the running daemon through its admin API;
+when no daemon answers, the store commands (pull, import, ls, rm, inspect) work
+on the local store directly, so an air-gapped box can be prepared before the
+service starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__, bench, chat_repl
+from appliance.client import AdminClient, DaemonError, DaemonUnreachable
+from appliance.paths import Paths, resolve_paths
+from appliance.settings import Settings, SettingsError, load_settings
+from appliance.tiers.policy import fmt_bytes
+
+
+class CLIError(Exception):
+    """One line for the user; exit status 1."""
+
+
+# -- context --------------------------------------------------------------------------------
+
+
+def _paths_settings(args: argparse.Namespace) -> tuple[Paths, Settings]:
+    paths = resolve_paths(getattr(args, "home", None))
+    overrides = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "catalog_path": getattr(args, "catalog", None),
+    }
+    try:
+        return paths, load_settings(paths, overrides)
+    except SettingsError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    _, settings = _paths_settings(args)
+    key = os.environ.get("APPLIANCE_API_KEY") or (
+        settings.api_keys[0] if settings.api_keys else None
+    )
+    return AdminClient(getattr(args, "url", None) or settings.base_url, api_key=key)
+
+
+def _local_store(args: argparse.Namespace) -> Any:
+    from appliance.store.store import Store
+
+    paths, settings = _paths_settings(args)
+    paths.ensure()
+    return Store(paths.store_dir, endpoint=settings.hub_endpoint, token=settings.hf_token)
+
+
+def _catalog(settings: Settings) -> Any:
+    from appliance.catalog import Catalog, load_catalog
+
+    if settings.catalog_path is None:
+        return Catalog(())
+    return load_catalog(settings.catalog_path)
+
+
+class ProgressBar:
+    """One line on stderr, redrawn at most 10 times a second."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def update(self, status: str, done: int | None, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.1 and status == "downloading":
+            return
+        self.last = now
+        if total and done is not None and status == "downloading":
+            rate = done / max(now - self.started, 1e-6)
+            text = (
+                f"{self.label}  {100 * done / total:5.1f}%  {fmt_bytes(done)} / "
+                f"{fmt_bytes(total)}  {fmt_bytes(rate)}/s"
+            )
+        else:
+            text = f"{self.label}  {status}"
+        end = "\n" if status in ("done", "success") else ""
+        print(f"\r{text:<79}", end=end, file=sys.stderr, flush=True)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from appliance.api.app import create_app
+    from appliance.catalog import CatalogError
+    from appliance.hardware import detect
+    from appliance.store.store import Store
+
+    paths, settings = _paths_settings(args)
+    paths.ensure()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        catalog = _catalog(settings)
+    except CatalogError as exc:
+        raise CLIError(str(exc)) from exc
+    store = Store(paths.store_dir, endpoint=settings.hub_endpoint, token=settings.hf_token)
+    hardware = detect()
+    log = logging.getLogger("appliance")
+    engine = hardware.engine
+    log.info(
+        "appliance %s: backend %s, store %s, catalog %s",
+        __version__,
+        engine.backend if engine else "unavailable",
+        paths.store_dir,
+        settings.catalog_path,
+    )
+    for problem in hardware.problems:
+        log.warning("%s", problem)
+    app = create_app(settings, catalog, store, hardware)
+    log.info("serving the OpenAI API at %s/v1", settings.base_url)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    bar = ProgressBar(args.model)
+    try:
+        with _client(args) as client:
+            for event in client.pull(args.model, args.name):
+                if event.get("status") == "success":
+                    bar.update("success", None, None)
+                    print(
+                        f"{event['model']}  sha256 {event['sha256']}  "
+                        f"{fmt_bytes(event['size'])}  revision {event.get('revision')}"
+                    )
+                    return 0
+                bar.update(str(event.get("status")), event.get("downloaded"), event.get("total"))
+    except DaemonUnreachable:
+        pass
+    from appliance.store.store import ProgressEvent
+
+    _, settings = _paths_settings(args)
+    ref = args.model
+    if not ref.startswith("hf://"):
+        entry = _catalog(settings).resolve(ref)
+        if entry is None:
+            raise CLIError(
+                f"'{ref}' is neither a catalog model nor an hf://org/repo/file.gguf reference"
+            )
+        ref, args.name = f"{entry.source}@{entry.revision}", entry.name
+
+    def progress(ev: ProgressEvent) -> None:
+        bar.update(ev.status, ev.downloaded, ev.total)
+
+    stored = _local_store(args).pull(ref, args.name, progress)
+    bar.update("done", None, None)
+    print(
+        f"{stored.name}  sha256 {stored.sha256}  {fmt_bytes(stored.size)}  "
+        f"revision {stored.revision}"
+    )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = Path(args.path).expanduser().resolve()
+    try:
+        with _client(args) as client:
+            result = client.import_file(str(path), args.name)
+            print(f"{result['model']}  sha256 {result['sha256']}  {fmt_bytes(result['size'])}")
+            return 0
+    except DaemonUnreachable:
+        pass
+    stored = _local_store(args).import_file(path, args.name)
+    print(f"{stored.name}  sha256 {stored.sha256}  {fmt_bytes(stored.size)}")
+    return 0
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    try:
+        with _client(args) as client:
+            models = client.models()
+        rows = [
+            [
+                m["name"],
+                m["tier"],
+                m["state"],
+                m["kind"],
+                fmt_bytes(m["size_bytes"]) if m["size_bytes"] else "-",
+                ",".join(m["aliases"]) or "-",
+            ]
+            for m in models
+        ]
+        print(_table(rows, ["NAME", "TIER", "STATE", "KIND", "SIZE", "ALIASES"]))
+        return 0
+    except DaemonUnreachable:
+        pass
+    _, settings = _paths_settings(args)
+    stored = {m.name: m for m in _local_store(args).list()}
+    catalog = _catalog(settings)
+    names = list(catalog.names()) + [n for n in stored if n not in catalog]
+    rows = [
+        [
+            n,
+            "cold" if n in stored else "remote",
+            "daemon not running",
+            fmt_bytes(stored[n].size) if n in stored else "-",
+        ]
+        for n in names
+    ]
+    print(_table(rows, ["NAME", "TIER", "STATE", "SIZE"]))
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        models = [
+            m
+            for m in client.models()
+            if m["tier"] == "hot" or (m["state"] != "unloaded" and m["state"] != "remote")
+        ]
+    rows = [
+        [
+            m["name"],
+            m["state"],
+            str(m["pid"] or "-"),
+            str(m["active_requests"]),
+            str(m["queue_depth"]),
+            str(m["n_gpu_layers"] if m["n_gpu_layers"] is not None else "-"),
+            f"{m['keep_alive_s']:g}s",
+        ]
+        for m in models
+    ]
+    print(_table(rows, ["NAME", "STATE", "PID", "ACTIVE", "QUEUED", "GPU LAYERS", "KEEP ALIVE"]))
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        m = client.load(args.model)
+    print(f"{m['name']} loaded (pid {m['pid']}): {m['placement']}")
+    return 0
+
+
+def cmd_unload(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        m = client.unload(args.model)
+    print(f"{m['name']} {'unloaded' if m['unloaded'] else 'was not loaded'}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    try:
+        with _client(args) as client:
+            client.remove(args.model)
+            print(f"removed {args.model}")
+            return 0
+    except DaemonUnreachable:
+        pass
+    store = _local_store(args)
+    if store.get(args.model) is None:
+        raise CLIError(f"no model '{args.model}' in the store")
+    store.remove(args.model)
+    print(f"removed {args.model}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from appliance.api.admin_routes import inspect_payload
+    from appliance.store.gguf_meta import read_gguf_info
+
+    _, settings = _paths_settings(args)
+    context = args.context or settings.default_context
+    path = Path(args.model).expanduser()
+    if path.is_file():
+        data = inspect_payload(read_gguf_info(path), context)
+    else:
+        try:
+            with _client(args) as client:
+                data = client.inspect(args.model, context)
+        except DaemonUnreachable:
+            stored = _local_store(args).get(args.model)
+            if stored is None:
+                raise CLIError(f"no model or file '{args.model}' (daemon not running)") from None
+            data = inspect_payload(read_gguf_info(stored.path), context)
+    est = data["estimate"]
+    print(f"path            {data['path']}")
+    print(f"architecture    {data['architecture']}")
+    print(f"parameters      {data['parameters']:,} ({data['parameters'] / 1e9:.2f} B)")
+    print(f"quantization    {data['quantization']}")
+    print(f"context length  {data['context_length']}")
+    print(f"file size       {fmt_bytes(data['file_size'])}")
+    print(f"kind            {'embedding' if data['embedding'] else 'chat/completion'}")
+    print(
+        f"memory at {est['context']} ctx  {fmt_bytes(est['total_bytes'])} (weights "
+        f"{fmt_bytes(est['weights_bytes'])}, KV cache {fmt_bytes(est['kv_cache_bytes'])}, "
+        f"compute {fmt_bytes(est['compute_bytes'])})"
+    )
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    _, settings = _paths_settings(args)
+    if not args.model:
+        entry = _catalog(settings).default_entry()
+        if entry is None:
+            raise CLIError("name a model: appliance chat MODEL (see `appliance ls`)")
+        args.model = entry.name
+    if not args.base_url:
+        args.base_url = settings.base_url + "/v1"
+    return chat_repl.run_from_args(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return bench.run_from_args(args)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from appliance.engines.supervisor import WorkerProcess, WorkerSpec
+    from appliance.hardware import detect
+    from appliance.tiny_model import write_tiny_gguf
+
+    paths, settings = _paths_settings(args)
+    report = detect()
+    ok = True
+    engine = report.engine
+    print(f"appliance       {__version__} (python {sys.version.split()[0]})")
+    if engine:
+        print(
+            f"engine          llama-cpp-python {engine.version}, backend {engine.backend}, "
+            f"GPU offload {'yes' if engine.gpu_offload else 'no'}"
+        )
+    else:
+        ok = False
+        print("engine          unavailable")
+    print(
+        f"cpu             {report.cpu_physical or 'unknown'} cores "
+        f"({report.cpu_logical or 'unknown'} threads)"
+    )
+    print(
+        f"memory          {fmt_bytes(report.ram_available_bytes)} available of "
+        f"{fmt_bytes(report.ram_total_bytes)}"
+    )
+    for d in report.devices:
+        print(
+            f"gpu {d.index}           {d.name} ({d.vendor}): {fmt_bytes(d.free_bytes)} free of "
+            f"{fmt_bytes(d.total_bytes)}"
+        )
+    if not report.devices:
+        print("gpu             none found")
+    print(f"store           {paths.store_dir}")
+    print(f"catalog         {settings.catalog_path}")
+    print(f"api             {settings.base_url}/v1")
+    for problem in report.problems:
+        print(f"problem         {problem}")
+
+    async def selftest() -> tuple[str, int, float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_tiny_gguf(Path(tmp) / "selftest.gguf")
+            worker = WorkerProcess(WorkerSpec("selftest", str(path), n_ctx=256, n_threads=1))
+            await worker.start(60)
+            started = time.monotonic()
+            text, count = "", 0
+            try:
+                async for frame in worker.request(
+                    {
+                        "type": "generate",
+                        "mode": "chat",
+                        "messages": [{"role": "user", "content": "hello"}],
+                        "params": {"max_tokens": 16, "temperature": 0, "ignore_eos": True},
+                    }
+                ):
+                    if frame["type"] == "token":
+                        text += frame["text"]
+                    elif frame["type"] == "done":
+                        count = int(frame["completion_tokens"])
+                    elif frame["type"] == "error":
+                        raise RuntimeError(frame["message"])
+            finally:
+                await worker.stop()
+            return text, count, time.monotonic() - started
+
+    try:
+        _, count, seconds = asyncio.run(selftest())
+        print(f"self-test       generated {count} tokens with a tiny model in {seconds:.2f} s: ok")
+    except Exception as exc:
+        ok = False
+        print(f"self-test       FAILED: {exc}")
+    return 0 if ok else 1
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance",
+        description="Self-hosted inference appliance: serve GGUF models "
+        "behind an OpenAI-compatible API.",
+    )
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help_text: str, daemon: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--home", help="state folder (overrides APPLIANCE_HOME)")
+        if daemon:
+            p.add_argument("--url", help="daemon address (default from the settings)")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("serve", cmd_serve, "run the daemon in the foreground", daemon=False)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--catalog", help="models.toml to use")
+    p = command("pull", cmd_pull, "download a catalog model or hf://org/repo/file.gguf[@rev]")
+    p.add_argument("model")
+    p.add_argument("--name", help="store name for an hf:// reference")
+    p = command("import", cmd_import, "bring a local GGUF file into the store (air-gapped)")
+    p.add_argument("path")
+    p.add_argument("--name")
+    command("ls", cmd_ls, "list catalog and stored models")
+    command("ps", cmd_ps, "list loaded models")
+    p = command("load", cmd_load, "load a model now")
+    p.add_argument("model")
+    p = command("unload", cmd_unload, "unload a model now")
+    p.add_argument("model")
+    p = command("rm", cmd_rm, "delete a model from the store")
+    p.add_argument("model")
+    p = command("inspect", cmd_inspect, "show a model's metadata and memory estimate")
+    p.add_argument("model", help="model name or path to a GGUF file")
+    p.add_argument("--context", type=int)
+    p = sub.add_parser("chat", help="interactive streaming chat with a model")
+    chat_repl.add_arguments(p)
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("bench", help="benchmark any OpenAI-compatible server")
+    bench.add_arguments(p)
+    p.set_defaults(func=cmd_bench)
+    command("doctor", cmd_doctor, "check the engine, the devices and run a self-test", daemon=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+    except (CLIError, DaemonError) as exc:
+        print(f"appliance: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from appliance.catalog import CatalogError
+        from appliance.store.gguf_meta import GGUFError
+        from appliance.store.store import StoreError
+
+        if isinstance(exc, StoreError | GGUFError | CatalogError | OSError):
+            print(f"appliance: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

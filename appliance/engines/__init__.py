@@ -1,0 +1,1 @@
+"""Engines: worker processes that run models, their supervision and chat templating."""

@@ -1,0 +1,281 @@
+"""Daemon side of one engine worker: start it, route its frames, watch it, end it.
+
+A worker that exits, is killed or stops sending heartbeats fails only the
+requests it holds, each with a clear error; the model manager decides when to
+start it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.engines.protocol import AsyncChannel, Frame, ProtocolError
+
+log = logging.getLogger("appliance.supervisor")
+
+TERMINAL_FRAMES = frozenset({"done", "error", "embeddings"})
+_ids = itertools.count(1)
+
+
+class WorkerStartError(RuntimeError):
+    """The worker could not load its model (bad file, no memory, timeout)."""
+
+
+class WorkerGone(RuntimeError):
+    """The worker died or was killed while it held requests."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    model: str
+    model_path: str
+    n_ctx: int
+    n_gpu_layers: int = 0
+    n_threads: int | None = None
+    embedding: bool = False
+    chat_template: str | None = None
+
+    def config_json(self) -> str:
+        return json.dumps(
+            {
+                "model_path": self.model_path,
+                "n_ctx": self.n_ctx,
+                "n_gpu_layers": self.n_gpu_layers,
+                "n_threads": self.n_threads,
+                "embedding": self.embedding,
+                "chat_template": self.chat_template,
+            }
+        )
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "stopped answering"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = (
+            " (killed: out of memory, or by an operator)" if -returncode == signal.SIGKILL else ""
+        )
+        return f"was killed by {name}{hint}"
+    return f"exited with status {returncode}"
+
+
+class WorkerProcess:
+    def __init__(self, spec: WorkerSpec, *, heartbeat_timeout_s: float = 15.0) -> None:
+        self.spec = spec
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.info: dict[str, Any] = {}
+        self.pid: int | None = None
+        self.started_at = 0.0
+        self.exit_reason: str | None = None
+        self.on_exit: list[Any] = []  # callables(worker) run once when the worker is gone
+        self._proc: asyncio.subprocess.Process | None = None
+        self._channel: AsyncChannel | None = None
+        self._streams: dict[str, asyncio.Queue[Frame]] = {}
+        self._last_beat = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready: asyncio.Future[Frame] | None = None
+        self._closing = False
+        self.queue_depth = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None and self.exit_reason is None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._streams)
+
+    async def start(self, load_timeout_s: float) -> dict[str, Any]:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        cmd = [
+            sys.executable,
+            "-m",
+            "appliance.engines.worker",
+            "--fd",
+            str(child.fileno()),
+            "--config",
+            self.spec.config_json(),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                pass_fds=(child.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        self.pid = self._proc.pid
+        self.started_at = time.monotonic()
+        self._last_beat = time.monotonic()
+        self._channel = await AsyncChannel.from_socket(parent)
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name=f"worker-read-{self.spec.model}"),
+            asyncio.create_task(self._watch_loop(), name=f"worker-watch-{self.spec.model}"),
+        ]
+        try:
+            frame = await asyncio.wait_for(asyncio.shield(self._ready), load_timeout_s)
+        except TimeoutError:
+            await self.kill(f"did not finish loading within {load_timeout_s:.0f} s")
+            raise WorkerStartError(
+                f"model '{self.spec.model}' did not load within {load_timeout_s:.0f} s"
+            ) from None
+        except WorkerGone as exc:
+            raise WorkerStartError(f"model '{self.spec.model}' failed to load: {exc}") from None
+        if frame["type"] == "load_failed":
+            await self.kill("load failed")
+            raise WorkerStartError(
+                f"model '{self.spec.model}' failed to load: {frame.get('message', 'unknown error')}"
+            )
+        self.info = dict(frame.get("info") or {})
+        log.info(
+            "worker for %s ready (pid %s, %.2f s)",
+            self.spec.model,
+            self.pid,
+            time.monotonic() - self.started_at,
+        )
+        return self.info
+
+    async def _read_loop(self) -> None:
+        assert self._channel is not None
+        reason = "closed its channel"
+        try:
+            while True:
+                frame = await self._channel.recv()
+                self._last_beat = time.monotonic()
+                kind = frame["type"]
+                if kind == "heartbeat":
+                    self.queue_depth = int(frame.get("queue", 0))
+                elif kind in ("ready", "load_failed"):
+                    if self._ready is not None and not self._ready.done():
+                        self._ready.set_result(frame)
+                else:
+                    stream = self._streams.get(str(frame.get("id")))
+                    if stream is not None:
+                        stream.put_nowait(frame)
+                        if kind in TERMINAL_FRAMES:
+                            self._streams.pop(str(frame.get("id")), None)
+        except ProtocolError:
+            pass
+        except asyncio.CancelledError:
+            return
+        if self._proc is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), 5)
+            reason = _describe_exit(self._proc.returncode)
+        await self._gone(self.exit_reason or reason)
+
+    async def _watch_loop(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                if time.monotonic() - self._last_beat > self.heartbeat_timeout_s:
+                    log.warning(
+                        "worker for %s sent no heartbeat for %.0f s: killing it",
+                        self.spec.model,
+                        self.heartbeat_timeout_s,
+                    )
+                    await self.kill(
+                        f"stopped answering for {self.heartbeat_timeout_s:.0f} s and was killed"
+                    )
+                    return
+        except asyncio.CancelledError:
+            return
+
+    async def _gone(self, reason: str) -> None:
+        if self.exit_reason is None:
+            self.exit_reason = reason
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(WorkerGone(reason))
+            self._ready.exception()  # mark retrieved
+        streams, self._streams = self._streams, {}
+        for request_id, stream in streams.items():
+            stream.put_nowait(
+                {
+                    "type": "error",
+                    "id": request_id,
+                    "code": "engine_crashed",
+                    "status": 500,
+                    "message": (
+                        f"the engine worker for model '{self.spec.model}' {self.exit_reason} "
+                        "while serving this request; it will be restarted on the next request"
+                    ),
+                }
+            )
+        callbacks, self.on_exit = self.on_exit, []
+        for callback in callbacks:
+            callback(self)
+
+    async def kill(self, reason: str) -> None:
+        if self.exit_reason is None:
+            self.exit_reason = reason
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), 10)
+
+    async def stop(self) -> None:
+        """End the worker on purpose: its memory comes back to the box."""
+        self._closing = True
+        if self._channel is not None and self.alive:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._channel.send({"type": "shutdown"}), 2)
+        if self._proc is not None and self._proc.returncode is None:
+            try:
+                await asyncio.wait_for(self._proc.wait(), 5)
+            except TimeoutError:
+                await self.kill("unloaded")
+        if self.exit_reason is None:
+            self.exit_reason = "unloaded"
+        await self._gone(self.exit_reason)
+        for task in self._tasks:
+            task.cancel()
+        if self._channel is not None:
+            self._channel.close()
+
+    async def request(self, frame: Frame) -> AsyncIterator[Frame]:
+        """Send one request and yield its frames until a terminal one.
+
+        Leaving the iteration early (client gone) cancels the request in the worker.
+        """
+        if not self.alive or self._channel is None:
+            raise WorkerGone(self.exit_reason or "not running")
+        request_id = f"r{next(_ids)}"
+        stream: asyncio.Queue[Frame] = asyncio.Queue()
+        self._streams[request_id] = stream
+        finished = False
+        try:
+            await self._channel.send({**frame, "id": request_id})
+            while True:
+                item = await stream.get()
+                if item["type"] in TERMINAL_FRAMES:
+                    finished = True
+                    yield item
+                    return
+                yield item
+        finally:
+            if not finished:
+                self._streams.pop(request_id, None)
+                if self.alive and self._channel is not None:
+                    with contextlib.suppress(Exception):
+                        await self._channel.send({"type": "cancel", "id": request_id})

@@ -1,0 +1,165 @@
+"""What the box has: GPUs, memory, and which backend the engine was built with.
+
+The engine library is probed in a short-lived subprocess so the daemon itself
+never initialises a GPU context. Unknown values stay None ("unknown"), never a
+guess. `problems` says what is missing and how to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psutil
+
+_PROBE = r"""
+import json, llama_cpp
+info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+print(json.dumps({
+    "version": getattr(llama_cpp, "__version__", "unknown"),
+    "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+    "mmap": bool(llama_cpp.llama_supports_mmap()),
+    "mlock": bool(llama_cpp.llama_supports_mlock()),
+    "system_info": info,
+}))
+"""
+
+
+@dataclass(frozen=True)
+class GPUDevice:
+    index: int
+    name: str
+    vendor: str
+    total_bytes: int | None
+    free_bytes: int | None
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    version: str
+    backend: str  # cpu | cuda | rocm | metal | vulkan | unknown
+    gpu_offload: bool
+    system_info: str
+
+
+@dataclass
+class HardwareReport:
+    engine: EngineBuild | None
+    devices: list[GPUDevice]
+    ram_total_bytes: int
+    ram_available_bytes: int
+    cpu_physical: int | None
+    cpu_logical: int | None
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def gpu_free_bytes(self) -> int | None:
+        if not self.devices:
+            return None
+        frees = [d.free_bytes for d in self.devices]
+        return None if any(f is None for f in frees) else max(f for f in frees if f is not None)
+
+
+def _backend_from_info(gpu_offload: bool, info: str) -> str:
+    text = info.upper()
+    for marker, name in (
+        ("CUDA", "cuda"),
+        ("ROCM", "rocm"),
+        ("HIP", "rocm"),
+        ("METAL", "metal"),
+        ("VULKAN", "vulkan"),
+    ):
+        if marker in text:
+            return name
+    return "unknown" if gpu_offload else "cpu"
+
+
+def probe_engine(timeout_s: float = 60.0) -> tuple[EngineBuild | None, str | None]:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"could not probe llama-cpp-python: {exc}"
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"llama-cpp-python does not import: {last}. Re-run installer.sh."
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    build = EngineBuild(
+        version=str(data["version"]),
+        backend=_backend_from_info(bool(data["gpu_offload"]), str(data["system_info"])),
+        gpu_offload=bool(data["gpu_offload"]),
+        system_info=str(data["system_info"]).strip(),
+    )
+    return build, None
+
+
+def nvidia_devices() -> list[GPUDevice]:
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return []
+    devices: list[GPUDevice] = []
+    try:
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(handle)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            devices.append(
+                GPUDevice(
+                    i,
+                    name if isinstance(name, str) else name.decode(),
+                    "nvidia",
+                    int(mem.total),
+                    int(mem.free),
+                )
+            )
+    finally:
+        pynvml.nvmlShutdown()
+    return devices
+
+
+def detect(probe: bool = True) -> HardwareReport:
+    vm = psutil.virtual_memory()
+    engine, problem = probe_engine() if probe else (None, None)
+    devices = nvidia_devices()
+    problems = [problem] if problem else []
+    has_nvidia = bool(devices) or shutil.which("nvidia-smi") is not None
+    has_amd = shutil.which("rocminfo") is not None or shutil.which("rocm-smi") is not None
+    if engine is not None and not engine.gpu_offload:
+        if has_nvidia:
+            problems.append(
+                "an NVIDIA GPU is present but llama-cpp-python was built for the CPU: re-run "
+                "installer.sh on a box with the CUDA toolkit (nvcc), or "
+                "CMAKE_ARGS='-DGGML_CUDA=on' pip install --force-reinstall llama-cpp-python"
+            )
+        elif has_amd:
+            problems.append(
+                "an AMD GPU (ROCm) is present but llama-cpp-python was built for the CPU: "
+                "CMAKE_ARGS='-DGGML_HIP=on' pip install --force-reinstall llama-cpp-python"
+            )
+    if has_nvidia and not devices:
+        problems.append("NVIDIA GPU memory is unknown: install nvidia-ml-py to read it (NVML)")
+    return HardwareReport(
+        engine=engine,
+        devices=devices,
+        ram_total_bytes=int(vm.total),
+        ram_available_bytes=int(vm.available),
+        cpu_physical=psutil.cpu_count(logical=False),
+        cpu_logical=psutil.cpu_count(logical=True),
+        problems=problems,
+    )

@@ -1,0 +1,363 @@
+"""The only module that talks to the Hugging Face hub (through huggingface_hub).
+
+- `parse_ref("hf://org/repo/path/file.gguf@rev")`: a `HubRef`; the file part may be a
+  glob, matched against the repo's `.gguf` files (exactly one must match).
+- `HubClient.resolve(ref)`: pins the revision to a commit sha and takes the file's
+  LFS sha256 and size from the hub's metadata (`model_info(files_metadata=True)`).
+- `HubClient.download(remote, dest)`: streams the pinned resolve URL into `dest`
+  (a `.partial` file), resuming with a Range request when `dest` already holds a
+  prefix, hashing as it goes. It never publishes anything: the store does that
+  after checking the digest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import HfApi, constants, hf_hub_url
+from huggingface_hub.errors import (
+    DisabledRepoError,
+    GatedRepoError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public, lazily exported
+    build_hf_headers,
+    hf_raise_for_status,
+    http_stream_backoff,
+)
+
+from appliance.store.errors import (
+    AmbiguousFileError,
+    DiskFullError,
+    DownloadInterruptedError,
+    HubError,
+    HubUnavailableError,
+    IntegrityError,
+    InvalidNameError,
+    NotFoundError,
+)
+from appliance.store.gguf_meta import shard_info
+
+SCHEME = "hf://"
+CHUNK_SIZE = 1 << 20
+_GLOB_CHARS = frozenset("*?[")
+_REPO_PART_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+OFFLINE_HINT = "on an offline box, copy the .gguf file over and run `appliance import PATH` instead"
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class HubRef:
+    """`hf://org/repo/path/in/repo.gguf[@revision]`, parsed. `pattern` may be a glob."""
+
+    repo: str
+    pattern: str
+    revision: str | None = None
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in _GLOB_CHARS for c in self.pattern)
+
+    def __str__(self) -> str:
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{SCHEME}{self.repo}/{self.pattern}{rev}"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file on the hub, pinned to a commit, with the digest and size it must have."""
+
+    repo: str
+    filename: str
+    revision: str  # commit sha
+    sha256: str
+    size: int
+    url: str
+
+    @property
+    def source(self) -> str:
+        return f"{SCHEME}{self.repo}/{self.filename}@{self.revision}"
+
+
+def is_hub_ref(ref: str) -> bool:
+    return ref.startswith(SCHEME)
+
+
+def parse_ref(ref: str) -> HubRef:
+    """Parse `hf://org/repo[/path/file.gguf][@revision]`; raise `InvalidNameError` if malformed.
+
+    With no file part the pattern is `*.gguf` (the repo must then hold exactly one).
+    """
+    if not ref.startswith(SCHEME):
+        raise InvalidNameError(f"not a hub reference: {ref!r} (expected hf://org/repo/file.gguf)")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in ref):
+        raise InvalidNameError(f"hub reference {ref!r} contains control characters")
+    body = ref[len(SCHEME) :]
+    revision: str | None = None
+    if "@" in body:
+        body, _, revision = body.rpartition("@")
+        if not revision:
+            raise InvalidNameError(f"hub reference {ref!r} has an empty revision after '@'")
+        if revision.startswith("/") or ".." in revision.split("/"):
+            raise InvalidNameError(f"hub reference {ref!r} has an invalid revision {revision!r}")
+    parts = body.split("/")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise InvalidNameError(
+            f"hub reference {ref!r} must name a repository: hf://org/repo/file.gguf"
+        )
+    org, name = parts[0], parts[1]
+    for part in (org, name):
+        if not _REPO_PART_RE.fullmatch(part) or ".." in part:
+            raise InvalidNameError(f"hub reference {ref!r}: {part!r} is not a valid repo name")
+    path_parts = parts[2:]
+    if path_parts and path_parts[-1] == "":
+        path_parts = path_parts[:-1]
+    pattern = "/".join(path_parts) or "*.gguf"
+    if any(p in ("", ".", "..") for p in path_parts) or "\\" in pattern:
+        raise InvalidNameError(f"hub reference {ref!r} has an invalid file path {pattern!r}")
+    return HubRef(repo=f"{org}/{name}", pattern=pattern, revision=revision)
+
+
+def select_file(ref: HubRef, filenames: list[str]) -> str:
+    """Pick the one `.gguf` file `ref.pattern` names among a repo's files.
+
+    Globs match case-insensitively against `.gguf` files only. Raises `NotFoundError`
+    (no match), `AmbiguousFileError` (several, or a split `-0000N-of-0000M` set).
+    """
+    ggufs = sorted(f for f in filenames if f.lower().endswith(".gguf"))
+    if ref.is_glob:
+        pat = ref.pattern.lower()
+        matches = [f for f in ggufs if fnmatch.fnmatchcase(f.lower(), pat)]
+    else:
+        matches = [f for f in filenames if f == ref.pattern]
+    if not matches:
+        listed = _listing(ggufs)
+        raise NotFoundError(
+            f"no file in {ref.repo} matches {ref.pattern!r}; .gguf files there: {listed}"
+        )
+    shards = [m for m in matches if shard_info(m) is not None]
+    if shards and len(shards) == len(matches):
+        raise AmbiguousFileError(
+            f"{shards[0]} in {ref.repo} is part of a split GGUF ({len(shards)} matching part(s)); "
+            "split models are not supported yet: pick a single-file quantization, "
+            "or merge the parts with llama-gguf-split --merge and `appliance import` the result"
+        )
+    if len(matches) > 1:
+        raise AmbiguousFileError(
+            f"{ref.pattern!r} matches {len(matches)} files in {ref.repo}: {_listing(matches)}; "
+            "make the pattern match exactly one"
+        )
+    chosen = matches[0]
+    if not chosen.lower().endswith(".gguf"):
+        raise AmbiguousFileError(f"{chosen} in {ref.repo} is not a .gguf file")
+    return chosen
+
+
+def _listing(names: list[str], limit: int = 20) -> str:
+    if not names:
+        return "(none)"
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def default_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+class HubClient:
+    """Resolve and download files from one hub endpoint."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        retry_wait: float = 1.0,
+    ) -> None:
+        self.endpoint = (endpoint or default_endpoint()).rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.retry_wait = retry_wait
+
+    # -- resolving ---------------------------------------------------------------------------
+
+    def resolve(self, ref: HubRef) -> RemoteFile:
+        """Pin `ref` to a commit and one file, with its LFS sha256 and size."""
+        api = HfApi(endpoint=self.endpoint, token=self.token, library_name="appliance")
+        try:
+            info = api.model_info(
+                ref.repo, revision=ref.revision, files_metadata=True, timeout=self.timeout
+            )
+        except Exception as e:
+            raise self._map_error(e, ref.repo, ref.revision) from None
+        commit = info.sha
+        if not isinstance(commit, str) or not _COMMIT_RE.fullmatch(commit):
+            raise HubError(f"the hub gave no commit sha for {ref.repo}@{ref.revision or 'main'}")
+        siblings = info.siblings or []
+        filename = select_file(ref, [s.rfilename for s in siblings])
+        sib = next(s for s in siblings if s.rfilename == filename)
+        lfs = sib.lfs
+        if lfs is None or not lfs.get("sha256"):
+            raise HubError(
+                f"{filename} in {ref.repo} has no LFS sha256 on the hub, so it cannot be "
+                "verified; download it yourself and `appliance import` it"
+            )
+        sha256 = str(lfs["sha256"]).lower()
+        size = int(lfs["size"])
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256) or size < 0:
+            raise HubError(f"the hub gave invalid LFS metadata for {filename} in {ref.repo}")
+        url = hf_hub_url(ref.repo, filename, revision=commit, endpoint=self.endpoint)
+        return RemoteFile(
+            repo=ref.repo, filename=filename, revision=commit, sha256=sha256, size=size, url=url
+        )
+
+    def _map_error(self, e: Exception, repo: str, revision: str | None) -> Exception:
+        where = f"{repo}@{revision}" if revision else repo
+        if isinstance(e, OfflineModeIsEnabled):
+            return HubUnavailableError(
+                f"the Hugging Face hub cannot be reached: HF_HUB_OFFLINE is set; {OFFLINE_HINT}"
+            )
+        if isinstance(e, httpx2.TransportError):
+            return HubUnavailableError(
+                f"the Hugging Face hub cannot be reached at {self.endpoint} "
+                f"({type(e).__name__}: {e}); {OFFLINE_HINT}"
+            )
+        if isinstance(e, GatedRepoError):
+            return HubError(
+                f"{repo} is gated: accept its terms on the hub and give a token (HF_TOKEN)"
+            )
+        if isinstance(e, RevisionNotFoundError):
+            return NotFoundError(f"revision {revision!r} not found in {repo} on {self.endpoint}")
+        if isinstance(e, RepositoryNotFoundError):
+            return NotFoundError(
+                f"repository {repo} not found on {self.endpoint} "
+                "(or it is private and no valid token was given)"
+            )
+        if isinstance(e, RemoteEntryNotFoundError):
+            return NotFoundError(f"file not found in {where} on {self.endpoint}")
+        if isinstance(e, DisabledRepoError):
+            return HubError(f"{repo} has been disabled on the hub")
+        if isinstance(e, HfHubHTTPError):
+            status = e.response.status_code if e.response is not None else "?"
+            return HubError(f"the hub answered HTTP {status} for {where}")
+        if isinstance(e, httpx2.HTTPError):
+            return HubError(f"HTTP error talking to the hub for {where}: {e}")
+        return e
+
+    # -- downloading -------------------------------------------------------------------------
+
+    def download(
+        self, remote: RemoteFile, dest: Path, on_progress: ProgressFn | None = None
+    ) -> str:
+        """Stream `remote` into `dest`, resuming a prefix already there; return the sha256 hex.
+
+        Transient failures are retried (resuming) up to `retries` times; after that a
+        `DownloadInterruptedError` says how far it got, and `dest` keeps the bytes.
+        """
+        hasher = hashlib.sha256()
+        have = 0
+        if dest.exists():
+            have = dest.stat().st_size
+            if have > remote.size:
+                dest.unlink()
+                have = 0
+            elif have:
+                with open(dest, "rb") as f:
+                    while chunk := f.read(CHUNK_SIZE):
+                        hasher.update(chunk)
+        if on_progress is not None:
+            on_progress(have, remote.size)
+
+        failures = 0
+        while have < remote.size or not dest.exists():
+            headers = build_hf_headers(token=self.token, library_name="appliance")
+            if have:
+                headers["Range"] = f"bytes={have}-"
+            before = have
+            try:
+                with http_stream_backoff(
+                    "GET",
+                    remote.url,
+                    headers=headers,
+                    timeout=self.timeout,
+                    max_retries=self.retries,
+                    base_wait_time=self.retry_wait,
+                    max_wait_time=max(self.retry_wait * 8, self.retry_wait),
+                    retry_on_exceptions=(),
+                    retry_on_status_codes=(429, 500, 502, 503, 504),
+                ) as resp:
+                    if resp.status_code == 416 and have:
+                        # Our prefix does not fit the server's file: start over.
+                        hasher, have = hashlib.sha256(), 0
+                        dest.unlink(missing_ok=True)
+                        continue
+                    hf_raise_for_status(resp)
+                    mode = "ab"
+                    if have and resp.status_code != 206:  # Range ignored: full body follows
+                        hasher, have, mode = hashlib.sha256(), 0, "wb"
+                    with open(dest, mode) as out:
+                        for chunk in resp.iter_bytes(CHUNK_SIZE):
+                            if not chunk:
+                                continue
+                            if have + len(chunk) > remote.size:
+                                out.close()
+                                dest.unlink(missing_ok=True)
+                                raise IntegrityError(
+                                    f"{remote.filename} from {remote.repo} is larger than the "
+                                    f"{remote.size} bytes the hub's metadata gives; "
+                                    "the partial download was deleted"
+                                )
+                            out.write(chunk)
+                            hasher.update(chunk)
+                            have += len(chunk)
+                            if on_progress is not None:
+                                on_progress(have, remote.size)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    if have < remote.size:
+                        raise httpx2.RemoteProtocolError("body ended early")
+            except OSError as e:
+                if isinstance(e, HfHubHTTPError):
+                    raise self._map_error(e, remote.repo, remote.revision) from None
+                if e.errno == 28:  # ENOSPC
+                    raise DiskFullError(
+                        f"disk full while downloading {remote.filename} to {dest.parent} "
+                        f"({have} of {remote.size} bytes kept; free space and pull again)"
+                    ) from None
+                raise
+            except httpx2.TransportError as e:
+                if have > before:
+                    failures = 0  # progress was made: the retry budget starts again
+                failures += 1
+                if failures > self.retries:
+                    if have == 0 and isinstance(e, httpx2.ConnectError | httpx2.ConnectTimeout):
+                        raise HubUnavailableError(
+                            f"the Hugging Face hub cannot be reached at {self.endpoint} "
+                            f"({type(e).__name__}: {e}); {OFFLINE_HINT}"
+                        ) from None
+                    raise DownloadInterruptedError(
+                        f"download of {remote.filename} from {remote.repo} was interrupted "
+                        f"after {have} of {remote.size} bytes ({type(e).__name__}: {e}); "
+                        "pull again to resume"
+                    ) from None
+                time.sleep(min(self.retry_wait * 2 ** (failures - 1), self.retry_wait * 8))
+            except httpx2.HTTPError as e:
+                raise self._map_error(e, remote.repo, remote.revision) from None
+        return hasher.hexdigest()

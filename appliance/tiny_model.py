@@ -1,0 +1,282 @@
+"""Write tiny random-weight llama GGUF models that llama.cpp really loads and runs.
+
+Used by the test suite, by `appliance doctor`'s offline self-test and by the
+benchmarks (which quantize a larger one to Q4_K_M). The text they produce is
+gibberish; the file format, the tokenizer, the chat template and the engine
+path are real.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# A ChatML template, the shape most instruct GGUFs carry.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+_WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "you",
+    "that",
+    "it",
+    "he",
+    "was",
+    "for",
+    "on",
+    "are",
+    "as",
+    "with",
+    "his",
+    "they",
+    "I",
+    "at",
+    "be",
+    "this",
+    "have",
+    "from",
+    "or",
+    "one",
+    "had",
+    "by",
+    "word",
+    "but",
+    "not",
+    "what",
+    "all",
+    "were",
+    "we",
+    "when",
+    "your",
+    "can",
+    "said",
+    "there",
+    "use",
+    "an",
+    "each",
+    "which",
+    "she",
+    "do",
+    "how",
+    "their",
+    "if",
+    "will",
+    "up",
+    "other",
+    "about",
+    "out",
+    "many",
+    "then",
+    "them",
+    "these",
+    "so",
+    "some",
+    "her",
+    "would",
+    "make",
+    "like",
+    "him",
+    "into",
+    "time",
+    "has",
+    "look",
+    "two",
+    "more",
+    "write",
+    "go",
+    "see",
+    "number",
+    "no",
+    "way",
+    "could",
+    "people",
+    "my",
+    "than",
+    "first",
+    "water",
+    "been",
+    "call",
+    "who",
+    "oil",
+    "its",
+    "now",
+    "find",
+    "long",
+    "down",
+    "day",
+    "did",
+    "get",
+    "come",
+    "made",
+    "may",
+    "part",
+    "json",
+    "hello",
+    "world",
+    "yes",
+    "true",
+    "false",
+    "null",
+    "think",
+    "answer",
+]
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Shape of a generated model; defaults give a ~1 MB model that loads in milliseconds."""
+
+    n_embd: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_head_kv: int = 2
+    n_ff: int = 128
+    n_ctx_train: int = 2048
+    n_merged_words: int = 300
+    embedding: bool = False
+    chat_template: str | None = CHATML_TEMPLATE
+    seed: int = 0
+
+
+def build_vocab(n_words: int) -> tuple[list[str], list[float], list[int]]:
+    """A SentencePiece-style vocabulary: specials, 256 byte tokens, then word pieces."""
+    tokens: list[str] = [
+        "<unk>",
+        "<s>",
+        "</s>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<think>",
+        "</think>",
+    ]
+    # token types: 1 normal, 2 unknown, 3 control, 4 user defined, 6 byte
+    types: list[int] = [2, 3, 3, 3, 3, 4, 4]
+    scores: list[float] = [0.0] * len(tokens)
+    for b in range(256):
+        tokens.append(f"<0x{b:02X}>")
+        types.append(6)
+        scores.append(0.0)
+    pieces: list[str] = []
+    for w in _WORDS:
+        pieces.append("\u2581" + w)
+    for ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;!?'\"{}[]()-_":
+        pieces.append(ch)
+        pieces.append("\u2581" + ch)
+    pieces.append("\u2581")
+    seen: set[str] = set(tokens)
+    unique = [p for p in dict.fromkeys(pieces) if p not in seen]
+    unique = unique[: max(n_words, 0)] if n_words < len(unique) else unique
+    for i, p in enumerate(unique):
+        tokens.append(p)
+        types.append(1)
+        scores.append(-float(i))
+    return tokens, scores, types
+
+
+def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = None) -> Path:
+    """Write a llama-architecture GGUF with random F32 weights to `path`."""
+    import gguf
+
+    spec = spec or TinyModelSpec()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(spec.seed)
+    tokens, scores, types = build_vocab(spec.n_merged_words)
+    n_vocab = len(tokens)
+    head_dim = spec.n_embd // spec.n_head
+    kv_dim = head_dim * spec.n_head_kv
+
+    tmp = out.with_name(out.name + ".tmp")
+    w = gguf.GGUFWriter(None, "llama")
+    w.add_name("tiny-embed" if spec.embedding else "tiny-chat")
+    w.add_context_length(spec.n_ctx_train)
+    w.add_embedding_length(spec.n_embd)
+    w.add_block_count(spec.n_layer)
+    w.add_feed_forward_length(spec.n_ff)
+    w.add_head_count(spec.n_head)
+    w.add_head_count_kv(spec.n_head_kv)
+    w.add_rope_dimension_count(head_dim)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    if spec.embedding:
+        w.add_pooling_type(gguf.PoolingType.MEAN)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(4 if spec.chat_template else 2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    if spec.chat_template:
+        w.add_chat_template(spec.chat_template)
+
+    def tensor(name: str, *shape: int, scale: float = 0.08) -> None:
+        data = (rng.standard_normal(shape) * scale).astype(np.float32)
+        w.add_tensor(name, data)
+
+    tensor("token_embd.weight", n_vocab, spec.n_embd, scale=0.5)
+    w.add_tensor("output_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+    tensor("output.weight", n_vocab, spec.n_embd, scale=0.5)
+    for i in range(spec.n_layer):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+        tensor(p + "attn_q.weight", spec.n_embd, spec.n_embd)
+        tensor(p + "attn_k.weight", kv_dim, spec.n_embd)
+        tensor(p + "attn_v.weight", kv_dim, spec.n_embd)
+        tensor(p + "attn_output.weight", spec.n_embd, spec.n_embd)
+        w.add_tensor(p + "ffn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+        tensor(p + "ffn_gate.weight", spec.n_ff, spec.n_embd)
+        tensor(p + "ffn_up.weight", spec.n_ff, spec.n_embd)
+        tensor(p + "ffn_down.weight", spec.n_embd, spec.n_ff)
+
+    # Write beside, publish by rename: never a partial file under the final name.
+    w.write_header_to_file(tmp)
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, out)
+    return out
+
+
+# Shapes for the benchmark model (~700M parameters; llama-like proportions).
+BENCH_700M = TinyModelSpec(
+    n_embd=1536,
+    n_layer=22,
+    n_head=12,
+    n_head_kv=4,
+    n_ff=4608,
+    n_ctx_train=4096,
+    n_merged_words=100000,
+    seed=1,
+)
+
+
+def quantize_gguf(src: Path, dst: Path, ftype: str = "Q4_K_M", threads: int = 0) -> Path:
+    """Quantize with llama.cpp's own quantizer through the bindings (no extra binary)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    params.nthread = threads
+    tmp = dst.with_name(dst.name + ".tmp")
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+    if rc != 0:
+        raise RuntimeError(f"quantizing {src} to {ftype} failed (code {rc})")
+    os.replace(tmp, dst)
+    return dst

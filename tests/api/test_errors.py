@@ -1,0 +1,64 @@
+import json
+
+from appliance.api.errors import (
+    APIError,
+    context_length_exceeded,
+    engine_error,
+    error_response,
+    invalid_request,
+    model_not_found,
+    payload_too_large,
+    unauthorized,
+    unavailable,
+)
+
+
+def test_body_has_the_openai_shape() -> None:
+    err = invalid_request("bad value", param="temperature", code="x")
+    assert err.status == 400
+    assert err.to_body() == {
+        "error": {
+            "message": "bad value",
+            "type": "invalid_request_error",
+            "param": "temperature",
+            "code": "x",
+        }
+    }
+    assert isinstance(err, Exception)
+    assert str(err) == "bad value"
+
+
+def test_model_not_found() -> None:
+    err = model_not_found("gpt-9")
+    assert (err.status, err.code, err.param) == (404, "model_not_found", "model")
+    assert "The model 'gpt-9' does not exist" in err.message
+    assert "/v1/models" in err.message
+
+
+def test_context_length_exceeded_names_both_counts() -> None:
+    err = context_length_exceeded(5000, 4096)
+    assert (err.status, err.code, err.param) == (400, "context_length_exceeded", "messages")
+    assert "5000" in err.message and "4096" in err.message
+    assert context_length_exceeded(1, 0, param="prompt").param == "prompt"
+
+
+def test_other_constructors() -> None:
+    assert payload_too_large(1024).status == 413
+    assert "1024" in payload_too_large(1024).message
+    auth = unauthorized()
+    assert (auth.status, auth.type, auth.code) == (401, "invalid_request_error", "invalid_api_key")
+    eng = engine_error("worker crashed")
+    assert (eng.status, eng.type, eng.message) == (500, "server_error", "worker crashed")
+    busy = unavailable("loading", retry_after=2.5)
+    assert (busy.status, busy.retry_after) == (503, 2.5)
+
+
+def test_error_response() -> None:
+    resp = error_response(unavailable("model is loading", retry_after=2.5))
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "3"
+    assert json.loads(bytes(resp.body))["error"]["message"] == "model is loading"
+    plain = error_response(APIError(400, "nope"))
+    assert plain.status_code == 400
+    assert "retry-after" not in plain.headers
+    assert plain.headers["content-type"].startswith("application/json")

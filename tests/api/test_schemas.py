@@ -1,0 +1,345 @@
+import json
+from typing import Any
+
+import pytest
+
+from appliance.api.errors import APIError
+from appliance.api.schemas import (
+    MAX_CONTENT_CHARS,
+    ChatMessage,
+    ResponseFormat,
+    SamplingParams,
+    parse_chat_request,
+    parse_completion_request,
+    parse_embedding_request,
+)
+
+LIMITS = {"default_max_tokens": 256, "max_tokens_limit": 4096}
+
+
+def chat(**extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    body.update(extra)
+    return body
+
+
+def chat_error(body: Any) -> APIError:
+    with pytest.raises(APIError) as info:
+        parse_chat_request(body, **LIMITS)
+    assert info.value.status == 400
+    assert info.value.type == "invalid_request_error"
+    return info.value
+
+
+def test_minimal_chat_gets_defaults() -> None:
+    req = parse_chat_request(chat(), **LIMITS)
+    assert req.model == "m"
+    assert req.messages == (ChatMessage("user", "hi"),)
+    assert (req.stream, req.include_usage) == (False, False)
+    assert req.params == SamplingParams(max_tokens=256)
+    assert req.params.temperature == 1.0 and req.params.top_p == 1.0
+
+
+def test_default_max_tokens_is_capped_by_the_limit() -> None:
+    req = parse_chat_request(chat(), default_max_tokens=9999, max_tokens_limit=100)
+    assert req.params.max_tokens == 100
+
+
+def test_full_chat_request() -> None:
+    body = chat(
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "developer", "content": "dev"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                "name": "bob",
+            },
+            {"role": "assistant", "content": None, "reasoning_content": "hmm"},
+            {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+        ],
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=10,
+        max_completion_tokens=20,
+        temperature=0,
+        top_p=0.5,
+        top_k=40,
+        min_p=0.05,
+        stop=["\n\n", "END"],
+        seed=-1,
+        logit_bias={"15": -100, "7": 2.5},
+        presence_penalty=1,
+        frequency_penalty=-0.5,
+        repeat_penalty=1.1,
+        response_format={"type": "json_object"},
+        ignore_eos=True,
+        n=1,
+        user="someone",
+        metadata={"x": 1},
+        parallel_tool_calls=False,
+    )
+    req = parse_chat_request(body, **LIMITS)
+    assert [m.role for m in req.messages] == ["system", "developer", "user", "assistant", "tool"]
+    assert req.messages[2] == ChatMessage("user", "ab", name="bob")
+    assert req.messages[3] == ChatMessage("assistant", "", reasoning_content="hmm")
+    assert req.messages[4].tool_call_id == "call_1"
+    assert (req.stream, req.include_usage) == (True, True)
+    p = req.params
+    assert p.max_tokens == 20
+    assert (p.temperature, p.top_p, p.top_k, p.min_p) == (0.0, 0.5, 40, 0.05)
+    assert p.stop == ("\n\n", "END")
+    assert p.seed == -1
+    assert p.logit_bias == {15: -100.0, 7: 2.5}
+    assert (p.presence_penalty, p.frequency_penalty, p.repeat_penalty) == (1.0, -0.5, 1.1)
+    assert p.response_format == ResponseFormat("json_object")
+    assert p.ignore_eos is True
+
+
+def test_stop_as_string_and_null() -> None:
+    assert parse_chat_request(chat(stop="###"), **LIMITS).params.stop == ("###",)
+    assert parse_chat_request(chat(stop=None), **LIMITS).params.stop == ()
+    assert parse_chat_request(chat(stop=[]), **LIMITS).params.stop == ()
+
+
+def test_json_schema_response_format() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    body = chat(
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "thing", "schema": schema, "strict": True},
+        }
+    )
+    fmt = parse_chat_request(body, **LIMITS).params.response_format
+    assert fmt == ResponseFormat("json_schema", schema, "thing", True)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ([], None),
+        ("x", None),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        (chat(model=""), "model"),
+        (chat(model=3), "model"),
+        ({"model": "m"}, "messages"),
+        (chat(messages=[]), "messages"),
+        (chat(messages="hi"), "messages"),
+        (chat(messages=["hi"]), "messages[0]"),
+        (chat(messages=[{"role": "robot", "content": "x"}]), "messages[0].role"),
+        (chat(messages=[{"content": "x"}]), "messages[0].role"),
+        (chat(messages=[{"role": "user"}]), "messages[0].content"),
+        (chat(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
+        (
+            chat(messages=[{"role": "user", "content": [{"type": "text", "text": 1}]}]),
+            "messages[0].content[0].text",
+        ),
+        (chat(messages=[{"role": "user", "content": ["x"]}]), "messages[0].content[0]"),
+        (chat(messages=[{"role": "user", "content": "x", "name": 1}]), "messages[0].name"),
+        (
+            chat(messages=[{"role": "assistant", "content": "x", "tool_calls": [{"id": "c"}]}]),
+            "messages[0].tool_calls",
+        ),
+        (chat(max_tokens=0), "max_tokens"),
+        (chat(max_tokens=-5), "max_tokens"),
+        (chat(max_tokens=4097), "max_tokens"),
+        (chat(max_tokens=10**30), "max_tokens"),
+        (chat(max_tokens=10.0), "max_tokens"),
+        (chat(max_tokens=True), "max_tokens"),
+        (chat(max_tokens="10"), "max_tokens"),
+        (chat(max_tokens=5, max_completion_tokens=0), "max_completion_tokens"),
+        (chat(temperature=2.5), "temperature"),
+        (chat(temperature=-0.1), "temperature"),
+        (chat(temperature=float("nan")), "temperature"),
+        (chat(temperature=float("inf")), "temperature"),
+        (chat(temperature=True), "temperature"),
+        (chat(temperature="1"), "temperature"),
+        (chat(top_p=0), "top_p"),
+        (chat(top_p=1.01), "top_p"),
+        (chat(top_p=float("nan")), "top_p"),
+        (chat(top_k=-1), "top_k"),
+        (chat(top_k=1.5), "top_k"),
+        (chat(min_p=2), "min_p"),
+        (chat(repeat_penalty=0), "repeat_penalty"),
+        (chat(presence_penalty=3), "presence_penalty"),
+        (chat(frequency_penalty=float("-inf")), "frequency_penalty"),
+        (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
+        (chat(stop=""), "stop"),
+        (chat(stop=["a", ""]), "stop[1]"),
+        (chat(stop=["a", 1]), "stop[1]"),
+        (chat(stop=5), "stop"),
+        (chat(seed=2**63), "seed"),
+        (chat(seed=-(2**63) - 1), "seed"),
+        (chat(seed=1.5), "seed"),
+        (chat(seed=False), "seed"),
+        (chat(logit_bias=[1]), "logit_bias"),
+        (chat(logit_bias={"abc": 1}), "logit_bias"),
+        (chat(logit_bias={"-1": 1}), "logit_bias"),
+        (chat(logit_bias={"1": 101}), "logit_bias.1"),
+        (chat(logit_bias={"1": float("nan")}), "logit_bias.1"),
+        (chat(n=2), "n"),
+        (chat(n=True), "n"),
+        (chat(stream="yes"), "stream"),
+        (chat(stream_options={"include_usage": True}), "stream_options"),
+        (chat(stream=True, stream_options=[]), "stream_options"),
+        (chat(stream=True, stream_options={"include_usage": 1}), "stream_options.include_usage"),
+        (chat(response_format="json"), "response_format"),
+        (chat(response_format={"type": "xml"}), "response_format.type"),
+        (chat(response_format={"type": "json_schema"}), "response_format.json_schema"),
+        (
+            chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}}),
+            "response_format.json_schema.schema",
+        ),
+        (
+            chat(response_format={"type": "json_schema", "json_schema": {"schema": "x"}}),
+            "response_format.json_schema.schema",
+        ),
+        (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
+        (chat(functions=[{"name": "f"}]), "functions"),
+        (chat(tool_choice="required"), "tool_choice"),
+        (chat(tool_choice={"type": "function", "function": {"name": "f"}}), "tool_choice"),
+        (chat(logprobs=True), "logprobs"),
+        (chat(ignore_eos="no"), "ignore_eos"),
+    ],
+)
+def test_bad_chat_requests_name_the_parameter(body: Any, param: str | None) -> None:
+    err = chat_error(body)
+    assert err.param == param, err.message
+    assert err.message
+
+
+def test_nan_from_json_is_refused() -> None:
+    body = json.loads(
+        '{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}'
+    )
+    assert chat_error(body).param == "temperature"
+
+
+def test_messages_for_unsupported_features_are_clear() -> None:
+    assert "n=1" in chat_error(chat(n=3)).message
+    assert "Tool calling is not supported" in chat_error(chat(tools=[{"x": 1}])).message
+    image = {"type": "image_url", "image_url": {"url": "data:..."}}
+    err = chat_error(
+        chat(messages=[{"role": "user", "content": [{"type": "text", "text": "x"}, image]}])
+    )
+    assert err.param == "messages[0].content[1]"
+    assert "Image input is not supported" in err.message
+    audio = {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}
+    err = chat_error(chat(messages=[{"role": "user", "content": [audio]}]))
+    assert "Audio input" in err.message
+    assert "4096" in chat_error(chat(max_tokens=5000)).message
+
+
+def test_harmless_tool_settings_are_accepted() -> None:
+    req = parse_chat_request(chat(tools=[], tool_choice="none", logprobs=False), **LIMITS)
+    assert req.model == "m"
+
+
+def test_content_length_cap() -> None:
+    big = "x" * (MAX_CONTENT_CHARS // 2 + 1)
+    messages = [{"role": "user", "content": big}, {"role": "user", "content": big}]
+    err = chat_error(chat(messages=messages))
+    assert err.param == "messages"
+
+
+# --- completions ------------------------------------------------------------------------
+
+
+def completion_error(body: Any) -> APIError:
+    with pytest.raises(APIError) as info:
+        parse_completion_request(body, **LIMITS)
+    assert info.value.status == 400
+    return info.value
+
+
+def test_completion_request() -> None:
+    req = parse_completion_request({"model": "m", "prompt": "Once"}, **LIMITS)
+    assert (req.prompt, req.echo, req.stream) == ("Once", False, False)
+    assert req.params.max_tokens == 256
+    req = parse_completion_request(
+        {
+            "model": "m",
+            "prompt": ["Once"],
+            "echo": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": 7,
+            "best_of": 1,
+            "stop": "\n",
+        },
+        **LIMITS,
+    )
+    assert (req.prompt, req.echo, req.stream, req.include_usage) == ("Once", True, True, True)
+    assert (req.params.max_tokens, req.params.stop) == (7, ("\n",))
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"model": "m"}, "prompt", "required"),
+        ({"model": "m", "prompt": [1, 2, 3]}, "prompt", "Token arrays"),
+        ({"model": "m", "prompt": [[1, 2]]}, "prompt", "Token arrays"),
+        ({"model": "m", "prompt": ["a", "b"]}, "prompt", "exactly one"),
+        ({"model": "m", "prompt": []}, "prompt", "exactly one"),
+        ({"model": "m", "prompt": [5.5]}, "prompt[0]", "string"),
+        ({"model": "m", "prompt": 5}, "prompt", "string"),
+        ({"model": "m", "prompt": "x", "n": 2}, "n", "n=1"),
+        ({"model": "m", "prompt": "x", "best_of": 3}, "best_of", "best_of=1"),
+        ({"model": "m", "prompt": "x", "echo": "yes"}, "echo", "true or false"),
+        ({"model": "m", "prompt": "x", "logprobs": 5}, "logprobs", "not supported"),
+        ({"model": "m", "prompt": "x", "suffix": "y"}, "suffix", "not supported"),
+        ({"model": "m", "prompt": "x", "max_tokens": 1.5}, "max_tokens", "integer"),
+        ({"prompt": "x"}, "model", "required"),
+    ],
+)
+def test_bad_completion_requests(body: Any, param: str, words: str) -> None:
+    err = completion_error(body)
+    assert err.param == param
+    assert words in err.message
+
+
+# --- embeddings -------------------------------------------------------------------------
+
+
+def test_embedding_request() -> None:
+    req = parse_embedding_request({"model": "e", "input": "hello"})
+    assert (req.model, req.inputs, req.encoding_format, req.dimensions) == (
+        "e",
+        ("hello",),
+        "float",
+        None,
+    )
+    req = parse_embedding_request(
+        {"model": "e", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 64}
+    )
+    assert (req.inputs, req.encoding_format, req.dimensions) == (("a", "b"), "base64", 64)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "e"}, "input"),
+        ({"model": "e", "input": ""}, "input"),
+        ({"model": "e", "input": []}, "input"),
+        ({"model": "e", "input": ["a", ""]}, "input[1]"),
+        ({"model": "e", "input": ["a", None]}, "input[1]"),
+        ({"model": "e", "input": [1, 2]}, "input"),
+        ({"model": "e", "input": [[1, 2]]}, "input"),
+        ({"model": "e", "input": 3}, "input"),
+        ({"model": "e", "input": ["x"] * 2049}, "input"),
+        ({"model": "e", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "e", "input": "x", "dimensions": 0}, "dimensions"),
+        ({"model": "e", "input": "x", "dimensions": True}, "dimensions"),
+        ({"input": "x"}, "model"),
+        ("x", None),
+    ],
+)
+def test_bad_embedding_requests(body: Any, param: str | None) -> None:
+    with pytest.raises(APIError) as info:
+        parse_embedding_request(body)
+    assert info.value.status == 400
+    assert info.value.param == param
+
+
+def test_embedding_input_cap_is_2048() -> None:
+    assert len(parse_embedding_request({"model": "e", "input": ["x"] * 2048}).inputs) == 2048

@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny generated GGUF models, a catalog for them and a running daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.tiny_model import CHATML_TEMPLATE, TinyModelSpec, write_tiny_gguf
+from tests.daemon import Daemon, start_daemon
+
+# ChatML that opens a reasoning block for the answer, as Qwen3/DeepSeek-R1 templates do.
+THINK_TEMPLATE = CHATML_TEMPLATE.replace(
+    "'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'"
+)
+THINK_ID, END_THINK_ID, EOS_ID = 5, 6, 4
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    write_tiny_gguf(d / "tiny.gguf")
+    write_tiny_gguf(d / "embed.gguf", TinyModelSpec(embedding=True, chat_template=None))
+    write_tiny_gguf(d / "think.gguf", TinyModelSpec(chat_template=THINK_TEMPLATE))
+    data = (d / "tiny.gguf").read_bytes()
+    (d / "broken.gguf").write_bytes(data[: len(data) // 2])
+    return d
+
+
+def write_catalog(path: Path, models_dir: Path, extra: str = "") -> Path:
+    path.write_text(f'''
+[models.tiny]
+source = "{models_dir / "tiny.gguf"}"
+aliases = ["tiny-alias"]
+context = 512
+default = true
+
+[models.tiny-embed]
+source = "{models_dir / "embed.gguf"}"
+kind = "embedding"
+context = 256
+
+[models.think]
+source = "{models_dir / "think.gguf"}"
+context = 512
+
+[models.broken]
+source = "{models_dir / "broken.gguf"}"
+{extra}
+''')
+    return path
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("home")
+    catalog = write_catalog(home / "catalog.toml", models_dir)
+    d = start_daemon(home, catalog, env={"APPLIANCE_HEARTBEAT_TIMEOUT": "4"})
+    yield d
+    d.stop()

@@ -1,0 +1,183 @@
+import time
+
+import pytest
+
+from appliance.engines.chat_template import ChatTemplate, ChatTemplateError, opens_reasoning
+
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+LLAMA3 = """{{- bos_token }}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+{{- "<|start_header_id|>system<|end_header_id|>\\n\\n" }}
+{{- "Today Date: " + date_string + "\\n\\n" if date_string is defined else "" }}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+{%- for message in messages %}
+    {%- if not (message.role == 'user' or message.role == 'assistant') %}
+        {{- raise_exception("Only user and assistant roles are supported after system") }}
+    {%- endif %}
+    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}
+    {{- message['content'] | trim + '<|eot_id|>' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}
+{%- endif %}
+"""
+
+THINKING = (
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n"
+    "{% else %}<think>\n{% endif %}{% endif %}"
+)
+
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+]
+
+
+def test_chatml_renders() -> None:
+    out = ChatTemplate(CHATML).render(MESSAGES)
+    assert out == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    no_prompt = ChatTemplate(CHATML).render(MESSAGES, add_generation_prompt=False)
+    assert not no_prompt.endswith("assistant\n")
+
+
+def test_llama3_style_with_bos_token_and_extra_variables() -> None:
+    tpl = ChatTemplate(LLAMA3, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
+    out = tpl.render(MESSAGES, date_string="26 Jul 2024")
+    assert out == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+        "Today Date: 26 Jul 2024\n\nBe brief.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+
+
+def test_raise_exception_carries_the_templates_message() -> None:
+    tpl = ChatTemplate(LLAMA3)
+    with pytest.raises(ChatTemplateError, match="Only user and assistant roles"):
+        tpl.render([{"role": "tool", "content": "x"}])
+
+
+def test_huggingface_helpers() -> None:
+    tpl = ChatTemplate(
+        "{{ tools|tojson }}|{{ tools|tojson(indent=2, sort_keys=true) }}|"
+        "{{ strftime_now('%Y') }}|{% for i in range(5) %}{% if i == 2 %}{% break %}{% endif %}"
+        "{{ i }}{% endfor %}|{% generation %}{{ 'gen' }}{% endgeneration %}"
+    )
+    out = tpl.render([], tools={"b": "<é>", "a": 1})
+    parts = out.split("|")
+    assert parts[0] == '{"b": "<é>", "a": 1}'
+    assert parts[1] == '{\n  "a": 1,\n  "b": "<é>"\n}'
+    assert parts[2] == time.strftime("%Y")
+    assert parts[3:] == ["01", "gen"]
+
+
+def test_undefined_variables_render_empty_as_in_jinja() -> None:
+    assert ChatTemplate("[{{ nothing }}]").render([]) == "[]"
+
+
+def test_compile_errors() -> None:
+    with pytest.raises(ChatTemplateError, match="does not compile"):
+        ChatTemplate("{% for m in messages %}")
+    with pytest.raises(ChatTemplateError, match="does not compile"):
+        ChatTemplate("{{ x | no_such_filter }}")
+
+
+def test_render_errors_are_chat_template_errors() -> None:
+    with pytest.raises(ChatTemplateError, match="failed to render"):
+        ChatTemplate("{{ messages[0]['content'].nope() }}").render(MESSAGES)
+    with pytest.raises(ChatTemplateError, match="recursed"):
+        ChatTemplate("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}").render([])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ ''.__class__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ cycler.__init__.__globals__.os.system('touch /tmp/pwned') }}",
+        "{{ joiner.__init__.__globals__['__builtins__'] }}",
+        "{{ messages.__class__.__base__.__subclasses__() }}",
+        "{{ namespace.__init__ }}",
+        "{{ raise_exception.__globals__ }}",
+        "{{ self._TemplateReference__context }}",
+        "{% set x = messages.append(1) %}",
+        "{{ messages.pop() }}",
+        "{{ messages[0].update({'role': 'x'}) }}",
+        "{{ messages[0].clear() }}",
+    ],
+)
+def test_sandbox_escapes_fail_and_reach_nothing(source: str) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ChatTemplateError):
+        ChatTemplate(source).render(messages)
+    assert messages == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'a' * 100000000000 }}",
+        "{{ [0] * 100000000000 }}",
+        "{{ 9 ** 99999999999 }}",
+        "{{ '%99999999999s' % 'a' }}",
+        "{{ '%99999999999s'|format('a') }}",
+        "{{ '{:99999999999}'.format(1) }}",
+        "{{ 'x'.ljust(99999999999) }}",
+        "{{ 'x'|center(99999999999) }}",
+        "{{ 'x'|indent(99999999999, true) }}",
+        "{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}",
+        "{{ range(10 ** 9)|list }}",
+    ],
+)
+def test_runaway_output_is_capped(source: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(ChatTemplateError):
+        ChatTemplate(source).render([])
+    assert time.monotonic() - start < 5
+
+
+def test_output_cap_is_configurable() -> None:
+    tpl = ChatTemplate("{% for m in messages %}{{ m.content }}{% endfor %}", max_output_chars=10)
+    assert tpl.render([{"role": "user", "content": "x" * 10}]) == "x" * 10
+    with pytest.raises(ChatTemplateError, match="over 10 characters"):
+        tpl.render([{"role": "user", "content": "x" * 11}])
+
+
+def test_runaway_loops_hit_the_time_budget() -> None:
+    tpl = ChatTemplate(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        timeout_s=0.3,
+    )
+    start = time.monotonic()
+    with pytest.raises(ChatTemplateError, match="too long"):
+        tpl.render([])
+    assert time.monotonic() - start < 3
+
+
+def test_opens_reasoning() -> None:
+    tpl = ChatTemplate(THINKING)
+    assert opens_reasoning(tpl.render(MESSAGES))
+    assert not opens_reasoning(tpl.render(MESSAGES, enable_thinking=False))
+    assert not opens_reasoning(ChatTemplate(CHATML).render(MESSAGES))
+    assert opens_reasoning("<｜Assistant｜><think>\n")
+    assert not opens_reasoning("<think>\nx</think>\n")
+    assert not opens_reasoning("")
