@@ -182,13 +182,18 @@ class _Cursor:
     def string(self, what: str, cap: int) -> str:
         start = self.pos
         n = self.u64(f"length of {what}")
-        if n > cap or n > self.remaining:
-            limit = min(cap, self.remaining)
-            raise GGUFError(
-                f"corrupt GGUF: {what} at byte {start} claims {n} bytes "
-                f"(at most {limit} possible here)"
-            )
+        self.check_length(n, cap, what, start)
         return self.read(n, what).decode("utf-8", errors="replace")
+
+    def check_length(self, n: int, cap: int, what: str, at: int) -> None:
+        """Refuse a string length above `cap` (corrupt) or past the end of the file (truncated)."""
+        if n > cap:
+            raise GGUFError(f"corrupt GGUF: {what} at byte {at} claims {n} bytes (limit {cap})")
+        if n > self.remaining:
+            raise GGUFError(
+                f"truncated GGUF: {what} at byte {at} claims {n} bytes "
+                f"but only {self.remaining} remain in the file of {self.size} bytes"
+            )
 
 
 @dataclass
@@ -217,9 +222,14 @@ def _read_value(cur: _Cursor, key: str, vtype: int, kv: _KV) -> None:
     if etype != _T_STRING and etype not in _SCALAR_CODES:
         raise GGUFError(f"corrupt GGUF: array {key} has unknown element type {etype}")
     min_item = 8 if etype == _T_STRING else struct.calcsize(_SCALAR_CODES[etype])
-    if count > MAX_ARRAY_LEN or count * min_item > cur.remaining:
+    if count > MAX_ARRAY_LEN:
         raise GGUFError(
-            f"corrupt GGUF: array {key} at byte {count_at} claims {count} elements, "
+            f"corrupt GGUF: array {key} at byte {count_at} claims {count} elements "
+            f"(limit {MAX_ARRAY_LEN})"
+        )
+    if count * min_item > cur.remaining:
+        raise GGUFError(
+            f"truncated GGUF: array {key} at byte {count_at} claims {count} elements, "
             f"more than the {cur.remaining} bytes left in the file can hold"
         )
     kv.summaries[key] = f"[{count} x {_TYPE_NAMES[etype]}]"
@@ -231,12 +241,9 @@ def _read_value(cur: _Cursor, key: str, vtype: int, kv: _KV) -> None:
             if keep:
                 items.append(cur.string(f"{key}[{i}]", MAX_STRING_BYTES))
             else:
+                at = cur.pos
                 n = cur.u64(f"length of {key}[{i}]")
-                if n > MAX_STRING_BYTES or n > cur.remaining:
-                    raise GGUFError(
-                        f"corrupt GGUF: {key}[{i}] claims {n} bytes "
-                        f"(at most {min(MAX_STRING_BYTES, cur.remaining)} possible here)"
-                    )
+                cur.check_length(n, MAX_STRING_BYTES, f"{key}[{i}]", at)
                 cur.skip(n, f"{key}[{i}]")
         if keep:
             kv.tokens = items
@@ -318,16 +325,17 @@ def _parse(f: BinaryIO, path: Path, size: int) -> GGUFInfo:
     kv_count = cur.u64("metadata count")
     # A tensor info is at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset) bytes;
     # a key/value at least 8 (key length) + 1 (key) + 4 (type) + 1 (value).
-    if tensor_count > MAX_TENSORS or tensor_count * 24 > cur.remaining:
-        raise GGUFError(
-            f"corrupt GGUF: header claims {tensor_count} tensors, "
-            f"impossible in a file of {size} bytes (limit {MAX_TENSORS})"
-        )
-    if kv_count > MAX_KV or kv_count * 14 > cur.remaining:
-        raise GGUFError(
-            f"corrupt GGUF: header claims {kv_count} metadata entries, "
-            f"impossible in a file of {size} bytes (limit {MAX_KV})"
-        )
+    for count, what, cap, min_size in (
+        (tensor_count, "tensors", MAX_TENSORS, 24),
+        (kv_count, "metadata entries", MAX_KV, 14),
+    ):
+        if count > cap:
+            raise GGUFError(f"corrupt GGUF: header claims {count} {what} (limit {cap})")
+        if count * min_size > cur.remaining:
+            raise GGUFError(
+                f"truncated GGUF: header claims {count} {what}, "
+                f"impossible in a file of {size} bytes"
+            )
 
     kv = _KV()
     for i in range(kv_count):

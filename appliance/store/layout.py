@@ -69,7 +69,7 @@ def default_model_name(filename: str) -> str:
     stem = base[: -len(".gguf")] if base.lower().endswith(".gguf") else base
     stem = stem.lower()
     stem = re.sub(r"[^a-z0-9._+:-]+", "-", stem)
-    stem = re.sub(r"\.{2,}", ".", stem).lstrip(".-_+:")[:MAX_NAME_LENGTH].rstrip(".")
+    stem = re.sub(r"\.{2,}", ".", stem).strip(".-_+:")[:MAX_NAME_LENGTH].rstrip(".-_+:")
     return safe_model_name(stem or "model")
 
 

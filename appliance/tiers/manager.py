@@ -406,6 +406,7 @@ class ModelManager:
         slot = self.slot(name)
         slot.active += 1
         slot.requests_total += 1
+        worker: WorkerProcess | None = None
         try:
             worker = slot.worker if slot.worker is not None and slot.worker.alive else None
             if worker is None:
@@ -413,9 +414,11 @@ class ModelManager:
                     name, reason="first request" if not slot.failures else "restart after failure"
                 )
             yield worker
-            if worker.alive:
-                slot.failures = 0
         finally:
+            # A request that ends with its worker alive ends a crash streak (this also runs
+            # when the response was closed early).
+            if worker is not None and worker.alive and slot.worker is worker:
+                slot.failures = 0
             slot.active -= 1
             slot.last_used = time.monotonic()
 

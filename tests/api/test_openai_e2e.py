@@ -1,0 +1,209 @@
+"""The real daemon and the real engine, driven by the official openai client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+
+import openai
+import pytest
+
+from tests.conftest import END_THINK_ID, THINK_ID
+from tests.daemon import Daemon
+
+
+@pytest.fixture(scope="module")
+def client(daemon: Daemon) -> openai.OpenAI:
+    return openai.OpenAI(base_url=daemon.v1, api_key="unused", max_retries=0, timeout=120)
+
+
+USER = [{"role": "user", "content": "hello world, say something"}]
+
+
+def test_models_lists_catalog_with_state(client: openai.OpenAI) -> None:
+    models = {m.id: m for m in client.models.list().data}
+    assert {"tiny", "tiny-embed", "think", "broken"} <= set(models)
+    meta = models["tiny"].model_extra["meta"]  # type: ignore[index]
+    assert meta["aliases"] == ["tiny-alias"]
+    assert meta["tier"] in ("cold", "hot")
+    assert client.models.retrieve("tiny-alias").id == "tiny"
+
+
+def test_chat_runs_to_max_tokens_with_usage(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="tiny", messages=USER, max_tokens=12, extra_body={"ignore_eos": True}
+    )
+    assert r.object == "chat.completion"
+    assert r.model == "tiny"
+    assert r.choices[0].finish_reason == "length"
+    assert r.choices[0].message.role == "assistant"
+    assert r.usage is not None
+    assert r.usage.completion_tokens == 12
+    assert r.usage.prompt_tokens > 5
+    assert r.usage.total_tokens == r.usage.prompt_tokens + 12
+
+
+def test_alias_resolves_to_model(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="tiny-alias", messages=USER, max_tokens=2)
+    assert r.model == "tiny"
+
+
+def test_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI) -> None:
+    args = {"model": "tiny", "messages": USER, "max_tokens": 16, "temperature": 0.0,
+            "extra_body": {"ignore_eos": True}}
+    whole = client.chat.completions.create(**args)  # type: ignore[call-overload]
+    chunks = list(client.chat.completions.create(
+        stream=True, stream_options={"include_usage": True}, **args))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "length" and all(f is None for f in finishes[:-1])
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 16
+    assert chunks[0].choices[0].delta.role == "assistant"
+
+
+def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
+    args = {"model": "tiny", "messages": USER, "max_tokens": 16, "temperature": 1.0,
+            "seed": 1234, "extra_body": {"ignore_eos": True}}
+    a = client.chat.completions.create(**args)  # type: ignore[call-overload]
+    b = client.chat.completions.create(**args)  # type: ignore[call-overload]
+    assert a.choices[0].message.content == b.choices[0].message.content
+
+
+def test_completions_stream_and_echo(client: openai.OpenAI) -> None:
+    r = client.completions.create(model="tiny", prompt="the water", max_tokens=8, echo=True,
+                                  extra_body={"ignore_eos": True})
+    assert r.choices[0].text.startswith("the water")
+    assert r.usage is not None and r.usage.completion_tokens == 8
+    chunks = list(client.completions.create(model="tiny", prompt="the water", max_tokens=8,
+                                            stream=True, extra_body={"ignore_eos": True}))
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_stop_string_cuts_output_before_it(client: openai.OpenAI) -> None:
+    args = {"model": "tiny", "prompt": "one two", "max_tokens": 24, "temperature": 0.0,
+            "extra_body": {"ignore_eos": True}}
+    full = client.completions.create(**args).choices[0].text  # type: ignore[call-overload]
+    assert len(full) > 6
+    stop = full[3:6]
+    cut = client.completions.create(stop=[stop], **args)  # type: ignore[call-overload]
+    assert cut.choices[0].text == full[: full.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+    streamed = client.completions.create(stop=[stop], stream=True, **args)  # type: ignore[call-overload]
+    assert "".join(c.choices[0].text for c in streamed) == full[: full.index(stop)]
+
+
+def test_logit_bias_forces_a_token(client: openai.OpenAI) -> None:
+    r = client.completions.create(model="tiny", prompt="x", max_tokens=5,
+                                  logit_bias={str(THINK_ID): 100})
+    assert r.choices[0].text == "<think>" * 5
+
+
+def test_eos_ends_generation_with_stop(client: openai.OpenAI) -> None:
+    r = client.completions.create(model="tiny", prompt="x", max_tokens=5, logit_bias={"4": 100})
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].text == ""
+
+
+def test_json_object_response_format(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="tiny", messages=USER, max_tokens=200,
+                                       temperature=0.0, response_format={"type": "json_object"})
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(r.choices[0].message.content or ""), dict)
+
+
+def test_json_schema_response_format(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}},
+              "required": ["ok"], "additionalProperties": False}
+    r = client.chat.completions.create(
+        model="tiny", messages=USER, max_tokens=200, temperature=0.0,
+        response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+    )
+    value = json.loads(r.choices[0].message.content or "")
+    assert isinstance(value["ok"], bool) and set(value) == {"ok"}
+
+
+def test_reasoning_split_when_template_opens_think(client: openai.OpenAI) -> None:
+    # The template opens <think>; forcing </think> first makes everything after it the answer.
+    bias = {str(END_THINK_ID): 100}
+    r = client.chat.completions.create(model="think", messages=USER, max_tokens=3,
+                                       logit_bias=bias)
+    message = r.choices[0].message
+    assert message.model_extra["reasoning_content"] == ""  # type: ignore[index]
+    assert message.content == "</think></think>"  # literal text after the close is content
+    chunks = list(client.chat.completions.create(model="think", messages=USER, max_tokens=3,
+                                                 logit_bias=bias, stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "</think></think>"
+
+
+def test_reasoning_never_leaks_into_content(client: openai.OpenAI) -> None:
+    # With no </think>, all output is reasoning: nothing of it reaches content.
+    bias = {str(THINK_ID): 100}
+    r = client.chat.completions.create(model="think", messages=USER, max_tokens=4,
+                                       logit_bias=bias)
+    assert r.choices[0].message.content == ""
+    assert r.choices[0].message.model_extra["reasoning_content"] == "<think>" * 4  # type: ignore[index]
+    chunks = list(client.chat.completions.create(model="think", messages=USER, max_tokens=4,
+                                                 logit_bias=bias, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.content or "" for d in deltas) == ""
+    assert "".join((d.model_extra or {}).get("reasoning_content") or ""
+                   for d in deltas) == "<think>" * 4
+
+
+def test_embeddings_are_normalised(client: openai.OpenAI) -> None:
+    r = client.embeddings.create(model="tiny-embed", input=["the water", "hello world"])
+    assert [d.index for d in r.data] == [0, 1]
+    for d in r.data:
+        assert len(d.embedding) == 64
+        assert math.isclose(math.fsum(x * x for x in d.embedding), 1.0, rel_tol=1e-4)
+    assert r.data[0].embedding != r.data[1].embedding
+    assert r.usage.prompt_tokens > 0
+
+
+def test_embeddings_base64_and_dimensions(client: openai.OpenAI) -> None:
+    raw = client.embeddings.with_raw_response.create(
+        model="tiny-embed", input="water", encoding_format="base64", dimensions=16)
+    body = json.loads(raw.text)
+    packed = base64.b64decode(body["data"][0]["embedding"])
+    assert len(struct.unpack(f"<{len(packed) // 4}f", packed)) == 16
+
+
+def test_embedding_model_refuses_chat_and_chat_model_refuses_embeddings(
+        client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="embedding model"):
+        client.chat.completions.create(model="tiny-embed", messages=USER, max_tokens=2)
+    with pytest.raises(openai.BadRequestError, match="not an embedding model"):
+        client.embeddings.create(model="tiny", input="x")
+
+
+def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="no-such-model", messages=USER)
+    assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
+def test_prompt_over_context_is_400_with_counts(client: openai.OpenAI) -> None:
+    long = "water " * 700
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": long}])
+    body = info.value.body
+    assert body["code"] == "context_length_exceeded"  # type: ignore[index]
+    assert "512" in body["message"]  # type: ignore[index]
+    # The model keeps serving.
+    assert client.chat.completions.create(model="tiny", messages=USER, max_tokens=2).choices
+
+
+def test_broken_gguf_is_refused_and_daemon_keeps_serving(client: openai.OpenAI,
+                                                         daemon: Daemon) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model="broken", messages=USER, max_tokens=2)
+    assert "GGUF" in info.value.body["message"]  # type: ignore[index]
+    health = daemon.get("/health").json()
+    assert health["status"] == "degraded"
+    assert any("broken" in r for r in health["reasons"])
+    assert client.chat.completions.create(model="tiny", messages=USER, max_tokens=2).choices

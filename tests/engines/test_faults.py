@@ -1,0 +1,150 @@
+"""Faults: a killed or hung worker, a client that leaves, a killed daemon, idle unload."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import write_catalog
+from tests.daemon import Daemon, pid_alive, start_daemon, wait_for
+
+USER = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(scope="module")
+def fault_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("faults")
+    extra = f'''
+[models.brief]
+source = "{models_dir / 'tiny.gguf'}"
+keep_alive = "1s"
+'''
+    catalog = write_catalog(home / "catalog.toml", models_dir, extra)
+    d = start_daemon(home, catalog, env={"APPLIANCE_HEARTBEAT_TIMEOUT": "3",
+                                         "APPLIANCE_RESTART_BACKOFF": "1s"})
+    yield d
+    d.stop()
+
+
+def client(d: Daemon) -> openai.OpenAI:
+    return openai.OpenAI(base_url=d.v1, api_key="x", max_retries=0, timeout=120)
+
+
+def loaded_pid(d: Daemon, name: str = "tiny") -> int:
+    client(d).chat.completions.create(model=name, messages=USER, max_tokens=1)
+    pid = d.model(name)["pid"]
+    assert isinstance(pid, int)
+    return pid
+
+
+def long_stream(d: Daemon) -> openai.Stream:  # type: ignore[type-arg]
+    return client(d).chat.completions.create(
+        model="tiny", messages=USER, max_tokens=100000, stream=True,
+        extra_body={"ignore_eos": True})
+
+
+def test_killed_worker_fails_its_stream_then_restarts(fault_daemon: Daemon) -> None:
+    pid = loaded_pid(fault_daemon)
+    stream = long_stream(fault_daemon)
+    next(iter(stream))
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(openai.APIError, match="killed by SIGKILL"):
+        for _ in stream:
+            pass
+    wait_for(lambda: fault_daemon.model("tiny")["state"] == "failed")
+    events = fault_daemon.get("/admin/events").json()["events"]
+    assert any(e["kind"] == "crash" and e["model"] == "tiny" for e in events)
+    # Served again on the next request, by a new worker.
+    r = client(fault_daemon).chat.completions.create(model="tiny", messages=USER, max_tokens=2)
+    assert r.choices
+    assert fault_daemon.model("tiny")["pid"] not in (None, pid)
+
+
+def test_other_models_keep_serving_while_one_crashes(fault_daemon: Daemon) -> None:
+    loaded_pid(fault_daemon, "think")
+    pid = loaded_pid(fault_daemon)
+    os.kill(pid, signal.SIGKILL)
+    r = client(fault_daemon).chat.completions.create(model="think", messages=USER, max_tokens=2)
+    assert r.choices
+
+
+def test_hung_worker_is_killed_after_heartbeat_timeout(fault_daemon: Daemon) -> None:
+    pid = loaded_pid(fault_daemon)
+    stream = long_stream(fault_daemon)
+    next(iter(stream))
+    os.kill(pid, signal.SIGSTOP)
+    started = time.monotonic()
+    with pytest.raises(openai.APIError, match="stopped answering"):
+        for _ in stream:
+            pass
+    assert time.monotonic() - started < 20
+    wait_for(lambda: not pid_alive(pid))
+    r = client(fault_daemon).chat.completions.create(model="tiny", messages=USER, max_tokens=2)
+    assert r.choices
+
+
+def test_client_disconnect_cancels_generation(fault_daemon: Daemon) -> None:
+    loaded_pid(fault_daemon)
+    body = {"model": "tiny", "messages": USER, "max_tokens": 100000, "stream": True,
+            "ignore_eos": True}
+    with httpx.stream("POST", fault_daemon.v1 + "/chat/completions", json=body,
+                      timeout=60) as r:
+        lines = r.iter_lines()
+        for _ in range(5):
+            next(lines)
+    # The worker stops generating: its slot is free again and a new request is served at once.
+    wait_for(lambda: fault_daemon.model("tiny")["active_requests"] == 0, timeout=10)
+    started = time.monotonic()
+    r2 = client(fault_daemon).chat.completions.create(model="tiny", messages=USER, max_tokens=2)
+    assert r2.choices and time.monotonic() - started < 10
+
+
+def test_idle_model_unloads_after_keep_alive(fault_daemon: Daemon) -> None:
+    pid = loaded_pid(fault_daemon, "brief")
+    wait_for(lambda: fault_daemon.model("brief")["state"] == "unloaded", timeout=15)
+    wait_for(lambda: not pid_alive(pid), timeout=10)
+    events = fault_daemon.get("/admin/events").json()["events"]
+    assert any(e["kind"] == "unload" and e["model"] == "brief" and "idle 1s" in e["message"]
+               for e in events)
+
+
+def test_admin_load_and_unload(fault_daemon: Daemon) -> None:
+    r = fault_daemon.post("/admin/models/think/load")
+    assert r.status_code == 200 and r.json()["state"] == "ready"
+    pid = r.json()["pid"]
+    r = fault_daemon.post("/admin/models/think/unload")
+    assert r.json()["unloaded"] is True and r.json()["state"] == "unloaded"
+    wait_for(lambda: not pid_alive(pid))
+
+
+def test_killing_the_daemon_leaves_no_orphan_worker(tmp_path: Path, models_dir: Path) -> None:
+    d = start_daemon(tmp_path / "home", write_catalog(tmp_path / "c.toml", models_dir))
+    try:
+        pid = loaded_pid(d)
+        d.proc.kill()
+        d.proc.wait()
+        wait_for(lambda: not pid_alive(pid), timeout=10)
+    finally:
+        d.stop()
+
+
+def test_api_keys_required_when_set(tmp_path: Path, models_dir: Path) -> None:
+    d = start_daemon(tmp_path / "home", write_catalog(tmp_path / "c.toml", models_dir),
+                     api_key="sekret")
+    try:
+        r = httpx.get(d.v1 + "/models", timeout=30)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        r = httpx.get(d.v1 + "/models", headers={"Authorization": "Bearer wrong"}, timeout=30)
+        assert r.status_code == 401
+        assert httpx.get(d.url + "/health", timeout=30).status_code == 200
+        ok = openai.OpenAI(base_url=d.v1, api_key="sekret", max_retries=0)
+        assert ok.chat.completions.create(model="tiny", messages=USER, max_tokens=1).choices
+    finally:
+        d.stop()
