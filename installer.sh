@@ -26,6 +26,8 @@ systemd service and start it. Re-run to upgrade.
 
 Options:
   --cpu          build for CPU even when a GPU is found
+  --user         install for the current user even as root (~/.local/..., a
+                 systemd user unit); the default when not root
   --no-start     install everything but do not start or restart the daemon
   --prefix DIR   install prefix; the venv goes in DIR/venv
                  (default: /opt/appliance as root, ~/.local/share/appliance otherwise)
@@ -72,6 +74,7 @@ case "${APPLIANCE_INSTALLER_DRY_RUN:-}" in
 1 | true | yes) DRY_RUN=1 ;;
 esac
 FORCE_CPU=0
+FORCE_USER=0
 NO_START=0
 PREFIX=""
 PORT=""
@@ -79,6 +82,7 @@ PORT=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --cpu) FORCE_CPU=1 ;;
+    --user) FORCE_USER=1 ;;
     --no-start) NO_START=1 ;;
     --dry-run) DRY_RUN=1 ;;
     --prefix)
@@ -244,7 +248,7 @@ detect_backend() {
 # ---------------------------------------------------------------- layout
 
 MODE=user
-if [ "$(id -u)" -eq 0 ]; then
+if [ "$(id -u)" -eq 0 ] && [ "$FORCE_USER" = 0 ]; then
     MODE=system
 fi
 if [ "$MODE" = system ]; then

@@ -1,0 +1,111 @@
+"""The `appliance` command against a running daemon and, for store commands, without one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from appliance.bench import BenchConfig, run_bench_sync
+from tests.daemon import Daemon, free_port
+
+
+def run_cli(*args: str, home: Path | None = None, stdin: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    if home is not None:
+        env["APPLIANCE_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True,
+                          text=True, env=env, input=stdin, timeout=timeout, check=False)
+
+
+def test_ls_load_ps_unload(daemon: Daemon) -> None:
+    r = run_cli("ls", "--url", daemon.url)
+    assert r.returncode == 0, r.stderr
+    assert "tiny" in r.stdout and "tiny-alias" in r.stdout
+    r = run_cli("load", "think", "--url", daemon.url)
+    assert r.returncode == 0, r.stderr
+    assert "think loaded" in r.stdout
+    r = run_cli("ps", "--url", daemon.url)
+    assert "think" in r.stdout and "ready" in r.stdout
+    r = run_cli("unload", "think", "--url", daemon.url)
+    assert r.returncode == 0 and "unloaded" in r.stdout
+
+
+def test_unknown_model_is_one_line_error(daemon: Daemon) -> None:
+    r = run_cli("load", "nope", "--url", daemon.url)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith("appliance: error:") and "nope" in r.stderr
+
+
+def test_daemon_unreachable_is_one_line_error(tmp_path: Path) -> None:
+    r = run_cli("ps", "--url", f"http://127.0.0.1:{free_port()}", home=tmp_path)
+    assert r.returncode == 1
+    assert "does not answer" in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def test_inspect_a_file(models_dir: Path, tmp_path: Path) -> None:
+    r = run_cli("inspect", str(models_dir / "tiny.gguf"), "--context", "1024", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "llama" in r.stdout and "F32" in r.stdout and "memory at 1024 ctx" in r.stdout
+
+
+def test_inspect_refuses_broken_file(models_dir: Path, tmp_path: Path) -> None:
+    r = run_cli("inspect", str(models_dir / "broken.gguf"), home=tmp_path)
+    assert r.returncode == 1 and "GGUF" in r.stderr
+
+
+def test_import_ls_rm_without_daemon(models_dir: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = str(free_port())  # nothing listens there: the local store is used
+    env_args = ("--url", f"http://127.0.0.1:{port}")
+    r = run_cli("import", str(models_dir / "tiny.gguf"), "--name", "mine", *env_args, home=home)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("mine")
+    r = run_cli("ls", *env_args, home=home)
+    assert "mine" in r.stdout and "cold" in r.stdout
+    r = run_cli("rm", "mine", *env_args, home=home)
+    assert r.returncode == 0
+    assert "mine" not in run_cli("ls", *env_args, home=home).stdout
+    r = run_cli("import", str(models_dir / "broken.gguf"), *env_args, home=home)
+    assert r.returncode == 1 and "GGUF" in r.stderr
+
+
+def test_import_through_daemon_then_serve_it(daemon: Daemon, models_dir: Path) -> None:
+    r = run_cli("import", str(models_dir / "tiny.gguf"), "--name", "imported", "--url",
+                daemon.url)
+    assert r.returncode == 0, r.stderr
+    r2 = daemon.post("/v1/completions", json={"model": "imported", "prompt": "x",
+                                              "max_tokens": 3, "ignore_eos": True})
+    assert r2.status_code == 200 and r2.json()["usage"]["completion_tokens"] == 3
+
+
+def test_chat_repl_against_daemon(daemon: Daemon) -> None:
+    r = run_cli("chat", "tiny", "--base-url", daemon.v1, "--max-tokens", "4",
+                stdin="hello\nsecond turn\n/exit\n")
+    assert r.returncode == 0, r.stderr
+    assert "error" not in r.stdout.lower()
+
+
+def test_doctor_runs_offline_self_test(tmp_path: Path) -> None:
+    r = run_cli("doctor", home=tmp_path, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "backend cpu" in r.stdout
+    assert "self-test" in r.stdout and ": ok" in r.stdout
+
+
+def test_bench_runs_every_request_to_max_tokens(daemon: Daemon, tmp_path: Path) -> None:
+    report = run_bench_sync(BenchConfig(base_url=daemon.v1, model="tiny", concurrency=(1, 2),
+                                        max_tokens=16, requests_per_level=3))
+    for level in report.levels:
+        assert level.errors == 0
+        assert level.short_requests == 0
+        assert level.aggregate_tok_s > 0
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", "--base-url", daemon.v1, "--model", "tiny", "--concurrency", "1",
+                "--max-tokens", "8", "--requests", "2", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["levels"][0]["concurrency"] == 1
