@@ -145,7 +145,9 @@ class HubStub:
         server = ThreadingHTTPServer((self.host, 0), Handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="hubstub", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="hubstub", daemon=True
+        )
         self._thread.start()
         return self
 
