@@ -178,7 +178,19 @@ def build_vocab(n_words: int) -> tuple[list[str], list[float], list[int]]:
     pieces.append("\u2581")
     seen: set[str] = set(tokens)
     unique = [p for p in dict.fromkeys(pieces) if p not in seen]
-    unique = unique[: max(n_words, 0)] if n_words < len(unique) else unique
+    # Larger vocabularies (benchmark models) get synthetic word pieces.
+    letters = "etaoinshrdlucmfwypvbgkjqxz"
+    i = 0
+    while len(unique) < n_words:
+        word, k = "", i
+        while True:
+            word += letters[k % len(letters)]
+            k //= len(letters)
+            if k == 0:
+                break
+        unique.append(("\u2581" if i % 2 == 0 else "") + word + "s" * (i % 3))
+        i += 1
+    unique = list(dict.fromkeys(unique))[:n_words]
     for i, p in enumerate(unique):
         tokens.append(p)
         types.append(1)

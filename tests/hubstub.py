@@ -105,7 +105,9 @@ class HubStub:
                 revision_sha = head or hashlib.sha1(f"{repo}@{branch}".encode()).hexdigest()
             if revision_sha not in r.commits:
                 r.commits[revision_sha] = dict(r.commits.get(head, {})) if head else {}
-            f = StubFile(repo=repo, filename=filename, data=data, revision_sha=revision_sha, lfs=lfs)
+            f = StubFile(
+                repo=repo, filename=filename, data=data, revision_sha=revision_sha, lfs=lfs
+            )
             r.commits[revision_sha][filename] = f
             r.branches[branch] = revision_sha
             return f
@@ -194,9 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _send(
-        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)

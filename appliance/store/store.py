@@ -32,9 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from appliance.store.errors import (
+    AmbiguousFileError,
     DiskFullError,
+    DownloadInterruptedError,
     GGUFError,
+    HubError,
+    HubUnavailableError,
     IntegrityError,
+    InvalidNameError,
     NotFoundError,
     StoreError,
 )
@@ -50,6 +55,23 @@ from appliance.store.verify import CHUNK_SIZE, validate_gguf
 
 if TYPE_CHECKING:
     from appliance.store.hub import HubClient, HubRef, RemoteFile
+
+__all__ = [  # the error family is re-exported so callers need one import
+    "AmbiguousFileError",
+    "DiskFullError",
+    "DiskUsage",
+    "DownloadInterruptedError",
+    "GGUFError",
+    "HubError",
+    "HubUnavailableError",
+    "IntegrityError",
+    "InvalidNameError",
+    "NotFoundError",
+    "ProgressEvent",
+    "Store",
+    "StoreError",
+    "StoredModel",
+]
 
 log = logging.getLogger(__name__)
 

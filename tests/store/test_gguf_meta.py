@@ -248,7 +248,10 @@ def test_huge_key_length(tmp_path: Path) -> None:
     evil = struct.pack("<Q", 2**60) + b"general.name"
     p = write(tmp_path, build([evil], data_len=64))
     bounded(lambda: read_gguf_info(p))
-    with pytest.raises(GGUFError, match=r"corrupt GGUF: key of metadata entry 1 .* claims 1152921504606846976 bytes"):
+    with pytest.raises(
+        GGUFError,
+        match=r"corrupt GGUF: key of metadata entry 1 .* claims 1152921504606846976 bytes",
+    ):
         read_gguf_info(p)
 
 
@@ -256,7 +259,7 @@ def test_huge_string_value(tmp_path: Path) -> None:
     evil = _s("general.name") + struct.pack("<IQ", 8, 2**62) + b"abc"
     p = write(tmp_path, build([evil], data_len=64))
     bounded(lambda: read_gguf_info(p))
-    with pytest.raises(GGUFError, match="string value of general.name"):
+    with pytest.raises(GGUFError, match=r"string value of general\.name"):
         read_gguf_info(p)
 
 
@@ -331,9 +334,9 @@ def test_bad_alignment_duplicate_key_missing_arch(tmp_path: Path) -> None:
     with pytest.raises(GGUFError, match="alignment 24 is not a power of two"):
         read_gguf_info(write(tmp_path, build([kv_u32("general.alignment", 24)]), "a.gguf"))
     dup = [kv_u32("llama.block_count", 1), kv_u32("llama.block_count", 2)]
-    with pytest.raises(GGUFError, match="duplicate metadata key llama.block_count"):
+    with pytest.raises(GGUFError, match=r"duplicate metadata key llama\.block_count"):
         read_gguf_info(write(tmp_path, build(dup), "d.gguf"))
-    with pytest.raises(GGUFError, match="general.architecture is missing"):
+    with pytest.raises(GGUFError, match=r"general\.architecture is missing"):
         read_gguf_info(write(tmp_path, build(arch=False), "m.gguf"))
 
 

@@ -22,7 +22,10 @@ C2 = "2" * 40
     ("ref", "expected"),
     [
         ("hf://org/repo/model.gguf", HubRef("org/repo", "model.gguf", None)),
-        ("hf://org/repo/sub/dir/m-Q4_K_M.gguf@v1.0", HubRef("org/repo", "sub/dir/m-Q4_K_M.gguf", "v1.0")),
+        (
+            "hf://org/repo/sub/dir/m-Q4_K_M.gguf@v1.0",
+            HubRef("org/repo", "sub/dir/m-Q4_K_M.gguf", "v1.0"),
+        ),
         ("hf://org/repo/*Q4_K_M.gguf@" + C1, HubRef("org/repo", "*Q4_K_M.gguf", C1)),
         ("hf://org/repo", HubRef("org/repo", "*.gguf", None)),
         ("hf://org/repo@refs/pr/1", HubRef("org/repo", "*.gguf", "refs/pr/1")),
@@ -72,7 +75,9 @@ def test_select_file_exact_and_glob() -> None:
 
 
 def test_select_file_errors() -> None:
-    with pytest.raises(AmbiguousFileError, match=r"matches 3 files.*model-F16.gguf.*make the pattern"):
+    with pytest.raises(
+        AmbiguousFileError, match=r"matches 3 files.*model-F16.gguf.*make the pattern"
+    ):
         select_file(parse_ref("hf://o/r/model-*.gguf"), FILES)
     with pytest.raises(NotFoundError, match=r"no file in o/r matches 'nope.gguf'.*model-Q8_0"):
         select_file(parse_ref("hf://o/r/nope.gguf"), FILES)
@@ -80,7 +85,7 @@ def test_select_file_errors() -> None:
         select_file(parse_ref("hf://o/r/big/*Q2_K*.gguf"), FILES)
     with pytest.raises(AmbiguousFileError, match="split GGUF"):
         select_file(parse_ref("hf://o/r/big/model-Q2_K-00001-of-00002.gguf"), FILES)
-    with pytest.raises(AmbiguousFileError, match="not a .gguf file"):
+    with pytest.raises(AmbiguousFileError, match=r"not a \.gguf file"):
         select_file(parse_ref("hf://o/r/README.md"), FILES)
     with pytest.raises(AmbiguousFileError, match="matches 5 files"):  # "*" crosses folders
         select_file(parse_ref("hf://o/r"), FILES)

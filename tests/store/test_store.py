@@ -62,7 +62,11 @@ def test_pull_verifies_and_publishes(tmp_path: Path, hub: HubStub, tiny_bytes: b
     assert model.path == store.root / "blobs" / "sha256" / model.sha256
     assert model.path.read_bytes() == tiny_bytes
     assert not model.path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-    assert store_files(store) == {"blobs": [model.sha256], "tmp": [], "manifests": [f"{model.name}.json"]}
+    assert store_files(store) == {
+        "blobs": [model.sha256],
+        "tmp": [],
+        "manifests": [f"{model.name}.json"],
+    }
     assert store.get(model.name) == model
     assert store.list() == [model]
     assert store.resolve_path(model.name) == model.path
@@ -104,7 +108,9 @@ def test_pull_again_returns_at_once(tmp_path: Path, hub: HubStub, tiny_bytes: by
     assert f.gets == 1
 
 
-def test_pull_glob_with_name_and_pinned_revision(tmp_path: Path, hub: HubStub, tiny_bytes: bytes, other_bytes: bytes) -> None:
+def test_pull_glob_with_name_and_pinned_revision(
+    tmp_path: Path, hub: HubStub, tiny_bytes: bytes, other_bytes: bytes
+) -> None:
     old = hub.add_file(REPO, "m-Q8_0.gguf", other_bytes, revision_sha="1" * 40)
     new = hub.add_file(REPO, "m-Q8_0.gguf", tiny_bytes, revision_sha="2" * 40)
     hub.add_file(REPO, "m-F16.gguf", tiny_bytes)
@@ -147,7 +153,9 @@ def test_interrupted_transfer_resumes(tmp_path: Path, hub: HubStub, tiny_bytes: 
     assert store_files(store)["tmp"] == []
 
 
-def test_transient_cut_is_retried_within_one_pull(tmp_path: Path, hub: HubStub, tiny_bytes: bytes) -> None:
+def test_transient_cut_is_retried_within_one_pull(
+    tmp_path: Path, hub: HubStub, tiny_bytes: bytes
+) -> None:
     f = hub.add_file(REPO, FILE, tiny_bytes)
     f.cut_after, f.cut_times = 50_000, 2
     store = make_store(tmp_path, hub, retries=1)
@@ -158,12 +166,17 @@ def test_transient_cut_is_retried_within_one_pull(tmp_path: Path, hub: HubStub, 
 def test_not_a_gguf_on_the_hub(tmp_path: Path, hub: HubStub) -> None:
     hub.add_file(REPO, "fake.gguf", b"<html>not a model</html>" * 50)
     store = make_store(tmp_path, hub)
-    with pytest.raises(GGUFError, match="fake.gguf from org/tiny-GGUF is not a usable GGUF: not a GGUF file: bad magic"):
+    with pytest.raises(
+        GGUFError,
+        match=r"fake\.gguf from org/tiny-GGUF is not a usable GGUF: not a GGUF file: bad magic",
+    ):
         store.pull(f"hf://{REPO}/fake.gguf")
     assert store_files(store) == {"blobs": [], "tmp": [], "manifests": []}
 
 
-def test_concurrent_pulls_in_threads_share_one_transfer(tmp_path: Path, hub: HubStub, tiny_bytes: bytes) -> None:
+def test_concurrent_pulls_in_threads_share_one_transfer(
+    tmp_path: Path, hub: HubStub, tiny_bytes: bytes
+) -> None:
     f = hub.add_file(REPO, FILE, tiny_bytes)
     f.gate = threading.Event()
     root = tmp_path / "s"
@@ -208,7 +221,9 @@ print(json.dumps({"sha256": model.sha256}), flush=True)
 """
 
 
-def test_concurrent_pulls_in_processes_share_one_transfer(tmp_path: Path, hub: HubStub, tiny_bytes: bytes) -> None:
+def test_concurrent_pulls_in_processes_share_one_transfer(
+    tmp_path: Path, hub: HubStub, tiny_bytes: bytes
+) -> None:
     f = hub.add_file(REPO, FILE, tiny_bytes)
     f.gate = threading.Event()
     root = tmp_path / "s"
@@ -249,7 +264,9 @@ def test_concurrent_pulls_in_processes_share_one_transfer(tmp_path: Path, hub: H
     assert sorted(m.name for m in Store(root).list()) == ["first", "second"]
 
 
-def test_disk_full_is_checked_before_downloading(tmp_path: Path, hub: HubStub, tiny_bytes: bytes, tiny_gguf: Path) -> None:
+def test_disk_full_is_checked_before_downloading(
+    tmp_path: Path, hub: HubStub, tiny_bytes: bytes, tiny_gguf: Path
+) -> None:
     f = hub.add_file(REPO, FILE, tiny_bytes)
     asked: list[Path] = []
 
@@ -322,7 +339,9 @@ def test_remove_and_blob_refcount(tmp_path: Path, tiny_gguf: Path) -> None:
         store.resolve_path("b")
 
 
-def test_renaming_a_name_drops_the_unreferenced_blob(tmp_path: Path, tiny_gguf: Path, other_bytes: bytes) -> None:
+def test_renaming_a_name_drops_the_unreferenced_blob(
+    tmp_path: Path, tiny_gguf: Path, other_bytes: bytes
+) -> None:
     store = make_store(tmp_path)
     first = store.import_file(tiny_gguf, name="m")
     other = tmp_path / "other.gguf"
