@@ -4,7 +4,8 @@ Both serve the same generated ~700M-parameter Q4_K_M model with the same threads
 and context; `appliance bench` measures each, alternating A and B rounds, and the
 medians are compared as a ratio (target >= 0.97).
 
-    .venv/bin/python bench/vs_llama_server.py --llama-server-bin "$(shared/tools/build-llama-server.sh)"
+    .venv/bin/python bench/vs_llama_server.py \
+        --llama-server-bin "$(../shared/tools/build-llama-server.sh)"
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.bench import BenchConfig, run_bench_sync  # noqa: E402
-from appliance.tiny_model import BENCH_700M, quantize_gguf, write_tiny_gguf  # noqa: E402
-from tests.daemon import free_port, start_daemon  # noqa: E402
+from appliance.bench import BenchConfig, run_bench_sync
+from appliance.tiny_model import BENCH_700M, quantize_gguf, write_tiny_gguf
+from tests.daemon import free_port, start_daemon
 
 
 def make_model(cache: Path) -> Path:
@@ -71,15 +72,33 @@ def main() -> int:
     model = make_model(Path(args.cache))
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     catalog = work / "models.toml"
-    catalog.write_text(f'[models.bench]\nsource = "{model}"\ncontext = {args.context}\n'
-                       'keep_alive = "forever"\n')
+    catalog.write_text(
+        f'[models.bench]\nsource = "{model}"\ncontext = {args.context}\nkeep_alive = "forever"\n'
+    )
     ours = start_daemon(work / "home", catalog, env={"APPLIANCE_THREADS": str(args.threads)})
     port = free_port()
     peer = subprocess.Popen(
-        [str(Path(args.llama_server_bin) / "llama-server"), "-m", str(model), "-t",
-         str(args.threads), "-tb", str(args.threads), "-c", str(args.context), "-np", "1",
-         "--port", str(port), "--host", "127.0.0.1", "--no-webui"],
-        stdout=subprocess.DEVNULL, stderr=(work / "llama-server.log").open("wb"))
+        [
+            str(Path(args.llama_server_bin) / "llama-server"),
+            "-m",
+            str(model),
+            "-t",
+            str(args.threads),
+            "-tb",
+            str(args.threads),
+            "-c",
+            str(args.context),
+            "-np",
+            "1",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--no-webui",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "llama-server.log").open("wb"),
+    )
     peer_url = f"http://127.0.0.1:{port}"
     try:
         wait_up(peer_url, peer)
@@ -89,20 +108,33 @@ def main() -> int:
         for r in range(args.rounds):
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for name in order:
-                report = run_bench_sync(BenchConfig(
-                    base_url=targets[name], model="bench", concurrency=(1,),
-                    requests_per_level=args.requests, max_tokens=args.max_tokens,
-                    eos_token_id=None, warmup=1))
+                report = run_bench_sync(
+                    BenchConfig(
+                        base_url=targets[name],
+                        model="bench",
+                        concurrency=(1,),
+                        requests_per_level=args.requests,
+                        max_tokens=args.max_tokens,
+                        eos_token_id=None,
+                        warmup=1,
+                    )
+                )
                 level = report.levels[0]
                 assert level.errors == 0, level
                 results[name].append(level.stream_tok_s)
                 ttft[name].append(level.ttft_ms.p50)
-                print(f"round {r + 1} {name:13s} {level.stream_tok_s:7.2f} tok/s  "
-                      f"TTFT p50 {level.ttft_ms.p50:7.1f} ms", file=sys.stderr)
+                print(
+                    f"round {r + 1} {name:13s} {level.stream_tok_s:7.2f} tok/s  "
+                    f"TTFT p50 {level.ttft_ms.p50:7.1f} ms",
+                    file=sys.stderr,
+                )
         med = {k: statistics.median(v) for k, v in results.items()}
         summary = {
-            "model": str(model), "threads": args.threads, "context": args.context,
-            "max_tokens": args.max_tokens, "rounds": args.rounds,
+            "model": str(model),
+            "threads": args.threads,
+            "context": args.context,
+            "max_tokens": args.max_tokens,
+            "rounds": args.rounds,
             "decode_tok_s_median": med,
             "ttft_ms_median": {k: statistics.median(v) for k, v in ttft.items()},
             "ratio_appliance_over_llama_server": med["appliance"] / med["llama-server"],

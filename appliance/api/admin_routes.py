@@ -149,7 +149,7 @@ async def pull(request: Request) -> Response:
     ref: str = body["model"]
     name = body.get("name")
     if ref.startswith("hf://"):
-        job = _pull_ref(manager, ref, name if isinstance(name, str) else None)
+        job = manager.pull_ref(ref, name if isinstance(name, str) else None)
         label = name if isinstance(name, str) else ref
     else:
         entry = manager.catalog.resolve(ref)
@@ -202,27 +202,6 @@ async def pull(request: Request) -> Response:
                     task.add_done_callback(lambda t: t.exception())
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-
-async def _pull_ref(manager: ModelManager, ref: str, name: str | None) -> Any:
-    label = name or ref
-    loop = asyncio.get_running_loop()
-
-    def progress(ev: Any) -> None:
-        loop.call_soon_threadsafe(
-            manager.emit,
-            label,
-            "pull_progress",
-            ev.status,
-            status=ev.status,
-            downloaded=ev.downloaded,
-            total=ev.total,
-        )
-
-    manager.emit(label, "pull", f"pulling {ref}")
-    stored = await asyncio.to_thread(manager.store.pull, ref, name, progress)
-    manager.emit(stored.name, "pull", f"pulled {stored.filename}")
-    return stored
 
 
 async def import_file(request: Request) -> Response:

@@ -205,7 +205,8 @@ class LlamaEngine:
     def _sampler(self, params: dict[str, Any], grammar: Any, seed: int) -> Any:
         from llama_cpp import _internals
 
-        s = _internals.LlamaSampler()
+        sampler_cls: Any = _internals.LlamaSampler  # untyped in llama-cpp-python
+        s = sampler_cls()
         bias: dict[int, float] = {}
         for key, value in (params.get("logit_bias") or {}).items():
             token = int(key)
@@ -252,7 +253,7 @@ class LlamaEngine:
         result: GenerationResult,
     ) -> Iterator[str]:
         """Yield text pieces; fill `result` with counts and the finish reason."""
-        llama = self.llama
+        llama: Any = self.llama
         grammar = self._grammar(params.get("response_format"))
         seed = params.get("seed")
         seed = int(seed) & 0xFFFFFFFF if seed is not None else random.getrandbits(32)

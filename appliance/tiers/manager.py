@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -159,14 +160,6 @@ class ModelManager:
 
     async def pull(self, name: str) -> StoredModel:
         """Pull a catalog model into the store once, however many callers ask at once."""
-        task = self._pulls.get(name)
-        if task is None:
-            task = asyncio.create_task(self._pull(name))
-            self._pulls[name] = task
-            task.add_done_callback(lambda _t: self._pulls.pop(name, None))
-        return await asyncio.shield(task)
-
-    async def _pull(self, name: str) -> StoredModel:
         entry = self.catalog.resolve(name)
         if entry is None:
             raise model_not_found(name)
@@ -178,7 +171,19 @@ class ModelManager:
                 "model",
                 "not_pullable",
             )
-        ref = f"{entry.source}@{entry.revision}"
+        return await self.pull_ref(f"{entry.source}@{entry.revision}", entry.name)
+
+    async def pull_ref(self, ref: str, name: str | None) -> StoredModel:
+        """Pull an hf:// reference; progress goes out as events labelled `name or ref`."""
+        label = name or ref
+        task = self._pulls.get(label)
+        if task is None:
+            task = asyncio.create_task(self._pull(ref, name, label))
+            self._pulls[label] = task
+            task.add_done_callback(lambda _t: self._pulls.pop(label, None))
+        return await asyncio.shield(task)
+
+    async def _pull(self, ref: str, name: str | None, label: str) -> StoredModel:
         loop = asyncio.get_running_loop()
         last = [0.0]
 
@@ -187,24 +192,25 @@ class ModelManager:
             if ev.status == "downloading" and now - last[0] < 0.25:
                 return
             last[0] = now
-            loop.call_soon_threadsafe(
+            emit = functools.partial(
                 self.emit,
-                name,
+                label,
                 "pull_progress",
                 f"{ev.status} {ev.filename}",
                 status=ev.status,
                 downloaded=ev.downloaded,
                 total=ev.total,
             )
+            loop.call_soon_threadsafe(emit)
 
-        self.emit(name, "pull", f"pulling {ref}")
+        self.emit(label, "pull", f"pulling {ref}")
         try:
             stored = await asyncio.to_thread(self.store.pull, ref, name, progress)
         except StoreError as exc:
-            self.emit(name, "error", f"pull failed: {exc}")
+            self.emit(label, "error", f"pull failed: {exc}")
             raise
         self.emit(
-            name,
+            stored.name,
             "pull",
             f"pulled {stored.filename} ({stored.size} bytes, sha256 {stored.sha256[:12]}…)",
         )
