@@ -12,13 +12,21 @@ from appliance.bench import BenchConfig, run_bench_sync
 from tests.daemon import Daemon, free_port
 
 
-def run_cli(*args: str, home: Path | None = None, stdin: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, home: Path | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     if home is not None:
         env["APPLIANCE_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True,
-                          text=True, env=env, input=stdin, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_ls_load_ps_unload(daemon: Daemon) -> None:
@@ -75,17 +83,25 @@ def test_import_ls_rm_without_daemon(models_dir: Path, tmp_path: Path) -> None:
 
 
 def test_import_through_daemon_then_serve_it(daemon: Daemon, models_dir: Path) -> None:
-    r = run_cli("import", str(models_dir / "tiny.gguf"), "--name", "imported", "--url",
-                daemon.url)
+    r = run_cli("import", str(models_dir / "tiny.gguf"), "--name", "imported", "--url", daemon.url)
     assert r.returncode == 0, r.stderr
-    r2 = daemon.post("/v1/completions", json={"model": "imported", "prompt": "x",
-                                              "max_tokens": 3, "ignore_eos": True})
+    r2 = daemon.post(
+        "/v1/completions",
+        json={"model": "imported", "prompt": "x", "max_tokens": 3, "ignore_eos": True},
+    )
     assert r2.status_code == 200 and r2.json()["usage"]["completion_tokens"] == 3
 
 
 def test_chat_repl_against_daemon(daemon: Daemon) -> None:
-    r = run_cli("chat", "tiny", "--base-url", daemon.v1, "--max-tokens", "4",
-                stdin="hello\nsecond turn\n/exit\n")
+    r = run_cli(
+        "chat",
+        "tiny",
+        "--base-url",
+        daemon.v1,
+        "--max-tokens",
+        "4",
+        stdin="hello\nsecond turn\n/exit\n",
+    )
     assert r.returncode == 0, r.stderr
     assert "error" not in r.stdout.lower()
 
@@ -98,14 +114,34 @@ def test_doctor_runs_offline_self_test(tmp_path: Path) -> None:
 
 
 def test_bench_runs_every_request_to_max_tokens(daemon: Daemon, tmp_path: Path) -> None:
-    report = run_bench_sync(BenchConfig(base_url=daemon.v1, model="tiny", concurrency=(1, 2),
-                                        max_tokens=16, requests_per_level=3))
+    report = run_bench_sync(
+        BenchConfig(
+            base_url=daemon.v1,
+            model="tiny",
+            concurrency=(1, 2),
+            max_tokens=16,
+            requests_per_level=3,
+        )
+    )
     for level in report.levels:
         assert level.errors == 0
         assert level.short_requests == 0
         assert level.aggregate_tok_s > 0
     out = tmp_path / "bench.json"
-    r = run_cli("bench", "--base-url", daemon.v1, "--model", "tiny", "--concurrency", "1",
-                "--max-tokens", "8", "--requests", "2", "--json", str(out))
+    r = run_cli(
+        "bench",
+        "--base-url",
+        daemon.v1,
+        "--model",
+        "tiny",
+        "--concurrency",
+        "1",
+        "--max-tokens",
+        "8",
+        "--requests",
+        "2",
+        "--json",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["levels"][0]["concurrency"] == 1

@@ -10,14 +10,20 @@ import pytest
 from tests.daemon import Daemon
 
 
-def post_raw(daemon: Daemon, path: str, content: bytes,
-             headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.post(daemon.url + path, content=content, timeout=60,
-                      headers={"Content-Type": "application/json", **(headers or {})})
+def post_raw(
+    daemon: Daemon, path: str, content: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return httpx.post(
+        daemon.url + path,
+        content=content,
+        timeout=60,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
 
 
-def assert_error(r: httpx.Response, status: int, param: str | None = None,
-                 code: str | None = None) -> dict[str, Any]:
+def assert_error(
+    r: httpx.Response, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert set(err) == {"message", "type", "param", "code"}
@@ -39,11 +45,23 @@ def test_empty_body_and_non_object(daemon: Daemon) -> None:
     assert_error(post_raw(daemon, "/v1/chat/completions", b"[1, 2]"), 400)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("max_tokens", -5), ("max_tokens", 10**12), ("max_tokens", 1.5), ("max_tokens", True),
-    ("temperature", -1), ("temperature", 99), ("top_p", 0), ("n", 3), ("stop", [""]),
-    ("logit_bias", {"abc": 1}), ("seed", 2**70), ("messages", []),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_tokens", -5),
+        ("max_tokens", 10**12),
+        ("max_tokens", 1.5),
+        ("max_tokens", True),
+        ("temperature", -1),
+        ("temperature", 99),
+        ("top_p", 0),
+        ("n", 3),
+        ("stop", [""]),
+        ("logit_bias", {"abc": 1}),
+        ("seed", 2**70),
+        ("messages", []),
+    ],
+)
 def test_absurd_parameters_name_the_parameter(daemon: Daemon, field: str, value: Any) -> None:
     body: dict[str, Any] = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
     body[field] = value
@@ -54,8 +72,10 @@ def test_absurd_parameters_name_the_parameter(daemon: Daemon, field: str, value:
 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
 def test_non_finite_temperature_refused(daemon: Daemon, literal: bytes) -> None:
-    body = (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], '
-            b'"temperature": ' + literal + b"}")
+    body = (
+        b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], '
+        b'"temperature": ' + literal + b"}"
+    )
     assert_error(post_raw(daemon, "/v1/chat/completions", body), 400, "temperature")
 
 
@@ -72,8 +92,11 @@ def test_unknown_model_404_and_unknown_route_404(daemon: Daemon) -> None:
 
 
 def test_tools_refused_clearly(daemon: Daemon) -> None:
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
-            "tools": [{"type": "function", "function": {"name": "f"}}]}
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+    }
     assert_error(httpx.post(daemon.v1 + "/chat/completions", json=body, timeout=60), 400, "tools")
 
 
@@ -88,7 +111,10 @@ def test_default_max_tokens_is_finite(daemon: Daemon) -> None:
 
 
 def test_daemon_healthy_after_bad_input(daemon: Daemon) -> None:
-    r = httpx.post(daemon.v1 + "/chat/completions", timeout=60, json={
-        "model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    r = httpx.post(
+        daemon.v1 + "/chat/completions",
+        timeout=60,
+        json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+    )
     assert r.status_code == 200
     assert daemon.get("/health").json()["status"] in ("ready", "degraded")

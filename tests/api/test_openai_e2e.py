@@ -51,11 +51,17 @@ def test_alias_resolves_to_model(client: openai.OpenAI) -> None:
 
 
 def test_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI) -> None:
-    args = {"model": "tiny", "messages": USER, "max_tokens": 16, "temperature": 0.0,
-            "extra_body": {"ignore_eos": True}}
+    args = {
+        "model": "tiny",
+        "messages": USER,
+        "max_tokens": 16,
+        "temperature": 0.0,
+        "extra_body": {"ignore_eos": True},
+    }
     whole = client.chat.completions.create(**args)  # type: ignore[call-overload]
-    chunks = list(client.chat.completions.create(
-        stream=True, stream_options={"include_usage": True}, **args))
+    chunks = list(
+        client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **args)
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
@@ -66,26 +72,45 @@ def test_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI) -> N
 
 
 def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
-    args = {"model": "tiny", "messages": USER, "max_tokens": 16, "temperature": 1.0,
-            "seed": 1234, "extra_body": {"ignore_eos": True}}
+    args = {
+        "model": "tiny",
+        "messages": USER,
+        "max_tokens": 16,
+        "temperature": 1.0,
+        "seed": 1234,
+        "extra_body": {"ignore_eos": True},
+    }
     a = client.chat.completions.create(**args)  # type: ignore[call-overload]
     b = client.chat.completions.create(**args)  # type: ignore[call-overload]
     assert a.choices[0].message.content == b.choices[0].message.content
 
 
 def test_completions_stream_and_echo(client: openai.OpenAI) -> None:
-    r = client.completions.create(model="tiny", prompt="the water", max_tokens=8, echo=True,
-                                  extra_body={"ignore_eos": True})
+    r = client.completions.create(
+        model="tiny", prompt="the water", max_tokens=8, echo=True, extra_body={"ignore_eos": True}
+    )
     assert r.choices[0].text.startswith("the water")
     assert r.usage is not None and r.usage.completion_tokens == 8
-    chunks = list(client.completions.create(model="tiny", prompt="the water", max_tokens=8,
-                                            stream=True, extra_body={"ignore_eos": True}))
+    chunks = list(
+        client.completions.create(
+            model="tiny",
+            prompt="the water",
+            max_tokens=8,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+    )
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
 def test_stop_string_cuts_output_before_it(client: openai.OpenAI) -> None:
-    args = {"model": "tiny", "prompt": "one two", "max_tokens": 24, "temperature": 0.0,
-            "extra_body": {"ignore_eos": True}}
+    args = {
+        "model": "tiny",
+        "prompt": "one two",
+        "max_tokens": 24,
+        "temperature": 0.0,
+        "extra_body": {"ignore_eos": True},
+    }
     full = client.completions.create(**args).choices[0].text  # type: ignore[call-overload]
     assert len(full) > 6
     stop = full[3:6]
@@ -97,8 +122,9 @@ def test_stop_string_cuts_output_before_it(client: openai.OpenAI) -> None:
 
 
 def test_logit_bias_forces_a_token(client: openai.OpenAI) -> None:
-    r = client.completions.create(model="tiny", prompt="x", max_tokens=5,
-                                  logit_bias={str(THINK_ID): 100})
+    r = client.completions.create(
+        model="tiny", prompt="x", max_tokens=5, logit_bias={str(THINK_ID): 100}
+    )
     assert r.choices[0].text == "<think>" * 5
 
 
@@ -109,17 +135,29 @@ def test_eos_ends_generation_with_stop(client: openai.OpenAI) -> None:
 
 
 def test_json_object_response_format(client: openai.OpenAI) -> None:
-    r = client.chat.completions.create(model="tiny", messages=USER, max_tokens=200,
-                                       temperature=0.0, response_format={"type": "json_object"})
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=USER,
+        max_tokens=200,
+        temperature=0.0,
+        response_format={"type": "json_object"},
+    )
     assert r.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(r.choices[0].message.content or ""), dict)
 
 
 def test_json_schema_response_format(client: openai.OpenAI) -> None:
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}},
-              "required": ["ok"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
     r = client.chat.completions.create(
-        model="tiny", messages=USER, max_tokens=200, temperature=0.0,
+        model="tiny",
+        messages=USER,
+        max_tokens=200,
+        temperature=0.0,
         response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
     )
     value = json.loads(r.choices[0].message.content or "")
@@ -129,13 +167,15 @@ def test_json_schema_response_format(client: openai.OpenAI) -> None:
 def test_reasoning_split_when_template_opens_think(client: openai.OpenAI) -> None:
     # The template opens <think>; forcing </think> first makes everything after it the answer.
     bias = {str(END_THINK_ID): 100}
-    r = client.chat.completions.create(model="think", messages=USER, max_tokens=3,
-                                       logit_bias=bias)
+    r = client.chat.completions.create(model="think", messages=USER, max_tokens=3, logit_bias=bias)
     message = r.choices[0].message
     assert message.model_extra["reasoning_content"] == ""  # type: ignore[index]
     assert message.content == "</think></think>"  # literal text after the close is content
-    chunks = list(client.chat.completions.create(model="think", messages=USER, max_tokens=3,
-                                                 logit_bias=bias, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="think", messages=USER, max_tokens=3, logit_bias=bias, stream=True
+        )
+    )
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content == "</think></think>"
 
@@ -143,16 +183,20 @@ def test_reasoning_split_when_template_opens_think(client: openai.OpenAI) -> Non
 def test_reasoning_never_leaks_into_content(client: openai.OpenAI) -> None:
     # With no </think>, all output is reasoning: nothing of it reaches content.
     bias = {str(THINK_ID): 100}
-    r = client.chat.completions.create(model="think", messages=USER, max_tokens=4,
-                                       logit_bias=bias)
+    r = client.chat.completions.create(model="think", messages=USER, max_tokens=4, logit_bias=bias)
     assert r.choices[0].message.content == ""
     assert r.choices[0].message.model_extra["reasoning_content"] == "<think>" * 4  # type: ignore[index]
-    chunks = list(client.chat.completions.create(model="think", messages=USER, max_tokens=4,
-                                                 logit_bias=bias, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="think", messages=USER, max_tokens=4, logit_bias=bias, stream=True
+        )
+    )
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     assert "".join(d.content or "" for d in deltas) == ""
-    assert "".join((d.model_extra or {}).get("reasoning_content") or ""
-                   for d in deltas) == "<think>" * 4
+    assert (
+        "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+        == "<think>" * 4
+    )
 
 
 def test_embeddings_are_normalised(client: openai.OpenAI) -> None:
@@ -167,14 +211,16 @@ def test_embeddings_are_normalised(client: openai.OpenAI) -> None:
 
 def test_embeddings_base64_and_dimensions(client: openai.OpenAI) -> None:
     raw = client.embeddings.with_raw_response.create(
-        model="tiny-embed", input="water", encoding_format="base64", dimensions=16)
+        model="tiny-embed", input="water", encoding_format="base64", dimensions=16
+    )
     body = json.loads(raw.text)
     packed = base64.b64decode(body["data"][0]["embedding"])
     assert len(struct.unpack(f"<{len(packed) // 4}f", packed)) == 16
 
 
 def test_embedding_model_refuses_chat_and_chat_model_refuses_embeddings(
-        client: openai.OpenAI) -> None:
+    client: openai.OpenAI,
+) -> None:
     with pytest.raises(openai.BadRequestError, match="embedding model"):
         client.chat.completions.create(model="tiny-embed", messages=USER, max_tokens=2)
     with pytest.raises(openai.BadRequestError, match="not an embedding model"):
@@ -198,8 +244,9 @@ def test_prompt_over_context_is_400_with_counts(client: openai.OpenAI) -> None:
     assert client.chat.completions.create(model="tiny", messages=USER, max_tokens=2).choices
 
 
-def test_broken_gguf_is_refused_and_daemon_keeps_serving(client: openai.OpenAI,
-                                                         daemon: Daemon) -> None:
+def test_broken_gguf_is_refused_and_daemon_keeps_serving(
+    client: openai.OpenAI, daemon: Daemon
+) -> None:
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="broken", messages=USER, max_tokens=2)
     assert "GGUF" in info.value.body["message"]  # type: ignore[index]

@@ -23,12 +23,13 @@ def fault_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> 
     home = tmp_path_factory.mktemp("faults")
     extra = f'''
 [models.brief]
-source = "{models_dir / 'tiny.gguf'}"
+source = "{models_dir / "tiny.gguf"}"
 keep_alive = "1s"
 '''
     catalog = write_catalog(home / "catalog.toml", models_dir, extra)
-    d = start_daemon(home, catalog, env={"APPLIANCE_HEARTBEAT_TIMEOUT": "3",
-                                         "APPLIANCE_RESTART_BACKOFF": "1s"})
+    d = start_daemon(
+        home, catalog, env={"APPLIANCE_HEARTBEAT_TIMEOUT": "3", "APPLIANCE_RESTART_BACKOFF": "1s"}
+    )
     yield d
     d.stop()
 
@@ -46,8 +47,8 @@ def loaded_pid(d: Daemon, name: str = "tiny") -> int:
 
 def long_stream(d: Daemon) -> openai.Stream:  # type: ignore[type-arg]
     return client(d).chat.completions.create(
-        model="tiny", messages=USER, max_tokens=100000, stream=True,
-        extra_body={"ignore_eos": True})
+        model="tiny", messages=USER, max_tokens=100000, stream=True, extra_body={"ignore_eos": True}
+    )
 
 
 def test_killed_worker_fails_its_stream_then_restarts(fault_daemon: Daemon) -> None:
@@ -92,10 +93,14 @@ def test_hung_worker_is_killed_after_heartbeat_timeout(fault_daemon: Daemon) -> 
 
 def test_client_disconnect_cancels_generation(fault_daemon: Daemon) -> None:
     loaded_pid(fault_daemon)
-    body = {"model": "tiny", "messages": USER, "max_tokens": 100000, "stream": True,
-            "ignore_eos": True}
-    with httpx.stream("POST", fault_daemon.v1 + "/chat/completions", json=body,
-                      timeout=60) as r:
+    body = {
+        "model": "tiny",
+        "messages": USER,
+        "max_tokens": 100000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    with httpx.stream("POST", fault_daemon.v1 + "/chat/completions", json=body, timeout=60) as r:
         lines = r.iter_lines()
         for _ in range(5):
             next(lines)
@@ -111,8 +116,10 @@ def test_idle_model_unloads_after_keep_alive(fault_daemon: Daemon) -> None:
     wait_for(lambda: fault_daemon.model("brief")["state"] == "unloaded", timeout=15)
     wait_for(lambda: not pid_alive(pid), timeout=10)
     events = fault_daemon.get("/admin/events").json()["events"]
-    assert any(e["kind"] == "unload" and e["model"] == "brief" and "idle 1s" in e["message"]
-               for e in events)
+    assert any(
+        e["kind"] == "unload" and e["model"] == "brief" and "idle 1s" in e["message"]
+        for e in events
+    )
 
 
 def test_admin_load_and_unload(fault_daemon: Daemon) -> None:
@@ -136,8 +143,9 @@ def test_killing_the_daemon_leaves_no_orphan_worker(tmp_path: Path, models_dir: 
 
 
 def test_api_keys_required_when_set(tmp_path: Path, models_dir: Path) -> None:
-    d = start_daemon(tmp_path / "home", write_catalog(tmp_path / "c.toml", models_dir),
-                     api_key="sekret")
+    d = start_daemon(
+        tmp_path / "home", write_catalog(tmp_path / "c.toml", models_dir), api_key="sekret"
+    )
     try:
         r = httpx.get(d.v1 + "/models", timeout=30)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
