@@ -130,7 +130,8 @@ class GGUFInfo:
     tensor_count: int
     alignment: int
     data_offset: int
-    metadata: Mapping[str, MetaValue] = field(repr=False)
+    # Scalar key/values; arrays summarised as "[N x type]". Left out of ==/hash.
+    metadata: Mapping[str, MetaValue] = field(repr=False, compare=False, hash=False)
 
 
 class _Cursor:
@@ -185,6 +186,67 @@ class _Cursor:
         self.check_length(n, cap, what, start)
         return self.read(n, what).decode("utf-8", errors="replace")
 
+    def string_array(self, key: str, count: int, keep: bool) -> list[str] | None:
+        """Read (`keep`) or skip `count` strings, through a window of at most 1 MiB.
+
+        Vocabularies hold 100k+ short strings: one read per window instead of two
+        per string keeps this fast, and the window bounds what is held at once.
+        """
+        unpack = struct.Struct(self.endian + "Q").unpack_from
+        buf = b""
+        off = 0
+        base = self.pos  # file offset of buf[0]; the file itself is at base + len(buf)
+        items: list[str] | None = [] if keep else None
+
+        def fill(need: int, what: str) -> None:
+            nonlocal buf, off, base
+            avail = len(buf) - off
+            if avail >= need:
+                return
+            file_left = self.size - (base + len(buf))
+            if need - avail > file_left:
+                raise GGUFError(
+                    f"truncated GGUF: {what} at byte {base + off} needs {need} bytes "
+                    f"but the file has {self.size} bytes"
+                )
+            want = max(need - avail, min(1 << 20, file_left))
+            chunk = self.f.read(want)
+            if len(chunk) != want:
+                raise GGUFError(f"truncated GGUF: {what}: the file ended early while reading")
+            base += off
+            buf = buf[off:] + chunk
+            off = 0
+
+        for i in range(count):
+            fill(8, f"length of {key}[{i}]")
+            (n,) = unpack(buf, off)
+            at = base + off
+            off += 8
+            if n > MAX_STRING_BYTES:
+                raise GGUFError(
+                    f"corrupt GGUF: {key}[{i}] at byte {at} claims {n} bytes "
+                    f"(limit {MAX_STRING_BYTES})"
+                )
+            if n > self.size - (base + off):
+                raise GGUFError(
+                    f"truncated GGUF: {key}[{i}] at byte {at} claims {n} bytes but only "
+                    f"{self.size - (base + off)} remain in the file of {self.size} bytes"
+                )
+            if items is not None:
+                fill(n, f"{key}[{i}]")
+                items.append(buf[off : off + n].decode("utf-8", errors="replace"))
+                off += n
+            elif len(buf) - off >= n:
+                off += n
+            else:  # skip past the window without reading what lies between
+                skip_in_file = n - (len(buf) - off)
+                self.f.seek(skip_in_file, os.SEEK_CUR)
+                base, buf, off = base + len(buf) + skip_in_file, b"", 0
+        logical = base + off
+        self.f.seek(logical - (base + len(buf)), os.SEEK_CUR)
+        self.pos = logical
+        return items
+
     def check_length(self, n: int, cap: int, what: str, at: int) -> None:
         """Refuse a string length above `cap` (corrupt) or past the end of the file (truncated)."""
         if n > cap:
@@ -235,17 +297,8 @@ def _read_value(cur: _Cursor, key: str, vtype: int, kv: _KV) -> None:
     kv.summaries[key] = f"[{count} x {_TYPE_NAMES[etype]}]"
 
     if etype == _T_STRING:
-        keep = key == "tokenizer.ggml.tokens"
-        items: list[str] = []
-        for i in range(count):
-            if keep:
-                items.append(cur.string(f"{key}[{i}]", MAX_STRING_BYTES))
-            else:
-                at = cur.pos
-                n = cur.u64(f"length of {key}[{i}]")
-                cur.check_length(n, MAX_STRING_BYTES, f"{key}[{i}]", at)
-                cur.skip(n, f"{key}[{i}]")
-        if keep:
+        items = cur.string_array(key, count, keep=key == "tokenizer.ggml.tokens")
+        if items is not None:
             kv.tokens = items
         return
 

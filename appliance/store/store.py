@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DISK_MARGIN = 256 << 20
 WAITING_MESSAGE = "waiting for another pull of the same file"
+PROGRESS_INTERVAL_S = 0.1
 
 ProgressStatus = Literal["resolving", "downloading", "verifying", "done", "error"]
 
@@ -244,8 +245,8 @@ class Store:
     def import_file(self, path: str | os.PathLike[str], name: str | None = None) -> StoredModel:
         """Copy a local GGUF file into the store (validated, hashed, published atomically)."""
         src = Path(path).expanduser()
-        validate_gguf(src)  # refuse garbage before copying anything
         model_name = safe_model_name(name) if name is not None else default_model_name(src.name)
+        validate_gguf(src)  # refuse garbage before copying anything
         size = src.stat().st_size
         self._check_disk(size, src.name)
         tmp = self.layout.tmp_dir / f"import-{uuid.uuid4().hex}.partial"
@@ -312,8 +313,9 @@ class Store:
             model = self._fetch(remote, model_name, emit)
             emit("done", model.size)
             return model
-        except StoreError as e:
-            emit("error", message=str(e))
+        except Exception as e:
+            with suppress(Exception):  # a failing callback must not mask the real error
+                emit("error", message=str(e) or type(e).__name__)
             raise
 
     def _find_local(self, ref: HubRef, name: str | None) -> StoredModel | None:
@@ -396,8 +398,13 @@ class Store:
         if have:
             emit("downloading", have, f"resuming at byte {have}")
 
+        last = [0.0]
+
         def on_progress(done: int, total: int) -> None:
-            emit("downloading", done)
+            now = time.monotonic()
+            if done >= total or now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                emit("downloading", done)
 
         digest = self._hub().download(remote, partial, on_progress)
         emit("verifying", remote.size, "checking sha256 and GGUF header")

@@ -185,13 +185,15 @@ class ModelManager:
 
     async def _pull(self, ref: str, name: str | None, label: str) -> StoredModel:
         loop = asyncio.get_running_loop()
-        last = [0.0]
+        last: list[Any] = [0.0, None]  # time and status of the last event sent
 
         def progress(ev: ProgressEvent) -> None:
+            # At most four download events a second, but every change of status and the end.
             now = time.monotonic()
-            if ev.status == "downloading" and now - last[0] < 0.25:
+            done = ev.total and ev.downloaded >= ev.total
+            if ev.status == last[1] and now - last[0] < 0.25 and not done:
                 return
-            last[0] = now
+            last[0], last[1] = now, ev.status
             emit = functools.partial(
                 self.emit,
                 label,

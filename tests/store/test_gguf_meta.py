@@ -350,3 +350,29 @@ def test_custom_alignment(tmp_path: Path) -> None:
 def test_shard_info() -> None:
     assert shard_info("Model-Q4_K_M-00001-of-00003.gguf") == (1, 3)
     assert shard_info("model-q4_k_m.gguf") is None
+
+
+def test_large_string_arrays_cross_read_windows(tmp_path: Path) -> None:
+    # > 1 MiB of tokens (several read windows) and a skipped array holding a 3 MiB string.
+    tokens = [f"token-{i:07d}-" + "x" * (i % 50) for i in range(60_000)]
+    merges = ["a b", "y" * (3 << 20), "c d"]
+    payload = struct.pack("<IQ", 8, len(tokens)) + b"".join(_s(t) for t in tokens)
+    kvs = [
+        kv_raw(
+            "tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, 3) + b"".join(_s(m) for m in merges)
+        ),
+        kv_raw("tokenizer.ggml.tokens", 9, payload),
+        kv_u32("tokenizer.ggml.eos_token_id", 59_999),
+        kv_u32("tokenizer.ggml.bos_token_id", 31_337),
+    ]
+    t = [tinfo("w", [4], F32, 0)]
+    p = write(tmp_path, build(kvs, t, data_len=16))
+    info = read_gguf_info(p)
+    assert info.vocab_size == 60_000
+    assert info.eos_token == tokens[59_999] and info.bos_token == tokens[31_337]
+    assert info.metadata["tokenizer.ggml.merges"] == "[3 x string]"
+    assert info.tensor_bytes == 16
+    data = p.read_bytes()
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 100):
+        with pytest.raises(GGUFError, match="truncated GGUF"):
+            read_gguf_info(write(tmp_path, data[:cut], "cut.gguf"))

@@ -1,0 +1,97 @@
+"""Pulls through the daemon from a stand-in hub: JIT on first request, admin SSE, CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from appliance.tiny_model import TinyModelSpec, write_tiny_gguf
+from tests.daemon import Daemon, start_daemon
+from tests.hubstub import HubStub
+from tests.test_cli import run_cli
+
+REPO = "org/tiny-GGUF"
+COMMIT = "a" * 40
+
+
+@pytest.fixture(scope="module")
+def hub(models_dir: Path) -> Iterator[HubStub]:
+    with HubStub() as stub:
+        data = (models_dir / "tiny.gguf").read_bytes()
+        stub.add_file(REPO, "tiny-q4_k_m.gguf", data, revision_sha=COMMIT)
+        other = write_tiny_gguf(models_dir / "other.gguf", TinyModelSpec(seed=7)).read_bytes()
+        stub.add_file(REPO, "other-f32.gguf", other, revision_sha=COMMIT)
+        yield stub
+
+
+@pytest.fixture(scope="module")
+def hub_daemon(tmp_path_factory: pytest.TempPathFactory, hub: HubStub) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("pullhome")
+    catalog = home / "models.toml"
+    catalog.write_text(f'''
+[models.remote-tiny]
+source = "hf://{REPO}/*q4_k_m.gguf"
+revision = "{COMMIT}"
+context = 256
+''')
+    d = start_daemon(home, catalog, env={"HF_ENDPOINT": hub.endpoint})
+    yield d
+    d.stop()
+
+
+def test_catalog_model_is_remote_then_pulled_on_first_request(hub_daemon: Daemon) -> None:
+    assert hub_daemon.model("remote-tiny")["tier"] == "remote"
+    client = openai.OpenAI(base_url=hub_daemon.v1, api_key="x", max_retries=0)
+    r = client.chat.completions.create(
+        model="remote-tiny", max_tokens=2, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert r.choices
+    assert hub_daemon.model("remote-tiny")["tier"] == "hot"
+    stored = hub_daemon.get("/admin/store").json()["models"]
+    assert [m["revision"] for m in stored if m["name"] == "remote-tiny"] == [COMMIT]
+
+
+def test_admin_pull_streams_progress_and_success(hub_daemon: Daemon) -> None:
+    body = {"model": f"hf://{REPO}/other-f32.gguf@{COMMIT}", "name": "other"}
+    events = []
+    with httpx.stream("POST", hub_daemon.url + "/admin/pull", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    assert events[-1]["status"] == "success" and events[-1]["model"] == "other"
+    statuses = [e.get("status") for e in events[:-1]]
+    assert "downloading" in statuses, events
+
+
+def test_cli_pull_through_daemon_and_unknown_repo(hub_daemon: Daemon, hub: HubStub) -> None:
+    r = run_cli(
+        "pull", f"hf://{REPO}/other-f32.gguf@{COMMIT}", "--name", "again", "--url", hub_daemon.url
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("again") and COMMIT in r.stdout
+    r = run_cli("pull", "hf://org/missing/x.gguf", "--url", hub_daemon.url)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and last.startswith("appliance: error:") and "not found" in last
+
+
+def test_offline_pull_says_so_and_names_import(tmp_path: Path) -> None:
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(f'[models.far]\nsource = "hf://{REPO}/x.gguf"\nrevision = "{COMMIT}"\n')
+    d = start_daemon(tmp_path / "home", catalog, env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    try:
+        client = openai.OpenAI(base_url=d.v1, api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(
+                model="far", max_tokens=2, messages=[{"role": "user", "content": "hi"}]
+            )
+        assert info.value.status_code == 503
+        assert "appliance import" in info.value.message
+        assert d.get("/health").status_code == 200
+    finally:
+        d.stop()
