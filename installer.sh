@@ -11,6 +11,7 @@
 #
 # See --help for the options.
 set -euo pipefail
+umask 022 # the venv must be readable by the service user
 
 DEFAULT_PORT=8750
 SERVICE=appliance.service
@@ -40,6 +41,9 @@ Environment:
   PYTHON         the Python (>= 3.11) to build the venv with (default: python3,
                  then python3.14 ... python3.11)
   CMAKE_ARGS     your own llama.cpp build flags; replaces the detected ones
+  CUDA_HOME      where the CUDA toolkit is when nvcc is not on PATH
+                 (default /usr/local/cuda)
+  ROCM_PATH      where ROCm is when hipcc is not on PATH (default /opt/rocm)
   APPLIANCE_INSTALLER_SYSTEMD=1|0
                  install the systemd unit, or not, whatever the detection says
   PIP_*          pip's own settings, e.g. PIP_INDEX_URL, or PIP_NO_INDEX=1 with
@@ -179,7 +183,7 @@ find_tool() { # find_tool NAME [DIR...]: print the path of NAME on PATH or in DI
 }
 
 detect_backend() {
-    local nvcc hipcc caps targets hip_root
+    local nvcc gpu hipcc caps targets hip_root hipconfig hip_clang hip_path
     if [ -n "${CMAKE_ARGS:-}" ]; then
         case "$CMAKE_ARGS" in
         *GGML_CUDA=[Oo][Nn]* | *GGML_CUDA=1*) BACKEND=cuda ;;
@@ -200,13 +204,14 @@ detect_backend() {
             BACKEND_REASON="nvidia-smi found no GPU"
             return 0
         fi
-        if ! nvcc=$(find_tool nvcc /usr/local/cuda/bin /opt/cuda/bin); then
+        if ! nvcc=$(find_tool nvcc "${CUDA_HOME:-${CUDA_PATH:-/usr/local/cuda}}/bin"); then
             warn "NVIDIA GPU found but no CUDA toolkit (nvcc): building for CPU; install cuda-toolkit and re-run"
             BACKEND_REASON="NVIDIA GPU without CUDA toolkit (nvcc)"
             return 0
         fi
+        gpu=$(nvidia-smi -L 2>/dev/null | sed -n '1s/ (UUID.*//p') || gpu=""
         BACKEND=cuda
-        BACKEND_REASON="NVIDIA GPU ($(nvidia-smi -L | head -n 1 | sed 's/ (UUID.*//')), nvcc at $nvcc"
+        BACKEND_REASON="NVIDIA GPU (${gpu:-unknown}), nvcc at $nvcc"
         # Build only for the GPUs in this box: much faster than llama.cpp's default list.
         caps=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null |
             tr -d ' .' | grep -E '^[0-9]+$' | sort -u | paste -sd ';' -) || caps=""
@@ -219,8 +224,8 @@ detect_backend() {
         NVIDIA_MODPROBE=$(find_tool nvidia-modprobe /usr/bin /usr/sbin) || NVIDIA_MODPROBE=""
         return 0
     fi
-    if command -v rocminfo >/dev/null 2>&1 || find_tool hipcc /opt/rocm/bin >/dev/null; then
-        if ! hipcc=$(find_tool hipcc /opt/rocm/bin); then
+    if command -v rocminfo >/dev/null 2>&1 || find_tool hipcc "${ROCM_PATH:-/opt/rocm}/bin" >/dev/null; then
+        if ! hipcc=$(find_tool hipcc "${ROCM_PATH:-/opt/rocm}/bin"); then
             warn "AMD GPU (ROCm) found but no HIP compiler (hipcc): building for CPU; install the ROCm HIP SDK (rocm-hip-sdk) and re-run"
             BACKEND_REASON="ROCm without HIP compiler (hipcc)"
             return 0
@@ -235,14 +240,34 @@ detect_backend() {
             BUILD_ENV=("CMAKE_ARGS=-DGGML_HIP=on")
         fi
         hip_root=$(dirname "$(dirname "$hipcc")")
-        if command -v hipconfig >/dev/null 2>&1 || [ -x "$hip_root/bin/hipconfig" ]; then
-            local hipconfig
-            hipconfig=$(find_tool hipconfig "$hip_root/bin")
-            BUILD_ENV+=("HIPCXX=$("$hipconfig" -l)/clang" "HIP_PATH=$("$hipconfig" -R)")
+        # llama.cpp's HIP build wants ROCm's clang and HIP_PATH.
+        if hipconfig=$(find_tool hipconfig "$hip_root/bin"); then
+            hip_clang=$("$hipconfig" -l 2>/dev/null) || hip_clang=""
+            hip_path=$("$hipconfig" -R 2>/dev/null) || hip_path=""
+            if [ -n "$hip_clang" ] && [ -n "$hip_path" ]; then
+                BUILD_ENV+=("HIPCXX=$hip_clang/clang" "HIP_PATH=$hip_path")
+            fi
         fi
         return 0
     fi
     BACKEND_REASON="no NVIDIA (nvidia-smi) or AMD (rocminfo) GPU found"
+}
+
+# llama-cpp-python is built from source: it needs a C and a C++ compiler.
+check_compilers() {
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import llama_cpp' >/dev/null 2>&1; then
+        return 0 # built already; a rebuild may still need them, pip will say
+    fi
+    local have_cc=0 have_cxx=0
+    if command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; then
+        have_cc=1
+    fi
+    if command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1; then
+        have_cxx=1
+    fi
+    if [ "$have_cc" = 0 ] || [ "$have_cxx" = 0 ]; then
+        warn "no C/C++ compiler found (cc, c++): building llama-cpp-python needs one; install build-essential (Debian/Ubuntu) or gcc gcc-c++ (Fedora/RHEL) if the build fails"
+    fi
 }
 
 # ---------------------------------------------------------------- layout
@@ -271,7 +296,7 @@ case "$PREFIX" in
 *) PREFIX=$(pwd -P)/$PREFIX ;;
 esac
 case "$PREFIX" in
-*[[:space:]%\\\|]*) die "--prefix: the path must not contain spaces or any of % \\ | (it goes into a systemd unit): $PREFIX" ;;
+*[[:space:]%\\\|\&]*) die "--prefix: the path must not contain spaces or any of % \\ | & (it goes into a systemd unit): $PREFIX" ;;
 esac
 VENV=$PREFIX/venv
 UNIT_PATH=$UNIT_DIR/$SERVICE
@@ -295,6 +320,14 @@ elif [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     fi
 else
     SYSTEMD_NOTE="systemd is not running here"
+fi
+
+if [ "$MODE" = system ] && [ "$USE_SYSTEMD" = 1 ]; then
+    case "$PREFIX/" in
+    /home/* | /root/* | /run/user/*)
+        warn "$PREFIX is hidden from the service (ProtectHome=true): use a prefix outside /home and /root, such as the default /opt/appliance"
+        ;;
+    esac
 fi
 
 GPU_GROUPS=""
@@ -607,6 +640,7 @@ main() {
     print_plan
     say ""
     check_venv_module
+    check_compilers
 
     if [ "$USE_SYSTEMD" = 1 ] && [ "$MODE" = system ]; then
         step "system user: $SERVICE_USER"

@@ -274,7 +274,7 @@ BENCH_700M = TinyModelSpec(
     n_head_kv=4,
     n_ff=4608,
     n_ctx_train=4096,
-    n_merged_words=100000,
+    n_merged_words=31700,
     seed=1,
 )
 

@@ -80,7 +80,10 @@ def test_minimal_entry_gets_defaults() -> None:
     )
     assert entry.kind == "chat" and entry.backend == "auto" and entry.reasoning == "auto"
     assert entry.context is None and entry.keep_alive_s is None and entry.pin is None
-    assert str(entry.source) == "hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    assert (
+        str(entry.source)
+        == "hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    )
 
 
 def test_every_key(tmp_path: Path) -> None:
@@ -269,13 +272,15 @@ def test_duplicate_alias_names_both_entries() -> None:
 
 def test_alias_equal_to_another_name() -> None:
     text = '[models.a]\nsource = "/a.gguf"\n[models.b]\nsource = "/b.gguf"\naliases = ["a"]\n'
-    with pytest.raises(CatalogError, match="'a' is already the name of models.a"):
+    with pytest.raises(CatalogError, match=r"'a' is already the name of models.a"):
         parse_catalog(text)
 
 
 def test_names_differing_in_case_collide() -> None:
     text = '[models.Qwen]\nsource = "/a.gguf"\n[models.qwen]\nsource = "/b.gguf"\n'
-    with pytest.raises(CatalogError, match="models.qwen: 'qwen' is already the name of models.Qwen"):
+    with pytest.raises(
+        CatalogError, match=r"models.qwen: 'qwen' is already the name of models.Qwen"
+    ):
         parse_catalog(text)
 
 
@@ -288,7 +293,7 @@ def test_two_defaults() -> None:
     source = "/b.gguf"
     default = true
     """
-    with pytest.raises(CatalogError, match="models.b.default: .*models.a"):
+    with pytest.raises(CatalogError, match=r"models.b.default: .*models.a"):
         parse_catalog(text)
 
 
@@ -322,9 +327,9 @@ def replace_context(entry: CatalogEntry, context: int) -> CatalogEntry:
 def test_with_entry_rejects_taken_alias_and_bad_name() -> None:
     catalog = parse_catalog(MINIMAL)
     clash = CatalogEntry(name="x", source=LocalSource(Path("/x.gguf")), aliases=("QWEN2.5-0.5b",))
-    with pytest.raises(CatalogError, match="already the name of models.qwen2.5-0.5b"):
+    with pytest.raises(CatalogError, match=r"already the name of models.qwen2.5-0.5b"):
         catalog.with_entry(clash)
-    with pytest.raises(CatalogError, match="'/'"):
+    with pytest.raises(CatalogError, match=r"'/'"):
         catalog.with_entry(CatalogEntry(name="a/b", source=LocalSource(Path("/x.gguf"))))
 
 
