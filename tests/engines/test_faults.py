@@ -156,3 +156,32 @@ def test_api_keys_required_when_set(tmp_path: Path, models_dir: Path) -> None:
         assert ok.chat.completions.create(model="tiny", messages=USER, max_tokens=1).choices
     finally:
         d.stop()
+
+
+def test_concurrent_requests_share_one_load_and_all_finish(fault_daemon: Daemon) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    fault_daemon.post("/admin/models/think/unload")
+    before = len(
+        [
+            e
+            for e in fault_daemon.get("/admin/events").json()["events"]
+            if e["model"] == "think" and e["kind"] == "load"
+        ]
+    )
+
+    def one(_: int) -> int:
+        r = client(fault_daemon).chat.completions.create(
+            model="think", messages=USER, max_tokens=6, extra_body={"ignore_eos": True}
+        )
+        assert r.usage is not None
+        return r.usage.completion_tokens
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(one, range(4))) == [6, 6, 6, 6]
+    loads = [
+        e
+        for e in fault_daemon.get("/admin/events").json()["events"]
+        if e["model"] == "think" and e["kind"] == "load"
+    ]
+    assert len(loads) == before + 1
