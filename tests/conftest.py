@@ -59,3 +59,26 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     d = start_daemon(home, catalog, env={"APPLIANCE_HEARTBEAT_TIMEOUT": "4"})
     yield d
     d.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "Tiny-Chat-F32.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_embed_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = TinyModelSpec(embedding=True, chat_template=None, seed=1)
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-embed.gguf", spec)
+
+
+@pytest.fixture(scope="session")
+def tiny_bytes(tiny_gguf: Path) -> bytes:
+    return tiny_gguf.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def other_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A second, different valid GGUF."""
+    path = tmp_path_factory.mktemp("gguf") / "other.gguf"
+    return write_tiny_gguf(path, TinyModelSpec(seed=7, n_layer=1)).read_bytes()

@@ -1,0 +1,462 @@
+"""installer.sh: syntax, options, the dry-run plan, accelerator detection, and one
+real install (of a stub package, offline, without systemd) into a temporary home."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALLER = REPO / "installer.sh"
+SYSTEM_PATH = "/usr/bin:/bin"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def run_installer(
+    *args: str, env: dict[str, str] | None = None, script: Path = INSTALLER, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": os.environ.get("PATH", SYSTEM_PATH),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHON": sys.executable,
+    }
+    return subprocess.run(
+        ["bash", str(script), *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def fake_tools(directory: Path, scripts: dict[str, str]) -> str:
+    """Executables named after GPU tools; returns a PATH with them first."""
+    directory.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        tool = directory / name
+        tool.write_text("#!/bin/sh\n" + body + "\n")
+        tool.chmod(0o755)
+    return f"{directory}:{SYSTEM_PATH}"
+
+
+NVIDIA_SMI = """
+case "$*" in
+  -L) echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)" ;;
+  *compute_cap*) echo "9.0" ;;
+  *) exit 0 ;;
+esac
+"""
+
+
+def rendered_unit(out: str) -> list[str]:
+    """The unit file a dry run shows, one line per item."""
+    return [
+        line.split("| ", 1)[1] if "| " in line else ""
+        for line in out.splitlines()
+        if line.startswith("    |")
+    ]
+
+
+def on_system_path(name: str) -> bool:
+    return any(os.access(os.path.join(d, name), os.X_OK) for d in SYSTEM_PATH.split(":"))
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_syntax() -> None:
+    subprocess.run(["bash", "-n", str(INSTALLER)], check=True)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_shellcheck_clean() -> None:
+    result = subprocess.run(
+        ["shellcheck", str(INSTALLER)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_help() -> None:
+    result = run_installer("--help")
+    assert result.returncode == 0
+    for option in ("--cpu", "--no-start", "--prefix", "--port", "--dry-run", "--user"):
+        assert option in result.stdout
+
+
+def test_unknown_option_and_bad_port() -> None:
+    result = run_installer("--frobnicate")
+    assert result.returncode != 0 and "unknown option: --frobnicate" in result.stderr
+    result = run_installer("--dry-run", "--port", "http")
+    assert result.returncode != 0 and "--port" in result.stderr
+    result = run_installer("--dry-run", "--port", "70000")
+    assert result.returncode != 0
+
+
+def test_old_python_is_refused(tmp_path: Path) -> None:
+    old = tmp_path / "python3"
+    old.write_text('#!/bin/sh\ncase "$2" in *python_version*) echo 3.9.2 ;; *) exit 1 ;; esac\n')
+    old.chmod(0o755)
+    result = run_installer("--dry-run", env={"PYTHON": str(old)})
+    assert result.returncode != 0
+    assert "needs Python >= 3.11" in result.stderr and "3.9.2" in result.stderr
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def test_dry_run_cpu_plan(tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    result = run_installer("--dry-run", "--cpu", "--prefix", str(prefix))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "dry run" in out
+    assert "backend:    cpu (--cpu given)" in out
+    assert f"venv:       {prefix}/venv" in out
+    assert f"{prefix}/venv/bin/appliance" in out
+    assert "would run:" in out and "pip install" in out
+    assert not prefix.exists(), "a dry run must change nothing"
+
+
+def test_dry_run_from_the_environment(tmp_path: Path) -> None:
+    prefix = tmp_path / "p"
+    result = run_installer(
+        "--cpu", "--prefix", str(prefix), env={"APPLIANCE_INSTALLER_DRY_RUN": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dry run" in result.stdout
+    assert not prefix.exists()
+
+
+def test_dry_run_renders_the_user_unit(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = run_installer(
+        "--dry-run",
+        "--cpu",
+        "--user",
+        "--port",
+        "9123",
+        env={"HOME": str(home), "APPLIANCE_INSTALLER_SYSTEMD": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    venv = home / ".local/share/appliance/venv"
+    assert f"{home}/.config/systemd/user/appliance.service" in out
+    assert f"| ExecStart={venv}/bin/appliance serve" in out
+    assert "| Environment=APPLIANCE_PORT=9123" in out
+    assert not [line for line in rendered_unit(out) if "@" in line]
+    assert "Template for" not in out  # the template's notes are dropped
+    assert "systemctl --user enable appliance.service" in out
+    assert "systemctl --user restart appliance.service" in out
+    assert f"{home}/.local/bin/appliance" in out
+    assert not home.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the system install is planned only as root")
+def test_dry_run_renders_the_system_unit(tmp_path: Path) -> None:
+    prefix = tmp_path / "opt"
+    result = run_installer(
+        "--dry-run",
+        "--cpu",
+        "--no-start",
+        "--prefix",
+        str(prefix),
+        env={"APPLIANCE_INSTALLER_SYSTEMD": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "/etc/systemd/system/appliance.service" in out
+    assert f"| ExecStart={prefix}/venv/bin/appliance serve" in out
+    for directive in (
+        "User=appliance",
+        "StateDirectory=appliance",
+        "ConfigurationDirectory=appliance",
+        "LogsDirectory=appliance",
+        "CacheDirectory=appliance",
+        "RuntimeDirectory=appliance",
+        "Restart=on-failure",
+        "KillMode=control-group",
+        "LimitMEMLOCK=infinity",
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "ProtectHome=true",
+        "PrivateTmp=true",
+    ):
+        assert f"| {directive}" in out, directive
+    assert "| Environment=APPLIANCE_PORT" not in out  # no --port: settings decide
+    assert not [line for line in rendered_unit(out) if line.startswith("ExecStartPre")]
+    assert "systemctl restart" not in out  # --no-start
+    assert "/usr/local/bin/appliance" in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the system install is planned only as root")
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_system_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    prefix = tmp_path / "opt"
+    (prefix / "venv/bin").mkdir(parents=True)
+    (prefix / "venv/bin/appliance").write_text("#!/bin/sh\n")
+    (prefix / "venv/bin/appliance").chmod(0o755)
+    result = run_installer(
+        "--dry-run",
+        "--cpu",
+        "--port",
+        "9000",
+        "--prefix",
+        str(prefix),
+        env={"APPLIANCE_INSTALLER_SYSTEMD": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    unit = tmp_path / "appliance.service"
+    unit.write_text("\n".join(rendered_unit(result.stdout)) + "\n")
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert "appliance.service" not in verify.stderr, verify.stderr  # no warnings about it
+
+
+# --------------------------------------------------------------------------- accelerators
+
+
+def test_nvidia_with_cuda_toolkit(tmp_path: Path) -> None:
+    path = fake_tools(
+        tmp_path / "bin", {"nvidia-smi": NVIDIA_SMI, "nvcc": "echo nvcc", "rocminfo": "exit 0"}
+    )
+    result = run_installer("--dry-run", "--user", env={"PATH": path, "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "backend:    cuda (NVIDIA GPU (GPU 0: NVIDIA H100 80GB HBM3)" in result.stdout
+    assert "CMAKE_ARGS=-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90" in result.stdout
+    assert f"CUDACXX={tmp_path}/bin/nvcc" in result.stdout
+
+
+@pytest.mark.skipif(on_system_path("nvcc"), reason="a real nvcc is on the system PATH")
+def test_nvidia_without_cuda_toolkit_builds_for_cpu(tmp_path: Path) -> None:
+    path = fake_tools(tmp_path / "bin", {"nvidia-smi": NVIDIA_SMI})
+    env = {"PATH": path, "HOME": str(tmp_path), "CUDA_HOME": str(tmp_path / "no-cuda")}
+    result = run_installer("--dry-run", "--user", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "NVIDIA GPU found but no CUDA toolkit (nvcc): building for CPU; "
+        "install cuda-toolkit and re-run" in result.stderr
+    )
+    assert "backend:    cpu" in result.stdout
+
+
+@pytest.mark.skipif(on_system_path("nvidia-smi"), reason="a real nvidia-smi exists")
+def test_rocm(tmp_path: Path) -> None:
+    rocminfo = 'echo "  Name:                    gfx1100"; echo "  Name: gfx000"'
+    path = fake_tools(tmp_path / "bin", {"rocminfo": rocminfo, "hipcc": "exit 0"})
+    result = run_installer("--dry-run", "--user", env={"PATH": path, "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "backend:    rocm" in result.stdout
+    assert "CMAKE_ARGS=-DGGML_HIP=on -DGPU_TARGETS=gfx1100" in result.stdout
+
+
+@pytest.mark.skipif(
+    on_system_path("nvidia-smi") or on_system_path("hipcc"), reason="a real GPU toolchain exists"
+)
+def test_rocm_without_hipcc_builds_for_cpu(tmp_path: Path) -> None:
+    path = fake_tools(tmp_path / "bin", {"rocminfo": "exit 0"})
+    env = {"PATH": path, "HOME": str(tmp_path), "ROCM_PATH": str(tmp_path / "no-rocm")}
+    result = run_installer("--dry-run", "--user", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "no HIP compiler (hipcc): building for CPU" in result.stderr
+    assert "backend:    cpu" in result.stdout
+
+
+def test_cpu_flag_wins_over_a_gpu(tmp_path: Path) -> None:
+    path = fake_tools(tmp_path / "bin", {"nvidia-smi": NVIDIA_SMI, "nvcc": "exit 0"})
+    result = run_installer(
+        "--dry-run", "--cpu", "--user", env={"PATH": path, "HOME": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "backend:    cpu (--cpu given)" in result.stdout
+    assert "GGML_CUDA" not in result.stdout
+
+
+def test_cmake_args_from_the_environment(tmp_path: Path) -> None:
+    result = run_installer(
+        "--dry-run",
+        "--user",
+        env={"HOME": str(tmp_path), "CMAKE_ARGS": "-DGGML_CUDA=on -DGGML_CUDA_F16=on"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "backend:    cuda (CMAKE_ARGS from the environment)" in result.stdout
+
+
+# --------------------------------------------------------------------------- a real install
+
+STUB_BACKEND = '''
+"""A PEP 517 backend just big enough to build the stub's wheel offline."""
+import base64, hashlib, pathlib, zipfile
+
+NAME, VERSION = "appliance", "0.0.1"
+INFO = f"{NAME}-{VERSION}.dist-info"
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    files = {}
+    for package in ("appliance", "llama_cpp"):
+        for path in sorted(pathlib.Path(package).rglob("*.py")):
+            files[path.as_posix()] = path.read_bytes()
+    metadata = f"Metadata-Version: 2.1\\nName: {NAME}\\nVersion: {VERSION}\\n"
+    files[f"{INFO}/METADATA"] = metadata.encode()
+    files[f"{INFO}/WHEEL"] = (
+        b"Wheel-Version: 1.0\\nGenerator: stub\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    )
+    files[f"{INFO}/entry_points.txt"] = b"[console_scripts]\\nappliance = appliance.cli:main\\n"
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{INFO}/RECORD,,")
+    files[f"{INFO}/RECORD"] = ("\\n".join(record) + "\\n").encode()
+    wheel_name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(pathlib.Path(wheel_directory) / wheel_name, "w") as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+    return wheel_name
+'''
+
+STUB_CLI = """
+import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    assert sys.argv[1:] == ["serve"], sys.argv
+    port = int(os.environ["APPLIANCE_PORT"])
+    HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+STUB_PYPROJECT = """
+[build-system]
+requires = []
+build-backend = "stub_backend"
+backend-path = ["."]
+
+[project]
+name = "appliance"
+version = "0.0.1"
+"""
+
+
+def stub_checkout(root: Path) -> Path:
+    """A checkout with the real installer, units, paths.py and settings.py, and a stub
+    daemon and llama_cpp, installable offline."""
+    (root / "appliance").mkdir(parents=True)
+    (root / "llama_cpp").mkdir()
+    (root / "systemd").mkdir()
+    shutil.copy(INSTALLER, root / "installer.sh")
+    for unit in (REPO / "systemd").glob("*.service"):
+        shutil.copy(unit, root / "systemd" / unit.name)
+    for module in ("paths.py", "settings.py"):
+        shutil.copy(REPO / "appliance" / module, root / "appliance" / module)
+    (root / "appliance" / "__init__.py").write_text("")
+    (root / "appliance" / "cli.py").write_text(STUB_CLI)
+    (root / "llama_cpp" / "__init__.py").write_text(
+        "def llama_supports_gpu_offload():\n    return False\n"
+    )
+    (root / "stub_backend.py").write_text(STUB_BACKEND)
+    (root / "pyproject.toml").write_text(STUB_PYPROJECT)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _kill_from(pid_file: Path) -> None:
+    if pid_file.is_file():
+        pid = int(pid_file.read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    yield home
+    _kill_from(home / ".local/state/appliance/run/appliance.pid")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); /proc tells.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.is_file() and "\nState:\tZ" in status.read_text())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux layout")
+@pytest.mark.timeout(240)
+def test_install_without_systemd_then_upgrade(tmp_path: Path, home: Path) -> None:
+    checkout = stub_checkout(tmp_path / "checkout")
+    port = free_port()
+    env = {
+        "HOME": str(home),
+        "PATH": SYSTEM_PATH,
+        "PIP_NO_INDEX": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "APPLIANCE_INSTALLER_SYSTEMD": "0",
+    }
+    first = run_installer(
+        "--user", "--port", str(port), env=env, script=checkout / "installer.sh", timeout=180
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    venv = home / ".local/share/appliance/venv"
+    assert (home / ".local/bin/appliance").resolve() == (venv / "bin/appliance").resolve()
+    pid_file = home / ".local/state/appliance/run/appliance.pid"
+    log_file = home / ".local/state/appliance/log/appliance.log"
+    assert log_file.is_file()
+    first_pid = int(pid_file.read_text())
+    assert _alive(first_pid)
+    assert f"serving at http://127.0.0.1:{port}" in first.stdout
+    assert "appliance chat" in first.stdout and "appliance ps" in first.stdout
+
+    # A re-run upgrades in place: same venv, the old daemon replaced by a new one.
+    second = run_installer(
+        "--user", "--port", str(port), env=env, script=checkout / "installer.sh", timeout=180
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "reusing it (upgrade)" in second.stdout
+    assert f"stopping the running daemon (pid {first_pid})" in second.stdout
+    second_pid = int(pid_file.read_text())
+    assert second_pid != first_pid and _alive(second_pid)
+    deadline = time.monotonic() + 10
+    while _alive(first_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(first_pid)
+    # Nothing was built inside the checkout.
+    assert not list(checkout.glob("*.egg-info")) and not (checkout / "build").exists()
