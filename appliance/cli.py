@@ -253,7 +253,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             str(m["active_requests"]),
             str(m["queue_depth"]),
             str(m["n_gpu_layers"] if m["n_gpu_layers"] is not None else "-"),
-            f"{m['keep_alive_s']:g}s",
+            "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:g}s",
         ]
         for m in models
     ]

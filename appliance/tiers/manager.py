@@ -451,9 +451,10 @@ class ModelManager:
         slot = self.slots.get(name) or Slot(name=name, entry=self.catalog.resolve(name))
         entry = slot.entry
         stored = self.store.get(name)
-        on_disk = self.local_file(name) is not None and (
-            stored is not None or (self.local_file(name) or Path()).exists()
-        )
+        path = self.local_file(name)
+        on_disk = path is not None and path.exists()
+        size = stored.size if stored else (path.stat().st_size if path and on_disk else None)
+        keep_alive = self.keep_alive_s(slot)
         worker = slot.worker
         state = slot.state
         if state == "unloaded" and not on_disk:
@@ -467,12 +468,12 @@ class ModelManager:
             "kind": entry.kind if entry else "auto",
             "aliases": list(entry.aliases) if entry else [],
             "source": str(entry.source) if entry else (stored.source if stored else None),
-            "size_bytes": stored.size if stored else None,
+            "size_bytes": size,
             "pid": worker.pid if worker is not None else None,
             "active_requests": slot.active,
             "queue_depth": worker.queue_depth if worker is not None else 0,
             "requests_total": slot.requests_total,
-            "keep_alive_s": self.keep_alive_s(slot),
+            "keep_alive_s": keep_alive if math.isfinite(keep_alive) else None,  # None: forever
             "last_error": slot.last_error,
             "n_gpu_layers": slot.placement.n_gpu_layers if slot.placement and worker else None,
             "placement": slot.placement.reason if slot.placement and worker else None,

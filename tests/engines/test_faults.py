@@ -185,3 +185,11 @@ def test_concurrent_requests_share_one_load_and_all_finish(fault_daemon: Daemon)
         if e["model"] == "think" and e["kind"] == "load"
     ]
     assert len(loads) == before + 1
+
+
+def test_keep_alive_forever_is_listed_and_kept(fault_daemon: Daemon) -> None:
+    loaded_pid(fault_daemon, "always")
+    assert fault_daemon.model("always")["keep_alive_s"] is None
+    assert fault_daemon.get("/admin/models").status_code == 200
+    time.sleep(2.5)
+    assert fault_daemon.model("always")["state"] == "ready"
