@@ -25,6 +25,10 @@ def fault_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> 
 [models.brief]
 source = "{models_dir / "tiny.gguf"}"
 keep_alive = "1s"
+
+[models.always]
+source = "{models_dir / "tiny.gguf"}"
+keep_alive = "forever"
 '''
     catalog = write_catalog(home / "catalog.toml", models_dir, extra)
     d = start_daemon(
