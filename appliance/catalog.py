@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from appliance.settings import duration_value, toml_error_text
+from appliance.settings import describe_value, duration_value, toml_error_text
 
 log = logging.getLogger("appliance.catalog")
 
@@ -272,21 +272,11 @@ def parse_catalog(text: str, path: Path | None = None, base_dir: Path | None = N
     models = data.get("models", {})
     if not isinstance(models, dict):
         raise CatalogError(
-            file, "models", f"expected [models.NAME] tables, got {_describe(models)}"
+            file, "models", f"expected [models.NAME] tables, got {describe_value(models)}"
         )
     parser = _EntryParser(file, base_dir)
     entries = tuple(parser.entry(name, table) for name, table in models.items())
     return Catalog(entries=entries, path=path, warnings=tuple(parser.warnings))
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
 
 
 class _EntryParser:
@@ -304,7 +294,9 @@ class _EntryParser:
         if problem:
             raise self.fail(where, f"the model name {problem}")
         if not isinstance(table, dict):
-            raise self.fail(where, f'expected a table [models."{name}"], got {_describe(table)}')
+            raise self.fail(
+                where, f'expected a table [models."{name}"], got {describe_value(table)}'
+            )
         for key in table:
             if key not in _KEYS:
                 close = difflib.get_close_matches(key, list(_KEYS), n=1)
@@ -339,7 +331,7 @@ class _EntryParser:
     def source(self, value: object) -> Source:
         if not isinstance(value, str) or not value.strip():
             raise ValueError(
-                f"expected hf://org/repo/file.gguf or a local path, got {_describe(value)}"
+                f"expected hf://org/repo/file.gguf or a local path, got {describe_value(value)}"
             )
         text = value.strip()
         if text.startswith(HF_SCHEME):
@@ -355,7 +347,7 @@ class _EntryParser:
 
     def revision(self, value: object) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"expected a commit sha, branch or tag, got {_describe(value)}")
+            raise ValueError(f"expected a commit sha, branch or tag, got {describe_value(value)}")
         revision = value.strip()
         if any(c.isspace() or ord(c) < 32 for c in revision) or ".." in revision:
             raise ValueError(f"expected a commit sha, branch or tag, got {value!r}")
@@ -378,11 +370,13 @@ class _EntryParser:
     def aliases(self, value: object) -> tuple[str, ...]:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list):
-            raise ValueError(f"expected a list of names, got {_describe(value)}")
+            raise ValueError(f"expected a list of names, got {describe_value(value)}")
         aliases: list[str] = []
         for index, item in enumerate(items):
             if not isinstance(item, str):
-                raise ValueError(f"expected a list of names, got item {index} {_describe(item)}")
+                raise ValueError(
+                    f"expected a list of names, got item {index} {describe_value(item)}"
+                )
             problem = name_problem(item, allow_slash=True)
             if problem:
                 raise ValueError(f"alias {item!r} {problem}")
@@ -406,12 +400,12 @@ class _EntryParser:
 
     def default(self, value: object) -> bool:
         if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {_describe(value)}")
+            raise ValueError(f"expected true or false, got {describe_value(value)}")
         return value
 
     def description(self, value: object) -> str:
         if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {_describe(value)}")
+            raise ValueError(f"expected a string, got {describe_value(value)}")
         return value.strip()
 
 
@@ -435,12 +429,12 @@ def _hub_source(text: str) -> HubSource:
 def _choice(value: object, choices: tuple[str, ...]) -> str:
     if isinstance(value, str) and value.strip().lower() in choices:
         return value.strip().lower()
-    raise ValueError(f"expected one of {', '.join(choices)}, got {_describe(value)}")
+    raise ValueError(f"expected one of {', '.join(choices)}, got {describe_value(value)}")
 
 
 def _int(value: object, low: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"expected {what}, got {_describe(value)}")
+        raise ValueError(f"expected {what}, got {describe_value(value)}")
     return value
 
 

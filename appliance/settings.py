@@ -150,7 +150,7 @@ def duration_value(value: object) -> float:
         return math.inf if value < 0 else float(value)
     if isinstance(value, str):
         return parse_duration(value)
-    raise ValueError(f"expected a duration such as 300 or '5m', got {_describe(value)}")
+    raise ValueError(f"expected a duration such as 300 or '5m', got {describe_value(value)}")
 
 
 def format_duration(seconds: float) -> str:
@@ -175,7 +175,8 @@ def format_duration(seconds: float) -> str:
 Parser = Callable[[object, bool], Any]
 
 
-def _describe(value: object) -> str:
+def describe_value(value: object) -> str:
+    """A value as an error message shows it: TOML words for TOML types."""
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, bool):
@@ -195,7 +196,7 @@ def _as_int(value: object, text: bool, what: str) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"expected {what}, got {_describe(value)}")
+    raise ValueError(f"expected {what}, got {describe_value(value)}")
 
 
 def _int_range(low: int, high: int | None, what: str) -> Callable[[object, bool], int]:
@@ -223,9 +224,9 @@ def _duration(allow_forever: bool, allow_zero: bool) -> Parser:
     def parse(value: object, text: bool) -> float:
         seconds = duration_value(value)
         if math.isinf(seconds) and not allow_forever:
-            raise ValueError(f"expected a finite duration, got {_describe(value)}")
+            raise ValueError(f"expected a finite duration, got {describe_value(value)}")
         if seconds == 0 and not allow_zero:
-            raise ValueError(f"expected a duration above zero, got {_describe(value)}")
+            raise ValueError(f"expected a duration above zero, got {describe_value(value)}")
         return seconds
 
     return parse
@@ -233,7 +234,7 @@ def _duration(allow_forever: bool, allow_zero: bool) -> Parser:
 
 def _string(value: object, text: bool) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_describe(value)}")
+        raise ValueError(f"expected a string, got {describe_value(value)}")
     if not value.strip() or any(ord(c) < 32 for c in value):
         raise ValueError(f"expected a non-empty string without control characters, got {value!r}")
     return value.strip()
@@ -266,11 +267,11 @@ def _api_keys(value: object, text: bool) -> tuple[str, ...]:
     elif isinstance(value, list | tuple):
         items = list(value)
     else:
-        raise ValueError(f"expected a list of strings, got {_describe(value)}")
+        raise ValueError(f"expected a list of strings, got {describe_value(value)}")
     keys: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise ValueError(f"expected a list of strings, got an item {_describe(item)}")
+            raise ValueError(f"expected a list of strings, got an item {describe_value(item)}")
         key = item.strip()
         if not key:
             if text:

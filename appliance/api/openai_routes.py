@@ -162,6 +162,20 @@ def _usage(done: Frame) -> dict[str, Any]:
     }
 
 
+def _usage_chunk(cid: str, obj: str, created: int, name: str, done: Frame) -> bytes:
+    """The last streamed chunk when stream_options.include_usage is set."""
+    return sse_data(
+        {
+            "id": cid,
+            "object": obj,
+            "created": created,
+            "model": name,
+            "choices": [],
+            "usage": _usage(done),
+        }
+    )
+
+
 def _finish(done: Frame) -> str:
     reason = str(done.get("finish_reason", "stop"))
     return reason if reason in ("stop", "length") else "stop"
@@ -275,16 +289,7 @@ async def chat_completions(request: Request) -> Response:
                         yield chunk({"content": content})
                 yield chunk({}, _finish(item))
                 if req.include_usage:
-                    yield sse_data(
-                        {
-                            "id": cid,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": name,
-                            "choices": [],
-                            "usage": _usage(item),
-                        }
-                    )
+                    yield _usage_chunk(cid, "chat.completion.chunk", created, name, item)
                 yield SSE_DONE
                 return
 
@@ -360,16 +365,7 @@ async def completions(request: Request) -> Response:
             elif item["type"] == "done":
                 yield chunk("", _finish(item))
                 if req.include_usage:
-                    yield sse_data(
-                        {
-                            "id": cid,
-                            "object": "text_completion",
-                            "created": created,
-                            "model": name,
-                            "choices": [],
-                            "usage": _usage(item),
-                        }
-                    )
+                    yield _usage_chunk(cid, "text_completion", created, name, item)
                 yield SSE_DONE
                 return
 
