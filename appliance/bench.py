@@ -14,6 +14,7 @@ import asyncio
 import datetime as _dt
 import json
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -539,11 +540,16 @@ async def run_bench(cfg: BenchConfig) -> BenchReport:
                 )
 
         counter = 0
+        # A nonce per run: servers that keep earlier prompts' KV in RAM (llama-server's
+        # prompt cache) must not turn a later run's "fresh" prompts into cache hits.
+        run_id = secrets.token_hex(4)
 
         def make_body() -> dict[str, Any]:
             nonlocal counter
             counter += 1
-            prompt = f"[request {counter}] {cfg.prompt}" if cfg.vary_prompt else cfg.prompt
+            prompt = (
+                f"[run {run_id} request {counter}] {cfg.prompt}" if cfg.vary_prompt else cfg.prompt
+            )
             return build_body(cfg, eos, prompt)
 
         for i in range(cfg.warmup):
