@@ -42,7 +42,9 @@ class _Reply:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="model name or alias")
+    parser.add_argument(
+        "model", metavar="MODEL", nargs="?", help="model name or alias (default: the catalog's)"
+    )
     parser.add_argument(
         "--base-url",
         default=DEFAULT_BASE_URL,

@@ -145,3 +145,17 @@ def test_bench_runs_every_request_to_max_tokens(daemon: Daemon, tmp_path: Path) 
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["levels"][0]["concurrency"] == 1
+
+
+def test_chat_without_model_uses_catalog_default(
+    daemon: Daemon, models_dir: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import write_catalog
+
+    (tmp_path / "config").mkdir()
+    write_catalog(tmp_path / "config" / "models.toml", models_dir)
+    r = run_cli(
+        "chat", "--base-url", daemon.v1, "--max-tokens", "3", home=tmp_path, stdin="hello\n/exit\n"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "error" not in r.stdout.lower() and r.stdout.strip()

@@ -226,6 +226,8 @@ class ModelManager:
         try:
             stored = await self.pull(slot.name)
         except StoreError as exc:
+            slot.state = "unloaded"
+            slot.last_error = f"pull failed: {exc}"
             raise APIError(
                 503,
                 f"model '{slot.name}' is not on this box and could not be pulled: {exc}",

@@ -92,6 +92,8 @@ def test_offline_pull_says_so_and_names_import(tmp_path: Path) -> None:
             )
         assert info.value.status_code == 503
         assert "appliance import" in info.value.message
-        assert d.get("/health").status_code == 200
+        health = d.get("/health").json()
+        assert health["status"] == "ready" and health["models"]["far"] == "remote"
+        assert "pull failed" in d.model("far")["last_error"]
     finally:
         d.stop()
