@@ -23,6 +23,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tiny_gguf(d / "tiny.gguf")
     write_tiny_gguf(d / "embed.gguf", TinyModelSpec(embedding=True, chat_template=None))
     write_tiny_gguf(d / "think.gguf", TinyModelSpec(chat_template=THINK_TEMPLATE))
+    hostile = "{{ ''.__class__.__mro__[1].__subclasses__() }}{{ messages[0]['content'] }}"
+    write_tiny_gguf(d / "hostile.gguf", TinyModelSpec(chat_template=hostile))
     data = (d / "tiny.gguf").read_bytes()
     (d / "broken.gguf").write_bytes(data[: len(data) // 2])
     return d
@@ -44,6 +46,9 @@ context = 256
 [models.think]
 source = "{models_dir / "think.gguf"}"
 context = 512
+
+[models.hostile]
+source = "{models_dir / "hostile.gguf"}"
 
 [models.broken]
 source = "{models_dir / "broken.gguf"}"

@@ -254,3 +254,11 @@ def test_broken_gguf_is_refused_and_daemon_keeps_serving(
     assert health["status"] == "degraded"
     assert any("broken" in r for r in health["reasons"])
     assert client.chat.completions.create(model="tiny", messages=USER, max_tokens=2).choices
+
+
+def test_hostile_chat_template_is_refused(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="hostile", messages=USER, max_tokens=2)
+    assert info.value.body["code"] == "invalid_chat_template"  # type: ignore[index]
+    # Plain completions on the same model still work: only the template was refused.
+    assert client.completions.create(model="hostile", prompt="x", max_tokens=2).choices
