@@ -94,6 +94,7 @@ class CatalogEntry:
     kind: Kind = "chat"
     context: int | None = None  # None: settings.default_context (capped at the trained one)
     keep_alive_s: float | None = None  # None: settings.keep_alive_s; math.inf: never unload
+    warm_keep_alive_s: float | None = None  # None: settings.warm_keep_alive_s (warm -> cold)
     pin: Pin | None = None
     aliases: tuple[str, ...] = ()
     backend: Backend = "auto"
@@ -444,6 +445,7 @@ _KEYS: dict[str, Callable[[_EntryParser, object], Any]] = {
     "kind": _EntryParser.kind,
     "context": _EntryParser.context,
     "keep_alive": _EntryParser.keep_alive,
+    "warm_keep_alive": _EntryParser.keep_alive,
     "pin": _EntryParser.pin,
     "aliases": _EntryParser.aliases,
     "backend": _EntryParser.backend,
@@ -453,7 +455,7 @@ _KEYS: dict[str, Callable[[_EntryParser, object], Any]] = {
     "default": _EntryParser.default,
     "description": _EntryParser.description,
 }
-_FIELD = {"keep_alive": "keep_alive_s"}
+_FIELD = {"keep_alive": "keep_alive_s", "warm_keep_alive": "warm_keep_alive_s"}
 
 __all__ = [
     "Catalog",

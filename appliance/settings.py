@@ -26,7 +26,15 @@ load_timeout             APPLIANCE_LOAD_TIMEOUT        "5m"
 restart_backoff_initial  APPLIANCE_RESTART_BACKOFF     "1s"
 restart_backoff_max      APPLIANCE_RESTART_BACKOFF_MAX "60s"
 log_level                APPLIANCE_LOG_LEVEL           "info"
+hot_budget_cpu           APPLIANCE_HOT_BUDGET_CPU      "auto" (RAM - warm - margin)
+hot_budget_gpu           APPLIANCE_HOT_BUDGET_GPU      "auto" (each GPU's VRAM - margin)
+warm_budget              APPLIANCE_WARM_BUDGET         "auto" (a quarter of RAM)
+cold_budget              APPLIANCE_COLD_BUDGET         "auto" (the store's disk - margin)
+memory_margin            APPLIANCE_MEMORY_MARGIN       "1GiB"
+warm_keep_alive          APPLIANCE_WARM_KEEP_ALIVE     "1h" (idle warm -> cold)
 =======================  ============================  ===============================
+
+Sizes are a number of bytes or a string such as ``"512MiB"``, ``"8GiB"``, ``"8G"``.
 
 Durations are a number of seconds or a string such as ``"90s"``, ``"5m"``,
 ``"1h30m"`` or ``"forever"`` (see `parse_duration`). A relative ``catalog`` in
@@ -82,6 +90,12 @@ class Settings:
     restart_backoff_initial_s: float = 1.0
     restart_backoff_max_s: float = 60.0
     log_level: str = "info"
+    hot_budget_cpu_bytes: int | None = None  # None: from the box (RAM minus warm and margin)
+    hot_budget_gpu_bytes: int | None = None  # None: each GPU's VRAM minus the margin
+    warm_budget_bytes: int | None = None  # None: a quarter of the host's RAM
+    cold_budget_bytes: int | None = None  # None: the store's disk, less the margin
+    memory_margin_bytes: int = 1024 * MiB  # kept free on every device, never budgeted
+    warm_keep_alive_s: float = 3600.0  # idle time before warm -> cold (math.inf: never)
 
     @property
     def auth_required(self) -> bool:
@@ -232,6 +246,31 @@ def _duration(allow_forever: bool, allow_zero: bool) -> Parser:
     return parse
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from "8GiB", "512MiB", "8G", "1.5 GB" (binary units) or a plain number."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"expected a size such as '8GiB' or '512MiB', got {text!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def _size(allow_auto: bool) -> Parser:
+    def parse(value: object, text: bool) -> int | None:
+        if isinstance(value, str) and value.strip().lower() == "auto" and allow_auto:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str):
+            return parse_size(value)
+        raise ValueError(f"expected a size such as '8GiB', got {describe_value(value)}")
+
+    return parse
+
+
 def _string(value: object, text: bool) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {describe_value(value)}")
@@ -362,6 +401,17 @@ OPTIONS: tuple[_Option, ...] = (
         _duration(False, False),
     ),
     _Option("log_level", "log_level", ("APPLIANCE_LOG_LEVEL",), _log_level),
+    _Option("hot_budget_cpu_bytes", "hot_budget_cpu", ("APPLIANCE_HOT_BUDGET_CPU",), _size(True)),
+    _Option("hot_budget_gpu_bytes", "hot_budget_gpu", ("APPLIANCE_HOT_BUDGET_GPU",), _size(True)),
+    _Option("warm_budget_bytes", "warm_budget", ("APPLIANCE_WARM_BUDGET",), _size(True)),
+    _Option("cold_budget_bytes", "cold_budget", ("APPLIANCE_COLD_BUDGET",), _size(True)),
+    _Option("memory_margin_bytes", "memory_margin", ("APPLIANCE_MEMORY_MARGIN",), _size(False)),
+    _Option(
+        "warm_keep_alive_s",
+        "warm_keep_alive",
+        ("APPLIANCE_WARM_KEEP_ALIVE",),
+        _duration(True, True),
+    ),
 )
 
 _BY_KEY = {option.key: option for option in OPTIONS}

@@ -338,3 +338,10 @@ def test_catalog_from_entries() -> None:
     catalog = Catalog(entries=(entry,))
     assert "mm" in catalog and "zz" not in catalog
     assert list(catalog) == [entry]
+
+
+def test_warm_keep_alive_per_model(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text('[models.a]\nsource = "/m/a.gguf"\nwarm_keep_alive = "2h"\n')
+    entry = load_catalog(path).resolve("a")
+    assert entry is not None and entry.warm_keep_alive_s == 7200.0

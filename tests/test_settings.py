@@ -295,3 +295,25 @@ def test_inconsistent_limits(paths: Paths) -> None:
 
 def test_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
+
+
+def test_budgets_and_sizes(tmp_path: Path) -> None:
+    from appliance.settings import parse_size
+
+    assert parse_size("8GiB") == 8 * 1024**3
+    assert parse_size("512 MiB") == 512 * 1024**2
+    assert parse_size("100") == 100
+    with pytest.raises(ValueError, match="size"):
+        parse_size("lots")
+    paths = Paths.under(tmp_path)
+    env = {
+        "APPLIANCE_WARM_BUDGET": "2GiB",
+        "APPLIANCE_HOT_BUDGET_CPU": "auto",
+        "APPLIANCE_WARM_KEEP_ALIVE": "forever",
+    }
+    settings = load_settings(paths, env=env)
+    assert settings.warm_budget_bytes == 2 * 1024**3
+    assert settings.hot_budget_cpu_bytes is None
+    assert settings.warm_keep_alive_s == float("inf")
+    with pytest.raises(SettingsError, match="APPLIANCE_MEMORY_MARGIN"):
+        load_settings(paths, env={"APPLIANCE_MEMORY_MARGIN": "auto"})
