@@ -128,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for problem in hardware.problems:
         log.warning("%s", problem)
-    app = create_app(settings, catalog, store, hardware)
+    app = create_app(settings, catalog, store, hardware, paths.data_dir)
     log.info("serving the OpenAI API at %s/v1", settings.base_url)
     uvicorn.run(
         app,

@@ -6,6 +6,7 @@ import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -117,9 +118,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    settings: Settings, catalog: Catalog, store: Store, hardware: HardwareReport
+    settings: Settings, catalog: Catalog, store: Store, hardware: HardwareReport, data_dir: Path
 ) -> Starlette:
-    manager = ModelManager(settings, catalog, store, hardware)
+    manager = ModelManager(settings, catalog, store, hardware, data_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -1,121 +1,148 @@
-"""The model manager: which models exist, which are loaded, and every move between.
+"""The model manager: which models exist, which tier each is in, and every move between.
 
-It owns one slot per known model (catalog entries and stored models), starts
-workers on demand (just-in-time load, pulling first when a catalog model is not
-in the store yet), unloads them after their keep-alive, restarts crashed ones
-with back-off, and records each move as an event with its reason. Placement is
-asked of `tiers.policy`; this module does the I/O around it.
+It owns one slot per known model (catalog entries and stored models). A model is
+hot (an engine worker holds it), warm (its weights held in host RAM by a
+`WarmHold`), cold (a verified file on disk) or remote (not pulled). Requests
+promote on demand (pulling first when needed); idle models are demoted after
+their keep-alives; a load that would not fit demotes the least valuable idle
+models first, or is refused with the numbers. The decisions are asked of the
+pure `tiers.plan`; this module does the I/O and records every move as an event
+with its reason and timing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
+import json
 import logging
 import math
+import os
+import shutil
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from appliance.api.errors import APIError, model_not_found
 from appliance.catalog import Catalog, CatalogEntry, HubSource, LocalSource
 from appliance.engines.supervisor import WorkerProcess, WorkerSpec, WorkerStartError
+from appliance.events import Event, EventLog
 from appliance.hardware import HardwareReport
 from appliance.settings import Settings
 from appliance.store.gguf_meta import GGUFError, GGUFInfo, read_gguf_info
 from appliance.store.store import ProgressEvent, Store, StoredModel, StoreError
+from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
 from appliance.tiers.estimate import estimate_memory
-from appliance.tiers.policy import Placement, PlacementError, PlacementInput, place
+from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
+from appliance.tiers.plan import (
+    Budgets,
+    ModelState,
+    Move,
+    NoRoom,
+    Tier,
+    plan_idle,
+    plan_promotion,
+)
+from appliance.tiers.policy import Placement, PlacementError, PlacementInput, fmt_bytes, place
+from appliance.tiers.warm import WarmHold, drop_page_cache, residency
 
 log = logging.getLogger("appliance.manager")
 
-
-@dataclass
-class Event:
-    time: float
-    model: str
-    kind: str  # load | unload | crash | load_failed | pull | pull_progress | error
-    message: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "time": self.time,
-            "model": self.model,
-            "kind": self.kind,
-            "message": self.message,
-            **({"data": self.data} if self.data else {}),
-        }
+TIER_ORDER = {"hot": 0, "warm": 1, "cold": 2, "remote": 3}
+USES_HALF_LIFE_S = 3600.0  # request frequency decays with this half-life
+DISK_READ_BPS = 500e6  # reload cost estimate before a load was measured
 
 
 @dataclass
 class Slot:
     name: str
     entry: CatalogEntry | None
-    state: str = "unloaded"  # unloaded | pulling | loading | ready | failed
+    state: str = "unloaded"  # unloaded | pulling | loading | ready | failed | moving
     worker: WorkerProcess | None = None
+    hold: WarmHold | None = None  # set while the model is warm
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_used: float = 0.0
     active: int = 0
+    uses: float = 0.0
+    uses_at: float = 0.0
     failures: int = 0
     next_start_at: float = 0.0
     last_error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     placement: Placement | None = None
+    device: str = "cpu"
+    hot_bytes: int | None = None  # measured (when hot) or estimated for the next load
+    hot_bytes_measured: bool = False
+    reload_s: float | None = None
     requests_total: int = 0
     loaded_at: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.active > 0 or self.lock.locked() or self.state in ("loading", "pulling")
 
 
 class ModelManager:
     def __init__(
-        self, settings: Settings, catalog: Catalog, store: Store, hardware: HardwareReport
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        store: Store,
+        hardware: HardwareReport,
+        data_dir: Path,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.store = store
         self.hardware = hardware
+        self.data_dir = data_dir
         self.slots: dict[str, Slot] = {}
-        self.events: deque[Event] = deque(maxlen=1000)
-        self._subscribers: set[asyncio.Queue[Event]] = set()
-        self._idle_task: asyncio.Task[None] | None = None
+        self.event_log = EventLog()
+        self.measurements = Measurements(data_dir / "measurements.json")
+        self.placement_lock = asyncio.Lock()
+        self.budget_overrides: dict[str, int] = {}
+        self._pins_path = data_dir / "pins.json"
+        self.runtime_pins: dict[str, str | None] = self._load_pins()
+        self._info_cache: dict[Path, tuple[float, GGUFInfo]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
         self._pulls: dict[str, asyncio.Task[StoredModel]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._idle_task = asyncio.create_task(self._idle_loop(), name="idle-unloader")
+        self._tasks = [
+            asyncio.create_task(self._idle_loop(), name="idle-demoter"),
+            asyncio.create_task(self._preload_pins(), name="preload-pins"),
+        ]
 
     async def shutdown(self) -> None:
-        if self._idle_task is not None:
-            self._idle_task.cancel()
+        for task in self._tasks:
+            task.cancel()
         for slot in list(self.slots.values()):
             if slot.worker is not None:
                 await slot.worker.stop()
                 slot.worker = None
+            if slot.hold is not None:
+                slot.hold.release(drop_cache=False)
+                slot.hold = None
 
     # -- events -----------------------------------------------------------------------------
 
-    def emit(self, model: str, kind: str, message: str, **data: Any) -> None:
-        event = Event(time.time(), model, kind, message, data)
-        if kind != "pull_progress":
-            self.events.append(event)
-            log.info("%s: %s", model, message)
-        for q in list(self._subscribers):
-            with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(event)
+    @property
+    def events(self) -> list[Event]:
+        return list(self.event_log.history)
 
-    @contextlib.contextmanager
-    def subscribe(self) -> Any:
-        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
-        self._subscribers.add(q)
-        try:
-            yield q
-        finally:
-            self._subscribers.discard(q)
+    def emit(self, model: str, kind: str, message: str, **data: Any) -> None:
+        self.event_log.emit(model, kind, message, **data)
+
+    def subscribe(self) -> contextlib.AbstractContextManager[asyncio.Queue[Event]]:
+        return self.event_log.subscribe()
 
     # -- names ------------------------------------------------------------------------------
 
@@ -147,6 +174,50 @@ class ModelManager:
         if slot.entry is not None and slot.entry.keep_alive_s is not None:
             return slot.entry.keep_alive_s
         return self.settings.keep_alive_s
+
+    def warm_keep_alive_s(self, slot: Slot) -> float:
+        if slot.entry is not None and slot.entry.warm_keep_alive_s is not None:
+            return slot.entry.warm_keep_alive_s
+        return self.settings.warm_keep_alive_s
+
+    # -- pins -------------------------------------------------------------------------------
+
+    def _load_pins(self) -> dict[str, str | None]:
+        try:
+            raw = json.loads(self._pins_path.read_text())
+            return {str(k): (v if v in ("hot", "warm") else None) for k, v in raw.items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def pin_of(self, slot: Slot) -> str | None:
+        if slot.name in self.runtime_pins:
+            return self.runtime_pins[slot.name]
+        return slot.entry.pin if slot.entry is not None else None
+
+    async def set_pin(self, name: str, pin: str | None) -> None:
+        """Pin at runtime (kept across restarts in the data folder); None unpins."""
+        self.runtime_pins[name] = pin
+        self._pins_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._pins_path.with_name("pins.json.tmp")
+        tmp.write_text(json.dumps(self.runtime_pins, indent=1))
+        os.replace(tmp, self._pins_path)
+        self.emit(name, "pin", f"pinned {pin}" if pin else "unpinned")
+        if pin == "hot":
+            await self.load(name, reason="pinned hot")
+        elif pin == "warm" and self.tier_of(self.slot(name)) in ("cold", "remote"):
+            await self.set_tier(name, "warm", "pinned warm")
+
+    async def _preload_pins(self) -> None:
+        """Bring pinned models up to their pin at start: hot pins first, then warm."""
+        pinned = [(self.pin_of(self.slot(n)), n) for n in self.known_names()]
+        for pin, name in sorted((p, n) for p, n in pinned if p in ("hot", "warm")):
+            try:
+                if pin == "hot":
+                    await self.load(name, reason="pinned hot: preloaded at start")
+                else:
+                    await self.set_tier(name, "warm", "pinned warm: preloaded at start")
+            except APIError as exc:
+                self.emit(name, "error", f"pin {pin} not honoured at start: {exc.message}")
 
     # -- files ------------------------------------------------------------------------------
 
@@ -238,7 +309,208 @@ class ModelManager:
             ) from exc
         return stored.path
 
-    # -- loading ----------------------------------------------------------------------------
+    # -- tiers ------------------------------------------------------------------------------
+
+    def tier_of(self, slot: Slot) -> Tier:
+        if slot.worker is not None and slot.worker.alive:
+            return "hot"
+        if slot.hold is not None:
+            return "warm"
+        path = self.local_file(slot.name)
+        return "cold" if path is not None and path.exists() else "remote"
+
+    def device_for(self, slot: Slot) -> str:
+        engine = self.hardware.engine
+        backend = slot.entry.backend if slot.entry else "auto"
+        if (
+            engine is None
+            or not engine.gpu_offload
+            or backend == "cpu"
+            or not self.hardware.devices
+        ):
+            return "cpu"
+        gpu = max(self.hardware.devices, key=lambda d: d.free_bytes or 0)
+        return gpu_device_name(gpu.vendor, gpu.index)
+
+    def gguf_info(self, path: Path) -> GGUFInfo:
+        mtime = path.stat().st_mtime
+        cached = self._info_cache.get(path)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        info = read_gguf_info(path)
+        self._info_cache[path] = (mtime, info)
+        return info
+
+    def budgets(self) -> TierBudgets:
+        gpus = [
+            DeviceMemory(gpu_device_name(d.vendor, d.index), d.total_bytes)
+            for d in self.hardware.devices
+        ]
+        try:
+            disk_total: int | None = shutil.disk_usage(self.store.root).total
+        except OSError:
+            disk_total = None
+        return compute_budgets(
+            self.settings, self.hardware.ram_total_bytes, gpus, disk_total, self.budget_overrides
+        )
+
+    def _reload_s(self, slot: Slot, size: int) -> float:
+        if slot.reload_s is not None:
+            return slot.reload_s
+        return 0.5 + size / DISK_READ_BPS
+
+    def _state(self, slot: Slot, now: float) -> ModelState | None:
+        tier = self.tier_of(slot)
+        if tier == "remote":
+            return None
+        path = self.local_file(slot.name)
+        size = path.stat().st_size if path is not None and path.exists() else 0
+        pin = self.pin_of(slot)
+        return ModelState(
+            name=slot.name,
+            tier=tier,
+            device=slot.device,
+            hot_bytes=slot.hot_bytes if slot.hot_bytes is not None else size,
+            warm_bytes=size,
+            pin=pin if pin in ("hot", "warm") else None,  # type: ignore[arg-type]
+            busy=slot.busy,
+            last_used=slot.last_used,
+            uses=self._uses(slot, now),
+            reload_s=self._reload_s(slot, size),
+            hot_keep_alive_s=self.keep_alive_s(slot),
+            warm_keep_alive_s=self.warm_keep_alive_s(slot),
+        )
+
+    def states(self, now: float, target: str | None = None) -> list[ModelState]:
+        """Every local model's state for the planner; `target` (being moved by the caller,
+        who holds its lock) is not counted as busy."""
+        for name in self.known_names():
+            self.slot(name)
+        states = [s for s in (self._state(slot, now) for slot in self.slots.values()) if s]
+        return [dataclasses.replace(s, busy=False) if s.name == target else s for s in states]
+
+    def _plan_budgets(self) -> Budgets:
+        b = self.budgets()
+        return Budgets(hot=b.hot, warm=b.warm)
+
+    @staticmethod
+    def _uses(slot: Slot, now: float) -> float:
+        return slot.uses * math.pow(0.5, max(now - slot.uses_at, 0.0) / USES_HALF_LIFE_S)
+
+    async def _apply(self, move: Move, *, locked: bool = False) -> None:
+        """Carry out one demotion or a promotion to warm; loads to hot go through `load`."""
+        slot = self.slot(move.model)
+        lock = contextlib.nullcontext() if locked else slot.lock
+        started = time.monotonic()
+        async with lock:
+            if move.src == "hot" and slot.worker is not None:
+                worker, slot.worker = slot.worker, None
+                worker.exit_reason = "unloaded"
+                await worker.stop()
+                slot.state = "unloaded"
+                slot.loaded_at = None
+            path = self.local_file(slot.name)
+            if move.dst == "warm" and path is not None:
+                if slot.hold is None:
+                    slot.hold = WarmHold(path)
+                hold = slot.hold
+                await asyncio.to_thread(hold.warm)
+                locked_pages = await asyncio.to_thread(hold.lock)
+                if not locked_pages:
+                    log.info(
+                        "%s: pages kept in the page cache without mlock (%s)",
+                        slot.name,
+                        hold.lock_error,
+                    )
+            elif move.dst == "cold":
+                if slot.hold is not None:
+                    hold, slot.hold = slot.hold, None
+                    await asyncio.to_thread(hold.release, True)
+                elif path is not None and path.exists():
+                    await asyncio.to_thread(drop_page_cache, path)
+        seconds = time.monotonic() - started
+        self.emit(
+            move.model,
+            "move",
+            f"{move.src} → {move.dst}: {move.reason} ({seconds:.2f} s)",
+            src=move.src,
+            dst=move.dst,
+            reason=move.reason,
+            seconds=round(seconds, 3),
+        )
+
+    async def set_tier(self, name: str, dst: str, reason: str = "operator request") -> None:
+        """Move a model to `dst` on request: promote (making room) or demote (pins allowing)."""
+        if dst == "hot":
+            await self.load(name, reason=reason)
+            return
+        slot = self.slot(name)
+        async with slot.lock:
+            if self.tier_of(slot) == "remote":
+                await self._ensure_file(slot)
+            current = self.tier_of(slot)
+            if current == dst:
+                return
+            now = time.monotonic()
+            if TIER_ORDER[dst] > TIER_ORDER[current]:
+                pin = self.pin_of(slot)
+                if pin is not None and TIER_ORDER[dst] > TIER_ORDER[pin]:
+                    raise APIError(
+                        409,
+                        f"model '{name}' is pinned {pin}; unpin it before moving it to {dst}",
+                        "invalid_request_error",
+                        "tier",
+                        "pinned",
+                    )
+                if slot.active:
+                    raise APIError(
+                        409,
+                        f"model '{name}' is serving {slot.active} request(s); "
+                        "try again when it is idle",
+                        "invalid_request_error",
+                        "tier",
+                        "busy",
+                    )
+                async with self.placement_lock:
+                    await self._apply(
+                        Move(name, current, dst, reason),  # type: ignore[arg-type]
+                        locked=True,
+                    )
+                return
+            async with self.placement_lock:
+                try:
+                    moves = plan_promotion(
+                        self.states(now, name),
+                        name,
+                        dst,  # type: ignore[arg-type]
+                        self._plan_budgets(),
+                        now,
+                        reason,
+                    )
+                except NoRoom as exc:
+                    raise self._no_room(name, exc) from exc
+                for move in moves:
+                    await self._apply(move, locked=move.model == name)
+
+    def _no_room(self, name: str, exc: NoRoom) -> APIError:
+        self.emit(name, "load_failed", str(exc))
+        return APIError(503, str(exc), "server_error", None, "insufficient_memory", retry_after=5)
+
+    async def _idle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.demote_idle()
+            except Exception:  # the loop must survive anything one move does
+                log.exception("idle demotion failed")
+
+    async def demote_idle(self) -> None:
+        async with self.placement_lock:
+            now = time.monotonic()
+            for move in plan_idle(self.states(now), self._plan_budgets(), now):
+                slot = self.slot(move.model)
+                if not slot.busy:  # a request may have arrived since the plan
+                    await self._apply(move)
 
     def _context_for(self, slot: Slot, info: GGUFInfo) -> int:
         wanted = slot.entry.context if slot.entry and slot.entry.context else None
@@ -263,7 +535,6 @@ class ModelManager:
             requested = self.settings.n_gpu_layers
         backend = slot.entry.backend if slot.entry else "auto"
         gpu = bool(hw.engine and hw.engine.gpu_offload) and backend != "cpu"
-        import psutil
 
         vm = psutil.virtual_memory()
         return place(
@@ -280,7 +551,10 @@ class ModelManager:
             )
         )
 
+    # -- loading ----------------------------------------------------------------------------
+
     async def load(self, name: str, reason: str = "requested") -> WorkerProcess:
+        """Make `name` hot: pull if needed, make room by the plan, start its worker."""
         slot = self.slot(name)
         async with slot.lock:
             if slot.worker is not None and slot.worker.alive:
@@ -298,7 +572,7 @@ class ModelManager:
                 )
             path = await self._ensure_file(slot)
             try:
-                info = await asyncio.to_thread(read_gguf_info, path)
+                info = await asyncio.to_thread(self.gguf_info, path)
             except (GGUFError, OSError) as exc:
                 slot.state = "failed"
                 slot.last_error = str(exc)
@@ -314,48 +588,104 @@ class ModelManager:
             try:
                 placement = self._placement(slot, info, n_ctx)
             except PlacementError as exc:
-                slot.state = "unloaded"
                 self.emit(name, "load_failed", str(exc))
                 raise APIError(
                     503, f"model '{name}': {exc}", "server_error", None, "insufficient_memory"
                 ) from exc
-            spec = WorkerSpec(
-                model=name,
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_gpu_layers=placement.n_gpu_layers,
-                n_threads=(
-                    slot.entry.threads
-                    if slot.entry and slot.entry.threads
-                    else self.settings.threads
-                ),
-                embedding=self._is_embedding(slot, info),
+            slot.device = self.device_for(slot) if placement.n_gpu_layers != 0 else "cpu"
+            backend = self.hardware.engine.backend if self.hardware.engine else "unknown"
+            key = measurement_key(
+                self._model_id(name, path), n_ctx, backend, slot.device, placement.n_gpu_layers
             )
-            worker = WorkerProcess(spec, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
-            slot.state = "loading"
-            self.emit(name, "loading", f"loading ({reason}): n_ctx {n_ctx}, {placement.reason}")
-            started = time.monotonic()
-            try:
-                slot.info = await worker.start(self.settings.load_timeout_s)
-            except WorkerStartError as exc:
-                self._record_failure(slot, str(exc))
-                self.emit(name, "load_failed", str(exc))
-                raise APIError(500, str(exc), "server_error", None, "model_load_failed") from exc
-            slot.worker = worker
-            slot.placement = placement
-            slot.state = "ready"
-            slot.loaded_at = time.time()
-            slot.last_used = time.monotonic()
-            worker.on_exit.append(lambda w: self._on_worker_exit(slot, w))
+            measured = self.measurements.get(key)
+            if measured is not None:
+                slot.hot_bytes, slot.hot_bytes_measured = measured.hot_bytes, True
+                slot.reload_s = measured.load_s
+            else:
+                est = estimate_memory(info, n_ctx)
+                slot.hot_bytes, slot.hot_bytes_measured = est.total_bytes, False
+            source_tier = self.tier_of(slot)
+            async with self.placement_lock:
+                now = time.monotonic()
+                try:
+                    moves = plan_promotion(
+                        self.states(now, name), name, "hot", self._plan_budgets(), now, reason
+                    )
+                except NoRoom as exc:
+                    raise self._no_room(name, exc) from exc
+                for move in moves:
+                    if move.model != name:
+                        await self._apply(move)
+                worker = await self._start_worker(slot, path, info, n_ctx, placement, reason)
+                load_s = time.monotonic() - now
+                hot_bytes = self._measure_hot_bytes(slot, worker, path)
+                if hot_bytes is not None:
+                    self.measurements.record(key, hot_bytes, load_s)
+                    slot.hot_bytes, slot.hot_bytes_measured = hot_bytes, True
+                slot.reload_s = load_s
+                if slot.hold is not None:  # the engine maps the same pages now
+                    hold, slot.hold = slot.hold, None
+                    await asyncio.to_thread(hold.release, False)
             self.emit(
                 name,
-                "load",
-                f"loaded in {time.monotonic() - started:.2f} s ({reason})",
-                load_s=round(time.monotonic() - started, 3),
+                "move",
+                f"{source_tier} → hot: {reason} ({load_s:.2f} s; "
+                f"{fmt_bytes(slot.hot_bytes)} on {slot.device}, "
+                f"{placement.reason})",
+                src=source_tier,
+                dst="hot",
+                reason=reason,
+                seconds=round(load_s, 3),
                 pid=worker.pid,
                 n_gpu_layers=placement.n_gpu_layers,
+                hot_bytes=slot.hot_bytes,
             )
             return worker
+
+    def _model_id(self, name: str, path: Path) -> str:
+        stored = self.store.get(name)
+        return stored.sha256 if stored is not None else str(path.resolve())
+
+    def _measure_hot_bytes(self, slot: Slot, worker: WorkerProcess, path: Path) -> int | None:
+        """Measured: the worker's anonymous memory plus, on the CPU, the mapped weights."""
+        if worker.pid is None:
+            return None
+        anon = process_anon_bytes(worker.pid)
+        if anon is None:
+            return None
+        if slot.device == "cpu":
+            return anon + path.stat().st_size
+        return anon  # GPU: VRAM per process needs NVML accounting; the estimate stays the guide
+
+    async def _start_worker(
+        self, slot: Slot, path: Path, info: GGUFInfo, n_ctx: int, placement: Placement, reason: str
+    ) -> WorkerProcess:
+        spec = WorkerSpec(
+            model=slot.name,
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_gpu_layers=placement.n_gpu_layers,
+            n_threads=(
+                slot.entry.threads if slot.entry and slot.entry.threads else self.settings.threads
+            ),
+            embedding=self._is_embedding(slot, info),
+        )
+        worker = WorkerProcess(spec, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
+        slot.state = "loading"
+        self.emit(slot.name, "loading", f"loading ({reason}): n_ctx {n_ctx}, {placement.reason}")
+        try:
+            slot.info = await worker.start(self.settings.load_timeout_s)
+        except WorkerStartError as exc:
+            self._record_failure(slot, str(exc))
+            self.emit(slot.name, "load_failed", str(exc))
+            raise APIError(500, str(exc), "server_error", None, "model_load_failed") from exc
+        slot.worker = worker
+        slot.placement = placement
+        slot.state = "ready"
+        slot.loaded_at = time.time()
+        slot.last_used = time.monotonic()
+        worker.on_exit.append(lambda w: self._on_worker_exit(slot, w))
+        return worker
 
     def _record_failure(self, slot: Slot, message: str) -> None:
         slot.failures += 1
@@ -397,23 +727,28 @@ class ModelManager:
         )
 
     async def unload(self, name: str, reason: str) -> bool:
+        """Stop the model's worker: hot → warm (its pages stay in RAM for a fast reload)."""
         slot = self.slot(name)
-        async with slot.lock:
-            worker = slot.worker
-            if worker is None:
-                return False
-            slot.worker = None
-            slot.state = "unloaded"
-            worker.exit_reason = "unloaded"
-            await worker.stop()
-            slot.loaded_at = None
-            self.emit(name, "unload", f"unloaded: {reason}")
-            return True
+        if slot.worker is None:
+            return False
+        if self.pin_of(slot) == "hot":
+            raise APIError(
+                409,
+                f"model '{name}' is pinned hot; unpin it first",
+                "invalid_request_error",
+                "model",
+                "pinned",
+            )
+        await self.set_tier(name, "warm", reason)
+        return True
 
     @contextlib.asynccontextmanager
     async def use(self, name: str) -> AsyncIterator[WorkerProcess]:
         """Hold a ready worker for one request; the idle clock starts when it is released."""
         slot = self.slot(name)
+        now = time.monotonic()
+        slot.uses = self._uses(slot, now) + 1.0
+        slot.uses_at = now
         slot.active += 1
         slot.requests_total += 1
         worker: WorkerProcess | None = None
@@ -432,21 +767,6 @@ class ModelManager:
             slot.active -= 1
             slot.last_used = time.monotonic()
 
-    async def _idle_loop(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for slot in list(self.slots.values()):
-                keep = self.keep_alive_s(slot)
-                if (
-                    slot.worker is not None
-                    and slot.active == 0
-                    and math.isfinite(keep)
-                    and now - slot.last_used >= keep
-                    and not slot.lock.locked()
-                ):
-                    await self.unload(slot.name, f"idle {_fmt_duration(keep)}")
-
     # -- views ------------------------------------------------------------------------------
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -457,25 +777,38 @@ class ModelManager:
         on_disk = path is not None and path.exists()
         size = stored.size if stored else (path.stat().st_size if path and on_disk else None)
         keep_alive = self.keep_alive_s(slot)
+        warm_keep_alive = self.warm_keep_alive_s(slot)
         worker = slot.worker
+        tier = self.tier_of(slot)
         state = slot.state
-        if state == "unloaded" and not on_disk:
+        if state == "unloaded" and tier == "remote":
             state = "remote"
+        resident = None
+        if tier == "warm" and slot.hold is not None:
+            with contextlib.suppress(OSError):
+                resident = slot.hold.residency().resident_bytes
+        elif tier == "hot" and path is not None:
+            with contextlib.suppress(OSError):
+                resident = residency(path).resident_bytes
         return {
             "name": name,
             "state": state,
-            "tier": "hot"
-            if worker is not None and worker.alive
-            else ("cold" if on_disk else "remote"),
+            "tier": tier,
+            "pin": self.pin_of(slot),
             "kind": entry.kind if entry else "auto",
             "aliases": list(entry.aliases) if entry else [],
             "source": str(entry.source) if entry else (stored.source if stored else None),
             "size_bytes": size,
+            "resident_bytes": resident,
+            "hot_bytes": slot.hot_bytes,
+            "hot_bytes_measured": slot.hot_bytes_measured,
+            "device": slot.device if worker is not None else None,
             "pid": worker.pid if worker is not None else None,
             "active_requests": slot.active,
             "queue_depth": worker.queue_depth if worker is not None else 0,
             "requests_total": slot.requests_total,
             "keep_alive_s": keep_alive if math.isfinite(keep_alive) else None,  # None: forever
+            "warm_keep_alive_s": warm_keep_alive if math.isfinite(warm_keep_alive) else None,
             "last_error": slot.last_error,
             "n_gpu_layers": slot.placement.n_gpu_layers if slot.placement and worker else None,
             "placement": slot.placement.reason if slot.placement and worker else None,
@@ -483,10 +816,24 @@ class ModelManager:
             "eos_token_id": slot.info.get("eos_token_id") if slot.info else None,
         }
 
-
-def _fmt_duration(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:.0f}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds:g}s"
+    def budgets_view(self) -> dict[str, Any]:
+        """Each tier's budget, use and room, per device for hot; None where unknown."""
+        budgets = self.budgets()
+        states = self.states(time.monotonic())
+        hot: dict[str, dict[str, int | None]] = {}
+        for device, budget in budgets.hot.items():
+            used = sum(s.hot_bytes for s in states if s.tier == "hot" and s.device == device)
+            hot[device] = {"budget": budget, "used": used, "free": budget - used}
+        for device in budgets.unknown:
+            hot[device] = {"budget": None, "used": None, "free": None}
+        warm_used = sum(s.warm_bytes for s in states if s.tier == "warm")
+        cold_used = sum(m.size for m in self.store.list())
+        return {
+            "hot": hot,
+            "warm": {"budget": budgets.warm, "used": warm_used, "free": budgets.warm - warm_used},
+            "cold": {
+                "budget": budgets.cold,
+                "used": cold_used,
+                "free": None if budgets.cold is None else budgets.cold - cold_used,
+            },
+        }

@@ -119,9 +119,14 @@ def test_idle_model_unloads_after_keep_alive(fault_daemon: Daemon) -> None:
     pid = loaded_pid(fault_daemon, "brief")
     wait_for(lambda: fault_daemon.model("brief")["state"] == "unloaded", timeout=15)
     wait_for(lambda: not pid_alive(pid), timeout=10)
+    assert fault_daemon.model("brief")["tier"] == "warm"  # the worker is gone, the pages stay
     events = fault_daemon.get("/admin/events").json()["events"]
     assert any(
-        e["kind"] == "unload" and e["model"] == "brief" and "idle 1s" in e["message"]
+        e["kind"] == "move"
+        and e["model"] == "brief"
+        and e["data"]["src"] == "hot"
+        and e["data"]["dst"] == "warm"
+        and "idle 1s" in e["message"]
         for e in events
     )
 
@@ -170,7 +175,7 @@ def test_concurrent_requests_share_one_load_and_all_finish(fault_daemon: Daemon)
         [
             e
             for e in fault_daemon.get("/admin/events").json()["events"]
-            if e["model"] == "think" and e["kind"] == "load"
+            if e["model"] == "think" and e["kind"] == "move" and e["data"]["dst"] == "hot"
         ]
     )
 
@@ -186,7 +191,7 @@ def test_concurrent_requests_share_one_load_and_all_finish(fault_daemon: Daemon)
     loads = [
         e
         for e in fault_daemon.get("/admin/events").json()["events"]
-        if e["model"] == "think" and e["kind"] == "load"
+        if e["model"] == "think" and e["kind"] == "move" and e["data"]["dst"] == "hot"
     ]
     assert len(loads) == before + 1
 
