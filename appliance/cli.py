@@ -239,25 +239,41 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    """Models in RAM or VRAM (hot and warm), with what holds them there."""
     with _client(args) as client:
         models = [
             m
             for m in client.models()
-            if m["tier"] == "hot" or (m["state"] != "unloaded" and m["state"] != "remote")
+            if m["tier"] in ("hot", "warm") or m["state"] in ("loading", "pulling", "failed")
         ]
     rows = [
         [
             m["name"],
+            m["tier"],
             m["state"],
+            m["pin"] or "-",
+            m["device"] or "-",
+            fmt_bytes(m["hot_bytes"]) if m["tier"] == "hot" else fmt_bytes(m["resident_bytes"]),
             str(m["pid"] or "-"),
             str(m["active_requests"]),
             str(m["queue_depth"]),
-            str(m["n_gpu_layers"] if m["n_gpu_layers"] is not None else "-"),
             "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:g}s",
         ]
         for m in models
     ]
-    print(_table(rows, ["NAME", "STATE", "PID", "ACTIVE", "QUEUED", "GPU LAYERS", "KEEP ALIVE"]))
+    header = [
+        "NAME",
+        "TIER",
+        "STATE",
+        "PIN",
+        "DEVICE",
+        "MEMORY",
+        "PID",
+        "ACTIVE",
+        "QUEUED",
+        "KEEP ALIVE",
+    ]
+    print(_table(rows, header))
     return 0
 
 
@@ -272,6 +288,56 @@ def cmd_unload(args: argparse.Namespace) -> int:
     with _client(args) as client:
         m = client.unload(args.model)
     print(f"{m['name']} {'unloaded' if m['unloaded'] else 'was not loaded'}")
+    return 0
+
+
+def cmd_tier(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        m = client.set_tier(args.model, args.tier)
+    print(f"{m['name']} is {m['tier']}")
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        m = client.pin(args.model, args.tier)
+    print(f"{m['name']} pinned {m['pin']} (now {m['tier']})")
+    return 0
+
+
+def cmd_unpin(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        m = client.pin(args.model, None)
+    print(f"{m['name']} unpinned (now {m['tier']})")
+    return 0
+
+
+def cmd_budgets(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    if args.warm:
+        changes["warm"] = args.warm
+    if args.cold:
+        changes["cold"] = args.cold
+    hot = {}
+    if args.hot_cpu:
+        hot["cpu"] = args.hot_cpu
+    for item in args.hot_gpu or []:
+        device, _, size = item.partition("=")
+        if not size:
+            raise CLIError(f"--hot-gpu takes DEVICE=SIZE (e.g. cuda:0=20GiB), got {item!r}")
+        hot[device] = size
+    if hot:
+        changes["hot"] = hot
+    with _client(args) as client:
+        view = client.budgets(changes)
+    rows = [
+        [f"hot {device}", fmt_bytes(r["budget"]), fmt_bytes(r["used"]), fmt_bytes(r["free"])]
+        for device, r in view["hot"].items()
+    ]
+    for tier in ("warm", "cold"):
+        r = view[tier]
+        rows.append([tier, fmt_bytes(r["budget"]), fmt_bytes(r["used"]), fmt_bytes(r["free"])])
+    print(_table(rows, ["TIER", "BUDGET", "USED", "FREE"]))
     return 0
 
 
@@ -453,6 +519,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p = command("unload", cmd_unload, "unload a model now")
     p.add_argument("model")
+    p = command("tier", cmd_tier, "move a model to a tier (promote or demote)")
+    p.add_argument("model")
+    p.add_argument("tier", choices=("hot", "warm", "cold"))
+    p = command("pin", cmd_pin, "keep a model at least at a tier (survives restarts)")
+    p.add_argument("model")
+    p.add_argument("tier", choices=("hot", "warm"), nargs="?", default="hot")
+    p = command("unpin", cmd_unpin, "remove a runtime pin")
+    p.add_argument("model")
+    p = command("budgets", cmd_budgets, "show tier budgets and use; set them for this run")
+    p.add_argument("--hot-cpu", metavar="SIZE")
+    p.add_argument("--hot-gpu", metavar="DEVICE=SIZE", action="append")
+    p.add_argument("--warm", metavar="SIZE")
+    p.add_argument("--cold", metavar="SIZE")
     p = command("rm", cmd_rm, "delete a model from the store")
     p.add_argument("model")
     p = command("inspect", cmd_inspect, "show a model's metadata and memory estimate")

@@ -88,6 +88,26 @@ class AdminClient:
         result: dict[str, Any] = self._call("GET", f"/admin/models/{name}/inspect", params=params)
         return result
 
+    def set_tier(self, name: str, tier: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST", f"/admin/models/{name}/tier", json={"tier": tier}
+        )
+        return result
+
+    def pin(self, name: str, tier: str | None) -> dict[str, Any]:
+        if tier is None:
+            result: dict[str, Any] = self._call("DELETE", f"/admin/models/{name}/pin")
+        else:
+            result = self._call("POST", f"/admin/models/{name}/pin", json={"tier": tier})
+        return result
+
+    def budgets(self, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+        if changes:
+            result: dict[str, Any] = self._call("POST", "/admin/budgets", json=changes)
+        else:
+            result = self._call("GET", "/admin/budgets")
+        return result
+
     def import_file(self, path: str, name: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
             "POST", "/admin/import", json={"path": path, "name": name}

@@ -20,10 +20,12 @@ from starlette.routing import Route
 from appliance.api.errors import APIError, invalid_request, model_not_found
 from appliance.api.openai_routes import SSE_HEADERS, read_json
 from appliance.api.sse import sse_data
+from appliance.settings import parse_size
 from appliance.store.gguf_meta import GGUFError, read_gguf_info
 from appliance.store.store import StoreError
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.manager import ModelManager
+from appliance.tiers.policy import fmt_bytes
 
 
 def _manager(request: Request) -> ModelManager:
@@ -75,6 +77,75 @@ async def unload_model(request: Request) -> Response:
     name = manager.canonical(request.path_params["name"])
     unloaded = await manager.unload(name, "admin request")
     return JSONResponse({**manager.describe(name), "unloaded": unloaded})
+
+
+async def _body_field(request: Request, key: str, choices: tuple[str, ...]) -> str:
+    body = await read_json(request)
+    value = body.get(key) if isinstance(body, dict) else None
+    if value not in choices:
+        raise invalid_request(f'send {{"{key}": one of {", ".join(choices)}}}', key)
+    return str(value)
+
+
+async def set_tier(request: Request) -> Response:
+    manager = _manager(request)
+    name = manager.canonical(request.path_params["name"])
+    tier = await _body_field(request, "tier", ("hot", "warm", "cold"))
+    await manager.set_tier(name, tier, "operator request")
+    return JSONResponse(manager.describe(name))
+
+
+async def pin_model(request: Request) -> Response:
+    manager = _manager(request)
+    name = manager.canonical(request.path_params["name"])
+    tier = await _body_field(request, "tier", ("hot", "warm"))
+    await manager.set_pin(name, tier)
+    return JSONResponse(manager.describe(name))
+
+
+async def unpin_model(request: Request) -> Response:
+    manager = _manager(request)
+    name = manager.canonical(request.path_params["name"])
+    await manager.set_pin(name, None)
+    return JSONResponse(manager.describe(name))
+
+
+async def budgets(request: Request) -> Response:
+    return JSONResponse(_manager(request).budgets_view())
+
+
+async def set_budgets(request: Request) -> Response:
+    """Runtime budget overrides (not saved: settings.toml holds the lasting ones)."""
+    manager = _manager(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise invalid_request('send {"warm": "2GiB", "hot": {"cpu": "8GiB"}, "cold": ...}')
+    overrides: dict[str, int] = {}
+    items: list[tuple[str, Any]] = [(k, body[k]) for k in ("warm", "cold") if k in body]
+    hot = body.get("hot", {})
+    if not isinstance(hot, dict):
+        raise invalid_request("hot must be an object of device: size", "hot")
+    items += [(f"hot:{device}", size) for device, size in hot.items()]
+    for key, value in items:
+        try:
+            size = (
+                value
+                if isinstance(value, int) and not isinstance(value, bool)
+                else (parse_size(value) if isinstance(value, str) else None)
+            )
+        except ValueError as exc:
+            raise invalid_request(str(exc), key) from exc
+        if size is None or size < 0:
+            raise invalid_request(f"{key}: expected a size such as '8GiB'", key)
+        overrides[key] = size
+    manager.budget_overrides.update(overrides)
+    manager.emit(
+        "*",
+        "budgets",
+        "budgets set: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in overrides.items()),
+    )
+    await manager.demote_idle()
+    return JSONResponse(manager.budgets_view())
 
 
 async def delete_model(request: Request) -> Response:
@@ -282,6 +353,9 @@ routes = [
     Route("/models/{name:path}/load", load_model, methods=["POST"]),
     Route("/models/{name:path}/unload", unload_model, methods=["POST"]),
     Route("/models/{name:path}/inspect", inspect_model, methods=["GET"]),
+    Route("/models/{name:path}/tier", set_tier, methods=["POST"]),
+    Route("/models/{name:path}/pin", pin_model, methods=["POST"]),
+    Route("/models/{name:path}/pin", unpin_model, methods=["DELETE"]),
     Route("/models/{name:path}", get_model, methods=["GET"]),
     Route("/models/{name:path}", delete_model, methods=["DELETE"]),
     Route("/pull", pull, methods=["POST"]),
@@ -289,5 +363,7 @@ routes = [
     Route("/events", events, methods=["GET"]),
     Route("/events/stream", event_stream, methods=["GET"]),
     Route("/hardware", hardware, methods=["GET"]),
+    Route("/budgets", budgets, methods=["GET"]),
+    Route("/budgets", set_budgets, methods=["POST"]),
     Route("/store", store_list, methods=["GET"]),
 ]

@@ -405,8 +405,7 @@ class ModelManager:
         async with lock:
             if move.src == "hot" and slot.worker is not None:
                 worker, slot.worker = slot.worker, None
-                worker.exit_reason = "unloaded"
-                await worker.stop()
+                await worker.stop()  # sends "shutdown": the process ends, its memory returns
                 slot.state = "unloaded"
                 slot.loaded_at = None
             path = self.local_file(slot.name)
@@ -508,9 +507,11 @@ class ModelManager:
         async with self.placement_lock:
             now = time.monotonic()
             for move in plan_idle(self.states(now), self._plan_budgets(), now):
-                slot = self.slot(move.model)
-                if not slot.busy:  # a request may have arrived since the plan
-                    await self._apply(move)
+                if self.slot(move.model).busy:
+                    # A request arrived since the plan; later moves may have counted on this
+                    # one (room in warm), so stop here and plan afresh on the next tick.
+                    break
+                await self._apply(move)
 
     def _context_for(self, slot: Slot, info: GGUFInfo) -> int:
         wanted = slot.entry.context if slot.entry and slot.entry.context else None

@@ -407,7 +407,7 @@ class _Planner:
             for m in self.state.values()
             if m.tier == "hot" and m.device == dev and m.name != t.name
         ]
-        cands = sorted((m for m in on_dev if m.pin != "hot"), key=self.key)
+        cands = sorted((m for m in on_dev if not m.busy and m.pin != "hot"), key=self.key)
         chosen = _pick(cands, lambda m: m.hot_bytes, need - free)
         if chosen is None:
             blockers = [_describe_blocker(m) for m in on_dev if m.busy or m.pin == "hot"]

@@ -8,17 +8,21 @@ mincore(2), never assumed.
 
 How `WarmHold.warm` brings the pages in was measured on the dev box (2 vCPU,
 ext4 on virtio, a 2 GiB file made cold with fadvise DONTNEED before each run,
-15 runs each, medians; the box is shared so the spread is wide):
+15 interleaved runs each, after posix_fadvise WILLNEED; the box is shared, so
+the spread is wide; "stall" is the longest gap seen by a 1 ms ticker thread,
+i.e. how long the daemon's event loop could not run):
 
-    strategy (after posix_fadvise WILLNEED)     MB/s     CPU / 2 GiB   event-loop stall
-    read(2) into one 8 MiB buffer               1600-2250   0.36 s     29 ms
-    touch one byte per page of the map (Python)  1700-4000  0.08 s     55 ms (max 109)
-    touch per page with numpy, 64 MiB windows    2700-4100  0.03 s     57 ms (max 271)
-    madvise(MADV_POPULATE_READ), 64 MiB windows  2400-4000  ~0.03 s    26 ms (max 38)
+    strategy                               MB/s median (p25-p75)  thread CPU/2 GiB  stall med/max
+    read(2) into one 8 MiB buffer          2299 (1558-3020)       0.37 s            19 / 35 ms
+    touch 1 byte per page of the map (py)  3579 (1801-3932)       0.08 s            17 / 95 ms
+    madvise(MADV_POPULATE_READ), 64 MiB    3528 (2522-4095)       0.03 s             8 / 34 ms
+
+(An earlier round touching pages with numpy in 64 MiB windows: ~2700-4100 MB/s,
+but it holds the GIL through each window's page faults: stalls up to 271 ms.)
 
 Touching the mapping beats reading (no copy into user space), and
-MADV_POPULATE_READ is that touch done by the kernel: as fast as the best touch,
-called through ctypes so the GIL is released (the daemon's event loop keeps
+MADV_POPULATE_READ is that touch done by the kernel: as fast as touching, the
+least CPU, called through ctypes so the GIL is released (the event loop keeps
 running), and a page past a shrunk file's end gives EFAULT instead of SIGBUS.
 It needs Linux 5.14; on older kernels `warm` falls back to reading in chunks.
 
@@ -32,7 +36,6 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import resource
 import sys
 import threading
 from collections.abc import Callable
@@ -216,6 +219,10 @@ def drop_page_cache(path: str | os.PathLike[str]) -> None:
 
 def memlock_limit() -> int | None:
     """The soft RLIMIT_MEMLOCK in bytes; None when unlimited."""
+    try:
+        import resource  # POSIX only: keep this module importable elsewhere
+    except ImportError as e:
+        raise WarmUnsupported(errno.ENOSYS, "RLIMIT_MEMLOCK exists on POSIX only") from e
     soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
@@ -226,9 +233,11 @@ def memlock_limit() -> int | None:
 class WarmHold:
     """Keep one file's pages in host RAM: warm it, optionally mlock it, release it.
 
-    Every method may be called from any thread (e.g. through asyncio.to_thread);
-    they serialise on an internal lock. `release` interrupts a `warm` running in
-    another thread at its next chunk, which then returns early.
+    Every method may be called from any thread (e.g. through asyncio.to_thread).
+    warm, lock and release serialise on an internal lock; `residency` and
+    `total_bytes` never wait on it, so progress can be watched during a warm.
+    `release` interrupts a `warm` running in another thread at its next window
+    (WINDOW_BYTES), which then returns early.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -257,10 +266,8 @@ class WarmHold:
     @property
     def total_bytes(self) -> int:
         """The file's size (as mapped, once the hold has mapped it)."""
-        with self._lock:
-            if self._mapping is not None:
-                return self._mapping.length
-        return os.stat(self.path).st_size
+        mapping = self._mapping
+        return mapping.length if mapping is not None else os.stat(self.path).st_size
 
     def warm(self, progress: Progress | None = None) -> None:
         """Bring every page of the file into the page cache; blocks until done.
@@ -354,10 +361,16 @@ class WarmHold:
         return self._locked
 
     def residency(self) -> Residency:
-        """Measure this file's residency (through the held mapping when there is one)."""
-        with self._lock:
-            if self._mapping is not None:
-                return _measure(self._mapping, self.path)
+        """Measure this file's residency; never waits for a `warm` running in another thread.
+
+        Uses the held mapping when the hold is idle, else a short-lived mapping of its own.
+        """
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._mapping is not None:
+                    return _measure(self._mapping, self.path)
+            finally:
+                self._lock.release()
         return residency(self.path)
 
     def release(self, drop_cache: bool) -> None:

@@ -1,0 +1,191 @@
+"""Real promotions and demotions through the API on the CPU, with budgets that force evictions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from appliance.tiny_model import TinyModelSpec, write_tiny_gguf
+from tests.daemon import Daemon, start_daemon, wait_for
+from tests.test_cli import run_cli
+
+USER = [{"role": "user", "content": "hello"}]
+NAMES = ("m-a", "m-b", "m-c")
+
+
+@pytest.fixture(scope="module")
+def tier_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("tiers")
+    catalog = home / "models.toml"
+    text = ""
+    for i, name in enumerate(NAMES):
+        # Big enough (4096 context, ~1000 tokens/s here) that a long answer keeps it busy.
+        spec = TinyModelSpec(seed=10 + i, n_embd=256, n_layer=4, n_ff=768, n_ctx_train=4096)
+        path = write_tiny_gguf(home / f"{name}.gguf", spec)
+        text += (
+            f'[models.{name}]\nsource = "{path}"\ncontext = 4096\nkeep_alive = "forever"\n'
+            'warm_keep_alive = "forever"\n\n'
+        )
+    catalog.write_text(text)
+    d = start_daemon(home, catalog)
+    yield d
+    d.stop()
+
+
+def chat(d: Daemon, name: str) -> Any:
+    c = openai.OpenAI(base_url=d.v1, api_key="x", max_retries=0, timeout=60)
+    return c.chat.completions.create(model=name, messages=USER, max_tokens=2)
+
+
+def tiers(d: Daemon) -> dict[str, str]:
+    return {name: d.model(name)["tier"] for name in NAMES}
+
+
+def moves(d: Daemon, name: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in d.get("/admin/events").json()["events"]
+        if e["kind"] == "move" and e["model"] == name
+    ]
+
+
+def check_budgets(d: Daemon) -> dict[str, Any]:
+    view: dict[str, Any] = d.get("/admin/budgets").json()
+    assert view["hot"]["cpu"]["used"] <= view["hot"]["cpu"]["budget"], view
+    assert view["warm"]["used"] <= view["warm"]["budget"], view
+    return view
+
+
+@pytest.fixture(scope="module")
+def small_budgets(tier_daemon: Daemon) -> dict[str, int]:
+    """Load each model once to measure it, then set budgets for one hot and one warm."""
+    for name in NAMES:
+        chat(tier_daemon, name)
+        assert tier_daemon.model(name)["hot_bytes_measured"] is True
+    for name in NAMES:
+        r = tier_daemon.post(f"/admin/models/{name}/tier", json={"tier": "cold"})
+        assert r.status_code == 200 and r.json()["tier"] == "cold", r.text
+    hot = max(tier_daemon.model(n)["hot_bytes"] for n in NAMES)
+    size = max(tier_daemon.model(n)["size_bytes"] for n in NAMES)
+    budgets = {"hot": int(hot * 1.5), "warm": int(size * 1.5)}
+    r = tier_daemon.post(
+        "/admin/budgets", json={"hot": {"cpu": budgets["hot"]}, "warm": budgets["warm"]}
+    )
+    assert r.status_code == 200
+    assert r.json()["hot"]["cpu"]["budget"] == budgets["hot"]
+    return budgets
+
+
+def test_evictions_cascade_hot_warm_cold(
+    tier_daemon: Daemon, small_budgets: dict[str, int]
+) -> None:
+    d = tier_daemon
+    chat(d, "m-a")
+    assert tiers(d) == {"m-a": "hot", "m-b": "cold", "m-c": "cold"}
+    chat(d, "m-b")  # no room for two hot: m-a goes warm
+    assert tiers(d) == {"m-a": "warm", "m-b": "hot", "m-c": "cold"}
+    evicted = moves(d, "m-a")[-1]
+    assert evicted["data"]["src"] == "hot" and evicted["data"]["dst"] == "warm"
+    assert "make room for m-b" in evicted["message"]
+    warm = d.model("m-a")
+    assert warm["resident_bytes"] == warm["size_bytes"]  # measured with mincore
+    check_budgets(d)
+    chat(d, "m-c")  # m-b to warm; warm holds one model, so m-a drops to cold
+    assert tiers(d) == {"m-a": "cold", "m-b": "warm", "m-c": "hot"}
+    assert moves(d, "m-a")[-1]["data"]["dst"] == "cold"
+    check_budgets(d)
+    chat(d, "m-b")  # warm -> hot
+    assert d.model("m-b")["tier"] == "hot"
+    assert moves(d, "m-b")[-1]["data"]["src"] == "warm"
+    check_budgets(d)
+
+
+def test_pinned_model_is_not_evicted(tier_daemon: Daemon, small_budgets: dict[str, int]) -> None:
+    d = tier_daemon
+    r = run_cli("pin", "m-b", "hot", "--url", d.url)
+    assert r.returncode == 0, r.stderr
+    assert d.model("m-b")["tier"] == "hot" and d.model("m-b")["pin"] == "hot"
+    r2 = httpx.post(
+        d.v1 + "/chat/completions",
+        timeout=60,
+        json={"model": "m-a", "messages": USER, "max_tokens": 2},
+    )
+    assert r2.status_code == 503
+    err = r2.json()["error"]
+    assert err["code"] == "insufficient_memory"
+    assert "m-b" in err["message"] and "pinned" in err["message"]
+    assert d.model("m-b")["tier"] == "hot"
+    r = run_cli("unpin", "m-b", "--url", d.url)
+    assert r.returncode == 0, r.stderr
+    chat(d, "m-a")
+    assert d.model("m-a")["tier"] == "hot" and d.model("m-b")["tier"] != "hot"
+    check_budgets(d)
+
+
+def test_busy_model_is_not_evicted(tier_daemon: Daemon, small_budgets: dict[str, int]) -> None:
+    d = tier_daemon
+    chat(d, "m-c")
+    body = {
+        "model": "m-c",
+        "messages": USER,
+        "max_tokens": 100000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    started = threading.Event()
+    with httpx.stream("POST", d.v1 + "/chat/completions", json=body, timeout=60) as stream:
+        lines = stream.iter_lines()
+        next(lines)
+        started.set()
+        r = httpx.post(
+            d.v1 + "/chat/completions",
+            timeout=60,
+            json={"model": "m-a", "messages": USER, "max_tokens": 2},
+        )
+        assert r.status_code == 503
+        assert "m-c is busy" in r.json()["error"]["message"]
+        assert d.model("m-c")["tier"] == "hot"
+    wait_for(lambda: d.model("m-c")["active_requests"] == 0)
+    chat(d, "m-a")  # now m-c is idle and can make room
+    assert d.model("m-a")["tier"] == "hot"
+
+
+def test_cli_tier_ps_and_budgets(tier_daemon: Daemon, small_budgets: dict[str, int]) -> None:
+    d = tier_daemon
+    chat(d, "m-a")
+    r = run_cli("tier", "m-a", "cold", "--url", d.url)
+    assert r.returncode == 0 and "m-a is cold" in r.stdout, r.stderr
+    r = run_cli("tier", "m-b", "warm", "--url", d.url)
+    assert r.returncode == 0 and "m-b is warm" in r.stdout, r.stderr
+    r = run_cli("ps", "--url", d.url)
+    assert "m-b" in r.stdout and "warm" in r.stdout and "m-a" not in r.stdout
+    r = run_cli("budgets", "--url", d.url)
+    assert r.returncode == 0 and "hot cpu" in r.stdout and "warm" in r.stdout
+    r = run_cli("tier", "nope", "cold", "--url", d.url)
+    assert r.returncode == 1 and "nope" in r.stderr
+
+
+def test_model_too_big_for_the_budget_is_refused_with_numbers(
+    tier_daemon: Daemon, small_budgets: dict[str, int]
+) -> None:
+    d = tier_daemon
+    d.post("/admin/budgets", json={"hot": {"cpu": 1024}})
+    try:
+        for name in NAMES:
+            d.post(f"/admin/models/{name}/tier", json={"tier": "cold"})
+        r = httpx.post(
+            d.v1 + "/chat/completions",
+            timeout=60,
+            json={"model": "m-a", "messages": USER, "max_tokens": 2},
+        )
+        assert r.status_code == 503
+        message = r.json()["error"]["message"]
+        assert "m-a" in message and "needs" in message and "budget" in message, message
+        assert d.get("/health").status_code == 200
+    finally:
+        d.post("/admin/budgets", json={"hot": {"cpu": small_budgets["hot"]}})
