@@ -16,6 +16,8 @@ from typing import Any
 
 import psutil
 
+from appliance.telemetry.gpu import list_gpus
+
 _PROBE = r"""
 import json, llama_cpp
 info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
@@ -104,42 +106,20 @@ def probe_engine(timeout_s: float = 60.0) -> tuple[EngineBuild | None, str | Non
     return build, None
 
 
-def nvidia_devices() -> list[GPUDevice]:
-    try:
-        import pynvml
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except Exception:
-        return []
-    devices: list[GPUDevice] = []
-    try:
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            devices.append(
-                GPUDevice(
-                    i,
-                    name if isinstance(name, str) else name.decode(),
-                    "nvidia",
-                    int(mem.total),
-                    int(mem.free),
-                )
-            )
-    finally:
-        pynvml.nvmlShutdown()
-    return devices
+def gpu_devices() -> list[GPUDevice]:
+    """NVIDIA (NVML) and AMD (amdsmi, rocm-smi or sysfs) GPUs; unknown sizes stay None."""
+    return [GPUDevice(g.index, g.name, g.vendor, g.total_bytes, g.free_bytes) for g in list_gpus()]
 
 
 def detect(probe: bool = True) -> HardwareReport:
     vm = psutil.virtual_memory()
     engine, problem = probe_engine() if probe else (None, None)
-    devices = nvidia_devices()
+    devices = gpu_devices()
     problems = [problem] if problem else []
-    has_nvidia = bool(devices) or shutil.which("nvidia-smi") is not None
-    has_amd = shutil.which("rocminfo") is not None or shutil.which("rocm-smi") is not None
+    has_nvidia = (
+        any(d.vendor == "nvidia" for d in devices) or shutil.which("nvidia-smi") is not None
+    )
+    has_amd = any(d.vendor == "amd" for d in devices) or shutil.which("rocminfo") is not None
     if engine is not None and not engine.gpu_offload:
         if has_nvidia:
             problems.append(
@@ -152,7 +132,7 @@ def detect(probe: bool = True) -> HardwareReport:
                 "an AMD GPU (ROCm) is present but llama-cpp-python was built for the CPU: "
                 "CMAKE_ARGS='-DGGML_HIP=on' pip install --force-reinstall llama-cpp-python"
             )
-    if has_nvidia and not devices:
+    if has_nvidia and not any(d.vendor == "nvidia" for d in devices):
         problems.append("NVIDIA GPU memory is unknown: install nvidia-ml-py to read it (NVML)")
     return HardwareReport(
         engine=engine,

@@ -57,6 +57,9 @@ log = logging.getLogger("appliance.manager")
 TIER_ORDER = {"hot": 0, "warm": 1, "cold": 2, "remote": 3}
 USES_HALF_LIFE_S = 3600.0  # request frequency decays with this half-life
 DISK_READ_BPS = 500e6  # reload cost estimate before a load was measured
+# A worker process costs memory beyond the model (interpreter, engine runtime): about
+# 26 MiB measured on CPU; counted in every estimate until the real load is measured.
+WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -604,7 +607,8 @@ class ModelManager:
                 slot.reload_s = measured.load_s
             else:
                 est = estimate_memory(info, n_ctx)
-                slot.hot_bytes, slot.hot_bytes_measured = est.total_bytes, False
+                slot.hot_bytes = est.total_bytes + WORKER_OVERHEAD_BYTES
+                slot.hot_bytes_measured = False
             source_tier = self.tier_of(slot)
             async with self.placement_lock:
                 now = time.monotonic()

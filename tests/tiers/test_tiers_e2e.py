@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -189,3 +190,41 @@ def test_model_too_big_for_the_budget_is_refused_with_numbers(
         assert d.get("/health").status_code == 200
     finally:
         d.post("/admin/budgets", json={"hot": {"cpu": small_budgets["hot"]}})
+
+
+def test_pins_are_preloaded_at_start(
+    tmp_path_factory: pytest.TempPathFactory, models_dir: Path
+) -> None:
+    home = tmp_path_factory.mktemp("pins")
+    catalog = home / "models.toml"
+    catalog.write_text(f'''
+[models.always-hot]
+source = "{models_dir / "tiny.gguf"}"
+pin = "hot"
+
+[models.always-warm]
+source = "{models_dir / "think.gguf"}"
+pin = "warm"
+
+[models.plain]
+source = "{models_dir / "hostile.gguf"}"
+''')
+    d = start_daemon(home, catalog)
+    try:
+        wait_for(lambda: d.model("always-hot")["tier"] == "hot", timeout=30)
+        wait_for(lambda: d.model("always-warm")["tier"] == "warm", timeout=30)
+        assert d.model("plain")["tier"] == "cold"
+        r = httpx.post(d.url + "/admin/models/always-hot/tier", json={"tier": "cold"}, timeout=30)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "pinned"
+        r = httpx.post(d.url + "/admin/models/always-warm/tier", json={"tier": "cold"}, timeout=30)
+        assert r.status_code == 409
+        # Pins set at runtime are kept across a restart.
+        assert d.post("/admin/models/plain/pin", json={"tier": "warm"}).status_code == 200
+    finally:
+        d.stop()
+    d = start_daemon(home, catalog)
+    try:
+        wait_for(lambda: d.model("plain")["tier"] == "warm", timeout=30)
+        assert d.model("plain")["pin"] == "warm"
+    finally:
+        d.stop()
