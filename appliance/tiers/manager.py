@@ -48,6 +48,7 @@ from appliance.tiers.plan import (
     Tier,
     plan_idle,
     plan_promotion,
+    usage,
 )
 from appliance.tiers.policy import Placement, PlacementError, PlacementInput, fmt_bytes, place
 from appliance.tiers.warm import WarmHold, drop_page_cache, residency
@@ -474,6 +475,8 @@ class ModelManager:
                         "busy",
                     )
                 async with self.placement_lock:
+                    if dst == "warm" and not self._warm_has_room(name, now):
+                        dst, reason = "cold", f"{reason} (no room in warm)"
                     await self._apply(
                         Move(name, current, dst, reason),  # type: ignore[arg-type]
                         locked=True,
@@ -493,6 +496,14 @@ class ModelManager:
                     raise self._no_room(name, exc) from exc
                 for move in moves:
                     await self._apply(move, locked=move.model == name)
+
+    def _warm_has_room(self, name: str, now: float) -> bool:
+        """Whether `name`'s file fits in the warm budget beside the models already warm."""
+        states = self.states(now)
+        me = next((s for s in states if s.name == name), None)
+        if me is None or me.pin == "warm":
+            return True  # a model pinned warm keeps its warm room even while hot
+        return me.warm_bytes <= usage(states, self._plan_budgets()).warm.free
 
     def _no_room(self, name: str, exc: NoRoom) -> APIError:
         self.emit(name, "load_failed", str(exc))
@@ -824,14 +835,14 @@ class ModelManager:
     def budgets_view(self) -> dict[str, Any]:
         """Each tier's budget, use and room, per device for hot; None where unknown."""
         budgets = self.budgets()
-        states = self.states(time.monotonic())
-        hot: dict[str, dict[str, int | None]] = {}
-        for device, budget in budgets.hot.items():
-            used = sum(s.hot_bytes for s in states if s.tier == "hot" and s.device == device)
-            hot[device] = {"budget": budget, "used": used, "free": budget - used}
+        used = usage(self.states(time.monotonic()), self._plan_budgets())
+        hot: dict[str, dict[str, int | None]] = {
+            device: {"budget": room.budget, "used": room.used, "free": room.free}
+            for device, room in used.hot.items()
+        }
         for device in budgets.unknown:
             hot[device] = {"budget": None, "used": None, "free": None}
-        warm_used = sum(s.warm_bytes for s in states if s.tier == "warm")
+        warm_used = used.warm.used
         cold_used = sum(m.size for m in self.store.list())
         return {
             "hot": hot,

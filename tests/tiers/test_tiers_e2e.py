@@ -228,3 +228,18 @@ source = "{models_dir / "hostile.gguf"}"
         assert d.model("plain")["pin"] == "warm"
     finally:
         d.stop()
+
+
+def test_demotion_to_a_full_warm_tier_goes_cold(
+    tier_daemon: Daemon, small_budgets: dict[str, int]
+) -> None:
+    d = tier_daemon
+    for name in NAMES:
+        d.post(f"/admin/models/{name}/tier", json={"tier": "cold"})
+    d.post("/admin/models/m-a/tier", json={"tier": "warm"})
+    chat(d, "m-b")
+    r = d.post("/admin/models/m-b/tier", json={"tier": "warm"})
+    assert r.status_code == 200 and r.json()["tier"] == "cold"
+    assert "no room in warm" in moves(d, "m-b")[-1]["message"]
+    assert d.model("m-a")["tier"] == "warm"
+    check_budgets(d)
