@@ -416,6 +416,7 @@ def _model_object(manager: ModelManager, name: str) -> dict[str, Any]:
             for k in (
                 "state",
                 "tier",
+                "pin",
                 "kind",
                 "aliases",
                 "eos_token_id",

@@ -617,7 +617,11 @@ class ModelManager:
                 slot.hot_bytes, slot.hot_bytes_measured = measured.hot_bytes, True
                 slot.reload_s = measured.load_s
             else:
-                est = estimate_memory(info, n_ctx)
+                # On a GPU only the offloaded layers' share lands on the device.
+                layers = None if slot.device == "cpu" else placement.n_gpu_layers
+                if layers is not None and layers < 0:
+                    layers = None
+                est = estimate_memory(info, n_ctx, n_gpu_layers=layers)
                 slot.hot_bytes = est.total_bytes + WORKER_OVERHEAD_BYTES
                 slot.hot_bytes_measured = False
             source_tier = self.tier_of(slot)
