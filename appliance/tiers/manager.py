@@ -114,6 +114,7 @@ class ModelManager:
         self._pins_path = data_dir / "pins.json"
         self.runtime_pins: dict[str, str | None] = self._load_pins()
         self._info_cache: dict[Path, tuple[float, GGUFInfo]] = {}
+        self._residency_cache: dict[Path, tuple[float, int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pulls: dict[str, asyncio.Task[StoredModel]] = {}
 
@@ -803,13 +804,7 @@ class ModelManager:
         state = slot.state
         if state == "unloaded" and tier == "remote":
             state = "remote"
-        resident = None
-        if tier == "warm" and slot.hold is not None:
-            with contextlib.suppress(OSError):
-                resident = slot.hold.residency().resident_bytes
-        elif tier == "hot" and path is not None:
-            with contextlib.suppress(OSError):
-                resident = residency(path).resident_bytes
+        resident = self._resident_bytes(path) if tier in ("hot", "warm") else None
         return {
             "name": name,
             "state": state,
@@ -835,6 +830,21 @@ class ModelManager:
             "engine": slot.info if worker is not None else {},
             "eos_token_id": slot.info.get("eos_token_id") if slot.info else None,
         }
+
+    def _resident_bytes(self, path: Path | None) -> int | None:
+        """Bytes of the file in RAM (mincore), measured at most once a second per file."""
+        if path is None:
+            return None
+        now = time.monotonic()
+        cached = self._residency_cache.get(path)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        try:
+            value = residency(path).resident_bytes
+        except OSError:
+            return None
+        self._residency_cache[path] = (now, value)
+        return value
 
     def budgets_view(self) -> dict[str, Any]:
         """Each tier's budget, use and room, per device for hot; None where unknown."""

@@ -96,6 +96,8 @@ def test_evictions_cascade_hot_warm_cold(
     warm = d.model("m-a")
     assert warm["resident_bytes"] == warm["size_bytes"]  # measured with mincore
     check_budgets(d)
+    for _ in range(3):  # m-b is used more than m-a: worth more, so it keeps the warm room
+        chat(d, "m-b")
     chat(d, "m-c")  # m-b to warm; warm holds one model, so m-a drops to cold
     assert tiers(d) == {"m-a": "cold", "m-b": "warm", "m-c": "hot"}
     assert moves(d, "m-a")[-1]["data"]["dst"] == "cold"
