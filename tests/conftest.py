@@ -25,6 +25,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tiny_gguf(d / "think.gguf", TinyModelSpec(chat_template=THINK_TEMPLATE))
     hostile = "{{ ''.__class__.__mro__[1].__subclasses__() }}{{ messages[0]['content'] }}"
     write_tiny_gguf(d / "hostile.gguf", TinyModelSpec(chat_template=hostile))
+    # Slower (about 1000 tokens/s here, 4096 context): long answers stay in flight.
+    write_tiny_gguf(
+        d / "slow.gguf", TinyModelSpec(n_embd=256, n_layer=4, n_ff=768, n_ctx_train=4096)
+    )
     data = (d / "tiny.gguf").read_bytes()
     (d / "broken.gguf").write_bytes(data[: len(data) // 2])
     return d
