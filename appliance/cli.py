@@ -407,6 +407,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.run_from_args(args)
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import make_app  # the TUI is a client of the API; the daemon never imports it
+
+    _, settings = _paths_settings(args)
+    key = os.environ.get("APPLIANCE_API_KEY") or (
+        settings.api_keys[0] if settings.api_keys else None
+    )
+    make_app(args.url or settings.base_url, api_key=key).run()
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from appliance.engines.supervisor import WorkerProcess, WorkerSpec
     from appliance.hardware import detect
@@ -544,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark any OpenAI-compatible server")
     bench.add_arguments(p)
     p.set_defaults(func=cmd_bench)
+    command("tui", cmd_tui, "the terminal UI: models, tiers, events, chat, live telemetry")
     command("doctor", cmd_doctor, "check the engine, the devices and run a self-test", daemon=False)
     return parser
 

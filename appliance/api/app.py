@@ -16,12 +16,13 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appliance import __version__
-from appliance.api import admin_routes, openai_routes
+from appliance.api import admin_routes, openai_routes, telemetry_routes
 from appliance.api.errors import APIError, error_response, unauthorized
 from appliance.catalog import Catalog
 from appliance.hardware import HardwareReport
 from appliance.settings import Settings
 from appliance.store.store import Store
+from appliance.telemetry.sampler import Telemetry
 from appliance.tiers.manager import ModelManager
 
 log = logging.getLogger("appliance.api")
@@ -121,20 +122,24 @@ def create_app(
     settings: Settings, catalog: Catalog, store: Store, hardware: HardwareReport, data_dir: Path
 ) -> Starlette:
     manager = ModelManager(settings, catalog, store, hardware, data_dir)
+    telemetry = Telemetry(manager, disk_path=store.root)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await telemetry.start()  # first: it subscribes to the events of the manager's start
         await manager.start()
         try:
             yield
         finally:
+            await telemetry.stop()
             await manager.shutdown()
 
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", telemetry_routes.metrics, methods=["GET"]),
             Mount("/v1", routes=openai_routes.routes),
-            Mount("/admin", routes=admin_routes.routes),
+            Mount("/admin", routes=[*admin_routes.routes, *telemetry_routes.routes]),
         ],
         exception_handlers={
             APIError: _api_error,
@@ -145,6 +150,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.manager = manager
+    app.state.telemetry = telemetry
     if settings.api_keys:
         app.add_middleware(APIKeyMiddleware, keys=settings.api_keys)
     return app

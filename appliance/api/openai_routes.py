@@ -14,12 +14,12 @@ import json
 import struct
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Content, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from appliance.api.errors import APIError, error_response, invalid_request
@@ -34,6 +34,7 @@ from appliance.api.schemas import (
 )
 from appliance.api.sse import SSE_DONE, sse_data, sse_error
 from appliance.engines.protocol import Frame
+from appliance.telemetry.sampler import RequestTrack
 from appliance.tiers.manager import ModelManager
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -111,10 +112,54 @@ def _manager(request: Request) -> ModelManager:
     return manager
 
 
+# -- telemetry hooks: each request's status and duration, and every worker frame it gets --
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def timed(endpoint: str, handler: Handler) -> Handler:
+    """`handler`, reporting each request's end to the app's telemetry (when it has one)."""
+
+    async def wrapper(request: Request) -> Response:
+        telemetry = getattr(request.app.state, "telemetry", None)
+        if telemetry is None:
+            return await handler(request)
+        track: RequestTrack = telemetry.track(endpoint)
+        request.state.track = track
+        try:
+            response = await handler(request)
+        except APIError as exc:
+            track.finish(exc.status, exc.code)
+            raise
+        except Exception:
+            track.finish(500, "internal_error")
+            raise
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = _finish_after(response.body_iterator, track, response)
+        else:
+            track.finish(response.status_code)
+        return response
+
+    return wrapper
+
+
+async def _finish_after(
+    body: AsyncIterable[Content], track: RequestTrack, response: Response
+) -> AsyncIterator[Content]:
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:  # the stream ended, failed, or its client went away
+        track.finish(response.status_code)
+
+
 async def _frames(
-    manager: ModelManager, name: str, frame: Frame, want_embedding: bool
+    request: Request, name: str, frame: Frame, want_embedding: bool
 ) -> AsyncGenerator[Frame, None]:
-    async with manager.use(name) as worker:
+    track: RequestTrack | None = getattr(request.state, "track", None)
+    if track is not None:
+        track.model = name
+    async with _manager(request).use(name) as worker:
         if worker.spec.embedding != want_embedding:
             if want_embedding:
                 raise invalid_request(
@@ -126,6 +171,8 @@ async def _frames(
                 f"model '{name}' is an embedding model; use it with /v1/embeddings", "model"
             )
         async for item in worker.request(frame):
+            if track is not None:
+                track.frame(item)
             yield item
 
 
@@ -215,7 +262,7 @@ async def chat_completions(request: Request) -> Response:
         "messages": messages,
         "params": params_frame(req.params),
     }
-    frames = _frames(manager, name, frame, want_embedding=False)
+    frames = _frames(request, name, frame, want_embedding=False)
     started = await _first(frames)
     split = _reasoning_mode(manager, name) != "off"
     reasoning_started = bool(started.get("reasoning_started")) and split
@@ -311,7 +358,7 @@ async def completions(request: Request) -> Response:
         "prompt": req.prompt,
         "params": params_frame(req.params),
     }
-    frames = _frames(manager, name, frame, want_embedding=False)
+    frames = _frames(request, name, frame, want_embedding=False)
     await _first(frames)
     cid = f"cmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
@@ -377,7 +424,7 @@ async def embeddings(request: Request) -> Response:
     req = parse_embedding_request(await read_json(request))
     name = manager.canonical(req.model)
     frame: Frame = {"type": "embed", "inputs": list(req.inputs)}
-    frames = _frames(manager, name, frame, want_embedding=True)
+    frames = _frames(request, name, frame, want_embedding=True)
     async with aclosing(frames):
         item = await frames.__anext__()
         if item["type"] == "error":
@@ -455,7 +502,7 @@ async def not_found(request: Request) -> Response:
 routes = [
     Route("/models", list_models, methods=["GET"]),
     Route("/models/{model:path}", get_model, methods=["GET"]),
-    Route("/chat/completions", chat_completions, methods=["POST"]),
-    Route("/completions", completions, methods=["POST"]),
-    Route("/embeddings", embeddings, methods=["POST"]),
+    Route("/chat/completions", timed("/v1/chat/completions", chat_completions), methods=["POST"]),
+    Route("/completions", timed("/v1/completions", completions), methods=["POST"]),
+    Route("/embeddings", timed("/v1/embeddings", embeddings), methods=["POST"]),
 ]
