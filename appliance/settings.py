@@ -32,6 +32,7 @@ warm_budget              APPLIANCE_WARM_BUDGET         "auto" (a quarter of RAM)
 cold_budget              APPLIANCE_COLD_BUDGET         "auto" (the store's disk - margin)
 memory_margin            APPLIANCE_MEMORY_MARGIN       "1GiB"
 warm_keep_alive          APPLIANCE_WARM_KEEP_ALIVE     "1h" (idle warm -> cold)
+telemetry_interval       APPLIANCE_TELEMETRY_INTERVAL  "1s" ("0": no periodic sampling)
 =======================  ============================  ===============================
 
 Sizes are a number of bytes or a string such as ``"512MiB"``, ``"8GiB"``, ``"8G"``.
@@ -96,6 +97,7 @@ class Settings:
     cold_budget_bytes: int | None = None  # None: the store's disk, less the margin
     memory_margin_bytes: int = 1024 * MiB  # kept free on every device, never budgeted
     warm_keep_alive_s: float = 3600.0  # idle time before warm -> cold (math.inf: never)
+    telemetry_interval_s: float = 1.0  # host/GPU/model sampling period; 0: no sampling
 
     @property
     def auth_required(self) -> bool:
@@ -406,6 +408,12 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("warm_budget_bytes", "warm_budget", ("APPLIANCE_WARM_BUDGET",), _size(True)),
     _Option("cold_budget_bytes", "cold_budget", ("APPLIANCE_COLD_BUDGET",), _size(True)),
     _Option("memory_margin_bytes", "memory_margin", ("APPLIANCE_MEMORY_MARGIN",), _size(False)),
+    _Option(
+        "telemetry_interval_s",
+        "telemetry_interval",
+        ("APPLIANCE_TELEMETRY_INTERVAL",),
+        _duration(False, True),
+    ),
     _Option(
         "warm_keep_alive_s",
         "warm_keep_alive",

@@ -122,7 +122,7 @@ def create_app(
     settings: Settings, catalog: Catalog, store: Store, hardware: HardwareReport, data_dir: Path
 ) -> Starlette:
     manager = ModelManager(settings, catalog, store, hardware, data_dir)
-    telemetry = Telemetry(manager, disk_path=store.root)
+    telemetry = Telemetry(manager, disk_path=store.root, interval_s=settings.telemetry_interval_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -313,10 +313,9 @@ class Telemetry:
     async def start(self) -> None:
         """Subscribe to the manager's events at once (none is missed), then sample."""
         events = self._stack.enter_context(self.manager.event_log.subscribe(size=10_000))
-        self._tasks = [
-            asyncio.create_task(self._event_loop(events), name="telemetry-events"),
-            asyncio.create_task(self._sample_loop(), name="telemetry-sampler"),
-        ]
+        self._tasks = [asyncio.create_task(self._event_loop(events), name="telemetry-events")]
+        if self.interval_s > 0:  # 0: request counters and events only, no periodic samples
+            self._tasks.append(asyncio.create_task(self._sample_loop(), name="telemetry-sampler"))
 
     async def stop(self) -> None:
         for task in self._tasks:
