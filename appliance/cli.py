@@ -130,13 +130,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("%s", problem)
     app = create_app(settings, catalog, store, hardware, paths.data_dir)
     log.info("serving the OpenAI API at %s/v1", settings.base_url)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=10,
+        )
     )
+    app.state.shutting_down = lambda: server.should_exit  # event streams end on SIGTERM
+    server.run()
     return 0
 
 

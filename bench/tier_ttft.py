@@ -35,8 +35,13 @@ from tests.daemon import Daemon, start_daemon
 
 
 def ttft(d: Daemon) -> float:
-    body = {"model": "bench", "stream": True, "max_tokens": 4, "ignore_eos": True,
-            "messages": [{"role": "user", "content": f"[{uuid.uuid4().hex}] Say hello."}]}
+    body = {
+        "model": "bench",
+        "stream": True,
+        "max_tokens": 4,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": f"[{uuid.uuid4().hex}] Say hello."}],
+    }
     started = time.perf_counter()
     with httpx.stream("POST", d.v1 + "/chat/completions", json=body, timeout=600) as r:
         r.raise_for_status()
@@ -62,8 +67,10 @@ def main() -> int:
     model = make_model(Path(args.cache))
     work = Path(tempfile.mkdtemp(prefix="tier-ttft-"))
     catalog = work / "models.toml"
-    catalog.write_text(f'[models.bench]\nsource = "{model}"\ncontext = 2048\n'
-                       'keep_alive = "forever"\nwarm_keep_alive = "forever"\n')
+    catalog.write_text(
+        f'[models.bench]\nsource = "{model}"\ncontext = 2048\n'
+        'keep_alive = "forever"\nwarm_keep_alive = "forever"\n'
+    )
     d = start_daemon(work / "home", catalog, env={"APPLIANCE_THREADS": str(args.threads)})
     times: dict[str, list[float]] = {"cold": [], "warm": [], "hot": []}
     resident_when_cold: list[float] = []
@@ -81,15 +88,21 @@ def main() -> int:
                 else:
                     to_tier(d, "hot")
                 times[state].append(ttft(d))
-                print(f"round {r + 1} {state:4s} TTFT {times[state][-1] * 1000:8.1f} ms",
-                      file=sys.stderr)
+                print(
+                    f"round {r + 1} {state:4s} TTFT {times[state][-1] * 1000:8.1f} ms",
+                    file=sys.stderr,
+                )
     finally:
         d.stop()
     med = {k: statistics.median(v) for k, v in times.items()}
     summary = {
-        "model": str(model), "size_bytes": model.stat().st_size, "threads": args.threads,
-        "rounds": args.rounds, "ttft_s_median": med,
-        "cold_over_warm": med["cold"] / med["warm"], "warm_over_hot": med["warm"] / med["hot"],
+        "model": str(model),
+        "size_bytes": model.stat().st_size,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "ttft_s_median": med,
+        "cold_over_warm": med["cold"] / med["warm"],
+        "warm_over_hot": med["warm"] / med["hot"],
         "resident_fraction_when_cold_max": max(resident_when_cold),
         "all": times,
     }

@@ -67,9 +67,13 @@ class Daemon:
 
 
 def start_daemon(
-    home: Path, catalog: Path, env: Mapping[str, str] | None = None, api_key: str | None = None
+    home: Path,
+    catalog: Path,
+    env: Mapping[str, str] | None = None,
+    api_key: str | None = None,
+    port: int | None = None,
 ) -> Daemon:
-    port = free_port()
+    port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     full_env.update(
         {

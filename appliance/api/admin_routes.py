@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from appliance.api.errors import APIError, invalid_request, model_not_found
 from appliance.api.openai_routes import SSE_HEADERS, read_json
-from appliance.api.sse import sse_data
+from appliance.api.sse import follow, sse_data
 from appliance.settings import parse_size
 from appliance.store.gguf_meta import GGUFError, read_gguf_info
 from appliance.store.store import StoreError
@@ -309,13 +309,10 @@ async def event_stream(request: Request) -> Response:
     async def stream() -> AsyncIterator[bytes]:
         with manager.subscribe() as queue:
             yield sse_data({"kind": "hello", "time": time.time()})
-            while True:
-                try:
-                    ev = await asyncio.wait_for(queue.get(), 15)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                yield sse_data(ev.to_dict())
+            async for chunk in follow(
+                queue, lambda ev: sse_data(ev.to_dict()), request.app.state.shutting_down
+            ):
+                yield chunk
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 

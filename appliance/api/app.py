@@ -149,6 +149,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Open event streams end when this turns true; `appliance serve` points it at uvicorn.
+    app.state.shutting_down = lambda: False
     app.state.manager = manager
     app.state.telemetry = telemetry
     if settings.api_keys:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from appliance.api.errors import APIError
 
-__all__ = ["SSE_DONE", "sse_data", "sse_error"]
+__all__ = ["SSE_DONE", "follow", "sse_data", "sse_error"]
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -21,3 +23,28 @@ def sse_data(obj: Any) -> bytes:
 def sse_error(err: APIError) -> bytes:
     """An error event mid-stream, in the OpenAI shape (the openai client raises it)."""
     return sse_data(err.to_body())
+
+
+async def follow(
+    queue: asyncio.Queue[Any],
+    render: Callable[[Any], bytes],
+    should_stop: Callable[[], bool],
+    keep_alive_s: float = 15.0,
+) -> AsyncIterator[bytes]:
+    """Events from `queue` as SSE until `should_stop()` (the server is shutting down).
+
+    Looks at `should_stop` every second, so a restart never waits on an open stream,
+    and sends a keep-alive comment after `keep_alive_s` of silence.
+    """
+    quiet = 0.0
+    while not should_stop():
+        try:
+            item = await asyncio.wait_for(queue.get(), 1.0)
+        except TimeoutError:
+            quiet += 1.0
+            if quiet >= keep_alive_s:
+                quiet = 0.0
+                yield b": keep-alive\n\n"
+            continue
+        quiet = 0.0
+        yield render(item)

@@ -48,7 +48,6 @@ HISTORY is columnar (arrays aligned with ``time``; null where a model or GPU was
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -58,7 +57,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from appliance.api.errors import APIError, invalid_request
-from appliance.api.sse import sse_data
+from appliance.api.sse import follow, sse_data
 from appliance.telemetry.prometheus import CONTENT_TYPE
 from appliance.telemetry.sampler import Telemetry
 
@@ -157,13 +156,10 @@ async def telemetry_stream(request: Request) -> Response:
             latest = tel.latest()
             if latest is not None:
                 yield sse_data(latest)
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), KEEP_ALIVE_S)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                yield sse_data(item)
+            async for chunk in follow(
+                queue, sse_data, request.app.state.shutting_down, KEEP_ALIVE_S
+            ):
+                yield chunk
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -208,3 +208,20 @@ def test_keep_alive_forever_is_listed_and_kept(fault_daemon: Daemon) -> None:
     assert fault_daemon.get("/admin/models").status_code == 200
     time.sleep(2.5)
     assert fault_daemon.model("always")["state"] == "ready"
+
+
+def test_sigterm_with_open_event_streams_stops_promptly(tmp_path: Path, models_dir: Path) -> None:
+    d = start_daemon(tmp_path / "home", write_catalog(tmp_path / "c.toml", models_dir))
+    try:
+        with (
+            httpx.stream("GET", d.url + "/admin/events/stream", timeout=30) as events,
+            httpx.stream("GET", d.url + "/admin/telemetry/stream", timeout=30) as samples,
+        ):
+            next(events.iter_lines())
+            next(samples.iter_lines())
+            started = time.monotonic()
+            d.proc.send_signal(signal.SIGTERM)
+            d.proc.wait(15)
+        assert time.monotonic() - started < 5
+    finally:
+        d.stop()

@@ -1,0 +1,1 @@
+"""Screens of the appliance TUI: dashboard, models, events, chat, and the modals."""

@@ -1,0 +1,64 @@
+"""One pull in progress: what it is doing and a bar fed by the /admin/pull event stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, ProgressBar
+
+from tui.state import fmt_bytes, num
+
+
+class PullProgress(Vertical):
+    DEFAULT_CSS = """
+    PullProgress { height: 2; }
+    PullProgress ProgressBar { width: 1fr; }
+    PullProgress Bar { width: 1fr; }
+    PullProgress.-done Label { color: $success; }
+    PullProgress.-failed Label { color: $error; }
+    """
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+        self.outcome: str | None = None  # None while running, then "success" or "error"
+        self.seen: list[tuple[int, int | None]] = []  # (downloaded, total) as they came
+
+    def compose(self) -> ComposeResult:
+        yield Label(f"pull {self.ref}: starting…", classes="pull-label")
+        yield ProgressBar(total=None, show_eta=False)
+
+    @property
+    def label(self) -> Label:
+        return self.query_one(Label)
+
+    def progress(self, event: dict[str, Any]) -> None:
+        downloaded = num(event.get("downloaded"))
+        total = num(event.get("total"))
+        status = str(event.get("status") or "…")
+        bar = self.query_one(ProgressBar)
+        if total:
+            bar.update(total=total, progress=downloaded or 0)
+        if downloaded is not None:
+            self.seen.append((int(downloaded), None if total is None else int(total)))
+        size = f"{fmt_bytes(downloaded)} / {fmt_bytes(total)}" if total else ""
+        self.label.update(f"pull {self.ref}: {status} {size}".rstrip())
+
+    def success(self, event: dict[str, Any]) -> None:
+        self.outcome = "success"
+        bar = self.query_one(ProgressBar)
+        size = num(event.get("size"))
+        if size:
+            bar.update(total=size, progress=size)
+        elif bar.total:
+            bar.update(progress=bar.total)
+        sha = str(event.get("sha256") or "")[:12]
+        self.label.update(f"pulled {event.get('model')}: {fmt_bytes(size)}, sha256 {sha}…")
+        self.add_class("-done")
+
+    def failure(self, message: str) -> None:
+        self.outcome = "error"
+        self.label.update(f"pull {self.ref} failed: {message}")
+        self.add_class("-failed")
