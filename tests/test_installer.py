@@ -190,7 +190,7 @@ def test_dry_run_renders_the_system_unit(tmp_path: Path) -> None:
         "LimitMEMLOCK=infinity",
         "NoNewPrivileges=true",
         "ProtectSystem=strict",
-        "ProtectHome=true",
+        "ProtectHome=read-only",
         "PrivateTmp=true",
     ):
         assert f"| {directive}" in out, directive

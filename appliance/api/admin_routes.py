@@ -291,7 +291,13 @@ async def import_file(request: Request) -> Response:
     except GGUFError as exc:
         raise invalid_request(f"{path} is not a usable GGUF file: {exc}", "path") from exc
     except FileNotFoundError as exc:
-        raise invalid_request(f"no such file: {path}", "path") from exc
+        raise invalid_request(f"no such file: {path} (as the daemon sees it)", "path") from exc
+    except PermissionError as exc:
+        raise invalid_request(
+            f"the daemon's user cannot read {path}: make it readable (chmod o+r, and o+x on "
+            "its folders) or copy it where the daemon can read it",
+            "path",
+        ) from exc
     except StoreError as exc:
         raise _store_error(exc) from exc
     manager.emit(stored.name, "import", f"imported {path}")
