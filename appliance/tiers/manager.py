@@ -543,6 +543,27 @@ class ModelManager:
             return False
         return info.is_embedding
 
+    def _gpu_room(self, device: str, target: str) -> int | None:
+        """VRAM the target may use on `device`: its budget less what cannot be moved (busy or
+        pinned hot models), and no more than is free now plus what evictions would free."""
+        budget = self.budgets().hot.get(device)
+        if budget is None:
+            return None
+        on_device = [
+            s
+            for s in self.states(time.monotonic(), target)
+            if s.tier == "hot" and s.device == device and s.name != target
+        ]
+        stuck = sum(s.hot_bytes for s in on_device if s.busy or s.pin == "hot")
+        movable = sum(s.hot_bytes for s in on_device) - stuck
+        room = budget - stuck
+        gpu = next(
+            (d for d in self.hardware.devices if gpu_device_name(d.vendor, d.index) == device), None
+        )
+        if gpu is not None and gpu.free_bytes is not None:
+            room = min(room, gpu.free_bytes + movable)
+        return max(room, 0)
+
     def _placement(self, slot: Slot, info: GGUFInfo, n_ctx: int) -> Placement:
         est = estimate_memory(info, n_ctx)
         hw = self.hardware
@@ -560,7 +581,7 @@ class ModelManager:
                 compute_bytes=est.compute_bytes,
                 n_layers=info.block_count or 1,
                 gpu_offload=gpu,
-                gpu_free_bytes=hw.gpu_free_bytes(),
+                gpu_free_bytes=self._gpu_room(self.device_for(slot), slot.name) if gpu else None,
                 ram_available_bytes=int(vm.available),
                 ram_total_bytes=int(vm.total),
                 requested_gpu_layers=requested if gpu else None,
@@ -623,7 +644,8 @@ class ModelManager:
                 if layers is not None and layers < 0:
                     layers = None
                 est = estimate_memory(info, n_ctx, n_gpu_layers=layers)
-                slot.hot_bytes = est.total_bytes + WORKER_OVERHEAD_BYTES
+                overhead = WORKER_OVERHEAD_BYTES if slot.device == "cpu" else 0  # host RAM
+                slot.hot_bytes = est.total_bytes + overhead
                 slot.hot_bytes_measured = False
             source_tier = self.tier_of(slot)
             async with self.placement_lock:
