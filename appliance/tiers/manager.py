@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -34,9 +33,10 @@ from appliance.catalog import Catalog, CatalogEntry, HubSource, LocalSource
 from appliance.engines.supervisor import WorkerProcess, WorkerSpec, WorkerStartError
 from appliance.events import Event, EventLog
 from appliance.hardware import HardwareReport
+from appliance.pulls import Pulls
 from appliance.settings import Settings
 from appliance.store.gguf_meta import GGUFError, GGUFInfo, read_gguf_info
-from appliance.store.store import ProgressEvent, Store, StoredModel, StoreError
+from appliance.store.store import Store, StoredModel, StoreError
 from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
@@ -116,7 +116,7 @@ class ModelManager:
         self._info_cache: dict[Path, tuple[float, GGUFInfo]] = {}
         self._residency_cache: dict[Path, tuple[float, int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._pulls: dict[str, asyncio.Task[StoredModel]] = {}
+        self.pulls = Pulls(store, self.event_log)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -250,49 +250,8 @@ class ModelManager:
         return await self.pull_ref(f"{entry.source}@{entry.revision}", entry.name)
 
     async def pull_ref(self, ref: str, name: str | None) -> StoredModel:
-        """Pull an hf:// reference; progress goes out as events labelled `name or ref`."""
-        label = name or ref
-        task = self._pulls.get(label)
-        if task is None:
-            task = asyncio.create_task(self._pull(ref, name, label))
-            self._pulls[label] = task
-            task.add_done_callback(lambda _t: self._pulls.pop(label, None))
-        return await asyncio.shield(task)
-
-    async def _pull(self, ref: str, name: str | None, label: str) -> StoredModel:
-        loop = asyncio.get_running_loop()
-        last: list[Any] = [0.0, None]  # time and status of the last event sent
-
-        def progress(ev: ProgressEvent) -> None:
-            # At most four download events a second, but every change of status and the end.
-            now = time.monotonic()
-            done = ev.total and ev.downloaded >= ev.total
-            if ev.status == last[1] and now - last[0] < 0.25 and not done:
-                return
-            last[0], last[1] = now, ev.status
-            emit = functools.partial(
-                self.emit,
-                label,
-                "pull_progress",
-                f"{ev.status} {ev.filename}",
-                status=ev.status,
-                downloaded=ev.downloaded,
-                total=ev.total,
-            )
-            loop.call_soon_threadsafe(emit)
-
-        self.emit(label, "pull", f"pulling {ref}")
-        try:
-            stored = await asyncio.to_thread(self.store.pull, ref, name, progress)
-        except StoreError as exc:
-            self.emit(label, "error", f"pull failed: {exc}")
-            raise
-        self.emit(
-            stored.name,
-            "pull",
-            f"pulled {stored.filename} ({stored.size} bytes, sha256 {stored.sha256[:12]}…)",
-        )
-        return stored
+        """Pull an hf:// reference once, however many callers ask; progress as events."""
+        return await self.pulls.pull(ref, name)
 
     async def _ensure_file(self, slot: Slot) -> Path:
         path = self.local_file(slot.name)
