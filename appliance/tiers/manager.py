@@ -618,8 +618,9 @@ class ModelManager:
                 for move in moves:
                     if move.model != name:
                         await self._apply(move)
+                started = time.monotonic()  # the load alone: evictions above are not its cost
                 worker = await self._start_worker(slot, path, info, n_ctx, placement, reason)
-                load_s = time.monotonic() - now
+                load_s = time.monotonic() - started
                 hot_bytes = self._measure_hot_bytes(slot, worker, path)
                 if hot_bytes is not None:
                     self.measurements.record(key, hot_bytes, load_s)
