@@ -28,6 +28,7 @@ log = logging.getLogger("appliance.catalog")
 Kind = Literal["chat", "embedding", "auto"]
 Backend = Literal["auto", "cpu", "cuda", "rocm"]
 Reasoning = Literal["auto", "on", "off"]
+FlashAttn = Literal["auto", "on", "off"]
 Pin = Literal["hot", "warm"]
 
 KINDS: tuple[Kind, ...] = ("chat", "embedding", "auto")
@@ -101,6 +102,10 @@ class CatalogEntry:
     n_gpu_layers: int | None = None  # None: automatic, from free VRAM; -1: all layers
     threads: int | None = None  # None: settings.threads
     reasoning: Reasoning = "auto"
+    parallel: int | None = None  # None: settings.parallel (auto: from memory)
+    max_queue: int | None = None  # None: settings.max_queue (auto: 4 x slots, at least 8)
+    flash_attn: FlashAttn | None = None  # None: settings.flash_attn
+    deterministic: bool = False  # every request computed as if alone (no batching, no cache)
     default: bool = False
     description: str | None = None
 
@@ -399,6 +404,20 @@ class _EntryParser:
             return "on" if value else "off"
         return cast(Reasoning, _choice(value, REASONING_MODES))
 
+    def parallel(self, value: object) -> int:
+        return _int(value, 1, "a positive integer (sequences decoded together)")
+
+    def max_queue(self, value: object) -> int:
+        return _int(value, 0, "an integer >= 0 (requests waiting beyond the slots)")
+
+    def flash_attn(self, value: object) -> FlashAttn:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return cast(FlashAttn, _choice(value, ("auto", "on", "off")))
+
+    def deterministic(self, value: object) -> bool:
+        return self.default(value)
+
     def default(self, value: object) -> bool:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {describe_value(value)}")
@@ -452,6 +471,10 @@ _KEYS: dict[str, Callable[[_EntryParser, object], Any]] = {
     "n_gpu_layers": _EntryParser.n_gpu_layers,
     "threads": _EntryParser.threads,
     "reasoning": _EntryParser.reasoning,
+    "parallel": _EntryParser.parallel,
+    "max_queue": _EntryParser.max_queue,
+    "flash_attn": _EntryParser.flash_attn,
+    "deterministic": _EntryParser.deterministic,
     "default": _EntryParser.default,
     "description": _EntryParser.description,
 }

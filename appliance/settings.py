@@ -33,6 +33,12 @@ cold_budget              APPLIANCE_COLD_BUDGET         "auto" (the store's disk 
 memory_margin            APPLIANCE_MEMORY_MARGIN       "1GiB"
 warm_keep_alive          APPLIANCE_WARM_KEEP_ALIVE     "1h" (idle warm -> cold)
 telemetry_interval       APPLIANCE_TELEMETRY_INTERVAL  "1s" ("0": no periodic sampling)
+parallel                 APPLIANCE_PARALLEL            "auto" (slots per model, from memory)
+max_queue                APPLIANCE_MAX_QUEUE           "auto" (4 x slots, at least 8)
+flash_attn               APPLIANCE_FLASH_ATTN          "auto" (llama.cpp decides per backend)
+prompt_cache_ram         APPLIANCE_PROMPT_CACHE_RAM    "512MiB" (saved prompt states per model)
+prompt_cache_disk        APPLIANCE_PROMPT_CACHE_DISK   "2GiB" (per model, in the store's cache)
+request_timeout          APPLIANCE_REQUEST_TIMEOUT     "30m" (a generation's deadline)
 =======================  ============================  ===============================
 
 Sizes are a number of bytes or a string such as ``"512MiB"``, ``"8GiB"``, ``"8G"``.
@@ -98,6 +104,12 @@ class Settings:
     memory_margin_bytes: int = 1024 * MiB  # kept free on every device, never budgeted
     warm_keep_alive_s: float = 3600.0  # idle time before warm -> cold (math.inf: never)
     telemetry_interval_s: float = 1.0  # host/GPU/model sampling period; 0: no sampling
+    parallel: int | None = None  # slots per model; None: from memory (up to 4)
+    max_queue: int | None = None  # waiting requests per model past the slots; None: auto
+    flash_attn: str = "auto"  # auto | on | off
+    prompt_cache_ram_bytes: int = 512 * MiB  # saved sequence states in host RAM, per model
+    prompt_cache_disk_bytes: int = 2048 * MiB  # saved sequence states on disk, per model
+    request_timeout_s: float = 1800.0  # a generation running longer ends with an error
 
     @property
     def auth_required(self) -> bool:
@@ -325,6 +337,14 @@ def _api_keys(value: object, text: bool) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _flash_attn(value: object, text: bool) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in ("auto", "on", "off"):
+        return value.strip().lower()
+    raise ValueError(f"expected auto, on or off, got {describe_value(value)}")
+
+
 def _path(value: object, text: bool) -> Path:
     if isinstance(value, Path):
         return value
@@ -419,6 +439,34 @@ OPTIONS: tuple[_Option, ...] = (
         "warm_keep_alive",
         ("APPLIANCE_WARM_KEEP_ALIVE",),
         _duration(True, True),
+    ),
+    _Option(
+        "parallel",
+        "parallel",
+        ("APPLIANCE_PARALLEL",),
+        _optional_int(1, "a positive integer or 'auto'"),
+    ),
+    _Option(
+        "max_queue",
+        "max_queue",
+        ("APPLIANCE_MAX_QUEUE",),
+        _optional_int(0, "an integer >= 0 or 'auto'"),
+    ),
+    _Option("flash_attn", "flash_attn", ("APPLIANCE_FLASH_ATTN",), _flash_attn),
+    _Option(
+        "prompt_cache_ram_bytes", "prompt_cache_ram", ("APPLIANCE_PROMPT_CACHE_RAM",), _size(False)
+    ),
+    _Option(
+        "prompt_cache_disk_bytes",
+        "prompt_cache_disk",
+        ("APPLIANCE_PROMPT_CACHE_DISK",),
+        _size(False),
+    ),
+    _Option(
+        "request_timeout_s",
+        "request_timeout",
+        ("APPLIANCE_REQUEST_TIMEOUT",),
+        _duration(True, False),
     ),
 )
 

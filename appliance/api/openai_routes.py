@@ -9,7 +9,9 @@ events. A client that goes away cancels its generation in the worker.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import struct
 import time
@@ -34,6 +36,7 @@ from appliance.api.schemas import (
 )
 from appliance.api.sse import SSE_DONE, sse_data, sse_error
 from appliance.engines.protocol import Frame
+from appliance.engines.supervisor import QueueFull
 from appliance.telemetry.sampler import RequestTrack
 from appliance.tiers.manager import ModelManager
 
@@ -89,6 +92,7 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
         "frequency_penalty": params.frequency_penalty,
         "repeat_penalty": params.repeat_penalty,
         "ignore_eos": params.ignore_eos,
+        "deterministic": params.deterministic,
         "response_format": None
         if fmt is None or fmt.type == "text"
         else {"type": fmt.type, "schema": fmt.schema},
@@ -170,10 +174,22 @@ async def _frames(
             raise invalid_request(
                 f"model '{name}' is an embedding model; use it with /v1/embeddings", "model"
             )
-        async for item in worker.request(frame):
-            if track is not None:
-                track.frame(item)
-            yield item
+        if worker.spec.deterministic and frame.get("type") == "generate":
+            frame = {**frame, "params": {**frame.get("params", {}), "deterministic": True}}
+        try:
+            async for item in worker.request(frame):
+                if track is not None:
+                    track.frame(item)
+                yield item
+        except QueueFull as exc:
+            raise APIError(
+                429,
+                str(exc),
+                "rate_limit_error",
+                None,
+                "model_busy",
+                retry_after=exc.retry_after_s,
+            ) from None
 
 
 async def _first(frames: AsyncGenerator[Frame, None]) -> Frame:
@@ -182,6 +198,32 @@ async def _first(frames: AsyncGenerator[Frame, None]) -> Frame:
         await frames.aclose()
         raise frame_error(first)
     return first
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client of a request whose body was read has disconnected."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _collect_unless_gone(
+    request: Request, frames: AsyncGenerator[Frame, None]
+) -> tuple[str, Frame]:
+    """`_collect`, but a client that leaves cancels the generation (it frees its slot)."""
+    collect = asyncio.ensure_future(_collect(frames))
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({collect, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not collect.done():
+        collect.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collect
+        raise APIError(499, "the client closed the request", "invalid_request_error")
+    return collect.result()
 
 
 async def _collect(frames: AsyncGenerator[Frame, None]) -> tuple[str, Frame]:
@@ -270,7 +312,7 @@ async def chat_completions(request: Request) -> Response:
     created = int(time.time())
 
     if not req.stream:
-        text, item = await _collect(frames)
+        text, item = await _collect_unless_gone(request, frames)
         reasoning, content = (
             split_reasoning(text, started=reasoning_started) if split else (None, text)
         )
@@ -365,7 +407,7 @@ async def completions(request: Request) -> Response:
     prefix = req.prompt if req.echo else ""
 
     if not req.stream:
-        text, done = await _collect(frames)
+        text, done = await _collect_unless_gone(request, frames)
         return JSONResponse(
             {
                 "id": cid,

@@ -74,6 +74,7 @@ class SamplingParams:
     repeat_penalty: float | None = None
     response_format: ResponseFormat | None = None
     ignore_eos: bool = False
+    deterministic: bool = False  # computed as if alone: same request, same tokens
 
 
 @dataclass(frozen=True)
@@ -371,6 +372,7 @@ def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> Sam
         repeat_penalty=repeat_penalty,
         response_format=_response_format(body),
         ignore_eos=_bool(body, "ignore_eos"),
+        deterministic=_bool(body, "deterministic"),
     )
 
 

@@ -1,9 +1,11 @@
 """The llama.cpp engine, as used inside one worker process.
 
-It loads one GGUF with llama-cpp-python, renders chat prompts with the
-model's own template (sandboxed), and generates token by token so the worker
-can stream, cancel between tokens and count exactly. Only the worker imports
-this module; the daemon never runs model code.
+It loads one GGUF through llama-cpp-python's low-level API into one context whose
+KV memory is unified across `n_seq_max` sequences (so a shared prompt prefix is
+held once), renders chat prompts with the model's own template (sandboxed), and
+runs the batched steps the scheduler builds (`engine.BatchEngine`). Embedding
+models keep llama-cpp-python's `Llama` object, which pools per sequence. Only the
+worker imports this module; the daemon never runs model code.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from appliance.engines.chat_template import ChatTemplate, ChatTemplateError, opens_reasoning
-from appliance.engines.stopping import StopBuffer
+from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull
+
+__all__ = ["EngineConfig", "EngineRequestError", "LlamaEngine", "default_threads"]
 
 # llama.cpp's own fallback when a GGUF carries no template.
 FALLBACK_TEMPLATE = (
@@ -28,44 +32,21 @@ FALLBACK_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-
-class EngineRequestError(Exception):
-    """A request the engine refuses; `code` and `status` travel to the client."""
-
-    def __init__(
-        self,
-        message: str,
-        code: str = "invalid_request",
-        status: int = 400,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
-        self.param = param
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     model_path: str
-    n_ctx: int = 4096
+    n_ctx: int = 4096  # per sequence
     n_gpu_layers: int = 0
     n_threads: int | None = None
     embedding: bool = False
     n_batch: int = 512
     chat_template: str | None = None
-
-
-@dataclass
-class GenerationResult:
-    finish_reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    prompt_s: float = 0.0
-    decode_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    n_slots: int = 1  # sequences decoded together
+    n_cache_seqs: int = 4  # extra sequences kept in the KV as prompt-cache entries
+    flash_attn: str = "auto"  # auto | on | off
 
 
 def default_threads() -> int:
@@ -78,43 +59,102 @@ def default_threads() -> int:
     return max(1, physical or os.cpu_count() or 1)
 
 
+class LlamaSequenceSampler:
+    """A llama.cpp sampler chain bound to the engine's context."""
+
+    def __init__(self, chain: Any, ctx: Any) -> None:
+        self._chain = chain
+        self._ctx = ctx
+
+    def sample(self, output_index: int) -> int:
+        # llama_sampler_sample applies the chain and accepts the token itself.
+        return int(self._chain.sample(self._ctx, output_index))
+
+
 class LlamaEngine:
     def __init__(self, cfg: EngineConfig) -> None:
         import llama_cpp
-        from llama_cpp import Llama
+        from llama_cpp import _internals, _logger
 
+        _logger.set_verbose(False)  # llama.cpp's own log: errors only
         self._llama_cpp = llama_cpp
         self.cfg = cfg
         threads = cfg.n_threads or default_threads()
-        started = time.monotonic()
-        n_ctx = cfg.n_ctx
-        kwargs: dict[str, Any] = {}
-        if cfg.embedding:
-            # Encoders need the whole input in one ubatch.
-            kwargs.update(n_batch=n_ctx, n_ubatch=n_ctx)
-        else:
-            kwargs.update(n_batch=cfg.n_batch)
-        self.llama = Llama(
-            model_path=cfg.model_path,
-            n_ctx=n_ctx,
-            n_gpu_layers=cfg.n_gpu_layers,
-            n_threads=threads,
-            n_threads_batch=threads,
-            embedding=cfg.embedding,
-            verbose=False,
-            **kwargs,
-        )
-        self.load_s = time.monotonic() - started
         self.threads = threads
-        self.n_ctx = self.llama.n_ctx()
-        self.n_vocab = self.llama.n_vocab()
-        self._vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
+        started = time.monotonic()
+        self.llama: Any = None
+        self._ctx: Any = None
+        self._batch: Any = None
+        if cfg.embedding:
+            from llama_cpp import Llama
+
+            # Encoders need the whole input in one ubatch.
+            self.llama = Llama(
+                model_path=cfg.model_path,
+                n_ctx=cfg.n_ctx,
+                n_gpu_layers=cfg.n_gpu_layers,
+                n_threads=threads,
+                n_threads_batch=threads,
+                embedding=True,
+                verbose=False,
+                n_batch=cfg.n_ctx,
+                n_ubatch=cfg.n_ctx,
+            )
+            self._model: Any = self.llama._model
+            self.n_ctx = self.llama.n_ctx()
+            self.n_seq_max = 1
+            self.n_slots = 1
+            self.n_batch = self.n_ctx
+            self.can_truncate = True
+            self.flash_attn = "off"
+        else:
+            mparams = llama_cpp.llama_model_default_params()
+            mparams.n_gpu_layers = cfg.n_gpu_layers
+            self._model = _internals.LlamaModel(
+                path_model=cfg.model_path, params=mparams, verbose=False
+            )
+            model = self._model.model
+            recurrent = bool(
+                llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model)
+            )
+            # A recurrent state cannot be cut back to a prefix: one sequence, no prefix reuse.
+            self.can_truncate = not recurrent
+            self.n_slots = 1 if recurrent else max(1, cfg.n_slots)
+            self.slots_reason = (
+                "recurrent or hybrid model: its state cannot be truncated, so one slot"
+                if recurrent and cfg.n_slots > 1
+                else None
+            )
+            cache_seqs = 0 if recurrent else max(0, cfg.n_cache_seqs)
+            limit = int(llama_cpp.llama_max_parallel_sequences())
+            self.n_seq_max = min(self.n_slots + cache_seqs, limit)
+            self.n_slots = min(self.n_slots, self.n_seq_max)
+            cparams = llama_cpp.llama_context_default_params()
+            # Every slot can hold a whole context at once; cache entries use what is free.
+            cparams.n_ctx = cfg.n_ctx * self.n_slots
+            cparams.n_batch = cfg.n_batch
+            cparams.n_ubatch = min(cfg.n_batch, 512)
+            cparams.n_seq_max = self.n_seq_max
+            cparams.kv_unified = True
+            cparams.n_threads = threads
+            cparams.n_threads_batch = threads
+            cparams.flash_attn_type = FLASH_ATTN.get(cfg.flash_attn, -1)
+            cparams.no_perf = True
+            self._ctx = _internals.LlamaContext(model=self._model, params=cparams, verbose=False)
+            self.n_ctx = min(cfg.n_ctx, int(self._ctx.n_ctx()))
+            self.n_batch = cfg.n_batch
+            self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+            self.flash_attn = cfg.flash_attn
+        self.load_s = time.monotonic() - started
+        self.n_vocab = int(self._model.n_vocab())
+        self._vocab = self._model.vocab
         self._piece_cache: dict[int, bytes] = {}
-        meta = self.llama.metadata
+        meta = self._model.metadata()
+        self.metadata = meta
         template_src = cfg.chat_template or meta.get("tokenizer.chat_template") or None
         self.template_from_gguf = template_src is not None and cfg.chat_template is None
-        self.eos_token_id = int(self.llama.token_eos())
-        self.bos_token_id = int(self.llama.token_bos())
+        self.eos_token_id = int(self._model.token_eos())
+        self.bos_token_id = int(self._model.token_bos())
         bos = self._piece(self.bos_token_id, special=True).decode("utf-8", "replace")
         eos = self._piece(self.eos_token_id, special=True).decode("utf-8", "replace")
         self.template = ChatTemplate(
@@ -122,6 +162,11 @@ class LlamaEngine:
         )
         self._bos_text = bos
         self._eog_ids = self._find_eog_ids()
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
 
     # -- vocabulary -------------------------------------------------------------------------
 
@@ -150,7 +195,7 @@ class LlamaEngine:
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
-        return list(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return list(self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
     # -- prompts ----------------------------------------------------------------------------
 
@@ -166,7 +211,7 @@ class LlamaEngine:
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:
         # A rendered template that already starts with BOS must not get a second one.
         add_bos = not (templated and self._bos_text and text.startswith(self._bos_text))
-        add_bos = add_bos and self.llama._model.add_bos_token()
+        add_bos = add_bos and self._model.add_bos_token()
         return self.tokenize(text, add_bos=add_bos)
 
     def check_context(self, n_prompt: int, param: str) -> None:
@@ -202,9 +247,12 @@ class LlamaEngine:
             ) from exc
         return None
 
-    def _sampler(self, params: dict[str, Any], grammar: Any, seed: int) -> Any:
+    def new_sampler(self, params: dict[str, Any]) -> LlamaSequenceSampler:
         from llama_cpp import _internals
 
+        grammar = self._grammar(params.get("response_format"))
+        seed = params.get("seed")
+        seed = int(seed) & 0xFFFFFFFF if seed is not None else random.getrandbits(32)
         sampler_cls: Any = _internals.LlamaSampler  # untyped in llama-cpp-python
         s = sampler_cls()
         bias: dict[int, float] = {}
@@ -229,7 +277,7 @@ class LlamaEngine:
                 penalty_present=present,
             )
         if grammar is not None:
-            s.add_grammar(self.llama._model, grammar)
+            s.add_grammar(self._model, grammar)
         temperature = float(params.get("temperature", 1.0))
         if temperature <= 0.0:
             s.add_greedy()
@@ -241,78 +289,66 @@ class LlamaEngine:
             s.add_min_p(float(min_p) if min_p is not None else 0.05, 1)
             s.add_temp(temperature)
             s.add_dist(seed)
-        return s
+        return LlamaSequenceSampler(s, self._ctx)
 
-    # -- generation -------------------------------------------------------------------------
+    # -- batched steps ----------------------------------------------------------------------
 
-    def generate(
-        self,
-        tokens: list[int],
-        params: dict[str, Any],
-        cancelled: Callable[[], bool],
-        result: GenerationResult,
-    ) -> Iterator[str]:
-        """Yield text pieces; fill `result` with counts and the finish reason."""
-        llama: Any = self.llama
-        grammar = self._grammar(params.get("response_format"))
-        seed = params.get("seed")
-        seed = int(seed) & 0xFFFFFFFF if seed is not None else random.getrandbits(32)
-        # Like llama-server, a request asking for more than the context leaves is cut
-        # at the context's end (finish_reason "length"), not refused.
-        max_tokens = min(int(params.get("max_tokens", 256)), self.n_ctx - len(tokens))
-        stops = StopBuffer(tuple(params.get("stop") or ()))
-        result.prompt_tokens = len(tokens)
-        result.finish_reason = "length"
+    def decode(self, entries: Sequence[BatchEntry]) -> list[int]:
+        batch = self._batch
+        n = 0
+        outputs: list[int] = []
+        for entry in entries:
+            last = len(entry.tokens) - 1
+            for i, token in enumerate(entry.tokens):
+                batch.token[n] = token
+                batch.pos[n] = entry.pos + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = entry.seq_id
+                wanted = entry.logits and i == last
+                batch.logits[n] = wanted
+                if wanted:
+                    outputs.append(n)
+                n += 1
+        if n > self.n_batch:
+            raise ValueError(f"a step of {n} tokens exceeds n_batch {self.n_batch}")
+        batch.n_tokens = n
+        rc = int(self._llama_cpp.llama_decode(self._ctx.ctx, batch))
+        if rc == 1:
+            raise KVFull("no room in the KV memory for this step")
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed with code {rc}")
+        return outputs
 
-        # Reuse the common prefix with the previous request's KV cache.
-        prefix = 0
-        for a, b in zip(llama._input_ids[: llama.n_tokens], tokens, strict=False):
-            if a != b:
-                break
-            prefix += 1
-        prefix = min(prefix, len(tokens) - 1)
-        if prefix > 0 and llama._ctx.kv_cache_seq_rm(-1, prefix, -1):
-            llama.n_tokens = prefix
-        else:
-            prefix = 0
-            llama.reset()
-            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
-        result.cached_tokens = prefix
+    def seq_clear(self, seq_id: int) -> None:
+        self._llama_cpp.llama_memory_seq_rm(self._ctx.memory, seq_id, -1, -1)
 
-        sampler = self._sampler(params, grammar, seed)
-        t0 = time.monotonic()
-        llama.eval(tokens[prefix:])
-        result.prompt_s = time.monotonic() - t0
-        t1 = time.monotonic()
-        generated = 0
-        finish = "length"
-        try:
-            while generated < max_tokens:
-                if cancelled():
-                    result.finish_reason = "cancelled"
-                    return
-                # llama_sampler_sample applies the chain and accepts the token itself.
-                token = sampler.sample(llama._ctx, -1)
-                generated += 1
-                result.completion_tokens = generated
-                if self.is_eog(token) and not params.get("ignore_eos"):
-                    finish = "stop"
-                    break
-                text = stops.feed(self.piece(token))
-                if text:
-                    yield text
-                if stops.stopped:
-                    finish = "stop"
-                    break
-                if generated >= max_tokens:
-                    break
-                llama.eval([token])
-            result.finish_reason = finish
-            rest = stops.flush()
-            if rest:
-                yield rest
-        finally:
-            result.decode_s = time.monotonic() - t1
+    def seq_truncate(self, seq_id: int, n_keep: int) -> None:
+        if n_keep <= 0:
+            self.seq_clear(seq_id)
+        elif not self._llama_cpp.llama_memory_seq_rm(self._ctx.memory, seq_id, n_keep, -1):
+            raise RuntimeError(f"sequence {seq_id} cannot be truncated to {n_keep} tokens")
+
+    def seq_copy(self, src: int, dst: int, n_tokens: int) -> None:
+        self._llama_cpp.llama_memory_seq_cp(self._ctx.memory, src, dst, 0, n_tokens)
+
+    def seq_save(self, seq_id: int) -> bytes:
+        lib = self._llama_cpp
+        size = int(lib.llama_state_seq_get_size(self._ctx.ctx, seq_id))
+        if size <= 0:
+            return b""
+        buf = (ctypes.c_uint8 * size)()
+        written = int(lib.llama_state_seq_get_data(self._ctx.ctx, buf, size, seq_id))
+        return bytes(buf)[:written]
+
+    def seq_restore(self, seq_id: int, data: bytes) -> bool:
+        if not data:
+            return False
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        read = int(self._llama_cpp.llama_state_seq_set_data(self._ctx.ctx, buf, len(data), seq_id))
+        if read != len(data):
+            self.seq_clear(seq_id)
+            return False
+        return True
 
     # -- embeddings -------------------------------------------------------------------------
 
@@ -333,10 +369,10 @@ class LlamaEngine:
 
     def info(self) -> dict[str, Any]:
         llama_cpp = self._llama_cpp
-        meta = self.llama.metadata
+        meta = self.metadata
         return {
             "n_ctx": self.n_ctx,
-            "n_ctx_train": int(self.llama._model.n_ctx_train()),
+            "n_ctx_train": int(self._model.n_ctx_train()),
             "n_vocab": self.n_vocab,
             "n_gpu_layers": self.cfg.n_gpu_layers,
             "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
@@ -347,6 +383,12 @@ class LlamaEngine:
             "embedding": self.cfg.embedding,
             "template_from_gguf": self.template_from_gguf,
             "architecture": meta.get("general.architecture"),
-            "model_size_bytes": int(llama_cpp.llama_model_size(self.llama.model)),
+            "model_size_bytes": int(llama_cpp.llama_model_size(self._model.model)),
             "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace"),
+            "slots": self.n_slots,
+            "slots_reason": getattr(self, "slots_reason", None),
+            "n_seq_max": self.n_seq_max,
+            "n_batch": self.n_batch,
+            "flash_attn": self.flash_attn,
+            "kv_unified": not self.cfg.embedding,
         }

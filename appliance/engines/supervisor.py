@@ -37,6 +37,17 @@ class WorkerGone(RuntimeError):
     """The worker died or was killed while it held requests."""
 
 
+class QueueFull(RuntimeError):
+    """Every slot is busy and the waiting line is at its bound: come back later."""
+
+    def __init__(self, model: str, slots: int, max_queue: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"model '{model}' is busy: {slots} requests running and {max_queue} waiting, "
+            f"the most it queues; retry in about {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     model: str
@@ -46,6 +57,15 @@ class WorkerSpec:
     n_threads: int | None = None
     embedding: bool = False
     chat_template: str | None = None
+    slots: int = 1  # sequences decoded together
+    max_queue: int = 8  # requests waiting past the slots before a 429
+    flash_attn: str = "auto"
+    deterministic: bool = False  # every request computed as if alone
+    n_batch: int = 512
+    state_key: str | None = None  # what saved prompt states are valid for
+    state_dir: str | None = None
+    state_ram_bytes: int = 0
+    state_disk_bytes: int = 0
 
     def config_json(self) -> str:
         return json.dumps(
@@ -56,6 +76,14 @@ class WorkerSpec:
                 "n_threads": self.n_threads,
                 "embedding": self.embedding,
                 "chat_template": self.chat_template,
+                "slots": self.slots,
+                "cache_seqs": max(4, self.slots),
+                "n_batch": self.n_batch,
+                "flash_attn": self.flash_attn,
+                "state_key": self.state_key,
+                "state_dir": self.state_dir,
+                "state_ram_bytes": self.state_ram_bytes,
+                "state_disk_bytes": self.state_disk_bytes,
             }
         )
 
@@ -92,6 +120,7 @@ class WorkerProcess:
         self._ready: asyncio.Future[Frame] | None = None
         self._closing = False
         self.queue_depth = 0
+        self.scheduler_stats: dict[str, Any] = {}
 
     @property
     def alive(self) -> bool:
@@ -100,6 +129,18 @@ class WorkerProcess:
     @property
     def in_flight(self) -> int:
         return len(self._streams)
+
+    @property
+    def slots(self) -> int:
+        return int(self.info.get("slots") or self.spec.slots)
+
+    @property
+    def slots_busy(self) -> int:
+        return min(self.in_flight, self.slots)
+
+    def cache_stats(self) -> dict[str, Any]:
+        """The worker's last reported prompt-cache and batching counters."""
+        return dict(self.scheduler_stats)
 
     async def start(self, load_timeout_s: float) -> dict[str, Any]:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -165,6 +206,9 @@ class WorkerProcess:
                 kind = frame["type"]
                 if kind == "heartbeat":
                     self.queue_depth = int(frame.get("queue", 0))
+                    stats = frame.get("scheduler")
+                    if isinstance(stats, dict):
+                        self.scheduler_stats = stats
                 elif kind in ("ready", "load_failed"):
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_result(frame)
@@ -242,7 +286,8 @@ class WorkerProcess:
                 await asyncio.wait_for(self._channel.send({"type": "shutdown"}), 2)
         if self._proc is not None and self._proc.returncode is None:
             try:
-                await asyncio.wait_for(self._proc.wait(), 5)
+                # Time to write its prompt cache to disk.
+                await asyncio.wait_for(self._proc.wait(), 20)
             except TimeoutError:
                 await self.kill("unloaded")
         if self.exit_reason is None:
@@ -260,6 +305,8 @@ class WorkerProcess:
         """
         if not self.alive or self._channel is None:
             raise WorkerGone(self.exit_reason or "not running")
+        if frame.get("type") == "generate" and self.in_flight >= self.slots + self.spec.max_queue:
+            raise QueueFull(self.spec.model, self.slots, self.spec.max_queue, 1)
         request_id = f"r{next(_ids)}"
         stream: asyncio.Queue[Frame] = asyncio.Queue()
         self._streams[request_id] = stream

@@ -1,9 +1,10 @@
-"""The engine worker process: one loaded model, its request queue, its scheduler.
+"""The engine worker process: one loaded model and its scheduler.
 
 Started by the supervisor as `python -m appliance.engines.worker --fd N --config JSON`
-with one end of a Unix socket pair. A reader thread takes frames off the socket
-(requests join the queue, cancels mark a request), a heartbeat thread proves the
-process is alive and dies with its parent, and the main thread serves the queue.
+with one end of a Unix socket pair. A reader thread takes frames off the socket and
+hands them to the scheduler (generate, cancel, shutdown) or the embedding queue, a
+heartbeat thread proves the process is alive (with the scheduler's counters) and
+dies with its parent, and the main thread runs the scheduler's steps.
 A crash or hang here costs only this model's requests; the daemon restarts it.
 """
 
@@ -20,9 +21,13 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
+from appliance.engines.engine import EngineRequestError, error_frame
 from appliance.engines.protocol import BlockingChannel, Frame, ProtocolError
+from appliance.engines.scheduler import Scheduler
+from appliance.engines.state_store import StateStore
 
 HEARTBEAT_INTERVAL_S = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -43,10 +48,9 @@ class Worker:
         self.channel = channel
         self.config = config
         self.parent_pid = parent_pid
-        self.requests: queue.Queue[Frame | None] = queue.Queue()
-        self.cancelled: set[str] = set()
-        self.lock = threading.Lock()
+        self.requests: queue.Queue[Frame | None] = queue.Queue()  # embedding requests
         self.engine: Any = None
+        self.scheduler: Scheduler | None = None
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -55,8 +59,14 @@ class Worker:
             time.sleep(HEARTBEAT_INTERVAL_S)
             if os.getppid() != self.parent_pid:
                 os._exit(3)
+            beat: Frame = {"type": "heartbeat", "queue": self.requests.qsize()}
+            scheduler = self.scheduler
+            if scheduler is not None:
+                stats = scheduler.stats()
+                beat["queue"] = stats["waiting"]
+                beat["scheduler"] = stats
             try:
-                self.channel.send({"type": "heartbeat", "queue": self.requests.qsize()})
+                self.channel.send(beat)
             except OSError:
                 os._exit(3)
 
@@ -67,140 +77,85 @@ class Worker:
             except (ProtocolError, OSError):
                 os._exit(0)  # the daemon closed our channel: nothing left to serve
             kind = frame["type"]
-            if kind in ("generate", "embed"):
+            if self.scheduler is not None and kind in ("generate", "cancel", "shutdown"):
+                self.scheduler.submit(frame)
+            elif kind == "embed":
                 self.requests.put(frame)
-            elif kind == "cancel":
-                with self.lock:
-                    self.cancelled.add(str(frame.get("id")))
+            elif kind == "generate":
+                self._send_error(
+                    str(frame.get("id")),
+                    EngineRequestError("this is an embedding model", "wrong_model_kind", 400),
+                )
             elif kind == "shutdown":
                 os._exit(0)
-
-    def is_cancelled(self, request_id: str) -> bool:
-        with self.lock:
-            return request_id in self.cancelled
 
     # -- serving ----------------------------------------------------------------------------
 
     def load(self) -> bool:
         from appliance.engines.llamacpp import EngineConfig, LlamaEngine
 
+        config = self.config
+        embedding = bool(config.get("embedding", False))
         cfg = EngineConfig(
-            model_path=self.config["model_path"],
-            n_ctx=int(self.config.get("n_ctx", 4096)),
-            n_gpu_layers=int(self.config.get("n_gpu_layers", 0)),
-            n_threads=self.config.get("n_threads"),
-            embedding=bool(self.config.get("embedding", False)),
-            chat_template=self.config.get("chat_template"),
+            model_path=config["model_path"],
+            n_ctx=int(config.get("n_ctx", 4096)),
+            n_gpu_layers=int(config.get("n_gpu_layers", 0)),
+            n_threads=config.get("n_threads"),
+            embedding=embedding,
+            chat_template=config.get("chat_template"),
+            n_slots=int(config.get("slots") or 1),
+            n_cache_seqs=int(config.get("cache_seqs", 4)),
+            n_batch=int(config.get("n_batch") or 512),
+            flash_attn=str(config.get("flash_attn") or "auto"),
         )
         try:
             self.engine = LlamaEngine(cfg)
         except Exception as exc:
             self.channel.send({"type": "load_failed", "message": f"{type(exc).__name__}: {exc}"})
             return False
+        if not embedding:
+            self.scheduler = Scheduler(
+                self.engine,
+                self.channel.send,
+                n_slots=self.engine.n_slots,
+                states=self._state_store(),
+            )
         self.channel.send({"type": "ready", "info": self.engine.info(), "pid": os.getpid()})
         return True
 
+    def _state_store(self) -> StateStore | None:
+        config = self.config
+        ram = int(config.get("state_ram_bytes") or 0)
+        disk = int(config.get("state_disk_bytes") or 0)
+        key = config.get("state_key")
+        if not key or (ram <= 0 and disk <= 0):
+            return None
+        folder = config.get("state_dir")
+        disk_dir = Path(folder) if folder and disk > 0 else None
+        return StateStore(str(key), ram, disk_dir, disk)
+
     def serve(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.run()
+            return
         while True:
             frame = self.requests.get()
             if frame is None:
                 return
             request_id = str(frame.get("id"))
-            if self.is_cancelled(request_id):
-                self._forget(request_id)
-                self.channel.send(
-                    {
-                        "type": "done",
-                        "id": request_id,
-                        "finish_reason": "cancelled",
-                        "prompt_tokens": 0,
-                        "completion_tokens": 0,
-                    }
-                )
-                continue
             try:
-                if frame["type"] == "embed":
-                    self._embed(request_id, frame)
-                else:
-                    self._generate(request_id, frame)
+                vectors, n_tokens = self.engine.embed([str(x) for x in frame.get("inputs") or []])
             except Exception as exc:
-                from appliance.engines.llamacpp import EngineRequestError
+                self._send_error(request_id, exc)
+                continue
+            self.channel.send(
+                {"type": "embeddings", "id": request_id, "data": vectors, "prompt_tokens": n_tokens}
+            )
 
-                if isinstance(exc, EngineRequestError):
-                    self.channel.send(
-                        {
-                            "type": "error",
-                            "id": request_id,
-                            "code": exc.code,
-                            "status": exc.status,
-                            "message": exc.message,
-                            "param": exc.param,
-                        }
-                    )
-                else:
-                    traceback.print_exc(file=sys.stderr)
-                    self.channel.send(
-                        {
-                            "type": "error",
-                            "id": request_id,
-                            "code": "engine_error",
-                            "status": 500,
-                            "message": f"engine failed: {type(exc).__name__}: {exc}",
-                        }
-                    )
-            finally:
-                self._forget(request_id)
-
-    def _forget(self, request_id: str) -> None:
-        with self.lock:
-            self.cancelled.discard(request_id)
-
-    def _generate(self, request_id: str, frame: Frame) -> None:
-        from appliance.engines.llamacpp import GenerationResult
-
-        engine = self.engine
-        params = dict(frame.get("params") or {})
-        reasoning_started = False
-        if frame.get("mode") == "chat":
-            text, reasoning_started = engine.render_chat(frame.get("messages") or [])
-            tokens = engine.prompt_tokens(text, templated=True)
-            param = "messages"
-        else:
-            text = str(frame.get("prompt", ""))
-            tokens = engine.prompt_tokens(text, templated=False)
-            param = "prompt"
-        if not tokens:
-            tokens = [engine.bos_token_id]
-        engine.check_context(len(tokens), param)
-        self.channel.send(
-            {
-                "type": "started",
-                "id": request_id,
-                "prompt_tokens": len(tokens),
-                "reasoning_started": reasoning_started,
-            }
-        )
-        result = GenerationResult()
-        for piece in engine.generate(tokens, params, lambda: self.is_cancelled(request_id), result):
-            self.channel.send({"type": "token", "id": request_id, "text": piece})
-        self.channel.send(
-            {
-                "type": "done",
-                "id": request_id,
-                "finish_reason": result.finish_reason,
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "cached_tokens": result.cached_tokens,
-                "prompt_s": round(result.prompt_s, 6),
-                "decode_s": round(result.decode_s, 6),
-            }
-        )
-
-    def _embed(self, request_id: str, frame: Frame) -> None:
-        vectors, n_tokens = self.engine.embed([str(x) for x in frame.get("inputs") or []])
-        self.channel.send(
-            {"type": "embeddings", "id": request_id, "data": vectors, "prompt_tokens": n_tokens}
-        )
+    def _send_error(self, request_id: str, exc: Exception) -> None:
+        if not isinstance(exc, EngineRequestError):
+            traceback.print_exc(file=sys.stderr)
+        self.channel.send(error_frame(request_id, exc))
 
 
 def main(argv: list[str] | None = None) -> int:

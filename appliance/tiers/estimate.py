@@ -130,3 +130,21 @@ def estimate_memory(
         compute_bytes=compute,
         total_bytes=weights + kv + compute,
     )
+
+
+MAX_AUTO_SLOTS = 4
+MIN_KV_ROOM_BYTES = 256 << 20
+
+
+def auto_slots(info: ModelShape, n_ctx: int, kv_bytes_per_elem: float = 2.0) -> int:
+    """Slots (sequences decoded together) when none is configured: up to 4, while the KV
+    cache of the extra slots needs no more memory than the weights (at least 256 MiB).
+
+    Each slot can hold a whole `n_ctx` context, so a model with a long context and a
+    large KV per token gets fewer slots rather than a surprise out-of-memory.
+    """
+    per_slot = kv_cache_bytes(info, n_ctx, kv_bytes_per_elem)
+    if per_slot <= 0:
+        return MAX_AUTO_SLOTS
+    room = max(info.tensor_bytes, MIN_KV_ROOM_BYTES)
+    return max(1, min(MAX_AUTO_SLOTS, 1 + room // per_slot))

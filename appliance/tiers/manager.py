@@ -38,7 +38,7 @@ from appliance.settings import Settings
 from appliance.store.gguf_meta import GGUFError, GGUFInfo, read_gguf_info
 from appliance.store.store import Store, StoredModel, StoreError
 from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
-from appliance.tiers.estimate import estimate_memory
+from appliance.tiers.estimate import auto_slots, estimate_memory
 from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
 from appliance.tiers.plan import (
     Budgets,
@@ -523,8 +523,25 @@ class ModelManager:
             room = min(room, gpu.free_bytes + movable)
         return max(room, 0)
 
-    def _placement(self, slot: Slot, info: GGUFInfo, n_ctx: int) -> Placement:
-        est = estimate_memory(info, n_ctx)
+    def _slots_for(self, slot: Slot, info: GGUFInfo, n_ctx: int) -> int:
+        """Sequences decoded together: models.toml, else settings, else from memory."""
+        if self._is_embedding(slot, info):
+            return 1
+        if slot.entry is not None and slot.entry.parallel is not None:
+            return slot.entry.parallel
+        if self.settings.parallel is not None:
+            return self.settings.parallel
+        return auto_slots(info, n_ctx)
+
+    def _max_queue(self, slot: Slot, slots: int) -> int:
+        if slot.entry is not None and slot.entry.max_queue is not None:
+            return slot.entry.max_queue
+        if self.settings.max_queue is not None:
+            return self.settings.max_queue
+        return max(8, 4 * slots)
+
+    def _placement(self, slot: Slot, info: GGUFInfo, n_ctx: int, slots: int = 1) -> Placement:
+        est = estimate_memory(info, n_ctx * slots)
         hw = self.hardware
         requested = slot.entry.n_gpu_layers if slot.entry else None
         if requested is None:
@@ -581,8 +598,9 @@ class ModelManager:
                     "invalid_model_file",
                 ) from exc
             n_ctx = self._context_for(slot, info)
+            slots = self._slots_for(slot, info, n_ctx)
             try:
-                placement = self._placement(slot, info, n_ctx)
+                placement = self._placement(slot, info, n_ctx, slots)
             except PlacementError as exc:
                 self.emit(name, "load_failed", str(exc))
                 raise APIError(
@@ -591,7 +609,12 @@ class ModelManager:
             slot.device = self.device_for(slot) if placement.n_gpu_layers != 0 else "cpu"
             backend = self.hardware.engine.backend if self.hardware.engine else "unknown"
             key = measurement_key(
-                self._model_id(name, path), n_ctx, backend, slot.device, placement.n_gpu_layers
+                self._model_id(name, path),
+                n_ctx,
+                backend,
+                slot.device,
+                placement.n_gpu_layers,
+                slots,
             )
             measured = self.measurements.get(key)
             if measured is not None:
@@ -602,7 +625,7 @@ class ModelManager:
                 layers = None if slot.device == "cpu" else placement.n_gpu_layers
                 if layers is not None and layers < 0:
                     layers = None
-                est = estimate_memory(info, n_ctx, n_gpu_layers=layers)
+                est = estimate_memory(info, n_ctx * slots, n_gpu_layers=layers)
                 overhead = WORKER_OVERHEAD_BYTES if slot.device == "cpu" else 0  # host RAM
                 slot.hot_bytes = est.total_bytes + overhead
                 slot.hot_bytes_measured = False
@@ -619,7 +642,7 @@ class ModelManager:
                     if move.model != name:
                         await self._apply(move)
                 started = time.monotonic()  # the load alone: evictions above are not its cost
-                worker = await self._start_worker(slot, path, info, n_ctx, placement, reason)
+                worker = await self._start_worker(slot, path, info, n_ctx, placement, reason, slots)
                 load_s = time.monotonic() - started
                 hot_bytes = self._measure_hot_bytes(slot, worker, path)
                 if hot_bytes is not None:
@@ -660,9 +683,23 @@ class ModelManager:
             return anon + path.stat().st_size
         return anon  # GPU: VRAM per process needs NVML accounting; the estimate stays the guide
 
+    def _flash_attn(self, slot: Slot) -> str:
+        if slot.entry is not None and slot.entry.flash_attn is not None:
+            return slot.entry.flash_attn
+        return self.settings.flash_attn
+
     async def _start_worker(
-        self, slot: Slot, path: Path, info: GGUFInfo, n_ctx: int, placement: Placement, reason: str
+        self,
+        slot: Slot,
+        path: Path,
+        info: GGUFInfo,
+        n_ctx: int,
+        placement: Placement,
+        reason: str,
+        slots: int = 1,
     ) -> WorkerProcess:
+        flash_attn = self._flash_attn(slot)
+        model_id = self._model_id(slot.name, path)
         spec = WorkerSpec(
             model=slot.name,
             model_path=str(path),
@@ -672,6 +709,14 @@ class ModelManager:
                 slot.entry.threads if slot.entry and slot.entry.threads else self.settings.threads
             ),
             embedding=self._is_embedding(slot, info),
+            slots=slots,
+            max_queue=self._max_queue(slot, slots),
+            flash_attn=flash_attn,
+            deterministic=bool(slot.entry.deterministic) if slot.entry else False,
+            state_key=f"{model_id}|ctx={n_ctx}|fa={flash_attn}|ngl={placement.n_gpu_layers}",
+            state_dir=str(self.store.root / "cache" / "prompt-states"),
+            state_ram_bytes=self.settings.prompt_cache_ram_bytes,
+            state_disk_bytes=self.settings.prompt_cache_disk_bytes,
         )
         worker = WorkerProcess(spec, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
         slot.state = "loading"
@@ -803,6 +848,11 @@ class ModelManager:
             "pid": worker.pid if worker is not None else None,
             "active_requests": slot.active,
             "queue_depth": worker.queue_depth if worker is not None else 0,
+            "slots": worker.spec.slots if worker is not None else None,
+            "slots_busy": worker.slots_busy if worker is not None else 0,
+            "max_queue": worker.spec.max_queue if worker is not None else None,
+            "flash_attn": worker.spec.flash_attn if worker is not None else None,
+            "prompt_cache": worker.cache_stats() if worker is not None else None,
             "requests_total": slot.requests_total,
             "keep_alive_s": keep_alive if math.isfinite(keep_alive) else None,  # None: forever
             "warm_keep_alive_s": warm_keep_alive if math.isfinite(warm_keep_alive) else None,

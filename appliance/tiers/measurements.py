@@ -25,9 +25,12 @@ class Measurement:
     measured_at: float  # unix time
 
 
-def measurement_key(model_id: str, n_ctx: int, backend: str, device: str, n_gpu_layers: int) -> str:
+def measurement_key(
+    model_id: str, n_ctx: int, backend: str, device: str, n_gpu_layers: int, slots: int = 1
+) -> str:
     """`model_id` is the file's sha256 where known, else its path."""
-    return f"{model_id}|ctx={n_ctx}|{backend}|{device}|ngl={n_gpu_layers}"
+    key = f"{model_id}|ctx={n_ctx}|{backend}|{device}|ngl={n_gpu_layers}"
+    return key if slots == 1 else f"{key}|slots={slots}"
 
 
 def process_anon_bytes(pid: int) -> int | None:

@@ -1,0 +1,125 @@
+"""The engine interface the scheduler drives: one batched decode step over many sequences.
+
+An engine holds one loaded model and one context with `n_seq_max` sequences in a
+shared KV memory. The scheduler (in `scheduler.py`) decides what goes into each
+step; the engine only runs it. llama.cpp implements this now (`llamacpp.py`) and
+the ONNX engine is meant to implement it next, so nothing here names llama.cpp.
+
+Positions are per sequence: a sequence holding tokens t[0..n) has them at
+positions 0..n-1, and the next token it evaluates goes at position n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class EngineRequestError(Exception):
+    """A request the engine refuses; `code` and `status` travel to the client."""
+
+    def __init__(
+        self,
+        message: str,
+        code: str = "invalid_request",
+        status: int = 400,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.param = param
+
+
+def error_frame(request_id: str, exc: BaseException) -> dict[str, Any]:
+    """The worker's error frame for a request: the engine's own refusal as it is, any other
+    exception as an engine failure (500)."""
+    if isinstance(exc, EngineRequestError):
+        return {
+            "type": "error",
+            "id": request_id,
+            "code": exc.code,
+            "status": exc.status,
+            "message": exc.message,
+            "param": exc.param,
+        }
+    return {
+        "type": "error",
+        "id": request_id,
+        "code": "engine_error",
+        "status": 500,
+        "message": f"engine failed: {type(exc).__name__}: {exc}",
+    }
+
+
+class KVFull(RuntimeError):
+    """The KV memory has no room for this batch; free cached sequences and try again."""
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """`tokens` of sequence `seq_id` at positions `pos`, `pos + 1`, ...; `logits`: whether
+    the last one's next-token distribution is wanted (to sample from)."""
+
+    seq_id: int
+    tokens: Sequence[int]
+    pos: int
+    logits: bool
+
+
+class TokenSampler(Protocol):
+    """One sequence's sampler chain (its own grammar, seed, biases and penalties)."""
+
+    def sample(self, output_index: int) -> int:
+        """Sample from the logits at `output_index` of the last step, and accept the token."""
+        ...
+
+
+class BatchEngine(Protocol):
+    """What the scheduler needs from an engine."""
+
+    n_ctx: int  # tokens one sequence may hold (prompt + answer)
+    n_seq_max: int  # sequences the KV memory can tell apart
+    n_batch: int  # tokens one step may carry
+    can_truncate: bool  # False for recurrent models: a sequence can only be cleared whole
+    eos_token_id: int
+    bos_token_id: int
+
+    def render_chat(self, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]: ...
+
+    def prompt_tokens(self, text: str, *, templated: bool) -> list[int]: ...
+
+    def check_context(self, n_prompt: int, param: str) -> None: ...
+
+    def piece(self, token: int) -> bytes: ...
+
+    def is_eog(self, token: int) -> bool: ...
+
+    def new_sampler(self, params: dict[str, Any]) -> TokenSampler:
+        """A sampler for one request; raises EngineRequestError for a bad grammar or schema."""
+        ...
+
+    def decode(self, entries: Sequence[BatchEntry]) -> list[int]:
+        """Run one step; return, per entry with `logits`, its output index (for `sample`).
+
+        Raises KVFull when the KV memory has no room, leaving all sequences as they were.
+        """
+        ...
+
+    def seq_clear(self, seq_id: int) -> None: ...
+
+    def seq_truncate(self, seq_id: int, n_keep: int) -> None:
+        """Keep only positions [0, n_keep) of the sequence."""
+        ...
+
+    def seq_copy(self, src: int, dst: int, n_tokens: int) -> None:
+        """Make `dst` hold the first `n_tokens` positions of `src` (dst must be empty)."""
+        ...
+
+    def seq_save(self, seq_id: int) -> bytes: ...
+
+    def seq_restore(self, seq_id: int, data: bytes) -> bool: ...
+
+    def info(self) -> dict[str, Any]: ...

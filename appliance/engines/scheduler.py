@@ -1,0 +1,411 @@
+"""Continuous batching over an engine: every step carries the next token of each decoding
+sequence plus chunks of the prompts being read, in one engine call.
+
+The worker's reader thread hands frames to `submit`; the worker's main thread runs
+`run`. Requests wait in arrival order for a slot; a slot's sequence starts from the
+longest token prefix any cached sequence holds (copied in the KV, or restored from
+the saved-state tiers), so a document or a system prompt is read once for everyone.
+A finished sequence stays in the KV as a cache entry until its sequence id or its
+cells are needed. A cancelled request leaves at the next step, during prefill as
+well as decode; a request that fails (a grammar that rejects every token, an engine
+error) fails alone.
+
+A `deterministic` request is computed as if alone: it waits until nothing else runs,
+the KV is emptied (cache entries move to the saved-state tier), nothing is reused
+and nothing joins it, so the same request always gives the same tokens.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from appliance.engines.engine import (
+    BatchEngine,
+    BatchEntry,
+    EngineRequestError,
+    KVFull,
+    error_frame,
+)
+from appliance.engines.prefix_cache import MIN_USEFUL_PREFIX, CacheEntry, PrefixIndex
+from appliance.engines.protocol import Frame
+from appliance.engines.sequence import Sequence
+from appliance.engines.state_store import StateStore
+
+Emit = Callable[[Frame], None]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: BatchEngine,
+        emit: Emit,
+        *,
+        n_slots: int,
+        states: StateStore | None = None,
+    ) -> None:
+        self.engine = engine
+        self.emit = emit
+        self.n_slots = max(1, min(n_slots, engine.n_seq_max))
+        self.states = states
+        self.inbox: queue.Queue[Frame] = queue.Queue()
+        self.waiting: deque[Sequence] = deque()
+        self.active: dict[int, Sequence] = {}
+        self.free_ids: list[int] = list(range(engine.n_seq_max - 1, -1, -1))
+        self.index = PrefixIndex()
+        self.stopping = False
+        # Counters for the heartbeat (metrics).
+        self.steps = 0
+        self.step_tokens = 0
+        self.step_sequences = 0
+        self.prompt_tokens_total = 0
+        self.cached_tokens_total = 0
+
+    # -- the reader thread's side -----------------------------------------------------------
+
+    def submit(self, frame: Frame) -> None:
+        """A generate, cancel or shutdown frame; handled in order between steps."""
+        self.inbox.put(frame)
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "slots": self.n_slots,
+            "busy": len(self.active),
+            "waiting": len(self.waiting) + self.inbox.qsize(),
+            "cache_entries": len(self.index),
+            "cache_tokens": self.index.cached_tokens(),
+            "steps": self.steps,
+            "step_tokens": self.step_tokens,
+            "step_sequences": self.step_sequences,
+            "prompt_tokens": self.prompt_tokens_total,
+            "cached_tokens": self.cached_tokens_total,
+        }
+        if self.states is not None:
+            out["states"] = self.states.stats()
+        return out
+
+    # -- the main loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self.stopping:
+            self._drain(block=not (self.active or self.waiting))
+            if self.stopping:
+                break
+            self._admit()
+            if self.active:
+                self._step()
+        self._shutdown()
+
+    def _drain(self, block: bool) -> None:
+        try:
+            frame = self.inbox.get() if block else self.inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._take(frame)
+            try:
+                frame = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _take(self, frame: Frame) -> None:
+        kind = frame.get("type")
+        request_id = str(frame.get("id"))
+        if kind == "generate":
+            seq = self._intake(request_id, frame)
+            if seq is not None:
+                self.waiting.append(seq)
+        elif kind == "cancel":
+            self._cancel(request_id)
+        elif kind == "shutdown":
+            self.stopping = True
+
+    def _intake(self, request_id: str, frame: Frame) -> Sequence | None:
+        """Tokenize and check a request; it gets its `started` frame or its error now."""
+        engine = self.engine
+        params = dict(frame.get("params") or {})
+        try:
+            reasoning_started = False
+            if frame.get("mode") == "chat":
+                text, reasoning_started = engine.render_chat(frame.get("messages") or [])
+                tokens = engine.prompt_tokens(text, templated=True)
+                param = "messages"
+            else:
+                text = str(frame.get("prompt", ""))
+                tokens = engine.prompt_tokens(text, templated=False)
+                param = "prompt"
+            if not tokens:
+                tokens = [engine.bos_token_id]
+            engine.check_context(len(tokens), param)
+            sampler = engine.new_sampler(params)
+        except Exception as exc:
+            self._error(request_id, exc)
+            return None
+        # Like llama-server, a request asking for more than the context leaves is cut at
+        # the context's end (finish_reason "length"), not refused.
+        max_tokens = min(int(params.get("max_tokens", 256)), engine.n_ctx - len(tokens))
+        self.emit(
+            {
+                "type": "started",
+                "id": request_id,
+                "prompt_tokens": len(tokens),
+                "reasoning_started": reasoning_started,
+            }
+        )
+        return Sequence(
+            request_id=request_id,
+            prompt=tokens,
+            params=params,
+            max_tokens=max(max_tokens, 1),
+            sampler=sampler,
+            deterministic=bool(params.get("deterministic")),
+        )
+
+    def _cancel(self, request_id: str) -> None:
+        for seq in self.waiting:
+            if seq.request_id == request_id:
+                self.waiting.remove(seq)
+                seq.finish("cancelled")
+                self._done_frame(seq)
+                return
+        for seq in list(self.active.values()):
+            if seq.request_id == request_id:
+                seq.finish("cancelled")
+                self._release(seq)
+                return
+
+    # -- admission --------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        while self.waiting and len(self.active) < self.n_slots:
+            seq = self.waiting[0]
+            if seq.deterministic and self.active:
+                return  # it runs alone: wait for the others to finish
+            if any(s.deterministic for s in self.active.values()):
+                return  # nothing joins a deterministic request
+            self.waiting.popleft()
+            try:
+                self._place(seq)
+            except Exception as exc:
+                self._error(seq.request_id, exc)
+                continue
+            seq.state = "prefill"
+            seq.started_at = time.monotonic()
+            self.active[seq.seq_id] = seq
+            self.prompt_tokens_total += len(seq.prompt)
+            self.cached_tokens_total += seq.cached_tokens
+
+    def _place(self, seq: Sequence) -> None:
+        """Give `seq` a sequence id, holding the longest cached prefix of its prompt."""
+        engine = self.engine
+        now = time.monotonic()
+        if seq.deterministic:
+            for old in list(self.index.entries.values()):
+                self.free_ids.append(self._evict(old))
+            seq.seq_id = self._free_id()
+            return
+        usable = len(seq.prompt) - 1  # the last prompt token is always evaluated
+        entry: CacheEntry | None = None
+        n = 0
+        if engine.can_truncate:
+            entry, n = self.index.best(seq.prompt)
+            n = min(n, usable)
+        if self.states is not None and engine.can_truncate:
+            saved, m = self.states.best(seq.prompt)
+            m = min(m, usable)
+            if saved is not None and m >= MIN_USEFUL_PREFIX and m > n + MIN_USEFUL_PREFIX:
+                data = self.states.load(saved)
+                if data is not None and self._restore(seq, data, m):
+                    return
+        if entry is not None and n > 0:
+            entry.hits += 1
+            entry.last_used = now
+            if n >= len(entry.tokens) or not self._can_free(keep=entry.seq_id):
+                # The new request extends the whole entry: take its sequence over.
+                self.index.remove(entry.seq_id)
+                engine.seq_truncate(entry.seq_id, n)
+                seq.seq_id = entry.seq_id
+            else:
+                seq.seq_id = self._free_id(keep=entry.seq_id)
+                engine.seq_copy(entry.seq_id, seq.seq_id, n)
+            seq.n_past = seq.cached_tokens = n
+            return
+        seq.seq_id = self._free_id()
+
+    def _restore(self, seq: Sequence, data: bytes, n: int) -> bool:
+        for _ in range(2):
+            seq_id = self._free_id()
+            if self.engine.seq_restore(seq_id, data):
+                self.engine.seq_truncate(seq_id, n)
+                seq.seq_id = seq_id
+                seq.n_past = seq.cached_tokens = n
+                return True
+            self.free_ids.append(seq_id)
+            victim = self.index.victim(time.monotonic())
+            if victim is None:
+                return False
+            self.free_ids.append(self._evict(victim, save=False))
+        return False
+
+    def _can_free(self, keep: int | None = None) -> bool:
+        return bool(self.free_ids) or any(e.seq_id != keep for e in self.index.entries.values())
+
+    def _free_id(self, keep: int | None = None) -> int:
+        if self.free_ids:
+            return self.free_ids.pop()
+        victim = self.index.victim(time.monotonic(), keep=keep)
+        if victim is None:
+            raise RuntimeError("no free sequence: more active sequences than the engine holds")
+        return self._evict(victim)
+
+    def _evict(self, entry: CacheEntry, save: bool = True) -> int:
+        """Drop a cache entry from the KV (its state saved below when worth it)."""
+        self.index.remove(entry.seq_id)
+        if save and self.states is not None and len(entry.tokens) >= MIN_USEFUL_PREFIX:
+            try:
+                self.states.put(entry.tokens, self.engine.seq_save(entry.seq_id))
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+        self.engine.seq_clear(entry.seq_id)
+        return entry.seq_id
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _build(self) -> list[tuple[Sequence, BatchEntry]]:
+        batch: list[tuple[Sequence, BatchEntry]] = []
+        budget = self.engine.n_batch
+        for seq in self.active.values():
+            if seq.state == "decode":
+                batch.append((seq, BatchEntry(seq.seq_id, seq.next_chunk(1), seq.n_past, True)))
+                budget -= 1
+        for seq in sorted(self.active.values(), key=lambda s: s.started_at):
+            if seq.state != "prefill" or budget <= 0:
+                continue
+            chunk = seq.next_chunk(budget)
+            last = seq.n_past + len(chunk) >= len(seq.prompt)
+            batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, last)))
+            budget -= len(chunk)
+        return batch
+
+    def _decode(self, batch: list[tuple[Sequence, BatchEntry]]) -> list[int] | None:
+        """Run the step, making room in the KV when it is full; None when it failed."""
+        while batch:
+            try:
+                return self.engine.decode([entry for _, entry in batch])
+            except KVFull:
+                victim = self.index.victim(time.monotonic())
+                if victim is not None:
+                    self.free_ids.append(self._evict(victim))
+                    continue
+                # Nothing cached is left to drop: the newest prompt waits for room.
+                seq, _ = batch.pop()
+                self._fail(
+                    seq,
+                    EngineRequestError(
+                        "the model's KV memory is full; retry the request",
+                        code="kv_cache_full",
+                        status=503,
+                    ),
+                )
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                for seq, _ in batch:
+                    self._fail(seq, exc)
+                return None
+        return None
+
+    def _step(self) -> None:
+        batch = self._build()
+        if not batch:
+            return
+        outputs = self._decode(batch)
+        if outputs is None:
+            return
+        self.steps += 1
+        self.step_tokens += sum(len(entry.tokens) for _, entry in batch)
+        self.step_sequences += len(batch)
+        out = iter(outputs)
+        for seq, entry in batch:
+            due = seq.evaluated(len(entry.tokens))
+            if not entry.logits:
+                continue
+            index = next(out)
+            if not due or seq.state == "done":
+                continue
+            try:
+                assert seq.sampler is not None
+                token = seq.sampler.sample(index)
+                text = seq.accept(token, self.engine.piece(token), self.engine.is_eog(token))
+            except Exception as exc:
+                self._fail(seq, exc)
+                continue
+            if text:
+                self.emit({"type": "token", "id": seq.request_id, "text": text})
+            if seq.state == "done":
+                self._release(seq)
+
+    # -- endings ----------------------------------------------------------------------------
+
+    def _done_frame(self, seq: Sequence) -> None:
+        now = time.monotonic()
+        prompt_end = seq.prompt_done_at or now
+        self.emit(
+            {
+                "type": "done",
+                "id": seq.request_id,
+                "finish_reason": seq.finish_reason,
+                "prompt_tokens": len(seq.prompt),
+                "completion_tokens": seq.generated,
+                "cached_tokens": seq.cached_tokens,
+                "prompt_s": round(max(prompt_end - (seq.started_at or now), 0.0), 6),
+                "decode_s": round(max(now - prompt_end, 0.0), 6) if seq.prompt_done_at else 0.0,
+                "queued_s": round(max((seq.started_at or now) - seq.submitted_at, 0.0), 6),
+            }
+        )
+
+    def _release(self, seq: Sequence, keep: bool = True) -> None:
+        """End an active sequence: its KV stays as a cache entry when it can serve again."""
+        if seq.state != "done":
+            seq.finish("cancelled")
+        if seq.finish_reason != "error":
+            self._done_frame(seq)
+        self.active.pop(seq.seq_id, None)
+        if keep and self.engine.can_truncate and seq.n_past > 0:
+            self.index.add(seq.seq_id, seq.kv_tokens, time.monotonic())
+        else:
+            self.engine.seq_clear(seq.seq_id)
+            self.free_ids.append(seq.seq_id)
+
+    def _fail(self, seq: Sequence, exc: BaseException) -> None:
+        self._error(seq.request_id, exc)
+        seq.finish("error")
+        if seq.seq_id in self.active:
+            self._release(seq, keep=False)
+
+    def _error(self, request_id: str, exc: BaseException) -> None:
+        if not isinstance(exc, EngineRequestError):
+            traceback.print_exc(file=sys.stderr)
+        self.emit(error_frame(request_id, exc))
+
+    def _shutdown(self) -> None:
+        """The worker is stopping: end what is left, keep the cache on disk."""
+        for seq in list(self.waiting):
+            self._error(
+                seq.request_id,
+                EngineRequestError("the model is being unloaded", "model_unloaded", 503),
+            )
+        self.waiting.clear()
+        for seq in list(self.active.values()):
+            self._fail(
+                seq, EngineRequestError("the model is being unloaded", "model_unloaded", 503)
+            )
+        if self.states is None:
+            return
+        for entry in sorted(self.index.entries.values(), key=lambda e: -e.last_used):
+            self._evict(entry)
+        self.states.flush()

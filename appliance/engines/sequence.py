@@ -1,0 +1,83 @@
+"""One request being served: its tokens, where it stands in the KV, and its text so far.
+
+Pure bookkeeping, no engine calls: the scheduler moves a sequence from waiting to
+prefill (reading its prompt in chunks) to decode (one token a step) to done, and
+asks it what to feed next and what a sampled token means.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.engines.engine import TokenSampler
+from appliance.engines.stopping import StopBuffer
+
+
+@dataclass
+class Sequence:
+    request_id: str
+    prompt: list[int]
+    params: dict[str, Any]
+    max_tokens: int
+    sampler: TokenSampler | None = None
+    deterministic: bool = False
+    seq_id: int = -1
+    tokens: list[int] = field(default_factory=list)  # prompt + sampled tokens, in order
+    n_past: int = 0  # tokens of `tokens` already in the KV
+    cached_tokens: int = 0
+    generated: int = 0
+    state: str = "waiting"  # waiting | prefill | decode | done
+    finish_reason: str = "length"
+    submitted_at: float = field(default_factory=time.monotonic)
+    started_at: float = 0.0
+    prompt_done_at: float = 0.0
+    stops: StopBuffer = field(default_factory=StopBuffer)
+
+    def __post_init__(self) -> None:
+        self.tokens = list(self.prompt)
+        self.stops = StopBuffer(tuple(self.params.get("stop") or ()))
+
+    @property
+    def prefilling(self) -> bool:
+        return self.state == "prefill"
+
+    def next_chunk(self, budget: int) -> list[int]:
+        """Tokens to evaluate in this step: a prompt chunk, or the last sampled token."""
+        return self.tokens[self.n_past : self.n_past + max(budget, 0)]
+
+    def evaluated(self, n: int) -> bool:
+        """`n` more tokens are in the KV; True when the model's next token is now due."""
+        self.n_past += n
+        if self.state == "prefill" and self.n_past >= len(self.prompt):
+            self.state = "decode"
+            self.prompt_done_at = time.monotonic()
+        return self.n_past == len(self.tokens)
+
+    def accept(self, token: int, piece: bytes, is_eog: bool) -> str:
+        """Take one sampled token; return the text now safe to send (may be empty)."""
+        self.generated += 1
+        if is_eog and not self.params.get("ignore_eos"):
+            self.finish("stop")
+            return self.stops.flush()
+        text = self.stops.feed(piece)
+        if self.stops.stopped:
+            self.finish("stop")
+            return text
+        if self.generated >= self.max_tokens:
+            self.finish("length")
+        else:
+            self.tokens.append(token)
+        if self.state == "done":
+            text += self.stops.flush()
+        return text
+
+    def finish(self, reason: str) -> None:
+        self.state = "done"
+        self.finish_reason = reason
+
+    @property
+    def kv_tokens(self) -> list[int]:
+        """The tokens the KV holds for this sequence (what a cache entry can offer)."""
+        return self.tokens[: self.n_past]

@@ -1,0 +1,290 @@
+"""Continuous batching through the real daemon and the official `openai` client:
+concurrent streams, admission (429), cancellation, grammar per sequence, the prefix
+cache across users and across a demotion, and deterministic requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from appliance.tiny_model import TinyModelSpec, write_tiny_gguf
+from tests.conftest import write_catalog
+from tests.daemon import Daemon, start_daemon, wait_for
+
+DOC = " ".join(f"line {i} of the shared document says the same thing again." for i in range(10))
+
+
+@pytest.fixture(scope="module")
+def batch_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("batching")
+    twin = write_tiny_gguf(home / "twin.gguf", TinyModelSpec(seed=7))
+    extra = f'''
+[models.batch]
+source = "{models_dir / "tiny.gguf"}"
+context = 1024
+parallel = 4
+keep_alive = "forever"
+
+[models.twin]
+source = "{twin}"
+context = 1024
+parallel = 4
+
+[models.one]
+source = "{models_dir / "slow.gguf"}"
+context = 4096
+parallel = 1
+max_queue = 1
+'''
+    catalog = write_catalog(home / "catalog.toml", models_dir, extra)
+    d = start_daemon(home, catalog)
+    yield d
+    d.stop()
+
+
+def client(d: Daemon) -> openai.OpenAI:
+    return openai.OpenAI(base_url=d.v1, api_key="x", max_retries=0, timeout=120)
+
+
+def ask(d: Daemon, model: str, content: str, **kw: Any) -> Any:
+    kw.setdefault("max_tokens", 8)
+    kw.setdefault("temperature", 0)
+    return client(d).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": content}], **kw
+    )
+
+
+def test_concurrent_streams_all_complete_with_usage(batch_daemon: Daemon) -> None:
+    def one(i: int) -> tuple[int, int, str | None, int]:
+        stream = client(batch_daemon).chat.completions.create(
+            model="batch",
+            messages=[{"role": "user", "content": f"stream number {i}"}],
+            max_tokens=24,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
+        pieces = 0
+        finish = None
+        usage = None
+        for chunk in stream:
+            if chunk.choices:
+                if chunk.choices[0].delta.content:
+                    pieces += 1
+                finish = chunk.choices[0].finish_reason or finish
+            if chunk.usage is not None:
+                usage = chunk.usage
+        assert usage is not None
+        return usage.completion_tokens, usage.prompt_tokens, finish, pieces
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    for completion, prompt, finish, pieces in results:
+        assert completion == 24 and finish == "length"
+        assert prompt > 0 and pieces > 0
+    info = batch_daemon.model("batch")
+    assert info["slots"] == 4
+    stats = info["prompt_cache"]
+    wait_for(lambda: batch_daemon.model("batch")["prompt_cache"].get("steps", 0) > 0)
+    stats = batch_daemon.model("batch")["prompt_cache"]
+    # Sequences shared steps: more sequences than steps were decoded.
+    assert stats["step_sequences"] > stats["steps"]
+
+
+def test_grammar_holds_per_sequence_beside_free_text(batch_daemon: Daemon) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+
+    def constrained(i: int) -> str:
+        r = ask(
+            batch_daemon,
+            "batch",
+            f"json please {i}",
+            max_tokens=60,
+            temperature=0.8,
+            seed=i,
+            response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
+        )
+        return str(r.choices[0].message.content)
+
+    def free(i: int) -> str:
+        r = ask(batch_daemon, "batch", f"anything {i}", max_tokens=40, temperature=1.0, seed=i)
+        return str(r.choices[0].message.content)
+
+    with ThreadPoolExecutor(6) as pool:
+        json_futures = [pool.submit(constrained, i) for i in range(3)]
+        free_futures = [pool.submit(free, i) for i in range(3)]
+        texts = [f.result() for f in json_futures]
+        for f in free_futures:
+            f.result()
+    for text in texts:
+        value = json.loads(text)
+        assert set(value) == {"n"} and isinstance(value["n"], int)
+
+
+def test_requests_past_the_queue_get_429_at_once(batch_daemon: Daemon) -> None:
+    ask(batch_daemon, "one", "load", max_tokens=1)  # loaded: 1 slot, 1 queued at most
+    body = {
+        "model": "one",
+        "messages": [{"role": "user", "content": "long"}],
+        "max_tokens": 100000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    streams = []
+    try:
+        for _ in range(2):  # one running, one waiting
+            cm = httpx.stream("POST", batch_daemon.v1 + "/chat/completions", json=body, timeout=60)
+            r = cm.__enter__()
+            assert r.status_code == 200
+            streams.append(cm)
+        started = time.monotonic()
+        r3 = httpx.post(batch_daemon.v1 + "/chat/completions", json=body, timeout=30)
+        assert time.monotonic() - started < 5
+        assert r3.status_code == 429
+        assert r3.headers["Retry-After"] == "1"
+        error = r3.json()["error"]
+        assert error["code"] == "model_busy" and "busy" in error["message"]
+        with pytest.raises(openai.RateLimitError):
+            ask(batch_daemon, "one", "again", max_tokens=1)
+    finally:
+        for cm in streams:
+            cm.__exit__(None, None, None)
+    wait_for(lambda: batch_daemon.model("one")["active_requests"] == 0, timeout=10)
+    assert ask(batch_daemon, "one", "after", max_tokens=2).choices
+
+
+def _next_request_starts_fast(d: Daemon) -> float:
+    wait_for(lambda: d.model("one")["active_requests"] == 0, timeout=10)
+    started = time.monotonic()
+    stream = client(d).chat.completions.create(
+        model="one", messages=[{"role": "user", "content": "next"}], max_tokens=2, stream=True
+    )
+    next(iter(stream))
+    ttft = time.monotonic() - started
+    for _ in stream:
+        pass
+    return ttft
+
+
+def test_disconnect_during_decode_frees_the_slot(batch_daemon: Daemon) -> None:
+    ask(batch_daemon, "one", "load", max_tokens=1)
+    body = {
+        "model": "one",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 100000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    with httpx.stream("POST", batch_daemon.v1 + "/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        for _ in range(5):
+            next(lines)
+    assert _next_request_starts_fast(batch_daemon) < 1.5
+
+
+def test_disconnect_of_a_non_streaming_request_frees_the_slot(batch_daemon: Daemon) -> None:
+    ask(batch_daemon, "one", "load", max_tokens=1)
+    body = {
+        "model": "one",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 100000,
+        "ignore_eos": True,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(batch_daemon.v1 + "/chat/completions", json=body, timeout=1.0)
+    assert _next_request_starts_fast(batch_daemon) < 1.5
+
+
+def test_disconnect_during_prefill_frees_the_slot(batch_daemon: Daemon) -> None:
+    ask(batch_daemon, "one", "load", max_tokens=1)
+    long_prompt = "the of and to in " * 550  # about 3850 tokens
+    body = {
+        "model": "one",
+        "messages": [{"role": "user", "content": long_prompt}],
+        "max_tokens": 100000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    with httpx.stream("POST", batch_daemon.v1 + "/chat/completions", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        first = next(lines)  # the role chunk: headers are out, the prompt is being read
+        assert first.startswith("data:")
+    ttft = _next_request_starts_fast(batch_daemon)
+    assert ttft < 1.5
+    # The cancelled request's partial prompt is counted as read, not answered.
+    assert batch_daemon.model("one")["active_requests"] == 0
+
+
+def test_prefix_cache_hits_across_users(batch_daemon: Daemon) -> None:
+    first = ask(batch_daemon, "batch", DOC + " question one?")
+    assert first.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens // 2
+
+    def other(i: int) -> None:
+        ask(batch_daemon, "batch", f"another user, another topic {i} " * 5)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(other, range(4)))
+    again = ask(batch_daemon, "batch", DOC + " question two?")
+    cached = again.usage.prompt_tokens_details.cached_tokens
+    assert (
+        cached >= again.usage.prompt_tokens - 24
+    )  # all but the new question and the template's end
+
+
+def test_prefix_cache_survives_a_demote_promote_round_trip(batch_daemon: Daemon) -> None:
+    doc = DOC.replace("says", "tells")
+    ask(batch_daemon, "batch", doc + " before?")
+    pid = batch_daemon.model("batch")["pid"]
+    r = batch_daemon.post("/admin/models/batch/tier", json={"tier": "cold"})
+    assert r.status_code == 200, r.text
+    assert batch_daemon.model("batch")["tier"] == "cold"
+    after = ask(batch_daemon, "batch", doc + " after?")
+    assert batch_daemon.model("batch")["pid"] != pid
+    assert after.usage.prompt_tokens_details.cached_tokens >= after.usage.prompt_tokens - 24
+    # Another file never gets that state, even with the very same tokens.
+    twin = ask(batch_daemon, "twin", doc + " after?")
+    assert twin.usage.prompt_tokens_details.cached_tokens == 0
+
+
+def test_deterministic_requests_repeat_alone_under_load_and_after_cache_hits(
+    batch_daemon: Daemon,
+) -> None:
+    prompt = DOC + " deterministic?"
+    kw: dict[str, Any] = {"max_tokens": 40, "temperature": 0, "extra_body": {"deterministic": True}}
+    alone = ask(batch_daemon, "batch", prompt, **kw).choices[0].message.content
+    ask(batch_daemon, "batch", prompt, max_tokens=4)  # now the prompt is cached
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            ask(batch_daemon, "batch", DOC + " noise", max_tokens=16, temperature=1.0)
+
+    with ThreadPoolExecutor(3) as pool:
+        noise = [pool.submit(load) for _ in range(2)]
+        try:
+            under_load = [
+                ask(batch_daemon, "batch", prompt, **kw).choices[0].message.content
+                for _ in range(3)
+            ]
+        finally:
+            stop.set()
+        for f in noise:
+            f.result()
+    assert under_load == [alone] * 3
+    r = ask(batch_daemon, "batch", prompt, **kw)
+    assert r.usage.prompt_tokens_details.cached_tokens == 0

@@ -1,0 +1,295 @@
+"""The scheduler over a fake engine: batching, prefix reuse, cancellation, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from appliance.engines.protocol import Frame
+from appliance.engines.scheduler import Scheduler
+from appliance.engines.state_store import StateStore
+from tests.engines.fake_engine import FakeEngine
+
+
+class Run:
+    def __init__(self, engine: FakeEngine | None = None, slots: int = 2, **kw: Any) -> None:
+        self.engine = engine or FakeEngine()
+        self.frames: list[Frame] = []
+        self.scheduler = Scheduler(self.engine, self.frames.append, n_slots=slots, **kw)
+
+    def submit(self, request_id: str, prompt: list[int], **params: Any) -> None:
+        params.setdefault("max_tokens", 4)
+        self.scheduler.submit(
+            {
+                "type": "generate",
+                "id": request_id,
+                "mode": "completion",
+                "prompt": " ".join(map(str, prompt)),
+                "params": params,
+            }
+        )
+
+    def until_idle(self, limit: int = 500) -> None:
+        s = self.scheduler
+        for _ in range(limit):
+            s._drain(block=False)
+            s._admit()
+            if not s.active and not s.waiting and s.inbox.empty():
+                return
+            s._step()
+        raise AssertionError("the scheduler did not finish")
+
+    def of(self, request_id: str, kind: str) -> list[Frame]:
+        return [f for f in self.frames if f["id"] == request_id and f["type"] == kind]
+
+    def text(self, request_id: str) -> str:
+        return "".join(f["text"] for f in self.of(request_id, "token"))
+
+    def done(self, request_id: str) -> Frame:
+        (frame,) = self.of(request_id, "done")
+        return frame
+
+
+def test_concurrent_requests_share_steps_and_each_gets_its_own_answer() -> None:
+    run = Run(slots=3)
+    run.submit("a", [10, 11, 12])
+    run.submit("b", [20, 21])
+    run.submit("c", [30])
+    run.until_idle()
+    assert run.text("a") == "<13><14><15><16>"
+    assert run.text("b") == "<22><23><24><25>"
+    assert run.text("c") == "<31><32><33><34>"
+    for rid, n in (("a", 3), ("b", 2), ("c", 1)):
+        done = run.done(rid)
+        assert (done["prompt_tokens"], done["completion_tokens"]) == (n, 4)
+        assert done["finish_reason"] == "length"
+    # After the prompts, one step carries the next token of all three sequences.
+    assert max(len(step) for step in run.engine.steps) == 3
+
+
+def test_requests_beyond_the_slots_wait_then_run() -> None:
+    run = Run(slots=1)
+    run.submit("a", [5])
+    run.submit("b", [7])
+    run.scheduler._drain(block=False)
+    run.scheduler._admit()
+    assert len(run.scheduler.active) == 1 and len(run.scheduler.waiting) == 1
+    # Both got their started frame at once: clients get headers while they wait.
+    assert [f["id"] for f in run.frames if f["type"] == "started"] == ["a", "b"]
+    run.until_idle()
+    assert run.text("b") == "<8><9><10><11>"
+    assert run.done("b")["queued_s"] >= 0
+
+
+def test_end_of_sequence_stops_with_reason_stop() -> None:
+    run = Run(engine=FakeEngine(n_vocab=50))
+    run.submit("a", [47], max_tokens=10)
+    run.until_idle()
+    assert run.text("a") == "<48><49>"  # then 0, the end-of-sequence token
+    assert run.done("a")["finish_reason"] == "stop"
+    assert run.done("a")["completion_tokens"] == 3
+
+
+def test_stop_string_ends_the_answer_without_leaking() -> None:
+    run = Run()
+    run.submit("a", [3], max_tokens=10, stop=["<6>"])
+    run.until_idle()
+    assert run.text("a") == "<4><5>"
+    assert run.done("a")["finish_reason"] == "stop"
+
+
+def test_long_prompt_is_read_in_chunks_while_others_decode() -> None:
+    engine = FakeEngine()
+    run = Run(engine=engine, slots=2)
+    run.submit("short", [2], max_tokens=8)
+    run.scheduler._drain(block=False)
+    run.scheduler._admit()
+    run.scheduler._step()  # short's prompt
+    run.submit("long", list(range(1, 41)), max_tokens=2)
+    run.until_idle()
+    # Every step with the long prompt also carried short's next token, within n_batch.
+    mixed = [s for s in engine.steps if len(s) == 2]
+    assert mixed, "prefill chunks and decode tokens never shared a step"
+    assert all(sum(len(e.tokens) for e in s) <= engine.n_batch for s in engine.steps)
+    assert run.text("long") == "<41><42>"
+    assert run.text("short") == "".join(f"<{t}>" for t in range(3, 11))
+
+
+def test_prefix_is_reused_across_requests_and_users() -> None:
+    engine = FakeEngine()
+    run = Run(engine=engine, slots=2)
+    doc = list(range(1, 31))
+    run.submit("first", [*doc, 40])
+    run.until_idle()
+    assert run.done("first")["cached_tokens"] == 0
+    run.submit("other", [5, 6, 7])  # another user in between
+    run.until_idle()
+    run.submit("again", [*doc, 41])
+    run.until_idle()
+    assert run.done("again")["cached_tokens"] == 30
+    assert run.text("again") == "<42><43><44><45>"
+
+
+def test_identical_prompt_reevaluates_only_its_last_token() -> None:
+    run = Run()
+    prompt = list(range(1, 21))
+    run.submit("a", prompt)
+    run.until_idle()
+    run.submit("b", prompt)
+    run.until_idle()
+    assert run.done("b")["cached_tokens"] == 19
+    assert run.text("a") == run.text("b")
+
+
+def test_cache_entry_is_copied_when_it_holds_more_than_is_shared() -> None:
+    engine = FakeEngine()
+    run = Run(engine=engine, slots=2)
+    doc = list(range(1, 31))
+    run.submit("a", [*doc, 40, 41, 42])
+    run.until_idle()
+    run.submit("b", [*doc, 7])
+    run.until_idle()
+    assert run.done("b")["cached_tokens"] == 30
+    assert engine.copies and engine.copies[-1][2] == 30
+    # a's entry still holds its whole sequence: a third request can use all of it.
+    run.submit("c", [*doc, 40, 41, 42, 43, 44])
+    run.until_idle()
+    assert run.done("c")["cached_tokens"] >= 33
+
+
+def test_cancel_during_prefill_and_decode_frees_the_slot() -> None:
+    engine = FakeEngine()
+    run = Run(engine=engine, slots=1)
+    run.submit("long", list(range(1, 50)), max_tokens=50)
+    run.scheduler._drain(block=False)
+    run.scheduler._admit()
+    run.scheduler._step()  # first chunk of the prompt only
+    assert run.scheduler.active
+    run.scheduler.submit({"type": "cancel", "id": "long"})
+    run.submit("next", [3])
+    run.until_idle()
+    assert run.done("long")["finish_reason"] == "cancelled"
+    assert run.text("next") == "<4><5><6><7>"
+    run.submit("decoding", [9], max_tokens=50)
+    run.scheduler._drain(block=False)
+    run.scheduler._admit()
+    for _ in range(3):
+        run.scheduler._step()
+    run.scheduler.submit({"type": "cancel", "id": "decoding"})
+    run.until_idle()
+    done = run.done("decoding")
+    assert done["finish_reason"] == "cancelled" and 0 < done["completion_tokens"] < 50
+
+
+def test_cancel_while_waiting_answers_at_once() -> None:
+    run = Run(slots=1)
+    run.submit("a", [1], max_tokens=30)
+    run.submit("b", [2])
+    run.scheduler._drain(block=False)
+    run.scheduler._admit()
+    run.scheduler.submit({"type": "cancel", "id": "b"})
+    run.scheduler._drain(block=False)
+    assert run.done("b")["finish_reason"] == "cancelled"
+    assert run.done("b")["completion_tokens"] == 0
+
+
+def test_a_failing_sequence_fails_alone() -> None:
+    run = Run(slots=3)
+    run.submit("ok1", [10])
+    run.submit("bad", [20], fail_sampling=True)
+    run.submit("ok2", [30])
+    run.until_idle()
+    (error,) = run.of("bad", "error")
+    assert error["code"] == "engine_error" and "grammar" in error["message"]
+    assert not run.of("bad", "done")
+    assert run.text("ok1") == "<11><12><13><14>"
+    assert run.text("ok2") == "<31><32><33><34>"
+
+
+def test_bad_request_is_refused_before_it_starts() -> None:
+    run = Run()
+    run.submit("schema", [1], bad_grammar=True)
+    run.submit("long", list(range(1, 70)))
+    run.until_idle()
+    assert run.of("schema", "error")[0]["status"] == 400
+    assert run.of("long", "error")[0]["code"] == "context_length_exceeded"
+    assert not run.of("schema", "started") and not run.of("long", "started")
+
+
+def test_full_kv_drops_cache_entries_first() -> None:
+    engine = FakeEngine(n_seq_max=6, capacity=60)
+    run = Run(engine=engine, slots=1)
+    run.submit("a", list(range(1, 30)))
+    run.until_idle()
+    assert run.scheduler.index.entries
+    run.submit("b", [5] * 30)
+    run.until_idle()
+    assert run.text("b") == "<6><7><8><9>"
+    assert not run.of("b", "error")
+
+
+def test_deterministic_request_runs_alone_without_cache() -> None:
+    engine = FakeEngine()
+    run = Run(engine=engine, slots=3)
+    doc = list(range(1, 21))
+    run.submit("warm", doc)
+    run.until_idle()
+    run.submit("other", [7], max_tokens=20)
+    run.submit("det", doc, deterministic=True)
+    run.submit("after", [9])
+    s = run.scheduler
+    saw_det = False
+    for _ in range(500):
+        s._drain(block=False)
+        s._admit()
+        if any(q.deterministic for q in s.active.values()):
+            saw_det = True
+            assert len(s.active) == 1, "a deterministic request shared its steps"
+            assert not s.index.entries, "the KV still held other sequences"
+        if not s.active and not s.waiting:
+            break
+        s._step()
+    assert saw_det
+    assert run.done("det")["cached_tokens"] == 0
+    assert run.text("det") == run.text("warm")
+    assert run.text("after") == "<10><11><12><13>"
+
+
+def test_states_saved_on_eviction_are_restored(tmp_path: Path) -> None:
+    engine = FakeEngine(n_seq_max=2, capacity=400)
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    run = Run(engine=engine, slots=1, states=states)
+    doc = list(range(1, 31))
+    run.submit("doc", [*doc, 40])
+    run.until_idle()
+    for i in range(3):  # push the doc's entry out of the KV
+        run.submit(f"o{i}", [i + 2] * 40)
+        run.until_idle()
+    assert all(e.tokens[:30] != doc for e in run.scheduler.index.entries.values())
+    assert any(s.tokens[:30] == doc for s in states.states)
+    run.submit("again", [*doc, 41])
+    run.until_idle()
+    assert run.done("again")["cached_tokens"] == 30
+
+
+def test_shutdown_keeps_the_cache_on_disk(tmp_path: Path) -> None:
+    key = "model|ctx=64"
+    engine = FakeEngine()
+    run = Run(engine=engine, states=StateStore(key, 1 << 20, tmp_path, 1 << 20))
+    doc = list(range(1, 31))
+    run.submit("doc", [*doc, 40])
+    run.until_idle()
+    run.scheduler.submit({"type": "shutdown", "id": None})
+    run.scheduler.run()
+    # A new worker (fresh engine, empty KV) starts from the saved state.
+    engine2 = FakeEngine()
+    run2 = Run(engine=engine2, states=StateStore(key, 1 << 20, tmp_path, 1 << 20))
+    run2.submit("again", [*doc, 41])
+    run2.until_idle()
+    assert run2.done("again")["cached_tokens"] == 30
+    assert run2.text("again") == "<42><43><44><45>"
+    # Another model's key sees none of it.
+    run3 = Run(engine=FakeEngine(), states=StateStore("other|ctx=64", 1 << 20, tmp_path, 1 << 20))
+    run3.submit("x", [*doc, 41])
+    run3.until_idle()
+    assert run3.done("x")["cached_tokens"] == 0

@@ -1,0 +1,83 @@
+"""Saved sequence states: RAM cap, spill to disk, keys, damaged files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.engines.state_store import StateStore, key_dir_name
+
+
+def test_ram_tier_keeps_under_its_cap_and_spills_oldest_to_disk(tmp_path: Path) -> None:
+    store = StateStore("k", ram_bytes=250, disk_dir=tmp_path, disk_bytes=10_000)
+    store.put([1, 2, 3], b"a" * 100)
+    store.put([4, 5, 6], b"b" * 100)
+    store.put([7, 8, 9], b"c" * 100)
+    assert store.ram_used <= 250
+    assert store.disk_used == 100
+    state, n = store.best([1, 2, 3, 0])
+    assert state is not None and n == 3
+    assert state.data is None and state.path is not None
+    assert store.load(state) == b"a" * 100
+
+
+def test_no_disk_tier_drops_what_ram_cannot_hold() -> None:
+    store = StateStore("k", ram_bytes=150)
+    store.put([1], b"a" * 100)
+    store.put([2], b"b" * 100)
+    assert [s.tokens for s in store.states] == [[2]]
+    store.put([3], b"c" * 1000)  # over the whole cap: not kept
+    assert [s.tokens for s in store.states] == [[2]]
+
+
+def test_a_longer_state_supersedes_its_prefix() -> None:
+    store = StateStore("k", ram_bytes=10_000)
+    store.put([1, 2], b"x" * 10)
+    store.put([1, 2, 3], b"y" * 10)
+    assert [s.tokens for s in store.states] == [[1, 2, 3]]
+    store.put([1, 2], b"z" * 10)  # held already by the longer one
+    assert [s.tokens for s in store.states] == [[1, 2, 3]]
+
+
+def test_disk_states_survive_a_restart_only_under_their_key(tmp_path: Path) -> None:
+    store = StateStore("model-a|ctx=512", 1000, tmp_path, 10_000)
+    store.put([1, 2, 3], b"state-a")
+    store.flush()
+    again = StateStore("model-a|ctx=512", 1000, tmp_path, 10_000)
+    state, n = again.best([1, 2, 3])
+    assert state is not None and n == 3 and again.load(state) == b"state-a"
+    other = StateStore("model-a|ctx=1024", 1000, tmp_path, 10_000)
+    assert other.best([1, 2, 3]) == (None, 0)
+
+
+def test_a_file_copied_under_another_key_is_refused(tmp_path: Path) -> None:
+    store = StateStore("model-a", 1000, tmp_path, 10_000)
+    store.put([1, 2, 3], b"state-a")
+    store.flush()
+    (src,) = (tmp_path / key_dir_name("model-a")).glob("*.state")
+    dst_dir = tmp_path / key_dir_name("model-b")
+    dst_dir.mkdir()
+    (dst_dir / src.name).write_bytes(src.read_bytes())
+    other = StateStore("model-b", 1000, tmp_path, 10_000)
+    assert other.states == []
+    assert not list(dst_dir.glob("*.state"))  # removed, not kept around
+
+
+def test_damaged_state_file_is_dropped_not_restored(tmp_path: Path) -> None:
+    store = StateStore("k", 1000, tmp_path, 10_000)
+    store.put([1, 2, 3], b"0123456789")
+    store.flush()
+    (path,) = (tmp_path / key_dir_name("k")).glob("*.state")
+    path.write_bytes(path.read_bytes()[:-3] + b"xyz")  # same size, other bytes
+    again = StateStore("k", 1000, tmp_path, 10_000)
+    state, _ = again.best([1, 2, 3])
+    assert state is not None
+    assert again.load(state) is None
+    assert again.states == [] and not path.exists()
+
+
+def test_disk_tier_keeps_under_its_cap(tmp_path: Path) -> None:
+    store = StateStore("k", ram_bytes=100, disk_dir=tmp_path, disk_bytes=250)
+    for i in range(6):
+        store.put([i, i, i], bytes([i]) * 100)
+    assert store.disk_used <= 250
+    assert store.ram_used <= 100
