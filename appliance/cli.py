@@ -260,6 +260,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             fmt_bytes(m["hot_bytes"]) if m["tier"] == "hot" else fmt_bytes(m["resident_bytes"]),
             str(m["pid"] or "-"),
             str(m["active_requests"]),
+            f"{m.get('slots_busy') or 0}/{m['slots']}" if m.get("slots") else "-",
             str(m["queue_depth"]),
             "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:g}s",
         ]
@@ -274,6 +275,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         "MEMORY",
         "PID",
         "ACTIVE",
+        "SLOTS",
         "QUEUED",
         "KEEP ALIVE",
     ]

@@ -64,6 +64,14 @@ def fmt_ms(ms: Any) -> str:
     return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
 
 
+def fmt_slots(busy: Any, slots: Any) -> str:
+    """ "2/4": slots serving a request of the model's slots; n/a when not loaded."""
+    total = num(slots)
+    if not total:
+        return NA
+    return f"{num(busy) or 0:.0f}/{total:.0f}"
+
+
 def fmt_time(t: Any) -> str:
     value = num(t)
     return "--:--:--" if value is None else time.strftime("%H:%M:%S", time.localtime(value))
@@ -102,6 +110,8 @@ class ModelRates:
     tokens_per_s: float | None = None
     ttft_ms: float | None = None
     queue_depth: float | None = None
+    slots: float | None = None  # sequences decoded together (None: not loaded or not known)
+    slots_busy: float | None = None
 
 
 @dataclass
@@ -133,7 +143,11 @@ class LiveState:
         if rates is not None:
             return rates
         m = self.model(name) or {}
-        return ModelRates(queue_depth=num(m.get("queue_depth")))
+        return ModelRates(
+            queue_depth=num(m.get("queue_depth")),
+            slots=num(m.get("slots")),
+            slots_busy=num(m.get("slots_busy")),
+        )
 
     def tier_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(TIERS, 0)
@@ -176,6 +190,8 @@ class LiveState:
                     tokens_per_s=num(first(m, "tokens_per_s", "generated_tokens_per_s", "tps")),
                     ttft_ms=ttft,
                     queue_depth=num(first(m, "queue_depth", "queue")),
+                    slots=num(m.get("slots")) or None,
+                    slots_busy=num(m.get("slots_busy")),
                 )
                 self.push(f"model:{name}", rates[str(name)].tokens_per_s)
             self.rates = rates

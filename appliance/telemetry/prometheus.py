@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 __all__ = ["CONTENT_TYPE", "Metrics", "gauges_from_sample"]
 
@@ -52,13 +52,64 @@ def gauges_from_sample(sample: Sample) -> Iterator[Metric]:
     """The gauge families of one telemetry sample; unknown readings are left out."""
     queue = _gauge("appliance_queue_depth", "Requests waiting in the model's worker.", ["model"])
     active = _gauge("appliance_active_requests", "Requests the model is serving now.", ["model"])
+    slots = _gauge("appliance_slots", "Sequences the model decodes together.", ["model"])
+    busy = _gauge("appliance_slots_busy", "Slots serving a request now.", ["model"])
+    steps = CounterMetricFamily(
+        "appliance_engine_steps", "Batched engine steps run.", labels=["model"]
+    )
+    step_seqs = CounterMetricFamily(
+        "appliance_engine_step_sequences",
+        "Sequences carried by the engine's steps, summed (/ steps = mean batch size).",
+        labels=["model"],
+    )
+    step_tokens = CounterMetricFamily(
+        "appliance_engine_step_tokens", "Tokens carried by the engine's steps.", labels=["model"]
+    )
+    cache_entries = _gauge(
+        "appliance_prompt_cache_entries", "Finished sequences kept in the KV cache.", ["model"]
+    )
+    cache_bytes = _gauge(
+        "appliance_prompt_cache_bytes",
+        "Saved prompt states, bytes per tier (ram, disk); kv: tokens held in the KV cache.",
+        ["model", "tier"],
+    )
     loaded = 0
     for name, model in (sample.get("models") or {}).items():
         queue.add_metric([name], float(model.get("queue_depth") or 0))
         active.add_metric([name], float(model.get("active_requests") or 0))
         loaded += model.get("tier") == "hot"
+        if not model.get("slots"):
+            continue
+        slots.add_metric([name], float(model["slots"]))
+        busy.add_metric([name], float(model.get("slots_busy") or 0))
+        stats = model.get("scheduler") or {}
+        families: tuple[tuple[GaugeMetricFamily | CounterMetricFamily, str], ...] = (
+            (steps, "steps"),
+            (step_seqs, "step_sequences"),
+            (step_tokens, "step_tokens"),
+            (cache_entries, "cache_entries"),
+        )
+        for family, key in families:
+            value = _number(stats.get(key))
+            if value is not None:
+                family.add_metric([name], value)
+        kv = _number(stats.get("cache_tokens"))
+        if kv is not None:
+            cache_bytes.add_metric([name, "kv_tokens"], kv)
+        states = stats.get("states") or {}
+        for tier in ("ram", "disk"):
+            value = _number(states.get(f"{tier}_bytes"))
+            if value is not None:
+                cache_bytes.add_metric([name, tier], value)
     yield queue
     yield active
+    yield slots
+    yield busy
+    yield steps
+    yield step_seqs
+    yield step_tokens
+    yield cache_entries
+    yield cache_bytes
     yield GaugeMetricFamily(
         "appliance_models_loaded", "Models hot (an engine worker holds them).", value=loaded
     )

@@ -433,6 +433,9 @@ class Telemetry:
                 "state": state,
                 "queue_depth": worker.queue_depth if worker is not None else 0,
                 "active_requests": slot.active,
+                "slots": worker.slots if worker is not None else 0,
+                "slots_busy": worker.slots_busy if worker is not None else 0,
+                "scheduler": worker.cache_stats() if worker is not None else {},
                 **self.stats.get(name, _NO_STATS).view(now),
             }
         return {

@@ -93,11 +93,16 @@ def test_concurrent_streams_all_complete_with_usage(batch_daemon: Daemon) -> Non
         assert prompt > 0 and pieces > 0
     info = batch_daemon.model("batch")
     assert info["slots"] == 4
-    stats = info["prompt_cache"]
     wait_for(lambda: batch_daemon.model("batch")["prompt_cache"].get("steps", 0) > 0)
     stats = batch_daemon.model("batch")["prompt_cache"]
     # Sequences shared steps: more sequences than steps were decoded.
     assert stats["step_sequences"] > stats["steps"]
+    wait_for(
+        lambda: 'appliance_engine_steps_total{model="batch"}' in batch_daemon.get("/metrics").text
+    )
+    metrics = batch_daemon.get("/metrics").text
+    assert 'appliance_slots{model="batch"} 4.0' in metrics
+    assert 'appliance_prompt_cache_entries{model="batch"}' in metrics
 
 
 def test_grammar_holds_per_sequence_beside_free_text(batch_daemon: Daemon) -> None:

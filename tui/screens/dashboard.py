@@ -17,6 +17,7 @@ from tui.state import (
     fmt_ms,
     fmt_pct,
     fmt_rate,
+    fmt_slots,
     gpu_mem,
     gpu_util,
     num,
@@ -24,7 +25,7 @@ from tui.state import (
 from tui.widgets.meter import Meter
 from tui.widgets.tables import state_cell, sync_rows, tier_cell
 
-COLUMNS = ("model", "tier", "state", "tok/s", "TTFT", "queue", "reqs")
+COLUMNS = ("model", "tier", "state", "tok/s", "TTFT", "slots", "queue", "reqs")
 
 
 def _short_bytes(n: Any) -> str:
@@ -107,6 +108,7 @@ class DashboardScreen(LiveScreen):
                         state_cell(m.get("state")),
                         fmt_rate(rates.tokens_per_s),
                         fmt_ms(rates.ttft_ms),
+                        fmt_slots(rates.slots_busy, rates.slots),
                         NA if queue is None else f"{queue:.0f}",
                         str(m.get("requests_total", NA)),
                     ),
