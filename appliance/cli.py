@@ -343,6 +343,13 @@ def cmd_budgets(args: argparse.Namespace) -> int:
     for tier in ("warm", "cold"):
         r = view[tier]
         rows.append([tier, fmt_bytes(r["budget"]), fmt_bytes(r["used"]), fmt_bytes(r["free"])])
+    cache = view.get("prompt_cache") or {}
+    for tier in ("ram", "disk"):
+        r = cache.get(tier)
+        if r:
+            free = None if r["budget"] is None else r["budget"] - r["used"]
+            row = [f"prompt cache {tier}", fmt_bytes(r["budget"]), fmt_bytes(r["used"])]
+            rows.append([*row, fmt_bytes(free)])
     print(_table(rows, ["TIER", "BUDGET", "USED", "FREE"]))
     return 0
 

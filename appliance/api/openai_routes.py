@@ -176,8 +176,9 @@ async def _frames(
             )
         if worker.spec.deterministic and frame.get("type") == "generate":
             frame = {**frame, "params": {**frame.get("params", {}), "deterministic": True}}
+        timeout_s: float = request.app.state.settings.request_timeout_s
         try:
-            async for item in worker.request(frame):
+            async for item in _with_deadline(worker.request(frame), timeout_s):
                 if track is not None:
                     track.frame(item)
                 yield item
@@ -190,6 +191,32 @@ async def _frames(
                 "model_busy",
                 retry_after=exc.retry_after_s,
             ) from None
+
+
+async def _with_deadline(
+    frames: AsyncGenerator[Frame, None], timeout_s: float
+) -> AsyncIterator[Frame]:
+    """The frames of one request until `timeout_s` has passed (queue wait included); then
+    the request is cancelled in the worker and ends with a `request_timeout` error frame."""
+    deadline = time.monotonic() + timeout_s
+    async with aclosing(frames):
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                item = await asyncio.wait_for(frames.__anext__(), max(remaining, 0.0))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                yield {
+                    "type": "error",
+                    "code": "request_timeout",
+                    "status": 504,
+                    "message": f"the request ran past the daemon's request_timeout of "
+                    f"{timeout_s:g} s and was stopped; raise request_timeout or ask for "
+                    "fewer tokens",
+                }
+                return
+            yield item
 
 
 async def _first(frames: AsyncGenerator[Frame, None]) -> Frame:

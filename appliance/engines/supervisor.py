@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,7 +298,7 @@ class WorkerProcess:
         if self._channel is not None:
             self._channel.close()
 
-    async def request(self, frame: Frame) -> AsyncIterator[Frame]:
+    async def request(self, frame: Frame) -> AsyncGenerator[Frame, None]:
         """Send one request and yield its frames until a terminal one.
 
         Leaving the iteration early (client gone) cancels the request in the worker.

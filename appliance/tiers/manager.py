@@ -890,8 +890,27 @@ class ModelManager:
             hot[device] = {"budget": None, "used": None, "free": None}
         warm_used = used.warm.used
         cold_used = sum(m.size for m in self.store.list())
+        ram_used = disk_used = loaded = 0
+        for slot in self.slots.values():
+            if slot.worker is not None:
+                loaded += 1
+                states = slot.worker.cache_stats().get("states") or {}
+                ram_used += int(states.get("ram_bytes") or 0)
+                disk_used += int(states.get("disk_bytes") or 0)
         return {
             "hot": hot,
+            "prompt_cache": {
+                # Saved prompt states, per loaded model: host RAM, then the store's disk.
+                "ram": {"budget": self.settings.prompt_cache_ram_bytes * loaded, "used": ram_used},
+                "disk": {
+                    "budget": self.settings.prompt_cache_disk_bytes * loaded,
+                    "used": disk_used,
+                },
+                "per_model": {
+                    "ram": self.settings.prompt_cache_ram_bytes,
+                    "disk": self.settings.prompt_cache_disk_bytes,
+                },
+            },
             "warm": {"budget": budgets.warm, "used": warm_used, "free": budgets.warm - warm_used},
             "cold": {
                 "budget": budgets.cold,
