@@ -17,12 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appliance import __version__
 from appliance.api import admin_routes, openai_routes, telemetry_routes
-from appliance.api.errors import APIError, error_response, unauthorized
+from appliance.api.errors import APIError, error_response, from_model_error, unauthorized
 from appliance.catalog import Catalog
 from appliance.hardware import HardwareReport
 from appliance.settings import Settings
 from appliance.store.store import Store
 from appliance.telemetry.sampler import Telemetry
+from appliance.tiers.errors import ModelError
 from appliance.tiers.manager import ModelManager
 
 log = logging.getLogger("appliance.api")
@@ -98,6 +99,11 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _model_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelError)
+    return await _api_error(request, from_model_error(exc))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "unknown_route", 405: "method_not_allowed"}.get(exc.status_code)
@@ -143,6 +149,7 @@ def create_app(
         ],
         exception_handlers={
             APIError: _api_error,
+            ModelError: _model_error,
             HTTPException: _http_error,
             Exception: _unexpected,
         },

@@ -7,11 +7,21 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from appliance.tiers.errors import (
+    BadModelRequest,
+    ModelConflict,
+    ModelError,
+    ModelFailed,
+    ModelNotFound,
+    ModelUnavailable,
+)
+
 __all__ = [
     "APIError",
     "context_length_exceeded",
     "engine_error",
     "error_response",
+    "from_model_error",
     "invalid_request",
     "model_not_found",
     "payload_too_large",
@@ -66,14 +76,25 @@ def invalid_request(message: str, param: str | None = None, code: str | None = N
 
 def model_not_found(model: str) -> APIError:
     """404: no model of that name or alias."""
-    return APIError(
-        404,
-        f"The model '{model}' does not exist or you do not have access to it. "
-        "List the available models with GET /v1/models.",
-        "invalid_request_error",
-        "model",
-        "model_not_found",
+    return from_model_error(ModelNotFound(model))
+
+
+# HTTP status and OpenAI error type of each of the tiers' domain errors.
+_MODEL_ERRORS: tuple[tuple[type[ModelError], int, str], ...] = (
+    (ModelNotFound, 404, "invalid_request_error"),
+    (BadModelRequest, 400, "invalid_request_error"),
+    (ModelConflict, 409, "invalid_request_error"),
+    (ModelUnavailable, 503, "server_error"),
+    (ModelFailed, 500, "server_error"),
+)
+
+
+def from_model_error(exc: ModelError) -> APIError:
+    """The API's rendering of a domain error raised by the tiers."""
+    status, kind = next(
+        ((s, k) for cls, s, k in _MODEL_ERRORS if isinstance(exc, cls)), (500, "server_error")
     )
+    return APIError(status, exc.message, kind, exc.param, exc.code, retry_after=exc.retry_after)
 
 
 def context_length_exceeded(

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Content, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from appliance.api.errors import APIError, error_response, invalid_request
+from appliance.api.errors import APIError, error_response, from_model_error, invalid_request
 from appliance.api.reasoning import ReasoningSplitter, split_reasoning
 from appliance.api.schemas import (
     ChatRequest,
@@ -38,6 +38,7 @@ from appliance.api.sse import SSE_DONE, sse_data, sse_error
 from appliance.engines.protocol import Frame
 from appliance.engines.supervisor import QueueFull
 from appliance.telemetry.sampler import RequestTrack
+from appliance.tiers.errors import ModelError
 from appliance.tiers.manager import ModelManager
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -134,6 +135,10 @@ def timed(endpoint: str, handler: Handler) -> Handler:
             response = await handler(request)
         except APIError as exc:
             track.finish(exc.status, exc.code)
+            raise
+        except ModelError as exc:
+            err = from_model_error(exc)
+            track.finish(err.status, err.code)
             raise
         except Exception:
             track.finish(500, "internal_error")

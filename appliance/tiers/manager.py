@@ -28,7 +28,6 @@ from typing import Any
 
 import psutil
 
-from appliance.api.errors import APIError, model_not_found
 from appliance.catalog import Catalog, CatalogEntry, HubSource, LocalSource
 from appliance.engines.supervisor import WorkerProcess, WorkerSpec, WorkerStartError
 from appliance.events import Event, EventLog
@@ -38,6 +37,14 @@ from appliance.settings import Settings
 from appliance.store.gguf_meta import GGUFError, GGUFInfo, read_gguf_info
 from appliance.store.store import Store, StoredModel, StoreError
 from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
+from appliance.tiers.errors import (
+    BadModelRequest,
+    ModelConflict,
+    ModelError,
+    ModelFailed,
+    ModelNotFound,
+    ModelUnavailable,
+)
 from appliance.tiers.estimate import auto_slots, estimate_memory
 from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
 from appliance.tiers.plan import (
@@ -166,7 +173,7 @@ class ModelManager:
                 return model
         except StoreError:
             pass
-        raise model_not_found(model)
+        raise ModelNotFound(model)
 
     def slot(self, name: str) -> Slot:
         slot = self.slots.get(name)
@@ -221,7 +228,7 @@ class ModelManager:
                     await self.load(name, reason="pinned hot: preloaded at start")
                 else:
                     await self.set_tier(name, "warm", "pinned warm: preloaded at start")
-            except APIError as exc:
+            except ModelError as exc:
                 self.emit(name, "error", f"pin {pin} not honoured at start: {exc.message}")
 
     # -- files ------------------------------------------------------------------------------
@@ -238,14 +245,11 @@ class ModelManager:
         """Pull a catalog model into the store once, however many callers ask at once."""
         entry = self.catalog.resolve(name)
         if entry is None:
-            raise model_not_found(name)
+            raise ModelNotFound(name)
         if not isinstance(entry.source, HubSource):
-            raise APIError(
-                400,
+            raise BadModelRequest(
                 f"model '{name}' is a local file ({entry.source}); there is nothing to pull",
-                "invalid_request_error",
-                "model",
-                "not_pullable",
+                code="not_pullable",
             )
         return await self.pull_ref(f"{entry.source}@{entry.revision}", entry.name)
 
@@ -263,12 +267,9 @@ class ModelManager:
         except StoreError as exc:
             slot.state = "unloaded"
             slot.last_error = f"pull failed: {exc}"
-            raise APIError(
-                503,
+            raise ModelUnavailable(
                 f"model '{slot.name}' is not on this box and could not be pulled: {exc}",
-                "server_error",
-                "model",
-                "model_unavailable",
+                code="model_unavailable",
                 retry_after=30,
             ) from exc
         return stored.path
@@ -418,21 +419,17 @@ class ModelManager:
             if TIER_ORDER[dst] > TIER_ORDER[current]:
                 pin = self.pin_of(slot)
                 if pin is not None and TIER_ORDER[dst] > TIER_ORDER[pin]:
-                    raise APIError(
-                        409,
+                    raise ModelConflict(
                         f"model '{name}' is pinned {pin}; unpin it before moving it to {dst}",
-                        "invalid_request_error",
-                        "tier",
-                        "pinned",
+                        code="pinned",
+                        param="tier",
                     )
                 if slot.active:
-                    raise APIError(
-                        409,
+                    raise ModelConflict(
                         f"model '{name}' is serving {slot.active} request(s); "
                         "try again when it is idle",
-                        "invalid_request_error",
-                        "tier",
-                        "busy",
+                        code="busy",
+                        param="tier",
                     )
                 async with self.placement_lock:
                     if dst == "warm" and not self._warm_has_room(name, now):
@@ -465,9 +462,9 @@ class ModelManager:
             return True  # a model pinned warm keeps its warm room even while hot
         return me.warm_bytes <= usage(states, self._plan_budgets()).warm.free
 
-    def _no_room(self, name: str, exc: NoRoom) -> APIError:
+    def _no_room(self, name: str, exc: NoRoom) -> ModelError:
         self.emit(name, "load_failed", str(exc))
-        return APIError(503, str(exc), "server_error", None, "insufficient_memory", retry_after=5)
+        return ModelUnavailable(str(exc), code="insufficient_memory", param=None, retry_after=5)
 
     async def _idle_loop(self) -> None:
         while True:
@@ -575,12 +572,10 @@ class ModelManager:
             now = time.monotonic()
             if slot.failures and now < slot.next_start_at:
                 wait = slot.next_start_at - now
-                raise APIError(
-                    503,
+                raise ModelUnavailable(
                     f"model '{name}' failed recently ({slot.last_error}); retrying in {wait:.0f} s",
-                    "server_error",
-                    None,
-                    "model_restarting",
+                    code="model_restarting",
+                    param=None,
                     retry_after=math.ceil(wait),
                 )
             path = await self._ensure_file(slot)
@@ -590,12 +585,8 @@ class ModelManager:
                 slot.state = "failed"
                 slot.last_error = str(exc)
                 self.emit(name, "load_failed", f"refused to load: {exc}")
-                raise APIError(
-                    500,
-                    f"model '{name}' cannot be loaded: {exc}",
-                    "server_error",
-                    None,
-                    "invalid_model_file",
+                raise ModelFailed(
+                    f"model '{name}' cannot be loaded: {exc}", code="invalid_model_file", param=None
                 ) from exc
             n_ctx = self._context_for(slot, info)
             slots = self._slots_for(slot, info, n_ctx)
@@ -603,8 +594,8 @@ class ModelManager:
                 placement = self._placement(slot, info, n_ctx, slots)
             except PlacementError as exc:
                 self.emit(name, "load_failed", str(exc))
-                raise APIError(
-                    503, f"model '{name}': {exc}", "server_error", None, "insufficient_memory"
+                raise ModelUnavailable(
+                    f"model '{name}': {exc}", code="insufficient_memory", param=None
                 ) from exc
             slot.device = self.device_for(slot) if placement.n_gpu_layers != 0 else "cpu"
             backend = self.hardware.engine.backend if self.hardware.engine else "unknown"
@@ -726,7 +717,7 @@ class ModelManager:
         except WorkerStartError as exc:
             self._record_failure(slot, str(exc))
             self.emit(slot.name, "load_failed", str(exc))
-            raise APIError(500, str(exc), "server_error", None, "model_load_failed") from exc
+            raise ModelFailed(str(exc), code="model_load_failed", param=None) from exc
         slot.worker = worker
         slot.placement = placement
         slot.state = "ready"
@@ -780,13 +771,7 @@ class ModelManager:
         if slot.worker is None:
             return False
         if self.pin_of(slot) == "hot":
-            raise APIError(
-                409,
-                f"model '{name}' is pinned hot; unpin it first",
-                "invalid_request_error",
-                "model",
-                "pinned",
-            )
+            raise ModelConflict(f"model '{name}' is pinned hot; unpin it first", code="pinned")
         await self.set_tier(name, "warm", reason)
         return True
 
