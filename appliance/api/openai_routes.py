@@ -208,7 +208,10 @@ async def _with_deadline(
         while True:
             remaining = deadline - time.monotonic()
             try:
-                item = await asyncio.wait_for(frames.__anext__(), max(remaining, 0.0))
+                # asyncio.timeout, not wait_for: wait_for can swallow a cancellation that
+                # lands as the next frame arrives, and a gone client must cancel.
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    item = await frames.__anext__()
             except StopAsyncIteration:
                 return
             except TimeoutError:

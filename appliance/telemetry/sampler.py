@@ -36,7 +36,7 @@ from appliance.telemetry.gpu import GPUInfo, list_gpus
 from appliance.telemetry.host import HostReader, HostSample
 from appliance.telemetry.prometheus import Metrics
 from appliance.tiers.budgets import gpu_device_name
-from appliance.tiers.manager import Slot
+from appliance.tiers.slot import Slot
 
 log = logging.getLogger("appliance.telemetry")
 

@@ -22,13 +22,12 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from appliance.catalog import Catalog, CatalogEntry, HubSource, LocalSource
+from appliance.catalog import Catalog, HubSource, LocalSource
 from appliance.engines.supervisor import WorkerProcess, WorkerSpec, WorkerStartError
 from appliance.events import Event, EventLog
 from appliance.hardware import HardwareReport
@@ -36,6 +35,7 @@ from appliance.pulls import Pulls
 from appliance.settings import Settings
 from appliance.store.gguf_meta import GGUFError, GGUFInfo, read_gguf_info
 from appliance.store.store import Store, StoredModel, StoreError
+from appliance.tiers import views
 from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
 from appliance.tiers.errors import (
     BadModelRequest,
@@ -45,7 +45,7 @@ from appliance.tiers.errors import (
     ModelNotFound,
     ModelUnavailable,
 )
-from appliance.tiers.estimate import auto_slots, estimate_memory
+from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
 from appliance.tiers.plan import (
     Budgets,
@@ -58,7 +58,9 @@ from appliance.tiers.plan import (
     usage,
 )
 from appliance.tiers.policy import Placement, PlacementError, PlacementInput, fmt_bytes, place
-from appliance.tiers.warm import WarmHold, drop_page_cache, residency
+from appliance.tiers.serving import Serving, serving_for
+from appliance.tiers.slot import Slot
+from appliance.tiers.warm import WarmHold, drop_page_cache
 
 log = logging.getLogger("appliance.manager")
 
@@ -68,35 +70,6 @@ DISK_READ_BPS = 500e6  # reload cost estimate before a load was measured
 # A worker process costs memory beyond the model (interpreter, engine runtime): about
 # 26 MiB measured on CPU; counted in every estimate until the real load is measured.
 WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
-
-
-@dataclass
-class Slot:
-    name: str
-    entry: CatalogEntry | None
-    state: str = "unloaded"  # unloaded | pulling | loading | ready | failed | moving
-    worker: WorkerProcess | None = None
-    hold: WarmHold | None = None  # set while the model is warm
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    last_used: float = 0.0
-    active: int = 0
-    uses: float = 0.0
-    uses_at: float = 0.0
-    failures: int = 0
-    next_start_at: float = 0.0
-    last_error: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    placement: Placement | None = None
-    device: str = "cpu"
-    hot_bytes: int | None = None  # measured (when hot) or estimated for the next load
-    hot_bytes_measured: bool = False
-    reload_s: float | None = None
-    requests_total: int = 0
-    loaded_at: float | None = None
-
-    @property
-    def busy(self) -> bool:
-        return self.active > 0 or self.lock.locked() or self.state in ("loading", "pulling")
 
 
 class ModelManager:
@@ -121,7 +94,7 @@ class ModelManager:
         self._pins_path = data_dir / "pins.json"
         self.runtime_pins: dict[str, str | None] = self._load_pins()
         self._info_cache: dict[Path, tuple[float, GGUFInfo]] = {}
-        self._residency_cache: dict[Path, tuple[float, int]] = {}
+        self.residency = views.ResidencyCache()
         self._tasks: list[asyncio.Task[None]] = []
         self.pulls = Pulls(store, self.event_log)
 
@@ -484,21 +457,6 @@ class ModelManager:
                     break
                 await self._apply(move)
 
-    def _context_for(self, slot: Slot, info: GGUFInfo) -> int:
-        wanted = slot.entry.context if slot.entry and slot.entry.context else None
-        n_ctx = wanted or self.settings.default_context
-        if info.context_length:
-            n_ctx = min(n_ctx, info.context_length)
-        return max(n_ctx, 16)
-
-    def _is_embedding(self, slot: Slot, info: GGUFInfo) -> bool:
-        kind = slot.entry.kind if slot.entry else "auto"
-        if kind == "embedding":
-            return True
-        if kind == "chat":
-            return False
-        return info.is_embedding
-
     def _gpu_room(self, device: str, target: str) -> int | None:
         """VRAM the target may use on `device`: its budget less what cannot be moved (busy or
         pinned hot models), and no more than is free now plus what evictions would free."""
@@ -519,23 +477,6 @@ class ModelManager:
         if gpu is not None and gpu.free_bytes is not None:
             room = min(room, gpu.free_bytes + movable)
         return max(room, 0)
-
-    def _slots_for(self, slot: Slot, info: GGUFInfo, n_ctx: int) -> int:
-        """Sequences decoded together: models.toml, else settings, else from memory."""
-        if self._is_embedding(slot, info):
-            return 1
-        if slot.entry is not None and slot.entry.parallel is not None:
-            return slot.entry.parallel
-        if self.settings.parallel is not None:
-            return self.settings.parallel
-        return auto_slots(info, n_ctx)
-
-    def _max_queue(self, slot: Slot, slots: int) -> int:
-        if slot.entry is not None and slot.entry.max_queue is not None:
-            return slot.entry.max_queue
-        if self.settings.max_queue is not None:
-            return self.settings.max_queue
-        return max(8, 4 * slots)
 
     def _placement(self, slot: Slot, info: GGUFInfo, n_ctx: int, slots: int = 1) -> Placement:
         est = estimate_memory(info, n_ctx * slots)
@@ -588,8 +529,8 @@ class ModelManager:
                 raise ModelFailed(
                     f"model '{name}' cannot be loaded: {exc}", code="invalid_model_file", param=None
                 ) from exc
-            n_ctx = self._context_for(slot, info)
-            slots = self._slots_for(slot, info, n_ctx)
+            serving = serving_for(slot.entry, self.settings, info)
+            n_ctx, slots = serving.n_ctx, serving.slots
             try:
                 placement = self._placement(slot, info, n_ctx, slots)
             except PlacementError as exc:
@@ -633,7 +574,7 @@ class ModelManager:
                     if move.model != name:
                         await self._apply(move)
                 started = time.monotonic()  # the load alone: evictions above are not its cost
-                worker = await self._start_worker(slot, path, info, n_ctx, placement, reason, slots)
+                worker = await self._start_worker(slot, path, serving, placement, reason)
                 load_s = time.monotonic() - started
                 hot_bytes = self._measure_hot_bytes(slot, worker, path)
                 if hot_bytes is not None:
@@ -674,36 +615,22 @@ class ModelManager:
             return anon + path.stat().st_size
         return anon  # GPU: VRAM per process needs NVML accounting; the estimate stays the guide
 
-    def _flash_attn(self, slot: Slot) -> str:
-        if slot.entry is not None and slot.entry.flash_attn is not None:
-            return slot.entry.flash_attn
-        return self.settings.flash_attn
-
     async def _start_worker(
-        self,
-        slot: Slot,
-        path: Path,
-        info: GGUFInfo,
-        n_ctx: int,
-        placement: Placement,
-        reason: str,
-        slots: int = 1,
+        self, slot: Slot, path: Path, serving: Serving, placement: Placement, reason: str
     ) -> WorkerProcess:
-        flash_attn = self._flash_attn(slot)
+        n_ctx, flash_attn = serving.n_ctx, serving.flash_attn
         model_id = self._model_id(slot.name, path)
         spec = WorkerSpec(
             model=slot.name,
             model_path=str(path),
             n_ctx=n_ctx,
             n_gpu_layers=placement.n_gpu_layers,
-            n_threads=(
-                slot.entry.threads if slot.entry and slot.entry.threads else self.settings.threads
-            ),
-            embedding=self._is_embedding(slot, info),
-            slots=slots,
-            max_queue=self._max_queue(slot, slots),
+            n_threads=serving.threads,
+            embedding=serving.embedding,
+            slots=serving.slots,
+            max_queue=serving.max_queue,
             flash_attn=flash_attn,
-            deterministic=bool(slot.entry.deterministic) if slot.entry else False,
+            deterministic=serving.deterministic,
             state_key=f"{model_id}|ctx={n_ctx}|fa={flash_attn}|ngl={placement.n_gpu_layers}",
             state_dir=str(self.store.root / "cache" / "prompt-states"),
             state_ram_bytes=self.settings.prompt_cache_ram_bytes,
@@ -803,103 +730,9 @@ class ModelManager:
     # -- views ------------------------------------------------------------------------------
 
     def describe(self, name: str) -> dict[str, Any]:
-        slot = self.slots.get(name) or Slot(name=name, entry=self.catalog.resolve(name))
-        entry = slot.entry
-        stored = self.store.get(name)
-        path = self.local_file(name)
-        on_disk = path is not None and path.exists()
-        size = stored.size if stored else (path.stat().st_size if path and on_disk else None)
-        keep_alive = self.keep_alive_s(slot)
-        warm_keep_alive = self.warm_keep_alive_s(slot)
-        worker = slot.worker
-        tier = self.tier_of(slot)
-        state = slot.state
-        if state == "unloaded" and tier == "remote":
-            state = "remote"
-        resident = self._resident_bytes(path) if tier in ("hot", "warm") else None
-        return {
-            "name": name,
-            "state": state,
-            "tier": tier,
-            "pin": self.pin_of(slot),
-            "kind": entry.kind if entry else "auto",
-            "aliases": list(entry.aliases) if entry else [],
-            "source": str(entry.source) if entry else (stored.source if stored else None),
-            "size_bytes": size,
-            "resident_bytes": resident,
-            "hot_bytes": slot.hot_bytes,
-            "hot_bytes_measured": slot.hot_bytes_measured,
-            "device": slot.device if worker is not None else None,
-            "pid": worker.pid if worker is not None else None,
-            "active_requests": slot.active,
-            "queue_depth": worker.queue_depth if worker is not None else 0,
-            "slots": worker.spec.slots if worker is not None else None,
-            "slots_busy": worker.slots_busy if worker is not None else 0,
-            "max_queue": worker.spec.max_queue if worker is not None else None,
-            "flash_attn": worker.spec.flash_attn if worker is not None else None,
-            "prompt_cache": worker.cache_stats() if worker is not None else None,
-            "requests_total": slot.requests_total,
-            "keep_alive_s": keep_alive if math.isfinite(keep_alive) else None,  # None: forever
-            "warm_keep_alive_s": warm_keep_alive if math.isfinite(warm_keep_alive) else None,
-            "last_error": slot.last_error,
-            "n_gpu_layers": slot.placement.n_gpu_layers if slot.placement and worker else None,
-            "placement": slot.placement.reason if slot.placement and worker else None,
-            "engine": slot.info if worker is not None else {},
-            "eos_token_id": slot.info.get("eos_token_id") if slot.info else None,
-        }
-
-    def _resident_bytes(self, path: Path | None) -> int | None:
-        """Bytes of the file in RAM (mincore), measured at most once a second per file."""
-        if path is None:
-            return None
-        now = time.monotonic()
-        cached = self._residency_cache.get(path)
-        if cached is not None and now - cached[0] < 1.0:
-            return cached[1]
-        try:
-            value = residency(path).resident_bytes
-        except OSError:
-            return None
-        self._residency_cache[path] = (now, value)
-        return value
+        """One model as the admin API, the CLI and the TUI show it."""
+        return views.describe(self, name)
 
     def budgets_view(self) -> dict[str, Any]:
         """Each tier's budget, use and room, per device for hot; None where unknown."""
-        budgets = self.budgets()
-        used = usage(self.states(time.monotonic()), self._plan_budgets())
-        hot: dict[str, dict[str, int | None]] = {
-            device: {"budget": room.budget, "used": room.used, "free": room.free}
-            for device, room in used.hot.items()
-        }
-        for device in budgets.unknown:
-            hot[device] = {"budget": None, "used": None, "free": None}
-        warm_used = used.warm.used
-        cold_used = sum(m.size for m in self.store.list())
-        ram_used = disk_used = loaded = 0
-        for slot in self.slots.values():
-            if slot.worker is not None:
-                loaded += 1
-                states = slot.worker.cache_stats().get("states") or {}
-                ram_used += int(states.get("ram_bytes") or 0)
-                disk_used += int(states.get("disk_bytes") or 0)
-        return {
-            "hot": hot,
-            "prompt_cache": {
-                # Saved prompt states, per loaded model: host RAM, then the store's disk.
-                "ram": {"budget": self.settings.prompt_cache_ram_bytes * loaded, "used": ram_used},
-                "disk": {
-                    "budget": self.settings.prompt_cache_disk_bytes * loaded,
-                    "used": disk_used,
-                },
-                "per_model": {
-                    "ram": self.settings.prompt_cache_ram_bytes,
-                    "disk": self.settings.prompt_cache_disk_bytes,
-                },
-            },
-            "warm": {"budget": budgets.warm, "used": warm_used, "free": budgets.warm - warm_used},
-            "cold": {
-                "budget": budgets.cold,
-                "used": cold_used,
-                "free": None if budgets.cold is None else budgets.cold - cold_used,
-            },
-        }
+        return views.budgets_view(self)

@@ -21,7 +21,7 @@ from appliance.telemetry.sampler import (
     Telemetry,
     eviction_reason,
 )
-from appliance.tiers.manager import Slot
+from appliance.tiers.slot import Slot
 
 HOST = HostSample(12.5, 16 * 2**30, 4 * 2**30, 12 * 2**30, 100 * 2**30, 40 * 2**30, 60 * 2**30, 0.5)
 GPU = GPUInfo(0, "Test GPU", "nvidia", 8 * 2**30, 2 * 2**30, 6 * 2**30, None, 55.0, None, "nvml")

@@ -1,0 +1,130 @@
+"""Read-only views of the model manager: one model as the API shows it, the tier budgets.
+
+Plain functions over the manager's state, apart from the residency measurement
+(mincore), which is cached for a second per file so a busy dashboard stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from appliance.tiers.plan import usage
+from appliance.tiers.slot import Slot
+from appliance.tiers.warm import residency
+
+if TYPE_CHECKING:
+    from appliance.tiers.manager import ModelManager
+
+
+class ResidencyCache:
+    """Bytes of a file in RAM (mincore), measured at most once a second per file."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, tuple[float, int]] = {}
+
+    def bytes_of(self, path: Path | None) -> int | None:
+        if path is None:
+            return None
+        now = time.monotonic()
+        cached = self._cache.get(path)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        try:
+            value = residency(path).resident_bytes
+        except OSError:
+            return None
+        self._cache[path] = (now, value)
+        return value
+
+
+def describe(manager: ModelManager, name: str) -> dict[str, Any]:
+    """One model as the admin API, the CLI and the TUI show it."""
+    slot = manager.slots.get(name) or Slot(name=name, entry=manager.catalog.resolve(name))
+    entry = slot.entry
+    stored = manager.store.get(name)
+    path = manager.local_file(name)
+    on_disk = path is not None and path.exists()
+    size = stored.size if stored else (path.stat().st_size if path and on_disk else None)
+    keep_alive = manager.keep_alive_s(slot)
+    warm_keep_alive = manager.warm_keep_alive_s(slot)
+    worker = slot.worker
+    tier = manager.tier_of(slot)
+    state = slot.state
+    if state == "unloaded" and tier == "remote":
+        state = "remote"
+    resident = manager.residency.bytes_of(path) if tier in ("hot", "warm") else None
+    return {
+        "name": name,
+        "state": state,
+        "tier": tier,
+        "pin": manager.pin_of(slot),
+        "kind": entry.kind if entry else "auto",
+        "aliases": list(entry.aliases) if entry else [],
+        "source": str(entry.source) if entry else (stored.source if stored else None),
+        "size_bytes": size,
+        "resident_bytes": resident,
+        "hot_bytes": slot.hot_bytes,
+        "hot_bytes_measured": slot.hot_bytes_measured,
+        "device": slot.device if worker is not None else None,
+        "pid": worker.pid if worker is not None else None,
+        "active_requests": slot.active,
+        "queue_depth": worker.queue_depth if worker is not None else 0,
+        "slots": worker.spec.slots if worker is not None else None,
+        "slots_busy": worker.slots_busy if worker is not None else 0,
+        "max_queue": worker.spec.max_queue if worker is not None else None,
+        "flash_attn": worker.spec.flash_attn if worker is not None else None,
+        "prompt_cache": worker.cache_stats() if worker is not None else None,
+        "requests_total": slot.requests_total,
+        "keep_alive_s": keep_alive if math.isfinite(keep_alive) else None,  # None: forever
+        "warm_keep_alive_s": warm_keep_alive if math.isfinite(warm_keep_alive) else None,
+        "last_error": slot.last_error,
+        "n_gpu_layers": slot.placement.n_gpu_layers if slot.placement and worker else None,
+        "placement": slot.placement.reason if slot.placement and worker else None,
+        "engine": slot.info if worker is not None else {},
+        "eos_token_id": slot.info.get("eos_token_id") if slot.info else None,
+    }
+
+
+def budgets_view(manager: ModelManager) -> dict[str, Any]:
+    """Each tier's budget, use and room, per device for hot; None where unknown."""
+    budgets = manager.budgets()
+    used = usage(manager.states(time.monotonic()), manager._plan_budgets())
+    hot: dict[str, dict[str, int | None]] = {
+        device: {"budget": room.budget, "used": room.used, "free": room.free}
+        for device, room in used.hot.items()
+    }
+    for device in budgets.unknown:
+        hot[device] = {"budget": None, "used": None, "free": None}
+    warm_used = used.warm.used
+    cold_used = sum(m.size for m in manager.store.list())
+    ram_used = disk_used = loaded = 0
+    for slot in manager.slots.values():
+        if slot.worker is not None:
+            loaded += 1
+            states = slot.worker.cache_stats().get("states") or {}
+            ram_used += int(states.get("ram_bytes") or 0)
+            disk_used += int(states.get("disk_bytes") or 0)
+    return {
+        "hot": hot,
+        "prompt_cache": {
+            # Saved prompt states, per loaded model: host RAM, then the store's disk.
+            "ram": {"budget": manager.settings.prompt_cache_ram_bytes * loaded, "used": ram_used},
+            "disk": {
+                "budget": manager.settings.prompt_cache_disk_bytes * loaded,
+                "used": disk_used,
+            },
+            "per_model": {
+                "ram": manager.settings.prompt_cache_ram_bytes,
+                "disk": manager.settings.prompt_cache_disk_bytes,
+            },
+        },
+        "warm": {"budget": budgets.warm, "used": warm_used, "free": budgets.warm - warm_used},
+        "cold": {
+            "budget": budgets.cold,
+            "used": cold_used,
+            "free": None if budgets.cold is None else budgets.cold - cold_used,
+        },
+    }
