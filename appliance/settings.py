@@ -38,6 +38,8 @@ max_queue                APPLIANCE_MAX_QUEUE           "auto" (4 x slots, at lea
 flash_attn               APPLIANCE_FLASH_ATTN          "auto" (llama.cpp decides per backend)
 prompt_cache_ram         APPLIANCE_PROMPT_CACHE_RAM    "512MiB" (saved prompt states per model)
 prompt_cache_disk        APPLIANCE_PROMPT_CACHE_DISK   "2GiB" (per model, in the store's cache)
+prompt_cache_min_save    APPLIANCE_PROMPT_CACHE_MIN_SAVE "50ms" (keep a prompt's state only if
+                                                       reading it again would take longer)
 request_timeout          APPLIANCE_REQUEST_TIMEOUT     "30m" (a generation's deadline)
 =======================  ============================  ===============================
 
@@ -109,6 +111,7 @@ class Settings:
     flash_attn: str = "auto"  # auto | on | off
     prompt_cache_ram_bytes: int = 512 * MiB  # saved sequence states in host RAM, per model
     prompt_cache_disk_bytes: int = 2048 * MiB  # saved sequence states on disk, per model
+    prompt_cache_min_save_s: float = 0.05  # a state is saved only if it spares this much
     request_timeout_s: float = 1800.0  # a generation running longer ends with an error
 
     @property
@@ -461,6 +464,12 @@ OPTIONS: tuple[_Option, ...] = (
         "prompt_cache_disk",
         ("APPLIANCE_PROMPT_CACHE_DISK",),
         _size(False),
+    ),
+    _Option(
+        "prompt_cache_min_save_s",
+        "prompt_cache_min_save",
+        ("APPLIANCE_PROMPT_CACHE_MIN_SAVE",),
+        _duration(False, True),
     ),
     _Option(
         "request_timeout_s",

@@ -23,7 +23,7 @@ pkgs=$(.venv/bin/python - <<'PY'
 import importlib.metadata as m
 names = ["starlette", "uvicorn", "gguf", "huggingface-hub", "httpx2", "httpcore2", "openai",
          "diskcache", "platformdirs", "pydantic", "pydantic-core", "jiter", "sniffio",
-         "truststore", "annotated-types", "typing-inspection", "distro"]
+         "truststore", "annotated-types", "typing-inspection"]
 print(" ".join(f"{n}=={m.version(n)}" for n in names))
 PY
 )

@@ -29,6 +29,6 @@ timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider -x \
 stamp "tests done"
 timeout "${BENCH_TIMEOUT:-240}" python3 bench/batching.py --llama-server-bin /tmp/llama/build/bin \
   --gpu-layers 99 --threads 8 --context 4096 --slots 4 --levels 1,4,8 --max-tokens 128 \
-  --doc-words 1500 --rounds "${ROUNDS:-3}" --cache /tmp/bench-cache --json "$out/batching-gpu.json" \
+  --doc-words 600 --rounds "${ROUNDS:-3}" --cache /tmp/bench-cache --json "$out/batching-gpu.json" \
   2>&1 | tail -60
 stamp "bench done"

@@ -145,6 +145,7 @@ class LlamaEngine:
             self.n_batch = cfg.n_batch
             self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
             self.flash_attn = cfg.flash_attn
+            self._warm_up()
         self.load_s = time.monotonic() - started
         self.n_vocab = int(self._model.n_vocab())
         self._vocab = self._model.vocab
@@ -162,6 +163,16 @@ class LlamaEngine:
         )
         self._bos_text = bos
         self._eog_ids = self._find_eog_ids()
+
+    def _warm_up(self) -> None:
+        """One throwaway step at load, as llama-server does: the first request must not pay
+        for kernel loading, graph setup and weight repacking."""
+        bos = int(self._model.token_bos())
+        token = bos if bos >= 0 else 0
+        try:
+            self.decode([BatchEntry(0, [token], 0, True)])
+        finally:
+            self.seq_clear(0)
 
     def close(self) -> None:
         if self._batch is not None:
@@ -338,7 +349,7 @@ class LlamaEngine:
             return b""
         buf = (ctypes.c_uint8 * size)()
         written = int(lib.llama_state_seq_get_data(self._ctx.ctx, buf, size, seq_id))
-        return bytes(buf)[:written]
+        return ctypes.string_at(buf, written)
 
     def seq_restore(self, seq_id: int, data: bytes) -> bool:
         if not data:

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from appliance.engines.cache_costs import CacheCosts
 from appliance.engines.engine import (
     BatchEngine,
     BatchEntry,
@@ -48,6 +49,7 @@ class Scheduler:
         *,
         n_slots: int,
         states: StateStore | None = None,
+        costs: CacheCosts | None = None,
     ) -> None:
         self.engine = engine
         self.emit = emit
@@ -59,6 +61,7 @@ class Scheduler:
         self.free_ids: list[int] = list(range(engine.n_seq_max - 1, -1, -1))
         self.index = PrefixIndex()
         self.stopping = False
+        self.costs = costs or CacheCosts()
         # Counters for the heartbeat (metrics).
         self.steps = 0
         self.step_tokens = 0
@@ -218,9 +221,17 @@ class Scheduler:
         if self.states is not None and engine.can_truncate:
             saved, m = self.states.best(seq.prompt)
             m = min(m, usable)
-            if saved is not None and m >= MIN_USEFUL_PREFIX and m > n + MIN_USEFUL_PREFIX:
+            gain = m - n
+            if (
+                saved is not None
+                and m >= MIN_USEFUL_PREFIX
+                and gain > MIN_USEFUL_PREFIX
+                and self.costs.worth_restoring(saved.size, gain)
+            ):
+                started = time.monotonic()
                 data = self.states.load(saved)
                 if data is not None and self._restore(seq, data, m):
+                    self.costs.saw_restore(len(data), time.monotonic() - started)
                     return
         if entry is not None and n > 0:
             entry.hits += 1
@@ -266,7 +277,7 @@ class Scheduler:
     def _evict(self, entry: CacheEntry, save: bool = True) -> int:
         """Drop a cache entry from the KV (its state saved below when worth it)."""
         self.index.remove(entry.seq_id)
-        if save and self.states is not None and len(entry.tokens) >= MIN_USEFUL_PREFIX:
+        if save and self.states is not None and self.costs.worth_saving(len(entry.tokens)):
             try:
                 self.states.put(entry.tokens, self.engine.seq_save(entry.seq_id))
             except Exception:
@@ -323,9 +334,12 @@ class Scheduler:
         batch = self._build()
         if not batch:
             return
+        started = time.monotonic()
         outputs = self._decode(batch)
         if outputs is None:
             return
+        prefill = sum(len(e.tokens) for s, e in batch if s.state == "prefill")
+        self.costs.saw_prefill(prefill, time.monotonic() - started)
         self.steps += 1
         self.step_tokens += sum(len(entry.tokens) for _, entry in batch)
         self.step_sequences += len(batch)

@@ -66,6 +66,7 @@ class WorkerSpec:
     state_dir: str | None = None
     state_ram_bytes: int = 0
     state_disk_bytes: int = 0
+    state_min_save_s: float = 0.05
 
     def config_json(self) -> str:
         return json.dumps(
@@ -77,13 +78,14 @@ class WorkerSpec:
                 "embedding": self.embedding,
                 "chat_template": self.chat_template,
                 "slots": self.slots,
-                "cache_seqs": max(4, self.slots),
+                "cache_seqs": max(8, 2 * self.slots),
                 "n_batch": self.n_batch,
                 "flash_attn": self.flash_attn,
                 "state_key": self.state_key,
                 "state_dir": self.state_dir,
                 "state_ram_bytes": self.state_ram_bytes,
                 "state_disk_bytes": self.state_disk_bytes,
+                "state_min_save_s": self.state_min_save_s,
             }
         )
 

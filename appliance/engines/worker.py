@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from appliance.engines.cache_costs import CacheCosts
 from appliance.engines.engine import EngineRequestError, error_frame
 from appliance.engines.protocol import BlockingChannel, Frame, ProtocolError
 from appliance.engines.scheduler import Scheduler
@@ -119,6 +120,7 @@ class Worker:
                 self.channel.send,
                 n_slots=self.engine.n_slots,
                 states=self._state_store(),
+                costs=CacheCosts(min_saved_s=float(self.config.get("state_min_save_s", 0.05))),
             )
         self.channel.send({"type": "ready", "info": self.engine.info(), "pid": os.getpid()})
         return True

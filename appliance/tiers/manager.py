@@ -635,6 +635,7 @@ class ModelManager:
             state_dir=str(self.store.root / "cache" / "prompt-states"),
             state_ram_bytes=self.settings.prompt_cache_ram_bytes,
             state_disk_bytes=self.settings.prompt_cache_disk_bytes,
+            state_min_save_s=self.settings.prompt_cache_min_save_s,
         )
         worker = WorkerProcess(spec, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
         slot.state = "loading"

@@ -46,7 +46,8 @@ parallel = 1
 max_queue = 1
 '''
     catalog = write_catalog(home / "catalog.toml", models_dir, extra)
-    d = start_daemon(home, catalog)
+    # The tiny models read prompts faster than any state is saved: keep every state anyway.
+    d = start_daemon(home, catalog, env={"APPLIANCE_PROMPT_CACHE_MIN_SAVE": "0"})
     yield d
     d.stop()
 

@@ -12,6 +12,9 @@ import httpx
 import pytest
 
 from appliance.hardware import detect
+from appliance.store.gguf_meta import read_gguf_info
+from appliance.tiers.estimate import estimate_memory
+from appliance.tiers.policy import PlacementInput
 from tests.daemon import Daemon, start_daemon
 
 HARDWARE = detect()
@@ -31,7 +34,7 @@ def gpu_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> It
     catalog = home / "models.toml"
     catalog.write_text(
         f'[models.slow]\nsource = "{models_dir / "slow.gguf"}"\ncontext = 4096\n'
-        'keep_alive = "forever"\n'
+        'keep_alive = "forever"\nparallel = 1\n'
     )
     d = start_daemon(home, catalog)
     yield d
@@ -40,10 +43,13 @@ def gpu_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> It
 
 def test_partial_offload_when_the_gpu_budget_is_short(gpu_daemon: Daemon, models_dir: Path) -> None:
     d = gpu_daemon
-    size = (models_dir / "slow.gguf").stat().st_size
+    est = estimate_memory(read_gguf_info(models_dir / "slow.gguf"), 4096)
     device = next(iter(k for k in d.get("/admin/budgets").json()["hot"] if k != "cpu"))
-    # Room for about half the weights: the estimate must choose a partial offload.
-    d.post("/admin/budgets", json={"hot": {device: size // 2}})
+    # Room for the compute buffer and about half the layers, beside the placement's margin:
+    # the estimate must choose a partial offload.
+    room = PlacementInput.margin_bytes + est.compute_bytes
+    room += (est.weights_bytes + est.kv_cache_bytes) // 2
+    d.post("/admin/budgets", json={"hot": {device: room}})
     r = httpx.post(
         d.v1 + "/chat/completions",
         timeout=120,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from appliance.engines.cache_costs import CacheCosts
 from appliance.engines.protocol import Frame
 from appliance.engines.scheduler import Scheduler
 from appliance.engines.state_store import StateStore
@@ -15,6 +16,8 @@ class Run:
     def __init__(self, engine: FakeEngine | None = None, slots: int = 2, **kw: Any) -> None:
         self.engine = engine or FakeEngine()
         self.frames: list[Frame] = []
+        # The fake engine is nearly free: saved states are worth it however short.
+        kw.setdefault("costs", CacheCosts(min_saved_s=0, min_saved_tokens=1, measure=False))
         self.scheduler = Scheduler(self.engine, self.frames.append, n_slots=slots, **kw)
 
     def submit(self, request_id: str, prompt: list[int], **params: Any) -> None:
