@@ -41,6 +41,8 @@ prompt_cache_disk        APPLIANCE_PROMPT_CACHE_DISK   "2GiB" (per model, in the
 prompt_cache_min_save    APPLIANCE_PROMPT_CACHE_MIN_SAVE "50ms" (keep a prompt's state only if
                                                        reading it again would take longer)
 request_timeout          APPLIANCE_REQUEST_TIMEOUT     "30m" (a generation's deadline)
+weight_repack            APPLIANCE_WEIGHT_REPACK       true (llama.cpp's repacked CPU kernels;
+                                                       off by itself after an illegal instruction)
 =======================  ============================  ===============================
 
 Sizes are a number of bytes or a string such as ``"512MiB"``, ``"8GiB"``, ``"8G"``.
@@ -113,6 +115,7 @@ class Settings:
     prompt_cache_disk_bytes: int = 2048 * MiB  # saved sequence states on disk, per model
     prompt_cache_min_save_s: float = 0.05  # a state is saved only if it spares this much
     request_timeout_s: float = 1800.0  # a generation running longer ends with an error
+    weight_repack: bool = True  # llama.cpp's extra CPU buffer types (repacked weights, AMX)
 
     @property
     def auth_required(self) -> bool:
@@ -348,6 +351,16 @@ def _flash_attn(value: object, text: bool) -> str:
     raise ValueError(f"expected auto, on or off, got {describe_value(value)}")
 
 
+def _bool(value: object, text: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {describe_value(value)}")
+
+
 def _path(value: object, text: bool) -> Path:
     if isinstance(value, Path):
         return value
@@ -471,6 +484,7 @@ OPTIONS: tuple[_Option, ...] = (
         ("APPLIANCE_PROMPT_CACHE_MIN_SAVE",),
         _duration(False, True),
     ),
+    _Option("weight_repack", "weight_repack", ("APPLIANCE_WEIGHT_REPACK",), _bool),
     _Option(
         "request_timeout_s",
         "request_timeout",

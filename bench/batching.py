@@ -115,6 +115,11 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--doc-words", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--no-repack",
+        action="store_true",
+        help="both servers without llama.cpp's repacked CPU kernels (for CPUs that fault in them)",
+    )
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     levels = tuple(int(x) for x in args.levels.split(","))
@@ -128,6 +133,8 @@ def main() -> int:
         f"n_gpu_layers = {args.gpu_layers}\n"
     )
     env = {"APPLIANCE_THREADS": str(args.threads)}
+    if args.no_repack:
+        env["APPLIANCE_WEIGHT_REPACK"] = "false"
     ours = start_daemon(work / "home", catalog, env=env)
     port = free_port()
     peer = subprocess.Popen(
@@ -152,6 +159,7 @@ def main() -> int:
             "--alias",
             "bench",
             "--no-webui",
+            *(["--no-repack"] if args.no_repack else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=(work / "llama-server.log").open("wb"),
@@ -214,6 +222,7 @@ def main() -> int:
             "slots": args.slots,
             "max_tokens": args.max_tokens,
             "rounds": args.rounds,
+            "no_repack": args.no_repack,
             "errors": errors,
             "aggregate_tok_s_median": {
                 k: {c: med(v) for c, v in per.items()} for k, per in agg.items()

@@ -24,11 +24,14 @@ stamp "llama.cpp built"
 export LLAMA_CPP_LIB_PATH=/tmp/llama/build/bin LD_LIBRARY_PATH=/tmp/llama/build/bin:${LD_LIBRARY_PATH:-}
 python3 -c "import llama_cpp; print('gpu offload:', llama_cpp.llama_supports_gpu_offload())"
 python3 -m appliance.cli doctor 2>&1 | head -30
-timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider -x \
-  tests/engines/test_gpu.py tests/engines/test_batching_e2e.py 2>&1 | tail -25
-stamp "tests done"
 timeout "${BENCH_TIMEOUT:-240}" python3 bench/batching.py --llama-server-bin /tmp/llama/build/bin \
   --gpu-layers 99 --threads 8 --context 4096 --slots 4 --levels 1,4,8 --max-tokens 128 \
   --doc-words 600 --rounds "${ROUNDS:-3}" --cache /tmp/bench-cache --json "$out/batching-gpu.json" \
-  2>&1 | tail -60
+  2>&1 | grep -v "converting to\|type = *f32, size\|^llama_model_loader" | tail -40
 stamp "bench done"
+timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider \
+  tests/engines/test_gpu.py tests/engines/test_batching_e2e.py 2>&1 | tail -25
+stamp "tests done"
+timeout "${REPEAT_TIMEOUT:-120}" python3 bench/repeatability.py --gpu-layers 99 --threads 8 \
+  --cache /tmp/bench-cache --runs 4 --json "$out/repeatability-gpu.json" 2>&1 | tail -30
+stamp "repeatability done"

@@ -47,6 +47,7 @@ class EngineConfig:
     n_slots: int = 1  # sequences decoded together
     n_cache_seqs: int = 4  # extra sequences kept in the KV as prompt-cache entries
     flash_attn: str = "auto"  # auto | on | off
+    weight_repack: bool = True  # llama.cpp's extra CPU buffer types (repacked weights, AMX)
 
 
 def default_threads() -> int:
@@ -110,6 +111,7 @@ class LlamaEngine:
         else:
             mparams = llama_cpp.llama_model_default_params()
             mparams.n_gpu_layers = cfg.n_gpu_layers
+            mparams.use_extra_bufts = cfg.weight_repack
             self._model = _internals.LlamaModel(
                 path_model=cfg.model_path, params=mparams, verbose=False
             )
@@ -167,10 +169,12 @@ class LlamaEngine:
     def _warm_up(self) -> None:
         """One throwaway step at load, as llama-server does: the first request must not pay
         for kernel loading, graph setup and weight repacking."""
-        bos = int(self._model.token_bos())
-        token = bos if bos >= 0 else 0
+        bos, eos = int(self._model.token_bos()), int(self._model.token_eos())
+        # Two tokens, as llama.cpp's own warm-up: batched kernels run too (a CPU that cannot
+        # run them fails here, at load, not on a user's request).
+        tokens = [t if t >= 0 else 0 for t in (bos, eos)]
         try:
-            self.decode([BatchEntry(0, [token], 0, True)])
+            self.decode([BatchEntry(0, tokens, 0, True)])
         finally:
             self.seq_clear(0)
 
@@ -402,4 +406,5 @@ class LlamaEngine:
             "n_batch": self.n_batch,
             "flash_attn": self.flash_attn,
             "kv_unified": not self.cfg.embedding,
+            "weight_repack": self.cfg.weight_repack,
         }

@@ -50,8 +50,12 @@ class Scheduler:
         n_slots: int,
         states: StateStore | None = None,
         costs: CacheCosts | None = None,
+        cache_tokens: int | None = None,
     ) -> None:
         self.engine = engine
+        # Cached entries' cells widen every step's attention (llama.cpp attends up to the
+        # highest used cell): keep them to about one context's worth.
+        self.cache_tokens = engine.n_ctx if cache_tokens is None else cache_tokens
         self.emit = emit
         self.n_slots = max(1, min(n_slots, engine.n_seq_max))
         self.states = states
@@ -391,6 +395,11 @@ class Scheduler:
         self.active.pop(seq.seq_id, None)
         if keep and self.engine.can_truncate and seq.n_past > 0:
             self.index.add(seq.seq_id, seq.kv_tokens, time.monotonic())
+            while self.index.cached_tokens() > self.cache_tokens:
+                victim = self.index.victim(time.monotonic())
+                if victim is None:
+                    break
+                self.free_ids.append(self._evict(victim))
         else:
             self.engine.seq_clear(seq.seq_id)
             self.free_ids.append(seq.seq_id)

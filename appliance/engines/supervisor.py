@@ -67,6 +67,7 @@ class WorkerSpec:
     state_ram_bytes: int = 0
     state_disk_bytes: int = 0
     state_min_save_s: float = 0.05
+    weight_repack: bool = True
 
     def config_json(self) -> str:
         return json.dumps(
@@ -86,6 +87,7 @@ class WorkerSpec:
                 "state_ram_bytes": self.state_ram_bytes,
                 "state_disk_bytes": self.state_disk_bytes,
                 "state_min_save_s": self.state_min_save_s,
+                "weight_repack": self.weight_repack,
             }
         )
 

@@ -108,6 +108,7 @@ class Worker:
             n_cache_seqs=int(config.get("cache_seqs", 4)),
             n_batch=int(config.get("n_batch") or 512),
             flash_attn=str(config.get("flash_attn") or "auto"),
+            weight_repack=bool(config.get("weight_repack", True)),
         )
         try:
             self.engine = LlamaEngine(cfg)

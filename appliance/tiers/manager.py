@@ -636,6 +636,7 @@ class ModelManager:
             state_ram_bytes=self.settings.prompt_cache_ram_bytes,
             state_disk_bytes=self.settings.prompt_cache_disk_bytes,
             state_min_save_s=self.settings.prompt_cache_min_save_s,
+            weight_repack=self.settings.weight_repack and slot.weight_repack,
         )
         worker = WorkerProcess(spec, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
         slot.state = "loading"
@@ -643,6 +644,9 @@ class ModelManager:
         try:
             slot.info = await worker.start(self.settings.load_timeout_s)
         except WorkerStartError as exc:
+            if spec.weight_repack and _illegal_instruction(str(exc)):
+                self._repack_off(slot)
+                return await self._start_worker(slot, path, serving, placement, reason)
             self._record_failure(slot, str(exc))
             self.emit(slot.name, "load_failed", str(exc))
             raise ModelFailed(str(exc), code="model_load_failed", param=None) from exc
@@ -664,6 +668,16 @@ class ModelManager:
         )
         slot.next_start_at = time.monotonic() + backoff
 
+    def _repack_off(self, slot: Slot) -> None:
+        slot.weight_repack = False
+        self.emit(
+            slot.name,
+            "engine",
+            "illegal instruction in llama.cpp's repacked CPU kernels (this CPU announces "
+            "instructions it cannot run): serving without weight repacking from now on; "
+            "set weight_repack = false to skip the first try",
+        )
+
     def _on_worker_exit(self, slot: Slot, worker: WorkerProcess) -> None:
         if slot.worker is not worker:
             return
@@ -672,6 +686,8 @@ class ModelManager:
             slot.state = "unloaded"
             return
         reason = worker.exit_reason or "exited"
+        if worker.spec.weight_repack and _illegal_instruction(reason):
+            self._repack_off(slot)
         # A first crash restarts at once on the next request; repeated ones back off.
         slot.failures += 1
         slot.last_error = f"worker {reason}"
@@ -737,3 +753,7 @@ class ModelManager:
     def budgets_view(self) -> dict[str, Any]:
         """Each tier's budget, use and room, per device for hot; None where unknown."""
         return views.budgets_view(self)
+
+
+def _illegal_instruction(reason: str) -> bool:
+    return "SIGILL" in reason

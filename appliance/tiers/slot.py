@@ -35,6 +35,7 @@ class Slot:
     hot_bytes_measured: bool = False
     reload_s: float | None = None
     requests_total: int = 0
+    weight_repack: bool = True  # False after llama.cpp's repacked kernels hit SIGILL here
     loaded_at: float | None = None
 
     @property

@@ -173,6 +173,12 @@ class DashboardScreen(LiveScreen):
             value = state.budgets.get(tier)
             if isinstance(value, dict):
                 rows.append((tier, value))
+        cache = state.budgets.get("prompt_cache")
+        if isinstance(cache, dict):
+            for tier, label in (("ram", "cache ram"), ("disk", "cache disk")):
+                value = cache.get(tier)
+                if isinstance(value, dict) and value.get("budget"):
+                    rows.append((label, value))
         box = self.query_one("#budget-rows", Vertical)
         labels = [label for label, _ in rows]
         if not rows:
