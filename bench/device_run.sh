@@ -27,7 +27,8 @@ python3 -m appliance.cli doctor 2>&1 | head -30
 timeout "${BENCH_TIMEOUT:-240}" python3 bench/batching.py --llama-server-bin /tmp/llama/build/bin \
   --gpu-layers 99 --threads 8 --context 4096 --slots 4 --levels 1,4,8 --max-tokens 128 \
   --doc-words 600 --rounds "${ROUNDS:-3}" --cache /tmp/bench-cache --json "$out/batching-gpu.json" \
-  2>&1 | grep -v "converting to\|type = *f32, size\|^llama_model_loader" | tail -40
+  2>&1 | grep -v "converting to\|type = *f32, size\|^llama_model_loader" > "$out/batching-gpu.log"
+grep -E "round|TTFT|aggregate tok" "$out/batching-gpu.log"; tail -30 "$out/batching-gpu.log"
 stamp "bench done"
 timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -p no:cacheprovider \
   tests/engines/test_gpu.py tests/engines/test_batching_e2e.py 2>&1 | tail -25

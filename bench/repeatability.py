@@ -96,6 +96,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--modes", default="off,on")
+    ap.add_argument("--no-repack", action="store_true", help="weight_repack = false")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     model = Path(args.model) if args.model else make_model(Path(args.cache))
@@ -107,7 +108,10 @@ def main() -> int:
             f'[models.bench]\nsource = "{model}"\ncontext = 2048\nparallel = 4\n'
             f'keep_alive = "forever"\nflash_attn = "{mode}"\nn_gpu_layers = {args.gpu_layers}\n'
         )
-        d = start_daemon(work / "home", catalog, env={"APPLIANCE_THREADS": str(args.threads)})
+        env = {"APPLIANCE_THREADS": str(args.threads)}
+        if args.no_repack:
+            env["APPLIANCE_WEIGHT_REPACK"] = "false"
+        d = start_daemon(work / "home", catalog, env=env)
         try:
             results[f"flash_attn={mode}"] = measure(d.v1, args.runs, args.max_tokens)
             print(mode, results[f"flash_attn={mode}"], file=sys.stderr)
