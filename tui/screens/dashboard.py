@@ -177,7 +177,7 @@ class DashboardScreen(LiveScreen):
         if isinstance(cache, dict):
             for tier, label in (("ram", "cache ram"), ("disk", "cache disk")):
                 value = cache.get(tier)
-                if isinstance(value, dict) and value.get("budget"):
+                if isinstance(value, dict):  # always listed: rows never move under the user
                     rows.append((label, value))
         box = self.query_one("#budget-rows", Vertical)
         labels = [label for label, _ in rows]
