@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -373,12 +374,15 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from appliance.api.admin_routes import inspect_payload
     from appliance.store.gguf_meta import read_gguf_info
+    from appliance.tiers.serving import serving_for
 
     _, settings = _paths_settings(args)
     context = args.context or settings.default_context
+    local = dataclasses.replace(settings, default_context=context)
     path = Path(args.model).expanduser()
     if path.is_file():
-        data = inspect_payload(read_gguf_info(path), context)
+        info = read_gguf_info(path)
+        data = inspect_payload(info, serving_for(None, local, info))
     else:
         try:
             with _client(args) as client:
@@ -387,7 +391,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             stored = _local_store(args).get(args.model)
             if stored is None:
                 raise CLIError(f"no model or file '{args.model}' (daemon not running)") from None
-            data = inspect_payload(read_gguf_info(stored.path), context)
+            info = read_gguf_info(stored.path)
+            data = inspect_payload(info, serving_for(None, local, info))
     est = data["estimate"]
     print(f"path            {data['path']}")
     print(f"architecture    {data['architecture']}")
@@ -396,8 +401,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"context length  {data['context_length']}")
     print(f"file size       {fmt_bytes(data['file_size'])}")
     print(f"kind            {'embedding' if data['embedding'] else 'chat/completion'}")
+    serving = data.get("serving") or {}
+    if serving:
+        print(
+            f"serving         {serving['slots']} slot(s) of {serving['context']} tokens, "
+            f"queue {serving['max_queue']}, flash attention {serving['flash_attn']}"
+        )
+    slots = est.get("slots", 1)
     print(
-        f"memory at {est['context']} ctx  {fmt_bytes(est['total_bytes'])} (weights "
+        f"memory at {est['context']} ctx x {slots}  {fmt_bytes(est['total_bytes'])} (weights "
         f"{fmt_bytes(est['weights_bytes'])}, KV cache {fmt_bytes(est['kv_cache_bytes'])}, "
         f"compute {fmt_bytes(est['compute_bytes'])})"
     )

@@ -58,7 +58,9 @@ def test_daemon_unreachable_is_one_line_error(tmp_path: Path) -> None:
 def test_inspect_a_file(models_dir: Path, tmp_path: Path) -> None:
     r = run_cli("inspect", str(models_dir / "tiny.gguf"), "--context", "1024", home=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "llama" in r.stdout and "F32" in r.stdout and "memory at 1024 ctx" in r.stdout
+    assert "llama" in r.stdout and "F32" in r.stdout and "memory at 1024 ctx x 4" in r.stdout
+    # The tiny model's KV is small: the automatic four slots, each a whole context.
+    assert "4 slot(s) of 1024 tokens, queue 16, flash attention auto" in r.stdout
 
 
 def test_inspect_refuses_broken_file(models_dir: Path, tmp_path: Path) -> None:

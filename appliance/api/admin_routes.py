@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from appliance.store.store import StoreError
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.manager import ModelManager
 from appliance.tiers.policy import fmt_bytes
+from appliance.tiers.serving import Serving, serving_for
 
 
 def _manager(request: Request) -> ModelManager:
@@ -185,12 +187,19 @@ async def inspect_model(request: Request) -> Response:
         info = await asyncio.to_thread(read_gguf_info, path)
     except (GGUFError, OSError) as exc:
         raise APIError(500, f"cannot read {path}: {exc}", "server_error") from exc
-    n_ctx = int(context) if context and context.isdigit() else manager.settings.default_context
-    return JSONResponse(inspect_payload(info, n_ctx))
+    entry = manager.catalog.resolve(name)
+    if context and context.isdigit():
+        entry = dataclasses.replace(entry, context=int(context)) if entry else None
+    settings = manager.settings
+    if context and context.isdigit() and entry is None:
+        settings = dataclasses.replace(settings, default_context=int(context))
+    return JSONResponse(inspect_payload(info, serving_for(entry, settings, info)))
 
 
-def inspect_payload(info: Any, n_ctx: int) -> dict[str, Any]:
-    est = estimate_memory(info, n_ctx)
+def inspect_payload(info: Any, serving: Serving) -> dict[str, Any]:
+    """A GGUF's header and the memory it needs as it would be served (every slot's KV)."""
+    n_ctx = serving.n_ctx
+    est = estimate_memory(info, n_ctx * serving.slots)
     return {
         "path": str(info.path),
         "architecture": info.architecture,
@@ -201,8 +210,16 @@ def inspect_payload(info: Any, n_ctx: int) -> dict[str, Any]:
         "file_size": info.file_size,
         "embedding": info.is_embedding,
         "has_chat_template": info.chat_template is not None,
+        "serving": {
+            "context": n_ctx,
+            "slots": serving.slots,
+            "max_queue": serving.max_queue,
+            "flash_attn": serving.flash_attn,
+            "deterministic": serving.deterministic,
+        },
         "estimate": {
             "context": n_ctx,
+            "slots": serving.slots,
             "weights_bytes": est.weights_bytes,
             "kv_cache_bytes": est.kv_cache_bytes,
             "compute_bytes": est.compute_bytes,

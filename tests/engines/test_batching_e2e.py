@@ -16,6 +16,8 @@ import httpx
 import openai
 import pytest
 
+from appliance.store.gguf_meta import read_gguf_info
+from appliance.tiers.estimate import kv_cache_bytes
 from appliance.tiny_model import TinyModelSpec, write_tiny_gguf
 from tests.conftest import write_catalog
 from tests.daemon import Daemon, start_daemon, wait_for
@@ -104,6 +106,21 @@ def test_concurrent_streams_all_complete_with_usage(batch_daemon: Daemon) -> Non
     metrics = batch_daemon.get("/metrics").text
     assert 'appliance_slots{model="batch"} 4.0' in metrics
     assert 'appliance_prompt_cache_entries{model="batch"}' in metrics
+
+
+def test_inspect_shows_how_the_model_is_served(batch_daemon: Daemon) -> None:
+    data = batch_daemon.get("/admin/models/one/inspect").json()
+    assert data["serving"] == {
+        "context": 4096,
+        "slots": 1,
+        "max_queue": 1,
+        "flash_attn": "auto",
+        "deterministic": False,
+    }
+    est = batch_daemon.get("/admin/models/batch/inspect").json()["estimate"]
+    one_slot = kv_cache_bytes(read_gguf_info(Path(batch_daemon.model("batch")["source"])), 1024)
+    assert (est["context"], est["slots"]) == (1024, 4)
+    assert est["kv_cache_bytes"] == 4 * one_slot  # every slot holds a whole context
 
 
 def test_grammar_holds_per_sequence_beside_free_text(batch_daemon: Daemon) -> None:
