@@ -65,6 +65,11 @@ def gauges_from_sample(sample: Sample) -> Iterator[Metric]:
     step_tokens = CounterMetricFamily(
         "appliance_engine_step_tokens", "Tokens carried by the engine's steps.", labels=["model"]
     )
+    hit_ratio = _gauge(
+        "appliance_prompt_cache_hit_ratio",
+        "Prompt tokens served from the prompt cache / prompt tokens, since the model loaded.",
+        ["model"],
+    )
     cache_entries = _gauge(
         "appliance_prompt_cache_entries", "Finished sequences kept in the KV cache.", ["model"]
     )
@@ -93,6 +98,9 @@ def gauges_from_sample(sample: Sample) -> Iterator[Metric]:
             value = _number(stats.get(key))
             if value is not None:
                 family.add_metric([name], value)
+        prompt, cached = _number(stats.get("prompt_tokens")), _number(stats.get("cached_tokens"))
+        if prompt and cached is not None:
+            hit_ratio.add_metric([name], cached / prompt)
         kv = _number(stats.get("cache_tokens"))
         if kv is not None:
             cache_bytes.add_metric([name, "kv_tokens"], kv)
@@ -109,6 +117,7 @@ def gauges_from_sample(sample: Sample) -> Iterator[Metric]:
     yield step_seqs
     yield step_tokens
     yield cache_entries
+    yield hit_ratio
     yield cache_bytes
     yield GaugeMetricFamily(
         "appliance_models_loaded", "Models hot (an engine worker holds them).", value=loaded

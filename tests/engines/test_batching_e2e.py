@@ -5,6 +5,7 @@ cache across users and across a demotion, and deterministic requests."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -272,9 +273,11 @@ def test_prefix_cache_hits_across_users(batch_daemon: Daemon) -> None:
         list(pool.map(other, range(4)))
     again = ask(batch_daemon, "batch", DOC + " question two?")
     cached = again.usage.prompt_tokens_details.cached_tokens
-    assert (
-        cached >= again.usage.prompt_tokens - 24
-    )  # all but the new question and the template's end
+    # All but the new question and the template's end.
+    assert cached >= again.usage.prompt_tokens - 24
+    ratio = re.compile(r'appliance_prompt_cache_hit_ratio\{model="batch"\} ([0-9.e-]+)')
+    found = wait_for(lambda: ratio.search(batch_daemon.get("/metrics").text))
+    assert 0 < float(found.group(1)) < 1
 
 
 def test_prefix_cache_survives_a_demote_promote_round_trip(batch_daemon: Daemon) -> None:
