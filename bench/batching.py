@@ -120,6 +120,7 @@ def main() -> int:
         action="store_true",
         help="both servers without llama.cpp's repacked CPU kernels (for CPUs that fault in them)",
     )
+    ap.add_argument("--skip-cache", action="store_true", help="throughput rounds only")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     levels = tuple(int(x) for x in args.levels.split(","))
@@ -200,7 +201,7 @@ def main() -> int:
                     ),
                     file=sys.stderr,
                 )
-            for name in order:
+            for name in [] if args.skip_cache else order:
                 cache[name].append(
                     cache_round(
                         name,
@@ -238,6 +239,8 @@ def main() -> int:
         summary["ratios_appliance_over_llama_server"] = ratios
         fractions: dict[str, dict[str, float | None]] = {}
         for name, rounds in cache.items():
+            if not rounds:
+                continue
             keys = [k for k in rounds[0] if k != "cold"]
             fractions[name] = {k: med([rd[k] / rd["cold"] for rd in rounds]) for k in keys}
             fractions[name]["cold_s"] = med([rd["cold"] for rd in rounds])
