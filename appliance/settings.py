@@ -38,7 +38,8 @@ max_queue                APPLIANCE_MAX_QUEUE           "auto" (4 x slots, at lea
 flash_attn               APPLIANCE_FLASH_ATTN          "auto" (llama.cpp decides per backend)
 prompt_cache_ram         APPLIANCE_PROMPT_CACHE_RAM    "512MiB" (saved prompt states per model)
 prompt_cache_disk        APPLIANCE_PROMPT_CACHE_DISK   "2GiB" (per model, in the store's cache)
-prompt_cache_min_save    APPLIANCE_PROMPT_CACHE_MIN_SAVE "50ms" (keep a prompt's state only if
+prompt_cache_min_save    APPLIANCE_PROMPT_CACHE_MIN_SAVE
+                                                       "50ms" (keep a prompt's state only if
                                                        reading it again would take longer)
 request_timeout          APPLIANCE_REQUEST_TIMEOUT     "30m" (a generation's deadline)
 weight_repack            APPLIANCE_WEIGHT_REPACK       true (llama.cpp's repacked CPU kernels;
