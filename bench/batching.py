@@ -20,7 +20,6 @@ import argparse
 import json
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,10 +32,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vs_llama_server import make_model, wait_up
+from vs_llama_server import make_model, start_llama_server, wait_up
 
 from appliance.bench import BenchConfig, run_bench_sync
-from tests.daemon import free_port, start_daemon
+from tests.daemon import start_daemon
 
 WORDS = (
     "the printing press changed how knowledge moved across Europe, and each city that "
@@ -137,35 +136,15 @@ def main() -> int:
     if args.no_repack:
         env["APPLIANCE_WEIGHT_REPACK"] = "false"
     ours = start_daemon(work / "home", catalog, env=env)
-    port = free_port()
-    peer = subprocess.Popen(
-        [
-            str(Path(args.llama_server_bin) / "llama-server"),
-            "-m",
-            str(model),
-            "-t",
-            str(args.threads),
-            "-tb",
-            str(args.threads),
-            "-c",
-            str(args.context * args.slots),
-            "-np",
-            str(args.slots),
-            "-ngl",
-            str(args.gpu_layers),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--alias",
-            "bench",
-            "--no-webui",
-            *(["--no-repack"] if args.no_repack else []),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(work / "llama-server.log").open("wb"),
+    peer, peer_url = start_llama_server(
+        args.llama_server_bin,
+        model,
+        args.threads,
+        args.context * args.slots,
+        work,
+        *("-np", str(args.slots), "-ngl", str(args.gpu_layers), "--alias", "bench"),
+        *(["--no-repack"] if args.no_repack else []),
     )
-    peer_url = f"http://127.0.0.1:{port}"
     targets = {"appliance": ours.v1, "llama-server": peer_url + "/v1"}
     agg: dict[str, dict[int, list[float]]] = {k: {c: [] for c in levels} for k in targets}
     ttft4: dict[str, list[float]] = {k: [] for k in targets}

@@ -43,6 +43,34 @@ def make_model(cache: Path) -> Path:
     return out
 
 
+def start_llama_server(
+    bin_dir: str, model: Path, threads: int, context: int, work: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """llama-server on a free loopback port (`context` in all, split over its `-np` slots),
+    its log in `work`; returns the process and its base URL."""
+    port = free_port()
+    cmd = [
+        str(Path(bin_dir) / "llama-server"),
+        "-m",
+        str(model),
+        "-t",
+        str(threads),
+        "-tb",
+        str(threads),
+        "-c",
+        str(context),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--no-webui",
+        *extra,
+    ]
+    log = (work / "llama-server.log").open("wb")
+    peer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    return peer, f"http://127.0.0.1:{port}"
+
+
 def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,30 +104,9 @@ def main() -> int:
         f'[models.bench]\nsource = "{model}"\ncontext = {args.context}\nkeep_alive = "forever"\n'
     )
     ours = start_daemon(work / "home", catalog, env={"APPLIANCE_THREADS": str(args.threads)})
-    port = free_port()
-    peer = subprocess.Popen(
-        [
-            str(Path(args.llama_server_bin) / "llama-server"),
-            "-m",
-            str(model),
-            "-t",
-            str(args.threads),
-            "-tb",
-            str(args.threads),
-            "-c",
-            str(args.context),
-            "-np",
-            "1",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--no-webui",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(work / "llama-server.log").open("wb"),
+    peer, peer_url = start_llama_server(
+        args.llama_server_bin, model, args.threads, args.context, work, "-np", "1"
     )
-    peer_url = f"http://127.0.0.1:{port}"
     try:
         wait_up(peer_url, peer)
         results: dict[str, list[float]] = {"appliance": [], "llama-server": []}

@@ -84,6 +84,7 @@ class LlamaEngine:
         self.threads = threads
         started = time.monotonic()
         self.llama: Any = None
+        self.slots_reason: str | None = None  # why fewer slots than asked, if so
         self._ctx: Any = None
         self._batch: Any = None
         if cfg.embedding:
@@ -401,7 +402,7 @@ class LlamaEngine:
             "model_size_bytes": int(llama_cpp.llama_model_size(self._model.model)),
             "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace"),
             "slots": self.n_slots,
-            "slots_reason": getattr(self, "slots_reason", None),
+            "slots_reason": self.slots_reason,
             "n_seq_max": self.n_seq_max,
             "n_batch": self.n_batch,
             "flash_attn": self.flash_attn,

@@ -42,19 +42,26 @@ class CacheEntry:
 
 
 class PrefixIndex:
-    """Cache entries by sequence id."""
+    """Cache entries by sequence id, and the tokens they hold in all (kept as a running total:
+    the heartbeat thread reads it while the scheduler changes the entries)."""
 
     def __init__(self) -> None:
         self.entries: dict[int, CacheEntry] = {}
+        self._tokens = 0
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def add(self, seq_id: int, tokens: Sequence[int], now: float) -> None:
+        self.remove(seq_id)
         self.entries[seq_id] = CacheEntry(seq_id, list(tokens), now)
+        self._tokens += len(tokens)
 
     def remove(self, seq_id: int) -> CacheEntry | None:
-        return self.entries.pop(seq_id, None)
+        entry = self.entries.pop(seq_id, None)
+        if entry is not None:
+            self._tokens -= len(entry.tokens)
+        return entry
 
     def best(self, tokens: Sequence[int]) -> tuple[CacheEntry | None, int]:
         """The entry sharing the longest prefix with `tokens`, and that length."""
@@ -74,4 +81,4 @@ class PrefixIndex:
         return min(candidates, key=lambda e: (e.value(now), e.last_used))
 
     def cached_tokens(self) -> int:
-        return sum(len(e.tokens) for e in self.entries.values())
+        return self._tokens

@@ -33,7 +33,7 @@ class Sequence:
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: float = 0.0
     prompt_done_at: float = 0.0
-    stops: StopBuffer = field(default_factory=StopBuffer)
+    stops: StopBuffer = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = list(self.prompt)
