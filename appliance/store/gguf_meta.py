@@ -132,6 +132,8 @@ class GGUFInfo:
     data_offset: int
     # Scalar key/values; arrays summarised as "[N x type]". Left out of ==/hash.
     metadata: Mapping[str, MetaValue] = field(repr=False, compare=False, hash=False)
+    # "gguf", or for a model folder "onnx" (an onnxruntime-genai LLM) or "onnx-encoder".
+    format: str = "gguf"
 
 
 class _Cursor:

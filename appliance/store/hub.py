@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_url
@@ -49,6 +50,7 @@ from appliance.store.errors import (
     NotFoundError,
 )
 from appliance.store.gguf_meta import shard_info
+from appliance.store.model_folder import folder_files, folder_prefix
 
 SCHEME = "hf://"
 CHUNK_SIZE = 1 << 20
@@ -84,13 +86,36 @@ class RemoteFile:
     repo: str
     filename: str
     revision: str  # commit sha
-    sha256: str
+    sha256: str  # "" for a small file the hub keeps in git, not LFS: then `git_sha1` is set
     size: int
     url: str
+    git_sha1: str | None = None
 
     @property
     def source(self) -> str:
         return f"{SCHEME}{self.repo}/{self.filename}@{self.revision}"
+
+
+@dataclass(frozen=True)
+class RemoteFolder:
+    """A model folder on the hub (an ONNX model), pinned to a commit: the files to fetch."""
+
+    repo: str
+    path: str  # the folder in the repo, "." for its root
+    revision: str
+    files: tuple[RemoteFile, ...]
+
+    @property
+    def source(self) -> str:
+        where = "" if self.path == "." else f"/{self.path}"
+        return f"{SCHEME}{self.repo}{where}@{self.revision}"
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def relative(self, f: RemoteFile) -> str:
+        return f.filename if self.path == "." else f.filename[len(self.path) + 1 :]
 
 
 def is_hub_ref(ref: str) -> bool:
@@ -200,6 +225,13 @@ class HubClient:
 
     def resolve(self, ref: HubRef) -> RemoteFile:
         """Pin `ref` to a commit and one file, with its LFS sha256 and size."""
+        found = self.resolve_any(ref)
+        if isinstance(found, RemoteFolder):
+            raise AmbiguousFileError(f"{ref} names a folder, not a file")
+        return found
+
+    def resolve_any(self, ref: HubRef) -> RemoteFile | RemoteFolder:
+        """Pin `ref` to a commit and one GGUF file, or one model folder with all its files."""
         api = HfApi(endpoint=self.endpoint, token=self.token, library_name="appliance")
         try:
             info = api.model_info(
@@ -210,22 +242,43 @@ class HubClient:
         commit = info.sha
         if not isinstance(commit, str) or not _COMMIT_RE.fullmatch(commit):
             raise HubError(f"the hub gave no commit sha for {ref.repo}@{ref.revision or 'main'}")
-        siblings = info.siblings or []
-        filename = select_file(ref, [s.rfilename for s in siblings])
-        sib = next(s for s in siblings if s.rfilename == filename)
+        siblings = {s.rfilename: s for s in info.siblings or []}
+        folder = folder_prefix(ref.pattern, ref.is_glob, list(siblings))
+        if folder is None:
+            filename = select_file(ref, list(siblings))
+            return self._remote(ref.repo, commit, siblings[filename], lfs_only=True)
+        names = folder_files(folder, list(siblings))
+        if not names:
+            raise NotFoundError(f"the folder {folder!r} of {ref.repo} holds no model files")
+        files = tuple(self._remote(ref.repo, commit, siblings[n], lfs_only=False) for n in names)
+        return RemoteFolder(repo=ref.repo, path=folder, revision=commit, files=files)
+
+    def _remote(self, repo: str, commit: str, sib: Any, *, lfs_only: bool) -> RemoteFile:
+        filename = sib.rfilename
+        url = hf_hub_url(repo, filename, revision=commit, endpoint=self.endpoint)
         lfs = sib.lfs
         if lfs is None or not lfs.get("sha256"):
-            raise HubError(
-                f"{filename} in {ref.repo} has no LFS sha256 on the hub, so it cannot be "
-                "verified; download it yourself and `appliance import` it"
+            blob_id = str(sib.blob_id or "").lower()
+            if lfs_only or not re.fullmatch(r"[0-9a-f]{40}", blob_id) or sib.size is None:
+                raise HubError(
+                    f"{filename} in {repo} has no LFS sha256 on the hub, so it cannot be "
+                    "verified; download it yourself and `appliance import` it"
+                )
+            return RemoteFile(
+                repo=repo,
+                filename=filename,
+                revision=commit,
+                sha256="",
+                size=int(sib.size),
+                url=url,
+                git_sha1=blob_id,
             )
         sha256 = str(lfs["sha256"]).lower()
         size = int(lfs["size"])
         if not re.fullmatch(r"[0-9a-f]{64}", sha256) or size < 0:
-            raise HubError(f"the hub gave invalid LFS metadata for {filename} in {ref.repo}")
-        url = hf_hub_url(ref.repo, filename, revision=commit, endpoint=self.endpoint)
+            raise HubError(f"the hub gave invalid LFS metadata for {filename} in {repo}")
         return RemoteFile(
-            repo=ref.repo, filename=filename, revision=commit, sha256=sha256, size=size, url=url
+            repo=repo, filename=filename, revision=commit, sha256=sha256, size=size, url=url
         )
 
     def _map_error(self, e: Exception, repo: str, revision: str | None) -> Exception:

@@ -4,6 +4,8 @@
 <root>/
   blobs/sha256/<hex>        content-addressed model files, read-only once published
   manifests/<name>.json     one per model name: what it is, where it came from
+  trees/<sha256>/           a folder model (ONNX): hard links to its files' blobs under
+                            their names; the digest is over the sorted (path, sha256, size)
   tmp/<sha256>.partial      downloads in flight (resumable); imports in flight
   locks/<sha256>.lock       fcntl locks: one transfer per file across processes
 ```
@@ -16,6 +18,7 @@ inside the root.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -80,6 +83,40 @@ def check_sha256(sha256: str) -> str:
 
 
 @dataclass(frozen=True)
+class FolderFile:
+    """One file of a folder model: where it sits in the folder, and its blob."""
+
+    path: str  # relative, "/"-separated, checked by `safe_relative_path`
+    sha256: str
+    size: int
+
+
+def safe_relative_path(path: str) -> str:
+    """Return `path` if it is a plain relative path inside a folder, else raise."""
+    parts = path.split("/")
+    if (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or any(p in ("", ".", "..") for p in parts)
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)
+        or len(path) > 512
+    ):
+        raise InvalidNameError(f"file path {path!r} is not a plain path inside the model folder")
+    return path
+
+
+def tree_digest(files: list[FolderFile] | tuple[FolderFile, ...]) -> str:
+    """The content address of a folder model: sha256 over its sorted file list."""
+    listing = "".join(f"{f.path}\0{f.sha256}\0{f.size}\n" for f in sorted(files, key=_by_path))
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
+def _by_path(f: FolderFile) -> str:
+    return f.path
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The JSON record behind a model name."""
 
@@ -91,6 +128,8 @@ class Manifest:
     sha256: str
     size: int
     created: float
+    format: str = "gguf"  # "gguf", or a folder model: "onnx" | "onnx-encoder"
+    files: tuple[FolderFile, ...] = ()  # a folder model's files; sha256 is their tree digest
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -109,12 +148,25 @@ class Manifest:
                 sha256=_typed(data, "sha256", str),
                 size=_typed(data, "size", int),
                 created=float(_typed(data, "created", (int, float))),
+                format=_typed_opt(data, "format", str) or "gguf",
+                files=tuple(_folder_file(f) for f in data.get("files") or ()),
             )
         except (KeyError, TypeError) as e:
             raise StoreError(f"corrupt manifest {where}: {e}") from None
         safe_model_name(m.name)
         check_sha256(m.sha256)
         return m
+
+
+def _folder_file(data: Any) -> FolderFile:
+    if not isinstance(data, dict):
+        raise TypeError("'files' holds a non-object")
+    f = FolderFile(
+        path=safe_relative_path(_typed(data, "path", str)),
+        sha256=check_sha256(_typed(data, "sha256", str)),
+        size=_typed(data, "size", int),
+    )
+    return f
 
 
 def _typed(data: dict[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
@@ -146,6 +198,13 @@ class StoreLayout:
         return self.root / "manifests"
 
     @property
+    def trees_dir(self) -> Path:
+        return self.root / "trees"
+
+    def tree_path(self, digest: str) -> Path:
+        return self.inside(self.trees_dir / check_sha256(digest))
+
+    @property
     def tmp_dir(self) -> Path:
         return self.root / "tmp"
 
@@ -154,7 +213,7 @@ class StoreLayout:
         return self.root / "locks"
 
     def ensure(self) -> None:
-        for d in (self.blobs_dir, self.manifests_dir, self.tmp_dir, self.locks_dir):
+        for d in (self.blobs_dir, self.trees_dir, self.manifests_dir, self.tmp_dir, self.locks_dir):
             d.mkdir(parents=True, exist_ok=True)
             self.inside(d)
 

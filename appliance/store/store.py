@@ -43,14 +43,23 @@ from appliance.store.errors import (
     NotFoundError,
     StoreError,
 )
+from appliance.store.folders import (
+    default_folder_name,
+    fetch_folder,
+    import_folder,
+    remove_unused_tree,
+    tree_ok,
+)
 from appliance.store.gguf_meta import GGUFInfo
 from appliance.store.layout import (
+    FolderFile,
     Manifest,
     StoreLayout,
     default_model_name,
     fsync_dir,
     safe_model_name,
 )
+from appliance.store.model_folder import read_folder_info
 from appliance.store.verify import CHUNK_SIZE, validate_gguf
 
 if TYPE_CHECKING:
@@ -95,6 +104,8 @@ class StoredModel:
     revision: str | None
     filename: str
     created: float
+    format: str = "gguf"  # or a folder model (`path` is then its folder): "onnx", "onnx-encoder"
+    files: tuple[FolderFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,7 +151,7 @@ def human_bytes(n: int) -> str:
 
 
 class Store:
-    """A content-addressed store of GGUF models under `root`."""
+    """A content-addressed store of models under `root`: GGUF files and model folders."""
 
     def __init__(
         self,
@@ -185,9 +196,10 @@ class Store:
     # -- reading -----------------------------------------------------------------------------
 
     def _model(self, m: Manifest) -> StoredModel:
+        folder = m.format != "gguf"
         return StoredModel(
             name=m.name,
-            path=self.layout.blob_path(m.sha256),
+            path=self.layout.tree_path(m.sha256) if folder else self.layout.blob_path(m.sha256),
             sha256=m.sha256,
             size=m.size,
             source=m.source,
@@ -195,6 +207,8 @@ class Store:
             revision=m.revision,
             filename=m.filename,
             created=m.created,
+            format=m.format,
+            files=m.files,
         )
 
     def get(self, name: str) -> StoredModel | None:
@@ -217,7 +231,10 @@ class Store:
         model = self.get(name)
         if model is None:
             raise NotFoundError(f"model {name!r} is not in the store")
-        if not model.path.is_file():
+        present = (
+            tree_ok(self.layout, model.sha256, model.files) if model.files else model.path.is_file()
+        )
+        if not present:
             raise NotFoundError(
                 f"the file of model {name!r} is missing from the store ({model.path}); "
                 "pull or import it again"
@@ -225,7 +242,8 @@ class Store:
         return model.path
 
     def info(self, name: str) -> GGUFInfo:
-        return validate_gguf(self.resolve_path(name))
+        path = self.resolve_path(name)
+        return read_folder_info(path) if path.is_dir() else validate_gguf(path)
 
     # -- removing ----------------------------------------------------------------------------
 
@@ -238,13 +256,21 @@ class Store:
             self.layout.manifest_path(name).unlink(missing_ok=True)
             fsync_dir(self.layout.manifests_dir)
             if not any(other.sha256 == m.sha256 for other in self.list()):
-                self.layout.blob_path(m.sha256).unlink(missing_ok=True)
+                if m.files:
+                    remove_unused_tree(self.layout, m.sha256)
+                else:
+                    self.layout.blob_path(m.sha256).unlink(missing_ok=True)
+        if m.files:
+            self._collect_replaced(name, "")
 
     # -- importing ---------------------------------------------------------------------------
 
     def import_file(self, path: str | os.PathLike[str], name: str | None = None) -> StoredModel:
-        """Copy a local GGUF file into the store (validated, hashed, published atomically)."""
+        """Copy a local GGUF file, or a model folder (ONNX), into the store (validated,
+        hashed, published atomically)."""
         src = Path(path).expanduser()
+        if src.is_dir():
+            return import_folder(self, src, name)
         model_name = safe_model_name(name) if name is not None else default_model_name(src.name)
         validate_gguf(src)  # refuse garbage before copying anything
         size = src.stat().st_size
@@ -294,7 +320,7 @@ class Store:
         the network, unless the reference names a branch or tag to re-resolve.
         A callback that raises aborts the pull (the partial is kept for resuming).
         """
-        from appliance.store.hub import parse_ref
+        from appliance.store.hub import RemoteFolder, parse_ref
 
         hub_ref = parse_ref(ref)
         if name is not None:
@@ -307,7 +333,14 @@ class Store:
                 emit("done", local.size, "already in the store")
                 return local
             emit("resolving", message=f"resolving {hub_ref}")
-            remote = self._hub().resolve(hub_ref)
+            found = self._hub().resolve_any(hub_ref)
+            if isinstance(found, RemoteFolder):
+                model_name = name or default_folder_name(found)
+                emit.update(model_name, found.path, found.size)
+                model = fetch_folder(self, found, model_name, emit)
+                emit("done", model.size)
+                return model
+            remote = found
             model_name = name or default_model_name(remote.filename)
             emit.update(model_name, remote.filename, remote.size)
             model = self._fetch(remote, model_name, emit)
@@ -328,12 +361,20 @@ class Store:
         for model in self.list():
             if model.repo != ref.repo or model.revision is None:
                 continue
-            if ref.is_glob:
+            if model.files:  # a folder: its path in the repo, "." for the root
+                root = ref.pattern == "*.gguf" and model.filename == "."
+                ok = root or model.filename == ref.pattern.rstrip("/")
+            elif ref.is_glob:
                 ok = fnmatch.fnmatchcase(model.filename.lower(), ref.pattern.lower())
             else:
                 ok = model.filename == ref.pattern
             rev_ok = rev is None or model.revision.startswith(rev)
-            if ok and rev_ok and _blob_ok(model.path, model.size):
+            present = (
+                tree_ok(self.layout, model.sha256, model.files)
+                if model.files
+                else _blob_ok(model.path, model.size)
+            )
+            if ok and rev_ok and present:
                 matches.append(_manifest_of(model))
         if not matches:
             return None
@@ -359,6 +400,8 @@ class Store:
                 sha256=src.sha256,
                 size=src.size,
                 created=time.time(),
+                format=src.format,
+                files=src.files,
             )
             self.layout.write_manifest(new)
             self._collect_replaced(name, src.sha256)
@@ -439,7 +482,14 @@ class Store:
 
     def _collect_replaced(self, name: str, keep_sha256: str) -> None:
         """After `name` was re-pointed, drop blobs no manifest refers to any more (best effort)."""
-        referenced = {m.sha256 for m in self.list()}
+        referenced = self._referenced()
+        for tree in self.layout.trees_dir.iterdir():
+            if tree.name == keep_sha256 or tree.name in referenced:
+                continue
+            if re.fullmatch(r"[0-9a-f]{64}", tree.name) is not None:
+                with self._blob_lock(tree.name):
+                    if tree.name not in self._referenced():
+                        shutil.rmtree(tree, ignore_errors=True)
         for blob in self.layout.blobs_dir.iterdir():
             if blob.name == keep_sha256 or blob.name in referenced:
                 continue
@@ -457,13 +507,21 @@ class Store:
                     os.close(fd)
                     continue
                 try:
-                    if blob.name not in {m.sha256 for m in self.list()}:
+                    if blob.name not in self._referenced():
                         blob.unlink(missing_ok=True)
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                     os.close(fd)
             finally:
                 lock.release()
+
+    def _referenced(self) -> set[str]:
+        """Every digest a manifest refers to: GGUF blobs, folder trees and their files."""
+        out = set()
+        for m in self.list():
+            out.add(m.sha256)
+            out.update(f.sha256 for f in m.files)
+        return out
 
     @contextmanager
     def _blob_lock(self, sha256: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
@@ -523,6 +581,8 @@ def _manifest_of(model: StoredModel) -> Manifest:
         sha256=model.sha256,
         size=model.size,
         created=model.created,
+        format=model.format,
+        files=model.files,
     )
 
 
