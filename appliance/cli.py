@@ -373,15 +373,19 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from appliance.api.admin_routes import inspect_payload
-    from appliance.store.gguf_meta import read_gguf_info
+    from appliance.store.model_folder import read_model_info
     from appliance.tiers.serving import serving_for
 
     _, settings = _paths_settings(args)
     context = args.context or settings.default_context
     local = dataclasses.replace(settings, default_context=context)
     path = Path(args.model).expanduser()
-    if path.is_file():
-        info = read_gguf_info(path)
+    if (
+        path.is_file()
+        or (path / "genai_config.json").is_file()
+        or (path / "modules.json").is_file()
+    ):
+        info = read_model_info(path)
         data = inspect_payload(info, serving_for(None, local, info))
     else:
         try:
@@ -391,10 +395,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             stored = _local_store(args).get(args.model)
             if stored is None:
                 raise CLIError(f"no model or file '{args.model}' (daemon not running)") from None
-            info = read_gguf_info(stored.path)
+            info = read_model_info(stored.path)
             data = inspect_payload(info, serving_for(None, local, info))
     est = data["estimate"]
     print(f"path            {data['path']}")
+    print(f"format          {data.get('format', 'gguf')}")
     print(f"architecture    {data['architecture']}")
     print(f"parameters      {data['parameters']:,} ({data['parameters'] / 1e9:.2f} B)")
     print(f"quantization    {data['quantization']}")
@@ -461,6 +466,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         ok = False
         print("engine          unavailable")
+    if report.onnx is not None:
+        onnx = report.onnx
+        print(
+            f"onnx            onnxruntime-genai {onnx.genai_version} (onnxruntime "
+            f"{onnx.ort_version}), provider {onnx.provider}: INT4/FP16/FP32 ONNX models "
+            + ("on the GPU, FP8 too" if onnx.cuda else "on the CPU; FP8 ONNX models need CUDA")
+        )
+    else:
+        print("onnx            unavailable: ONNX models cannot be served")
     print(
         f"cpu             {report.cpu_physical or 'unknown'} cores "
         f"({report.cpu_logical or 'unknown'} threads)"

@@ -48,6 +48,57 @@ class EngineBuild:
     system_info: str
 
 
+_ONNX_PROBE = r"""
+import json, onnxruntime as ort, onnxruntime_genai as og
+print(json.dumps({
+    "genai_version": getattr(og, "__version__", "unknown"),
+    "ort_version": ort.__version__,
+    "providers": ort.get_available_providers(),
+    "cuda": bool(og.is_cuda_available()),
+}))
+"""
+
+
+@dataclass(frozen=True)
+class OnnxBuild:
+    """The ONNX runtime this box serves ONNX models with, and which providers it has."""
+
+    genai_version: str
+    ort_version: str
+    providers: tuple[str, ...]
+    cuda: bool  # onnxruntime-genai-cuda: INT4/FP16 on the GPU, and FP8 at all
+
+    @property
+    def provider(self) -> str:
+        return "cuda" if self.cuda else "cpu"
+
+
+def probe_onnx(timeout_s: float = 60.0) -> tuple[OnnxBuild | None, str | None]:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _ONNX_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"could not probe onnxruntime-genai: {exc}"
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"onnxruntime-genai does not import: {last}. ONNX models cannot be served."
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return (
+        OnnxBuild(
+            genai_version=str(data["genai_version"]),
+            ort_version=str(data["ort_version"]),
+            providers=tuple(str(p) for p in data["providers"]),
+            cuda=bool(data["cuda"]),
+        ),
+        None,
+    )
+
+
 @dataclass
 class HardwareReport:
     engine: EngineBuild | None
@@ -57,6 +108,7 @@ class HardwareReport:
     cpu_physical: int | None
     cpu_logical: int | None
     problems: list[str] = field(default_factory=list)
+    onnx: OnnxBuild | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +165,13 @@ def gpu_devices() -> list[GPUDevice]:
 
 def detect(probe: bool = True) -> HardwareReport:
     vm = psutil.virtual_memory()
+    onnx_probe = None
+    if probe:  # both runtimes are probed in child processes, at the same time
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1)
+        onnx_probe = pool.submit(probe_onnx)
+        pool.shutdown(wait=False)
     engine, problem = probe_engine() if probe else (None, None)
     devices = gpu_devices()
     problems = [problem] if problem else []
@@ -132,6 +191,15 @@ def detect(probe: bool = True) -> HardwareReport:
                 "an AMD GPU (ROCm) is present but llama-cpp-python was built for the CPU: "
                 "CMAKE_ARGS='-DGGML_HIP=on' pip install --force-reinstall llama-cpp-python"
             )
+    onnx, onnx_problem = onnx_probe.result() if onnx_probe is not None else (None, None)
+    if onnx_problem:
+        problems.append(onnx_problem)
+    if onnx is not None and not onnx.cuda and has_nvidia:
+        problems.append(
+            "an NVIDIA GPU is present but onnxruntime-genai is the CPU build: ONNX models run "
+            "on the CPU and FP8 ONNX models cannot run; re-run installer.sh (it installs "
+            "onnxruntime-genai-cuda and onnxruntime-gpu in place of the CPU packages)"
+        )
     if has_nvidia and not any(d.vendor == "nvidia" for d in devices):
         problems.append("NVIDIA GPU memory is unknown: install nvidia-ml-py to read it (NVML)")
     return HardwareReport(
@@ -142,4 +210,5 @@ def detect(probe: bool = True) -> HardwareReport:
         cpu_physical=psutil.cpu_count(logical=False),
         cpu_logical=psutil.cpu_count(logical=True),
         problems=problems,
+        onnx=onnx,
     )

@@ -22,7 +22,8 @@ from appliance.api.errors import APIError, invalid_request, model_not_found
 from appliance.api.openai_routes import SSE_HEADERS, read_json
 from appliance.api.sse import follow, sse_data
 from appliance.settings import parse_size
-from appliance.store.gguf_meta import GGUFError, read_gguf_info
+from appliance.store.gguf_meta import GGUFError
+from appliance.store.model_folder import ModelFolderError, read_model_info
 from appliance.store.store import StoreError
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.manager import ModelManager
@@ -184,8 +185,8 @@ async def inspect_model(request: Request) -> Response:
         )
     context = request.query_params.get("context")
     try:
-        info = await asyncio.to_thread(read_gguf_info, path)
-    except (GGUFError, OSError) as exc:
+        info = await asyncio.to_thread(read_model_info, path)
+    except (StoreError, OSError) as exc:
         raise APIError(500, f"cannot read {path}: {exc}", "server_error") from exc
     entry = manager.catalog.resolve(name)
     if context and context.isdigit():
@@ -197,11 +198,13 @@ async def inspect_model(request: Request) -> Response:
 
 
 def inspect_payload(info: Any, serving: Serving) -> dict[str, Any]:
-    """A GGUF's header and the memory it needs as it would be served (every slot's KV)."""
+    """A model's header (GGUF) or facts (ONNX folder), and the memory it needs as it would
+    be served (every slot's KV)."""
     n_ctx = serving.n_ctx
     est = estimate_memory(info, n_ctx * serving.slots)
     return {
         "path": str(info.path),
+        "format": info.format,
         "architecture": info.architecture,
         "name": info.name,
         "parameters": info.n_params,
@@ -307,6 +310,10 @@ async def import_file(request: Request) -> Response:
         stored = await asyncio.to_thread(manager.store.import_file, path, name)
     except GGUFError as exc:
         raise invalid_request(f"{path} is not a usable GGUF file: {exc}", "path") from exc
+    except ModelFolderError as exc:
+        raise invalid_request(
+            f"{path} is not a model folder this appliance serves: {exc}", "path"
+        ) from exc
     except FileNotFoundError as exc:
         raise invalid_request(f"no such file: {path} (as the daemon sees it)", "path") from exc
     except PermissionError as exc:

@@ -542,6 +542,7 @@ def _model_object(manager: ModelManager, name: str) -> dict[str, Any]:
                 "tier",
                 "pin",
                 "kind",
+                "format",
                 "aliases",
                 "eos_token_id",
                 "active_requests",

@@ -370,21 +370,7 @@ class Scheduler:
     # -- endings ----------------------------------------------------------------------------
 
     def _done_frame(self, seq: Sequence) -> None:
-        now = time.monotonic()
-        prompt_end = seq.prompt_done_at or now
-        self.emit(
-            {
-                "type": "done",
-                "id": seq.request_id,
-                "finish_reason": seq.finish_reason,
-                "prompt_tokens": len(seq.prompt),
-                "completion_tokens": seq.generated,
-                "cached_tokens": seq.cached_tokens,
-                "prompt_s": round(max(prompt_end - (seq.started_at or now), 0.0), 6),
-                "decode_s": round(max(now - prompt_end, 0.0), 6) if seq.prompt_done_at else 0.0,
-                "queued_s": round(max((seq.started_at or now) - seq.submitted_at, 0.0), 6),
-            }
-        )
+        self.emit(seq.done_frame())
 
     def _release(self, seq: Sequence, keep: bool = True) -> None:
         """End an active sequence: its KV stays as a cache entry when it can serve again."""

@@ -77,6 +77,22 @@ class Sequence:
         self.state = "done"
         self.finish_reason = reason
 
+    def done_frame(self) -> dict[str, Any]:
+        """The `done` frame the worker sends when this request ends (not in error)."""
+        now = time.monotonic()
+        prompt_end = self.prompt_done_at or now
+        return {
+            "type": "done",
+            "id": self.request_id,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": len(self.prompt),
+            "completion_tokens": self.generated,
+            "cached_tokens": self.cached_tokens,
+            "prompt_s": round(max(prompt_end - (self.started_at or now), 0.0), 6),
+            "decode_s": round(max(now - prompt_end, 0.0), 6) if self.prompt_done_at else 0.0,
+            "queued_s": round(max((self.started_at or now) - self.submitted_at, 0.0), 6),
+        }
+
     @property
     def kv_tokens(self) -> list[int]:
         """The tokens the KV holds for this sequence (what a cache entry can offer)."""

@@ -68,10 +68,12 @@ class WorkerSpec:
     state_disk_bytes: int = 0
     state_min_save_s: float = 0.05
     weight_repack: bool = True
+    format: str = "gguf"  # "onnx" (onnxruntime-genai) or "onnx-encoder" for model folders
 
     def config_json(self) -> str:
         return json.dumps(
             {
+                "format": self.format,
                 "model_path": self.model_path,
                 "n_ctx": self.n_ctx,
                 "n_gpu_layers": self.n_gpu_layers,

@@ -1,5 +1,9 @@
 """The engine worker process: one loaded model and its scheduler.
 
+The model's format picks the engine: a GGUF runs on llama.cpp under the batching
+`Scheduler`; an ONNX LLM folder on onnxruntime-genai under `genai_runner.Runner`
+(the same frames in and out); an ONNX encoder folder serves embeddings.
+
 Started by the supervisor as `python -m appliance.engines.worker --fd N --config JSON`
 with one end of a Unix socket pair. A reader thread takes frames off the socket and
 hands them to the scheduler (generate, cancel, shutdown) or the embedding queue, a
@@ -26,6 +30,7 @@ from typing import Any
 
 from appliance.engines.cache_costs import CacheCosts
 from appliance.engines.engine import EngineRequestError, error_frame
+from appliance.engines.genai_runner import Runner
 from appliance.engines.protocol import BlockingChannel, Frame, ProtocolError
 from appliance.engines.scheduler import Scheduler
 from appliance.engines.state_store import StateStore
@@ -51,7 +56,7 @@ class Worker:
         self.parent_pid = parent_pid
         self.requests: queue.Queue[Frame | None] = queue.Queue()  # embedding requests
         self.engine: Any = None
-        self.scheduler: Scheduler | None = None
+        self.scheduler: Scheduler | Runner | None = None
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -93,6 +98,42 @@ class Worker:
     # -- serving ----------------------------------------------------------------------------
 
     def load(self) -> bool:
+        kind = self.config.get("format") or "gguf"
+        try:
+            if kind == "onnx":
+                return self._load_genai()
+            if kind == "onnx-encoder":
+                from appliance.engines.onnx_encoder import OnnxEncoder
+
+                self.engine = OnnxEncoder(self.config["model_path"], self.config.get("n_threads"))
+                return self._ready()
+        except Exception as exc:
+            self.channel.send({"type": "load_failed", "message": f"{type(exc).__name__}: {exc}"})
+            return False
+        return self._load_llama()
+
+    def _ready(self) -> bool:
+        self.channel.send({"type": "ready", "info": self.engine.info(), "pid": os.getpid()})
+        return True
+
+    def _load_genai(self) -> bool:
+        from appliance.engines.genai import GenaiConfig, GenaiEngine
+
+        config = self.config
+        self.engine = GenaiEngine(
+            GenaiConfig(
+                model_path=config["model_path"],
+                n_ctx=int(config.get("n_ctx", 4096)),
+                n_threads=config.get("n_threads"),
+                use_gpu=int(config.get("n_gpu_layers", 0)) != 0,
+                chat_template=config.get("chat_template"),
+                n_slots=int(config.get("slots") or 1),
+            )
+        )
+        self.scheduler = Runner(self.engine, self.channel.send, n_slots=self.engine.n_slots)
+        return self._ready()
+
+    def _load_llama(self) -> bool:
         from appliance.engines.llamacpp import EngineConfig, LlamaEngine
 
         config = self.config
@@ -123,8 +164,7 @@ class Worker:
                 states=self._state_store(),
                 costs=CacheCosts(min_saved_s=float(self.config.get("state_min_save_s", 0.05))),
             )
-        self.channel.send({"type": "ready", "info": self.engine.info(), "pid": os.getpid()})
-        return True
+        return self._ready()
 
     def _state_store(self) -> StateStore | None:
         config = self.config

@@ -300,3 +300,24 @@ def _encoder_info(folder: Path) -> GGUFInfo:
         metadata={"onnx.encoder": str(onnx_path.relative_to(folder))},
         format="onnx-encoder",
     )
+
+
+def read_model_info(path: str | os.PathLike[str]) -> GGUFInfo:
+    """A GGUF file's header, or a model folder's facts: one shape for both."""
+    from appliance.store.gguf_meta import read_gguf_info
+
+    p = Path(path)
+    return read_folder_info(p) if p.is_dir() else read_gguf_info(p)
+
+
+def model_bytes(path: Path) -> int:
+    """Bytes on disk of a model file or folder."""
+    return folder_bytes(path) if path.is_dir() else path.stat().st_size
+
+
+def weights_file(path: Path) -> Path:
+    """The file holding most of a model's weights (what the warm tier keeps in RAM)."""
+    if not path.is_dir():
+        return path
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return max(files, key=lambda p: p.stat().st_size) if files else path

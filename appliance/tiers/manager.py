@@ -33,7 +33,8 @@ from appliance.events import Event, EventLog
 from appliance.hardware import HardwareReport
 from appliance.pulls import Pulls
 from appliance.settings import Settings
-from appliance.store.gguf_meta import GGUFError, GGUFInfo, read_gguf_info
+from appliance.store.gguf_meta import GGUFInfo
+from appliance.store.model_folder import model_bytes, read_model_info, weights_file
 from appliance.store.store import Store, StoredModel, StoreError
 from appliance.tiers import views
 from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
@@ -275,7 +276,7 @@ class ModelManager:
         cached = self._info_cache.get(path)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        info = read_gguf_info(path)
+        info = read_model_info(path)
         self._info_cache[path] = (mtime, info)
         return info
 
@@ -302,7 +303,7 @@ class ModelManager:
         if tier == "remote":
             return None
         path = self.local_file(slot.name)
-        size = path.stat().st_size if path is not None and path.exists() else 0
+        size = model_bytes(path) if path is not None and path.exists() else 0
         pin = self.pin_of(slot)
         return ModelState(
             name=slot.name,
@@ -349,7 +350,7 @@ class ModelManager:
             path = self.local_file(slot.name)
             if move.dst == "warm" and path is not None:
                 if slot.hold is None:
-                    slot.hold = WarmHold(path)
+                    slot.hold = WarmHold(weights_file(path))
                 hold = slot.hold
                 await asyncio.to_thread(hold.warm)
                 locked_pages = await asyncio.to_thread(hold.lock)
@@ -522,7 +523,7 @@ class ModelManager:
             path = await self._ensure_file(slot)
             try:
                 info = await asyncio.to_thread(self.gguf_info, path)
-            except (GGUFError, OSError) as exc:
+            except (StoreError, OSError) as exc:
                 slot.state = "failed"
                 slot.last_error = str(exc)
                 self.emit(name, "load_failed", f"refused to load: {exc}")
@@ -611,8 +612,8 @@ class ModelManager:
         anon = process_anon_bytes(worker.pid)
         if anon is None:
             return None
-        if slot.device == "cpu":
-            return anon + path.stat().st_size
+        if slot.device == "cpu" and not path.is_dir():
+            return anon + path.stat().st_size  # llama.cpp maps the GGUF; onnxruntime reads it in
         return anon  # GPU: VRAM per process needs NVML accounting; the estimate stays the guide
 
     async def _start_worker(
@@ -637,6 +638,7 @@ class ModelManager:
             state_disk_bytes=self.settings.prompt_cache_disk_bytes,
             state_min_save_s=self.settings.prompt_cache_min_save_s,
             weight_repack=self.settings.weight_repack and slot.weight_repack,
+            format=self._format_of(path),
         )
         worker = WorkerProcess(spec, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
         slot.state = "loading"
@@ -657,6 +659,9 @@ class ModelManager:
         slot.last_used = time.monotonic()
         worker.on_exit.append(lambda w: self._on_worker_exit(slot, w))
         return worker
+
+    def _format_of(self, path: Path) -> str:
+        return self.gguf_info(path).format if path.is_dir() else "gguf"
 
     def _record_failure(self, slot: Slot, message: str) -> None:
         slot.failures += 1

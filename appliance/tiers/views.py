@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from appliance.store.model_folder import model_bytes
 from appliance.tiers.plan import usage
 from appliance.tiers.slot import Slot
 from appliance.tiers.warm import residency
@@ -47,7 +48,7 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
     stored = manager.store.get(name)
     path = manager.local_file(name)
     on_disk = path is not None and path.exists()
-    size = stored.size if stored else (path.stat().st_size if path and on_disk else None)
+    size = stored.size if stored else (model_bytes(path) if path and on_disk else None)
     keep_alive = manager.keep_alive_s(slot)
     warm_keep_alive = manager.warm_keep_alive_s(slot)
     worker = slot.worker
@@ -62,6 +63,9 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "tier": tier,
         "pin": manager.pin_of(slot),
         "kind": entry.kind if entry else "auto",
+        "format": _format(manager, stored.format if stored else None, path if on_disk else None),
+        "precision": slot.info.get("precision") if worker is not None and slot.info else None,
+        "provider": slot.info.get("provider") if worker is not None and slot.info else None,
         "aliases": list(entry.aliases) if entry else [],
         "source": str(entry.source) if entry else (stored.source if stored else None),
         "size_bytes": size,
@@ -86,6 +90,20 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "engine": slot.info if worker is not None else {},
         "eos_token_id": slot.info.get("eos_token_id") if slot.info else None,
     }
+
+
+def _format(manager: ModelManager, stored: str | None, path: Path | None) -> str | None:
+    """"gguf", "onnx" or "onnx-encoder"; None while not on this box (or unreadable)."""
+    if stored is not None:
+        return stored
+    if path is None:
+        return None
+    if not path.is_dir():
+        return "gguf"
+    try:
+        return manager.gguf_info(path).format
+    except Exception:
+        return None
 
 
 def budgets_view(manager: ModelManager) -> dict[str, Any]:

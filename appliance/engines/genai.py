@@ -1,0 +1,243 @@
+"""The ONNX LLM engine: one model folder on onnxruntime-genai, one generator per request.
+
+onnxruntime-genai brings the KV cache, sampling (seeded), the tokenizer with streaming
+detokenization and constrained decoding (llguidance: JSON schema) for each
+`og.Generator`. Its batching `og.Engine` is not used: on a model exported for the CPU
+it batches statically (a request arriving during a batch waits for the whole batch
+to finish) and refuses per-request seeds and stop strings, so a request here gets its
+own generator and `genai_runner.Runner` advances the active ones in turn, one token
+each. Chat prompts render in our sandboxed template, as for GGUF; stop strings,
+`max_tokens` and finish reasons are ours (`sequence.Sequence`), so both engines
+answer alike. Only the worker imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.engines.chat_template import ChatTemplate, ChatTemplateError, opens_reasoning
+from appliance.engines.engine import EngineRequestError
+from appliance.engines.llamacpp import FALLBACK_TEMPLATE, default_threads
+from appliance.store.model_folder import read_folder_info
+
+
+@dataclass(frozen=True)
+class GenaiConfig:
+    model_path: str
+    n_ctx: int = 4096  # per sequence
+    n_threads: int | None = None
+    use_gpu: bool = False  # the CUDA provider when onnxruntime-genai-cuda is installed
+    chat_template: str | None = None
+    n_slots: int = 1
+
+
+# Sampling parameters onnxruntime-genai has no equivalent for: refused, never ignored.
+UNSUPPORTED = {
+    "logit_bias": "logit_bias",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+}
+
+
+def choose_provider(use_gpu: bool, precision: str) -> tuple[str, str]:
+    """(provider, why): CUDA when asked for and available, else CPU; FP8 needs CUDA."""
+    import onnxruntime_genai as og
+
+    cuda = bool(og.is_cuda_available())
+    if use_gpu and cuda:
+        return "cuda", "onnxruntime-genai-cuda found a CUDA device"
+    if precision == "fp8":
+        raise EngineRequestError(
+            "this model has FP8 weights, which onnxruntime runs only on an NVIDIA GPU "
+            "(the CUDA execution provider: onnxruntime-genai-cuda and onnxruntime-gpu, "
+            "on an Ada/Hopper-class GPU); this box would serve it on the CPU, where FP8 "
+            "has no kernels: use the INT4 or FP16 build of the model instead",
+            code="unsupported_precision",
+            status=400,
+        )
+    if use_gpu:
+        return "cpu", "no CUDA provider in this onnxruntime-genai build (the CPU package)"
+    return "cpu", "the model is placed on the CPU"
+
+
+class GenaiEngine:
+    def __init__(self, cfg: GenaiConfig) -> None:
+        import onnxruntime_genai as og
+
+        self._og = og
+        self.cfg = cfg
+        started = time.monotonic()
+        folder = Path(cfg.model_path)
+        facts = read_folder_info(folder)
+        self.precision = facts.quantization
+        self.provider, self.provider_reason = choose_provider(cfg.use_gpu, self.precision)
+        self.threads = cfg.n_threads or default_threads()
+        config = og.Config(str(folder))
+        config.clear_providers()
+        if self.provider == "cuda":
+            config.append_provider("cuda")
+        session = {"intra_op_num_threads": self.threads, "inter_op_num_threads": 1}
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": session}}}))
+        self.model = og.Model(config)
+        self.tokenizer = og.Tokenizer(self.model)
+        ctx_train = facts.context_length or cfg.n_ctx
+        self.n_ctx = min(cfg.n_ctx, ctx_train)
+        self.n_ctx_train = ctx_train
+        self.n_slots = max(1, cfg.n_slots)
+        self.eog_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
+        template_src = cfg.chat_template or facts.chat_template
+        self.template_from_model = template_src is not None and cfg.chat_template is None
+        bos = facts.bos_token or ""
+        self._bos_text = bos
+        self.template = ChatTemplate(
+            template_src or FALLBACK_TEMPLATE, bos_token=bos, eos_token=facts.eos_token or ""
+        )
+        self.facts = facts
+        self._warm_up()
+        self.load_s = time.monotonic() - started
+
+    def _warm_up(self) -> None:
+        """One token at load: the first request must not pay for session setup."""
+        gen = self.new_generator([self.bos_or_zero()], {"max_tokens": 1, "temperature": 0})
+        gen.append_tokens([self.bos_or_zero()])
+        gen.generate_next_token()
+
+    def bos_or_zero(self) -> int:
+        bos = self.facts.bos_token_id
+        return bos if bos is not None and bos >= 0 else 0
+
+    # -- prompts ----------------------------------------------------------------------------
+
+    def render_chat(self, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]:
+        try:
+            text = self.template.render(messages, add_generation_prompt=True)
+        except ChatTemplateError as exc:
+            raise EngineRequestError(
+                str(exc), code="invalid_chat_template", status=400, param="messages"
+            ) from exc
+        return text, opens_reasoning(text)
+
+    def prompt_tokens(self, text: str) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def check_context(self, n_prompt: int, param: str) -> None:
+        if n_prompt >= self.n_ctx:
+            raise EngineRequestError(
+                f"This model's maximum context length is {self.n_ctx} tokens, but the prompt "
+                f"has {n_prompt} tokens (at least one token must be left for the answer). "
+                "Shorten the prompt or load the model with a larger context.",
+                code="context_length_exceeded",
+                status=400,
+                param=param,
+            )
+
+    # -- generating -------------------------------------------------------------------------
+
+    def check_params(self, params: dict[str, Any]) -> Any:
+        """Generator parameters for a request, or EngineRequestError for what onnxruntime-genai
+        cannot honour (a sampling option it lacks, a schema llguidance refuses): checked
+        when the request arrives, before it is accepted."""
+        og = self._og
+        for key, name in UNSUPPORTED.items():
+            value = params.get(key)
+            if value not in (None, 0, 0.0, {}):
+                raise EngineRequestError(
+                    f"{name} is not supported by the ONNX engine (onnxruntime-genai)",
+                    code="unsupported_parameter",
+                    param=name,
+                )
+        gp = og.GeneratorParams(self.model)
+        guidance = _guidance(params.get("response_format"))
+        if guidance is not None:
+            try:
+                gp.set_guidance(*guidance)
+                # The grammar is built with a generator: a two-token one tells now.
+                probe = og.GeneratorParams(self.model)
+                probe.set_guidance(*guidance)
+                probe.set_search_options(max_length=2)
+                og.Generator(self.model, probe)
+            except Exception as exc:
+                raise EngineRequestError(
+                    f"response_format: the JSON schema cannot be used: {exc}",
+                    code="invalid_json_schema",
+                    param="response_format",
+                ) from exc
+        return gp
+
+    def new_generator(self, prompt: list[int], params: dict[str, Any]) -> Any:
+        """A generator for `prompt` (its KV memory is taken now; the caller feeds the prompt
+        with `append_tokens`, in chunks)."""
+        og = self._og
+        gp = self.check_params(params)
+        max_tokens = int(params.get("max_tokens", 256))
+        options: dict[str, Any] = {"max_length": min(len(prompt) + max_tokens, self.n_ctx)}
+        temperature = float(params.get("temperature", 1.0))
+        if temperature <= 0.0:
+            options["do_sample"] = False
+        else:
+            top_k = params.get("top_k")
+            options.update(
+                do_sample=True,
+                temperature=temperature,
+                top_p=float(params.get("top_p", 1.0)),
+                top_k=int(top_k) if top_k is not None else 40,
+            )
+        seed = params.get("seed")
+        if seed is not None:
+            options["random_seed"] = int(seed) & 0x7FFFFFFF
+        repeat = params.get("repeat_penalty")
+        if repeat not in (None, 1.0):
+            options["repetition_penalty"] = float(repeat)
+        if params.get("ignore_eos"):
+            options["min_length"] = options["max_length"]
+        gp.set_search_options(**options)
+        try:
+            gen = og.Generator(self.model, gp)
+        except Exception as exc:
+            raise EngineRequestError(
+                f"the ONNX engine refused the request: {exc}", code="engine_error", status=500
+            ) from exc
+        return gen
+
+    def new_stream(self) -> Any:
+        return self.tokenizer.create_stream()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "engine": "onnxruntime-genai",
+            "engine_version": getattr(self._og, "__version__", "?"),
+            "format": "onnx",
+            "precision": self.precision,
+            "provider": self.provider,
+            "provider_reason": self.provider_reason,
+            "n_ctx": self.n_ctx,
+            "n_ctx_train": self.n_ctx_train,
+            "threads": self.threads,
+            "load_s": round(self.load_s, 4),
+            "embedding": False,
+            "template_from_gguf": self.template_from_model,
+            "architecture": self.facts.architecture,
+            "model_size_bytes": self.facts.tensor_bytes,
+            "slots": self.n_slots,
+            "slots_reason": None,
+            "batching": "one generator per request, advanced in turn (no batched step)",
+            "n_gpu_layers": -1 if self.provider == "cuda" else 0,
+            "pid": os.getpid(),
+        }
+
+
+def _guidance(response_format: dict[str, Any] | None) -> tuple[str, str] | None:
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return "json_schema", json.dumps({"type": "object"})
+    if kind == "json_schema":
+        return "json_schema", json.dumps(response_format.get("schema") or {})
+    return None

@@ -1,0 +1,216 @@
+"""Serving an ONNX LLM: requests admitted in arrival order to the slots, and every active
+request's generator advanced by one token in turn.
+
+The worker drives it like the llama.cpp `Scheduler` (`submit` from the reader thread,
+`run` on the main thread, `stats` for the heartbeat) and it emits the same frames
+(`started`, `token`, `done`, `error`). A cancelled request leaves before its next
+token; a request that fails fails alone. A prompt is read in one call when the
+request is admitted, so a long prompt delays the other streams by its prefill.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from appliance.engines.engine import error_frame
+from appliance.engines.genai import GenaiEngine
+from appliance.engines.protocol import Frame
+from appliance.engines.sequence import Sequence
+
+Emit = Callable[[Frame], None]
+PREFILL_CHUNK = 256
+
+
+class _Active:
+    def __init__(self, seq: Sequence, generator: Any, stream: Any) -> None:
+        self.seq = seq
+        self.generator = generator
+        self.stream = stream
+
+
+class Runner:
+    def __init__(self, engine: GenaiEngine, emit: Emit, *, n_slots: int) -> None:
+        self.engine = engine
+        self.emit = emit
+        self.n_slots = max(1, n_slots)
+        self.inbox: queue.Queue[Frame] = queue.Queue()
+        self.waiting: deque[Sequence] = deque()
+        self.active: dict[str, _Active] = {}
+        self.stopping = False
+        self.steps = 0
+        self.step_tokens = 0
+        self.step_sequences = 0
+        self.prompt_tokens_total = 0
+
+    def submit(self, frame: Frame) -> None:
+        self.inbox.put(frame)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "slots": self.n_slots,
+            "busy": len(self.active),
+            "waiting": len(self.waiting) + self.inbox.qsize(),
+            "cache_entries": 0,
+            "cache_tokens": 0,
+            "steps": self.steps,
+            "step_tokens": self.step_tokens,
+            "step_sequences": self.step_sequences,
+            "prompt_tokens": self.prompt_tokens_total,
+            "cached_tokens": 0,
+        }
+
+    def run(self) -> None:
+        while not self.stopping:
+            self._drain(block=not (self.active or self.waiting))
+            if self.stopping:
+                break
+            self._admit()
+            self._step()
+        for item in list(self.active.values()):
+            self._end(item, "cancelled")
+        while self.waiting:
+            seq = self.waiting.popleft()
+            seq.finish("cancelled")
+            self.emit(seq.done_frame())
+
+    def _drain(self, block: bool) -> None:
+        try:
+            frame = self.inbox.get() if block else self.inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._take(frame)
+            try:
+                frame = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _take(self, frame: Frame) -> None:
+        kind = frame.get("type")
+        request_id = str(frame.get("id"))
+        if kind == "generate":
+            seq = self._intake(request_id, frame)
+            if seq is not None:
+                self.waiting.append(seq)
+        elif kind == "cancel":
+            self._cancel(request_id)
+        elif kind == "shutdown":
+            self.stopping = True
+
+    def _intake(self, request_id: str, frame: Frame) -> Sequence | None:
+        engine = self.engine
+        params = dict(frame.get("params") or {})
+        try:
+            reasoning_started = False
+            if frame.get("mode") == "chat":
+                text, reasoning_started = engine.render_chat(frame.get("messages") or [])
+                param = "messages"
+            else:
+                text = str(frame.get("prompt", ""))
+                param = "prompt"
+            tokens = engine.prompt_tokens(text) or [engine.bos_or_zero()]
+            engine.check_context(len(tokens), param)
+            engine.check_params(params)
+        except Exception as exc:
+            self._error(request_id, exc)
+            return None
+        max_tokens = min(int(params.get("max_tokens", 256)), engine.n_ctx - len(tokens))
+        params["max_tokens"] = max(max_tokens, 1)
+        self.emit(
+            {
+                "type": "started",
+                "id": request_id,
+                "prompt_tokens": len(tokens),
+                "reasoning_started": reasoning_started,
+            }
+        )
+        return Sequence(
+            request_id=request_id, prompt=tokens, params=params, max_tokens=params["max_tokens"]
+        )
+
+    def _cancel(self, request_id: str) -> None:
+        for seq in self.waiting:
+            if seq.request_id == request_id:
+                self.waiting.remove(seq)
+                seq.finish("cancelled")
+                self.emit(seq.done_frame())
+                return
+        item = self.active.get(request_id)
+        if item is not None:
+            self._end(item, "cancelled")
+
+    def _admit(self) -> None:
+        while self.waiting and len(self.active) < self.n_slots:
+            seq = self.waiting.popleft()
+            seq.started_at = time.monotonic()
+            try:
+                generator = self.engine.new_generator(seq.prompt, seq.params)
+            except Exception as exc:
+                self._error(seq.request_id, exc)
+                continue
+            seq.state = "prefill"
+            self.prompt_tokens_total += len(seq.prompt)
+            self.active[seq.request_id] = _Active(seq, generator, self.engine.new_stream())
+
+    def _step(self) -> None:
+        if not self.active:
+            return
+        self.steps += 1
+        for item in list(self.active.values()):
+            seq = item.seq
+            if seq.state == "prefill":
+                self._prefill(item)
+                continue
+            try:
+                item.generator.generate_next_token()
+                token = int(item.generator.get_next_tokens()[0])
+                piece = item.stream.decode(token).encode("utf-8")
+                is_eog = token in self.engine.eog_ids
+                text = seq.accept(token, b"" if is_eog else piece, is_eog)
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                self.active.pop(seq.request_id, None)
+                self._error(seq.request_id, exc)
+                continue
+            self.step_tokens += 1
+            self.step_sequences += 1
+            if text:
+                self.emit({"type": "token", "id": seq.request_id, "text": text})
+            if seq.state != "done" and item.generator.is_done():
+                seq.finish("length")  # the context's end: the generator has no room left
+                rest = seq.stops.flush()
+                if rest:
+                    self.emit({"type": "token", "id": seq.request_id, "text": rest})
+            if seq.state == "done":
+                self._end(item, seq.finish_reason)
+
+    def _prefill(self, item: _Active) -> None:
+        seq = item.seq
+        chunk = seq.prompt[seq.n_past : seq.n_past + PREFILL_CHUNK]
+        try:
+            item.generator.append_tokens(chunk)
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            self.active.pop(seq.request_id, None)
+            self._error(seq.request_id, exc)
+            return
+        self.step_tokens += len(chunk)
+        self.step_sequences += 1
+        seq.evaluated(len(chunk))  # moves to decode once the whole prompt is in
+
+    def _end(self, item: _Active, reason: str) -> None:
+        seq = item.seq
+        if seq.state != "done":
+            seq.finish(reason)
+        self.active.pop(seq.request_id, None)
+        item.generator = None  # free its KV now, not at the next garbage collection
+        self.emit(seq.done_frame())
+
+    def _error(self, request_id: str, exc: BaseException) -> None:
+        self.emit(error_frame(request_id, exc))
