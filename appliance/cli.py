@@ -400,6 +400,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     est = data["estimate"]
     print(f"path            {data['path']}")
     print(f"format          {data.get('format', 'gguf')}")
+    provider = data.get("provider")
+    if isinstance(provider, dict):
+        print(f"provider        {provider.get('name')} ({provider.get('reason')})")
     print(f"architecture    {data['architecture']}")
     print(f"parameters      {data['parameters']:,} ({data['parameters'] / 1e9:.2f} B)")
     print(f"quantization    {data['quantization']}")

@@ -194,7 +194,31 @@ async def inspect_model(request: Request) -> Response:
     settings = manager.settings
     if context and context.isdigit() and entry is None:
         settings = dataclasses.replace(settings, default_context=int(context))
-    return JSONResponse(inspect_payload(info, serving_for(entry, settings, info)))
+    payload = inspect_payload(info, serving_for(entry, settings, info))
+    payload["provider"] = _provider(manager, info.format)
+    return JSONResponse(payload)
+
+
+def _provider(manager: ModelManager, fmt: str) -> dict[str, str]:
+    """Which runtime and device would serve a model of this format here, and why."""
+    hw = manager.hardware
+    if fmt == "gguf":
+        if hw.engine is None:
+            return {"name": "unavailable", "reason": "llama-cpp-python does not import"}
+        return {
+            "name": hw.engine.backend,
+            "reason": f"llama-cpp-python {hw.engine.version} built for {hw.engine.backend}",
+        }
+    if hw.onnx is None:
+        return {"name": "unavailable", "reason": "onnxruntime-genai does not import"}
+    if fmt == "onnx-encoder":
+        return {"name": "cpu", "reason": "embedding encoders run on onnxruntime's CPU provider"}
+    if hw.onnx.cuda:
+        return {"name": "cuda", "reason": "onnxruntime-genai-cuda is installed and sees a GPU"}
+    return {
+        "name": "cpu",
+        "reason": "onnxruntime-genai is the CPU build here (FP8 ONNX models need the CUDA one)",
+    }
 
 
 def inspect_payload(info: Any, serving: Serving) -> dict[str, Any]:

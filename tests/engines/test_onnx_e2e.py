@@ -215,6 +215,7 @@ def test_models_list_and_inspect_say_format_precision_and_provider(onnx_daemon: 
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["format"] == "onnx" and data["quantization"] == "fp32"
+    assert data["provider"]["name"] == "cpu" and "CPU build" in data["provider"]["reason"]
     assert data["estimate"]["kv_cache_bytes"] > 0
     listed = {x.id: x for x in client(onnx_daemon).models.list().data}
     extra = listed["onnx-int4"].model_extra or {}

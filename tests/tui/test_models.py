@@ -73,6 +73,7 @@ async def test_load_unload_pin_and_inspect(tui_daemon: Daemon) -> None:
         assert rows["architecture"] == "llama"
         assert rows["quantization"] == "F32"
         assert rows["chat template"] == "yes"
+        assert rows["format"] == "gguf" and rows["runs on"] == "cpu"
         await pilot.press("escape")
         await wait_until(lambda: isinstance(app.screen, ModelsScreen), what="modal closed")
 

@@ -52,9 +52,12 @@ def inspect_rows(model: dict[str, Any], info: dict[str, Any]) -> list[tuple[str,
     est = info.get("estimate") or {}
     path = str(info.get("path") or "")
     params = info.get("parameters")
+    provider = info.get("provider") if isinstance(info.get("provider"), dict) else {}
     return [
         ("model", str(model.get("name", NA))),
         ("file", path.rsplit("/", 1)[-1] or NA),
+        ("format", str(info.get("format") or "gguf")),
+        ("runs on", str(provider.get("name") or NA)),
         ("architecture", str(info.get("architecture") or NA)),
         ("name in file", str(info.get("name") or NA)),
         ("parameters", NA if params is None else f"{params:,}"),
