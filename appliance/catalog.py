@@ -61,16 +61,19 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class HubSource:
-    """A file (or a glob matching files, e.g. split GGUF parts) in a Hugging Face repo."""
+    """A file (or a glob matching files, e.g. split GGUF parts) in a Hugging Face repo, or
+    a model folder (ONNX) in it; "" names the repo's root."""
 
     repo_id: str  # "org/repo"
-    filename: str  # path inside the repo; may hold glob characters
+    filename: str  # path inside the repo; may hold glob characters; "" for the root
 
     @property
     def is_glob(self) -> bool:
         return any(c in self.filename for c in "*?[")
 
     def __str__(self) -> str:
+        if not self.filename:
+            return f"{HF_SCHEME}{self.repo_id}"
         return f"{HF_SCHEME}{self.repo_id}/{self.filename}"
 
 
@@ -431,10 +434,11 @@ class _EntryParser:
 
 def _hub_source(text: str) -> HubSource:
     rest = text[len(HF_SCHEME) :]
-    parts = rest.split("/")
-    if len(parts) < 3 or not parts[2]:
+    parts = rest.rstrip("/").split("/")
+    if len(parts) < 2 or not parts[1]:
         raise ValueError(
-            f"expected hf://org/repo/file.gguf (the file or glob inside the repo), got {text!r}"
+            "expected hf://org/repo/file.gguf (the file or glob inside the repo), "
+            f"hf://org/repo/folder (an ONNX model folder) or hf://org/repo, got {text!r}"
         )
     org, repo, *file_parts = parts
     for part in (org, repo):

@@ -41,11 +41,14 @@ def test_repo_catalog_is_valid_and_pinned() -> None:
     assert catalog.warnings == ()
     kinds = {entry.kind for entry in catalog}
     assert {"chat", "embedding"} <= kinds
+    onnx = set()
     for entry in catalog:
         assert isinstance(entry.source, HubSource)
-        assert entry.source.filename.endswith(".gguf")
+        if not entry.source.filename.endswith(".gguf"):
+            onnx.add(entry.kind)  # a model folder (ONNX)
         assert re.fullmatch(r"[0-9a-f]{40}", entry.revision), entry.name
         assert entry.revision_pinned
+    assert onnx == {"chat", "embedding"}  # an ONNX chat model and an ONNX encoder
     default = catalog.default_entry()
     assert default is not None and default.kind == "chat"
 
@@ -195,8 +198,8 @@ def test_error_message_carries_the_key_path() -> None:
         ('source = "hf://o/r/f.gguf"\ncontxt = 1', "models.m.contxt", "did you mean 'context'"),
         ("context = 4", "models.m.source", "required"),
         ("source = 3", "models.m.source", "expected hf://"),
-        ('source = "hf://o/r"', "models.m.source", "the file or glob"),
-        ('source = "hf://o/r/"', "models.m.source", "the file or glob"),
+        ('source = "hf://o"', "models.m.source", "the file or glob"),
+        ('source = "hf:///r"', "models.m.source", "not a valid Hugging Face repo"),
         ('source = "hf://o/../f.gguf"', "models.m.source", "not a valid Hugging Face repo"),
         ('source = "hf://o/r/a/../b.gguf"', "models.m.source", "clean relative path"),
         ('source = "https://x/y.gguf"', "models.m.source", "unsupported source"),
@@ -345,3 +348,17 @@ def test_warm_keep_alive_per_model(tmp_path: Path) -> None:
     path.write_text('[models.a]\nsource = "/m/a.gguf"\nwarm_keep_alive = "2h"\n')
     entry = load_catalog(path).resolve("a")
     assert entry is not None and entry.warm_keep_alive_s == 7200.0
+
+
+def test_a_repo_root_or_folder_is_a_source(tmp_path: Path) -> None:
+    """ONNX models are folders: a repo's root or a folder in it."""
+    path = tmp_path / "models.toml"
+    path.write_text(
+        '[models.a]\nsource = "hf://o/r"\nrevision = "' + "a" * 40 + '"\n'
+        '[models.b]\nsource = "hf://o/r/cpu-int4/"\nrevision = "' + "b" * 40 + '"\n'
+    )
+    catalog = load_catalog(path)
+    a, b = catalog.resolve("a"), catalog.resolve("b")
+    assert a is not None and b is not None
+    assert a.source == HubSource("o/r", "") and str(a.source) == "hf://o/r"
+    assert b.source == HubSource("o/r", "cpu-int4") and str(b.source) == "hf://o/r/cpu-int4"

@@ -52,7 +52,8 @@ def inspect_rows(model: dict[str, Any], info: dict[str, Any]) -> list[tuple[str,
     est = info.get("estimate") or {}
     path = str(info.get("path") or "")
     params = info.get("parameters")
-    provider = info.get("provider") if isinstance(info.get("provider"), dict) else {}
+    raw = info.get("provider")
+    provider: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return [
         ("model", str(model.get("name", NA))),
         ("file", path.rsplit("/", 1)[-1] or NA),
