@@ -449,12 +449,26 @@ install_venv() {
     fi
     if [ "$DRY_RUN" = 1 ]; then
         run env "${BUILD_ENV[@]}" "$VENV/bin/python" -m pip install --upgrade "$REPO_DIR"
+        install_onnx_runtime
         return 0
     fi
     stage_source
     env "${BUILD_ENV[@]}" "$VENV/bin/python" -m pip install --disable-pip-version-check \
         --upgrade "$STAGE"
     check_llama_build
+    install_onnx_runtime
+}
+
+# ONNX models run on onnxruntime-genai. The default install brings its CPU packages; on
+# a CUDA box they are swapped for the CUDA ones (the two sets provide the same modules
+# and must never be installed together). The version is the one pyproject.toml pins.
+GENAI_VERSION=0.18.0
+install_onnx_runtime() {
+    [ "$BACKEND" = cuda ] || return 0
+    step "ONNX runtime for CUDA: onnxruntime-genai-cuda and onnxruntime-gpu replace the CPU packages"
+    run "$VENV/bin/python" -m pip uninstall --yes --quiet onnxruntime-genai onnxruntime
+    run "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet \
+        "onnxruntime-genai-cuda==$GENAI_VERSION" "onnxruntime-gpu>=1.31"
 }
 
 # pip reuses a cached llama-cpp-python wheel whatever CMAKE_ARGS say: check what

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -126,6 +127,7 @@ def test_dry_run_cpu_plan(tmp_path: Path) -> None:
     assert f"venv:       {prefix}/venv" in out
     assert f"{prefix}/venv/bin/appliance" in out
     assert "would run:" in out and "pip install" in out
+    assert "onnxruntime-genai-cuda" not in out  # the CPU packages stay
     assert not prefix.exists(), "a dry run must change nothing"
 
 
@@ -238,6 +240,9 @@ def test_nvidia_with_cuda_toolkit(tmp_path: Path) -> None:
     assert "backend:    cuda (NVIDIA GPU (GPU 0: NVIDIA H100 80GB HBM3)" in result.stdout
     assert "CMAKE_ARGS=-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90" in result.stdout
     assert f"CUDACXX={tmp_path}/bin/nvcc" in result.stdout
+    # ONNX on the GPU: the CUDA packages replace the CPU ones, at the pinned version.
+    assert "pip uninstall --yes --quiet onnxruntime-genai onnxruntime" in result.stdout
+    assert "onnxruntime-genai-cuda==0.18.0" in result.stdout
 
 
 @pytest.mark.skipif(on_system_path("nvcc"), reason="a real nvcc is on the system PATH")
@@ -460,3 +465,11 @@ def test_install_without_systemd_then_upgrade(tmp_path: Path, home: Path) -> Non
     assert not _alive(first_pid)
     # Nothing was built inside the checkout.
     assert not list(checkout.glob("*.egg-info")) and not (checkout / "build").exists()
+
+
+def test_installer_pins_the_onnx_runtime_pyproject_pins() -> None:
+    pyproject = (REPO / "pyproject.toml").read_text()
+    installer = (REPO / "installer.sh").read_text()
+    pinned = re.search(r'"onnxruntime-genai==([0-9.]+)"', pyproject)
+    assert pinned is not None
+    assert f"GENAI_VERSION={pinned.group(1)}\n" in installer
