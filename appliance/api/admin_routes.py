@@ -391,6 +391,8 @@ async def store_list(request: Request) -> Response:
                         "revision": m.revision,
                         "filename": m.filename,
                         "path": str(m.path),
+                        "format": m.format,
+                        "files": len(m.files) or 1,
                     }
                     for m in models
                 ]

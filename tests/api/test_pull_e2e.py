@@ -17,6 +17,9 @@ from tests.test_cli import run_cli
 
 REPO = "org/tiny-GGUF"
 COMMIT = "a" * 40
+ONNX_REPO = "org/tiny-onnx"
+ONNX_FOLDER = "cpu-int4"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "onnx"
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +29,11 @@ def hub(models_dir: Path) -> Iterator[HubStub]:
         stub.add_file(REPO, "tiny-q4_k_m.gguf", data, revision_sha=COMMIT)
         other = write_tiny_gguf(models_dir / "other.gguf", TinyModelSpec(seed=7)).read_bytes()
         stub.add_file(REPO, "other-f32.gguf", other, revision_sha=COMMIT)
+        src = FIXTURES / "tiny-chat-int4"
+        for p in sorted(src.iterdir()):  # weights in LFS, the JSON and template in git
+            lfs = p.name.startswith("model.onnx")
+            stub.add_file(ONNX_REPO, f"{ONNX_FOLDER}/{p.name}", p.read_bytes(), lfs=lfs)
+        stub.add_file(ONNX_REPO, "cpu-fp32/model.onnx", b"another variant: never fetched")
         yield stub
 
 
@@ -37,6 +45,11 @@ def hub_daemon(tmp_path_factory: pytest.TempPathFactory, hub: HubStub) -> Iterat
 [models.remote-tiny]
 source = "hf://{REPO}/*q4_k_m.gguf"
 revision = "{COMMIT}"
+context = 256
+
+[models.remote-onnx]
+source = "hf://{ONNX_REPO}/{ONNX_FOLDER}"
+revision = "{hub.file(ONNX_REPO, ONNX_FOLDER + "/genai_config.json").revision_sha}"
 context = 256
 ''')
     d = start_daemon(home, catalog, env={"HF_ENDPOINT": hub.endpoint})
@@ -54,6 +67,22 @@ def test_catalog_model_is_remote_then_pulled_on_first_request(hub_daemon: Daemon
     assert hub_daemon.model("remote-tiny")["tier"] == "hot"
     stored = hub_daemon.get("/admin/store").json()["models"]
     assert [m["revision"] for m in stored if m["name"] == "remote-tiny"] == [COMMIT]
+
+
+def test_onnx_folder_is_pulled_file_by_file_on_first_request(hub_daemon: Daemon) -> None:
+    assert hub_daemon.model("remote-onnx")["tier"] == "remote"
+    client = openai.OpenAI(base_url=hub_daemon.v1, api_key="x", max_retries=0)
+    r = client.chat.completions.create(
+        model="remote-onnx", max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert r.usage is not None and r.usage.completion_tokens >= 1
+    model = hub_daemon.model("remote-onnx")
+    assert model["tier"] == "hot" and model["format"] == "onnx"
+    stored = {m["name"]: m for m in hub_daemon.get("/admin/store").json()["models"]}
+    src = sorted((FIXTURES / "tiny-chat-int4").iterdir())
+    assert stored["remote-onnx"]["size"] == sum(p.stat().st_size for p in src)
+    assert stored["remote-onnx"]["format"] == "onnx"
+    assert stored["remote-onnx"]["files"] == len(src)  # the other variant stayed on the hub
 
 
 def test_admin_pull_streams_progress_and_success(hub_daemon: Daemon) -> None:
