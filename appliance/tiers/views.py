@@ -93,7 +93,7 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
 
 
 def _format(manager: ModelManager, stored: str | None, path: Path | None) -> str | None:
-    """"gguf", "onnx" or "onnx-encoder"; None while not on this box (or unreadable)."""
+    """ "gguf", "onnx" or "onnx-encoder"; None while not on this box (or unreadable)."""
     if stored is not None:
         return stored
     if path is None:

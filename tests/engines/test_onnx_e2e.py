@@ -74,9 +74,7 @@ def test_chat_answers_with_usage_and_finish_reason(onnx_daemon: Daemon) -> None:
 
 def test_streaming_gives_the_same_text_as_not_streaming(onnx_daemon: Daemon) -> None:
     whole = chat(onnx_daemon, max_tokens=20).choices[0].message.content
-    stream = chat(
-        onnx_daemon, max_tokens=20, stream=True, stream_options={"include_usage": True}
-    )
+    stream = chat(onnx_daemon, max_tokens=20, stream=True, stream_options={"include_usage": True})
     text, usage, finish = "", None, None
     for chunk in stream:
         if chunk.usage is not None:
