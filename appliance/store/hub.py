@@ -50,7 +50,12 @@ from appliance.store.errors import (
     NotFoundError,
 )
 from appliance.store.gguf_meta import shard_info
-from appliance.store.model_folder import folder_files, folder_prefix
+from appliance.store.model_folder import (
+    ModelFolderError,
+    folder_files,
+    folder_prefix,
+    remote_folder_problem,
+)
 
 SCHEME = "hf://"
 CHUNK_SIZE = 1 << 20
@@ -247,6 +252,12 @@ class HubClient:
         if folder is None:
             filename = select_file(ref, list(siblings))
             return self._remote(ref.repo, commit, siblings[filename], lfs_only=True)
+        prefix = "" if folder == "." else folder + "/"
+        problem = remote_folder_problem(
+            [n[len(prefix) :] for n in siblings if n.startswith(prefix)]
+        )
+        if problem is not None:
+            raise ModelFolderError(f"{ref.repo}/{folder} is not a model folder: {problem}")
         names = folder_files(folder, list(siblings))
         if not names:
             raise NotFoundError(f"the folder {folder!r} of {ref.repo} holds no model files")

@@ -119,6 +119,24 @@ def folder_format(folder: Path) -> str:
     )
 
 
+def remote_folder_problem(names: list[str]) -> str | None:
+    """Why a folder on the hub (its file names, relative to it) is not a model this
+    appliance serves, before anything is downloaded; None when it is one."""
+    if any(m in names for m in FOLDER_MARKERS):
+        return None
+    if any(n.endswith(".safetensors") for n in names):
+        return (
+            "it is a safetensors model (unquantized, or GPTQ/AWQ/FP8 for vLLM or TGI), not "
+            "a format this appliance serves; pull a GGUF or an ONNX (onnxruntime-genai) build"
+        )
+    if any(n.endswith(".gguf") for n in names):
+        return "it holds GGUF files: pull the .gguf file itself (hf://org/repo/file.gguf)"
+    return (
+        "it holds neither genai_config.json (an onnxruntime-genai LLM) nor modules.json "
+        "(a sentence-transformers encoder)"
+    )
+
+
 def _safetensors_quant(folder: Path) -> str | None:
     config = _json(folder / "config.json", required=False)
     q = config.get("quantization_config") if isinstance(config, dict) else None

@@ -112,9 +112,11 @@ def test_pull_of_a_folder_that_is_no_model_is_refused(tmp_path: Path, hub: HubSt
     hub.add_file(REPO, "weights/model.safetensors", b"x" * 10)
     hub.add_file(REPO, "weights/config.json", b"{}", lfs=False)
     store = make_store(tmp_path / "s", hub)
-    with pytest.raises(ModelFolderError, match=r"genai_config\.json"):
+    n = len(hub.requests)
+    with pytest.raises(ModelFolderError, match=r"safetensors model .* not a format"):
         store.pull(f"hf://{REPO}/weights")
     assert store.list() == []
+    assert not any("/resolve/" in path for _, path in hub.requests[n:])  # before any download
 
 
 def test_missing_tree_is_reported(tmp_path: Path) -> None:
