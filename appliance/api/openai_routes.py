@@ -543,6 +543,7 @@ def _model_object(manager: ModelManager, name: str) -> dict[str, Any]:
                 "pin",
                 "kind",
                 "format",
+                "provider",  # what runs it, once loaded: cpu | cuda (ONNX) or the device
                 "aliases",
                 "eos_token_id",
                 "active_requests",

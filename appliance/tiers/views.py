@@ -65,7 +65,7 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "kind": entry.kind if entry else "auto",
         "format": _format(manager, stored.format if stored else None, path if on_disk else None),
         "precision": slot.info.get("precision") if worker is not None and slot.info else None,
-        "provider": slot.info.get("provider") if worker is not None and slot.info else None,
+        "provider": _provider(slot) if worker is not None else None,
         "aliases": list(entry.aliases) if entry else [],
         "source": str(entry.source) if entry else (stored.source if stored else None),
         "size_bytes": size,
@@ -90,6 +90,13 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "engine": slot.info if worker is not None else {},
         "eos_token_id": slot.info.get("eos_token_id") if slot.info else None,
     }
+
+
+def _provider(slot: Slot) -> str | None:
+    """What runs a loaded model: the ONNX provider, or llama.cpp's device."""
+    if slot.info and slot.info.get("provider"):
+        return str(slot.info["provider"])
+    return slot.device
 
 
 def _format(manager: ModelManager, stored: str | None, path: Path | None) -> str | None:

@@ -217,7 +217,7 @@ def test_models_list_and_inspect_say_format_precision_and_provider(onnx_daemon: 
     assert data["estimate"]["kv_cache_bytes"] > 0
     listed = {x.id: x for x in client(onnx_daemon).models.list().data}
     extra = listed["onnx-int4"].model_extra or {}
-    assert extra["meta"]["format"] == "onnx"
+    assert extra["meta"]["format"] == "onnx" and extra["meta"]["provider"] == "cpu"
     assert (listed["tiny"].model_extra or {})["meta"]["format"] == "gguf"
 
 
