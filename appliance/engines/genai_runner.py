@@ -24,7 +24,8 @@ from appliance.engines.protocol import Frame
 from appliance.engines.sequence import Sequence
 
 Emit = Callable[[Frame], None]
-PREFILL_CHUNK = 256
+CHUNK_S = 0.5
+MIN_CHUNK, MAX_CHUNK = 16, 512
 
 
 class _Active:
@@ -47,6 +48,7 @@ class Runner:
         self.step_tokens = 0
         self.step_sequences = 0
         self.prompt_tokens_total = 0
+        self.prefill_tps: float | None = None  # measured prefill tokens/s
 
     def submit(self, frame: Frame) -> None:
         self.inbox.put(frame)
@@ -190,9 +192,16 @@ class Runner:
             if seq.state == "done":
                 self._end(item, seq.finish_reason)
 
+    def chunk_tokens(self) -> int:
+        """Prompt tokens to read in one turn: about CHUNK_S seconds' worth."""
+        if self.prefill_tps is None:
+            return 64
+        return max(MIN_CHUNK, min(MAX_CHUNK, int(self.prefill_tps * CHUNK_S)))
+
     def _prefill(self, item: _Active) -> None:
         seq = item.seq
-        chunk = seq.prompt[seq.n_past : seq.n_past + PREFILL_CHUNK]
+        chunk = seq.prompt[seq.n_past : seq.n_past + self.chunk_tokens()]
+        started = time.monotonic()
         try:
             item.generator.append_tokens(chunk)
         except Exception as exc:
@@ -200,6 +209,12 @@ class Runner:
             self.active.pop(seq.request_id, None)
             self._error(seq.request_id, exc)
             return
+        elapsed = max(time.monotonic() - started, 1e-6)
+        if len(chunk) >= MIN_CHUNK:
+            rate = len(chunk) / elapsed
+            self.prefill_tps = (
+                rate if self.prefill_tps is None else 0.7 * self.prefill_tps + 0.3 * rate
+            )
         self.step_tokens += len(chunk)
         self.step_sequences += 1
         seq.evaluated(len(chunk))  # moves to decode once the whole prompt is in

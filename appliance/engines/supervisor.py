@@ -238,6 +238,11 @@ class WorkerProcess:
         try:
             while True:
                 await asyncio.sleep(1.0)
+                if self._ready is not None and not self._ready.done():
+                    # Loading: the load timeout is the bound. A runtime may hold the GIL
+                    # for the whole load (onnxruntime-genai does), so no beats come.
+                    self._last_beat = time.monotonic()
+                    continue
                 if time.monotonic() - self._last_beat > self.heartbeat_timeout_s:
                     log.warning(
                         "worker for %s sent no heartbeat for %.0f s: killing it",

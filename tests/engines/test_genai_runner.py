@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from appliance.engines.genai import GenaiConfig, GenaiEngine
-from appliance.engines.genai_runner import PREFILL_CHUNK, Runner
+from appliance.engines.genai_runner import MAX_CHUNK, Runner
 from appliance.engines.onnx_encoder import OnnxEncoder, pool, pooling_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "onnx"
@@ -72,7 +72,7 @@ def direct_greedy(engine: GenaiEngine, prompt: list[int], n: int) -> list[int]:
 def test_chunked_prefill_gives_the_runtimes_own_answer(engine: GenaiEngine) -> None:
     prompt = "the sea and the ship " * 120
     tokens = engine.prompt_tokens(prompt)
-    assert len(tokens) > 2 * PREFILL_CHUNK
+    assert len(tokens) > 2 * MAX_CHUNK
     expected = direct_greedy(engine, tokens, 16)
     stream = engine.new_stream()
     expected_text = "".join(stream.decode(t) for t in expected if t not in engine.eog_ids)
@@ -114,7 +114,7 @@ def test_a_long_prompt_does_not_stop_another_stream(engine: GenaiEngine) -> None
     order = [f["id"] for f in frames if f["type"] == "token"]
     first_long = order.index("long") if "long" in order else len(order)
     # The short stream's tokens came while the long prompt was read, chunk by chunk.
-    assert order[:first_long].count("short") >= 1500 // PREFILL_CHUNK
+    assert order[:first_long].count("short") >= 1500 // MAX_CHUNK
     done = {f["id"]: f for f in frames if f["type"] == "done"}
     assert done["short"]["completion_tokens"] == 40 and done["short"]["finish_reason"] == "length"
 
