@@ -1,0 +1,352 @@
+"""Reading the calls out of one tool-call region's text, per output family.
+
+Each reader takes the complete text of a region and returns the calls, or None when
+the text is not a valid call (the caller then returns it as content, flagged).
+Arguments are always a JSON object.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.parsing.jsonscan import loads_strict
+
+__all__ = [
+    "RawCall",
+    "ToolSchemas",
+    "calls_from_json_text",
+    "calls_from_json_value",
+    "deepseek_calls",
+    "mistral_named_call",
+    "python_tag_calls",
+    "xml_calls",
+]
+
+# Tool name -> the JSON schema of its parameters (used to type XML parameter values).
+ToolSchemas = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawCall:
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None
+
+
+def _arguments(value: Any) -> dict[str, Any] | None:
+    """A call's arguments as an object: an object, or a string holding one."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        ok, loaded = loads_strict(value)
+        if ok and isinstance(loaded, dict):
+            return loaded
+    return None
+
+
+def _call_from_object(obj: Any, *, require_arguments: bool) -> RawCall | None:
+    """``{"name", "arguments"|"parameters"[, "id"]}``, optionally under ``"function"``."""
+    if not isinstance(obj, dict):
+        return None
+    call_id = obj.get("id")
+    inner = obj.get("function")
+    if isinstance(inner, dict) and "name" in inner:
+        obj = inner
+    name = obj.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    raw_args: Any = None
+    for key in ("arguments", "parameters"):
+        if key in obj:
+            raw_args = obj[key]
+            break
+    else:
+        if require_arguments:
+            return None
+        raw_args = {}
+    arguments = _arguments(raw_args)
+    if arguments is None:
+        return None
+    return RawCall(name.strip(), arguments, call_id if isinstance(call_id, str) else None)
+
+
+def calls_from_json_value(value: Any, *, require_arguments: bool) -> list[RawCall] | None:
+    """Calls from a loaded JSON value: one call, a list of calls, or a
+    ``{"tool_calls": [...]}`` / ``{"tool_call": {...}}`` wrapper."""
+    if isinstance(value, dict):
+        if "tool_calls" in value and "name" not in value:
+            value = value["tool_calls"]
+        elif "tool_call" in value and "name" not in value:
+            value = [value["tool_call"]]
+        else:
+            value = [value]
+    if not isinstance(value, list) or not value:
+        return None
+    calls = [_call_from_object(item, require_arguments=require_arguments) for item in value]
+    if any(c is None for c in calls):
+        return None
+    return [c for c in calls if c is not None]
+
+
+def calls_from_json_text(text: str, *, require_arguments: bool = False) -> list[RawCall] | None:
+    ok, value = loads_strict(text.strip())
+    if not ok:
+        return None
+    return calls_from_json_value(value, require_arguments=require_arguments)
+
+
+# --- Qwen3-Coder XML ---------------------------------------------------------------
+
+_FUNCTION = re.compile(r"<function=([^>\n]*)>")
+_PARAMETER = re.compile(r"<parameter=([^>\n]*)>")
+_FUNCTION_END = "</function>"
+_PARAMETER_END = "</parameter>"
+
+
+def _types(schema: Mapping[str, Any] | None) -> set[str]:
+    if not schema:
+        return set()
+    declared = schema.get("type")
+    if isinstance(declared, str):
+        return {declared}
+    if isinstance(declared, list):
+        return {t for t in declared if isinstance(t, str)}
+    for union in ("anyOf", "oneOf"):
+        alternatives = schema.get(union)
+        if isinstance(alternatives, list):
+            return set().union(*(_types(a) for a in alternatives if isinstance(a, Mapping)))
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
+        return {"string"}
+    return set()
+
+
+def _matches(value: Any, types: set[str]) -> bool:
+    checks = {
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+    }
+    return any(checks[t](value) for t in types if t in checks)
+
+
+def _xml_value(text: str, schema: Mapping[str, Any] | None) -> Any:
+    """A parameter's text as the value its schema asks for.
+
+    A declared string stays the exact text (``null`` when null is allowed too); other
+    declared types take the JSON reading when it fits. Without a schema, a JSON
+    number, boolean, null, object or array is taken as such and anything else is text.
+    """
+    types = _types(schema)
+    ok, loaded = loads_strict(text)
+    if "string" in types:
+        others = types - {"string"}
+        if ok and others and _matches(loaded, others):
+            return loaded
+        return text
+    if types:
+        return loaded if ok else text
+    return loaded if ok and not isinstance(loaded, str) else text
+
+
+def _strip_one_newline(value: str) -> str:
+    if value.startswith("\r\n"):
+        value = value[2:]
+    elif value.startswith("\n"):
+        value = value[1:]
+    if value.endswith("\r\n"):
+        value = value[:-2]
+    elif value.endswith("\n"):
+        value = value[:-1]
+    return value
+
+
+def _xml_parameters(body: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    properties = schema.get("properties") if schema else None
+    if not isinstance(properties, Mapping):
+        properties = {}
+    arguments: dict[str, Any] = {}
+    pos = 0
+    while True:
+        m = _PARAMETER.search(body, pos)
+        if m is None:
+            return arguments if not body[pos:].strip() else None
+        if body[pos : m.start()].strip():
+            return None
+        name = m.group(1).strip()
+        end = body.find(_PARAMETER_END, m.end())
+        following = _PARAMETER.search(body, m.end())
+        if end < 0 or (following is not None and following.start() < end):
+            # A missing </parameter>: the value runs to the next parameter or the end.
+            stop = following.start() if following is not None else len(body)
+            raw, pos = body[m.end() : stop], stop
+        else:
+            raw, pos = body[m.end() : end], end + len(_PARAMETER_END)
+        if not name:
+            return None
+        sub = properties.get(name)
+        arguments[name] = _xml_value(
+            _strip_one_newline(raw), sub if isinstance(sub, Mapping) else None
+        )
+
+
+def xml_calls(text: str, schemas: ToolSchemas) -> list[RawCall] | None:
+    """``<function=NAME><parameter=P>value</parameter>...</function>``, one or more.
+
+    A JSON body (a Qwen3 model answering in the Hermes form) is read as JSON.
+    """
+    if text.strip().startswith("{"):
+        return calls_from_json_text(text)
+    calls: list[RawCall] = []
+    pos = 0
+    while True:
+        m = _FUNCTION.search(text, pos)
+        if m is None:
+            break
+        if text[pos : m.start()].strip():
+            return None
+        end = text.find(_FUNCTION_END, m.end())
+        if end < 0:
+            return None
+        name = m.group(1).strip()
+        if not name:
+            return None
+        arguments = _xml_parameters(text[m.end() : end], schemas.get(name))
+        if arguments is None:
+            return None
+        calls.append(RawCall(name, arguments))
+        pos = end + len(_FUNCTION_END)
+    if not calls or text[pos:].strip():
+        return None
+    return calls
+
+
+# --- Mistral ------------------------------------------------------------------------
+
+_MISTRAL_NAME = re.compile(r"\s*([^\s\[\]]+)\s*(?:\[CALL_ID\]\s*([^\s\[\]]*)\s*)?\[ARGS\]")
+
+
+def mistral_named_call(text: str) -> list[RawCall] | None:
+    """``name[ARGS]{...}`` or ``name[CALL_ID]id[ARGS]{...}`` (after ``[TOOL_CALLS]``)."""
+    m = _MISTRAL_NAME.match(text)
+    if m is None:
+        return None
+    ok, value = loads_strict(text[m.end() :].strip())
+    if not ok or not isinstance(value, dict):
+        return None
+    return [RawCall(m.group(1), value, m.group(2) or None)]
+
+
+# --- DeepSeek R1 / V3 / V3.1 ----------------------------------------------------------
+
+CALL_BEGIN = "<｜tool▁call▁begin｜>"
+CALL_END = "<｜tool▁call▁end｜>"
+TOOL_SEP = "<｜tool▁sep｜>"
+_FENCE = re.compile(r"\A\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*```\s*\Z", re.DOTALL)
+
+
+def _unfence(text: str) -> str:
+    m = _FENCE.match(text)
+    return m.group(1) if m else text
+
+
+def _deepseek_call(segment: str) -> RawCall | None:
+    """``function<｜tool▁sep｜>NAME\\n```json\\n{...}\\n```  (R1, V3) or
+    ``NAME<｜tool▁sep｜>{...}`` (V3.1)."""
+    left, sep, right = segment.partition(TOOL_SEP)
+    if not sep:
+        return None
+    if right.lstrip().startswith(("{", "```")):
+        name, args_text = left.strip(), right
+    else:
+        if left.strip() not in ("function", ""):
+            return None
+        name, _, args_text = right.partition("\n")
+        name = name.strip()
+    if not name or any(c.isspace() for c in name):
+        return None
+    ok, value = loads_strict(_unfence(args_text).strip())
+    if not ok or not isinstance(value, dict):
+        return None
+    return RawCall(name, value)
+
+
+def deepseek_calls(body: str) -> list[RawCall] | None:
+    """The calls between ``<｜tool▁calls▁begin｜>`` and ``<｜tool▁calls▁end｜>``.
+
+    The last call may lack its ``<｜tool▁call▁end｜>`` (output cut at EOS): it is kept
+    when its arguments are complete.
+    """
+    calls: list[RawCall] = []
+    pos = 0
+    while True:
+        start = body.find(CALL_BEGIN, pos)
+        if start < 0:
+            break
+        if body[pos:start].strip():
+            return None
+        end = body.find(CALL_END, start)
+        stop = end if end >= 0 else len(body)
+        nested = body.find(CALL_BEGIN, start + len(CALL_BEGIN))
+        if 0 <= nested < stop:
+            return None
+        call = _deepseek_call(body[start + len(CALL_BEGIN) : stop])
+        if call is None:
+            return None
+        calls.append(call)
+        pos = stop + len(CALL_END) if end >= 0 else len(body)
+    if not calls or body[pos:].strip():
+        return None
+    return calls
+
+
+# --- Llama 3.x <|python_tag|> ---------------------------------------------------------
+
+
+def python_tag_calls(body: str) -> list[RawCall] | None:
+    """After ``<|python_tag|>``: JSON call(s), a built-in ``tool.call(k=v, ...)``, or
+    plain code for the ``python`` (code interpreter) tool."""
+    text = body.strip()
+    if not text:
+        return None
+    if text.startswith(("{", "[")):
+        return calls_from_json_text(text)
+    builtin = _builtin_call(text)
+    if builtin is not None:
+        return [builtin]
+    return [RawCall("python", {"code": text})]
+
+
+def _builtin_call(text: str) -> RawCall | None:
+    """``brave_search.call(query="...")``: literal keyword arguments only, never eval."""
+    if ".call(" not in text:
+        return None
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    node = tree.body
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "call"
+        and isinstance(node.func.value, ast.Name)
+        and not node.args
+    ):
+        return None
+    arguments: dict[str, Any] = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            return None
+        try:
+            arguments[kw.arg] = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            return None
+    return RawCall(node.func.value.id, arguments)

@@ -1,0 +1,120 @@
+"""Output families, and choosing one from a chat template's source.
+
+A model's tool-call syntax is fixed by its training, and its chat template is the one
+place that shows it (the template renders past calls back into the prompt), so the
+markers a template contains name the family. An explicit name overrides.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Family", "detect_family", "family_from_name", "prompt_opens_reasoning"]
+
+
+class Family(StrEnum):
+    HERMES = "hermes"  # <tool_call>{json}</tool_call>: Hermes 2/3, Qwen2.5, Qwen3, QwQ
+    QWEN3_CODER = "qwen3_coder"  # <tool_call><function=..><parameter=..>: Qwen3-Coder, 3.5
+    LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
+    MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
+    DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
+    HARMONY = "harmony"  # <|channel|>: gpt-oss
+    GENERIC = "generic"  # bare JSON calls (and <tool_call> tags) for anything else
+
+
+_ALIASES: dict[str, Family] = {
+    "qwen": Family.HERMES,
+    "qwen2": Family.HERMES,
+    "qwen2.5": Family.HERMES,
+    "qwen3": Family.HERMES,
+    "qwq": Family.HERMES,
+    "nous": Family.HERMES,
+    "qwen3-coder": Family.QWEN3_CODER,
+    "qwen3.5": Family.QWEN3_CODER,
+    "xml": Family.QWEN3_CODER,
+    "llama": Family.LLAMA3,
+    "llama3.1": Family.LLAMA3,
+    "llama3.2": Family.LLAMA3,
+    "llama3.3": Family.LLAMA3,
+    "deepseek-r1": Family.DEEPSEEK,
+    "deepseek-v3": Family.DEEPSEEK,
+    "deepseek-v3.1": Family.DEEPSEEK,
+    "gpt-oss": Family.HARMONY,
+    "json": Family.GENERIC,
+}
+
+# Markers of formats this package does not read; their templates get GENERIC so a
+# lookalike marker (GLM's <tool_call>name<arg_key>...) is not misread as Hermes.
+_FOREIGN = (
+    "<arg_key>",  # GLM 4.5+
+    "｜DSML｜",  # DeepSeek V3.2+
+    "<seed:tool_call>",  # Seed-OSS
+    "<minimax:tool_call>",  # MiniMax
+    '<invoke name="',  # MiniMax M3 (inside <tool_call>)
+    "<|tool_call_begin|>",  # Kimi K2
+    "<|tool_calls_section_begin|>",  # Kimi K2
+    "<|tool_call|>",  # Granite 3, Phi-4-mini
+    "functools[",  # FireFunction
+    "<|START_ACTION|>",  # Command R7B
+)
+
+
+def family_from_name(name: str) -> Family:
+    """A family by its value or a common alias (``"qwen2.5"``, ``"gpt-oss"``, ...)."""
+    key = name.strip().lower().replace("_", "-")
+    for family in Family:
+        if key == family.value.replace("_", "-"):
+            return family
+    if key in _ALIASES:
+        return _ALIASES[key]
+    known = ", ".join(sorted({f.value for f in Family} | set(_ALIASES)))
+    raise ValueError(f"unknown tool-call family {name!r}; known: {known}")
+
+
+def detect_family(template: str | None, override: str | None = None) -> Family:
+    """The family of a model from its chat template source (Jinja text).
+
+    ``override`` (a family name or alias) wins; no template, or one with no known
+    markers, gives GENERIC.
+    """
+    if override:
+        return family_from_name(override)
+    t = template or ""
+    if "<|channel|>" in t and "<|message|>" in t:
+        return Family.HARMONY
+    if "tool▁calls▁begin" in t or "tool▁call▁begin" in t:
+        return Family.DEEPSEEK
+    if "[TOOL_CALLS]" in t:
+        return Family.MISTRAL
+    if any(marker in t for marker in _FOREIGN):
+        return Family.GENERIC
+    if "<tool_call>" in t:
+        if "<function=" in t and "<parameter=" in t:
+            return Family.QWEN3_CODER
+        return Family.HERMES
+    if "<|python_tag|>" in t and "<function=" not in t:
+        return Family.LLAMA3
+    if "<|start_header_id|>" in t and '"parameters"' in t:
+        return Family.LLAMA3
+    return Family.GENERIC
+
+
+_OPENERS: dict[Family, tuple[str, ...]] = {
+    Family.MISTRAL: ("[THINK]", "<think>"),
+    Family.HARMONY: ("<|channel|>analysis<|message|>",),
+}
+
+
+def reasoning_openers(family: Family) -> tuple[str, ...]:
+    return _OPENERS.get(family, ("<think>",))
+
+
+def prompt_opens_reasoning(prompt: str, family: Family) -> bool:
+    """True when a rendered prompt ends inside an open reasoning block.
+
+    Templates such as QwQ, DeepSeek R1 and Qwen3.5 end the generation prompt with
+    ``<think>`` so the output starts inside the reasoning; pass the result as
+    ``reasoning_started``.
+    """
+    tail = prompt.rstrip()
+    return any(tail.endswith(tag) for tag in reasoning_openers(family))

@@ -1,0 +1,139 @@
+"""Each family's markers: reasoning tags, tool-call openers and how a region reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from appliance.parsing.calls import (
+    CALL_BEGIN,
+    ToolSchemas,
+    calls_from_json_text,
+    deepseek_calls,
+    python_tag_calls,
+    xml_calls,
+)
+from appliance.parsing.families import Family
+from appliance.parsing.regions import (
+    BareJson,
+    MistralRegion,
+    PythonTagRegion,
+    Region,
+    TaggedRegion,
+)
+
+__all__ = ["Context", "Syntax", "syntax_for"]
+
+THINK = ("<think>", "</think>")
+TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+FUNCTION, FUNCTION_END = "<function=", "</function>"
+DEEPSEEK_BEGINS = (
+    "<｜tool▁calls▁begin｜>",
+    "<｜tool_calls_begin｜>",
+    "<｜tool calls begin｜>",
+    "<｜tool\\_calls\\_begin｜>",
+    "<｜tool▁calls｜>",
+)
+DEEPSEEK_ENDS = ("<｜tool▁calls▁end｜>", "<｜tool_calls_end｜>", "<｜tool calls end｜>")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a parse knows about the request's tools."""
+
+    known_tools: Collection[str] | None
+    schemas: ToolSchemas
+
+
+@dataclass(frozen=True, slots=True)
+class Syntax:
+    """``think``: (open, close) reasoning tags. ``openers``: markers that start a
+    tool-call region. ``bare``: calls as bare JSON at the start of the content.
+    ``after_call``: leftovers dropped right after a call (a stray ``</tool_call>``,
+    Llama's ``;`` between calls). ``id_length``: 9 for Mistral templates, which
+    refuse other ids; None for ``call_`` ids."""
+
+    think: tuple[tuple[str, str], ...]
+    openers: tuple[str, ...]
+    region: Callable[[str, Context], Region]
+    bare: BareJson | None = None
+    after_call: tuple[str, ...] = ()
+    id_length: int | None = None
+
+
+def _json_tag(opener: str, ctx: Context) -> Region:
+    return TaggedRegion(
+        opener,
+        (TOOL_CALL_END,),
+        lambda inner, _closed: calls_from_json_text(inner),
+        json_body=True,
+        restarts=(TOOL_CALL,),
+    )
+
+
+def _xml_tag(opener: str, ctx: Context) -> Region:
+    if opener == TOOL_CALL:
+        return TaggedRegion(
+            opener,
+            (TOOL_CALL_END,),
+            lambda inner, _closed: xml_calls(inner, ctx.schemas),
+            restarts=(TOOL_CALL,),
+        )
+    return TaggedRegion(
+        opener,
+        (FUNCTION_END,),
+        lambda inner, closed: (
+            xml_calls(FUNCTION + inner + FUNCTION_END, ctx.schemas) if closed else None
+        ),
+        restarts=(FUNCTION, TOOL_CALL),
+    )
+
+
+def _deepseek(opener: str, ctx: Context) -> Region:
+    prefix = opener if opener == CALL_BEGIN else ""
+    return TaggedRegion(
+        opener,
+        DEEPSEEK_ENDS,
+        lambda inner, _closed: deepseek_calls(prefix + inner),
+        restarts=DEEPSEEK_BEGINS,
+    )
+
+
+def _mistral(opener: str, ctx: Context) -> Region:
+    return MistralRegion(opener)
+
+
+def _llama(opener: str, ctx: Context) -> Region:
+    return PythonTagRegion(opener, python_tag_calls)
+
+
+_CALL_KEYS = frozenset({"name", "type", "function"})
+
+_SYNTAX: dict[Family, Syntax] = {
+    Family.HERMES: Syntax((THINK,), (TOOL_CALL,), _json_tag),
+    Family.QWEN3_CODER: Syntax(
+        (THINK,), (TOOL_CALL, FUNCTION), _xml_tag, after_call=(TOOL_CALL_END,)
+    ),
+    Family.LLAMA3: Syntax(
+        (THINK,),
+        ("<|python_tag|>",),
+        _llama,
+        bare=BareJson(_CALL_KEYS),
+        after_call=(";", "<|eom_id|>", "<|eot_id|>"),
+    ),
+    Family.MISTRAL: Syntax(
+        (("[THINK]", "[/THINK]"), THINK), ("[TOOL_CALLS]",), _mistral, id_length=9
+    ),
+    Family.DEEPSEEK: Syntax((THINK,), (*DEEPSEEK_BEGINS, CALL_BEGIN), _deepseek),
+    Family.GENERIC: Syntax(
+        (THINK,),
+        (TOOL_CALL,),
+        _json_tag,
+        bare=BareJson(_CALL_KEYS | {"tool_call", "tool_calls"}, arrays=True, fences=True),
+    ),
+}
+
+
+def syntax_for(family: Family) -> Syntax:
+    """The syntax of every family except HARMONY, which has its own parser."""
+    return _SYNTAX[family]

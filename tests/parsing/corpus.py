@@ -1,0 +1,1688 @@
+# ruff: noqa: E501 - raw outputs read best on one line
+"""Raw model output -> the message it means, per output family.
+
+Most cases are transcribed from llama.cpp's ``tests/test-chat.cpp`` (MIT, the ggml
+authors; as vendored in the llama-cpp-python 0.3.36 sdist): same outputs, same
+tools, same expected calls. Where this package's rules differ the expectation is
+ours and the case says so:
+
+- content and reasoning are whitespace-trimmed (llama.cpp compares them trimmed too);
+- arguments are re-serialized with ``json.dumps`` (llama.cpp compares them
+  re-serialized too);
+- llama.cpp's "continuation" cases prefill part of the message; here only the
+  output is parsed, so the prefilled words are absent;
+- a ``<think>`` repeated after a prompt-opened one is dropped (llama.cpp keeps it);
+- a malformed call comes back verbatim as content with ``malformed_tool_call``.
+
+Cases named ``ours-*`` are this package's own edge cases. Ids are ``call_0``,
+``call_1``, ... from an injected factory, except those the model wrote itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.parsing import Family, ParsedMessage, ToolCall
+
+HELLO = "Hello, world!\nWhat's up?"
+THINKING = "I'm\nthinking"
+ARG1 = {"arg1": 1}
+INVOICE = '{"amount": 123.45, "date": "2025-12-03"}'
+PY_HELLO = 'def hello():\n    print("Hello, world!")\n\nhello()'
+
+# The tools of llama.cpp's test-chat.cpp, as name -> parameters schema.
+_S, _I = {"type": "string"}, {"type": "integer"}
+TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
+    "special_function": {"type": "object", "properties": {"arg1": _I}},
+    "special_function_with_opt": {"type": "object", "properties": {"arg1": _I, "arg2": _I}},
+    "python": {"type": "object", "properties": {"code": _S}},
+    "html": {"type": "object", "properties": {"markup": _S}},
+    "get_time": {"type": "object", "properties": {"city": _S}},
+    "get_weather": {"type": "object", "properties": {"city": _S}},
+    "todo_list": {"type": "object", "properties": {"todos": {"type": "array"}}},
+    "edit": {
+        "type": "object",
+        "properties": {
+            "filename": _S,
+            "oldString": _S,
+            "newString": _S,
+            "replaceAll": {"type": "boolean"},
+        },
+    },
+    "run_in_terminal": {"type": "object", "properties": {"command": _S}},
+    "empty_args": {"type": "object", "properties": {}},
+    "empty_args_no_props": {"type": "object"},
+    "magic_int": {"type": "object", "properties": {"ref": _I, "name": _S}},
+    "amount": {"type": "object", "properties": {"orig": {"type": "number"}}},
+    "toggle": {"type": "object", "properties": {"enabled": {"type": "boolean"}}},
+    "set_config": {"type": "object", "properties": {"config": {"type": "object"}}},
+    "set_nullable_str": {"type": "object", "properties": {"name": {"type": ["string", "null"]}}},
+    "set_nullable_str_nf": {"type": "object", "properties": {"name": {"type": ["null", "string"]}}},
+    "set_nullable_int": {"type": "object", "properties": {"count": {"type": ["integer", "null"]}}},
+    "set_union": {
+        "type": "object",
+        "properties": {
+            "value": {"type": ["string", "object"]},
+            "amount": {"type": ["string", "integer"]},
+        },
+    },
+    "set_unit": {"type": "object", "properties": {"unit": {"enum": ["celsius", "fahrenheit"]}}},
+    "union_args": {
+        "type": "object",
+        "properties": {
+            "filter": {"anyOf": [{"type": "array"}, {"type": "object"}]},
+            "label": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+            "limit": {"oneOf": [{"type": "integer"}, {"type": "object"}]},
+        },
+    },
+    "tool_2req_4opt": {
+        "type": "object",
+        "properties": {
+            "req1": _S,
+            "req2": _I,
+            "opt1": _S,
+            "opt2": _I,
+            "opt3": _S,
+            "opt4": _I,
+        },
+    },
+    "tool_2req_5opt": {
+        "type": "object",
+        "properties": {
+            "req1": _S,
+            "req2": _I,
+            "opt1": _S,
+            "opt2": _I,
+            "opt3": _S,
+            "opt4": _I,
+            "opt5": _S,
+        },
+    },
+}
+
+Calls = tuple[tuple[str, dict[str, Any]], ...]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    family: Family
+    text: str
+    content: str = ""
+    reasoning: str | None = None
+    calls: Calls = ()
+    ids: tuple[str, ...] = ()  # the final ids, when the model wrote some itself
+    started: bool = False  # reasoning_started
+    known: frozenset[str] | None = None
+    schemas: bool = True  # pass TOOL_SCHEMAS
+    flags: frozenset[str] = field(default_factory=frozenset)
+    unknown: tuple[str, ...] = ()
+
+    def expected(self) -> ParsedMessage:
+        import json
+
+        ids = self.ids or tuple(f"call_{i}" for i in range(len(self.calls)))
+        calls = tuple(
+            ToolCall(i, name, json.dumps(args, ensure_ascii=False))
+            for i, (name, args) in zip(ids, self.calls, strict=True)
+        )
+        pairs = [(c.name, c.arguments) for c in calls]
+        return ParsedMessage(
+            content=self.content,
+            reasoning=self.reasoning,
+            tool_calls=calls,
+            malformed_tool_call="malformed" in self.flags,
+            reasoning_unclosed="unclosed" in self.flags,
+            tool_call_in_unclosed_reasoning="recovered" in self.flags,
+            unknown_tools=self.unknown,
+            duplicate_tool_calls=len(set(pairs)) < len(pairs),
+        )
+
+
+def _flags(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+MALFORMED = _flags("malformed")
+UNCLOSED = _flags("unclosed")
+RECOVERED = _flags("unclosed", "recovered")
+
+
+# --- Hermes 2/3, Qwen2.5, Qwen3, QwQ, Granite 4: <tool_call>{json}</tool_call> ------
+
+H = Family.HERMES
+_HCALL = '<tool_call>\n{"name": "special_function", "arguments": {"arg1": 1}}</tool_call>'
+
+
+def _hermes(name: str, args: str) -> str:
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {args}}}\n</tool_call>'
+
+
+HERMES = [
+    Case("hermes-content", H, HELLO, HELLO),
+    Case("ours-hermes-empty", H, "", ""),
+    Case("hermes-call", H, _HCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "hermes-call-newlines",
+        H,
+        _hermes("special_function", '{"arg1": 1}'),
+        calls=(("special_function", ARG1),),
+    ),
+    Case("hermes-content-then-call", H, HELLO + _HCALL, HELLO, calls=(("special_function", ARG1),)),
+    Case(
+        "hermes-parallel",
+        H,
+        _hermes("special_function", '{"arg1": 1}')
+        + "\n"
+        + _hermes("special_function_with_opt", '{"arg1": 1, "arg2": 2}'),
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+    ),
+    Case(
+        "ours-hermes-call-then-content",
+        H,
+        _HCALL + "\nDone.",
+        "Done.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-hermes-content-call-content",
+        H,
+        "Let me check.\n" + _HCALL + "\nOK.",
+        "Let me check.\n\nOK.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case("qwen3-thoughts", H, "<think>\nI'm\nthinking\n</think>\n\n" + HELLO, HELLO, THINKING),
+    Case(
+        "qwen3-thoughts-call",
+        H,
+        "<think>\nI'm\nthinking\n</think>\n\n" + _hermes("special_function", '{"arg1": 1}'),
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "qwq-thoughts",
+        H,
+        "Let me think about this...\n</think>\nThe answer is 42.",
+        "The answer is 42.",
+        "Let me think about this...",
+        started=True,
+    ),
+    Case("qwq-empty-thoughts", H, "</think>Hello, world!", "Hello, world!", "", started=True),
+    Case(
+        "qwq-continuation",
+        H,
+        " thinking\n</think>\nHello, world!\nWhat's up?",
+        HELLO,
+        "thinking",
+        started=True,
+    ),
+    Case("ours-hermes-empty-think", H, "<think></think>Hello", "Hello", ""),
+    Case("ours-hermes-stray-close", H, "</think>\n\nHello", "Hello"),
+    Case(
+        "ours-hermes-unclosed",
+        H,
+        "<think>I was thinking and",
+        reasoning="I was thinking and",
+        flags=UNCLOSED,
+    ),
+    Case(
+        "ours-hermes-started-unclosed",
+        H,
+        "I'm thinking",
+        reasoning="I'm thinking",
+        started=True,
+        flags=UNCLOSED,
+    ),
+    Case(
+        "ours-hermes-call-in-reasoning",
+        H,
+        '<think>I could use <tool_call>{"name": "get_time", "arguments": {"city": "Paris"}}</tool_call> here</think>Sure.',
+        "Sure.",
+        'I could use <tool_call>{"name": "get_time", "arguments": {"city": "Paris"}}</tool_call> here',
+    ),
+    Case(
+        "ours-hermes-literal-markers-in-reasoning",
+        H,
+        "<think>The user typed <think> and </thin without closing</think>ok",
+        "ok",
+        "The user typed <think> and </thin without closing",
+    ),
+    Case(
+        "ours-hermes-call-ends-open-thinking",
+        H,
+        "Need to inspect the current directory.\n"
+        + _hermes("run_in_terminal", '{"command": "pwd"}'),
+        reasoning="Need to inspect the current directory.",
+        calls=(("run_in_terminal", {"command": "pwd"}),),
+        started=True,
+        flags=RECOVERED,
+    ),
+    Case(
+        "ours-hermes-unclosed-mentions-tag",
+        H,
+        "<think>I will use the <tool_call> tag soon",
+        reasoning="I will use the <tool_call> tag soon",
+        flags=UNCLOSED,
+    ),
+    Case(
+        "ours-hermes-unclosed-call-then-text",
+        H,
+        '<think>plan\n<tool_call>{"name": "get_time", "arguments": {"city": "Paris"}}</tool_call>\nDone',
+        "Done",
+        "plan",
+        calls=(("get_time", {"city": "Paris"}),),
+        flags=RECOVERED,
+    ),
+    Case(
+        "ours-hermes-unclosed-broken-call",
+        H,
+        '<think>plan\n<tool_call>{"name": "get_time", "arguments": {"city": </tool_call>',
+        reasoning='plan\n<tool_call>{"name": "get_time", "arguments": {"city": </tool_call>',
+        flags=UNCLOSED,
+    ),
+    Case(
+        "ours-hermes-bad-json",
+        H,
+        '<tool_call>\n{"name": "special_function", "arguments": {"arg1": }\n</tool_call>',
+        '<tool_call>\n{"name": "special_function", "arguments": {"arg1": }\n</tool_call>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-hermes-truncated",
+        H,
+        '<tool_call>\n{"name": "special_function", "arguments": {"arg1"',
+        '<tool_call>\n{"name": "special_function", "arguments": {"arg1"',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-hermes-truncated-name",
+        H,
+        'Sure.\n<tool_call>\n{"na',
+        'Sure.\n<tool_call>\n{"na',
+        flags=MALFORMED,
+    ),
+    Case("ours-hermes-bare-open-tag", H, "<tool_call>", "<tool_call>", flags=MALFORMED),
+    Case(
+        "ours-hermes-missing-close-tag",
+        H,
+        '<tool_call>\n{"name": "special_function", "arguments": {"arg1": 1}}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-hermes-not-a-call",
+        H,
+        '<tool_call>{"foo": 1}</tool_call>',
+        '<tool_call>{"foo": 1}</tool_call>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-hermes-string-arguments",
+        H,
+        '<tool_call>{"name": "special_function", "arguments": "{\\"arg1\\": 1}"}</tool_call>',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-hermes-parameters-key",
+        H,
+        '<tool_call>{"name": "special_function", "parameters": {"arg1": 1}}</tool_call>',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-hermes-no-arguments",
+        H,
+        '<tool_call>{"name": "get_time"}</tool_call>',
+        calls=(("get_time", {}),),
+    ),
+    Case(
+        "ours-hermes-close-tag-in-string",
+        H,
+        '<tool_call>{"name": "python", "arguments": {"code": "print(\'</tool_call>\')"}}</tool_call>',
+        calls=(("python", {"code": "print('</tool_call>')"}),),
+    ),
+    Case(
+        "ours-hermes-broken-then-good",
+        H,
+        "<tool_call>oops</tool_call>\n" + _hermes("get_time", '{"city": "Paris"}'),
+        "<tool_call>oops</tool_call>",
+        calls=(("get_time", {"city": "Paris"}),),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-hermes-missing-brace",
+        H,
+        '<tool_call>{"name": "a", "arguments": {"x": 1}</tool_call>\n<tool_call>{"name": "b", "arguments": {}}</tool_call>\nMore.',
+        '<tool_call>{"name": "a", "arguments": {"x": 1}</tool_call>\n\nMore.',
+        calls=(("b", {}),),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-hermes-restart",
+        H,
+        'Hm <tool_call>garbage <tool_call>{"name": "get_time", "arguments": {"city": "Paris"}}</tool_call>',
+        "Hm <tool_call>garbage",
+        calls=(("get_time", {"city": "Paris"}),),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-hermes-unknown-tool",
+        H,
+        _hermes("other", "{}"),
+        calls=(("other", {}),),
+        known=frozenset({"special_function"}),
+        unknown=("other",),
+    ),
+    Case(
+        "ours-hermes-known-tool",
+        H,
+        _HCALL,
+        calls=(("special_function", ARG1),),
+        known=frozenset({"special_function"}),
+    ),
+    Case(
+        "ours-hermes-duplicate",
+        H,
+        _HCALL + "\n" + _HCALL,
+        calls=(("special_function", ARG1), ("special_function", ARG1)),
+    ),
+    Case(
+        "ours-hermes-unicode",
+        H,
+        _hermes("get_time", '{"city": "東京"}') + "\n東京です。",
+        "東京です。",
+        calls=(("get_time", {"city": "東京"}),),
+    ),
+    Case(
+        "apriel-list-in-tag",
+        H,
+        '<tool_call>[{"name": "get_time", "arguments": {}}, {"name": "get_weather", "arguments": {"city": "Oslo"}}]</tool_call>',
+        calls=(("get_time", {}), ("get_weather", {"city": "Oslo"})),
+    ),
+    Case(
+        "ours-hermes-openai-shape",
+        H,
+        '<tool_call>{"type": "function", "function": {"name": "get_time", "arguments": {"city": "Paris"}}}</tool_call>',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case("ours-hermes-lookalike", H, "Use <tool_cal> tags, a < b.", "Use <tool_cal> tags, a < b."),
+    Case("ours-hermes-partial-marker-at-end", H, "a < b and <tool", "a < b and <tool"),
+    Case("ours-hermes-late-think", H, "Hello <think>x</think>", "Hello <think>x</think>"),
+    Case("ours-hermes-stray-close-tag", H, "Hi </tool_call> there", "Hi </tool_call> there"),
+    Case(
+        "ours-hermes-nan",
+        H,
+        '<tool_call>{"name": "f", "arguments": {"x": NaN}}</tool_call>',
+        '<tool_call>{"name": "f", "arguments": {"x": NaN}}</tool_call>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-hermes-escapes",
+        H,
+        '<tool_call>{"name": "python", "arguments": {"code": "print(\\"hi\\")\\n# }"}}</tool_call>',
+        calls=(("python", {"code": 'print("hi")\n# }'}),),
+    ),
+    Case(
+        "ours-hermes-repeated-think",
+        H,
+        "<think>\nplan\n</think>\nanswer",
+        "answer",
+        "plan",
+        started=True,
+    ),
+    Case(
+        "ours-hermes-empty-thinking-call",
+        H,
+        "</think>\n\n" + _hermes("run_in_terminal", '{"command": "pwd"}'),
+        reasoning="",
+        calls=(("run_in_terminal", {"command": "pwd"}),),
+        started=True,
+    ),
+    Case(
+        "ours-hermes-json-content-after-thinking",
+        H,
+        "I need to output the invoice details in JSON\n</think>\n\n" + INVOICE,
+        INVOICE,
+        "I need to output the invoice details in JSON",
+        started=True,
+    ),
+    Case(
+        "ours-hermes-whitespace-between-calls",
+        H,
+        "\n\n" + _HCALL + "\n\n \n" + _hermes("get_time", '{"city": "Paris"}') + "\n\n",
+        calls=(("special_function", ARG1), ("get_time", {"city": "Paris"})),
+    ),
+]
+
+
+# --- Qwen3-Coder, Qwen3.5, Nemotron 3: <tool_call><function=..><parameter=..> ---------
+
+Q = Family.QWEN3_CODER
+
+
+def _xml(name: str, *params: tuple[str, str], open_tag: bool = True) -> str:
+    body = "".join(f"<parameter={p}>\n{v}\n</parameter>\n" for p, v in params)
+    call = f"<function={name}>\n{body}</function>\n</tool_call>"
+    return ("<tool_call>\n" if open_tag else "") + call
+
+
+_XCALL = _xml("special_function", ("arg1", "1"))
+_XOPT = _xml("special_function_with_opt", ("arg1", "1"), ("arg2", "2"))
+
+QWEN3_CODER = [
+    Case("qwen3coder-content", Q, HELLO, HELLO),
+    Case("qwen3coder-call", Q, _XCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "qwen3coder-no-open-tag",
+        Q,
+        _xml("special_function", ("arg1", "1"), open_tag=False),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "qwen3coder-content-no-open-tag",
+        Q,
+        "Let me call it.\n" + _xml("special_function", ("arg1", "1"), open_tag=False),
+        "Let me call it.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "qwen3coder-first-without-open-tag",
+        Q,
+        _xml("special_function", ("arg1", "1"), open_tag=False) + "\n" + _XOPT,
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+    ),
+    Case(
+        "qwen3coder-parallel",
+        Q,
+        _XCALL + "\n" + _XOPT,
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+    ),
+    Case(
+        "qwen3coder-multiline-code",
+        Q,
+        _xml("python", ("code", PY_HELLO)),
+        calls=(("python", {"code": PY_HELLO}),),
+    ),
+    Case(
+        "qwen3coder-unicode", Q, _xml("python", ("code", "格")), calls=(("python", {"code": "格"}),)
+    ),
+    Case(
+        "qwen3coder-html",
+        Q,
+        _xml("html", ("markup", "<html>\n <head>\n  <title>Hello!</title>\n </head>\n</html>")),
+        calls=(
+            ("html", {"markup": "<html>\n <head>\n  <title>Hello!</title>\n </head>\n</html>"}),
+        ),
+    ),
+    Case(
+        "qwen3coder-array-param",
+        Q,
+        _xml(
+            "todo_list",
+            (
+                "todos",
+                '[{"item": "Check stuff", "selected": false}, {"item": "Prepare stuff", "selected": true}]',
+            ),
+        ),
+        calls=(
+            (
+                "todo_list",
+                {
+                    "todos": [
+                        {"item": "Check stuff", "selected": False},
+                        {"item": "Prepare stuff", "selected": True},
+                    ]
+                },
+            ),
+        ),
+    ),
+    Case(
+        "qwen3coder-param-order",
+        Q,
+        _xml("edit", ("newString", "#include"), ("filename", "foo.c"), ("oldString", "#iclunde")),
+        calls=(("edit", {"newString": "#include", "filename": "foo.c", "oldString": "#iclunde"}),),
+    ),
+    Case(
+        "qwen3.5-value-ending-in-newline",
+        Q,
+        _xml("edit", ("filename", "foo.c"), ("oldString", "#iclunde"), ("newString", "#include\n")),
+        calls=(
+            ("edit", {"filename": "foo.c", "oldString": "#iclunde", "newString": "#include\n"}),
+        ),
+    ),
+    Case(
+        "qwen3.5-indented-code",
+        Q,
+        _xml("python", ("code", '    print("Hello, world!")')),
+        calls=(("python", {"code": '    print("Hello, world!")'}),),
+    ),
+    Case(
+        "qwen3coder-2req-4opt",
+        Q,
+        _xml("tool_2req_4opt", ("req2", "42"), ("req1", "hello"), ("opt2", "200")),
+        calls=(("tool_2req_4opt", {"req2": 42, "req1": "hello", "opt2": 200}),),
+    ),
+    Case(
+        "qwen3coder-2req-5opt",
+        Q,
+        _xml(
+            "tool_2req_5opt",
+            ("req1", "test"),
+            ("req2", "99"),
+            ("opt3", "c"),
+            ("opt1", "a"),
+            ("opt5", "e"),
+            ("opt4", "4"),
+            ("opt2", "2"),
+        ),
+        calls=(
+            (
+                "tool_2req_5opt",
+                {
+                    "req1": "test",
+                    "req2": 99,
+                    "opt3": "c",
+                    "opt1": "a",
+                    "opt5": "e",
+                    "opt4": 4,
+                    "opt2": 2,
+                },
+            ),
+        ),
+    ),
+    Case(
+        "qwen3coder-nullable-string",
+        Q,
+        _xml("set_nullable_str", ("name", "hello world")),
+        calls=(("set_nullable_str", {"name": "hello world"}),),
+    ),
+    Case(
+        "qwen3coder-nullable-string-null-first",
+        Q,
+        _xml("set_nullable_str_nf", ("name", "hello world")),
+        calls=(("set_nullable_str_nf", {"name": "hello world"}),),
+    ),
+    Case(
+        "qwen3coder-nullable-int",
+        Q,
+        _xml("set_nullable_int", ("count", "42")),
+        calls=(("set_nullable_int", {"count": 42}),),
+    ),
+    Case(
+        "qwen3coder-nullable-string-null",
+        Q,
+        _xml("set_nullable_str", ("name", "null")),
+        calls=(("set_nullable_str", {"name": None}),),
+    ),
+    Case(
+        "qwen3coder-string-unions",
+        Q,
+        _xml("set_union", ("value", '{"a": 1}'), ("amount", "2 dollars")),
+        calls=(("set_union", {"value": {"a": 1}, "amount": "2 dollars"}),),
+    ),
+    Case(
+        "qwen3coder-string-union-invalid-json",
+        Q,
+        _xml("set_union", ("value", "{not valid json"), ("amount", "42")),
+        calls=(("set_union", {"value": "{not valid json", "amount": 42}),),
+    ),
+    Case(
+        "qwen3coder-enum-without-type",
+        Q,
+        _xml("set_unit", ("unit", "celsius")),
+        calls=(("set_unit", {"unit": "celsius"}),),
+    ),
+    Case(
+        "ours-qwen3coder-any-of",
+        Q,
+        _xml("union_args", ("filter", '["a", "b"]'), ("label", "plain"), ("limit", "5")),
+        calls=(("union_args", {"filter": ["a", "b"], "label": "plain", "limit": 5}),),
+    ),
+    Case(
+        "qwen3.5-no-args",
+        Q,
+        "<tool_call>\n<function=empty_args>\n</function>\n</tool_call>",
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "qwen3.5-no-args-no-props",
+        Q,
+        "<tool_call>\n<function=empty_args_no_props>\n</function>\n</tool_call>",
+        calls=(("empty_args_no_props", {}),),
+    ),
+    Case(
+        "qwen3.5-thoughts", Q, "I'm\nthinking\n</think>\n\n" + HELLO, HELLO, THINKING, started=True
+    ),
+    Case(
+        "qwen3.5-thoughts-call",
+        Q,
+        "I'm\nthinking\n</think>\n\n" + _XCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case(
+        "qwen3.5-call-ends-open-thinking",
+        Q,
+        "Need to inspect the current directory.\n" + _xml("run_in_terminal", ("command", "pwd")),
+        reasoning="Need to inspect the current directory.",
+        calls=(("run_in_terminal", {"command": "pwd"}),),
+        started=True,
+        flags=RECOVERED,
+    ),
+    Case(
+        "qwen3.5-call-right-after-open-thinking",
+        Q,
+        _xml("run_in_terminal", ("command", "pwd")),
+        reasoning="",
+        calls=(("run_in_terminal", {"command": "pwd"}),),
+        started=True,
+        flags=RECOVERED,
+    ),
+    Case(
+        "qwen3.5-empty-thinking-content-call",
+        Q,
+        "</think>\n\nLet me inspect the current directory.\n"
+        + _xml("run_in_terminal", ("command", "pwd")),
+        "Let me inspect the current directory.",
+        "",
+        calls=(("run_in_terminal", {"command": "pwd"}),),
+        started=True,
+    ),
+    Case(
+        "qwen3.5-thinking-content-call",
+        Q,
+        "I should inspect the directory.\n</think>\n\nLet me inspect it now.\n"
+        + _xml("run_in_terminal", ("command", "pwd")),
+        "Let me inspect it now.",
+        "I should inspect the directory.",
+        calls=(("run_in_terminal", {"command": "pwd"}),),
+        started=True,
+    ),
+    Case(
+        "qwen3.5-repeated-think-tags",
+        Q,
+        "<think>\n\n</think>\n\n" + _XCALL,
+        reasoning="",
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case("nemotron3-trailing-newline", Q, _XCALL + "\n", calls=(("special_function", ARG1),)),
+    Case(
+        "ours-qwen3coder-untyped-values",
+        Q,
+        _xml("unlisted", ("n", "1"), ("flag", "true"), ("word", "hello"), ("quoted", '"x"')),
+        calls=(("unlisted", {"n": 1, "flag": True, "word": "hello", "quoted": '"x"'}),),
+    ),
+    Case(
+        "ours-qwen3coder-declared-string-stays-text",
+        Q,
+        _xml("python", ("code", "true")),
+        calls=(("python", {"code": "true"}),),
+    ),
+    Case(
+        "ours-qwen3coder-no-schemas",
+        Q,
+        _xml("python", ("code", "1")),
+        calls=(("python", {"code": 1}),),
+        schemas=False,
+    ),
+    Case(
+        "ours-qwen3coder-missing-parameter-close",
+        Q,
+        "<tool_call>\n<function=edit>\n<parameter=filename>\nfoo.c\n<parameter=oldString>\nx\n</parameter>\n</function>\n</tool_call>",
+        calls=(("edit", {"filename": "foo.c", "oldString": "x"}),),
+    ),
+    Case(
+        "ours-qwen3coder-truncated",
+        Q,
+        "<tool_call>\n<function=python>\n<parameter=code>\nprint(",
+        "<tool_call>\n<function=python>\n<parameter=code>\nprint(",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-qwen3coder-truncated-no-open-tag",
+        Q,
+        "<function=python>\n<parameter=code>\nprint(1)\n</parameter>\n",
+        "<function=python>\n<parameter=code>\nprint(1)\n</parameter>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-qwen3coder-missing-close-tag",
+        Q,
+        "<tool_call>\n<function=python>\n<parameter=code>\nprint(1)\n</parameter>\n</function>",
+        calls=(("python", {"code": "print(1)"}),),
+    ),
+    Case(
+        "ours-qwen3coder-json-body",
+        Q,
+        _hermes("get_time", '{"city": "Paris"}'),
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-qwen3coder-junk-in-function",
+        Q,
+        "<tool_call>\n<function=f>\nhello\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>",
+        "<tool_call>\n<function=f>\nhello\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-qwen3coder-empty-name",
+        Q,
+        "<tool_call>\n<function=>\n</function>\n</tool_call>",
+        "<tool_call>\n<function=>\n</function>\n</tool_call>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-qwen3coder-call-in-reasoning",
+        Q,
+        "<think>maybe <tool_call>\n<function=f>\n</function>\n</tool_call></think>no call",
+        "no call",
+        "maybe <tool_call>\n<function=f>\n</function>\n</tool_call>",
+    ),
+    Case(
+        "ours-qwen3coder-restart",
+        Q,
+        "<tool_call>\n<function=a>\n<tool_call>\n<function=b>\n</function>\n</tool_call>",
+        "<tool_call>\n<function=a>",
+        calls=(("b", {}),),
+        flags=MALFORMED,
+    ),
+    Case(
+        "qwen3.5-json-content-after-thinking",
+        Q,
+        "I need to output the invoice details in JSON\n</think>\n\n" + INVOICE,
+        INVOICE,
+        "I need to output the invoice details in JSON",
+        started=True,
+    ),
+    Case(
+        "ours-qwen3coder-unknown-tool",
+        Q,
+        _XCALL,
+        calls=(("special_function", ARG1),),
+        known=frozenset({"python"}),
+        unknown=("special_function",),
+    ),
+    Case(
+        "ours-qwen3coder-function-lookalike",
+        Q,
+        "Call <function> or <function=x without closing",
+        "Call <function> or <function=x without closing",
+        flags=MALFORMED,
+    ),
+]
+
+
+# --- Llama 3.1-3.3: {"name", "parameters"} and <|python_tag|> ---------------------------
+
+L = Family.LLAMA3
+_LCALL = '{"name": "special_function", "parameters": {"arg1": 1}}'
+
+LLAMA3 = [
+    Case("llama3-content", L, HELLO, HELLO),
+    Case("llama3-json-call", L, _LCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "llama3-json-call-typed",
+        L,
+        '{"type": "function", "name": "special_function", "parameters": {"arg1": 1}}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "llama3-python-tag-json", L, "<|python_tag|>" + _LCALL, calls=(("special_function", ARG1),)
+    ),
+    Case(
+        "llama3-builtin-python",
+        L,
+        "<|python_tag|>python.call(code=\"print('hey')\")",
+        calls=(("python", {"code": "print('hey')"}),),
+    ),
+    Case(
+        "llama3-builtin-brave-search",
+        L,
+        '<|python_tag|>brave_search.call(query="current weather in Menlo Park, California")',
+        calls=(("brave_search", {"query": "current weather in Menlo Park, California"}),),
+    ),
+    Case(
+        "llama3-builtin-wolfram",
+        L,
+        '<|python_tag|>wolfram_alpha.call(query="solve x^3 - 4x^2 + 6x - 24 = 0")',
+        calls=(("wolfram_alpha", {"query": "solve x^3 - 4x^2 + 6x - 24 = 0"}),),
+    ),
+    Case(
+        "llama3-code-interpreter",
+        L,
+        "<|python_tag|>print('hey')",
+        calls=(("python", {"code": "print('hey')"}),),
+    ),
+    Case(
+        "ours-llama3-code-multiline",
+        L,
+        "<|python_tag|>import math\nprint(math.pi)\n",
+        calls=(("python", {"code": "import math\nprint(math.pi)"}),),
+    ),
+    Case(
+        "ours-llama3-code-eom",
+        L,
+        "<|python_tag|>print(1)<|eom_id|>",
+        calls=(("python", {"code": "print(1)"}),),
+    ),
+    Case(
+        "ours-llama3-json-eom",
+        L,
+        '<|python_tag|>{"name": "get_time", "parameters": {"city": "Paris"}}<|eom_id|>',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-llama3-semicolon-calls",
+        L,
+        '{"name": "get_time", "parameters": {}}; {"name": "get_weather", "parameters": {"city": "Oslo"}}',
+        calls=(("get_time", {}), ("get_weather", {"city": "Oslo"})),
+    ),
+    Case(
+        "ours-llama3-newline-calls",
+        L,
+        '{"name": "get_time", "parameters": {}}\n{"name": "get_weather", "parameters": {"city": "Oslo"}}',
+        calls=(("get_time", {}), ("get_weather", {"city": "Oslo"})),
+    ),
+    Case("ours-llama3-leading-space", L, "\n\n " + _LCALL, calls=(("special_function", ARG1),)),
+    Case("ours-llama3-json-not-a-call", L, '{"answer": 42}', '{"answer": 42}'),
+    Case("ours-llama3-name-only", L, '{"name": "John"}', '{"name": "John"}'),
+    Case("ours-llama3-person", L, '{"name": "John", "age": 30}', '{"name": "John", "age": 30}'),
+    Case(
+        "ours-llama3-json-after-text",
+        L,
+        'Here you go: {"name": "x", "parameters": {}}',
+        'Here you go: {"name": "x", "parameters": {}}',
+    ),
+    Case(
+        "ours-llama3-call-then-text",
+        L,
+        '{"name": "get_time", "parameters": {"city": "Paris"}} Let me know.',
+        "Let me know.",
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-llama3-bare-unknown-name",
+        L,
+        '{"name": "jump", "parameters": {"height": 3}}',
+        '{"name": "jump", "parameters": {"height": 3}}',
+        known=frozenset({"get_time"}),
+    ),
+    Case(
+        "ours-llama3-bare-known-name",
+        L,
+        '{"name": "get_time", "parameters": {"city": "Rome"}}',
+        calls=(("get_time", {"city": "Rome"}),),
+        known=frozenset({"get_time"}),
+    ),
+    Case(
+        "ours-llama3-tagged-unknown-name",
+        L,
+        '<|python_tag|>{"name": "jump", "parameters": {"height": 3}}',
+        calls=(("jump", {"height": 3}),),
+        known=frozenset({"get_time"}),
+        unknown=("jump",),
+    ),
+    Case(
+        "ours-llama3-truncated",
+        L,
+        '{"name": "get_time", "parameters": {"city": "Par',
+        '{"name": "get_time", "parameters": {"city": "Par',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-llama3-invalid",
+        L,
+        '{"name": "get_time", "parameters": {city: 1}}',
+        '{"name": "get_time", "parameters": {city: 1}}',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-llama3-python-tag-truncated",
+        L,
+        '<|python_tag|>{"name": "get_time", "param',
+        '<|python_tag|>{"name": "get_time", "param',
+        flags=MALFORMED,
+    ),
+    Case("ours-llama3-python-tag-empty", L, "<|python_tag|>", "<|python_tag|>", flags=MALFORMED),
+    Case("ours-llama3-arguments-key", L, '{"name": "x", "arguments": {}}', calls=(("x", {}),)),
+    Case(
+        "ours-llama3-spaced",
+        L,
+        '{ "name" : "special_function" , "parameters" : { "arg1" : 1 } }',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-llama3-function-wrapper",
+        L,
+        '{"function": {"name": "x", "arguments": {"a": 1}}}',
+        calls=(("x", {"a": 1}),),
+    ),
+    Case(
+        "ours-llama3-other-first-key",
+        L,
+        '{"parameters": {}, "name": "x"}',
+        '{"parameters": {}, "name": "x"}',
+    ),
+    Case(
+        "ours-llama3-builtin-non-literal",
+        L,
+        "<|python_tag|>brave_search.call(query=foo)",
+        calls=(("python", {"code": "brave_search.call(query=foo)"}),),
+    ),
+    Case(
+        "ours-llama3-brace-in-string",
+        L,
+        '{"name": "python", "parameters": {"code": "x = {1: \'}\'}"}}',
+        calls=(("python", {"code": "x = {1: '}'}"}),),
+    ),
+    Case("ours-llama3-brace-text", L, "{x} is a set", "{x} is a set"),
+    Case(
+        "ours-llama3-thoughts-call",
+        L,
+        "<think>plan</think>\n" + _LCALL,
+        reasoning="plan",
+        calls=(("special_function", ARG1),),
+    ),
+]
+
+
+# --- Mistral: [TOOL_CALLS] ----------------------------------------------------------------
+
+M = Family.MISTRAL
+
+MISTRAL = [
+    Case("mistral-content", M, HELLO, HELLO),
+    Case(
+        "nemo-call-with-id",
+        M,
+        '[TOOL_CALLS][{"name": "special_function", "arguments": {"arg1": 1}, "id": "123456789"}]',
+        calls=(("special_function", ARG1),),
+        ids=("123456789",),
+    ),
+    Case(
+        "ours-nemo-call-without-id",
+        M,
+        '[TOOL_CALLS][{"name": "special_function", "arguments": {"arg1": 1}}]',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-nemo-two-calls",
+        M,
+        '[TOOL_CALLS][{"name": "get_time", "arguments": {"city": "Paris"}, "id": "aaaaaaaa1"}, '
+        '{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "aaaaaaaa2"}]',
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})),
+        ids=("aaaaaaaa1", "aaaaaaaa2"),
+    ),
+    Case(
+        "ours-mistral-v03-space",
+        M,
+        '[TOOL_CALLS] [{"name": "get_time", "arguments": {"city": "Paris"}}]',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "mistral-small-3.2-call-id",
+        M,
+        '[TOOL_CALLS]special_function[CALL_ID]123456789[ARGS]{"arg1": 1}',
+        calls=(("special_function", ARG1),),
+        ids=("123456789",),
+    ),
+    Case(
+        "mistral-small-3.2-parallel",
+        M,
+        '[TOOL_CALLS]special_function[CALL_ID]000000001[ARGS]{"arg1": 1}'
+        '[TOOL_CALLS]special_function_with_opt[CALL_ID]000000002[ARGS]{"arg1": 1, "arg2": 2}',
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+        ids=("000000001", "000000002"),
+    ),
+    Case(
+        "devstral-call",
+        M,
+        '[TOOL_CALLS]special_function[ARGS]{"arg1": 1}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "devstral-content-then-call",
+        M,
+        HELLO + '[TOOL_CALLS]special_function[ARGS]{"arg1": 1}',
+        HELLO,
+        calls=(("special_function", ARG1),),
+    ),
+    Case("ministral-thoughts", M, "[THINK]I'm\nthinking[/THINK]" + HELLO, HELLO, THINKING),
+    Case(
+        "ministral-thoughts-call",
+        M,
+        '[THINK]I\'m\nthinking[/THINK][TOOL_CALLS]special_function[ARGS]{"arg1":1}',
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ministral-call",
+        M,
+        '[TOOL_CALLS]special_function[ARGS]{"arg1":1}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ministral-parallel",
+        M,
+        '[TOOL_CALLS]special_function[ARGS]{"arg1": 1}[TOOL_CALLS]special_function_with_opt[ARGS]{"arg1": 1, "arg2": 2}',
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+    ),
+    Case(
+        "ministral-fake-marker-in-reasoning",
+        M,
+        '[THINK]Let me think about [TOOL_CALLS]special_function[ARGS]{"arg1":1} and more[/THINK]'
+        '[TOOL_CALLS]special_function[ARGS]{"arg1": 1}',
+        reasoning='Let me think about [TOOL_CALLS]special_function[ARGS]{"arg1":1} and more',
+        calls=(("special_function", ARG1),),
+    ),
+    Case("ours-magistral-think-tags", M, "<think>plan</think>Answer", "Answer", "plan"),
+    Case(
+        "ministral-json-content",
+        M,
+        "[THINK]I need to output the invoice details in JSON[/THINK]```json\n" + INVOICE + "\n```",
+        "```json\n" + INVOICE + "\n```",
+        "I need to output the invoice details in JSON",
+    ),
+    Case(
+        "ministral-continuation",
+        M,
+        " thinking[/THINK]Hello, world!\nWhat's up?",
+        HELLO,
+        "thinking",
+        started=True,
+    ),
+    Case(
+        "ours-mistral-truncated-args",
+        M,
+        '[TOOL_CALLS]special_function[ARGS]{"arg1": ',
+        '[TOOL_CALLS]special_function[ARGS]{"arg1":',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-mistral-no-args-marker",
+        M,
+        "[TOOL_CALLS]special_function",
+        "[TOOL_CALLS]special_function",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-mistral-not-a-name",
+        M,
+        "[TOOL_CALLS]I think\nthat is it",
+        "[TOOL_CALLS]I think\nthat is it",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-mistral-args-not-object",
+        M,
+        '[TOOL_CALLS]f[ARGS]"x"',
+        '[TOOL_CALLS]f[ARGS]"x"',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-mistral-list-entry-without-name",
+        M,
+        '[TOOL_CALLS][{"arguments": {}}]',
+        '[TOOL_CALLS][{"arguments": {}}]',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-mistral-call-then-text", M, "[TOOL_CALLS]f[ARGS]{}\nDone", "Done", calls=(("f", {}),)
+    ),
+    Case(
+        "ours-mistral-marker-in-args",
+        M,
+        '[TOOL_CALLS]python[ARGS]{"code": "print(\'[TOOL_CALLS]\')"}',
+        calls=(("python", {"code": "print('[TOOL_CALLS]')"}),),
+    ),
+    Case(
+        "ours-mistral-duplicate-model-id",
+        M,
+        "[TOOL_CALLS]a[CALL_ID]abcdefghi[ARGS]{}[TOOL_CALLS]b[CALL_ID]abcdefghi[ARGS]{}",
+        calls=(("a", {}), ("b", {})),
+        ids=("abcdefghi", "call_0"),
+    ),
+    Case("ours-mistral-stray-close", M, "[/THINK]Hello", "Hello"),
+    Case("ours-mistral-unclosed", M, "[THINK]still going", reasoning="still going", flags=UNCLOSED),
+    Case(
+        "ours-mistral-single-object",
+        M,
+        '[TOOL_CALLS]{"name": "get_time", "arguments": {"city": "Paris"}}',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-mistral-unicode",
+        M,
+        '[TOOL_CALLS]get_time[ARGS]{"city": "Zürich"}',
+        calls=(("get_time", {"city": "Zürich"}),),
+    ),
+    Case(
+        "ours-mistral-lookalike",
+        M,
+        "[TOOL_CALL] and [ARGS] are text",
+        "[TOOL_CALL] and [ARGS] are text",
+    ),
+    Case(
+        "ours-mistral-think-pairs",
+        M,
+        "[THINK]a </think> b[/THINK]c",
+        "c",
+        "a </think> b",
+    ),
+    Case(
+        "ours-mistral-unknown",
+        M,
+        "[TOOL_CALLS]nope[ARGS]{}",
+        calls=(("nope", {}),),
+        known=frozenset({"get_time"}),
+        unknown=("nope",),
+    ),
+]
+
+
+# --- DeepSeek R1 / V3 / V3.1 ---------------------------------------------------------------
+
+D = Family.DEEPSEEK
+BEGIN, END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
+CB, CE, SEP = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"
+_R1CALL = BEGIN + CB + "function" + SEP + 'special_function\n```json\n{"arg1": 1}```' + CE + END
+
+
+def _v31(name: str, args: str) -> str:
+    return CB + name + SEP + args + CE
+
+
+DEEPSEEK = [
+    Case("deepseek-content", D, HELLO, HELLO),
+    Case(
+        "r1-call-after-empty-thoughts",
+        D,
+        "</think>" + _R1CALL,
+        reasoning="",
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case("r1-call", D, _R1CALL, calls=(("special_function", ARG1),)),
+    Case("r1-thoughts", D, "I'm\nthinking</think>" + HELLO, HELLO, THINKING, started=True),
+    Case("ours-r1-think-tag-emitted", D, "<think>I'm\nthinking</think>" + HELLO, HELLO, THINKING),
+    Case("r1-empty-thoughts", D, "</think>" + HELLO, HELLO, "", started=True),
+    Case(
+        "ours-r1-fence-newline",
+        D,
+        BEGIN + CB + "function" + SEP + 'get_time\n```json\n{"city": "Paris"}\n```' + CE + END,
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-r1-two-calls",
+        D,
+        BEGIN
+        + CB
+        + "function"
+        + SEP
+        + 'get_time\n```json\n{"city": "Paris"}\n```'
+        + CE
+        + "\n"
+        + CB
+        + "function"
+        + SEP
+        + 'get_weather\n```json\n{"city": "Paris"}\n```'
+        + CE
+        + END,
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})),
+    ),
+    Case(
+        "ours-r1-content-before",
+        D,
+        "Let me check." + _R1CALL,
+        "Let me check.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "v3.1-call",
+        D,
+        BEGIN + _v31("get_time", '{"city": "XYZCITY"}') + END,
+        calls=(("get_time", {"city": "XYZCITY"}),),
+    ),
+    Case(
+        "v3.1-thoughts-call",
+        D,
+        "REASONING</think>" + BEGIN + _v31("get_time", '{"city": "Tokyo"}') + END,
+        reasoning="REASONING",
+        calls=(("get_time", {"city": "Tokyo"}),),
+        started=True,
+    ),
+    Case(
+        "v3.1-thoughts-content-calls",
+        D,
+        "REASONING</think>CONTENT"
+        + BEGIN
+        + _v31("get_time", '{"city": "Paris"}')
+        + _v31("get_weather", '{"city": "Paris"}')
+        + END,
+        "CONTENT",
+        "REASONING",
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})),
+        started=True,
+    ),
+    Case(
+        "v3.1-thoughts-content",
+        D,
+        "REASONING</think>\nCONTENT",
+        "CONTENT",
+        "REASONING",
+        started=True,
+    ),
+    Case("v3.1-content", D, "CONTENT", "CONTENT"),
+    Case(
+        "v3.1-continuation",
+        D,
+        " thinking</think>Hello, world!\nWhat's up?",
+        HELLO,
+        "thinking",
+        started=True,
+    ),
+    Case(
+        "ours-deepseek-variant-opener",
+        D,
+        "<｜tool_calls_begin｜>" + _v31("get_time", '{"city": "Paris"}') + END,
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-deepseek-missing-outer-begin",
+        D,
+        _v31("get_time", '{"city": "Paris"}'),
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-deepseek-missing-outer-end",
+        D,
+        BEGIN + _v31("get_time", '{"city": "Paris"}'),
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-deepseek-missing-call-end",
+        D,
+        BEGIN + CB + "get_time" + SEP + '{"city": "Paris"}',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-deepseek-truncated",
+        D,
+        BEGIN + CB + "get_time" + SEP + '{"city": "Pa',
+        BEGIN + CB + "get_time" + SEP + '{"city": "Pa',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-deepseek-no-sep",
+        D,
+        BEGIN + CB + "get_time {}" + CE + END,
+        BEGIN + CB + "get_time {}" + CE + END,
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-deepseek-call-in-reasoning",
+        D,
+        "<think>maybe " + BEGIN + _v31("get_time", "{}") + END + "</think>Answer",
+        "Answer",
+        "maybe " + BEGIN + _v31("get_time", "{}") + END,
+    ),
+    Case(
+        "ours-deepseek-unclosed-reasoning-call",
+        D,
+        "I need the time." + BEGIN + _v31("get_time", '{"city": "Oslo"}') + END,
+        reasoning="I need the time.",
+        calls=(("get_time", {"city": "Oslo"}),),
+        started=True,
+        flags=RECOVERED,
+    ),
+    Case(
+        "ours-deepseek-content-after",
+        D,
+        BEGIN + _v31("get_time", "{}") + END + "Done.",
+        "Done.",
+        calls=(("get_time", {}),),
+    ),
+    Case(
+        "ours-deepseek-unicode",
+        D,
+        BEGIN + _v31("get_time", '{"city": "北京"}') + END,
+        calls=(("get_time", {"city": "北京"}),),
+    ),
+    Case(
+        "ours-r1-plain-fence",
+        D,
+        BEGIN + CB + "function" + SEP + 'get_time\n```\n{"city": "Paris"}\n```' + CE + END,
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-v3.1-nested-args",
+        D,
+        BEGIN + _v31("set_config", '{"config": {"theme": "dark", "level": 2}}') + END,
+        calls=(("set_config", {"config": {"theme": "dark", "level": 2}}),),
+    ),
+    Case(
+        "ours-r1-no-type",
+        D,
+        BEGIN + CB + SEP + 'get_time\n```json\n{"city": "Paris"}\n```' + CE + END,
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-deepseek-junk-between-calls",
+        D,
+        BEGIN + _v31("a", "{}") + "junk" + _v31("b", "{}") + END,
+        BEGIN + _v31("a", "{}") + "junk" + _v31("b", "{}") + END,
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-deepseek-restart",
+        D,
+        BEGIN + CB + "broken" + BEGIN + _v31("get_time", "{}") + END,
+        BEGIN + CB + "broken",
+        calls=(("get_time", {}),),
+        flags=MALFORMED,
+    ),
+]
+
+
+# --- gpt-oss harmony -------------------------------------------------------------------------
+
+G = Family.HARMONY
+_A = "<|channel|>analysis<|message|>"
+_F = "<|start|>assistant<|channel|>final<|message|>"
+_EDIT_ARGS = '{"oldString": "if (part < railCount - 1) {", "newString": "if (part < 4) {", "replaceAll": false}'
+
+HARMONY = [
+    Case("gptoss-final", G, "<|channel|>final<|message|>" + HELLO, HELLO),
+    Case("gptoss-commentary", G, "<|channel|>commentary<|message|>" + HELLO, HELLO),
+    Case("gptoss-analysis-final", G, _A + THINKING + "<|end|>" + _F + HELLO, HELLO, THINKING),
+    Case("gptoss-analysis-partial", G, _A + THINKING, reasoning=THINKING, flags=UNCLOSED),
+    Case(
+        "gptoss-recipient-in-role",
+        G,
+        ' to=functions.special_function<|channel|>analysis<|message|>{"arg1": 1}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "gptoss-recipient-in-channel",
+        G,
+        '<|channel|>analysis to=functions.special_function<|message|>{"arg1": 1}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "gptoss-constrain",
+        G,
+        ' to=functions.special_function<|channel|>analysis <|constrain|>json<|message|>{"arg1": 1}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "gptoss-commentary-call",
+        G,
+        '<|channel|>commentary to=functions.special_function<|message|>{"arg1": 1}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "gptoss-thoughts-call",
+        G,
+        _A
+        + THINKING
+        + '<|end|><|start|>assistant to=functions.special_function<|channel|>analysis<|message|>{"arg1": 1}',
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "gptoss-complex-call",
+        G,
+        _A
+        + "Thinking about edit...<|end|><|start|>assistant<|channel|>commentary to=functions.edit <|constrain|>json"
+        "<|message|>" + _EDIT_ARGS,
+        reasoning="Thinking about edit...",
+        calls=(
+            (
+                "edit",
+                {
+                    "oldString": "if (part < railCount - 1) {",
+                    "newString": "if (part < 4) {",
+                    "replaceAll": False,
+                },
+            ),
+        ),
+    ),
+    Case(
+        "gptoss-structured-output",
+        G,
+        _A
+        + "I need to output the invoice details in JSON<|end|><|start|>assistant<|channel|>final <|constrain|>json"
+        "<|message|>" + INVOICE,
+        INVOICE,
+        "I need to output the invoice details in JSON",
+    ),
+    Case(
+        "gptoss-builtin-in-role",
+        G,
+        _A + "I will execute python to say hello<|end|>"
+        "<|start|>assistant to=container.exec<|channel|>commentary<|message|>python3 -c 'print(\"hello\")'",
+        "<|start|>assistant to=container.exec<|channel|>commentary<|message|>python3 -c 'print(\"hello\")'",
+        "I will execute python to say hello",
+        flags=MALFORMED,
+    ),
+    Case(
+        "gptoss-builtin-in-channel",
+        G,
+        _A + "I will execute python to say hello<|end|>"
+        '<|start|>assistant<|channel|>commentary to=python <|constrain|>code<|message|>print("hello")',
+        '<|start|>assistant<|channel|>commentary to=python <|constrain|>code<|message|>print("hello")',
+        "I will execute python to say hello",
+        flags=MALFORMED,
+    ),
+    Case(
+        "gptoss-to-assistant-before-reasoning",
+        G,
+        "<|channel|>commentary to=assistant" + _A + THINKING + "<|end|>" + _F + HELLO,
+        HELLO,
+        THINKING,
+    ),
+    Case(
+        "gptoss-to-assistant-before-final",
+        G,
+        _A
+        + THINKING
+        + "<|end|><|start|>assistant<|channel|>commentary to=assistant<|channel|>final<|message|>"
+        + HELLO,
+        HELLO,
+        THINKING,
+    ),
+    Case(
+        "gptoss-continuation",
+        G,
+        " thinking<|end|>" + _F + HELLO,
+        HELLO,
+        "thinking",
+        started=True,
+    ),
+    Case("ours-gptoss-return", G, "<|channel|>final<|message|>Hi<|return|>", "Hi"),
+    Case(
+        "ours-gptoss-call-token",
+        G,
+        '<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{"city": "Paris"}<|call|>',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-gptoss-preamble-call",
+        G,
+        _A
+        + "Need time.<|end|><|start|>assistant<|channel|>commentary<|message|>Let me check.<|end|>"
+        '<|start|>assistant<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{"city": "Oslo"}<|call|>',
+        "Let me check.",
+        "Need time.",
+        calls=(("get_time", {"city": "Oslo"}),),
+    ),
+    Case(
+        "ours-gptoss-two-calls",
+        G,
+        '<|channel|>commentary to=functions.get_time<|message|>{"city": "A"}<|call|>'
+        '<|start|>assistant<|channel|>commentary to=functions.get_weather<|message|>{"city": "B"}<|call|>',
+        calls=(("get_time", {"city": "A"}), ("get_weather", {"city": "B"})),
+    ),
+    Case(
+        "ours-gptoss-bad-json",
+        G,
+        "<|channel|>commentary to=functions.get_time<|message|>{city: A}<|call|>",
+        "<|channel|>commentary to=functions.get_time<|message|>{city: A}",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-gptoss-truncated-call",
+        G,
+        '<|channel|>commentary to=functions.get_time<|message|>{"city": "Pa',
+        '<|channel|>commentary to=functions.get_time<|message|>{"city": "Pa',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-gptoss-call-text-in-analysis",
+        G,
+        _A + "I could send to=functions.x <|constrain|>json {} here<|end|>" + _F + "Hi",
+        "Hi",
+        "I could send to=functions.x <|constrain|>json {} here",
+    ),
+    Case(
+        "ours-gptoss-preamble-and-final",
+        G,
+        "<|channel|>commentary<|message|>Checking.<|end|>" + _F + "Done.",
+        "Checking.\n\nDone.",
+    ),
+    Case("ours-gptoss-no-header", G, "Just text.", "Just text."),
+    Case("ours-gptoss-empty", G, "", ""),
+    Case("ours-gptoss-closed-analysis-only", G, _A + "done<|end|>", reasoning="done"),
+    Case(
+        "ours-gptoss-dangling-header",
+        G,
+        "<|channel|>final<|message|>Hi<|end|><|start|>assistant",
+        "Hi",
+    ),
+    Case(
+        "ours-gptoss-unknown-tool",
+        G,
+        "<|channel|>commentary to=functions.nope<|message|>{}",
+        calls=(("nope", {}),),
+        known=frozenset({"get_time"}),
+        unknown=("nope",),
+    ),
+    Case(
+        "ours-gptoss-args-not-object",
+        G,
+        "<|channel|>commentary to=functions.get_time<|message|>[1]",
+        "<|channel|>commentary to=functions.get_time<|message|>[1]",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-gptoss-empty-function-name",
+        G,
+        "<|channel|>commentary to=functions.<|message|>{}",
+        "<|channel|>commentary to=functions.<|message|>{}",
+        flags=MALFORMED,
+    ),
+]
+
+
+# --- Generic: bare JSON calls (and <tool_call> tags) -------------------------------------------
+
+J = Family.GENERIC
+
+GENERIC = [
+    Case("generic-content", J, HELLO, HELLO),
+    Case(
+        "generic-call",
+        J,
+        '{"name": "get_time", "arguments": {"city": "Paris"}}',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "generic-tool-calls",
+        J,
+        '{"tool_calls": [{"name": "get_time", "arguments": {"city": "A"}, "id": "x1"}, '
+        '{"name": "get_weather", "arguments": {"city": "B"}}]}',
+        calls=(("get_time", {"city": "A"}), ("get_weather", {"city": "B"})),
+        ids=("x1", "call_0"),
+    ),
+    Case(
+        "generic-tool-call",
+        J,
+        '{"tool_call": {"name": "special_function", "arguments": {"arg1": 1}}}',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-generic-list", J, '[{"name": "get_time", "arguments": {}}]', calls=(("get_time", {}),)
+    ),
+    Case(
+        "ours-generic-fenced",
+        J,
+        '```json\n{"name": "get_time", "arguments": {"city": "Paris"}}\n```',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-generic-plain-fence",
+        J,
+        '```\n{"name": "get_time", "arguments": {"city": "Paris"}}\n```',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-generic-fenced-not-a-call",
+        J,
+        '```json\n{"answer": 42}\n```',
+        '```json\n{"answer": 42}\n```',
+    ),
+    Case("ours-generic-hermes-tags", J, _HCALL, calls=(("special_function", ARG1),)),
+    Case("generic-response-is-content", J, '{"response": "Hi"}', '{"response": "Hi"}'),
+    Case("ours-generic-number-list", J, "[1, 2]", "[1, 2]"),
+    Case(
+        "ours-generic-json-after-text",
+        J,
+        'Sure! {"name": "get_time", "arguments": {}}',
+        'Sure! {"name": "get_time", "arguments": {}}',
+    ),
+    Case(
+        "ours-generic-unknown-bare",
+        J,
+        '{"name": "jump", "arguments": {}}',
+        '{"name": "jump", "arguments": {}}',
+        known=frozenset({"get_time"}),
+    ),
+    Case(
+        "ours-generic-truncated",
+        J,
+        '{"name": "get_time", "arguments": {"ci',
+        '{"name": "get_time", "arguments": {"ci',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-generic-thoughts-call",
+        J,
+        '<think>plan</think>\n{"name": "get_time", "arguments": {}}',
+        reasoning="plan",
+        calls=(("get_time", {}),),
+    ),
+    Case(
+        "ours-generic-fenced-then-text",
+        J,
+        '```json\n{"name": "get_time", "arguments": {}}\n```\nDone.',
+        "Done.",
+        calls=(("get_time", {}),),
+    ),
+    Case(
+        "ours-generic-fence-unclosed",
+        J,
+        '```json\n{"name": "get_time", "arguments": {}}',
+        calls=(("get_time", {}),),
+    ),
+    Case("ours-generic-code-fence", J, "```python\nprint(1)\n```", "```python\nprint(1)\n```"),
+    Case(
+        "ours-generic-parameters-key",
+        J,
+        '{"name": "get_time", "parameters": {"city": "Paris"}}',
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case("ours-generic-backtick-text", J, "`code` here", "`code` here"),
+]
+
+ALL: list[Case] = HERMES + QWEN3_CODER + LLAMA3 + MISTRAL + DEEPSEEK + HARMONY + GENERIC

@@ -1,0 +1,239 @@
+"""Choosing the family from real chat templates, and what those templates render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.engines.chat_template import ChatTemplate
+from appliance.parsing import (
+    Family,
+    detect_family,
+    family_from_name,
+    parse_output,
+    prompt_opens_reasoning,
+)
+
+TEMPLATES = Path(__file__).parent.parent / "fixtures" / "chat_templates"
+
+EXPECTED = {
+    "Qwen-Qwen2.5-7B-Instruct.jinja": Family.HERMES,
+    "Qwen-QwQ-32B.jinja": Family.HERMES,
+    "Qwen-Qwen3-0.6B.jinja": Family.HERMES,
+    "ibm-granite-granite-4.0.jinja": Family.HERMES,
+    "Qwen3-Coder.jinja": Family.QWEN3_CODER,
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja": Family.MISTRAL,
+    "Mistral-Small-3.2-24B-Instruct-2506.jinja": Family.MISTRAL,
+    "unsloth-mistral-Devstral-Small-2507.jinja": Family.MISTRAL,
+    "mistralai-Ministral-3-14B-Reasoning-2512.jinja": Family.MISTRAL,
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": Family.DEEPSEEK,
+    "deepseek-ai-DeepSeek-V3.1.jinja": Family.DEEPSEEK,
+    "llama-cpp-deepseek-r1.jinja": Family.DEEPSEEK,
+    "openai-gpt-oss-120b.jinja": Family.HARMONY,
+    "deepseek-ai-DeepSeek-V3.2.jinja": Family.GENERIC,
+    "GLM-4.6.jinja": Family.GENERIC,
+    "ibm-granite-granite-3.3-2B-Instruct.jinja": Family.GENERIC,
+    "HuggingFaceTB-SmolLM3-3B.jinja": Family.GENERIC,
+    "microsoft-Phi-3.5-mini-instruct.jinja": Family.GENERIC,
+}
+
+# Llama 3.x templates are not shipped (see LICENSES.md): a small one in their style.
+LLAMA_LIKE = (
+    "{{- bos_token }}{%- if tools %}"
+    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\nRespond in the format "
+    '{"name": function name, "parameters": dictionary of argument name and its value}.'
+    "<|eot_id|>' }}{%- endif %}"
+    "{%- for message in messages %}{%- if message.tool_calls %}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n<|python_tag|>' }}"
+    '{{- \'{"name": "\' + message.tool_calls[0].function.name + \'", "parameters": \' }}'
+    "{{- message.tool_calls[0].function.arguments | tojson + '}<|eom_id|>' }}"
+    "{%- else %}{{- '<|start_header_id|>' + message.role + '<|end_header_id|>\\n\\n' }}"
+    "{{- message.content + '<|eot_id|>' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+
+
+def _source(name: str) -> str:
+    if name == "llama-like":
+        return LLAMA_LIKE
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def test_every_shipped_template_is_listed_with_its_licence() -> None:
+    shipped = {p.name for p in TEMPLATES.glob("*.jinja")}
+    assert shipped == set(EXPECTED)
+    licences = (TEMPLATES / "LICENSES.md").read_text(encoding="utf-8")
+    for name in shipped:
+        assert f"`{name}`" in licences, name
+
+
+@pytest.mark.parametrize(("name", "family"), sorted(EXPECTED.items()))
+def test_detect_family(name: str, family: Family) -> None:
+    assert detect_family(_source(name)) is family
+
+
+def test_detect_family_llama_and_fallbacks() -> None:
+    assert detect_family(LLAMA_LIKE) is Family.LLAMA3
+    assert detect_family("{{ '<|python_tag|>' }}") is Family.LLAMA3
+    assert detect_family(None) is Family.GENERIC
+    assert detect_family("") is Family.GENERIC
+    assert detect_family("{{ messages[0].content }}") is Family.GENERIC
+    # Functionary v3.1 mentions <|python_tag|> but calls with <function=...>{json}.
+    assert detect_family("'<|python_tag|>' '<function=' + name + '>'") is Family.GENERIC
+
+
+def test_override_wins() -> None:
+    source = _source("Qwen-Qwen2.5-7B-Instruct.jinja")
+    assert detect_family(source, override="mistral") is Family.MISTRAL
+    assert detect_family(None, override="gpt-oss") is Family.HARMONY
+    assert detect_family(source, override="") is Family.HERMES
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("hermes", Family.HERMES),
+        ("Qwen2.5", Family.HERMES),
+        ("qwen3_coder", Family.QWEN3_CODER),
+        ("qwen3-coder", Family.QWEN3_CODER),
+        ("QWEN3.5", Family.QWEN3_CODER),
+        ("llama3.1", Family.LLAMA3),
+        ("deepseek-r1", Family.DEEPSEEK),
+        ("deepseek-v3.1", Family.DEEPSEEK),
+        (" gpt-oss ", Family.HARMONY),
+        ("json", Family.GENERIC),
+    ],
+)
+def test_family_from_name(name: str, family: Family) -> None:
+    assert family_from_name(name) is family
+
+
+def test_family_from_unknown_name() -> None:
+    with pytest.raises(ValueError, match="unknown tool-call family 'glm'"):
+        family_from_name("glm")
+
+
+USER = {"role": "user", "content": "Hi"}
+
+
+@pytest.mark.parametrize(
+    ("name", "variables", "opens"),
+    [
+        ("Qwen-QwQ-32B.jinja", {"enable_thinking": True}, True),
+        ("Qwen-QwQ-32B.jinja", {"enable_thinking": False}, False),
+        ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", {"enable_thinking": True}, True),
+        ("deepseek-ai-DeepSeek-V3.1.jinja", {"thinking": True}, True),
+        ("deepseek-ai-DeepSeek-V3.1.jinja", {"thinking": False}, False),
+        ("llama-cpp-deepseek-r1.jinja", {}, True),
+        ("Qwen-Qwen3-0.6B.jinja", {}, False),
+        ("Qwen-Qwen3-0.6B.jinja", {"enable_thinking": False}, False),
+        ("Qwen-Qwen2.5-7B-Instruct.jinja", {}, False),
+        ("mistralai-Ministral-3-14B-Reasoning-2512.jinja", {}, False),
+        ("openai-gpt-oss-120b.jinja", {}, False),
+    ],
+)
+def test_prompt_opens_reasoning(name: str, variables: dict[str, Any], opens: bool) -> None:
+    source = _source(name)
+    prompt = ChatTemplate(source, bos_token="<s>", eos_token="</s>").render([USER], **variables)
+    assert prompt_opens_reasoning(prompt, detect_family(source)) is opens
+
+
+def test_prompt_opens_reasoning_markers() -> None:
+    assert prompt_opens_reasoning("[INST]Hi[/INST][THINK]", Family.MISTRAL)
+    assert not prompt_opens_reasoning("[INST]Hi[/INST][THINK]", Family.HERMES)
+    assert prompt_opens_reasoning(
+        "<|start|>assistant<|channel|>analysis<|message|>", Family.HARMONY
+    )
+    assert not prompt_opens_reasoning("<think></think>", Family.DEEPSEEK)
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "The time in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+CALL = {
+    "role": "assistant",
+    "content": "",
+    "tool_calls": [
+        {
+            "id": "abcdefghi",
+            "type": "function",
+            "function": {"name": "get_time", "arguments": {"city": "Paris"}},
+        }
+    ],
+}
+# End-of-turn tokens the engine stops on (and strips); the template renders them.
+EOT = (
+    "<|im_end|>",
+    "</s>",
+    "<｜end▁of▁sentence｜>",
+    "<|end_of_text|>",
+    "<|return|>",
+    "<|end|>",
+    "<|eot_id|>",
+)
+
+ROUND_TRIP = [
+    "Qwen-Qwen2.5-7B-Instruct.jinja",
+    "Qwen-Qwen3-0.6B.jinja",
+    "ibm-granite-granite-4.0.jinja",
+    "Qwen3-Coder.jinja",
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+    "Mistral-Small-3.2-24B-Instruct-2506.jinja",
+    "unsloth-mistral-Devstral-Small-2507.jinja",
+    "mistralai-Ministral-3-14B-Reasoning-2512.jinja",
+    "deepseek-ai-DeepSeek-V3.1.jinja",
+    "openai-gpt-oss-120b.jinja",
+    "llama-like",
+]
+
+
+def _rendered_turn(template: ChatTemplate, message: dict[str, Any]) -> tuple[str, str]:
+    """(prompt, what the model would have written for ``message``), from the template."""
+    prompt = template.render([USER], tools=TOOLS)
+    full = template.render([USER, message], add_generation_prompt=False, tools=TOOLS)
+    assert full.startswith(prompt)
+    output = full[len(prompt) :].rstrip()
+    for token in EOT:
+        output = output.removesuffix(token).rstrip()
+    return prompt, output
+
+
+@pytest.mark.parametrize("name", ROUND_TRIP)
+def test_template_renders_calls_its_family_reads(name: str) -> None:
+    """A past call, as the template renders it, parses back to the same call."""
+    source = _source(name)
+    family = detect_family(source)
+    template = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
+    prompt, output = _rendered_turn(template, CALL)
+    message = parse_output(output, family, reasoning_started=prompt_opens_reasoning(prompt, family))
+    assert [(c.name, c.arguments) for c in message.tool_calls] == [
+        ("get_time", '{"city": "Paris"}')
+    ], output
+    assert message.content == ""
+    assert not message.malformed_tool_call
+
+
+@pytest.mark.parametrize("name", ROUND_TRIP)
+def test_template_renders_content_its_family_reads(name: str) -> None:
+    source = _source(name)
+    family = detect_family(source)
+    template = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
+    answer = {"role": "assistant", "content": "The time is 10:00."}
+    prompt, output = _rendered_turn(template, answer)
+    message = parse_output(output, family, reasoning_started=prompt_opens_reasoning(prompt, family))
+    assert message.content == "The time is 10:00.", output
+    assert message.tool_calls == ()
