@@ -109,6 +109,7 @@ class CatalogEntry:
     max_queue: int | None = None  # None: settings.max_queue (auto: 4 x slots, at least 8)
     flash_attn: FlashAttn | None = None  # None: settings.flash_attn
     deterministic: bool = False  # every request computed as if alone (no batching, no cache)
+    tool_parser: str | None = None  # the output family for tool calls; None: from the template
     default: bool = False
     description: str | None = None
 
@@ -410,6 +411,13 @@ class _EntryParser:
     def parallel(self, value: object) -> int:
         return _int(value, 1, "a positive integer (sequences decoded together)")
 
+    def tool_parser(self, value: object) -> str:
+        from appliance.parsing import family_from_name
+
+        if not isinstance(value, str):
+            raise ValueError(f"expected a tool-call family name, got {describe_value(value)}")
+        return family_from_name(value.strip()).value
+
     def max_queue(self, value: object) -> int:
         return _int(value, 0, "an integer >= 0 (requests waiting beyond the slots)")
 
@@ -475,6 +483,7 @@ _KEYS: dict[str, Callable[[_EntryParser, object], Any]] = {
     "n_gpu_layers": _EntryParser.n_gpu_layers,
     "threads": _EntryParser.threads,
     "reasoning": _EntryParser.reasoning,
+    "tool_parser": _EntryParser.tool_parser,
     "parallel": _EntryParser.parallel,
     "max_queue": _EntryParser.max_queue,
     "flash_attn": _EntryParser.flash_attn,

@@ -24,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import Content, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from appliance.api.chat_output import ChatOutput
 from appliance.api.errors import APIError, error_response, from_model_error, invalid_request
-from appliance.api.reasoning import ReasoningSplitter, split_reasoning
 from appliance.api.schemas import (
+    ChatMessage,
     ChatRequest,
     CompletionRequest,
     SamplingParams,
@@ -319,60 +320,56 @@ async def chat_completions(request: Request) -> Response:
         max_tokens_limit=settings.max_tokens_limit,
     )
     name = manager.canonical(req.model)
-    messages = [
-        {
-            k: v
-            for k, v in (
-                ("role", m.role),
-                ("content", m.content),
-                ("name", m.name),
-                ("reasoning_content", m.reasoning_content),
-                ("tool_call_id", m.tool_call_id),
-            )
-            if v is not None
-        }
-        for m in req.messages
-    ]
     frame: Frame = {
         "type": "generate",
         "mode": "chat",
-        "messages": messages,
+        "messages": [_message_frame(m) for m in req.messages],
         "params": params_frame(req.params),
     }
+    if req.tools.active:
+        frame["tools"] = [t.openai() for t in req.tools.offered()]
+        frame["params"]["tool_choice"] = {
+            "mode": req.tools.choice.mode,
+            "name": req.tools.choice.name,
+            "parallel": req.tools.parallel,
+        }
     frames = _frames(request, name, frame, want_embedding=False)
     started = await _first(frames)
     split = _reasoning_mode(manager, name) != "off"
-    reasoning_started = bool(started.get("reasoning_started")) and split
+    output = ChatOutput(
+        split_reasoning=split,
+        reasoning_started=bool(started.get("reasoning_started")) and split,
+        family=started.get("tool_family"),
+        tools=req.tools,
+    )
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
 
     if not req.stream:
         text, item = await _collect_unless_gone(request, frames)
-        reasoning, content = (
-            split_reasoning(text, started=reasoning_started) if split else (None, text)
-        )
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if reasoning is not None:
-            message["reasoning_content"] = reasoning
+        output.feed(text)
+        output.finish()
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": output.message(),
+            "logprobs": None,
+            "finish_reason": output.finish_reason(str(item.get("finish_reason", "stop"))),
+        }
+        warnings = output.warnings()
+        if warnings:
+            choice["warnings"] = warnings
         return JSONResponse(
             {
                 "id": cid,
                 "object": "chat.completion",
                 "created": created,
                 "model": name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "logprobs": None,
-                        "finish_reason": _finish(item),
-                    }
-                ],
+                "choices": [choice],
                 "usage": _usage(item),
             }
         )
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         return sse_data(
             {
                 "id": cid,
@@ -380,7 +377,7 @@ async def chat_completions(request: Request) -> Response:
                 "created": created,
                 "model": name,
                 "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish, **extra}
                 ],
             }
         )
@@ -391,33 +388,42 @@ async def chat_completions(request: Request) -> Response:
                 yield data
 
     async def _chat_stream() -> AsyncIterator[bytes]:
-        splitter = ReasoningSplitter(started=reasoning_started) if split else None
         yield chunk({"role": "assistant", "content": ""})
         async for item in frames:
             if item["type"] == "token":
-                text = str(item["text"])
-                reasoning, content = splitter.feed(text) if splitter else ("", text)
-                if reasoning:
-                    yield chunk({"reasoning_content": reasoning})
-                if content:
-                    yield chunk({"content": content})
+                for delta in output.feed(str(item["text"])):
+                    yield chunk(delta)
             elif item["type"] == "error":
                 yield sse_error(frame_error(item))
                 return
             elif item["type"] == "done":
-                if splitter is not None:
-                    reasoning, content = splitter.flush()
-                    if reasoning:
-                        yield chunk({"reasoning_content": reasoning})
-                    if content:
-                        yield chunk({"content": content})
-                yield chunk({}, _finish(item))
+                for delta in output.finish():
+                    yield chunk(delta)
+                warnings = output.warnings()
+                extra = {"warnings": warnings} if warnings else {}
+                reason = output.finish_reason(str(item.get("finish_reason", "stop")))
+                yield chunk({}, reason, **extra)
                 if req.include_usage:
                     yield _usage_chunk(cid, "chat.completion.chunk", created, name, item)
                 yield SSE_DONE
                 return
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _message_frame(m: ChatMessage) -> dict[str, Any]:
+    """One message as the worker's chat template gets it."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    for key, value in (
+        ("name", m.name),
+        ("reasoning_content", m.reasoning_content),
+        ("tool_call_id", m.tool_call_id),
+    ):
+        if value is not None:
+            out[key] = value
+    if m.tool_calls:
+        out["tool_calls"] = [c.for_template() for c in m.tool_calls]
+    return out
 
 
 async def completions(request: Request) -> Response:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn, cast
 
 from appliance.api.errors import invalid_request
+from appliance.api.tools import ToolCallIn, Tools, parse_tool_calls, parse_tools
 
 __all__ = [
     "MAX_CONTENT_CHARS",
@@ -86,6 +87,7 @@ class ChatMessage:
     name: str | None = None
     reasoning_content: str | None = None
     tool_call_id: str | None = None
+    tool_calls: tuple[ToolCallIn, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     params: SamplingParams
+    tools: Tools = field(default_factory=Tools)
 
 
 @dataclass(frozen=True)
@@ -326,17 +329,6 @@ def _refuse_unsupported(body: Mapping[str, Any]) -> None:
     n = body.get("n")
     if n is not None and not (_is_int(n) and n == 1):
         _fail("n", f"Only n=1 is supported by this server, got n={_show(n)}.")
-    for key in ("tools", "functions"):
-        if body.get(key):
-            _fail(
-                key,
-                f"Tool calling is not supported by this server yet: remove '{key}' "
-                "from the request.",
-            )
-    for key in ("tool_choice", "function_call"):
-        choice = body.get(key)
-        if choice is not None and choice not in ("none", "auto"):
-            _fail(key, f"Tool calling is not supported by this server yet: remove '{key}'.")
 
 
 def _stream(body: Mapping[str, Any]) -> tuple[bool, bool]:
@@ -416,11 +408,10 @@ def _message(value: Any, i: int) -> ChatMessage:
             f"{param}.role",
             f"'{param}.role' must be one of {', '.join(_ROLES)}; got {_show(role)}.",
         )
-    if msg.get("tool_calls"):
-        _fail(
-            f"{param}.tool_calls",
-            "Tool calling is not supported by this server yet: remove 'tool_calls'.",
-        )
+    calls = msg.get("tool_calls", msg.get("function_call"))
+    if calls and role != "assistant":
+        _fail(f"{param}.tool_calls", "Only assistant messages carry 'tool_calls'.")
+    tool_calls = parse_tool_calls(calls or None, f"{param}.tool_calls")
     content = _content(msg.get("content"), f"{param}.content", allow_null=role == "assistant")
     return ChatMessage(
         role=cast(Role, role),
@@ -428,6 +419,7 @@ def _message(value: Any, i: int) -> ChatMessage:
         name=_optional_string(msg, "name", f"{param}.name"),
         reasoning_content=_optional_string(msg, "reasoning_content", f"{param}.reasoning_content"),
         tool_call_id=_optional_string(msg, "tool_call_id", f"{param}.tool_call_id"),
+        tool_calls=tool_calls,
     )
 
 
@@ -459,7 +451,18 @@ def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: 
         _fail("logprobs", "'logprobs' is not supported by this server yet.")
     stream, include_usage = _stream(obj)
     params = _params(obj, default_max_tokens, max_tokens_limit)
-    return ChatRequest(model, messages, stream, include_usage, params)
+    tools = parse_tools(obj)
+    if (
+        tools.active
+        and params.response_format is not None
+        and params.response_format.type != "text"
+    ):
+        _fail(
+            "response_format",
+            "'response_format' and tool calls cannot be combined: the answer is either a tool "
+            "call or text in the given format; set tool_choice to 'none' or drop one.",
+        )
+    return ChatRequest(model, messages, stream, include_usage, params, tools)
 
 
 # --- completions ------------------------------------------------------------------------

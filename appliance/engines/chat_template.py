@@ -338,6 +338,39 @@ class ChatTemplate:
         return "".join(parts)
 
 
+def render_prompt(
+    template: ChatTemplate,
+    messages: Sequence[Mapping[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+) -> tuple[str, bool]:
+    """The prompt for a chat request, and whether it opens a reasoning block. A request
+    with tools for a template that cannot show them is refused (400 naming `tools`):
+    the model would answer without knowing them, silently."""
+    from appliance.engines.engine import EngineRequestError
+
+    if tools and not supports_tools(template.source):
+        raise EngineRequestError(
+            "this model's chat template does not support tools, so the model would never "
+            "see them: remove 'tools', or set a chat template with tool support for it",
+            code="tools_unsupported",
+            status=400,
+            param="tools",
+        )
+    extra = {"tools": tools} if tools else {}
+    try:
+        text = template.render(messages, add_generation_prompt=True, **extra)
+    except ChatTemplateError as exc:
+        raise EngineRequestError(
+            str(exc), code="invalid_chat_template", status=400, param="messages"
+        ) from exc
+    return text, opens_reasoning(text)
+
+
+def supports_tools(source: str) -> bool:
+    """Whether a template renders the request's tools (it reads a `tools` variable)."""
+    return re.search(r"\btools\b", source) is not None
+
+
 def opens_reasoning(rendered: str) -> bool:
     """True when the prompt ends inside an opened ``<think>`` (output starts as reasoning)."""
     return rendered.rstrip().endswith("<think>")

@@ -87,7 +87,11 @@ class BatchEngine(Protocol):
     eos_token_id: int
     bos_token_id: int
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]: ...
+    tool_family: str  # how its output spells tool calls (appliance.parsing.Family)
+
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[str, bool]: ...
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]: ...
 

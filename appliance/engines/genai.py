@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.engines.chat_template import ChatTemplate, ChatTemplateError, opens_reasoning
+from appliance.engines.chat_template import ChatTemplate, render_prompt
 from appliance.engines.engine import EngineRequestError
 from appliance.engines.llamacpp import FALLBACK_TEMPLATE, default_threads
+from appliance.parsing import detect_family
 from appliance.store.model_folder import read_folder_info
 
 
@@ -35,6 +36,7 @@ class GenaiConfig:
     use_gpu: bool = False  # the CUDA provider when onnxruntime-genai-cuda is installed
     chat_template: str | None = None
     n_slots: int = 1
+    tool_parser: str | None = None  # the output family's name, when not the template's
 
 
 # Sampling parameters onnxruntime-genai has no equivalent for: refused, never ignored.
@@ -99,6 +101,7 @@ class GenaiEngine:
             template_src or FALLBACK_TEMPLATE, bos_token=bos, eos_token=facts.eos_token or ""
         )
         self.facts = facts
+        self.tool_family = detect_family(template_src, override=cfg.tool_parser).value
         self._warm_up()
         self.load_s = time.monotonic() - started
 
@@ -114,14 +117,10 @@ class GenaiEngine:
 
     # -- prompts ----------------------------------------------------------------------------
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]:
-        try:
-            text = self.template.render(messages, add_generation_prompt=True)
-        except ChatTemplateError as exc:
-            raise EngineRequestError(
-                str(exc), code="invalid_chat_template", status=400, param="messages"
-            ) from exc
-        return text, opens_reasoning(text)
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[str, bool]:
+        return render_prompt(self.template, messages, tools)
 
     def prompt_tokens(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
@@ -226,6 +225,7 @@ class GenaiEngine:
             "model_size_bytes": self.facts.tensor_bytes,
             "slots": self.n_slots,
             "slots_reason": None,
+            "tool_family": self.tool_family,
             "batching": "one generator per request, advanced in turn (no batched step)",
             "n_gpu_layers": -1 if self.provider == "cuda" else 0,
             "pid": os.getpid(),

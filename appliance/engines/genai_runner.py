@@ -111,7 +111,9 @@ class Runner:
         try:
             reasoning_started = False
             if frame.get("mode") == "chat":
-                text, reasoning_started = engine.render_chat(frame.get("messages") or [])
+                text, reasoning_started = engine.render_chat(
+                    frame.get("messages") or [], frame.get("tools") or None
+                )
                 param = "messages"
             else:
                 text = str(frame.get("prompt", ""))
@@ -130,6 +132,7 @@ class Runner:
                 "id": request_id,
                 "prompt_tokens": len(tokens),
                 "reasoning_started": reasoning_started,
+                "tool_family": engine.tool_family,
             }
         )
         return Sequence(

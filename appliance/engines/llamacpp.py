@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.engines.chat_template import ChatTemplate, ChatTemplateError, opens_reasoning
+from appliance.engines.chat_template import ChatTemplate, render_prompt
 from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull
+from appliance.parsing import detect_family
 
 __all__ = ["EngineConfig", "EngineRequestError", "LlamaEngine", "default_threads"]
 
@@ -48,6 +49,7 @@ class EngineConfig:
     n_cache_seqs: int = 4  # extra sequences kept in the KV as prompt-cache entries
     flash_attn: str = "auto"  # auto | on | off
     weight_repack: bool = True  # llama.cpp's extra CPU buffer types (repacked weights, AMX)
+    tool_parser: str | None = None  # the output family's name, when not the template's
 
 
 def default_threads() -> int:
@@ -165,6 +167,7 @@ class LlamaEngine:
             template_src or FALLBACK_TEMPLATE, bos_token=bos, eos_token=eos
         )
         self._bos_text = bos
+        self.tool_family = detect_family(template_src, override=cfg.tool_parser).value
         self._eog_ids = self._find_eog_ids()
 
     def _warm_up(self) -> None:
@@ -215,14 +218,10 @@ class LlamaEngine:
 
     # -- prompts ----------------------------------------------------------------------------
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]:
-        try:
-            text = self.template.render(messages, add_generation_prompt=True)
-        except ChatTemplateError as exc:
-            raise EngineRequestError(
-                str(exc), code="invalid_chat_template", status=400, param="messages"
-            ) from exc
-        return text, opens_reasoning(text)
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[str, bool]:
+        return render_prompt(self.template, messages, tools)
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:
         # A rendered template that already starts with BOS must not get a second one.
@@ -408,4 +407,5 @@ class LlamaEngine:
             "flash_attn": self.flash_attn,
             "kv_unified": not self.cfg.embedding,
             "weight_repack": self.cfg.weight_repack,
+            "tool_family": getattr(self, "tool_family", None),
         }

@@ -139,7 +139,9 @@ class Scheduler:
         try:
             reasoning_started = False
             if frame.get("mode") == "chat":
-                text, reasoning_started = engine.render_chat(frame.get("messages") or [])
+                text, reasoning_started = engine.render_chat(
+                    frame.get("messages") or [], frame.get("tools") or None
+                )
                 tokens = engine.prompt_tokens(text, templated=True)
                 param = "messages"
             else:
@@ -162,6 +164,7 @@ class Scheduler:
                 "id": request_id,
                 "prompt_tokens": len(tokens),
                 "reasoning_started": reasoning_started,
+                "tool_family": engine.tool_family,
             }
         )
         return Sequence(

@@ -69,11 +69,13 @@ class WorkerSpec:
     state_min_save_s: float = 0.05
     weight_repack: bool = True
     format: str = "gguf"  # "onnx" (onnxruntime-genai) or "onnx-encoder" for model folders
+    tool_parser: str | None = None  # models.toml `tool_parser`: the output family to parse
 
     def config_json(self) -> str:
         return json.dumps(
             {
                 "format": self.format,
+                "tool_parser": self.tool_parser,
                 "model_path": self.model_path,
                 "n_ctx": self.n_ctx,
                 "n_gpu_layers": self.n_gpu_layers,

@@ -128,6 +128,7 @@ class Worker:
                 use_gpu=int(config.get("n_gpu_layers", 0)) != 0,
                 chat_template=config.get("chat_template"),
                 n_slots=int(config.get("slots") or 1),
+                tool_parser=config.get("tool_parser"),
             )
         )
         self.scheduler = Runner(self.engine, self.channel.send, n_slots=self.engine.n_slots)
@@ -150,6 +151,7 @@ class Worker:
             n_batch=int(config.get("n_batch") or 512),
             flash_attn=str(config.get("flash_attn") or "auto"),
             weight_repack=bool(config.get("weight_repack", True)),
+            tool_parser=config.get("tool_parser"),
         )
         try:
             self.engine = LlamaEngine(cfg)

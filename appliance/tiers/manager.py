@@ -639,6 +639,7 @@ class ModelManager:
             state_min_save_s=self.settings.prompt_cache_min_save_s,
             weight_repack=self.settings.weight_repack and slot.weight_repack,
             format=self._format_of(path),
+            tool_parser=slot.entry.tool_parser if slot.entry else None,
         )
         worker = WorkerProcess(spec, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
         slot.state = "loading"

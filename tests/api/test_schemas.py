@@ -14,6 +14,18 @@ from appliance.api.schemas import (
     parse_embedding_request,
 )
 
+TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
 LIMITS = {"default_max_tokens": 256, "max_tokens_limit": 4096}
 
 
@@ -138,6 +150,10 @@ def test_json_schema_response_format() -> None:
         (chat(messages=[{"role": "user", "content": "x", "name": 1}]), "messages[0].name"),
         (
             chat(messages=[{"role": "assistant", "content": "x", "tool_calls": [{"id": "c"}]}]),
+            "messages[0].tool_calls[0].function",
+        ),
+        (
+            chat(messages=[{"role": "user", "content": "x", "tool_calls": [{"id": "c"}]}]),
             "messages[0].tool_calls",
         ),
         (chat(max_tokens=0), "max_tokens"),
@@ -194,10 +210,26 @@ def test_json_schema_response_format() -> None:
             chat(response_format={"type": "json_schema", "json_schema": {"schema": "x"}}),
             "response_format.json_schema.schema",
         ),
-        (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "tools"),
-        (chat(functions=[{"name": "f"}]), "functions"),
+        (chat(tools={"name": "f"}), "tools"),
+        (chat(tools=[{"type": "retrieval"}]), "tools[0].type"),
+        (
+            chat(tools=[{"type": "function", "function": {"name": "bad name"}}]),
+            "tools[0].function.name",
+        ),
+        (
+            chat(tools=[{"type": "function", "function": {"name": "f", "parameters": 3}}]),
+            "tools[0].function.parameters",
+        ),
+        (chat(tools=[TOOL, TOOL]), "tools[1].function.name"),
+        (chat(tools=[TOOL], functions=[{"name": "g"}]), "functions"),
         (chat(tool_choice="required"), "tool_choice"),
-        (chat(tool_choice={"type": "function", "function": {"name": "f"}}), "tool_choice"),
+        (chat(tools=[TOOL], tool_choice="always"), "tool_choice"),
+        (
+            chat(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "g"}}),
+            "tool_choice",
+        ),
+        (chat(tools=[TOOL], parallel_tool_calls="yes"), "parallel_tool_calls"),
+        (chat(tools=[TOOL], response_format={"type": "json_object"}), "response_format"),
         (chat(logprobs=True), "logprobs"),
         (chat(ignore_eos="no"), "ignore_eos"),
     ],
@@ -217,7 +249,7 @@ def test_nan_from_json_is_refused() -> None:
 
 def test_messages_for_unsupported_features_are_clear() -> None:
     assert "n=1" in chat_error(chat(n=3)).message
-    assert "Tool calling is not supported" in chat_error(chat(tools=[{"x": 1}])).message
+    assert "Only function tools" in chat_error(chat(tools=[{"type": "x"}])).message
     image = {"type": "image_url", "image_url": {"url": "data:..."}}
     err = chat_error(
         chat(messages=[{"role": "user", "content": [{"type": "text", "text": "x"}, image]}])
@@ -232,7 +264,49 @@ def test_messages_for_unsupported_features_are_clear() -> None:
 
 def test_harmless_tool_settings_are_accepted() -> None:
     req = parse_chat_request(chat(tools=[], tool_choice="none", logprobs=False), **LIMITS)
-    assert req.model == "m"
+    assert req.model == "m" and not req.tools.active
+
+
+def test_tools_choice_and_history_are_parsed() -> None:
+    history = [
+        {"role": "user", "content": "weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+    ]
+    req = parse_chat_request(
+        chat(
+            messages=history,
+            tools=[TOOL],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            parallel_tool_calls=False,
+        ),
+        **LIMITS,
+    )
+    assert req.tools.active and req.tools.names() == {"get_weather"}
+    assert (req.tools.choice.mode, req.tools.choice.name, req.tools.parallel) == (
+        "named",
+        "get_weather",
+        False,
+    )
+    call = req.messages[1].tool_calls[0]
+    assert call.for_template()["function"]["arguments"] == {"city": "Paris"}
+    assert req.messages[2].tool_call_id == "call_1"
+    legacy = parse_chat_request(
+        chat(functions=[TOOL["function"]], function_call={"name": "get_weather"}), **LIMITS
+    )
+    assert legacy.tools.choice.mode == "named" and legacy.tools.specs[0].name == "get_weather"
+    none = parse_chat_request(chat(tools=[TOOL], tool_choice="none"), **LIMITS)
+    assert not none.tools.active
 
 
 def test_content_length_cap() -> None:

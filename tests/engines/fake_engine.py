@@ -47,7 +47,11 @@ class FakeEngine:
     def used(self) -> int:
         return sum(len(t) for t in self.kv.values())
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]:
+    tool_family = "hermes"
+
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[str, bool]:
         return " ".join(str(m.get("content", "")) for m in messages), False
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:
