@@ -28,6 +28,7 @@ from appliance.parsing import (
     ToolCallArgumentsDelta,
     ToolCallStart,
 )
+from appliance.parsing.validate import schema_errors
 
 Delta = dict[str, Any]
 
@@ -146,7 +147,8 @@ class ChatOutput:
         return msg
 
     def finish_reason(self, engine_reason: str) -> str:
-        if self.parsed is not None and self.parsed.tool_calls:
+        """Say "tool_calls" when the answer made calls, unless it was cut at max_tokens."""
+        if engine_reason != "length" and self.parsed is not None and self.parsed.tool_calls:
             return "tool_calls"
         return engine_reason if engine_reason in ("stop", "length") else "stop"
 
@@ -187,8 +189,4 @@ def argument_problems(arguments: str, schema: dict[str, Any]) -> list[str]:
         value = json.loads(arguments)
     except json.JSONDecodeError as exc:
         return [f"not JSON: {exc}"]
-    try:
-        from appliance.parsing.validate import schema_errors  # type: ignore[import-not-found]
-    except ImportError:
-        return []
     return list(schema_errors(value, schema))

@@ -102,6 +102,7 @@ class GenaiEngine:
         )
         self.facts = facts
         self.tool_family = detect_family(template_src, override=cfg.tool_parser).value
+        self.special_tokens = _special_tokens(folder / "tokenizer.json")
         self._warm_up()
         self.load_s = time.monotonic() - started
 
@@ -143,6 +144,7 @@ class GenaiEngine:
         cannot honour (a sampling option it lacks, a schema llguidance refuses): checked
         when the request arrives, before it is accepted."""
         og = self._og
+        params.update(self._eos_bans(params))
         for key, name in UNSUPPORTED.items():
             value = params.get(key)
             if value not in (None, 0, 0.0, {}):
@@ -152,7 +154,7 @@ class GenaiEngine:
                     param=name,
                 )
         gp = og.GeneratorParams(self.model)
-        guidance = _guidance(params.get("response_format"))
+        guidance = _guidance(params.get("response_format")) or self._tool_guidance(params)
         if guidance is not None:
             try:
                 gp.set_guidance(*guidance)
@@ -168,6 +170,42 @@ class GenaiEngine:
                     param="response_format",
                 ) from exc
         return gp
+
+    def _eos_bans(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A `logit_bias` that only bans end-of-sequence tokens (what benchmarks send to get
+        exactly max_tokens) is honoured as `ignore_eos`; any other bias stays refused."""
+        bias = params.get("logit_bias") or {}
+        try:
+            banned = {int(k) for k, v in bias.items() if float(v) <= -100}
+        except (TypeError, ValueError):
+            return {}
+        if bias and banned == {int(k) for k in bias} and banned <= self.eog_ids:
+            return {"logit_bias": None, "ignore_eos": True}
+        return {}
+
+    def _tool_guidance(self, params: dict[str, Any]) -> tuple[str, str] | None:
+        """A lark grammar when a tool call is required (or named): the answer is the call.
+        Not with "auto" (llguidance has no lazy trigger here) nor after a prompt that
+        opened a reasoning block: the parser then reads whatever the model wrote, and
+        a call it cannot read is flagged, not lost."""
+        choice = params.get("tool_choice") or {}
+        tools = params.get("tools") or []
+        if not tools or choice.get("mode") not in ("required", "named"):
+            return None
+        if params.get("reasoning_started"):
+            return None
+        from appliance.parsing import Family
+        from appliance.parsing.constraints import tool_call_lark
+
+        lark = tool_call_lark(
+            Family(self.tool_family),
+            tools,
+            parallel=bool(choice.get("parallel", True)),
+            name=choice.get("name"),
+            template=self.template.source,
+            special_tokens=self.special_tokens,
+        )
+        return "lark_grammar", lark
 
     def new_generator(self, prompt: list[int], params: dict[str, Any]) -> Any:
         """A generator for `prompt` (its KV memory is taken now; the caller feeds the prompt
@@ -217,10 +255,12 @@ class GenaiEngine:
             "provider_reason": self.provider_reason,
             "n_ctx": self.n_ctx,
             "n_ctx_train": self.n_ctx_train,
+            "eos_token_id": self.facts.eos_token_id,
             "threads": self.threads,
             "load_s": round(self.load_s, 4),
             "embedding": False,
-            "template_from_gguf": self.template_from_model,
+            "template_from_gguf": self.template_from_model,  # the name GGUF models use
+            "template_from_model": self.template_from_model,
             "architecture": self.facts.architecture,
             "model_size_bytes": self.facts.tensor_bytes,
             "slots": self.n_slots,
@@ -230,6 +270,16 @@ class GenaiEngine:
             "n_gpu_layers": -1 if self.provider == "cuda" else 0,
             "pid": os.getpid(),
         }
+
+
+def _special_tokens(path: Path) -> dict[str, int]:
+    """The tokenizer's special tokens (text -> id): forced markers must name them by id."""
+    from appliance.parsing.constraints import special_token_ids
+
+    try:
+        return special_token_ids(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
 
 
 def _guidance(response_format: dict[str, Any] | None) -> tuple[str, str] | None:

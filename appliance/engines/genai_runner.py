@@ -120,6 +120,9 @@ class Runner:
                 param = "prompt"
             tokens = engine.prompt_tokens(text) or [engine.bos_or_zero()]
             engine.check_context(len(tokens), param)
+            if frame.get("tools"):
+                params["tools"] = frame["tools"]
+                params["reasoning_started"] = reasoning_started
             engine.check_params(params)
         except Exception as exc:
             self._error(request_id, exc)

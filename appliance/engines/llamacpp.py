@@ -21,6 +21,7 @@ from typing import Any
 
 from appliance.engines.chat_template import ChatTemplate, render_prompt
 from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull
+from appliance.engines.tool_grammar import tool_constraint
 from appliance.parsing import detect_family
 
 __all__ = ["EngineConfig", "EngineRequestError", "LlamaEngine", "default_threads"]
@@ -293,6 +294,22 @@ class LlamaEngine:
             )
         if grammar is not None:
             s.add_grammar(self._model, grammar)
+        constraint = tool_constraint(self.tool_family, params, self.template.source)
+        if constraint is not None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            try:
+                tool_grammar = LlamaGrammar.from_string(constraint.gbnf, verbose=False)
+            except Exception as exc:
+                raise EngineRequestError(
+                    f"tools: a grammar for these tool schemas cannot be built: {exc}",
+                    code="invalid_tool_schema",
+                    param="tools",
+                ) from exc
+            if constraint.trigger is None:
+                s.add_grammar(self._model, tool_grammar)
+            else:
+                s.add_grammar_lazy_patterns(self._model, tool_grammar, [constraint.trigger], [])
         temperature = float(params.get("temperature", 1.0))
         if temperature <= 0.0:
             s.add_greedy()

@@ -151,6 +151,9 @@ class Scheduler:
             if not tokens:
                 tokens = [engine.bos_token_id]
             engine.check_context(len(tokens), param)
+            if frame.get("tools"):
+                params["tools"] = frame["tools"]
+                params["reasoning_started"] = reasoning_started
             sampler = engine.new_sampler(params)
         except Exception as exc:
             self._error(request_id, exc)

@@ -182,6 +182,15 @@ class WorkerProcess:
             asyncio.create_task(self._watch_loop(), name=f"worker-watch-{self.spec.model}"),
         ]
         try:
+            return await self._await_ready(load_timeout_s)
+        except BaseException:
+            for task in self._tasks:  # a failed start leaves no watchdog behind
+                task.cancel()
+            raise
+
+    async def _await_ready(self, load_timeout_s: float) -> dict[str, Any]:
+        assert self._ready is not None
+        try:
             frame = await asyncio.wait_for(asyncio.shield(self._ready), load_timeout_s)
         except TimeoutError:
             await self.kill(f"did not finish loading within {load_timeout_s:.0f} s")
@@ -240,6 +249,8 @@ class WorkerProcess:
         try:
             while True:
                 await asyncio.sleep(1.0)
+                if self._proc is not None and self._proc.returncode is not None:
+                    return  # gone already: the read loop reports it
                 if self._ready is not None and not self._ready.done():
                     # Loading: the load timeout is the bound. A runtime may hold the GIL
                     # for the whole load (onnxruntime-genai does), so no beats come.

@@ -29,8 +29,18 @@ The rules every family shares:
 - Arguments are always a JSON object, serialized once by ``json.dumps``.
 - Content and reasoning are trimmed of leading and trailing whitespace; the deltas
   add up to the final message exactly, whatever the chunking.
+
+The other way round, :func:`tool_call_gbnf` (llama.cpp) and :func:`tool_call_lark`
+(llguidance) are grammars that make a model write calls this parser reads, with
+arguments that :func:`schema_errors` finds no fault with.
 """
 
+from appliance.parsing.constraints import (
+    special_token_ids,
+    tool_call_gbnf,
+    tool_call_lark,
+    tool_call_trigger,
+)
 from appliance.parsing.families import (
     Family,
     detect_family,
@@ -48,6 +58,7 @@ from appliance.parsing.types import (
     ToolCallArgumentsDelta,
     ToolCallStart,
 )
+from appliance.parsing.validate import schema_errors
 
 __all__ = [
     "ContentDelta",
@@ -65,4 +76,9 @@ __all__ = [
     "new_call_id",
     "parse_output",
     "prompt_opens_reasoning",
+    "schema_errors",
+    "special_token_ids",
+    "tool_call_gbnf",
+    "tool_call_lark",
+    "tool_call_trigger",
 ]

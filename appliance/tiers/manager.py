@@ -86,6 +86,7 @@ class ModelManager:
         self.catalog = catalog
         self.store = store
         self.hardware = hardware
+        self.repack_ok = True  # False once llama.cpp's repacked kernels hit SIGILL here
         self.data_dir = data_dir
         self.slots: dict[str, Slot] = {}
         self.event_log = EventLog()
@@ -637,7 +638,7 @@ class ModelManager:
             state_ram_bytes=self.settings.prompt_cache_ram_bytes,
             state_disk_bytes=self.settings.prompt_cache_disk_bytes,
             state_min_save_s=self.settings.prompt_cache_min_save_s,
-            weight_repack=self.settings.weight_repack and slot.weight_repack,
+            weight_repack=self.settings.weight_repack and slot.weight_repack and self.repack_ok,
             format=self._format_of(path),
             tool_parser=slot.entry.tool_parser if slot.entry else None,
         )
@@ -675,14 +676,19 @@ class ModelManager:
         slot.next_start_at = time.monotonic() + backoff
 
     def _repack_off(self, slot: Slot) -> None:
+        """The CPU cannot run the repacked kernels: no model repacks again (a property of
+        the box, so the other models do not each crash once to learn it)."""
         slot.weight_repack = False
-        self.emit(
-            slot.name,
-            "engine",
-            "illegal instruction in llama.cpp's repacked CPU kernels (this CPU announces "
-            "instructions it cannot run): serving without weight repacking from now on; "
-            "set weight_repack = false to skip the first try",
-        )
+        first = self.repack_ok
+        self.repack_ok = False
+        if first:
+            self.emit(
+                slot.name,
+                "engine",
+                "illegal instruction in llama.cpp's repacked CPU kernels (this CPU announces "
+                "instructions it cannot run): every model is served without weight repacking "
+                "from now on; set weight_repack = false to skip the first try",
+            )
 
     def _on_worker_exit(self, slot: Slot, worker: WorkerProcess) -> None:
         if slot.worker is not worker:

@@ -211,3 +211,21 @@ def test_fp32_model_served_greedy_equals_the_torch_model() -> None:
     stream = fp32.new_stream()
     expected = "".join(stream.decode(t) for t in ref["greedy_ids_hf_fp32"])
     assert texts(frames)["r"] == expected
+
+
+def test_a_bias_that_only_bans_eos_is_ignore_eos_and_others_are_refused(
+    engine: GenaiEngine,
+) -> None:
+    eos = engine.info()["eos_token_id"]
+    assert eos in engine.eog_ids
+    params = {"max_tokens": 50, "temperature": 0, "logit_bias": {str(eos): -100}}
+    frames = run(
+        engine,
+        [
+            {"type": "generate", "id": "ban", "prompt": "x", "params": params},
+            {"type": "generate", "id": "bias", "prompt": "x", "params": {"logit_bias": {"5": 3}}},
+        ],
+    )
+    done = {f["id"]: f for f in frames if f["type"] in ("done", "error")}
+    assert done["ban"]["type"] == "done" and done["ban"]["completion_tokens"] == 50
+    assert done["bias"]["type"] == "error" and done["bias"]["param"] == "logit_bias"

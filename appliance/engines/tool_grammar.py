@@ -1,0 +1,57 @@
+"""Constrained decoding for tool calls: which grammar a request's sampler gets, and when.
+
+- `tool_choice` "required" or a named function: the output is a call from its first
+  token (after the reasoning block, for a prompt that opened one), so it always parses.
+- "auto": the grammar is lazy; it takes hold when the model opens a call in its
+  family's syntax (after any reasoning), so a call's arguments always match the
+  tool's schema while free text stays free.
+
+Pure: the engines turn the text into their runtime's grammar object.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.parsing import Family
+from appliance.parsing.constraints import tool_call_gbnf, tool_call_trigger
+
+
+@dataclass(frozen=True)
+class ToolConstraint:
+    gbnf: str
+    trigger: str | None  # a full-match regex (grammar from its first group), None: from the start
+
+
+def _with_prefix(gbnf: str, prefix: str) -> str:
+    """`gbnf` whose root first expects `prefix` (and blank space) literally."""
+    renamed = re.sub(r"^root(\s*::=)", r"tool-calls\1", gbnf, count=1, flags=re.MULTILINE)
+    literal = prefix.replace("\\", "\\\\").replace('"', '\\"')
+    return f'root ::= "{literal}" [ \\t\\n]* tool-calls\n{renamed}'
+
+
+def tool_constraint(
+    family: str, params: dict[str, Any], template: str | None = None
+) -> ToolConstraint | None:
+    choice = params.get("tool_choice") or {}
+    tools = params.get("tools") or []
+    mode = choice.get("mode")
+    if not tools or mode not in ("auto", "required", "named"):
+        return None
+    fam = Family(family)
+    parallel = bool(choice.get("parallel", True))
+    gbnf = tool_call_gbnf(fam, tools, parallel=parallel, name=choice.get("name"), template=template)
+    started = bool(params.get("reasoning_started"))
+    if mode in ("required", "named"):
+        if started:  # let it reason; once it closes the block, a call must follow
+            return ToolConstraint(_with_prefix(gbnf, "</think>"), r"^[\s\S]*?(</think>)[\s\S]*$")
+        return ToolConstraint(gbnf, None)
+    opener = re.escape(tool_call_trigger(fam, parallel=parallel))
+    if started:
+        return ToolConstraint(gbnf, rf"^[\s\S]*?</think>[\s\S]*?({opener})[\s\S]*$")
+    # Not inside a reasoning block: either none, or one that has closed.
+    return ToolConstraint(
+        gbnf, rf"^(?:\s*<think>[\s\S]*?</think>)?\s*(?!<think>)[\s\S]*?({opener})[\s\S]*$"
+    )

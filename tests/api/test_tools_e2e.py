@@ -1,0 +1,252 @@
+"""Tool calling through the real daemon with the official `openai` client and LangChain:
+a generated GGUF whose chat template is Qwen2.5's (the Hermes `<tool_call>` format).
+
+The model is random, so what it says is gibberish (strings are bounded by maxLength
+so that a call always ends well within max_tokens); what is tested is that the
+grammar makes `required` and named choices always give a call that parses and
+matches the tool's schema, that a two-step agent loop (call, tool result, answer)
+completes, streaming and not, and that bad tool requests are refused clearly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from appliance.tiny_model import TinyModelSpec, write_tiny_gguf
+from tests.conftest import write_catalog
+from tests.daemon import Daemon, start_daemon
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates"
+
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "maxLength": 16},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
+ADD: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "description": "Add two integers",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tools_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("tools")
+    template = (TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text()
+    qwen = write_tiny_gguf(home / "qwen-tools.gguf", TinyModelSpec(chat_template=template))
+    extra = f'''
+[models.qwen-tools]
+source = "{qwen}"
+context = 2048
+'''
+    d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra))
+    yield d
+    d.stop()
+
+
+def client(d: Daemon) -> openai.OpenAI:
+    return openai.OpenAI(base_url=d.v1, api_key="x", max_retries=0, timeout=120)
+
+
+def ask(d: Daemon, **kw: Any) -> Any:
+    kw.setdefault("model", "qwen-tools")
+    kw.setdefault("messages", [{"role": "user", "content": "What is the weather in Paris?"}])
+    kw.setdefault("max_tokens", 300)
+    return client(d).chat.completions.create(**kw)
+
+
+def check_call(call: Any, tool: dict[str, Any]) -> dict[str, Any]:
+    assert call.type == "function" and call.id
+    assert call.function.name == tool["function"]["name"]
+    args = json.loads(call.function.arguments)
+    params = tool["function"]["parameters"]
+    assert set(args) == set(params["required"])
+    for key, value in args.items():
+        spec = params["properties"][key]
+        if spec["type"] == "integer":
+            assert isinstance(value, int) and not isinstance(value, bool)
+        else:
+            assert isinstance(value, str)
+        if "enum" in spec:
+            assert value in spec["enum"]
+    return args
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_required_always_gives_a_valid_call(tools_daemon: Daemon, seed: int) -> None:
+    r = ask(
+        tools_daemon,
+        tools=[WEATHER, ADD],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        temperature=1.0,
+        seed=seed,
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    assert choice.message.tool_calls and len(choice.message.tool_calls) == 1
+    names = {"get_weather": WEATHER, "add": ADD}
+    check_call(choice.message.tool_calls[0], names[choice.message.tool_calls[0].function.name])
+    assert not (choice.model_extra or {}).get("warnings")
+    assert choice.message.content is None
+
+
+def test_parallel_calls_are_each_valid(tools_daemon: Daemon) -> None:
+    """A random model may keep calling until max_tokens: every complete call is valid,
+    and an answer cut inside a call says "length" and flags the remainder."""
+    for seed in (1, 2, 3):
+        r = ask(tools_daemon, tools=[WEATHER, ADD], tool_choice="required", seed=seed)
+        choice = r.choices[0]
+        assert choice.message.tool_calls
+        names = {"get_weather": WEATHER, "add": ADD}
+        for call in choice.message.tool_calls:
+            check_call(call, names[call.function.name])
+        warnings = (choice.model_extra or {}).get("warnings") or []
+        if choice.finish_reason == "length":
+            assert all(w.startswith("malformed_tool_call") for w in warnings), warnings
+        else:
+            assert choice.finish_reason == "tool_calls" and not warnings
+
+
+def test_named_choice_calls_that_function(tools_daemon: Daemon) -> None:
+    r = ask(
+        tools_daemon,
+        tools=[WEATHER, ADD],
+        tool_choice={"type": "function", "function": {"name": "add"}},
+        parallel_tool_calls=False,
+        temperature=0.8,
+        seed=5,
+    )
+    calls = r.choices[0].message.tool_calls
+    assert calls is not None and len(calls) == 1
+    check_call(calls[0], ADD)
+    assert r.choices[0].message.content is None
+
+
+def test_streamed_call_arrives_as_openai_deltas(tools_daemon: Daemon) -> None:
+    stream = ask(
+        tools_daemon,
+        tools=[WEATHER],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        stream=True,
+        seed=4,
+    )
+    calls: dict[int, dict[str, str]] = {}
+    finish = None
+    content = ""
+    for chunk in stream:
+        for c in chunk.choices:
+            content += c.delta.content or ""
+            for tc in c.delta.tool_calls or []:
+                entry = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                entry["id"] += tc.id or ""
+                if tc.function is not None:
+                    entry["name"] += tc.function.name or ""
+                    entry["arguments"] += tc.function.arguments or ""
+            finish = c.finish_reason or finish
+    assert finish == "tool_calls"
+    assert calls and content == ""
+    for entry in calls.values():
+        assert entry["id"].startswith("call_") and entry["name"] == "get_weather"
+        args = json.loads(entry["arguments"])
+        assert set(args) == {"city", "unit"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_step_agent_loop(tools_daemon: Daemon, stream: bool) -> None:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = ask(
+        tools_daemon,
+        messages=messages,
+        tools=[WEATHER],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        seed=9,
+    )
+    call = first.choices[0].message.tool_calls[0]
+    messages.append(first.choices[0].message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"})
+    if stream:
+        text, finish = "", None
+        for chunk in ask(
+            tools_daemon, messages=messages, tools=[WEATHER], max_tokens=16, stream=True
+        ):
+            for c in chunk.choices:
+                text += c.delta.content or ""
+                finish = c.finish_reason or finish
+        assert finish in ("stop", "length")
+    else:
+        final = ask(tools_daemon, messages=messages, tools=[WEATHER], max_tokens=16)
+        assert final.choices[0].finish_reason in ("stop", "length")
+        assert isinstance(final.choices[0].message.content, str)
+        assert final.usage.prompt_tokens > first.usage.prompt_tokens  # the result was read
+
+
+def test_langchain_bind_tools_agent_loop(tools_daemon: Daemon) -> None:
+    langchain_openai = pytest.importorskip("langchain_openai", reason="langchain-openai")
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    llm = langchain_openai.ChatOpenAI(
+        base_url=tools_daemon.v1, api_key="x", model="qwen-tools", max_tokens=120, max_retries=0
+    )
+    bound = llm.bind_tools([WEATHER], tool_choice="required", parallel_tool_calls=False)
+    history: list[Any] = [HumanMessage("weather in Paris?")]
+    ai = bound.invoke(history)
+    assert ai.tool_calls and ai.tool_calls[0]["name"] == "get_weather"
+    assert set(ai.tool_calls[0]["args"]) == {"city", "unit"}
+    history += [ai, ToolMessage("18 C", tool_call_id=ai.tool_calls[0]["id"])]
+    final = llm.bind_tools([WEATHER]).invoke(history, max_tokens=12)
+    assert isinstance(final.content, str) and not final.tool_calls
+    chunks = list(bound.stream([HumanMessage("weather in Rome?")]))
+    merged = chunks[0]
+    for c in chunks[1:]:
+        merged = merged + c
+    assert merged.tool_calls and merged.tool_calls[0]["name"] == "get_weather"
+
+
+def test_a_template_without_tools_is_refused_naming_tools(tools_daemon: Daemon) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(tools_daemon, model="tiny", tools=[WEATHER])
+    body = info.value.body
+    assert isinstance(body, dict) and body.get("param") == "tools"
+    assert "does not support tools" in str(body.get("message"))
+    # tool_choice "none": the tools are not offered, the request is served.
+    r = ask(tools_daemon, model="tiny", tools=[WEATHER], tool_choice="none", max_tokens=2)
+    assert r.choices[0].message.tool_calls is None
+
+
+def test_bad_tool_requests_are_400s(tools_daemon: Daemon) -> None:
+    with pytest.raises(openai.BadRequestError, match="not among the given tools"):
+        ask(
+            tools_daemon,
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "x"}},
+        )
+    with pytest.raises(openai.BadRequestError, match="no 'tools' are given"):
+        ask(tools_daemon, tool_choice="required")
