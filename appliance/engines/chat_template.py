@@ -129,13 +129,23 @@ def _tojson(
     sort_keys: bool = False,
 ) -> str:
     # As Hugging Face transformers: no HTML escaping, and json.dumps' options exposed.
+    # A filter chain (`tools | map(attribute='function')`) yields a generator: as a list,
+    # as llama.cpp's renderer does.
     return json.dumps(
         value,
         ensure_ascii=ensure_ascii,
         indent=indent,
         separators=separators,
         sort_keys=sort_keys,
+        default=_listed,
     )
+
+
+def _listed(value: Any) -> Any:
+    if isinstance(value, Iterator):
+        _check_budget()
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 class _GenerationExtension(jinja2.ext.Extension):
