@@ -16,13 +16,12 @@ from hypothesis import strategies as st
 
 from appliance.parsing import Family, detect_family, parse_output
 from appliance.parsing.constraints import (
-    _integer_range,
-    _number_range,
     special_token_ids,
     tool_call_gbnf,
     tool_call_lark,
     tool_call_trigger,
 )
+from appliance.parsing.gbnf_schema import integer_range, number_range
 from appliance.parsing.validate import schema_errors
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates"
@@ -421,7 +420,7 @@ def as_regex(body: str) -> re.Pattern[str]:
     ],
 )  # fmt: skip
 def test_integer_ranges_are_exact(lo: int | None, hi: int | None) -> None:
-    body = _integer_range(lo, hi)
+    body = integer_range(lo, hi)
     if lo is not None and hi is not None and lo > hi:
         assert body is None
         return
@@ -449,7 +448,7 @@ def test_integer_ranges_are_exact(lo: int | None, hi: int | None) -> None:
 def test_number_ranges_stay_inside(schema: dict[str, Any], example: str) -> None:
     """Non-negative bounded numbers: what the grammar allows is within the bounds."""
     schema = {"type": "number", **schema}
-    body = _number_range(schema)
+    body = number_range(schema)
     assert body is not None
     regex = as_regex(body)
     assert regex.fullmatch(example)
@@ -458,7 +457,7 @@ def test_number_ranges_stay_inside(schema: dict[str, Any], example: str) -> None
             text = f"{whole}{fraction}"
             if regex.fullmatch(text):
                 assert schema_errors(float(text), schema) == [], text
-    assert _number_range({"type": "number", "minimum": -1}) is None  # left unbounded
+    assert number_range({"type": "number", "minimum": -1}) is None  # left unbounded
 
 
 # --- any schema at all ------------------------------------------------------------------------

@@ -1,0 +1,299 @@
+"""What a tool-call grammar says, family by family, in no grammar language yet.
+
+:func:`build_layout` turns the tools into a small tree of nodes (literals,
+sequences, alternatives, options, repetitions, named rules, JSON values that follow
+a schema, raw XML text) that the GBNF renderer (:mod:`appliance.parsing.gbnf`) and
+the Lark renderer (:mod:`appliance.parsing.lark`) each write out: one layout, so the
+two grammars allow the same text. The family's markers live here too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.parsing.calls import _types as xml_declared_types
+from appliance.parsing.families import Family
+from appliance.parsing.jsonscan import loads_strict
+from appliance.parsing.tool_schema import Tool, nonnegative_int
+
+__all__ = [
+    "DS_CALLS_BEGIN",
+    "HARMONY_CALL",
+    "MISTRAL_CALLS",
+    "TOOL_CALL",
+    "Alt",
+    "Json",
+    "Lit",
+    "Node",
+    "Opt",
+    "Raw",
+    "Repeat",
+    "Rule",
+    "Seq",
+    "TextSyntax",
+    "build_layout",
+    "repeat",
+]
+
+# --- markers ------------------------------------------------------------------------
+
+TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+DS_CALLS_BEGIN, DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
+DS_CALL_BEGIN, DS_CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>"
+DS_SEP = "<｜tool▁sep｜>"
+HARMONY_CALL = "<|channel|>commentary to=functions."
+HARMONY_MESSAGE = " <|constrain|>json<|message|>"
+MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
+
+
+def _variant(family: Family, template: str | None) -> str:
+    """Which of a family's call syntaxes to write (see :mod:`appliance.parsing.constraints`)."""
+    if family is Family.MISTRAL:
+        if template and MISTRAL_ARGS not in template and MISTRAL_CALLS in template:
+            return "list"
+        return "args"
+    if family is Family.DEEPSEEK:
+        if template and "```json" not in template and "tool▁sep" in template:
+            return "v3.1"
+        return "r1"
+    return ""
+
+
+# --- what the grammars say, family by family ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Json:
+    """A JSON value following ``schema`` (``defs`` resolve its refs)."""
+
+    schema: Mapping[str, Any]
+    defs: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """Raw text for an XML parameter value, then ``tail``: no ``<`` that could open
+    or close a tag, no control character but tab and newline. ``guarded``: it must
+    not read as JSON either (no leading space, digit, ``-``, ``{``, ``[``, ``t``,
+    ``f``, ``n``), for a parameter whose declared schema names no type."""
+
+    min_len: int
+    max_len: int | None
+    tail: str
+    guarded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Alt:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Opt:
+    item: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A named rule (one per tool, so the grammars stay readable)."""
+
+    name: str
+    body: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """``item (sep item)*``."""
+
+    item: Node
+    sep: str
+    optional_sep: bool = False
+
+
+Node = Lit | Json | Raw | Seq | Alt | Opt | Rule | Repeat
+
+
+def _seq(*items: Node | str) -> Seq:
+    return Seq(tuple(Lit(i) if isinstance(i, str) else i for i in items))
+
+
+def _args(tool: Tool) -> Json:
+    return Json(tool.schema, tool.schema.get("$defs") or {})
+
+
+def _json_call(tool: Tool, key: str) -> Seq:
+    return _seq(
+        '{"name": ' + json.dumps(tool.name, ensure_ascii=False) + f', "{key}": ', _args(tool), "}"
+    )
+
+
+def _xml_value(tool: Tool, prop: str, schema: Mapping[str, Any], tail: str) -> Node:
+    """A Qwen3-Coder parameter value as the parser will read it back. The parser
+    types a value by the parameter's declared schema (no ``$ref`` or ``allOf``
+    resolved): a declared string keeps its text, other declared types read JSON,
+    and with no declared type JSON that is not a string is read, other text kept."""
+    defs = tool.schema.get("$defs") or {}
+    declared_props = tool.declared.get("properties")
+    declared = declared_props.get(prop) if isinstance(declared_props, Mapping) else None
+    types = xml_declared_types(declared if isinstance(declared, Mapping) else None)
+    if types and "string" not in types:
+        return _seq(Json(schema, defs), tail)
+    resolved = _resolve(schema, defs)
+    alternatives = resolved.get("anyOf")
+    options: list[Node] = []
+    for alt in alternatives if isinstance(alternatives, list) else [resolved]:
+        options.extend(_xml_option(_resolve(alt, defs), defs, tail, guarded=not types))
+    if not options:
+        return _seq(Json(schema, defs), tail)
+    return Alt(tuple(options)) if len(options) != 1 else options[0]
+
+
+def _resolve(schema: Any, defs: Mapping[str, Any]) -> Mapping[str, Any]:
+    for _ in range(8):
+        ref = schema.get("$ref") if isinstance(schema, Mapping) else None
+        if not isinstance(ref, str):
+            break
+        schema = defs.get(ref.rsplit("/", 1)[-1], {})
+    return schema if isinstance(schema, Mapping) else {}
+
+
+def _json_non_string(text: str) -> bool:
+    ok, value = loads_strict(text)
+    return ok and not isinstance(value, str)
+
+
+def _xml_option(
+    schema: Mapping[str, Any], defs: Mapping[str, Any], tail: str, *, guarded: bool
+) -> list[Node]:
+    if "const" in schema or "enum" in schema:
+        values = [schema["const"]] if "const" in schema else list(schema["enum"])
+        texts = [v for v in values if isinstance(v, str) and not (guarded and _json_non_string(v))]
+        others = [v for v in values if not isinstance(v, str)]
+        out: list[Node] = [Lit(v + tail) for v in texts]
+        if others:
+            out.append(_seq(Json({"enum": others}, defs), tail))
+        return out
+    if schema.get("type") == "string":
+        if "pattern" in schema or "format" in schema:
+            # The text of such a string would need its own grammar: any text.
+            return [Raw(0, None, tail, guarded)]
+        low = nonnegative_int(schema.get("minLength")) or 0
+        high = nonnegative_int(schema.get("maxLength"))
+        return [Raw(low, high, tail, guarded)]
+    if not schema and not guarded:
+        return [Raw(0, None, tail)]
+    return [_seq(Json(schema, defs), tail)]
+
+
+def _xml_call(tool: Tool, index: int) -> Node:
+    top = _resolve(tool.schema, tool.schema.get("$defs") or {})
+    props = top.get("properties")
+    required = set(top.get("required") or ())
+    parts: list[Node] = [Lit(f"{TOOL_CALL}\n<function={tool.name}>\n")]
+    for j, (prop, sub) in enumerate((props or {}).items()):
+        value = _xml_value(tool, prop, sub, "\n</parameter>\n")
+        item = Rule(f"p{index}-{j}", _seq(f"<parameter={prop}>\n", value))
+        parts.append(item if prop in required else Opt(item))
+    parts.append(Lit(f"</function>\n{TOOL_CALL_END}"))
+    return Seq(tuple(parts))
+
+
+def build_layout(family: Family, tools: list[Tool], parallel: bool, template: str | None) -> Node:
+    """The whole output: the calls in the family's syntax."""
+    variant = _variant(family, template)
+    one: list[Node] = []
+    for i, tool in enumerate(tools):
+        name = tool.name
+        call: Node
+        if family is Family.HERMES:
+            call = _seq(f"{TOOL_CALL}\n", _json_call(tool, "arguments"), f"\n{TOOL_CALL_END}")
+        elif family is Family.QWEN3_CODER:
+            call = _xml_call(tool, i)
+        elif family is Family.LLAMA3:
+            call = _json_call(tool, "parameters")
+        elif family is Family.MISTRAL and variant == "args":
+            call = _seq(f"{MISTRAL_CALLS}{name}{MISTRAL_ARGS}", _args(tool))
+        elif family is Family.DEEPSEEK and variant == "r1":
+            head = f"{DS_CALL_BEGIN}function{DS_SEP}{name}\n```json\n"
+            call = _seq(head, _args(tool), f"\n```{DS_CALL_END}")
+        elif family is Family.DEEPSEEK:
+            call = _seq(f"{DS_CALL_BEGIN}{name}{DS_SEP}", _args(tool), DS_CALL_END)
+        elif family is Family.HARMONY:
+            call = _seq(f"{HARMONY_CALL}{name}{HARMONY_MESSAGE}", _args(tool))
+        else:  # GENERIC, Mistral's list
+            call = _json_call(tool, "arguments")
+        one.append(Rule(f"tool{i}", call))
+    calls: Node = Alt(tuple(one)) if len(one) > 1 else one[0]
+    many = parallel and family is not Family.HARMONY
+    separators = {
+        Family.HERMES: "\n",
+        Family.QWEN3_CODER: "\n",
+        Family.LLAMA3: "; ",
+        Family.MISTRAL: ", " if variant == "list" else "",
+        Family.DEEPSEEK: "\n" if variant == "r1" else "",
+        Family.GENERIC: ", ",
+    }
+    any_call = Rule("call", calls)
+    r1 = family is Family.DEEPSEEK and variant == "r1"
+    # R1's template puts a newline between calls; the parser (and llama.cpp's own
+    # grammar) take them with or without one.
+    body: Node = Repeat(any_call, separators[family], optional_sep=r1) if many else calls
+    if family is Family.MISTRAL and variant == "list":
+        return _seq(f"{MISTRAL_CALLS}[", body, "]")
+    if family is Family.DEEPSEEK:
+        if r1:
+            return _seq(DS_CALLS_BEGIN, body, Opt(Lit("\n")), DS_CALLS_END)
+        return _seq(DS_CALLS_BEGIN, body, DS_CALLS_END)
+    if family is Family.GENERIC and many:  # a list of calls, or just one
+        return Alt((_seq("[", body, "]"), any_call))
+    return body
+
+
+# --- raw XML text, in either grammar language -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextSyntax:
+    """The pieces of raw XML text in one grammar language."""
+
+    plain: str  # a character that is not "<"
+    char: str  # a character, or "<" and one that cannot make it a tag
+    first: str  # a first character that JSON cannot start with
+    sep: str  # between items
+    empty: str
+
+    def text(self, low: int, high: int | None, guarded: bool) -> str:
+        """``low`` to ``high`` characters (counted exactly: then no ``<`` at all),
+        starting with ``first`` when ``guarded``."""
+        if high == 0:
+            return self.empty
+        if not guarded:
+            if high is None and low == 0:
+                return f"{self.char}*"
+            return f"{self.plain}{repeat(low, high)}"
+        if high is None and low == 0:
+            return f"({self.first}{self.sep}{self.char}*)?"
+        rest = repeat(max(low - 1, 0), None if high is None else high - 1)
+        body = f"{self.first}{self.sep}{self.plain}{rest}"
+        return f"({body})?" if low == 0 else f"({body})"
+
+
+def repeat(lo: int, hi: int | None) -> str:
+    """``lo`` to ``hi`` (or more) of the item before: GBNF and llguidance's regexes
+    write the count the same way."""
+    if hi is None:
+        return "*" if lo == 0 else ("+" if lo == 1 else f"{{{lo},}}")
+    return f"{{{lo}}}" if lo == hi else f"{{{lo},{hi}}}"

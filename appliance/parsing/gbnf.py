@@ -1,0 +1,94 @@
+"""A call layout written out as GBNF, the grammar language of llama.cpp.
+
+Its own module so that each grammar language has one renderer over the shared
+layout (:mod:`appliance.parsing.call_layout`); the JSON values' rules come from
+:mod:`appliance.parsing.gbnf_schema`, renamed apart per value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from appliance.parsing.call_layout import (
+    Alt,
+    Json,
+    Lit,
+    Node,
+    Opt,
+    Raw,
+    Repeat,
+    Rule,
+    Seq,
+    TextSyntax,
+)
+from appliance.parsing.gbnf_schema import convert_json, gbnf_literal
+
+__all__ = ["render_gbnf"]
+
+_GBNF_TOKEN = re.compile(
+    r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[0-9, ]*\}|[A-Za-z0-9_-]+|\s+|.', re.DOTALL
+)
+_RAW_PLAIN = r"[^<\x00-\x08\x0B-\x1F\x7F]"
+_RAW_CHAR = rf'({_RAW_PLAIN} | "<" [^/pft<\x00-\x08\x0B-\x1F\x7F])'
+_RAW_FIRST = r"[^<\x00-\x20\x7F0-9{\[tfn-]"  # what JSON cannot start with
+_GBNF_TEXT = TextSyntax(_RAW_PLAIN, _RAW_CHAR, _RAW_FIRST, " ", '""')
+
+
+def _rename(body: str, names: Mapping[str, str]) -> str:
+    return "".join(names.get(tok, tok) for tok in _GBNF_TOKEN.findall(body))
+
+
+class _Gbnf:
+    def __init__(self) -> None:
+        self.rules: dict[str, str] = {}
+        self._converted = 0
+        self._raw: dict[tuple[int, int | None, bool], str] = {}
+
+    def expr(self, node: Node) -> str:
+        if isinstance(node, Lit):
+            return gbnf_literal(node.text)
+        if isinstance(node, Seq):
+            return " ".join(self.expr(i) for i in node.items) or '""'
+        if isinstance(node, Alt):
+            return "(" + " | ".join(self.expr(i) for i in node.items) + ")"
+        if isinstance(node, Opt):
+            return f"({self.expr(node.item)})?"
+        if isinstance(node, Repeat):
+            item = self.expr(node.item)
+            sep = gbnf_literal(node.sep) + ("?" if node.optional_sep else "")
+            return f"{item} ({sep} {item})*" if node.sep else f"{item}+"
+        if isinstance(node, Rule):
+            name = f"tc-{node.name}"
+            self.rules[name] = self.expr(node.body)
+            return name
+        if isinstance(node, Raw):
+            text = self._raw_rule(node.min_len, node.max_len, node.guarded)
+            return f"{text} {gbnf_literal(node.tail)}"
+        return self._json(node)
+
+    def _raw_rule(self, low: int, high: int | None, guarded: bool) -> str:
+        key = (low, high, guarded)
+        if key not in self._raw:
+            name = f"tc-text{len(self._raw)}"
+            self.rules[name] = _GBNF_TEXT.text(low, high, guarded)
+            self._raw[key] = name
+        return self._raw[key]
+
+    def _json(self, node: Json) -> str:
+        top, rules = convert_json(node.schema, node.defs)
+        prefix = f"j{self._converted}-"
+        self._converted += 1
+        names = {name: prefix + name for name in rules}
+        for name, body in rules.items():
+            self.rules[names[name]] = _rename(body, names)
+        return names.get(top, top)
+
+
+def render_gbnf(layout: Node) -> str:
+    """The grammar text, its root rule ``root``."""
+    gbnf = _Gbnf()
+    root = gbnf.expr(layout)
+    lines = [f"root ::= {root}"]
+    lines += [f"{n} ::= {body}" for n, body in gbnf.rules.items()]
+    return "\n".join(lines) + "\n"

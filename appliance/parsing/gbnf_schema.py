@@ -1,0 +1,311 @@
+"""JSON values that follow a schema, as GBNF rules for llama.cpp.
+
+The rules come from llama-cpp-python's JSON-schema converter, which this module
+extends where it falls short: integer ranges, number ranges (non-negative lower
+bound), ``{m,n}`` counts for string lengths and array sizes, strict JSON strings (no
+raw control characters), exponents of at most two digits, and correct escaping of
+literals (backslashes, characters beyond the BMP). Its own module because it is the
+one part of the GBNF output that knows JSON Schema; :mod:`appliance.parsing.gbnf`
+only places its rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from appliance.parsing.call_layout import repeat
+from appliance.parsing.jsonscan import loads_strict
+from appliance.parsing.tool_schema import finite_number, nonnegative_int
+
+__all__ = ["convert_json", "gbnf_literal", "integer_range", "number_range"]
+
+# JSON strings: no raw control characters (the converter's own rule lets them in).
+_STRICT_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+_MAX_DIGITS = 16  # the converter's integers are at most 16 digits long
+
+
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02X}")
+        elif 0xD800 <= ord(ch) <= 0xDFFF:  # a lone surrogate: unmatchable, but encodable
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _same_length(lo: str, hi: str) -> list[list[str]]:
+    """Digit strings of one length from ``lo`` to ``hi``, as sequences of atoms."""
+    if lo == hi:
+        return [[gbnf_literal(lo)]]
+    i = next(k for k in range(len(lo)) if lo[k] != hi[k])
+    prefix = [gbnf_literal(lo[:i])] if i else []
+    rest = len(lo) - i - 1
+    zeros, nines = "0" * rest, "9" * rest
+    tail = [f"[0-9]{repeat(rest, rest)}" if rest > 1 else "[0-9]"] if rest else []
+    out: list[list[str]] = []
+    first, last = lo[i], hi[i]
+    if lo[i + 1 :] != zeros:
+        out += [[*prefix, f'"{lo[i]}"', *s] for s in _same_length(lo[i + 1 :], nines)]
+        first = chr(ord(first) + 1)
+    if hi[i + 1 :] != nines:
+        out += [[*prefix, f'"{hi[i]}"', *s] for s in _same_length(zeros, hi[i + 1 :])]
+        last = chr(ord(last) - 1)
+    if first <= last:
+        digit = f"[{first}]" if first == last else f"[{first}-{last}]"
+        out.append([*prefix, digit, *tail])
+    return out
+
+
+def _natural_range(lo: int, hi: int | None) -> list[list[str]]:
+    """Canonical decimal numerals of the integers from ``lo`` >= 0 to ``hi`` (or on)."""
+    out: list[list[str]] = []
+    top = hi if hi is not None else 10**_MAX_DIGITS - 1
+    for digits in range(len(str(lo)), len(str(top)) + 1):
+        start = max(lo, 10 ** (digits - 1) if digits > 1 else 0)
+        stop = min(top, 10**digits - 1)
+        if start > stop:
+            continue
+        if hi is None and start == 10 ** (digits - 1) and digits > 1:
+            out.append(["[1-9]", f"[0-9]{repeat(digits - 1, _MAX_DIGITS - 1)}"])
+            break
+        out.extend(_same_length(str(start), str(stop)))
+    return out
+
+
+def integer_range(lo: int | None, hi: int | None) -> str | None:
+    """A GBNF body for the integers in [lo, hi] (either open); None if empty."""
+    alternatives: list[list[str]] = []
+    if lo is None or lo < 0:  # the negative part: "-" and a magnitude
+        top = -lo if lo is not None else None
+        bottom = max(1, -hi) if hi is not None else 1
+        if top is None or bottom <= top:
+            alternatives += [['"-"', *a] for a in _natural_range(bottom, top)]
+    if hi is None or hi >= 0:
+        alternatives += _natural_range(max(lo or 0, 0), hi)
+    if not alternatives:
+        return None
+    return "(" + " | ".join(" ".join(a) for a in alternatives) + ")"
+
+
+def _bound(schema: Mapping[str, Any], integral: bool, upper: bool) -> float | None:
+    """The tightest bound on one side, made inclusive for integers."""
+    plain: Any = schema.get("maximum" if upper else "minimum")
+    exclusive: Any = schema.get("exclusiveMaximum" if upper else "exclusiveMinimum")
+    found: float | None = None
+    if finite_number(plain):
+        found = (
+            math.floor(plain) if upper and integral else (math.ceil(plain) if integral else plain)
+        )
+    if finite_number(exclusive):
+        if integral:
+            edge = math.ceil(exclusive) - 1 if upper else math.floor(exclusive) + 1
+        else:
+            edge = exclusive
+        if found is None or (edge < found if upper else edge > found):
+            found = edge
+    if found is not None and abs(found) >= 10 ** (_MAX_DIGITS - 1):
+        return None
+    return found
+
+
+def number_range(schema: Mapping[str, Any]) -> str | None:
+    """Non-negative numbers within the bounds: an integer part and an optional
+    fraction (so ``x.y`` stays below an upper bound), or the top integer itself."""
+    lo, hi = _bound(schema, False, False), _bound(schema, False, True)
+    if lo is None or lo < 0:
+        return None
+    exclusive_lo = (
+        finite_number(schema.get("exclusiveMinimum")) and schema["exclusiveMinimum"] >= lo
+    )
+    start = math.floor(lo) + 1 if exclusive_lo or lo != math.floor(lo) else math.floor(lo)
+    fraction = '("." [0-9]{1,15})?'
+    if hi is None:
+        whole = integer_range(start, None)
+        return f"{whole} {fraction}" if whole else None
+    exclusive_hi = (
+        finite_number(schema.get("exclusiveMaximum")) and schema["exclusiveMaximum"] <= hi
+    )
+    top = math.floor(hi)
+    parts = []
+    if start <= top - 1:  # i.fff < i + 1 <= hi
+        parts.append(f"{integer_range(start, top - 1)} {fraction}")
+    if start <= top and (top < hi or not exclusive_hi):
+        parts.append(gbnf_literal(str(top)))
+    return "(" + " | ".join(parts) + ")" if parts else None
+
+
+def _json_text(value: Any) -> str:
+    """JSON text as a model writes it: non-ASCII characters as themselves."""
+    try:
+        return json.dumps(value, ensure_ascii=False).encode("utf-8").decode("utf-8")
+    except (UnicodeEncodeError, ValueError, TypeError):  # lone surrogates, odd values
+        return json.dumps(value, default=str)
+
+
+@functools.cache
+def _converter_class() -> Any:
+    from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
+
+    class Converter(SchemaConverter):
+        """llama-cpp-python's converter, with integer and number ranges and {m,n}
+        repetitions for string lengths and array sizes (its nested optionals grow
+        with the bound)."""
+
+        def visit(self, schema: Any, name: str) -> Any:
+            if isinstance(schema, dict) and not any(
+                k in schema for k in ("$ref", "anyOf", "oneOf", "allOf", "const", "enum")
+            ):
+                rule = name + "-" if name in RESERVED_NAMES else name or "root"
+                body = self._custom(schema, name)
+                if body is not None:
+                    return self._base._add_rule(rule, body)
+            base: Any = super()
+            return base.visit(schema, name)
+
+        @property
+        def _base(self) -> Any:
+            return self
+
+        def _format_literal(self, literal: str) -> str:
+            # The converter's own escaping misses backslashes, and its JSON text is
+            # ASCII: a character beyond the BMP would be two unmatchable surrogates.
+            if len(literal) >= 2 and literal[0] == literal[-1] == '"':
+                ok, value = loads_strict(literal)
+                if ok and isinstance(value, str):
+                    literal = _json_text(value)
+            return gbnf_literal(literal)
+
+        def _generate_constant_rule(self, value: Any) -> str:
+            return gbnf_literal(_json_text(value))
+
+        def _custom(self, schema: dict[str, Any], name: str) -> str | None:
+            kind = schema.get("type")
+            bounded = any(
+                k in schema for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+            )
+            if kind == "integer" and bounded:
+                lo, hi = _bound(schema, True, False), _bound(schema, True, True)
+                body = integer_range(
+                    int(lo) if lo is not None else None, int(hi) if hi is not None else None
+                )
+                return f"{body} space" if body else None
+            if kind == "number" and bounded:
+                body = number_range(schema)
+                return f"{body} space" if body else None
+            if (
+                kind == "string"
+                and not any(k in schema for k in ("pattern", "format"))
+                and ("minLength" in schema or "maxLength" in schema)
+            ):
+                char = self._base._add_primitive("char", PRIMITIVE_RULES["char"])
+                low = nonnegative_int(schema.get("minLength")) or 0
+                high = nonnegative_int(schema.get("maxLength"))
+                return rf'"\"" {char}{repeat(low, high)} "\"" space'
+            if kind == "array" and "prefixItems" not in schema:
+                low = nonnegative_int(schema.get("minItems")) or 0
+                high = nonnegative_int(schema.get("maxItems"))
+                items = schema.get("items")
+                item = self.visit(
+                    items if isinstance(items, dict) else {}, f"{name}{'-' if name else ''}item"
+                )
+                if high == 0 or (high is not None and high < low):
+                    return '"[" space "]" space'
+                if high == 1:
+                    more = ""
+                else:
+                    count = repeat(max(low - 1, 0), None if high is None else high - 1)
+                    more = f'( "," space {item} ){count}'
+                if low == 0:
+                    return f'"[" space ( {item} {more} )? "]" space'
+                return f'"[" space {item} {more} "]" space'
+            return None
+
+    return Converter
+
+
+def convert_json(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """(top rule, rules) for a JSON value following ``schema``."""
+    whole = copy.deepcopy(dict(schema))
+    if defs:
+        whole["$defs"] = copy.deepcopy(dict(defs))
+    for attempt in (whole, _without(whole, ("pattern", "format"))):
+        try:
+            converter = _converter_class()(
+                prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
+            )
+            # Every ref is "#/$defs/NAME" by now (resolve_refs would also walk the
+            # data in const and enum values).
+            converter._refs.update(
+                {f"#/$defs/{n}": d for n, d in (attempt.get("$defs") or {}).items()}
+            )
+            # "a": every rule made for a property is then named "a-..."
+            top = converter.visit(attempt, "a")
+            rules = dict(converter._rules)
+        except Exception:  # the converter asserts on what it cannot do
+            continue
+        _tighten(rules)
+        return str(top), {str(k): str(v) for k, v in rules.items()}
+    return "object", _any_json()  # nothing fits: any JSON object
+
+
+def _any_json() -> dict[str, str]:
+    from llama_cpp.llama_grammar import PRIMITIVE_RULES
+
+    rules = {"space": '" "?'}
+    for name in (
+        "object",
+        "value",
+        "array",
+        "string",
+        "number",
+        "boolean",
+        "null",
+        "char",
+        "integral-part",
+        "decimal-part",
+    ):
+        rules[name] = PRIMITIVE_RULES[name].content
+    _tighten(rules)
+    return rules
+
+
+def _tighten(rules: dict[str, Any]) -> None:
+    """Strings without raw control characters; exponents of two digits at most (a
+    float beyond 1e308 reads back as infinity, which is no JSON)."""
+    if "char" in rules:
+        rules["char"] = _STRICT_CHAR
+    if "number" in rules:
+        rules["number"] = str(rules["number"]).replace(
+            "([eE] [-+]? integral-part)", "([eE] [-+]? [0-9]{1,2})"
+        )
+
+
+def _without(schema: Any, keys: tuple[str, ...]) -> Any:
+    if isinstance(schema, dict):
+        return {
+            k: _without(v, keys)
+            for k, v in schema.items()
+            if k not in keys or not isinstance(v, str)
+        }
+    if isinstance(schema, list):
+        return [_without(v, keys) for v in schema]
+    return schema
