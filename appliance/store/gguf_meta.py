@@ -40,6 +40,19 @@ MAX_ARRAY_LEN = 1 << 26
 MAX_TENSOR_NAME_BYTES = 256
 MAX_KEPT_INT_ARRAY = 4096  # small int arrays (per-layer head counts) are kept for lookups
 
+# What a model's hyperparameters may claim at most. Far above any real model (10M-token
+# contexts, 16k-wide embeddings, a few hundred layers) and far below what would make the
+# memory estimate or the engine's allocations absurd.
+MAX_CONTEXT_LENGTH = 1 << 26
+MAX_EMBEDDING_LENGTH = 1 << 20
+MAX_BLOCK_COUNT = 1 << 16
+MAX_HEAD_COUNT = 1 << 16
+MAX_HEAD_DIM = 1 << 16
+_ARCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+_PRINTABLE_NAME_RE = re.compile(r"[\x21-\x7e]{1,96}")
+# Per-layer tensors: `blk.N.*`, and `enc.blk.N.*` / `dec.blk.N.*` in encoder-decoders (T5).
+_LAYER_RE = re.compile(r"(enc\.|dec\.)?blk\.(\d{1,9})\.")
+
 # Architectures that are embedding encoders even when no pooling type is written.
 EMBEDDING_ARCHITECTURES = frozenset(
     {
@@ -96,6 +109,15 @@ _OLD_MAGICS = {b"ggml": "GGML", b"ggmf": "GGMF", b"ggjt": "GGJT", b"lmgg": "GGML
 _SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 MetaValue = str | int | float | bool
+
+
+def _shown(name: str) -> str:
+    """A key or tensor name as an error shows it: the name when it is short printable
+    ASCII, else its length and at most 8 bytes in hex; never raw file bytes."""
+    if _PRINTABLE_NAME_RE.fullmatch(name):
+        return name
+    raw = name.encode("utf-8", errors="replace")
+    return f"<{len(raw)}-byte name {raw[:8].hex()}{'...' if len(raw) > 8 else ''}>"
 
 
 @dataclass(frozen=True)
@@ -269,47 +291,48 @@ class _KV:
 
 
 def _read_value(cur: _Cursor, key: str, vtype: int, kv: _KV) -> None:
+    shown = _shown(key)
     if vtype in _SCALAR_CODES:
-        kv.scalars[key] = cur.scalar(_SCALAR_CODES[vtype], f"value of {key}")
+        kv.scalars[key] = cur.scalar(_SCALAR_CODES[vtype], f"value of {shown}")
         return
     if vtype == _T_STRING:
-        kv.scalars[key] = cur.string(f"string value of {key}", MAX_STRING_BYTES)
+        kv.scalars[key] = cur.string(f"string value of {shown}", MAX_STRING_BYTES)
         return
     if vtype != _T_ARRAY:
-        raise GGUFError(f"corrupt GGUF: key {key} has unknown value type {vtype}")
+        raise GGUFError(f"corrupt GGUF: key {shown} has unknown value type {vtype}")
 
-    etype = cur.u32(f"array type of {key}")
+    etype = cur.u32(f"array type of {shown}")
     count_at = cur.pos
-    count = cur.u64(f"array length of {key}")
+    count = cur.u64(f"array length of {shown}")
     if etype == _T_ARRAY:
-        raise GGUFError(f"unsupported GGUF: key {key} is a nested array")
+        raise GGUFError(f"unsupported GGUF: key {shown} is a nested array")
     if etype != _T_STRING and etype not in _SCALAR_CODES:
-        raise GGUFError(f"corrupt GGUF: array {key} has unknown element type {etype}")
+        raise GGUFError(f"corrupt GGUF: array {shown} has unknown element type {etype}")
     min_item = 8 if etype == _T_STRING else struct.calcsize(_SCALAR_CODES[etype])
     if count > MAX_ARRAY_LEN:
         raise GGUFError(
-            f"corrupt GGUF: array {key} at byte {count_at} claims {count} elements "
+            f"corrupt GGUF: array {shown} at byte {count_at} claims {count} elements "
             f"(limit {MAX_ARRAY_LEN})"
         )
     if count * min_item > cur.remaining:
         raise GGUFError(
-            f"truncated GGUF: array {key} at byte {count_at} claims {count} elements, "
+            f"truncated GGUF: array {shown} at byte {count_at} claims {count} elements, "
             f"more than the {cur.remaining} bytes left in the file can hold"
         )
     kv.summaries[key] = f"[{count} x {_TYPE_NAMES[etype]}]"
 
     if etype == _T_STRING:
-        items = cur.string_array(key, count, keep=key == "tokenizer.ggml.tokens")
+        items = cur.string_array(shown, count, keep=key == "tokenizer.ggml.tokens")
         if items is not None:
             kv.tokens = items
         return
 
     code = _SCALAR_CODES[etype]
     if etype in _INT_TYPES and count <= MAX_KEPT_INT_ARRAY:
-        raw = cur.read(count * min_item, f"array {key}")
+        raw = cur.read(count * min_item, f"array {shown}")
         kv.int_arrays[key] = [int(v) for v in struct.unpack(f"{cur.endian}{count}{code}", raw)]
     else:
-        cur.skip(count * min_item, f"array {key}")
+        cur.skip(count * min_item, f"array {shown}")
 
 
 def _quant_name_from_file_type(value: int) -> str | None:
@@ -358,7 +381,9 @@ def _parse(f: BinaryIO, path: Path, size: int) -> GGUFInfo:
                 f"not a GGUF file: {path.name} is in the old {_OLD_MAGICS[magic]} format; "
                 "convert it to GGUF with a current llama.cpp"
             )
-        raise GGUFError(f"not a GGUF file: bad magic {magic!r}")
+        raise GGUFError(
+            f"not a GGUF file: bad magic 0x{magic.hex()} (a GGUF file starts with GGUF)"
+        )
     if len(head) < 8:
         raise GGUFError(f"truncated GGUF: header needs 24 bytes but the file has {size} bytes")
     (le_version,) = struct.unpack("<I", head[4:8])
@@ -398,8 +423,8 @@ def _parse(f: BinaryIO, path: Path, size: int) -> GGUFInfo:
         if not key:
             raise GGUFError(f"corrupt GGUF: metadata entry {i} has an empty key")
         if key in kv.scalars or key in kv.summaries:
-            raise GGUFError(f"corrupt GGUF: duplicate metadata key {key}")
-        vtype = cur.u32(f"value type of {key}")
+            raise GGUFError(f"corrupt GGUF: duplicate metadata key {_shown(key)}")
+        vtype = cur.u32(f"value type of {_shown(key)}")
         _read_value(cur, key, vtype, kv)
 
     alignment = DEFAULT_ALIGNMENT
@@ -414,56 +439,63 @@ def _parse(f: BinaryIO, path: Path, size: int) -> GGUFInfo:
     # Tensor infos.
     tensors: list[tuple[str, int, int, int, int]] = []  # name, type, n_elems, offset, nbytes
     names: set[str] = set()
+    token_embd_dims: list[int] | None = None
     for i in range(tensor_count):
         name = cur.string(f"name of tensor {i}", MAX_TENSOR_NAME_BYTES)
+        shown = _shown(name)
         if name in names:
-            raise GGUFError(f"corrupt GGUF: duplicate tensor name {name}")
+            raise GGUFError(f"corrupt GGUF: duplicate tensor name {shown}")
         names.add(name)
-        n_dims = cur.u32(f"dimension count of tensor {name}")
+        n_dims = cur.u32(f"dimension count of tensor {shown}")
         if n_dims > GGML_MAX_DIMS:
             raise GGUFError(
-                f"corrupt GGUF: tensor {name} has {n_dims} dimensions (at most {GGML_MAX_DIMS})"
+                f"corrupt GGUF: tensor {shown} has {n_dims} dimensions (at most {GGML_MAX_DIMS})"
             )
-        dims = [cur.u64(f"dimension {d} of tensor {name}") for d in range(n_dims)]
-        ttype = cur.u32(f"type of tensor {name}")
-        offset = cur.u64(f"offset of tensor {name}")
+        dims = [cur.u64(f"dimension {d} of tensor {shown}") for d in range(n_dims)]
+        ttype = cur.u32(f"type of tensor {shown}")
+        offset = cur.u64(f"offset of tensor {shown}")
         try:
             qtype = GGMLQuantizationType(ttype)
             block, type_size = GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
             raise GGUFError(
-                f"unsupported GGUF: tensor {name} has unknown ggml type {ttype}"
+                f"unsupported GGUF: tensor {shown} has unknown ggml type {ttype}"
             ) from None
         n_elems = 1
         for d in dims:
             n_elems *= d
         if n_elems >= 1 << 63:
-            raise GGUFError(f"corrupt GGUF: tensor {name} has absurd shape {dims}")
+            raise GGUFError(f"corrupt GGUF: tensor {shown} has absurd shape {dims}")
         if dims and dims[0] % block:
             raise GGUFError(
-                f"corrupt GGUF: tensor {name} row size {dims[0]} is not a multiple of "
+                f"corrupt GGUF: tensor {shown} row size {dims[0]} is not a multiple of "
                 f"the {qtype.name} block size {block}"
             )
         nbytes = n_elems // block * type_size
         if offset % alignment:
             raise GGUFError(
-                f"corrupt GGUF: tensor {name} data offset {offset} is not aligned to {alignment}"
+                f"corrupt GGUF: tensor {shown} data offset {offset} is not aligned to {alignment}"
             )
         tensors.append((name, ttype, n_elems, offset, nbytes))
+        if name == "token_embd.weight":
+            token_embd_dims = dims
 
     data_offset = cur.pos + (-cur.pos % alignment)
     for name, _t, _n, offset, nbytes in tensors:
         end = data_offset + offset + nbytes
         if end > size:
             raise GGUFError(
-                f"truncated GGUF: tensor {name} ends at byte {end} but the file has {size} bytes"
+                f"truncated GGUF: tensor {_shown(name)} ends at byte {end} "
+                f"but the file has {size} bytes"
             )
     ordered = sorted(tensors, key=lambda t: t[3])
     for prev, nxt in itertools.pairwise(ordered):
         if prev[3] + prev[4] > nxt[3]:
-            raise GGUFError(f"corrupt GGUF: tensors {prev[0]} and {nxt[0]} overlap")
+            raise GGUFError(f"corrupt GGUF: tensors {_shown(prev[0])} and {_shown(nxt[0])} overlap")
 
-    return _build_info(path, size, version, alignment, data_offset, kv, tensors)
+    info = _build_info(path, size, version, alignment, data_offset, kv, tensors)
+    _check_consistent(info, kv, [t[0] for t in tensors], token_embd_dims)
+    return info
 
 
 def _build_info(
@@ -478,6 +510,10 @@ def _build_info(
     arch_raw = kv.scalars.get("general.architecture")
     if not isinstance(arch_raw, str) or not arch_raw:
         raise GGUFError("invalid GGUF: general.architecture is missing")
+    if not _ARCH_RE.fullmatch(arch_raw):
+        raise GGUFError(
+            f"invalid GGUF: general.architecture {_shown(arch_raw)} is not an architecture name"
+        )
     arch = arch_raw
 
     def get_int(key: str) -> int | None:
@@ -561,6 +597,111 @@ def _build_info(
         data_offset=data_offset,
         metadata=metadata,
     )
+
+
+def _check_consistent(
+    info: GGUFInfo, kv: _KV, tensor_names: list[str], token_embd_dims: list[int] | None
+) -> None:
+    """Refuse a file whose metadata contradicts itself or its tensor table.
+
+    The memory estimate and the engine both trust these numbers: a file that claims 22
+    layers but holds 2, or a 10^12-token context, must be refused here, by name, rather
+    than fail later as "not enough memory" or a crash in the engine.
+    """
+    arch = info.architecture
+
+    def bad(what: str) -> GGUFError:
+        return GGUFError(f"inconsistent GGUF: {what}")
+
+    def positive(key: str, value: int | None, cap: int) -> None:
+        if value is not None and not 0 < value <= cap:
+            raise bad(f"{key} is {value} (expected 1 to {cap})")
+
+    n_ctx, n_embd, n_layer = info.context_length, info.embedding_length, info.block_count
+    positive(f"{arch}.context_length", n_ctx, MAX_CONTEXT_LENGTH)
+    positive(f"{arch}.embedding_length", n_embd, MAX_EMBEDDING_LENGTH)
+    if n_layer is not None and not 0 <= n_layer <= MAX_BLOCK_COUNT:
+        raise bad(f"{arch}.block_count is {n_layer} (expected 0 to {MAX_BLOCK_COUNT})")
+    for key in (f"{arch}.attention.key_length", f"{arch}.attention.value_length"):
+        v = kv.scalars.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            positive(key, v, MAX_HEAD_DIM)
+
+    # Head counts: a scalar, or one per layer (0 for layers without attention).
+    heads = _per_layer(kv, f"{arch}.attention.head_count", n_layer)
+    heads_kv = _per_layer(kv, f"{arch}.attention.head_count_kv", n_layer)
+    explicit_head_dim = f"{arch}.attention.key_length" in kv.scalars
+    for i, n_head in enumerate(heads):
+        where = f" in layer {i}" if len(heads) > 1 else ""
+        if not 0 <= n_head <= MAX_HEAD_COUNT:
+            raise bad(f"{arch}.attention.head_count{where} is {n_head}")
+        if n_head and n_embd and not explicit_head_dim and n_embd % n_head:
+            raise bad(
+                f"{arch}.attention.head_count{where} ({n_head}) does not divide "
+                f"{arch}.embedding_length ({n_embd})"
+            )
+    if heads and heads_kv:
+        for i in range(max(len(heads), len(heads_kv))):
+            n_head = heads[min(i, len(heads) - 1)]
+            n_kv = heads_kv[min(i, len(heads_kv) - 1)]
+            where = f" in layer {i}" if max(len(heads), len(heads_kv)) > 1 else ""
+            if n_kv < 0 or (n_kv and n_head and (n_kv > n_head or n_head % n_kv)):
+                raise bad(
+                    f"{arch}.attention.head_count_kv{where} ({n_kv}) does not divide "
+                    f"{arch}.attention.head_count ({n_head})"
+                )
+
+    if not tensor_names:
+        return  # a vocabulary-only file: nothing to hold the numbers against
+
+    if n_embd and token_embd_dims and token_embd_dims[0] != n_embd:
+        raise bad(
+            f"{arch}.embedding_length is {n_embd} but token_embd.weight is "
+            f"{token_embd_dims[0]} wide"
+        )
+
+    if n_layer is None:
+        return
+    layers: dict[str, set[int]] = {}
+    for name in tensor_names:
+        m = _LAYER_RE.match(name)
+        if m is not None:
+            layers.setdefault(m.group(1) or "", set()).add(int(m.group(2)))
+    if not layers:
+        if n_layer:
+            raise bad(f"{arch}.block_count is {n_layer} but the file has no blk.N tensors")
+        return
+    n_dec = _scalar_int(kv, f"{arch}.decoder_block_count")
+    for prefix, found in sorted(layers.items()):
+        decoder = prefix == "dec." and n_dec is not None
+        count = n_dec if decoder and n_dec is not None else n_layer
+        key = f"{arch}.decoder_block_count" if decoder else f"{arch}.block_count"
+        missing = next((i for i in range(count) if i not in found), None)
+        if missing is not None:
+            raise bad(f"{key} is {count} but the file has no {prefix}blk.{missing}.* tensors")
+        extra = max(found)
+        if extra >= count:
+            raise bad(f"{key} is {count} but the file has {prefix}blk.{extra}.* tensors")
+
+
+def _scalar_int(kv: _KV, key: str) -> int | None:
+    v = kv.scalars.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _per_layer(kv: _KV, key: str, n_layer: int | None) -> list[int]:
+    """A per-layer value as a list: [] when absent, [v] for a scalar, the array otherwise."""
+    scalar = _scalar_int(kv, key)
+    if scalar is not None:
+        return [scalar]
+    arr = kv.int_arrays.get(key)
+    if arr is None:
+        return []
+    if n_layer is not None and len(arr) != n_layer:
+        raise GGUFError(
+            f"inconsistent GGUF: {key} has {len(arr)} values but block_count is {n_layer}"
+        )
+    return arr
 
 
 def _dominant_type(tensors: list[tuple[str, int, int, int, int]]) -> str:

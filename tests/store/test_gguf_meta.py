@@ -165,10 +165,10 @@ def test_head_dims_and_per_layer_head_counts(tmp_path: Path) -> None:
 
 
 def test_big_endian_file(tmp_path: Path) -> None:
-    t = [tinfo("w", [4], F32, 0, endian=">")]
-    data = build([kv_u32("llama.block_count", 3, endian=">")], t, 16, endian=">")
+    t = [tinfo("blk.0.w", [4], F32, 0, endian=">")]
+    data = build([kv_u32("llama.block_count", 1, endian=">")], t, 16, endian=">")
     info = read_gguf_info(write(tmp_path, data))
-    assert info.block_count == 3 and info.tensor_bytes == 16
+    assert info.block_count == 1 and info.tensor_bytes == 16
 
 
 def test_version_2_accepted(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_version_2_accepted(tmp_path: Path) -> None:
 
 def test_bad_magic(tmp_path: Path) -> None:
     p = write(tmp_path, b"PK\x03\x04" + b"\0" * 100)
-    with pytest.raises(GGUFError, match=r"not a GGUF file: bad magic b'PK\\x03\\x04'"):
+    with pytest.raises(GGUFError, match=r"not a GGUF file: bad magic 0x504b0304 "):
         read_gguf_info(p)
 
 
