@@ -42,6 +42,7 @@ class APIError(Exception):
         code: str | None = None,
         *,
         retry_after: float | None = None,
+        retryable: bool = True,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -50,6 +51,7 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.retryable = retryable
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body of the error, as the OpenAI API returns it."""
@@ -94,7 +96,15 @@ def from_model_error(exc: ModelError) -> APIError:
     status, kind = next(
         ((s, k) for cls, s, k in _MODEL_ERRORS if isinstance(exc, cls)), (500, "server_error")
     )
-    return APIError(status, exc.message, kind, exc.param, exc.code, retry_after=exc.retry_after)
+    return APIError(
+        status,
+        exc.message,
+        kind,
+        exc.param,
+        exc.code,
+        retry_after=exc.retry_after,
+        retryable=exc.retryable,
+    )
 
 
 def context_length_exceeded(
@@ -146,8 +156,13 @@ def unavailable(message: str, retry_after: float | None = None) -> APIError:
 
 
 def error_response(err: APIError) -> JSONResponse:
-    """The Starlette response for an error, with ``Retry-After`` when the error has one."""
+    """The Starlette response for an error, with ``Retry-After`` when the error has one, or
+    ``x-should-retry: false`` when it cannot pass by retrying."""
     headers: dict[str, str] = {}
-    if err.retry_after is not None and math.isfinite(err.retry_after):
+    if not err.retryable:
+        # The OpenAI clients retry 5xx (and 408/409/429) unless told not to: a failure
+        # that retrying cannot fix must not keep the user waiting a minute for it.
+        headers["x-should-retry"] = "false"
+    elif err.retry_after is not None and math.isfinite(err.retry_after):
         headers["Retry-After"] = str(max(0, math.ceil(err.retry_after)))
     return JSONResponse(err.to_body(), status_code=err.status, headers=headers or None)

@@ -20,6 +20,7 @@ class ModelError(Exception):
         code: str | None = None,
         param: str | None = "model",
         retry_after: float | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -27,6 +28,10 @@ class ModelError(Exception):
             self.code = code
         self.param = param
         self.retry_after = retry_after
+        # False: retrying soon cannot help (clients are told not to): None: the default.
+        self.retryable = self.default_retryable if retryable is None else retryable
+
+    default_retryable = True
 
 
 class ModelNotFound(ModelError):
@@ -55,3 +60,5 @@ class ModelUnavailable(ModelError):
 
 class ModelFailed(ModelError):
     """The model cannot be loaded (a bad file, a worker that fails to start)."""
+
+    default_retryable = False

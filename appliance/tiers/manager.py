@@ -245,7 +245,7 @@ class ModelManager:
             raise ModelUnavailable(
                 f"model '{slot.name}' is not on this box and could not be pulled: {exc}",
                 code="model_unavailable",
-                retry_after=30,
+                retryable=False,  # an offline hub or a bad reference does not pass in seconds
             ) from exc
         return stored.path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,6 +122,16 @@ def test_offline_pull_says_so_and_names_import(tmp_path: Path) -> None:
             )
         assert info.value.status_code == 503
         assert "appliance import" in info.value.message
+        # Retrying cannot help: the clients are told so, and the default client (which
+        # retries 5xx twice) gives up at once instead of after about a minute.
+        assert info.value.response.headers.get("x-should-retry") == "false"
+        assert "retry-after" not in info.value.response.headers
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError):
+            openai.OpenAI(base_url=d.v1, api_key="x").chat.completions.create(
+                model="far", max_tokens=2, messages=[{"role": "user", "content": "hi"}]
+            )
+        assert time.monotonic() - started < 10
         health = d.get("/health").json()
         assert health["status"] == "ready" and health["models"]["far"] == "remote"
         assert "pull failed" in d.model("far")["last_error"]
