@@ -306,6 +306,22 @@ def _finish(done: Frame) -> str:
     return reason if reason in ("stop", "length") else "stop"
 
 
+def _model_name(manager: ModelManager, requested: str, *, embedding: bool) -> str:
+    """The model a request names (aliases, any case), or without one, the default: the
+    catalog's default chat model (its first embedding model for embeddings)."""
+    if requested:
+        return manager.canonical(requested)
+    name = manager.default_model(embedding=embedding)
+    if name is None:
+        raise invalid_request(
+            "'model' is required: this server has no default "
+            + ("embedding" if embedding else "chat")
+            + " model (see GET /v1/models)",
+            "model",
+        )
+    return name
+
+
 def _reasoning_mode(manager: ModelManager, name: str) -> str:
     entry = manager.catalog.resolve(name)
     return entry.reasoning if entry is not None else "auto"
@@ -319,7 +335,7 @@ async def chat_completions(request: Request) -> Response:
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
-    name = manager.canonical(req.model)
+    name = _model_name(manager, req.model, embedding=False)
     frame: Frame = {
         "type": "generate",
         "mode": "chat",
@@ -434,7 +450,7 @@ async def completions(request: Request) -> Response:
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
-    name = manager.canonical(req.model)
+    name = _model_name(manager, req.model, embedding=False)
     frame: Frame = {
         "type": "generate",
         "mode": "completion",
@@ -505,7 +521,7 @@ async def completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     manager = _manager(request)
     req = parse_embedding_request(await read_json(request))
-    name = manager.canonical(req.model)
+    name = _model_name(manager, req.model, embedding=True)
     frame: Frame = {"type": "embed", "inputs": list(req.inputs)}
     frames = _frames(request, name, frame, want_embedding=True)
     async with aclosing(frames):

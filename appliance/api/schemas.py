@@ -219,9 +219,10 @@ def _check_number(
 
 
 def _model(body: Mapping[str, Any]) -> str:
+    """The model named, or "" when none is: the server's default model is meant."""
     value = body.get("model")
     if value is None:
-        _fail("model", "'model' is required: name the model to use (see GET /v1/models).")
+        return ""
     model = _string(value, "model", allow_empty=False)
     if len(model) > _MAX_MODEL_CHARS:
         _fail("model", f"'model' is longer than {_MAX_MODEL_CHARS} characters.")

@@ -139,16 +139,36 @@ class ModelManager:
         return names
 
     def canonical(self, model: str) -> str:
-        """The model's name from a name or alias, or a 404 in the OpenAI shape."""
+        """The model's name from a name or alias (matched ignoring case when no name matches
+        exactly, as the catalog's names are unique ignoring case), or a 404."""
         entry = self.catalog.resolve(model)
         if entry is not None:
             return entry.name
         try:
             if self.store.get(model) is not None:
                 return model
+            folded = [m.name for m in self.store.list() if m.name.casefold() == model.casefold()]
+            if len(folded) == 1:
+                return folded[0]
         except StoreError:
             pass
         raise ModelNotFound(model)
+
+    def default_model(self, *, embedding: bool = False) -> str | None:
+        """The model a request without `model` means: the catalog's default chat model (or
+        its first embedding model); without a catalog one, the only stored or loaded one."""
+        if embedding:
+            entry = next((e for e in self.catalog if e.kind == "embedding"), None)
+        else:
+            entry = self.catalog.default_entry()
+        if entry is not None:
+            return entry.name
+        loaded = [
+            n
+            for n, slot in self.slots.items()
+            if slot.worker is not None and slot.worker.spec.embedding == embedding
+        ]
+        return loaded[0] if len(loaded) == 1 else None
 
     def slot(self, name: str) -> Slot:
         slot = self.slots.get(name)

@@ -7,6 +7,7 @@ import json
 import math
 import struct
 
+import httpx
 import openai
 import pytest
 
@@ -262,3 +263,19 @@ def test_hostile_chat_template_is_refused(client: openai.OpenAI) -> None:
     assert info.value.body["code"] == "invalid_chat_template"  # type: ignore[index]
     # Plain completions on the same model still work: only the template was refused.
     assert client.completions.create(model="hostile", prompt="x", max_tokens=2).choices
+
+
+def test_a_request_without_model_uses_the_default_and_names_match_ignoring_case(
+    daemon: Daemon,
+) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    r = httpx.post(daemon.v1 + "/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "tiny"  # the catalog's default chat model
+    r = httpx.post(daemon.v1 + "/completions", json={"prompt": "x", "max_tokens": 2}, timeout=60)
+    assert r.status_code == 200 and r.json()["model"] == "tiny"
+    r = httpx.post(daemon.v1 + "/embeddings", json={"input": "x"}, timeout=60)
+    assert r.status_code == 200 and r.json()["model"] == "tiny-embed"
+    shout = {**body, "model": "TINY-Alias"}
+    r = httpx.post(daemon.v1 + "/chat/completions", json=shout, timeout=60)
+    assert r.status_code == 200 and r.json()["model"] == "tiny"

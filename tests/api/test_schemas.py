@@ -131,7 +131,6 @@ def test_json_schema_response_format() -> None:
     [
         ([], None),
         ("x", None),
-        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
         (chat(model=""), "model"),
         (chat(model=3), "model"),
         ({"model": "m"}, "messages"),
@@ -363,13 +362,19 @@ def test_completion_request() -> None:
         ({"model": "m", "prompt": "x", "logprobs": 5}, "logprobs", "not supported"),
         ({"model": "m", "prompt": "x", "suffix": "y"}, "suffix", "not supported"),
         ({"model": "m", "prompt": "x", "max_tokens": 1.5}, "max_tokens", "integer"),
-        ({"prompt": "x"}, "model", "required"),
     ],
 )
 def test_bad_completion_requests(body: Any, param: str, words: str) -> None:
     err = completion_error(body)
     assert err.param == param
     assert words in err.message
+
+
+def test_a_missing_model_means_the_default() -> None:
+    assert parse_completion_request({"prompt": "x"}, **LIMITS).model == ""
+    assert (
+        parse_chat_request({"messages": [{"role": "user", "content": "x"}]}, **LIMITS).model == ""
+    )
 
 
 # --- embeddings -------------------------------------------------------------------------
@@ -404,7 +409,6 @@ def test_embedding_request() -> None:
         ({"model": "e", "input": "x", "encoding_format": "int8"}, "encoding_format"),
         ({"model": "e", "input": "x", "dimensions": 0}, "dimensions"),
         ({"model": "e", "input": "x", "dimensions": True}, "dimensions"),
-        ({"input": "x"}, "model"),
         ("x", None),
     ],
 )
