@@ -6,12 +6,15 @@ Serves:
 - `HEAD`/`GET /{org}/{repo}/resolve/{rev}/{path}` with Range support and the headers
   huggingface_hub reads (X-Repo-Commit, ETag, X-Linked-Etag, X-Linked-Size,
   Content-Length, Accept-Ranges, Content-Range);
-- hub-style 404s (`X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound`).
+- hub-style 404s (`X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound`);
+- `GET /_blobs/{sha256}`: a file's bytes by digest (Range too), the target of redirects.
 
 Knobs per file (attributes of the `StubFile` that `add_file` returns):
 `served_sha256` (lie in the metadata), `cut_after` + `cut_times` (drop the connection
 after N body bytes), `delay` (seconds per chunk), `gate` (a `threading.Event` the
-body waits for), and the counters `gets` / `ranges` (Range header of each GET).
+body waits for), `redirect_to` (GETs of the resolve URL answer 302 to this URL, absolute
+or relative; `hub.blob_url(f)` is this stub's own copy), and the counters `gets` /
+`ranges` (Range header of each GET) and `redirects`.
 
     with HubStub() as hub:
         f = hub.add_file("org/repo", "model.gguf", data)
@@ -48,6 +51,8 @@ class StubFile:
     delay: float = 0.0  # seconds to sleep between chunks
     chunk_size: int = 16 << 10
     gate: threading.Event | None = None  # GET bodies wait for this before the first byte
+    redirect_to: str | None = None  # GETs of the resolve URL answer 302 to this
+    redirects: int = 0
     gets: int = 0
     heads: int = 0
     ranges: list[str | None] = field(default_factory=list)
@@ -78,6 +83,7 @@ class HubStub:
         self.host = host
         self.repos: dict[str, _Repo] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path)
+        self.authorizations: list[tuple[str, str | None]] = []  # (path, Authorization header)
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -116,6 +122,20 @@ class HubStub:
         commit = self._commit(repo, revision)
         assert commit is not None, f"no {repo}@{revision}"
         return self.repos[repo].commits[commit][filename]
+
+    def blob_url(self, f: StubFile, relative: bool = False) -> str:
+        """Where this stub serves `f`'s bytes by digest (a redirect target)."""
+        path = f"/_blobs/{f.sha256}"
+        return path if relative else self.endpoint + path
+
+    def _by_digest(self, sha256: str) -> StubFile | None:
+        with self.lock:
+            for r in self.repos.values():
+                for files in r.commits.values():
+                    for f in files.values():
+                        if f.sha256 == sha256:
+                            return f
+        return None
 
     def _commit(self, repo: str, revision: str) -> str | None:
         r = self.repos.get(repo)
@@ -222,6 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         with self.hub.lock:
             self.hub.requests.append((self.command, path))
+            self.hub.authorizations.append((path, self.headers.get("Authorization")))
         parts = [unquote(p) for p in path.strip("/").split("/")]
         try:
             if len(parts) >= 4 and parts[0] == "api" and parts[1] == "models":
@@ -233,6 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._error(404, "NotFound", "no such route")
                 blobs = parse_qs(url.query).get("blobs", ["false"])[0].lower() == "true"
                 return self._model_info(repo, revision, blobs)
+            if len(parts) == 2 and parts[0] == "_blobs":
+                blob = self.hub._by_digest(parts[1])
+                if blob is None:
+                    return self._error(404, "EntryNotFound", "no such blob")
+                return self._serve(blob, {"Content-Type": "application/octet-stream"})
             if len(parts) >= 5 and parts[2] == "resolve":
                 repo = f"{parts[0]}/{parts[1]}"
                 return self._resolve(repo, parts[3], "/".join(parts[4:]))
@@ -288,7 +314,15 @@ class _Handler(BaseHTTPRequestHandler):
         if f.lfs:
             headers["X-Linked-Etag"] = f'"{etag}"'
             headers["X-Linked-Size"] = str(size)
+        if f.redirect_to is not None and self.command == "GET":
+            with self.hub.lock:
+                f.redirects += 1
+            return self._send(302, b"", {**headers, "Location": f.redirect_to})
+        return self._serve(f, headers)
 
+    def _serve(self, f: StubFile, headers: dict[str, str]) -> None:
+        """The file's bytes (HEAD: its headers), honouring Range and the file's knobs."""
+        size = len(f.data)
         range_header = self.headers.get("Range")
         if self.command == "HEAD":
             with self.hub.lock:

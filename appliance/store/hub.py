@@ -7,20 +7,27 @@
 - `HubClient.download(remote, dest)`: streams the pinned resolve URL into `dest`
   (a `.partial` file), resuming with a Range request when `dest` already holds a
   prefix, hashing as it goes. It never publishes anything: the store does that
-  after checking the digest.
+  after checking the digest. Redirects (the hub sends file bodies to a CDN) are
+  followed only to https URLs on public addresses, or, when the endpoint itself is
+  http or private (a mirror, the tests' stand-in), only within the endpoint's own
+  host; anything else fails as `HubError("redirect to ... refused: ...")`.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import ipaddress
 import os
 import re
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_url
@@ -65,6 +72,9 @@ _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 OFFLINE_HINT = "on an offline box, copy the .gguf file over and run `appliance import PATH` instead"
 
 ProgressFn = Callable[[int, int], None]
+ResolveFn = Callable[[str, int], list[str]]  # host, port -> the addresses it resolves to
+MAX_REDIRECTS = 10
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -204,6 +214,91 @@ def _listing(names: list[str], limit: int = 20) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def shown_url(url: str) -> str:
+    """A URL for a message: scheme, host and path; the query (signatures, tokens) left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    text = f"{parts.scheme}://{host}{port}{parts.path}"
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to ([] when it does not resolve)."""
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]).split("%", 1)[0] for info in infos})
+
+
+def _public(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _non_public_address(host: str, port: int, resolve: ResolveFn) -> str | None:
+    """The first address of `host` that is not public (or a reason it has none), else None."""
+    addresses = resolve(host, port)
+    if not addresses:
+        return "it does not resolve"
+    for address in addresses:
+        if not _public(address):
+            return address
+    return None
+
+
+def redirect_problem(endpoint: str, target: str, resolve: ResolveFn = resolve_host) -> str | None:
+    """Why a download from `endpoint` may not follow a redirect to `target`; None if it may.
+
+    Off a public https hub, only https URLs on public addresses: a redirect must not turn
+    the daemon into a client of the box's own network (metadata services, admin ports)
+    or downgrade to cleartext. A hub that is itself http or private (a mirror, a test
+    stand-in) has no public CDN: its redirects must stay on its own host and port.
+    """
+    scheme, host, port = _origin(target)
+    if scheme not in ("http", "https") or not host:
+        return "not an http(s) URL"
+    e_scheme, e_host, e_port = _origin(endpoint)
+    same = (scheme, host, port) == (e_scheme, e_host, e_port)
+    local_hub = e_scheme != "https" or _non_public_address(e_host, e_port, resolve) is not None
+    if local_hub:
+        if same:
+            return None
+        return (
+            f"the hub {e_scheme}://{e_host}:{e_port} is http or on a private address, "
+            "so downloads may only redirect within that host"
+        )
+    if same:
+        return None
+    if scheme != "https":
+        return "downloads only follow redirects to https URLs"
+    address = _non_public_address(host, port, resolve)
+    if address is not None:
+        why = address if address == "it does not resolve" else f"it resolves to {address}"
+        return f"{why}, not a public address"
+    return None
+
+
 def default_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
@@ -327,6 +422,40 @@ class HubClient:
 
     # -- downloading -------------------------------------------------------------------------
 
+    @contextmanager
+    def _get(self, url: str, headers: dict[str, str]) -> Iterator[httpx2.Response]:
+        """GET `url` as a stream, following only the redirects `redirect_problem` allows.
+
+        The token goes to the hub only: a hop to another host (the CDN's signed URL)
+        is sent without it.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            with http_stream_backoff(
+                "GET",
+                url,
+                headers=headers,
+                timeout=self.timeout,
+                max_retries=self.retries,
+                base_wait_time=self.retry_wait,
+                max_wait_time=max(self.retry_wait * 8, self.retry_wait),
+                retry_on_exceptions=(),
+                retry_on_status_codes=(429, 500, 502, 503, 504),
+                follow_redirects=False,
+            ) as resp:
+                if not resp.has_redirect_location:
+                    yield resp
+                    return
+                target = urljoin(url, resp.headers["Location"])
+            problem = redirect_problem(self.endpoint, target)
+            if problem is not None:
+                raise HubError(f"redirect to {shown_url(target)} refused: {problem}")
+            if _origin(target) != _origin(url):
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = target
+        raise HubError(
+            f"download from {shown_url(url)} refused: more than {MAX_REDIRECTS} redirects"
+        )
+
     def download(
         self, remote: RemoteFile, dest: Path, on_progress: ProgressFn | None = None
     ) -> str:
@@ -356,17 +485,7 @@ class HubClient:
                 headers["Range"] = f"bytes={have}-"
             before = have
             try:
-                with http_stream_backoff(
-                    "GET",
-                    remote.url,
-                    headers=headers,
-                    timeout=self.timeout,
-                    max_retries=self.retries,
-                    base_wait_time=self.retry_wait,
-                    max_wait_time=max(self.retry_wait * 8, self.retry_wait),
-                    retry_on_exceptions=(),
-                    retry_on_status_codes=(429, 500, 502, 503, 504),
-                ) as resp:
+                with self._get(remote.url, headers) as resp:
                     if resp.status_code == 416 and have:
                         # Our prefix does not fit the server's file: start over.
                         hasher, have = hashlib.sha256(), 0
