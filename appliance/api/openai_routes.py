@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from appliance.api.chat_output import ChatOutput
 from appliance.api.errors import APIError, error_response, from_model_error, invalid_request
+from appliance.api.logprobs import chat_logprobs, completion_logprobs
 from appliance.api.schemas import (
     ChatMessage,
     ChatRequest,
@@ -95,6 +96,7 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
         "repeat_penalty": params.repeat_penalty,
         "ignore_eos": params.ignore_eos,
         "deterministic": params.deterministic,
+        "logprobs": params.logprobs,
         "response_format": None
         if fmt is None or fmt.type == "text"
         else {"type": fmt.type, "schema": fmt.schema},
@@ -263,16 +265,19 @@ async def _collect_unless_gone(
 
 
 async def _collect(frames: AsyncGenerator[Frame, None]) -> tuple[str, Frame]:
-    """All the text of a request and its final frame."""
+    """All the text of a request and its final frame (with the tokens' logprobs, if any,
+    gathered under "logprobs")."""
     parts: list[str] = []
+    logprobs: list[dict[str, Any]] = []
     async with aclosing(frames):
         async for item in frames:
             if item["type"] == "token":
                 parts.append(str(item["text"]))
+                logprobs.extend(item.get("logprobs") or ())
             elif item["type"] == "error":
                 raise frame_error(item)
             elif item["type"] == "done":
-                return "".join(parts), item
+                return "".join(parts), {**item, "logprobs": logprobs}
     raise APIError(500, "the engine ended the request without an answer", "server_error")
 
 
@@ -368,7 +373,9 @@ async def chat_completions(request: Request) -> Response:
         choice: dict[str, Any] = {
             "index": 0,
             "message": output.message(),
-            "logprobs": None,
+            "logprobs": chat_logprobs(item["logprobs"])
+            if req.params.logprobs is not None
+            else None,
             "finish_reason": output.finish_reason(str(item.get("finish_reason", "stop"))),
         }
         warnings = output.warnings()
@@ -407,7 +414,13 @@ async def chat_completions(request: Request) -> Response:
         yield chunk({"role": "assistant", "content": ""})
         async for item in frames:
             if item["type"] == "token":
-                for delta in output.feed(str(item["text"])):
+                deltas = output.feed(str(item["text"]))
+                entries = item.get("logprobs")
+                if entries and req.params.logprobs is not None:
+                    logprobs = chat_logprobs(entries)
+                    yield chunk(deltas[0] if deltas else {}, logprobs=logprobs)
+                    deltas = deltas[1:]
+                for delta in deltas:
                     yield chunk(delta)
             elif item["type"] == "error":
                 yield sse_error(frame_error(item))
@@ -475,7 +488,9 @@ async def completions(request: Request) -> Response:
                     {
                         "index": 0,
                         "text": prefix + text,
-                        "logprobs": None,
+                        "logprobs": completion_logprobs(done["logprobs"], len(prefix))
+                        if req.params.logprobs is not None
+                        else None,
                         "finish_reason": _finish(done),
                     }
                 ],
@@ -483,14 +498,24 @@ async def completions(request: Request) -> Response:
             }
         )
 
-    def chunk(text: str, finish: str | None = None) -> bytes:
+    offset = [len(prefix)]
+
+    def chunk(
+        text: str, finish: str | None = None, entries: list[dict[str, Any]] | None = None
+    ) -> bytes:
+        logprobs = None
+        if entries and req.params.logprobs is not None:
+            logprobs = completion_logprobs(entries, offset[0])
+            offset[0] += sum(len(e["token"]) for e in entries)
         return sse_data(
             {
                 "id": cid,
                 "object": "text_completion",
                 "created": created,
                 "model": name,
-                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+                "choices": [
+                    {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
+                ],
             }
         )
 
@@ -504,7 +529,7 @@ async def completions(request: Request) -> Response:
             yield chunk(prefix)
         async for item in frames:
             if item["type"] == "token":
-                yield chunk(str(item["text"]))
+                yield chunk(str(item["text"]), entries=item.get("logprobs"))
             elif item["type"] == "error":
                 yield sse_error(frame_error(item))
                 return

@@ -4,11 +4,12 @@ Bodies are untrusted, already JSON-decoded values. Every problem raises a 400
 :class:`~appliance.api.errors.APIError` whose ``param`` names the offending field
 (``messages[2].content[0]``, ``response_format.json_schema.schema``). Unknown keys
 are ignored, as OpenAI clients send extras; features this server does not have
-(tool calling, ``n > 1``, logprobs, non-text content) are refused clearly instead.
+(``n > 1``, non-text content) are refused clearly instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -76,6 +77,7 @@ class SamplingParams:
     response_format: ResponseFormat | None = None
     ignore_eos: bool = False
     deterministic: bool = False  # computed as if alone: same request, same tokens
+    logprobs: int | None = None  # None: none; N: each token's logprob and the N likeliest
 
 
 @dataclass(frozen=True)
@@ -442,16 +444,33 @@ def _messages(body: Mapping[str, Any]) -> tuple[ChatMessage, ...]:
     return messages
 
 
+MAX_TOP_LOGPROBS = 20
+
+
+def _chat_logprobs(obj: Mapping[str, Any]) -> int | None:
+    wanted = _bool(obj, "logprobs")
+    top = obj.get("top_logprobs")
+    if top is not None:
+        if not _is_int(top) or not 0 <= top <= MAX_TOP_LOGPROBS:
+            _fail(
+                "top_logprobs",
+                f"'top_logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}, "
+                f"got {_show(top)}.",
+            )
+        if not wanted:
+            _fail("top_logprobs", "'top_logprobs' needs 'logprobs': true.")
+    return int(top or 0) if wanted else None
+
+
 def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: int) -> ChatRequest:
     """Validate a ``POST /v1/chat/completions`` body."""
     obj = _body(body)
     model = _model(obj)
     messages = _messages(obj)
     _refuse_unsupported(obj)
-    if obj.get("logprobs") or obj.get("top_logprobs"):
-        _fail("logprobs", "'logprobs' is not supported by this server yet.")
     stream, include_usage = _stream(obj)
     params = _params(obj, default_max_tokens, max_tokens_limit)
+    params = dataclasses.replace(params, logprobs=_chat_logprobs(obj))
     tools = parse_tools(obj)
     if (
         tools.active
@@ -508,12 +527,18 @@ def parse_completion_request(
     best_of = obj.get("best_of")
     if best_of is not None and not (_is_int(best_of) and best_of == 1):
         _fail("best_of", f"Only best_of=1 is supported by this server, got {_show(best_of)}.")
-    if obj.get("logprobs"):
-        _fail("logprobs", "'logprobs' is not supported by this server yet.")
     if obj.get("suffix"):
         _fail("suffix", "'suffix' (insertion) is not supported by this server.")
     stream, include_usage = _stream(obj)
     params = _params(obj, default_max_tokens, max_tokens_limit)
+    logprobs = obj.get("logprobs")
+    if logprobs is not None and (not _is_int(logprobs) or not 0 <= logprobs <= MAX_TOP_LOGPROBS):
+        _fail(
+            "logprobs",
+            f"'logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS} (the likeliest tokens "
+            f"to list beside each one), got {_show(logprobs)}.",
+        )
+    params = dataclasses.replace(params, logprobs=logprobs)
     echo = _bool(obj, "echo")
     return CompletionRequest(model, prompt, stream, include_usage, params, echo)
 

@@ -105,6 +105,10 @@ class BatchEngine(Protocol):
         """A sampler for one request; raises EngineRequestError for a bad grammar or schema."""
         ...
 
+    def token_logprobs(self, output_index: int, token: int, top_n: int) -> dict[str, Any]:
+        """A sampled token's log probability (and the `top_n` likeliest) at `output_index`."""
+        ...
+
     def decode(self, entries: Sequence[BatchEntry]) -> list[int]:
         """Run one step; return, per entry with `logits`, its output index (for `sample`).
 

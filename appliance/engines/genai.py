@@ -145,6 +145,12 @@ class GenaiEngine:
         when the request arrives, before it is accepted."""
         og = self._og
         params.update(self._eos_bans(params))
+        if params.get("logprobs") is not None:
+            raise EngineRequestError(
+                "logprobs are not supported by the ONNX engine (onnxruntime-genai)",
+                code="unsupported_parameter",
+                param="logprobs",
+            )
         for key, name in UNSUPPORTED.items():
             value = params.get(key)
             if value not in (None, 0, 0.0, {}):

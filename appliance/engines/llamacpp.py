@@ -323,6 +323,34 @@ class LlamaEngine:
             s.add_dist(seed)
         return LlamaSequenceSampler(s, self._ctx)
 
+    # -- log probabilities --------------------------------------------------------------------
+
+    def token_logprobs(self, output_index: int, token: int, top_n: int) -> dict[str, Any]:
+        """`token`'s log probability at `output_index` of the last step, from the model's raw
+        distribution (before temperature and the other samplers, as OpenAI reports them),
+        with the `top_n` likeliest tokens."""
+        import numpy as np
+
+        ptr = self._llama_cpp.llama_get_logits_ith(self._ctx.ctx, output_index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+        peak = float(logits.max())
+        norm = peak + float(np.log(np.exp(logits - peak).sum()))
+
+        def entry(t: int) -> dict[str, Any]:
+            piece = self.piece(t)
+            return {
+                "token": piece.decode("utf-8", "replace"),
+                "logprob": float(logits[t]) - norm,
+                "bytes": list(piece),
+            }
+
+        top: list[dict[str, Any]] = []
+        if top_n > 0:
+            n = min(top_n, self.n_vocab)
+            idx = np.argpartition(-logits, n - 1)[:n]
+            top = [entry(int(i)) for i in idx[np.argsort(-logits[idx])]]
+        return {**entry(token), "top_logprobs": top}
+
     # -- batched steps ----------------------------------------------------------------------
 
     def decode(self, entries: Sequence[BatchEntry]) -> list[int]:

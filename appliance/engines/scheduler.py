@@ -364,12 +364,19 @@ class Scheduler:
             try:
                 assert seq.sampler is not None
                 token = seq.sampler.sample(index)
-                text = seq.accept(token, self.engine.piece(token), self.engine.is_eog(token))
+                is_eog = self.engine.is_eog(token)
+                top_n = seq.params.get("logprobs")
+                if top_n is not None and not is_eog:
+                    seq.logprobs.append(self.engine.token_logprobs(index, token, int(top_n)))
+                text = seq.accept(token, self.engine.piece(token), is_eog)
             except Exception as exc:
                 self._fail(seq, exc)
                 continue
-            if text:
-                self.emit({"type": "token", "id": seq.request_id, "text": text})
+            if text or seq.logprobs:
+                frame: Frame = {"type": "token", "id": seq.request_id, "text": text}
+                if seq.logprobs:  # sent with the text they belong to, or before it
+                    frame["logprobs"], seq.logprobs = seq.logprobs, []
+                self.emit(frame)
             if seq.state == "done":
                 self._release(seq)
 

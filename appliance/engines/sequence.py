@@ -34,6 +34,7 @@ class Sequence:
     started_at: float = 0.0
     prompt_done_at: float = 0.0
     stops: StopBuffer = field(init=False)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # not yet sent
 
     def __post_init__(self) -> None:
         self.tokens = list(self.prompt)

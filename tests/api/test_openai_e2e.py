@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import struct
+from typing import Any
 
 import httpx
 import openai
@@ -279,3 +280,55 @@ def test_a_request_without_model_uses_the_default_and_names_match_ignoring_case(
     shout = {**body, "model": "TINY-Alias"}
     r = httpx.post(daemon.v1 + "/chat/completions", json=shout, timeout=60)
     assert r.status_code == 200 and r.json()["model"] == "tiny"
+
+
+def test_chat_logprobs_are_the_greedy_tokens_at_temperature_zero(client: openai.OpenAI) -> None:
+    kw: dict[str, Any] = {
+        "model": "tiny",
+        "messages": USER,
+        "max_tokens": 10,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 3,
+        "extra_body": {"ignore_eos": True},
+    }
+    r = client.chat.completions.create(**kw)
+    lp = r.choices[0].logprobs
+    assert lp is not None and lp.content is not None and len(lp.content) == 10
+    for entry in lp.content:
+        assert entry.logprob <= 0.0
+        assert len(entry.top_logprobs) == 3
+        best = entry.top_logprobs[0]
+        assert (best.token, best.logprob) == (entry.token, entry.logprob)  # greedy = top-1
+        assert [t.logprob for t in entry.top_logprobs] == sorted(
+            (t.logprob for t in entry.top_logprobs), reverse=True
+        )
+        assert sum(math.exp(t.logprob) for t in entry.top_logprobs) <= 1.0 + 1e-6
+    streamed = []
+    for chunk in client.chat.completions.create(**kw, stream=True):
+        for c in chunk.choices:
+            if c.logprobs is not None and c.logprobs.content:
+                streamed.extend(c.logprobs.content)
+    assert [(e.token, round(e.logprob, 4)) for e in streamed] == [
+        (e.token, round(e.logprob, 4)) for e in lp.content
+    ]
+    plain = client.chat.completions.create(model="tiny", messages=USER, max_tokens=2)
+    assert plain.choices[0].logprobs is None
+
+
+def test_completion_logprobs_arrays(client: openai.OpenAI) -> None:
+    r = client.completions.create(
+        model="tiny",
+        prompt="once",
+        max_tokens=6,
+        temperature=0,
+        logprobs=2,
+        echo=True,
+        extra_body={"ignore_eos": True},
+    )
+    lp = r.choices[0].logprobs
+    assert lp is not None and lp.tokens is not None and len(lp.tokens) == 6
+    assert lp.text_offset is not None and lp.text_offset[0] == len("once")
+    assert lp.text_offset == sorted(lp.text_offset)
+    assert lp.top_logprobs is not None and all(len(t) <= 2 for t in lp.top_logprobs)
+    assert lp.token_logprobs is not None and all(x <= 0 for x in lp.token_logprobs)

@@ -229,7 +229,9 @@ def test_json_schema_response_format() -> None:
         ),
         (chat(tools=[TOOL], parallel_tool_calls="yes"), "parallel_tool_calls"),
         (chat(tools=[TOOL], response_format={"type": "json_object"}), "response_format"),
-        (chat(logprobs=True), "logprobs"),
+        (chat(top_logprobs=3), "top_logprobs"),
+        (chat(logprobs=True, top_logprobs=21), "top_logprobs"),
+        (chat(logprobs="yes"), "logprobs"),
         (chat(ignore_eos="no"), "ignore_eos"),
     ],
 )
@@ -359,7 +361,8 @@ def test_completion_request() -> None:
         ({"model": "m", "prompt": "x", "n": 2}, "n", "n=1"),
         ({"model": "m", "prompt": "x", "best_of": 3}, "best_of", "best_of=1"),
         ({"model": "m", "prompt": "x", "echo": "yes"}, "echo", "true or false"),
-        ({"model": "m", "prompt": "x", "logprobs": 5}, "logprobs", "not supported"),
+        ({"model": "m", "prompt": "x", "logprobs": 21}, "logprobs", "from 0 to 20"),
+        ({"model": "m", "prompt": "x", "logprobs": True}, "logprobs", "integer"),
         ({"model": "m", "prompt": "x", "suffix": "y"}, "suffix", "not supported"),
         ({"model": "m", "prompt": "x", "max_tokens": 1.5}, "max_tokens", "integer"),
     ],
@@ -368,6 +371,15 @@ def test_bad_completion_requests(body: Any, param: str, words: str) -> None:
     err = completion_error(body)
     assert err.param == param
     assert words in err.message
+
+
+def test_logprobs_settings() -> None:
+    chat_req = parse_chat_request(chat(logprobs=True, top_logprobs=5), **LIMITS)
+    assert chat_req.params.logprobs == 5
+    assert parse_chat_request(chat(logprobs=True), **LIMITS).params.logprobs == 0
+    assert parse_chat_request(chat(), **LIMITS).params.logprobs is None
+    done = parse_completion_request({"model": "m", "prompt": "x", "logprobs": 0}, **LIMITS)
+    assert done.params.logprobs == 0
 
 
 def test_a_missing_model_means_the_default() -> None:

@@ -49,6 +49,9 @@ class FakeEngine:
 
     tool_family = "hermes"
 
+    def token_logprobs(self, output_index: int, token: int, top_n: int) -> dict[str, Any]:
+        return {"token": str(token), "logprob": -1.0, "bytes": [], "top_logprobs": []}
+
     def render_chat(
         self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
     ) -> tuple[str, bool]:
