@@ -44,7 +44,19 @@ prompt_cache_min_save    APPLIANCE_PROMPT_CACHE_MIN_SAVE
 request_timeout          APPLIANCE_REQUEST_TIMEOUT     "30m" (a generation's deadline)
 weight_repack            APPLIANCE_WEIGHT_REPACK       true (llama.cpp's repacked CPU kernels;
                                                        off by itself after an illegal instruction)
+allowed_hosts            APPLIANCE_ALLOWED_HOSTS (a,b) [] (Host names served besides localhost,
+                                                       127.0.0.1, [::1] and the bound address)
+import_dirs              APPLIANCE_IMPORT_DIRS (a,b)   the daemon user's home and the store's
+                                                       inbox folder (POST /admin/import reads
+                                                       only from inside these)
+drain_timeout            APPLIANCE_DRAIN_TIMEOUT       "80s" (on SIGTERM, how long streams in
+                                                       flight may finish; under systemd's
+                                                       TimeoutStopSec=90)
 =======================  ============================  ===============================
+
+``allowed_hosts`` guards against DNS rebinding: a request whose ``Host`` header names
+anything else gets a 421. A daemon bound to a wildcard address (``0.0.0.0``, ``::``)
+also serves any IP address literal (an address cannot be rebound; names can).
 
 Sizes are a number of bytes or a string such as ``"512MiB"``, ``"8GiB"``, ``"8G"``.
 
@@ -117,6 +129,9 @@ class Settings:
     prompt_cache_min_save_s: float = 0.05  # a state is saved only if it spares this much
     request_timeout_s: float = 1800.0  # a generation running longer ends with an error
     weight_repack: bool = True  # llama.cpp's extra CPU buffer types (repacked weights, AMX)
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides the loopback ones
+    import_dirs: tuple[Path, ...] | None = None  # None: the user's home and <store>/inbox
+    drain_timeout_s: float = 80.0  # on SIGTERM: streams in flight get this long to finish
 
     @property
     def auth_required(self) -> bool:
@@ -344,6 +359,53 @@ def _api_keys(value: object, text: bool) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _hosts(value: object, text: bool) -> tuple[str, ...]:
+    """Host names (a port, brackets around IPv6 and a final dot are dropped), lowercase."""
+    if isinstance(value, str):
+        items: list[object] = list(value.split(",")) if text else [value]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError(f"expected a list of host names, got {describe_value(value)}")
+    hosts: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a list of host names, got an item {describe_value(item)}")
+        host = item.strip().lower()
+        if not host and text:
+            continue
+        if host.startswith("["):
+            host = host[1:].partition("]")[0]
+        elif host.count(":") == 1:
+            host = host.partition(":")[0]
+        host = host.rstrip(".")
+        if not host or not re.fullmatch(r"[a-z0-9._:-]+", host):
+            raise ValueError(
+                f"expected host names such as 'box.lan' or '192.168.1.5', got {item!r}"
+            )
+        if host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)
+
+
+def _paths(value: object, text: bool) -> tuple[Path, ...]:
+    if isinstance(value, str):
+        items: list[object] = list(value.split(",")) if text else [value]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError(f"expected a list of folders, got {describe_value(value)}")
+    folders: list[Path] = []
+    for item in items:
+        if isinstance(item, str) and not item.strip() and text:
+            continue
+        folder = _path(item, text)
+        if not folder.is_absolute():
+            raise ValueError(f"expected absolute folders, got {str(folder)!r}")
+        folders.append(folder)
+    return tuple(folders)
+
+
 def _flash_attn(value: object, text: bool) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -491,6 +553,11 @@ OPTIONS: tuple[_Option, ...] = (
         "request_timeout",
         ("APPLIANCE_REQUEST_TIMEOUT",),
         _duration(True, False),
+    ),
+    _Option("allowed_hosts", "allowed_hosts", ("APPLIANCE_ALLOWED_HOSTS",), _hosts),
+    _Option("import_dirs", "import_dirs", ("APPLIANCE_IMPORT_DIRS",), _paths),
+    _Option(
+        "drain_timeout_s", "drain_timeout", ("APPLIANCE_DRAIN_TIMEOUT",), _duration(False, True)
     ),
 )
 
