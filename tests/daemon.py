@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,6 +82,10 @@ def start_daemon(
             "APPLIANCE_THREADS": "1",
             "APPLIANCE_LOG_LEVEL": "info",
             "HF_HUB_DISABLE_TELEMETRY": "1",
+            # The tests import models from pytest's temporary folders over the API.
+            "APPLIANCE_IMPORT_DIRS": tempfile.gettempdir(),
+            # `stop` waits 20 s for the exit: a stream left open must not hold it 80 s.
+            "APPLIANCE_DRAIN_TIMEOUT": "5",
         }
     )
     if api_key:

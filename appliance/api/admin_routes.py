@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
+import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,14 +24,19 @@ from starlette.routing import Route
 from appliance.api.errors import APIError, invalid_request, model_not_found
 from appliance.api.openai_routes import SSE_HEADERS, read_json
 from appliance.api.sse import follow, sse_data
-from appliance.settings import parse_size
+from appliance.catalog import HubSource
+from appliance.settings import Settings, parse_size
+from appliance.store.errors import InvalidNameError
 from appliance.store.gguf_meta import GGUFError
+from appliance.store.layout import safe_model_name
 from appliance.store.model_folder import ModelFolderError, read_model_info
-from appliance.store.store import StoreError
+from appliance.store.store import Store, StoreError
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.manager import ModelManager
 from appliance.tiers.policy import fmt_bytes
 from appliance.tiers.serving import Serving, serving_for
+
+log = logging.getLogger("appliance.api")
 
 
 def _manager(request: Request) -> ModelManager:
@@ -255,6 +263,24 @@ def inspect_payload(info: Any, serving: Serving) -> dict[str, Any]:
     }
 
 
+def _check_name(name: str, param: str) -> None:
+    try:
+        safe_model_name(name)
+    except InvalidNameError as exc:
+        raise APIError(400, str(exc), "invalid_request_error", param, "invalid_name") from exc
+
+
+def _check_hub_ref(ref: str, name: str | None) -> None:
+    from appliance.store.hub import parse_ref  # the hub client loads only when used
+
+    try:
+        parse_ref(ref)
+    except InvalidNameError as exc:
+        raise APIError(400, str(exc), "invalid_request_error", "model", "invalid_ref") from exc
+    if name is not None:
+        _check_name(name, "name")
+
+
 async def pull(request: Request) -> Response:
     """Pull a catalog model or an hf:// reference; progress streams as SSE events."""
     manager = _manager(request)
@@ -263,13 +289,29 @@ async def pull(request: Request) -> Response:
         raise invalid_request('send {"model": NAME or "hf://org/repo/file.gguf"}', "model")
     ref: str = body["model"]
     name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise invalid_request(
+            "name must be a string: the store name for an hf:// reference", "name"
+        )
+    # Everything a pull can refuse without the network is refused here, as an HTTP error,
+    # before the 200 of the event stream.
     if ref.startswith("hf://"):
-        job = manager.pull_ref(ref, name if isinstance(name, str) else None)
-        label = name if isinstance(name, str) else ref
+        _check_hub_ref(ref, name)
+        job = manager.pull_ref(ref, name)
+        label = name if name is not None else ref
     else:
         entry = manager.catalog.resolve(ref)
         if entry is None:
+            _check_name(ref, "model")
             raise model_not_found(ref)
+        if not isinstance(entry.source, HubSource):
+            raise APIError(
+                400,
+                f"model '{entry.name}' is a local file ({entry.source}); there is nothing to pull",
+                "invalid_request_error",
+                "model",
+                "not_pullable",
+            )
         job = manager.pull(entry.name)
         label = entry.name
 
@@ -319,6 +361,125 @@ async def pull(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+# -- import: only from allowed folders, and errors that never quote a file's bytes ----------
+
+
+def inbox_dir(store: Store) -> Path:
+    """``<store>/inbox``: a folder the daemon always imports from."""
+    return store.root / "inbox"
+
+
+def ensure_inbox(store: Store) -> None:
+    with contextlib.suppress(OSError):
+        inbox_dir(store).mkdir(parents=True, exist_ok=True)
+
+
+def import_dirs(settings: Settings, store: Store) -> tuple[Path, ...]:
+    """The folders POST /admin/import reads from: `import_dirs`, else the daemon user's
+    home and the store's inbox."""
+    if settings.import_dirs is not None:
+        return settings.import_dirs
+    dirs = [inbox_dir(store)]
+    with contextlib.suppress(RuntimeError, KeyError):  # no home for this user
+        dirs.insert(0, Path.home())
+    return tuple(dirs)
+
+
+# A folder import walks at most this many files to check where each link leads.
+MAX_FOLDER_FILES = 10_000
+
+
+def allowed_import_path(path: Path, dirs: tuple[Path, ...]) -> Path:
+    """`path` resolved (symlinks followed) if it lies inside one of `dirs`, else a 403.
+
+    A model folder's own files are checked too: a link in it must not lead out. The
+    check comes before any existence test, so a refusal says nothing about what exists
+    outside the allowed folders.
+    """
+    roots = [d.resolve() for d in dirs]
+    resolved = path.resolve()
+
+    def inside(p: Path) -> bool:
+        return any(p.is_relative_to(root) for root in roots)
+
+    if not inside(resolved):
+        raise _outside(path, dirs)
+    if resolved.is_dir() and any(
+        (resolved / marker).is_file() for marker in ("genai_config.json", "modules.json")
+    ):
+        seen = 0
+        for dirpath, dirnames, filenames in os.walk(resolved, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for f in filenames:
+                seen += 1
+                if seen > MAX_FOLDER_FILES:
+                    raise invalid_request(f"{path} holds too many files for a model folder", "path")
+                if not f.startswith(".") and not inside((Path(dirpath) / f).resolve()):
+                    raise _outside(Path(dirpath) / f, dirs)
+    return resolved
+
+
+def _outside(path: Path, dirs: tuple[Path, ...]) -> APIError:
+    shown = ", ".join(str(d) for d in dirs) or "none"
+    return APIError(
+        403,
+        f"{path} is outside the folders the daemon imports from ({shown}): copy it into "
+        "one of them, or add its folder to import_dirs in settings.toml (or "
+        "APPLIANCE_IMPORT_DIRS, comma-separated) and restart the daemon; `appliance import` "
+        "with the daemon stopped reads any path",
+        "invalid_request_error",
+        "path",
+        "path_not_allowed",
+    )
+
+
+_GGUF_PROBLEMS = (
+    ("old ", "it is in an old pre-GGUF llama.cpp format; convert it with a current llama.cpp"),
+    ("not a regular file", "it is not a regular file"),
+    ("is only", "it is too small to be a GGUF file"),
+    ("not a GGUF file", "it does not start with the GGUF magic bytes"),
+    ("truncated GGUF", "it ends before its GGUF header says it should (copy it again)"),
+    ("corrupt GGUF", "its GGUF header is corrupt"),
+    ("unsupported GGUF", "it uses a GGUF version or feature this appliance does not read"),
+    ("invalid GGUF", "its GGUF metadata lacks what serving it needs"),
+    ("inconsistent GGUF", "its GGUF metadata contradicts its tensors"),
+    ("cannot read", "the daemon cannot read it"),
+    ("no such file", "there is no such file"),
+)
+
+
+def gguf_problem(exc: GGUFError) -> str:
+    """What is wrong with a GGUF file, in fixed words: the store's own message can quote
+    the file's bytes (a bad magic, metadata keys), which must not reach an API client
+    that may not read the file itself. `appliance inspect` on the box gives the detail."""
+    message = str(exc)
+    for needle, text in _GGUF_PROBLEMS:
+        if needle in message:
+            return f"{text}; `appliance inspect` on the box says more"
+    return "it is not a GGUF model this appliance reads; `appliance inspect` on the box says more"
+
+
+_QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|\([^()]* at byte \d+\)""")
+_QUANT = re.compile(r"is an? (.+?) safetensors model")
+_KNOWN_QUANTS = frozenset(
+    {"GPTQ", "AWQ", "FP8", "BITSANDBYTES", "QUANTIZED", "COMPRESSED-TENSORS (FP8/INT)"}
+)
+
+
+def redact(message: str) -> str:
+    """A model-folder refusal without what it quoted from the folder's files (names and
+    values from its JSON, byte positions in its ONNX graph)."""
+    message = _QUOTED.sub("(redacted)", message)
+    return _QUANT.sub(
+        lambda m: (
+            m.group(0)
+            if m.group(1) in _KNOWN_QUANTS or m.group(1) == "unquantized"
+            else "is a quantized safetensors model"
+        ),
+        message,
+    )
+
+
 async def import_file(request: Request) -> Response:
     manager = _manager(request)
     body = await read_json(request)
@@ -330,13 +491,18 @@ async def import_file(request: Request) -> Response:
             "path must be absolute (the daemon has its own working directory)", "path"
         )
     name = body.get("name") if isinstance(body.get("name"), str) else None
+    source = await asyncio.to_thread(
+        allowed_import_path, path, import_dirs(manager.settings, manager.store)
+    )
     try:
-        stored = await asyncio.to_thread(manager.store.import_file, path, name)
+        stored = await asyncio.to_thread(manager.store.import_file, source, name)
     except GGUFError as exc:
-        raise invalid_request(f"{path} is not a usable GGUF file: {exc}", "path") from exc
+        raise invalid_request(
+            f"{path} is not a usable GGUF file: {gguf_problem(exc)}", "path"
+        ) from exc
     except ModelFolderError as exc:
         raise invalid_request(
-            f"{path} is not a model folder this appliance serves: {exc}", "path"
+            f"{path} is not a model folder this appliance serves: {redact(str(exc))}", "path"
         ) from exc
     except FileNotFoundError as exc:
         raise invalid_request(f"no such file: {path} (as the daemon sees it)", "path") from exc
@@ -347,7 +513,19 @@ async def import_file(request: Request) -> Response:
             "path",
         ) from exc
     except StoreError as exc:
-        raise _store_error(exc) from exc
+        err = _store_error(exc)
+        err.message = redact(err.message)
+        raise err from exc
+    except OSError as exc:
+        raise invalid_request(
+            f"cannot read {path}: {exc.strerror or type(exc).__name__}", "path"
+        ) from exc
+    except ValueError as exc:  # text that is not UTF-8, numbers out of range: never echoed
+        raise invalid_request(
+            f"{path} is not a model this appliance serves: a file in it cannot be read "
+            f"({type(exc).__name__}); `appliance inspect {path}` on the box says more",
+            "path",
+        ) from exc
     manager.emit(stored.name, "import", f"imported {path}")
     return JSONResponse({"model": stored.name, "sha256": stored.sha256, "size": stored.size})
 

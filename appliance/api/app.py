@@ -17,7 +17,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appliance import __version__
 from appliance.api import admin_routes, openai_routes, telemetry_routes
+from appliance.api.drain import Drain, DrainMiddleware
 from appliance.api.errors import APIError, error_response, from_model_error, unauthorized
+from appliance.api.host_check import HostCheckMiddleware
+from appliance.api.openapi import openapi_json
 from appliance.catalog import Catalog
 from appliance.hardware import HardwareReport
 from appliance.settings import Settings
@@ -129,6 +132,8 @@ def create_app(
 ) -> Starlette:
     manager = ModelManager(settings, catalog, store, hardware, data_dir)
     telemetry = Telemetry(manager, disk_path=store.root, interval_s=settings.telemetry_interval_s)
+    drain = Drain()
+    admin_routes.ensure_inbox(store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -144,6 +149,7 @@ def create_app(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/metrics", telemetry_routes.metrics, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
             Mount("/v1", routes=openai_routes.routes),
             Mount("/admin", routes=[*admin_routes.routes, *telemetry_routes.routes]),
         ],
@@ -156,10 +162,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    # Open event streams end when this turns true; `appliance serve` points it at uvicorn.
-    app.state.shutting_down = lambda: False
+    # Open event streams end when this turns true: the drain began (or, set by
+    # `appliance serve`, uvicorn stops).
+    app.state.shutting_down = lambda: drain.draining
+    app.state.drain = drain
     app.state.manager = manager
     app.state.telemetry = telemetry
+    # The last added runs first: a request meets the Host check, the drain, then the keys.
     if settings.api_keys:
         app.add_middleware(APIKeyMiddleware, keys=settings.api_keys)
+    app.add_middleware(DrainMiddleware, drain=drain)
+    app.add_middleware(HostCheckMiddleware, bind_host=settings.host, extra=settings.allowed_hosts)
     return app

@@ -1,0 +1,761 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 description of the /v1 and /admin routes.
+
+Written by hand rather than generated: the handlers parse their bodies themselves
+(`schemas.py`), so there is nothing to introspect, and a client generator or a
+fuzzer (schemathesis) gets the request and response shapes clients rely on.
+`tests/api/test_hardening.py` checks every route of the app is described.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from appliance import __version__
+
+__all__ = ["openapi_document", "openapi_json"]
+
+JSON = "application/json"
+SSE = "text/event-stream"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_body(schema: dict[str, Any], description: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"required": True, "content": {JSON: {"schema": schema}}}
+    if description:
+        body["description"] = description
+    return body
+
+
+def _ok(schema: dict[str, Any], description: str = "OK", stream: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {JSON: {"schema": schema}}
+    if stream:
+        content[SSE] = {
+            "schema": {
+                "type": "string",
+                "description": "server-sent events: `data: <chunk JSON>` lines, "
+                "`data: [DONE]` at the end; an error mid-stream is `data: <ErrorResponse>`",
+            }
+        }
+    return {"200": {"description": description, "content": content}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "invalid request (the parameter is named in error.param)",
+        401: "missing or wrong API key",
+        403: "forbidden (outside the allowed folders)",
+        404: "unknown model or route",
+        409: "conflict with the model's state",
+        413: "request body too large",
+        421: "Host header not allowed (DNS rebinding protection)",
+        429: "the model's queue is full (Retry-After)",
+        500: "engine or internal failure",
+        503: "unavailable: loading, out of memory or shutting down (Retry-After)",
+        504: "past request_timeout",
+        507: "not enough disk space",
+    }
+    return {
+        str(s): {
+            "description": texts[s],
+            "content": {JSON: {"schema": _ref("ErrorResponse")}},
+        }
+        for s in (*statuses, 401, 421, 503)
+    }
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    body: dict[str, Any] | None = None,
+    tag: str,
+    errors: tuple[int, ...] = (400,),
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "responses": {**responses, **_errors(*errors)},
+    }
+    if body is not None:
+        op["requestBody"] = body
+    if params:
+        op["parameters"] = params
+    return op
+
+
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "model name or alias",
+    "schema": {"type": "string"},
+}
+
+_SAMPLING: dict[str, Any] = {
+    "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+    "top_p": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+    "top_k": {"type": ["integer", "null"], "minimum": 0},
+    "min_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+    "stop": {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "maxItems": 16},
+            {"type": "null"},
+        ]
+    },
+    "seed": {"type": ["integer", "null"]},
+    "logit_bias": {
+        "type": ["object", "null"],
+        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+    },
+    "presence_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
+    "frequency_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
+    "repeat_penalty": {"type": ["number", "null"]},
+    "n": {"type": ["integer", "null"], "const": 1, "description": "only 1 is supported"},
+    "stream": {"type": ["boolean", "null"]},
+    "stream_options": {
+        "type": ["object", "null"],
+        "properties": {"include_usage": {"type": "boolean"}},
+    },
+    "ignore_eos": {"type": "boolean", "description": "generate to max_tokens (llama-server)"},
+    "deterministic": {
+        "type": "boolean",
+        "description": "computed alone, so the same request gives the same tokens",
+    },
+    "user": {"type": "string"},
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "ErrorResponse": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+    "FunctionDefinition": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "parameters": {"type": "object", "description": "a JSON Schema object"},
+            "strict": {"type": ["boolean", "null"]},
+        },
+    },
+    "Tool": {
+        "type": "object",
+        "required": ["type", "function"],
+        "properties": {
+            "type": {"const": "function"},
+            "function": _ref("FunctionDefinition"),
+        },
+    },
+    "ToolChoice": {
+        "oneOf": [
+            {"enum": ["none", "auto", "required"]},
+            {
+                "type": "object",
+                "required": ["type", "function"],
+                "properties": {
+                    "type": {"const": "function"},
+                    "function": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": {"type": "string"}},
+                    },
+                },
+            },
+        ]
+    },
+    "ToolCall": {
+        "type": "object",
+        "required": ["id", "type", "function"],
+        "properties": {
+            "index": {"type": "integer", "description": "in streamed deltas"},
+            "id": {"type": "string"},
+            "type": {"const": "function"},
+            "function": {
+                "type": "object",
+                "required": ["name", "arguments"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "arguments": {"type": "string", "description": "JSON text"},
+                },
+            },
+        },
+    },
+    "ContentPart": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+    },
+    "ChatMessage": {
+        "type": "object",
+        "required": ["role"],
+        "properties": {
+            "role": {"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
+            "content": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": _ref("ContentPart")},
+                    {"type": "null"},
+                ]
+            },
+            "name": {"type": "string"},
+            "tool_calls": {"type": "array", "items": _ref("ToolCall")},
+            "tool_call_id": {"type": "string"},
+            "reasoning_content": {"type": ["string", "null"]},
+        },
+    },
+    "ResponseFormat": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": ["text", "json_object", "json_schema"]},
+            "json_schema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "schema": {"type": "object"},
+                    "strict": {"type": ["boolean", "null"]},
+                },
+            },
+        },
+    },
+    "ChatCompletionRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": {"type": "string"},
+            "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
+            **_SAMPLING,
+            "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
+            "response_format": _ref("ResponseFormat"),
+            "tools": {"type": "array", "items": _ref("Tool")},
+            "tool_choice": _ref("ToolChoice"),
+            "parallel_tool_calls": {"type": "boolean"},
+            "functions": {
+                "type": "array",
+                "items": _ref("FunctionDefinition"),
+                "deprecated": True,
+            },
+            "function_call": {
+                "oneOf": [
+                    {"enum": ["none", "auto"]},
+                    {"type": "object", "properties": {"name": {"type": "string"}}},
+                ],
+                "deprecated": True,
+            },
+        },
+    },
+    "Usage": {
+        "type": "object",
+        "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+        "properties": {
+            "prompt_tokens": {"type": "integer"},
+            "completion_tokens": {"type": "integer"},
+            "total_tokens": {"type": "integer"},
+            "prompt_tokens_details": {
+                "type": "object",
+                "properties": {"cached_tokens": {"type": "integer"}},
+            },
+        },
+    },
+    "AssistantMessage": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"const": "assistant"},
+            "content": {"type": ["string", "null"]},
+            "reasoning_content": {"type": ["string", "null"]},
+            "reasoning": {"type": ["string", "null"]},
+            "tool_calls": {"type": "array", "items": _ref("ToolCall")},
+        },
+    },
+    "FinishReason": {"enum": ["stop", "length", "tool_calls"]},
+    "ChatCompletion": {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices", "usage"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "chat.completion"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "message", "finish_reason"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "message": _ref("AssistantMessage"),
+                        "logprobs": {"type": "null"},
+                        "finish_reason": _ref("FinishReason"),
+                        "warnings": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+            "usage": _ref("Usage"),
+        },
+    },
+    "ChatCompletionChunk": {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "chat.completion.chunk"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "delta": {
+                            "type": "object",
+                            "properties": {
+                                "role": {"const": "assistant"},
+                                "content": {"type": ["string", "null"]},
+                                "reasoning_content": {"type": "string"},
+                                "tool_calls": {"type": "array", "items": _ref("ToolCall")},
+                            },
+                        },
+                        "finish_reason": {
+                            "oneOf": [_ref("FinishReason"), {"type": "null"}],
+                        },
+                    },
+                },
+            },
+            "usage": _ref("Usage"),
+        },
+    },
+    "CompletionRequest": {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {
+            "model": {"type": "string"},
+            "prompt": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}, "maxItems": 1},
+                ]
+            },
+            "echo": {"type": "boolean"},
+            "response_format": _ref("ResponseFormat"),
+            **_SAMPLING,
+        },
+    },
+    "Completion": {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "text_completion"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "text", "finish_reason"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "text": {"type": "string"},
+                        "logprobs": {"type": "null"},
+                        "finish_reason": {"enum": ["stop", "length", None]},
+                    },
+                },
+            },
+            "usage": _ref("Usage"),
+        },
+    },
+    "EmbeddingRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string"},
+            "input": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                ]
+            },
+            "encoding_format": {"enum": ["float", "base64"]},
+            "dimensions": {"type": "integer", "minimum": 1},
+            "user": {"type": "string"},
+        },
+    },
+    "EmbeddingList": {
+        "type": "object",
+        "required": ["object", "data", "model", "usage"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["object", "index", "embedding"],
+                    "properties": {
+                        "object": {"const": "embedding"},
+                        "index": {"type": "integer"},
+                        "embedding": {
+                            "oneOf": [
+                                {"type": "array", "items": {"type": "number"}},
+                                {"type": "string", "description": "base64 float32"},
+                            ]
+                        },
+                    },
+                },
+            },
+            "model": {"type": "string"},
+            "usage": {
+                "type": "object",
+                "properties": {
+                    "prompt_tokens": {"type": "integer"},
+                    "total_tokens": {"type": "integer"},
+                },
+            },
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["id", "object", "created", "owned_by"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string"},
+            "meta": {
+                "type": "object",
+                "description": "state, tier, pin, kind, format, provider, aliases, ...",
+            },
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": _ref("Model")},
+        },
+    },
+    "AdminModel": {
+        "type": "object",
+        "description": "one model as the admin API shows it (name, tier, state, pin, ...)",
+        "required": ["name", "tier", "state"],
+        "properties": {
+            "name": {"type": "string"},
+            "tier": {"enum": ["hot", "warm", "cold", "remote"]},
+            "state": {"type": "string"},
+            "pin": {"type": ["string", "null"]},
+            "kind": {"type": "string"},
+            "aliases": {"type": "array", "items": {"type": "string"}},
+        },
+        "additionalProperties": True,
+    },
+    "AdminModelList": {
+        "type": "object",
+        "required": ["models"],
+        "properties": {"models": {"type": "array", "items": _ref("AdminModel")}},
+    },
+    "TierRequest": {
+        "type": "object",
+        "required": ["tier"],
+        "properties": {"tier": {"enum": ["hot", "warm", "cold"]}},
+    },
+    "PinRequest": {
+        "type": "object",
+        "required": ["tier"],
+        "properties": {"tier": {"enum": ["hot", "warm"]}},
+    },
+    "PullRequest": {
+        "type": "object",
+        "required": ["model"],
+        "properties": {
+            "model": {
+                "type": "string",
+                "description": "a catalog name, or hf://org/repo[/file.gguf|/folder][@revision]",
+            },
+            "name": {"type": "string", "description": "store name for an hf:// reference"},
+        },
+    },
+    "PullEvent": {
+        "type": "object",
+        "description": "progress ({status, downloaded, total}), then success or an error",
+        "properties": {
+            "status": {"type": "string"},
+            "downloaded": {"type": ["integer", "null"]},
+            "total": {"type": ["integer", "null"]},
+            "model": {"type": "string"},
+            "sha256": {"type": "string"},
+            "size": {"type": "integer"},
+            "revision": {"type": ["string", "null"]},
+        },
+    },
+    "ImportRequest": {
+        "type": "object",
+        "required": ["path"],
+        "properties": {
+            "path": {
+                "type": "string",
+                "description": "absolute path of a GGUF file or model folder, inside import_dirs",
+            },
+            "name": {"type": ["string", "null"]},
+        },
+    },
+    "StoredModel": {
+        "type": "object",
+        "required": ["model", "sha256", "size"],
+        "properties": {
+            "model": {"type": "string"},
+            "sha256": {"type": "string"},
+            "size": {"type": "integer"},
+        },
+    },
+    "Budgets": {
+        "type": "object",
+        "description": "bytes per tier: budget, used, free (hot per device)",
+        "additionalProperties": True,
+    },
+    "BudgetsRequest": {
+        "type": "object",
+        "properties": {
+            "warm": {"type": ["string", "integer"]},
+            "cold": {"type": ["string", "integer"]},
+            "hot": {"type": "object", "additionalProperties": {"type": ["string", "integer"]}},
+        },
+    },
+    "Object": {"type": "object", "additionalProperties": True},
+}
+
+
+def _paths() -> dict[str, Any]:
+    obj = _ref("Object")
+    admin_model = _ok(_ref("AdminModel"))
+    return {
+        "/health": {
+            "get": {
+                "summary": "ready / loading / degraded, with reasons (no API key needed)",
+                "tags": ["service"],
+                "security": [],
+                "responses": {**_ok(obj), **_errors()},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "tags": ["service"],
+                "responses": {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "this document",
+                "tags": ["service"],
+                "responses": {**_ok(obj), **_errors()},
+            }
+        },
+        "/v1/models": {
+            "get": _op("list the models", _ok(_ref("ModelList")), tag="openai", errors=())
+        },
+        "/v1/models/{model}": {
+            "get": _op(
+                "one model",
+                _ok(_ref("Model")),
+                tag="openai",
+                errors=(404,),
+                params=[{**_NAME, "name": "model"}],
+            )
+        },
+        "/v1/chat/completions": {
+            "post": _op(
+                "chat completion (tools, tool_choice, reasoning split; SSE when stream)",
+                _ok(_ref("ChatCompletion"), stream=True),
+                body=_json_body(_ref("ChatCompletionRequest")),
+                tag="openai",
+                errors=(400, 404, 413, 429, 500, 504),
+            )
+        },
+        "/v1/completions": {
+            "post": _op(
+                "text completion (SSE when stream)",
+                _ok(_ref("Completion"), stream=True),
+                body=_json_body(_ref("CompletionRequest")),
+                tag="openai",
+                errors=(400, 404, 413, 429, 500, 504),
+            )
+        },
+        "/v1/embeddings": {
+            "post": _op(
+                "embeddings",
+                _ok(_ref("EmbeddingList")),
+                body=_json_body(_ref("EmbeddingRequest")),
+                tag="openai",
+                errors=(400, 404, 413, 429, 500),
+            )
+        },
+        "/admin/models": {
+            "get": _op("models, tiers and states", _ok(_ref("AdminModelList")), tag="admin")
+        },
+        "/admin/models/{name}": {
+            "get": _op("one model", admin_model, tag="admin", errors=(404,), params=[_NAME]),
+            "delete": _op(
+                "delete from the store", _ok(obj), tag="admin", errors=(404,), params=[_NAME]
+            ),
+        },
+        "/admin/models/{name}/load": {
+            "post": _op("load now", admin_model, tag="admin", errors=(404, 500), params=[_NAME])
+        },
+        "/admin/models/{name}/unload": {
+            "post": _op("unload now", admin_model, tag="admin", errors=(404,), params=[_NAME])
+        },
+        "/admin/models/{name}/inspect": {
+            "get": _op(
+                "metadata and memory estimate",
+                _ok(obj),
+                tag="admin",
+                errors=(404,),
+                params=[
+                    _NAME,
+                    {"name": "context", "in": "query", "schema": {"type": "integer"}},
+                ],
+            )
+        },
+        "/admin/models/{name}/tier": {
+            "post": _op(
+                "move to a tier",
+                admin_model,
+                body=_json_body(_ref("TierRequest")),
+                tag="admin",
+                errors=(400, 404, 409),
+                params=[_NAME],
+            )
+        },
+        "/admin/models/{name}/pin": {
+            "post": _op(
+                "pin at a tier",
+                admin_model,
+                body=_json_body(_ref("PinRequest")),
+                tag="admin",
+                errors=(400, 404),
+                params=[_NAME],
+            ),
+            "delete": _op("unpin", admin_model, tag="admin", errors=(404,), params=[_NAME]),
+        },
+        "/admin/pull": {
+            "post": _op(
+                "pull a catalog model or hf:// reference; progress as SSE",
+                {
+                    "200": {
+                        "description": "SSE of PullEvent; the last is success or an error",
+                        "content": {SSE: {"schema": _ref("PullEvent")}},
+                    }
+                },
+                body=_json_body(_ref("PullRequest")),
+                tag="admin",
+                errors=(400, 404),
+            )
+        },
+        "/admin/import": {
+            "post": _op(
+                "import a local file or folder from import_dirs",
+                _ok(_ref("StoredModel")),
+                body=_json_body(_ref("ImportRequest")),
+                tag="admin",
+                errors=(400, 403, 507),
+            )
+        },
+        "/admin/events": {"get": _op("recent events", _ok(obj), tag="admin", errors=())},
+        "/admin/events/stream": {
+            "get": _op(
+                "events as SSE",
+                {"200": {"description": "SSE", "content": {SSE: {"schema": obj}}}},
+                tag="admin",
+                errors=(),
+            )
+        },
+        "/admin/hardware": {"get": _op("devices and engines", _ok(obj), tag="admin", errors=())},
+        "/admin/budgets": {
+            "get": _op("tier budgets and use", _ok(_ref("Budgets")), tag="admin", errors=()),
+            "post": _op(
+                "set budgets for this run",
+                _ok(_ref("Budgets")),
+                body=_json_body(_ref("BudgetsRequest")),
+                tag="admin",
+            ),
+        },
+        "/admin/store": {"get": _op("stored models", _ok(obj), tag="admin", errors=(500,))},
+        "/admin/telemetry": {
+            "get": _op(
+                "latest sample and history",
+                _ok(obj),
+                tag="admin",
+                errors=(),
+                params=[{"name": "seconds", "in": "query", "schema": {"type": "number"}}],
+            )
+        },
+        "/admin/telemetry/stream": {
+            "get": _op(
+                "a sample a second and every event, as SSE",
+                {"200": {"description": "SSE", "content": {SSE: {"schema": obj}}}},
+                tag="admin",
+                errors=(),
+            )
+        },
+    }
+
+
+def openapi_document(server_url: str | None = None) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "appliance",
+            "version": __version__,
+            "description": "A self-hosted inference daemon: the OpenAI API under /v1, "
+            "model management under /admin. Errors are {error: {message, type, param, code}}.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "tags": [
+            {"name": "openai", "description": "OpenAI-compatible API"},
+            {"name": "admin", "description": "models, tiers, store, events"},
+            {"name": "service", "description": "health, metrics, this document"},
+        ],
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi_document(str(request.base_url).rstrip("/")))
