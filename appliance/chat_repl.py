@@ -3,6 +3,10 @@
 Works against any OpenAI-compatible server. Keeps the conversation history; commands are
 ``/exit``, ``/reset``, ``/system TEXT`` and ``/help``. Ctrl-C during a reply stops that reply
 (the stream is closed) and Ctrl-C or Ctrl-D at the prompt leaves. Reads piped stdin too.
+
+A chat that cannot go on (no server answers, the model is unknown or cannot be served,
+the key is refused) raises `ChatError`: the command exits 1 with that one line. Other
+errors are shown and the chat goes on; with piped stdin they make the exit status 1.
 """
 
 from __future__ import annotations
@@ -34,11 +38,35 @@ _DIM = "\x1b[2m"
 _RESET = "\x1b[0m"
 
 
+class ChatError(Exception):
+    """The chat cannot go on; the message is one line."""
+
+
 @dataclass
 class _Reply:
     content: str
     error: str | None = None
     interrupted: bool = False
+    fatal: bool = False  # retrying cannot help: the chat ends with the error
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        err = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    code = err.get("code") if isinstance(err, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def is_fatal(status: int, headers: httpx.Headers, body: bytes) -> bool:
+    """Whether an error answer ends the chat: a refused key, an unknown model, or a
+    failure the server says retrying will not mend (``x-should-retry: false``)."""
+    if status in (401, 403):
+        return True
+    if status == 404 and _error_code(body) in ("model_not_found", None):
+        return True
+    return status >= 500 and headers.get("x-should-retry", "").lower() == "false"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--base-url",
-        default=DEFAULT_BASE_URL,
-        help=f"OpenAI-compatible base URL, including /v1 (default {DEFAULT_BASE_URL})",
+        default=None,
+        help="OpenAI-compatible base URL, including /v1 (default: the daemon's, from "
+        f"--port, APPLIANCE_PORT or settings.toml; {DEFAULT_BASE_URL} outside the CLI)",
     )
     parser.add_argument(
         "--api-key",
@@ -95,6 +124,7 @@ class ChatREPL:
         self.stdin = stdin
         self.stdout = stdout
         self.history: list[dict[str, str]] = []
+        self.failed_turns = 0
         self.color = _isatty(stdout) and not os.environ.get("NO_COLOR")
         self.prompt_visible = _isatty(stdin)
         headers = {"Accept": "text/event-stream"}
@@ -128,9 +158,11 @@ class ChatREPL:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> int:
-        if self.prompt_visible:
-            self._write(f"chatting with {self.model} at {self.base_url}; /help for commands\n")
+        """0 when the chat ended normally; 1 when a piped turn failed. Raises `ChatError`."""
         try:
+            self.check_server()
+            if self.prompt_visible:
+                self._write(f"chatting with {self.model} at {self.base_url}; /help for commands\n")
             while True:
                 try:
                     line = self._read_line()
@@ -140,7 +172,7 @@ class ChatREPL:
                 if line is None:
                     if self.prompt_visible:
                         self._write("\n")
-                    return 0
+                    return 1 if self.failed_turns and not self.prompt_visible else 0
                 text = line.strip()
                 if not text:
                     continue
@@ -178,9 +210,28 @@ class ChatREPL:
         messages.append({"role": "user", "content": user_text})
         return messages
 
+    def check_server(self) -> None:
+        """Before the first prompt: a server that does not answer, or says it does not know
+        the model, ends the chat at once (not after the user's first message, and not with
+        status 0 when stdin is empty)."""
+        url = f"{self.base_url}/models/{self.model}"
+        try:
+            resp = self.client.get(url, timeout=httpx.Timeout(30.0, connect=10.0))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ChatError(one_line(f"cannot reach {self.base_url}: {exc}")) from exc
+        except httpx.HTTPError:
+            return  # the chat request says more
+        if resp.status_code in (401, 403) or (
+            resp.status_code == 404 and _error_code(resp.content) == "model_not_found"
+        ):
+            raise ChatError(describe_http_error(resp.status_code, resp.content))
+
     def _turn(self, user_text: str) -> None:
         reply = self._stream(self.messages_for(user_text))
+        if reply.fatal:
+            raise ChatError(reply.error or "the chat cannot go on")
         if reply.error is not None:
+            self.failed_turns += 1
             self._write(f"error: {reply.error}\n")
             return
         if reply.interrupted and not reply.content:
@@ -201,7 +252,9 @@ class ChatREPL:
         try:
             with self.client.stream("POST", f"{self.base_url}/chat/completions", json=body) as resp:
                 if resp.status_code >= 400:
-                    reply.error = describe_http_error(resp.status_code, resp.read())
+                    raw = resp.read()
+                    reply.error = describe_http_error(resp.status_code, raw)
+                    reply.fatal = is_fatal(resp.status_code, resp.headers, raw)
                 elif "text/event-stream" not in resp.headers.get("content-type", ""):
                     self._plain_reply(resp.read(), reply, out)
                 else:
@@ -213,6 +266,7 @@ class ChatREPL:
             return reply
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             reply.error = one_line(f"cannot reach {self.base_url}: {exc}")
+            reply.fatal = True
         except httpx.HTTPError as exc:
             reply.error = one_line(f"{type(exc).__name__}: {exc}")
         out.end()
@@ -329,7 +383,7 @@ def run_from_args(
 ) -> int:
     repl = ChatREPL(
         model=args.model,
-        base_url=args.base_url,
+        base_url=args.base_url or DEFAULT_BASE_URL,
         api_key=args.api_key,
         system=args.system,
         max_tokens=args.max_tokens,

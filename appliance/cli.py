@@ -47,12 +47,25 @@ def _paths_settings(args: argparse.Namespace) -> tuple[Paths, Settings]:
         raise CLIError(str(exc)) from exc
 
 
-def _client(args: argparse.Namespace) -> AdminClient:
-    _, settings = _paths_settings(args)
-    key = os.environ.get("APPLIANCE_API_KEY") or (
+def _api_key(settings: Settings) -> str | None:
+    return os.environ.get("APPLIANCE_API_KEY") or (
         settings.api_keys[0] if settings.api_keys else None
     )
-    return AdminClient(getattr(args, "url", None) or settings.base_url, api_key=key)
+
+
+def _daemon_url(args: argparse.Namespace) -> str:
+    """The daemon's address, the same way for every command: --url, else the settings'
+    host and port (settings.toml < APPLIANCE_HOST/APPLIANCE_PORT < --host/--port)."""
+    url: str | None = getattr(args, "url", None)
+    if url:
+        return url.rstrip("/")
+    _, settings = _paths_settings(args)
+    return settings.base_url
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    _, settings = _paths_settings(args)
+    return AdminClient(_daemon_url(args), api_key=_api_key(settings))
 
 
 def _local_store(args: argparse.Namespace) -> Any:
@@ -103,10 +116,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from appliance.api.app import create_app
+    from appliance.api.server import DaemonServer
     from appliance.catalog import CatalogError
     from appliance.hardware import detect
+    from appliance.sd_notify import Notifier
     from appliance.store.store import Store
 
+    # First: the engine workers, started later, must not inherit systemd's variables.
+    notifier = Notifier.from_environ()
     paths, settings = _paths_settings(args)
     paths.ensure()
     logging.basicConfig(
@@ -131,17 +148,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("%s", problem)
     app = create_app(settings, catalog, store, hardware, paths.data_dir)
     log.info("serving the OpenAI API at %s/v1", settings.base_url)
-    server = uvicorn.Server(
+    drain = app.state.drain
+    server = DaemonServer(
         uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
-            timeout_graceful_shutdown=10,
-        )
+            timeout_graceful_shutdown=10,  # after the drain, which already ended every request
+        ),
+        drain=drain,
+        drain_timeout_s=settings.drain_timeout_s,
+        notifier=notifier,
+        manager=app.state.manager,
     )
-    app.state.shutting_down = lambda: server.should_exit  # event streams end on SIGTERM
+    # Event streams end when the drain starts (SIGTERM) or uvicorn stops.
+    app.state.shutting_down = lambda: drain.draining or server.should_exit
     server.run()
+    log.info("stopped")
     return 0
 
 
@@ -432,11 +456,18 @@ def cmd_chat(args: argparse.Namespace) -> int:
             raise CLIError("name a model: appliance chat MODEL (see `appliance ls`)")
         args.model = entry.name
     if not args.base_url:
-        args.base_url = settings.base_url + "/v1"
-    return chat_repl.run_from_args(args)
+        args.base_url = _daemon_url(args) + "/v1"
+    if not args.api_key:
+        args.api_key = _api_key(settings)
+    try:
+        return chat_repl.run_from_args(args)
+    except chat_repl.ChatError as exc:
+        raise CLIError(f"chat with {args.model}: {exc}") from exc
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if not args.base_url:
+        args.base_url = _daemon_url(args) + "/v1"
     return bench.run_from_args(args)
 
 
@@ -447,7 +478,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     key = os.environ.get("APPLIANCE_API_KEY") or (
         settings.api_keys[0] if settings.api_keys else None
     )
-    make_app(args.url or settings.base_url, api_key=key).run()
+    make_app(_daemon_url(args), api_key=key).run()
     return 0
 
 
@@ -537,6 +568,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------
 
 
+def add_place_options(p: argparse.ArgumentParser, daemon: bool) -> None:
+    """--home, --host and --port on every command, and --url on those that talk to the
+    daemon: one way to say where it is (see `_daemon_url`)."""
+    p.add_argument("--home", help="state folder (overrides APPLIANCE_HOME)")
+    p.add_argument("--host", help="the daemon's address (overrides APPLIANCE_HOST)")
+    p.add_argument("--port", type=int, help="the daemon's port (overrides APPLIANCE_PORT)")
+    if daemon:
+        p.add_argument("--url", help="the daemon's URL (default: http://HOST:PORT)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance",
@@ -550,15 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
         name: str, func: Callable[[argparse.Namespace], int], help_text: str, daemon: bool = True
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--home", help="state folder (overrides APPLIANCE_HOME)")
-        if daemon:
-            p.add_argument("--url", help="daemon address (default from the settings)")
+        add_place_options(p, daemon)
         p.set_defaults(func=func)
         return p
 
     p = command("serve", cmd_serve, "run the daemon in the foreground", daemon=False)
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
     p.add_argument("--catalog", help="models.toml to use")
     p = command("pull", cmd_pull, "download a catalog model or hf://org/repo/file.gguf[@rev]")
     p.add_argument("model")
@@ -592,11 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int)
     p = sub.add_parser("chat", help="interactive streaming chat with a model")
     chat_repl.add_arguments(p)
-    p.add_argument("--home")
+    add_place_options(p, daemon=True)
     p.set_defaults(func=cmd_chat)
     p = sub.add_parser("bench", help="benchmark any OpenAI-compatible server")
     bench.add_arguments(p)
-    p.set_defaults(func=cmd_bench)
+    add_place_options(p, daemon=True)
+    # No --base-url: the daemon's, as every command finds it.
+    p.set_defaults(func=cmd_bench, base_url=None)
     command("tui", cmd_tui, "the terminal UI: models, tiers, events, chat, live telemetry")
     command("doctor", cmd_doctor, "check the engine, the devices and run a self-test", daemon=False)
     return parser

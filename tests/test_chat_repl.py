@@ -4,6 +4,8 @@ import argparse
 import io
 from typing import TextIO, cast
 
+import pytest
+
 from appliance import chat_repl
 
 try:
@@ -65,7 +67,7 @@ def test_errors_print_one_line_and_repl_continues() -> None:
             "first\nplease TRIGGER_400\nnow TRIGGER_SSE_ERROR\nlast\n",
         )
         bodies = stub.bodies("/v1/chat/completions")
-    assert rc == 0
+    assert rc == 1  # piped input: failed turns make the exit status 1
     lines = out.splitlines()
     assert lines[0] == "echo: first"
     assert lines[1] == "error: HTTP 400: stub rejected the request"
@@ -76,16 +78,16 @@ def test_errors_print_one_line_and_repl_continues() -> None:
     assert _user_turns(bodies[-1]) == ["first", "last"]
 
 
-def test_unknown_model_and_unreachable_server() -> None:
+def test_unknown_model_and_unreachable_server_end_the_chat() -> None:
     with serve_openai_stub() as stub:
-        rc, out = _run(_args(stub.base_url, model="nope"), "hi\n")
-    assert rc == 0
-    assert out.strip() == "error: HTTP 404: model 'nope' not found"
+        with pytest.raises(chat_repl.ChatError, match=r"^HTTP 404: model 'nope' not found$"):
+            _run(_args(stub.base_url, model="nope"), "hi\nagain\n")
+        assert len(stub.bodies("/v1/chat/completions")) == 1  # no second turn
 
-    rc, out = _run(_args(f"http://127.0.0.1:{free_port()}/v1"), "hi\nagain\n")
-    assert rc == 0
-    lines = out.splitlines()
-    assert len(lines) == 2 and all(line.startswith("error: cannot reach") for line in lines)
+    with pytest.raises(chat_repl.ChatError, match=r"^cannot reach "):
+        _run(_args(f"http://127.0.0.1:{free_port()}/v1"), "hi\nagain\n")
+    with pytest.raises(chat_repl.ChatError, match=r"^cannot reach "):
+        _run(_args(f"http://127.0.0.1:{free_port()}/v1"), "")  # before any input
 
 
 def test_commands_and_exit() -> None:
@@ -168,7 +170,7 @@ def test_ctrl_c_at_prompt_exits() -> None:
             raise KeyboardInterrupt
 
     out = io.StringIO()
-    args = _args(f"http://127.0.0.1:{free_port()}/v1")
     stdin = cast(TextIO, _InterruptingIn())
-    assert chat_repl.run_from_args(args, stdin=stdin, stdout=out) == 0
+    with serve_openai_stub() as stub:
+        assert chat_repl.run_from_args(_args(stub.base_url), stdin=stdin, stdout=out) == 0
     assert out.getvalue() == "\n"
