@@ -81,7 +81,7 @@ def _publish_blob(store: Store, tmp: Path, sha256: str, size: int) -> None:
         if _blob_ok(blob, size):
             tmp.unlink(missing_ok=True)
         else:
-            _publish(tmp, blob)
+            _publish(store.layout, tmp, sha256)
 
 
 def _write_manifest(store: Store, manifest: Manifest) -> StoredModel:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import ipaddress
@@ -462,7 +463,8 @@ class HubClient:
         """Stream `remote` into `dest`, resuming a prefix already there; return the sha256 hex.
 
         Transient failures are retried (resuming) up to `retries` times; after that a
-        `DownloadInterruptedError` says how far it got, and `dest` keeps the bytes.
+        `DownloadInterruptedError` says how far it got, and `dest` keeps the bytes. A full
+        disk (ENOSPC, EDQUOT) deletes `dest` and raises `DiskFullError`.
         """
         hasher = hashlib.sha256()
         have = 0
@@ -519,10 +521,14 @@ class HubClient:
             except OSError as e:
                 if isinstance(e, HfHubHTTPError):
                     raise self._map_error(e, remote.repo, remote.revision) from None
-                if e.errno == 28:  # ENOSPC
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    # A full disk stops everything else on it (manifests, logs, the prompt
+                    # cache): give the space back rather than keep the partial to resume.
+                    dest.unlink(missing_ok=True)
                     raise DiskFullError(
                         f"disk full while downloading {remote.filename} to {dest.parent} "
-                        f"({have} of {remote.size} bytes kept; free space and pull again)"
+                        f"after {have} of {remote.size} bytes; the partial download was "
+                        "deleted to free its space: free space and pull again"
                     ) from None
                 raise
             except httpx2.TransportError as e:

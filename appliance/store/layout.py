@@ -8,6 +8,10 @@
                             their names; the digest is over the sorted (path, sha256, size)
   tmp/<sha256>.partial      downloads in flight (resumable); imports in flight
   locks/<sha256>.lock       fcntl locks: one transfer per file across processes
+  verified/<sha256>.json    when a blob's bytes were last hashed, and its size, mtime and
+                            inode then: a load re-hashes only a file that changed
+  quarantine/<sha256>.<ns>  a blob (or a folder's file) whose bytes no longer match its
+                            digest, moved aside with a `.json` note beside it
 ```
 
 A file sits under `blobs/` only once it is complete and verified; manifests are
@@ -18,6 +22,7 @@ inside the root.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -27,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.store.errors import InvalidNameError, StoreError
+from appliance.store.errors import DiskFullError, InvalidNameError, StoreError
 
 MAX_NAME_LENGTH = 128
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:-]*")
@@ -212,6 +217,17 @@ class StoreLayout:
     def locks_dir(self) -> Path:
         return self.root / "locks"
 
+    @property
+    def verified_dir(self) -> Path:
+        return self.root / "verified"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    def record_path(self, sha256: str) -> Path:
+        return self.inside(self.verified_dir / f"{check_sha256(sha256)}.json")
+
     def ensure(self) -> None:
         for d in (self.blobs_dir, self.trees_dir, self.manifests_dir, self.tmp_dir, self.locks_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -255,18 +271,7 @@ class StoreLayout:
     def write_manifest(self, manifest: Manifest) -> Path:
         """Write beside, fsync, publish with os.replace: readers never see half a manifest."""
         path = self.manifest_path(manifest.name)
-        self.manifests_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.manifests_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(manifest.to_json())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_dir(self.manifests_dir)
+        write_atomic(path, manifest.to_json(), f"the manifest of {manifest.name}")
         return path
 
     def manifest_names(self) -> list[str]:
@@ -283,6 +288,27 @@ class StoreLayout:
             except InvalidNameError:
                 continue
         return sorted(names)
+
+
+def write_atomic(path: Path, text: str, what: str) -> None:
+    """Write beside, fsync, publish with os.replace: readers see the old file or the new one.
+
+    A full disk is reported as `DiskFullError` naming `what`, with nothing left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"disk full while writing {what} in {path.parent}") from None
+        raise
+    fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:

@@ -51,6 +51,7 @@ from appliance.store.folders import (
     tree_ok,
 )
 from appliance.store.gguf_meta import GGUFInfo
+from appliance.store.integrity import ModelCheck, drop_record, record_published, verify_model
 from appliance.store.layout import (
     FolderFile,
     Manifest,
@@ -63,6 +64,7 @@ from appliance.store.model_folder import read_folder_info
 from appliance.store.verify import CHUNK_SIZE, validate_gguf
 
 if TYPE_CHECKING:
+    from appliance.store.gc import GcReport
     from appliance.store.hub import HubClient, HubRef, RemoteFile
 
 __all__ = [  # the error family is re-exported so callers need one import
@@ -245,6 +247,45 @@ class Store:
         path = self.resolve_path(name)
         return read_folder_info(path) if path.is_dir() else validate_gguf(path)
 
+    def partial_bytes(self) -> int:
+        """Bytes of the downloads and imports in flight or broken off (`tmp/*.partial`):
+        disk the store uses beyond its models, counted in the cold tier's use."""
+        total = 0
+        try:
+            entries = list(os.scandir(self.layout.tmp_dir))
+        except OSError:
+            return 0
+        for entry in entries:
+            if entry.name.endswith(".partial"):
+                with suppress(OSError):
+                    if entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+    # -- integrity ---------------------------------------------------------------------------
+
+    def verify(
+        self,
+        name: str,
+        *,
+        force: bool = True,
+        on_hash: Callable[[str, int], None] | None = None,
+    ) -> ModelCheck:
+        """Hold a stored model's files against their digests; corrupt ones go to
+        `quarantine/`. `force` hashes every file; without it a file whose record shows
+        it unchanged since it was last hashed is trusted (the check before a load)."""
+        model = self.get(name)
+        if model is None:
+            return ModelCheck(safe_model_name(name), (), "", unknown=True)
+        return verify_model(self, model, force=force, on_hash=on_hash)
+
+    def gc(self, older_than_s: float, *, dry_run: bool = False) -> GcReport:
+        """Remove what no model needs: partials older than `older_than_s`, unreferenced
+        blobs and trees, idle lock files, stale records (see `store.gc`)."""
+        from appliance.store.gc import collect
+
+        return collect(self, older_than_s, dry_run=dry_run)
+
     # -- removing ----------------------------------------------------------------------------
 
     def remove(self, name: str) -> None:
@@ -260,6 +301,7 @@ class Store:
                     remove_unused_tree(self.layout, m.sha256)
                 else:
                     self.layout.blob_path(m.sha256).unlink(missing_ok=True)
+                    drop_record(self.layout, m.sha256)
         if m.files:
             self._collect_replaced(name, "")
 
@@ -289,7 +331,7 @@ class Store:
                 if _blob_ok(blob, size):
                     tmp.unlink()
                 else:
-                    _publish(tmp, blob)
+                    _publish(self.layout, tmp, sha256)
                 manifest = Manifest(
                     name=model_name,
                     source=src.absolute().as_uri(),
@@ -466,7 +508,7 @@ class Store:
             raise GGUFError(
                 f"{remote.filename} from {remote.repo} is not a usable GGUF: {e}"
             ) from None
-        _publish(partial, blob)
+        _publish(self.layout, partial, remote.sha256)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -496,24 +538,10 @@ class Store:
             if re.fullmatch(r"[0-9a-f]{64}", blob.name) is None:
                 continue
             # Only blobs that nothing refers to; taking their lock keeps a concurrent pull safe.
-            lock = _thread_lock(str(self.layout.lock_path(blob.name)))
-            if not lock.acquire(blocking=False):
-                continue
-            try:
-                fd = os.open(self.layout.lock_path(blob.name), os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                try:
-                    if blob.name not in self._referenced():
-                        blob.unlink(missing_ok=True)
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    os.close(fd)
-            finally:
-                lock.release()
+            with self._try_lock(blob.name) as locked:
+                if locked and blob.name not in self._referenced():
+                    blob.unlink(missing_ok=True)
+                    drop_record(self.layout, blob.name)
 
     def _referenced(self) -> set[str]:
         """Every digest a manifest refers to: GGUF blobs, folder trees and their files."""
@@ -534,22 +562,67 @@ class Store:
                 on_wait = None
             tlock.acquire()
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _flock(path, on_wait, blocking=True)
+            assert fd is not None
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    if on_wait is not None:
-                        on_wait()
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                yield
             finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
         finally:
             tlock.release()
+
+    @contextmanager
+    def _try_lock(self, sha256: str) -> Iterator[bool]:
+        """The blob's lock if nobody holds it now (True), else nothing (False), never waiting."""
+        path = self.layout.lock_path(sha256)
+        tlock = _thread_lock(str(path))
+        if not tlock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            fd = _flock(path, None, blocking=False)
+            if fd is None:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+        finally:
+            tlock.release()
+
+
+def _flock(path: Path, on_wait: Callable[[], None] | None, *, blocking: bool) -> int | None:
+    """An fd holding the exclusive flock of the lock file now at `path`, or None (busy and
+    not `blocking`). `appliance gc` deletes idle lock files: a lock taken on a file that
+    was unlinked meanwhile excludes no one, so it is dropped and taken again."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not blocking:
+                    os.close(fd)
+                    return None
+                if on_wait is not None:
+                    on_wait()
+                    on_wait = None
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(path)
+                if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                    return fd
+            except FileNotFoundError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
 
 
 class _Emitter:
@@ -593,12 +666,15 @@ def _blob_ok(blob: Path, size: int) -> bool:
         return False
 
 
-def _publish(src: Path, blob: Path) -> None:
-    """Make a verified file read-only and move it under its final name."""
+def _publish(layout: StoreLayout, src: Path, sha256: str) -> None:
+    """Make a verified file read-only, move it under its final name and record that its
+    bytes were hashed (a load then need not hash them again)."""
+    blob = layout.blob_path(sha256)
     os.chmod(src, 0o444)
     blob.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, blob)
     fsync_dir(blob.parent)
+    record_published(layout, sha256, blob)
 
 
 def _copy_hashing(src: Path, dst: Path) -> str:
