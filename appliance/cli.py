@@ -627,6 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("inspect", cmd_inspect, "show a model's metadata and memory estimate")
     p.add_argument("model", help="model name or path to a GGUF file")
     p.add_argument("--context", type=int)
+    from appliance import store_commands  # verify, gc: store maintenance without a daemon
+
+    store_commands.register(command)
     p = sub.add_parser("chat", help="interactive streaming chat with a model")
     chat_repl.add_arguments(p)
     add_place_options(p, daemon=True)

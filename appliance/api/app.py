@@ -16,7 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appliance import __version__
-from appliance.api import admin_routes, openai_routes, telemetry_routes
+from appliance.api import admin_routes, openai_routes, responses_routes, telemetry_routes
 from appliance.api.drain import Drain, DrainMiddleware
 from appliance.api.errors import APIError, error_response, from_model_error, unauthorized
 from appliance.api.host_check import HostCheckMiddleware
@@ -150,7 +150,7 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/metrics", telemetry_routes.metrics, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
-            Mount("/v1", routes=openai_routes.routes),
+            Mount("/v1", routes=[*openai_routes.routes, *responses_routes.routes]),
             Mount("/admin", routes=[*admin_routes.routes, *telemetry_routes.routes]),
         ],
         exception_handlers={

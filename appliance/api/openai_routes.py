@@ -246,7 +246,7 @@ async def _client_gone(request: Request) -> None:
             return
 
 
-async def _collect_unless_gone(
+async def collect_unless_gone(
     request: Request, frames: AsyncGenerator[Frame, None]
 ) -> tuple[str, Frame]:
     """`_collect`, but a client that leaves cancels the generation (it frees its slot)."""
@@ -281,7 +281,7 @@ async def _collect(frames: AsyncGenerator[Frame, None]) -> tuple[str, Frame]:
     raise APIError(500, "the engine ended the request without an answer", "server_error")
 
 
-def _usage(done: Frame) -> dict[str, Any]:
+def usage_of(done: Frame) -> dict[str, Any]:
     prompt = int(done.get("prompt_tokens", 0))
     completion = int(done.get("completion_tokens", 0))
     return {
@@ -301,7 +301,7 @@ def _usage_chunk(cid: str, obj: str, created: int, name: str, done: Frame) -> by
             "created": created,
             "model": name,
             "choices": [],
-            "usage": _usage(done),
+            "usage": usage_of(done),
         }
     )
 
@@ -332,14 +332,13 @@ def _reasoning_mode(manager: ModelManager, name: str) -> str:
     return entry.reasoning if entry is not None else "auto"
 
 
-async def chat_completions(request: Request) -> Response:
+async def start_chat(
+    request: Request, req: ChatRequest
+) -> tuple[str, AsyncGenerator[Frame, None], ChatOutput, Frame]:
+    """The one chat pipeline under every API that chats (chat completions, Responses):
+    the model resolved, the request sent to its worker, the first frame received (an
+    error before it is an HTTP error), and the output parser ready for the text."""
     manager = _manager(request)
-    settings = request.app.state.settings
-    req: ChatRequest = parse_chat_request(
-        await read_json(request),
-        default_max_tokens=settings.default_max_tokens,
-        max_tokens_limit=settings.max_tokens_limit,
-    )
     name = _model_name(manager, req.model, embedding=False)
     frame: Frame = {
         "type": "generate",
@@ -363,11 +362,22 @@ async def chat_completions(request: Request) -> Response:
         family=started.get("tool_family"),
         tools=req.tools,
     )
+    return name, frames, output, started
+
+
+async def chat_completions(request: Request) -> Response:
+    settings = request.app.state.settings
+    req: ChatRequest = parse_chat_request(
+        await read_json(request),
+        default_max_tokens=settings.default_max_tokens,
+        max_tokens_limit=settings.max_tokens_limit,
+    )
+    name, frames, output, _ = await start_chat(request, req)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
 
     if not req.stream:
-        text, item = await _collect_unless_gone(request, frames)
+        text, item = await collect_unless_gone(request, frames)
         output.feed(text)
         output.finish()
         choice: dict[str, Any] = {
@@ -388,7 +398,7 @@ async def chat_completions(request: Request) -> Response:
                 "created": created,
                 "model": name,
                 "choices": [choice],
-                "usage": _usage(item),
+                "usage": usage_of(item),
             }
         )
 
@@ -477,7 +487,7 @@ async def completions(request: Request) -> Response:
     prefix = req.prompt if req.echo else ""
 
     if not req.stream:
-        text, done = await _collect_unless_gone(request, frames)
+        text, done = await collect_unless_gone(request, frames)
         return JSONResponse(
             {
                 "id": cid,
@@ -494,7 +504,7 @@ async def completions(request: Request) -> Response:
                         "finish_reason": _finish(done),
                     }
                 ],
-                "usage": _usage(done),
+                "usage": usage_of(done),
             }
         )
 

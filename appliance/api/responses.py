@@ -1,0 +1,413 @@
+"""The Responses API as a thin translation over the chat pipeline (pure, no I/O).
+
+A Responses body becomes a chat completions body (instructions -> system message,
+input items -> messages, flat function tools -> chat tools, `text.format` ->
+`response_format`, `max_output_tokens` -> `max_tokens`), so validation, tools,
+grammars and parsing are the chat ones. The answer's deltas (`ChatOutput`) become
+the output items (reasoning, message, function calls) and, when streaming, the
+typed events (`response.created`, `response.output_text.delta`,
+`response.function_call_arguments.delta`, `response.completed`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from appliance.api.errors import invalid_request
+
+Item = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def _text_of(content: Any, param: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise invalid_request(f"'{param}' must be a string or a list of content parts", param)
+    texts = []
+    for i, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise invalid_request(f"'{param}[{i}]' must be an object", f"{param}[{i}]")
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            texts.append(str(part.get("text") or ""))
+        elif kind in ("input_image", "input_file", "input_audio"):
+            raise invalid_request(
+                f"'{param}[{i}]': {kind} is not supported by this server: send text",
+                f"{param}[{i}]",
+            )
+        elif kind == "refusal":
+            texts.append(str(part.get("refusal") or ""))
+        else:
+            raise invalid_request(f"'{param}[{i}]': unknown content part {kind!r}", f"{param}[{i}]")
+    return "".join(texts)
+
+
+def input_messages(value: Any) -> list[dict[str, Any]]:
+    """Input items as chat messages: function calls join the assistant turn before them,
+    their outputs become `tool` messages."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list):
+        raise invalid_request("'input' must be a string or a list of items", "input")
+    messages: list[dict[str, Any]] = []
+    for i, item in enumerate(value):
+        param = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise invalid_request(f"'{param}' must be an object", param)
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "system", "developer"):
+                raise invalid_request(
+                    f"'{param}.role' must be user, assistant, system or developer", f"{param}.role"
+                )
+            messages.append(
+                {"role": role, "content": _text_of(item.get("content"), f"{param}.content")}
+            )
+        elif kind == "function_call":
+            call = {
+                "id": str(item.get("call_id") or item.get("id") or new_id("call")),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"},
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and not last.get("content"):
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else json.dumps(output)
+            messages.append(
+                {"role": "tool", "tool_call_id": str(item.get("call_id")), "content": text}
+            )
+        elif kind == "reasoning":
+            continue  # the model's own earlier reasoning is not sent back to it
+        else:
+            raise invalid_request(
+                f"'{param}.type' {kind!r} is not supported by this server", f"{param}.type"
+            )
+    return messages
+
+
+def _tools(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise invalid_request("'tools' must be a list", "tools")
+    out = []
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise invalid_request(
+                f"'tools[{i}]': only function tools are supported by this server", f"tools[{i}]"
+            )
+        fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("type") == "function":
+        return {"type": "function", "function": {"name": value.get("name")}}
+    return value
+
+
+def _format(text: Any) -> dict[str, Any] | None:
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
+        return None
+    if fmt.get("type") == "json_schema":
+        spec = {k: fmt[k] for k in ("name", "schema", "strict") if k in fmt}
+        return {"type": "json_schema", "json_schema": spec}
+    return {"type": fmt.get("type")}
+
+
+def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chat completions body a Responses body means; `history` is the conversation of
+    the `previous_response_id` (its messages and its answer)."""
+    if not isinstance(body, dict):
+        raise invalid_request("the request body must be a JSON object")
+    if "input" not in body:
+        raise invalid_request("'input' is required: a string or a list of items", "input")
+    messages: list[dict[str, Any]] = []
+    instructions = body.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise invalid_request("'instructions' must be a string", "instructions")
+        messages.append({"role": "system", "content": instructions})
+    messages += [m for m in history if m.get("role") != "system" or instructions is None]
+    messages += input_messages(body["input"])
+    chat: dict[str, Any] = {"messages": messages, "stream": bool(body.get("stream", False))}
+    if body.get("model") is not None:
+        chat["model"] = body["model"]
+    for src, dst in (
+        ("max_output_tokens", "max_tokens"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("parallel_tool_calls", "parallel_tool_calls"),
+    ):
+        if body.get(src) is not None:
+            chat[dst] = body[src]
+    tools = _tools(body.get("tools"))
+    if tools:
+        chat["tools"] = tools
+    if body.get("tool_choice") is not None:
+        chat["tool_choice"] = _tool_choice(body["tool_choice"])
+    fmt = _format(body.get("text"))
+    if fmt is not None:
+        chat["response_format"] = fmt
+    if body.get("stream"):
+        chat["stream_options"] = {"include_usage": True}
+    return chat
+
+
+class ResponseBuilder:
+    """Output items from the chat deltas, and the events that announce them."""
+
+    def __init__(self, body: dict[str, Any], model: str, response_id: str) -> None:
+        self.body = body
+        self.model = model
+        self.id = response_id
+        self.created_at = int(time.time())
+        self.items: list[Item] = []
+        self._open: dict[str, Item] = {}  # "message" / "reasoning" item being written
+        self._calls: dict[int, Item] = {}
+        self.seq = 0
+
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        self.seq += 1
+        return {"type": kind, "sequence_number": self.seq, **fields}
+
+    def _index(self, item: Item) -> int:
+        return self.items.index(item)
+
+    def _start(self, kind: str) -> tuple[Item, list[dict[str, Any]]]:
+        events: list[dict[str, Any]] = []
+        for other in [k for k in self._open if k != kind]:
+            events += self._close(other)
+        item = self._open.get(kind)
+        if item is not None:
+            return item, events
+        if kind == "message":
+            item = {
+                "type": "message",
+                "id": new_id("msg"),
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
+        else:
+            item = {"type": "reasoning", "id": new_id("rs"), "summary": []}
+        self.items.append(item)
+        self._open[kind] = item
+        events.append(
+            self._event(
+                "response.output_item.added",
+                output_index=self._index(item),
+                item=dict(item, content=[]) if kind == "message" else dict(item),
+            )
+        )
+        if kind == "message":
+            item["content"].append({"type": "output_text", "text": "", "annotations": []})
+            events.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=self._index(item),
+                    content_index=0,
+                    part={"type": "output_text", "text": "", "annotations": []},
+                )
+            )
+        else:
+            item["summary"].append({"type": "summary_text", "text": ""})
+        return item, events
+
+    def _close(self, kind: str) -> list[dict[str, Any]]:
+        item = self._open.pop(kind)
+        index = self._index(item)
+        events = []
+        if kind == "message":
+            part = item["content"][0]
+            item["status"] = "completed"
+            events.append(
+                self._event(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=part["text"],
+                )
+            )
+            events.append(
+                self._event(
+                    "response.content_part.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=part,
+                )
+            )
+        else:
+            events.append(
+                self._event(
+                    "response.reasoning_summary_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    summary_index=0,
+                    text=item["summary"][0]["text"],
+                )
+            )
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        return events
+
+    def feed(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        if delta.get("reasoning_content"):
+            item, events = self._start("reasoning")
+            item["summary"][0]["text"] += delta["reasoning_content"]
+            events.append(
+                self._event(
+                    "response.reasoning_summary_text.delta",
+                    item_id=item["id"],
+                    output_index=self._index(item),
+                    summary_index=0,
+                    delta=delta["reasoning_content"],
+                )
+            )
+        if delta.get("content"):
+            item, more = self._start("message")
+            events += more
+            item["content"][0]["text"] += delta["content"]
+            events.append(
+                self._event(
+                    "response.output_text.delta",
+                    item_id=item["id"],
+                    output_index=self._index(item),
+                    content_index=0,
+                    delta=delta["content"],
+                )
+            )
+        for call in delta.get("tool_calls") or ():
+            events += self._call(call)
+        return events
+
+    def _call(self, call: dict[str, Any]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        item = self._calls.get(call["index"])
+        if item is None:
+            for kind in list(self._open):
+                events += self._close(kind)
+            item = {
+                "type": "function_call",
+                "id": new_id("fc"),
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": "",
+                "status": "in_progress",
+            }
+            self.items.append(item)
+            self._calls[call["index"]] = item
+            events.append(
+                self._event(
+                    "response.output_item.added", output_index=self._index(item), item=dict(item)
+                )
+            )
+        piece = call["function"].get("arguments") or ""
+        if piece:
+            item["arguments"] += piece
+            events.append(
+                self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=item["id"],
+                    output_index=self._index(item),
+                    delta=piece,
+                )
+            )
+        return events
+
+    def finish(self, finish_reason: str, usage: dict[str, Any]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for kind in list(self._open):
+            events += self._close(kind)
+        for item in self._calls.values():
+            item["status"] = "completed"
+            index = self._index(item)
+            events.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    arguments=item["arguments"],
+                )
+            )
+            events.append(self._event("response.output_item.done", output_index=index, item=item))
+        self.status = "incomplete" if finish_reason == "length" else "completed"
+        self.usage = {
+            "input_tokens": usage.get("prompt_tokens", 0),
+            "input_tokens_details": {
+                "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+            },
+            "output_tokens": usage.get("completion_tokens", 0),
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.get("total_tokens", 0),
+        }
+        # Always "response.completed" (its status says "incomplete" when max_output_tokens
+        # cut it): the SDKs' stream helpers wait for that event and nothing else.
+        events.append(self._event("response.completed", response=self.response()))
+        return events
+
+    def response(self, status: str | None = None) -> dict[str, Any]:
+        body = self.body
+        status = status or getattr(self, "status", "in_progress")
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"}
+            if status == "incomplete"
+            else None,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "model": self.model,
+            "output": self.items if status != "in_progress" else [],
+            "parallel_tool_calls": bool(body.get("parallel_tool_calls", True)),
+            "previous_response_id": body.get("previous_response_id"),
+            "reasoning": {"effort": None, "summary": None},
+            "store": bool(body.get("store", True)),
+            "temperature": body.get("temperature", 1.0),
+            "text": body.get("text") or {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
+            "top_p": body.get("top_p", 1.0),
+            "truncation": "disabled",
+            "usage": getattr(self, "usage", None) if status != "in_progress" else None,
+            "metadata": body.get("metadata") or {},
+        }
+
+    def as_history(self) -> list[dict[str, Any]]:
+        """This answer as chat messages, for a later `previous_response_id`."""
+        content = "".join(i["content"][0]["text"] for i in self.items if i["type"] == "message")
+        calls = [
+            {
+                "id": i["call_id"],
+                "type": "function",
+                "function": {"name": i["name"], "arguments": i["arguments"]},
+            }
+            for i in self.items
+            if i["type"] == "function_call"
+        ]
+        msg: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
+        if calls:
+            msg["tool_calls"] = calls
+        return [msg]

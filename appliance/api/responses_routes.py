@@ -1,0 +1,205 @@
+"""POST /v1/responses (and GET/DELETE of a stored one): the Responses API over the chat
+pipeline, with stored responses so that `previous_response_id` carries a conversation.
+
+Stored responses live in the data folder (`responses/<id>.json`, beside the store),
+bounded by count and bytes, oldest dropped first; `store: false` keeps nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from appliance.api.errors import APIError, invalid_request
+from appliance.api.openai_routes import (
+    SSE_HEADERS,
+    collect_unless_gone,
+    frame_error,
+    read_json,
+    start_chat,
+    timed,
+    usage_of,
+)
+from appliance.api.responses import ResponseBuilder, new_id, to_chat_body
+from appliance.api.schemas import parse_chat_request
+from appliance.api.sse import sse_data
+from appliance.tiers.manager import ModelManager
+
+MAX_STORED = 1000
+MAX_STORED_BYTES = 64 << 20
+_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+class ResponseStore:
+    def __init__(
+        self, folder: Path, max_count: int = MAX_STORED, max_bytes: int = MAX_STORED_BYTES
+    ):
+        self.folder = folder
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def _path(self, response_id: str) -> Path | None:
+        if not response_id.startswith("resp_") or not set(response_id) <= _ID_OK:
+            return None
+        return self.folder / f"{response_id}.json"
+
+    def put(self, response_id: str, record: dict[str, Any]) -> None:
+        path = self._path(response_id)
+        if path is None:
+            return
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            os.replace(tmp, path)
+            self._prune()
+
+    def _prune(self) -> None:
+        files = sorted(self.folder.glob("resp_*.json"), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        while files and (len(files) > self.max_count or total > self.max_bytes):
+            oldest = files.pop(0)
+            total -= oldest.stat().st_size
+            oldest.unlink(missing_ok=True)
+
+    def get(self, response_id: str) -> dict[str, Any] | None:
+        path = self._path(response_id)
+        try:
+            return json.loads(path.read_text(encoding="utf-8")) if path else None
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def delete(self, response_id: str) -> bool:
+        path = self._path(response_id)
+        if path is None or not path.exists():
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
+
+def _store(request: Request) -> ResponseStore:
+    store = getattr(request.app.state, "responses", None)
+    if store is None:
+        manager: ModelManager = request.app.state.manager
+        store = ResponseStore(manager.store.root.parent / "responses")
+        request.app.state.responses = store
+    return store
+
+
+def _not_found(response_id: str) -> APIError:
+    return APIError(
+        404,
+        f"no stored response '{response_id}' (responses are kept while there is room, and "
+        "never with store: false)",
+        "invalid_request_error",
+        "previous_response_id",
+        "response_not_found",
+    )
+
+
+async def create_response(request: Request) -> Response:
+    settings = request.app.state.settings
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise invalid_request("the request body must be a JSON object")
+    store = _store(request)
+    history: list[dict[str, Any]] = []
+    previous = body.get("previous_response_id")
+    if previous is not None:
+        record = store.get(str(previous))
+        if record is None:
+            raise _not_found(str(previous))
+        history = record["history"]
+    chat_body = to_chat_body(body, history)
+    req = parse_chat_request(
+        chat_body,
+        default_max_tokens=settings.default_max_tokens,
+        max_tokens_limit=settings.max_tokens_limit,
+    )
+    name, frames, output, _ = await start_chat(request, req)
+    builder = ResponseBuilder(body, name, new_id("resp"))
+    conversation = list(chat_body["messages"])
+
+    def keep() -> None:
+        if body.get("store", True):
+            store.put(
+                builder.id,
+                {"response": builder.response(), "history": conversation + builder.as_history()},
+            )
+
+    if not req.stream:
+        text, done = await collect_unless_gone(request, frames)
+        for delta in output.feed(text) + output.finish():
+            builder.feed(delta)
+        builder.finish(output.finish_reason(str(done.get("finish_reason", "stop"))), usage_of(done))
+        keep()
+        return JSONResponse(builder.response())
+
+    async def events() -> AsyncIterator[bytes]:
+        yield _sse(builder._event("response.created", response=builder.response("in_progress")))
+        yield _sse(builder._event("response.in_progress", response=builder.response("in_progress")))
+        async for item in frames:
+            if item["type"] == "token":
+                for delta in output.feed(str(item["text"])):
+                    for ev in builder.feed(delta):
+                        yield _sse(ev)
+            elif item["type"] == "error":
+                err = frame_error(item)
+                yield _sse(
+                    builder._event("error", code=err.code, message=err.message, param=err.param)
+                )
+                return
+            elif item["type"] == "done":
+                for delta in output.finish():
+                    for ev in builder.feed(delta):
+                        yield _sse(ev)
+                reason = output.finish_reason(str(item.get("finish_reason", "stop")))
+                for ev in builder.finish(reason, usage_of(item)):
+                    yield _sse(ev)
+                keep()
+                return
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with aclosing(frames):
+            async for data in events():
+                yield data
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\n".encode() + sse_data(event)
+
+
+async def get_response(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
+    record = _store(request).get(response_id)
+    if record is None:
+        raise _not_found(response_id)
+    return JSONResponse(record["response"])
+
+
+async def delete_response(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
+    if not _store(request).delete(response_id):
+        raise _not_found(response_id)
+    return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+
+routes = [
+    Route("/responses", timed("/v1/responses", create_response), methods=["POST"]),
+    Route("/responses/{response_id}", get_response, methods=["GET"]),
+    Route("/responses/{response_id}", delete_response, methods=["DELETE"]),
+]
