@@ -34,6 +34,7 @@ from appliance.hardware import HardwareReport
 from appliance.pulls import Pulls
 from appliance.settings import Settings
 from appliance.store.gguf_meta import GGUFInfo
+from appliance.store.integrity import files_to_hash
 from appliance.store.model_folder import model_bytes, read_model_info, weights_file
 from appliance.store.store import Store, StoredModel, StoreError
 from appliance.tiers import views
@@ -542,6 +543,7 @@ class ModelManager:
                     retry_after=math.ceil(wait),
                 )
             path = await self._ensure_file(slot)
+            await self._check_stored_bytes(slot, path)
             try:
                 info = await asyncio.to_thread(self.gguf_info, path)
             except (StoreError, OSError) as exc:
@@ -621,6 +623,48 @@ class ModelManager:
                 hot_bytes=slot.hot_bytes,
             )
             return worker
+
+    async def _check_stored_bytes(self, slot: Slot, path: Path) -> None:
+        """On the way to hot, a stored model's files must still be the bytes its manifest
+        names: a file changed since it was last hashed (or never recorded) is hashed
+        again; a mismatch moves it to the store's quarantine and fails the load with
+        `model_file_corrupt`. A 500, not a 503: waiting does not fix it, only pulling the
+        model again does, which the message says how to do."""
+        try:
+            stored = self.store.get(slot.name)
+        except StoreError:
+            return  # the manifest is broken: reading the model below says so
+        if stored is None or stored.path != path:
+            return  # a catalog file outside the store: no digest to hold it against
+        changed = await asyncio.to_thread(files_to_hash, self.store, stored)
+        if changed:
+            total = sum(size for _file, size in changed)
+            self.emit(
+                slot.name,
+                "verify",
+                f"hashing {len(changed)} file(s) ({fmt_bytes(total)}) changed since they "
+                "were last verified",
+                files=[file for file, _size in changed],
+            )
+        check = await asyncio.to_thread(self.store.verify, slot.name, force=False)
+        if not check.corrupt:
+            return  # all good, or missing (reported as a missing file below, as before)
+        bad = next(f for f in check.bad if f.status == "corrupt" or f.quarantined_before)
+        if slot.hold is not None:  # its pages are not the model's: let them go
+            hold, slot.hold = slot.hold, None
+            await asyncio.to_thread(hold.release, True)
+        slot.state = "failed"
+        slot.last_error = check.message
+        self.emit(
+            slot.name,
+            "error",
+            check.message,
+            file=bad.file,
+            sha256_expected=bad.sha256,
+            sha256_found=bad.got,
+            quarantine=str(bad.quarantine) if bad.quarantine is not None else None,
+        )
+        raise ModelFailed(check.message, code="model_file_corrupt", param=None)
 
     def _model_id(self, name: str, path: Path) -> str:
         stored = self.store.get(name)

@@ -124,7 +124,8 @@ def budgets_view(manager: ModelManager) -> dict[str, Any]:
     for device in budgets.unknown:
         hot[device] = {"budget": None, "used": None, "free": None}
     warm_used = used.warm.used
-    cold_used = sum(m.size for m in manager.store.list())
+    # Models, and the partial downloads in tmp/ that hold disk too (until gc or a resume).
+    cold_used = sum(m.size for m in manager.store.list()) + manager.store.partial_bytes()
     ram_used = disk_used = loaded = 0
     for slot in manager.slots.values():
         if slot.worker is not None:
