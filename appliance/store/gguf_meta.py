@@ -51,6 +51,9 @@ MAX_HEAD_DIM = 1 << 16
 _ARCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 _PRINTABLE_NAME_RE = re.compile(r"[\x21-\x7e]{1,96}")
 # Per-layer tensors: `blk.N.*`, and `enc.blk.N.*` / `dec.blk.N.*` in encoder-decoders (T5).
+# Architectures whose tensor table follows other rules (a vocoder's convnext.N layers and
+# feature-width embeddings): their metadata is not held against it.
+_OWN_TENSOR_LAYOUT = frozenset({"wavtokenizer-dec"})
 _LAYER_RE = re.compile(r"(enc\.|dec\.)?blk\.(\d{1,9})\.")
 
 # Architectures that are embedding encoders even when no pooling type is written.
@@ -651,8 +654,8 @@ def _check_consistent(
                     f"{arch}.attention.head_count ({n_head})"
                 )
 
-    if not tensor_names:
-        return  # a vocabulary-only file: nothing to hold the numbers against
+    if not tensor_names or arch in _OWN_TENSOR_LAYOUT:
+        return  # a vocabulary-only file (or another layout): nothing to hold the numbers against
 
     if n_embd and token_embd_dims and token_embd_dims[0] != n_embd:
         raise bad(

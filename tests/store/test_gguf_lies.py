@@ -251,3 +251,17 @@ def test_fuzz_mutations_raise_only_gguf_errors(
     except GGUFError as e:
         msg = str(e)
         assert msg.isprintable() and len(msg) < 600, msg
+
+
+def test_vocoder_layout_is_not_held_to_blk_layers(tmp_path: Path) -> None:
+    from tests.store.test_gguf_meta import F32, build, kv_str, kv_u32, tinfo
+
+    kvs = [
+        kv_str("general.architecture", "wavtokenizer-dec"),
+        kv_u32("wavtokenizer-dec.block_count", 12),
+        kv_u32("wavtokenizer-dec.embedding_length", 1280),
+    ]
+    t = [tinfo("token_embd.weight", [4, 2], F32, 0), tinfo("convnext.0.dw.weight", [4], F32, 32)]
+    p = tmp_path / "vocoder.gguf"
+    p.write_bytes(build(kvs, t, data_len=64, arch=False))
+    assert read_gguf_info(p).block_count == 12
