@@ -243,6 +243,13 @@ _SCHEMAS: dict[str, Any] = {
     "ChatCompletionRequest": {
         "type": "object",
         "required": ["model", "messages"],
+        "examples": [
+            {
+                "model": "qwen2.5-0.5b-instruct",
+                "messages": [{"role": "user", "content": "Hello"}],
+                "max_tokens": 16,
+            }
+        ],
         "properties": {
             "model": {"type": "string"},
             "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
@@ -351,6 +358,7 @@ _SCHEMAS: dict[str, Any] = {
     "CompletionRequest": {
         "type": "object",
         "required": ["model", "prompt"],
+        "examples": [{"model": "qwen2.5-0.5b-instruct", "prompt": "Once upon", "max_tokens": 8}],
         "properties": {
             "model": {"type": "string"},
             "prompt": {
@@ -391,6 +399,7 @@ _SCHEMAS: dict[str, Any] = {
     "EmbeddingRequest": {
         "type": "object",
         "required": ["model", "input"],
+        "examples": [{"model": "nomic-embed-text-v1.5", "input": ["a sentence", "another one"]}],
         "properties": {
             "model": {"type": "string"},
             "input": {
@@ -625,14 +634,16 @@ def _paths() -> dict[str, Any]:
         "/admin/models/{name}": {
             "get": _op("one model", admin_model, tag="admin", errors=(404,), params=[_NAME]),
             "delete": _op(
-                "delete from the store", _ok(obj), tag="admin", errors=(404,), params=[_NAME]
+                "delete from the store", _ok(obj), tag="admin", errors=(404, 409), params=[_NAME]
             ),
         },
         "/admin/models/{name}/load": {
-            "post": _op("load now", admin_model, tag="admin", errors=(404, 500), params=[_NAME])
+            "post": _op(
+                "load now", admin_model, tag="admin", errors=(404, 409, 500), params=[_NAME]
+            )
         },
         "/admin/models/{name}/unload": {
-            "post": _op("unload now", admin_model, tag="admin", errors=(404,), params=[_NAME])
+            "post": _op("unload now", admin_model, tag="admin", errors=(404, 409), params=[_NAME])
         },
         "/admin/models/{name}/inspect": {
             "get": _op(
@@ -665,7 +676,7 @@ def _paths() -> dict[str, Any]:
                 errors=(400, 404),
                 params=[_NAME],
             ),
-            "delete": _op("unpin", admin_model, tag="admin", errors=(404,), params=[_NAME]),
+            "delete": _op("unpin", admin_model, tag="admin", errors=(404, 409), params=[_NAME]),
         },
         "/admin/pull": {
             "post": _op(
@@ -715,7 +726,7 @@ def _paths() -> dict[str, Any]:
                 "latest sample and history",
                 _ok(obj),
                 tag="admin",
-                errors=(),
+                errors=(400,),
                 params=[{"name": "seconds", "in": "query", "schema": {"type": "number"}}],
             )
         },
