@@ -141,6 +141,6 @@ class DaemonServer(uvicorn.Server):
         if cut:
             log.info("drain timeout: ended %d request(s) with a shutting_down error", cut)
         else:
-            log.info("drained: no request in flight")
+            log.info("drained: every request finished")
         self.notifier.status("shutting down: unloading models")
         self.should_exit = True
