@@ -52,6 +52,9 @@ import_dirs              APPLIANCE_IMPORT_DIRS (a,b)   the daemon user's home an
 drain_timeout            APPLIANCE_DRAIN_TIMEOUT       "80s" (on SIGTERM, how long streams in
                                                        flight may finish; under systemd's
                                                        TimeoutStopSec=90)
+cors_origins             APPLIANCE_CORS_ORIGINS (a,b)  [] (browser origins allowed to call
+                                                       the API, e.g. "http://localhost:3000";
+                                                       "*" allows any, never with credentials)
 =======================  ============================  ===============================
 
 ``allowed_hosts`` guards against DNS rebinding: a request whose ``Host`` header names
@@ -132,6 +135,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides the loopback ones
     import_dirs: tuple[Path, ...] | None = None  # None: the user's home and <store>/inbox
     drain_timeout_s: float = 80.0  # on SIGTERM: streams in flight get this long to finish
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*": any)
 
     @property
     def auth_required(self) -> bool:
@@ -388,6 +392,31 @@ def _hosts(value: object, text: bool) -> tuple[str, ...]:
     return tuple(hosts)
 
 
+def _origins(value: object, text: bool) -> tuple[str, ...]:
+    """Browser origins ("http://localhost:3000"), or "*" for any origin."""
+    if isinstance(value, str):
+        items: list[object] = list(value.split(",")) if text else [value]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError(f"expected a list of origins, got {describe_value(value)}")
+    origins: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"expected a list of origins, got an item {describe_value(item)}")
+        origin = item.strip().rstrip("/")
+        if not origin and text:
+            continue
+        if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
+            raise ValueError(
+                f"expected origins such as 'http://localhost:3000' (scheme, host, port; no "
+                f"path) or '*', got {item!r}"
+            )
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
+
+
 def _paths(value: object, text: bool) -> tuple[Path, ...]:
     if isinstance(value, str):
         items: list[object] = list(value.split(",")) if text else [value]
@@ -559,6 +588,7 @@ OPTIONS: tuple[_Option, ...] = (
     _Option(
         "drain_timeout_s", "drain_timeout", ("APPLIANCE_DRAIN_TIMEOUT",), _duration(False, True)
     ),
+    _Option("cors_origins", "cors_origins", ("APPLIANCE_CORS_ORIGINS",), _origins),
 )
 
 _BY_KEY = {option.key: option for option in OPTIONS}

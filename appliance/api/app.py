@@ -10,6 +10,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -152,6 +153,9 @@ def create_app(
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Mount("/v1", routes=[*openai_routes.routes, *responses_routes.routes]),
             Mount("/admin", routes=[*admin_routes.routes, *telemetry_routes.routes]),
+            # The same routes without /v1, for scripts written for llama-server or Ollama.
+            *openai_routes.routes,
+            *responses_routes.routes,
         ],
         exception_handlers={
             APIError: _api_error,
@@ -172,5 +176,15 @@ def create_app(
     if settings.api_keys:
         app.add_middleware(APIKeyMiddleware, keys=settings.api_keys)
     app.add_middleware(DrainMiddleware, drain=drain)
+    if settings.cors_origins:
+        # Before the keys: a preflight carries none. A wildcard never goes with credentials.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "OpenAI-Organization"],
+            allow_credentials="*" not in settings.cors_origins,
+            max_age=600,
+        )
     app.add_middleware(HostCheckMiddleware, bind_host=settings.host, extra=settings.allowed_hosts)
     return app

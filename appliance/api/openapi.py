@@ -98,6 +98,60 @@ _NAME = {
     "schema": {"type": "string"},
 }
 
+_RID = {
+    "name": "response_id",
+    "in": "path",
+    "required": True,
+    "description": "a stored response's id (resp_...)",
+    "schema": {"type": "string"},
+}
+
+_RESPONSE_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["input"],
+    "properties": {
+        "model": {"type": "string", "description": "default: the default chat model"},
+        "input": {
+            "oneOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "description": "a message (role, content), a function_call or a "
+                        "function_call_output item",
+                    },
+                },
+            ]
+        },
+        "instructions": {"type": ["string", "null"]},
+        "previous_response_id": {"type": ["string", "null"]},
+        "tools": {"type": "array", "items": {"type": "object"}},
+        "tool_choice": {},
+        "parallel_tool_calls": {"type": "boolean"},
+        "text": {"type": "object", "description": "text.format: text | json_schema"},
+        "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "temperature": {"type": ["number", "null"]},
+        "top_p": {"type": ["number", "null"]},
+        "stream": {"type": "boolean"},
+        "store": {"type": "boolean", "description": "keep it for previous_response_id"},
+    },
+}
+
+_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "object", "created_at", "status", "model", "output"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "response"},
+        "created_at": {"type": "integer"},
+        "status": {"enum": ["completed", "incomplete", "in_progress"]},
+        "model": {"type": "string"},
+        "output": {"type": "array", "items": {"type": "object"}},
+        "usage": {"type": ["object", "null"]},
+    },
+}
+
 _SAMPLING: dict[str, Any] = {
     "max_tokens": {"type": ["integer", "null"], "minimum": 1},
     "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
@@ -627,6 +681,23 @@ def _paths() -> dict[str, Any]:
                 tag="openai",
                 errors=(400, 404, 413, 429, 500),
             )
+        },
+        "/v1/responses": {
+            "post": _op(
+                "a response (the Responses API over the chat pipeline)",
+                _ok(_RESPONSE, stream=True),
+                body=_json_body(_RESPONSE_REQUEST),
+                tag="openai",
+                errors=(400, 404, 413, 429, 500),
+            )
+        },
+        "/v1/responses/{response_id}": {
+            "get": _op(
+                "a stored response", _ok(_RESPONSE), tag="openai", errors=(404,), params=[_RID]
+            ),
+            "delete": _op(
+                "forget a stored response", _ok(obj), tag="openai", errors=(404,), params=[_RID]
+            ),
         },
         "/admin/models": {
             "get": _op("models, tiers and states", _ok(_ref("AdminModelList")), tag="admin")
