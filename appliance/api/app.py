@@ -17,7 +17,13 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appliance import __version__
-from appliance.api import admin_routes, openai_routes, responses_routes, telemetry_routes
+from appliance.api import (
+    admin_routes,
+    anthropic_routes,
+    openai_routes,
+    responses_routes,
+    telemetry_routes,
+)
 from appliance.api.drain import Drain, DrainMiddleware
 from appliance.api.errors import APIError, error_response, from_model_error, unauthorized
 from appliance.api.host_check import HostCheckMiddleware
@@ -36,7 +42,8 @@ OPEN_PATHS = ("/health",)
 
 
 class APIKeyMiddleware:
-    """Bearer keys on every route but /health, compared in constant time."""
+    """Bearer keys (or Anthropic clients' `x-api-key`) on every route but /health, compared
+    in constant time."""
 
     def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
         self.app = app
@@ -60,6 +67,8 @@ class APIKeyMiddleware:
         for name, value in scope.get("headers", []):
             if name == b"authorization":
                 header = value.decode("latin-1")
+            elif name == b"x-api-key" and not header:
+                header = "Bearer " + value.decode("latin-1")
         if not self._allowed(header):
             await error_response(unauthorized())(scope, receive, send)
             return
@@ -151,11 +160,19 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/metrics", telemetry_routes.metrics, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
-            Mount("/v1", routes=[*openai_routes.routes, *responses_routes.routes]),
+            Mount(
+                "/v1",
+                routes=[
+                    *openai_routes.routes,
+                    *responses_routes.routes,
+                    *anthropic_routes.routes,
+                ],
+            ),
             Mount("/admin", routes=[*admin_routes.routes, *telemetry_routes.routes]),
             # The same routes without /v1, for scripts written for llama-server or Ollama.
             *openai_routes.routes,
             *responses_routes.routes,
+            *anthropic_routes.routes,
         ],
         exception_handlers={
             APIError: _api_error,

@@ -1,0 +1,316 @@
+"""The Anthropic Messages API as a thin translation over the chat pipeline (pure).
+
+A Messages body becomes a chat completions body: `system` -> a system message,
+content blocks -> messages (`tool_use` blocks -> the assistant's tool calls,
+`tool_result` blocks -> `tool` messages), `tools` (`input_schema`) -> function tools,
+`tool_choice` any/tool/none -> required/named/none, `stop_sequences` -> `stop`. The
+answer's chat deltas become content blocks (thinking, text, tool_use) and, when
+streaming, Anthropic's events (message_start, content_block_start/delta/stop,
+message_delta, message_stop).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from appliance.api.errors import invalid_request
+
+Event = tuple[str, dict[str, Any]]  # (event name, data)
+
+STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use", "stop": "end_turn"}
+
+
+def _text(content: Any, param: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise invalid_request(f"'{param}' must be a string or a list of blocks", param)
+    out = []
+    for i, block in enumerate(content):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            kind = block.get("type") if isinstance(block, dict) else block
+            raise invalid_request(f"'{param}[{i}]': only text blocks here, got {kind!r}", param)
+        out.append(str(block.get("text") or ""))
+    return "".join(out)
+
+
+def _messages(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise invalid_request("'messages' must be a non-empty list", "messages")
+    out: list[dict[str, Any]] = []
+    for i, msg in enumerate(value):
+        param = f"messages[{i}]"
+        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
+            raise invalid_request(f"'{param}.role' must be 'user' or 'assistant'", f"{param}.role")
+        role, content = msg["role"], msg.get("content")
+        if isinstance(content, str):
+            out.append({"role": role, "content": content})
+            continue
+        if not isinstance(content, list):
+            raise invalid_request(
+                f"'{param}.content' must be a string or blocks", f"{param}.content"
+            )
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for j, block in enumerate(content):
+            bparam = f"{param}.content[{j}]"
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text":
+                texts.append(str(block.get("text") or ""))
+            elif kind == "tool_use" and role == "assistant":
+                calls.append(
+                    {
+                        "id": str(block.get("id") or f"toolu_{uuid.uuid4().hex[:24]}"),
+                        "type": "function",
+                        "function": {
+                            "name": block.get("name"),
+                            "arguments": json.dumps(block.get("input") or {}),
+                        },
+                    }
+                )
+            elif kind == "tool_result" and role == "user":
+                result = block.get("content")
+                text = result if isinstance(result, str) else _text(result or [], bparam)
+                if block.get("is_error"):
+                    text = f"Error: {text}"
+                out.append(
+                    {"role": "tool", "tool_call_id": str(block.get("tool_use_id")), "content": text}
+                )
+            elif kind in ("thinking", "redacted_thinking"):
+                continue  # earlier reasoning is not sent back
+            elif kind in ("image", "document"):
+                raise invalid_request(
+                    f"'{bparam}': {kind} input is not supported by this server", bparam
+                )
+            else:
+                raise invalid_request(f"'{bparam}': unsupported block type {kind!r}", bparam)
+        if texts or calls:
+            item: dict[str, Any] = {
+                "role": role,
+                "content": "".join(texts) or (None if calls else ""),
+            }
+            if calls:
+                item["tool_calls"] = calls
+            out.append(item)
+    return out
+
+
+def _tool_choice(value: Any) -> tuple[Any, bool | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, dict):
+        raise invalid_request(
+            '\'tool_choice\' must be an object such as {"type": "auto"}', "tool_choice"
+        )
+    kind = value.get("type")
+    parallel = None if not value.get("disable_parallel_tool_use") else False
+    if kind == "auto":
+        return "auto", parallel
+    if kind == "any":
+        return "required", parallel
+    if kind == "none":
+        return "none", parallel
+    if kind == "tool":
+        return {"type": "function", "function": {"name": value.get("name")}}, parallel
+    raise invalid_request(
+        f"'tool_choice.type' must be auto, any, tool or none, got {kind!r}", "tool_choice.type"
+    )
+
+
+def to_chat_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise invalid_request("the request body must be a JSON object")
+    if body.get("max_tokens") is None:
+        raise invalid_request("'max_tokens' is required", "max_tokens")
+    messages: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        messages.append({"role": "system", "content": _text(system, "system")})
+    messages += _messages(body.get("messages"))
+    chat: dict[str, Any] = {"messages": messages, "max_tokens": body["max_tokens"]}
+    if body.get("model") is not None:
+        chat["model"] = body["model"]
+    for key in ("temperature", "top_p", "top_k"):
+        if body.get(key) is not None:
+            chat[key] = body[key]
+    if body.get("stop_sequences"):
+        chat["stop"] = body["stop_sequences"]
+    tools = body.get("tools")
+    if tools:
+        if not isinstance(tools, list):
+            raise invalid_request("'tools' must be a list", "tools")
+        chat["tools"] = []
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or "name" not in tool:
+                raise invalid_request(f"'tools[{i}]' must be a tool with a name", f"tools[{i}]")
+            fn = {
+                "name": tool["name"],
+                "parameters": tool.get("input_schema") or {"type": "object"},
+            }
+            if tool.get("description"):
+                fn["description"] = tool["description"]
+            chat["tools"].append({"type": "function", "function": fn})
+    choice, parallel = _tool_choice(body.get("tool_choice"))
+    if choice is not None:
+        chat["tool_choice"] = choice
+    if parallel is not None:
+        chat["parallel_tool_calls"] = parallel
+    if body.get("stream"):
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    return chat
+
+
+class MessageBuilder:
+    """Content blocks from the chat deltas, and the stream events that announce them."""
+
+    def __init__(self, model: str, input_tokens: int) -> None:
+        self.id = f"msg_{uuid.uuid4().hex[:24]}"
+        self.model = model
+        self.input_tokens = input_tokens
+        self.blocks: list[dict[str, Any]] = []
+        self._open: str | None = None  # "thinking" | "text"
+        self._calls: dict[int, dict[str, Any]] = {}
+        self._args: dict[int, str] = {}
+
+    def start(self) -> list[Event]:
+        message = {**self.message("", 0), "content": [], "stop_reason": None}
+        return [("message_start", {"type": "message_start", "message": message})]
+
+    def _close(self) -> list[Event]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [
+            ("content_block_stop", {"type": "content_block_stop", "index": len(self.blocks) - 1})
+        ]
+
+    def _begin(self, kind: str) -> list[Event]:
+        if self._open == kind:
+            return []
+        events = self._close()
+        block: dict[str, Any] = (
+            {"type": "text", "text": ""}
+            if kind == "text"
+            else {"type": "thinking", "thinking": "", "signature": ""}
+        )
+        self.blocks.append(block)
+        self._open = kind
+        start = {
+            "type": "content_block_start",
+            "index": len(self.blocks) - 1,
+            "content_block": dict(block),
+        }
+        return [*events, ("content_block_start", start)]
+
+    def feed(self, delta: dict[str, Any]) -> list[Event]:
+        events: list[Event] = []
+        if delta.get("reasoning_content"):
+            events += self._begin("thinking")
+            self.blocks[-1]["thinking"] += delta["reasoning_content"]
+            events.append(
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": len(self.blocks) - 1,
+                        "delta": {"type": "thinking_delta", "thinking": delta["reasoning_content"]},
+                    },
+                )
+            )
+        if delta.get("content"):
+            events += self._begin("text")
+            self.blocks[-1]["text"] += delta["content"]
+            events.append(
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": len(self.blocks) - 1,
+                        "delta": {"type": "text_delta", "text": delta["content"]},
+                    },
+                )
+            )
+        for call in delta.get("tool_calls") or ():
+            index = call["index"]
+            if index not in self._calls:
+                events += self._close()
+                block = {
+                    "type": "tool_use",
+                    "id": call["id"],
+                    "name": call["function"]["name"],
+                    "input": {},
+                }
+                self.blocks.append(block)
+                self._calls[index] = block
+                self._args[index] = ""
+                events.append(
+                    (
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": len(self.blocks) - 1,
+                            "content_block": dict(block),
+                        },
+                    )
+                )
+                self._open = "tool_use"
+            piece = call["function"].get("arguments") or ""
+            if piece:
+                self._args[index] += piece
+                events.append(
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": self.blocks.index(self._calls[index]),
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                    )
+                )
+        return events
+
+    def finish(self, finish_reason: str, output_tokens: int) -> list[Event]:
+        events = self._close()
+        for index, block in self._calls.items():
+            try:
+                block["input"] = json.loads(self._args[index] or "{}")
+            except json.JSONDecodeError:
+                block["input"] = {}
+        self.stop_reason = STOP_REASONS.get(finish_reason, "end_turn")
+        self.output_tokens = output_tokens
+        events.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": output_tokens},
+                },
+            )
+        )
+        events.append(("message_stop", {"type": "message_stop"}))
+        return events
+
+    def message(
+        self, stop_reason: str | None = None, output_tokens: int | None = None
+    ) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": self.blocks,
+            "stop_reason": stop_reason
+            if stop_reason is not None
+            else getattr(self, "stop_reason", None),
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": self.input_tokens,
+                "output_tokens": output_tokens
+                if output_tokens is not None
+                else getattr(self, "output_tokens", 0),
+            },
+        }

@@ -1,0 +1,103 @@
+"""POST /v1/messages and /v1/messages/count_tokens: the Anthropic Messages API over the
+chat pipeline, so Claude-style clients and coding tools can use a local model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from appliance.api.anthropic import MessageBuilder, to_chat_body
+from appliance.api.openai_routes import (
+    SSE_HEADERS,
+    collect_unless_gone,
+    frame_error,
+    read_json,
+    start_chat,
+    timed,
+)
+from appliance.api.schemas import parse_chat_request
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def create_message(request: Request) -> Response:
+    settings = request.app.state.settings
+    chat_body = to_chat_body(await read_json(request))
+    req = parse_chat_request(
+        chat_body,
+        default_max_tokens=settings.default_max_tokens,
+        max_tokens_limit=settings.max_tokens_limit,
+    )
+    name, frames, output, started = await start_chat(request, req)
+    builder = MessageBuilder(name, int(started.get("prompt_tokens", 0)))
+
+    if not req.stream:
+        text, done = await collect_unless_gone(request, frames)
+        for delta in output.feed(text) + output.finish():
+            builder.feed(delta)
+        reason = output.finish_reason(str(done.get("finish_reason", "stop")))
+        builder.finish(reason, int(done.get("completion_tokens", 0)))
+        return JSONResponse(builder.message())
+
+    async def events() -> AsyncIterator[bytes]:
+        for name_, data in builder.start():
+            yield _sse(name_, data)
+        yield _sse("ping", {"type": "ping"})
+        async for item in frames:
+            if item["type"] == "token":
+                for delta in output.feed(str(item["text"])):
+                    for name_, data in builder.feed(delta):
+                        yield _sse(name_, data)
+            elif item["type"] == "error":
+                err = frame_error(item)
+                kind = "api_error" if err.status >= 500 else "invalid_request_error"
+                yield _sse(
+                    "error", {"type": "error", "error": {"type": kind, "message": err.message}}
+                )
+                return
+            elif item["type"] == "done":
+                for delta in output.finish():
+                    for name_, data in builder.feed(delta):
+                        yield _sse(name_, data)
+                reason = output.finish_reason(str(item.get("finish_reason", "stop")))
+                for name_, data in builder.finish(reason, int(item.get("completion_tokens", 0))):
+                    yield _sse(name_, data)
+                return
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with aclosing(frames):
+            async for data in events():
+                yield data
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def count_tokens(request: Request) -> Response:
+    """The prompt's tokens as the model's template and tokenizer make them: the request is
+    read by the worker (which answers with the count first) and cancelled at once."""
+    settings = request.app.state.settings
+    body = await read_json(request)
+    if isinstance(body, dict):
+        body = {**body, "max_tokens": 1, "stream": False}
+    req = parse_chat_request(
+        to_chat_body(body),
+        default_max_tokens=settings.default_max_tokens,
+        max_tokens_limit=settings.max_tokens_limit,
+    )
+    _, frames, _, started = await start_chat(request, req)
+    await frames.aclose()
+    return JSONResponse({"input_tokens": int(started.get("prompt_tokens", 0))})
+
+
+routes = [
+    Route("/messages", timed("/v1/messages", create_message), methods=["POST"]),
+    Route("/messages/count_tokens", count_tokens, methods=["POST"]),
+]
