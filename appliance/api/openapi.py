@@ -691,6 +691,28 @@ def _paths() -> dict[str, Any]:
                 errors=(400, 404, 413, 429, 500),
             )
         },
+        "/v1/messages": {
+            "post": _op(
+                "an Anthropic Messages API answer (over the chat pipeline)",
+                _ok(obj, stream=True),
+                body=_json_body(
+                    obj,
+                    "Anthropic Messages request: model, max_tokens, messages, "
+                    "system, tools, tool_choice, stop_sequences, stream",
+                ),
+                tag="anthropic",
+                errors=(400, 404, 413, 429, 500),
+            )
+        },
+        "/v1/messages/count_tokens": {
+            "post": _op(
+                "the prompt's tokens",
+                _ok(obj),
+                body=_json_body(obj),
+                tag="anthropic",
+                errors=(400, 404),
+            )
+        },
         "/v1/responses/{response_id}": {
             "get": _op(
                 "a stored response", _ok(_RESPONSE), tag="openai", errors=(404,), params=[_RID]

@@ -20,7 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from appliance.api import admin_routes, openai_routes, responses_routes, telemetry_routes
+from appliance.api import (
+    admin_routes,
+    anthropic_routes,
+    openai_routes,
+    responses_routes,
+    telemetry_routes,
+)
 from appliance.paths import Paths
 from tests.api.test_http_errors import assert_error
 from tests.conftest import write_catalog
@@ -416,6 +422,7 @@ def app_routes() -> set[tuple[str, str]]:
     tables = (
         ("/v1", openai_routes.routes),
         ("/v1", responses_routes.routes),
+        ("/v1", anthropic_routes.routes),
         ("/admin", admin_routes.routes),
         ("/admin", telemetry_routes.routes),
     )
