@@ -123,7 +123,9 @@ def collect(store: Store, older_than_s: float, *, dry_run: bool = False) -> GcRe
                 if st is None:
                     continue
                 age = now - st.st_ctime
-                if age < grace:
+                # ctime, not mtime: linking a blob into a tree (or unlinking the tree's
+                # link just above) touches it. With no grace asked, none is given.
+                if grace > 0 and age < grace:
                     report.kept.append((entry, f"unreferenced for less than {grace:.0f} s"))
                     continue
                 with store._try_lock(entry.name) as locked:
