@@ -9,6 +9,11 @@
 #   no systemd:   (containers) `appliance serve` is started in the background
 #                 with nohup; logs in the log dir, pid file in the run dir.
 #
+# As root with systemd, an API key is generated into /etc/appliance/settings.toml
+# (0600, owned by the service user) unless one is configured already.
+# `installer.sh --uninstall` takes it all away again but the models and settings
+# (`--purge` removes those too).
+#
 # See --help for the options.
 set -euo pipefail
 umask 022 # the venv must be readable by the service user
@@ -20,10 +25,13 @@ SERVICE_USER=appliance
 usage() {
     cat <<'EOF'
 Usage: installer.sh [options]
+       installer.sh --uninstall [--purge] [--user] [--prefix DIR] [--dry-run]
 
 Install the appliance (a self-hosted LLM inference daemon) from this checkout,
 build llama-cpp-python for the accelerator found (CUDA, ROCm or CPU), install the
-systemd service and start it. Re-run to upgrade.
+systemd service and start it. Re-run to upgrade. As root (the system service), an
+API key is generated into /etc/appliance/settings.toml when none is configured;
+an existing key is never replaced.
 
 Options:
   --cpu          build for CPU even when a GPU is found
@@ -35,6 +43,13 @@ Options:
   --port N       serve on port N instead of 8750 (set in the service's environment)
   --dry-run      print the plan (backend, paths, service unit) and change nothing;
                  also APPLIANCE_INSTALLER_DRY_RUN=1
+  --uninstall    stop and disable the service, remove the unit, the venv and the
+                 `appliance` command; keep the models (the store), the settings,
+                 logs and caches, and say where they are. Use the same --user and
+                 --prefix as the install (the prefix is found from the command
+                 link or the unit when not given)
+  --purge        with --uninstall: also remove the data (models), config
+                 (settings, API key), log and cache folders
   -h, --help     show this help
 
 Environment:
@@ -48,6 +63,9 @@ Environment:
                  install the systemd unit, or not, whatever the detection says
   PIP_*          pip's own settings, e.g. PIP_INDEX_URL, or PIP_NO_INDEX=1 with
                  PIP_FIND_LINKS=DIR for an offline install from wheels
+  APPLIANCE_INSTALLER_SYSROOT=DIR
+                 (tests) system mode: take /etc, /usr/local/bin, /var, /run and
+                 /opt below DIR
 EOF
 }
 
@@ -82,6 +100,8 @@ FORCE_USER=0
 NO_START=0
 PREFIX=""
 PORT=""
+UNINSTALL=0
+PURGE=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -89,6 +109,8 @@ while [ $# -gt 0 ]; do
     --user) FORCE_USER=1 ;;
     --no-start) NO_START=1 ;;
     --dry-run) DRY_RUN=1 ;;
+    --uninstall) UNINSTALL=1 ;;
+    --purge) PURGE=1 ;;
     --prefix)
         [ $# -ge 2 ] || die "--prefix needs a directory"
         PREFIX=$2
@@ -110,6 +132,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 
+if [ "$PURGE" = 1 ] && [ "$UNINSTALL" = 0 ]; then
+    die "--purge goes with --uninstall (installer.sh --uninstall --purge)"
+fi
 if [ -n "$PORT" ]; then
     case "$PORT" in
     '' | *[!0-9]*) die "--port: expected a number 1-65535, got '$PORT'" ;;
@@ -276,10 +301,19 @@ MODE=user
 if [ "$(id -u)" -eq 0 ] && [ "$FORCE_USER" = 0 ]; then
     MODE=system
 fi
+PREFIX_GIVEN=${PREFIX:+1}
+# The system service's folders (systemd's StateDirectory= and friends in the unit).
+SYSROOT=${APPLIANCE_INSTALLER_SYSROOT:-}
+SYSROOT=${SYSROOT%/}
+SYS_STATE_DIR=$SYSROOT/var/lib/appliance
+SYS_CONFIG_DIR=$SYSROOT/etc/appliance
+SYS_LOG_DIR=$SYSROOT/var/log/appliance
+SYS_CACHE_DIR=$SYSROOT/var/cache/appliance
+SYS_RUN_DIR=$SYSROOT/run/appliance
 if [ "$MODE" = system ]; then
-    PREFIX=${PREFIX:-/opt/appliance}
-    BIN_DIR=/usr/local/bin
-    UNIT_DIR=/etc/systemd/system
+    PREFIX=${PREFIX:-$SYSROOT/opt/appliance}
+    BIN_DIR=$SYSROOT/usr/local/bin
+    UNIT_DIR=$SYSROOT/etc/systemd/system
     UNIT_TEMPLATE=$REPO_DIR/systemd/appliance.service
     SYSTEMCTL=(systemctl)
     JOURNALCTL="journalctl -u appliance"
@@ -322,7 +356,7 @@ else
     SYSTEMD_NOTE="systemd is not running here"
 fi
 
-if [ "$MODE" = system ] && [ "$USE_SYSTEMD" = 1 ]; then
+if [ "$MODE" = system ] && [ "$USE_SYSTEMD" = 1 ] && [ "$UNINSTALL" = 0 ]; then
     case "$PREFIX/" in
     /home/* | /root/* | /run/user/*)
         warn "$PREFIX is hidden from the service (ProtectHome=true): use a prefix outside /home and /root, such as the default /opt/appliance"
@@ -344,30 +378,48 @@ appliance_python() {
     local python=$VENV/bin/python
     local -a env_args=()
     if [ "$USE_SYSTEMD" = 1 ] && [ "$MODE" = system ]; then
-        env_args=(STATE_DIRECTORY=/var/lib/appliance CONFIGURATION_DIRECTORY=/etc/appliance
-            LOGS_DIRECTORY=/var/log/appliance CACHE_DIRECTORY=/var/cache/appliance
-            RUNTIME_DIRECTORY=/run/appliance)
+        env_args=(STATE_DIRECTORY="$SYS_STATE_DIR" CONFIGURATION_DIRECTORY="$SYS_CONFIG_DIR"
+            LOGS_DIRECTORY="$SYS_LOG_DIR" CACHE_DIRECTORY="$SYS_CACHE_DIR"
+            RUNTIME_DIRECTORY="$SYS_RUN_DIR")
     fi
     if [ -n "$PORT" ]; then
         env_args+=("APPLIANCE_PORT=$PORT")
     fi
     if [ -x "$python" ] && "$python" -c 'import appliance.paths' >/dev/null 2>&1; then
         env "${env_args[@]}" "$python" -c "$code" 2>/dev/null || true
-    else
+    elif [ -n "$PYTHON_BIN" ]; then
         env "${env_args[@]}" PYTHONPATH="$REPO_DIR" "$PYTHON_BIN" -c "$code" 2>/dev/null || true
     fi
 }
 
+# The daemon's folders: DATA_DIR (the store is DATA_DIR/store), CONFIG_DIR
+# (settings.toml), LOG_DIR, RUN_DIR, CACHE_DIR.
 resolve_runtime_dirs() {
     local dirs
     dirs=$(appliance_python 'from appliance.paths import resolve_paths
 p = resolve_paths()
 print(p.log_dir)
-print(p.run_dir)')
+print(p.run_dir)
+print(p.data_dir)
+print(p.config_dir)
+print(p.cache_dir)')
     LOG_DIR=$(printf '%s\n' "$dirs" | sed -n 1p)
     RUN_DIR=$(printf '%s\n' "$dirs" | sed -n 2p)
+    DATA_DIR=$(printf '%s\n' "$dirs" | sed -n 3p)
+    CONFIG_DIR=$(printf '%s\n' "$dirs" | sed -n 4p)
+    CACHE_DIR=$(printf '%s\n' "$dirs" | sed -n 5p)
+    if [ "$USE_SYSTEMD" = 1 ] && [ "$MODE" = system ]; then
+        LOG_DIR=${LOG_DIR:-$SYS_LOG_DIR}
+        RUN_DIR=${RUN_DIR:-$SYS_RUN_DIR}
+        DATA_DIR=${DATA_DIR:-$SYS_STATE_DIR}
+        CONFIG_DIR=${CONFIG_DIR:-$SYS_CONFIG_DIR}
+        CACHE_DIR=${CACHE_DIR:-$SYS_CACHE_DIR}
+    fi
     LOG_DIR=${LOG_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/appliance/log}
     RUN_DIR=${RUN_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/appliance/run}
+    DATA_DIR=${DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/appliance}
+    CONFIG_DIR=${CONFIG_DIR:-${XDG_CONFIG_HOME:-$HOME/.config}/appliance}
+    CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/appliance}
 }
 
 base_url() {
@@ -392,6 +444,119 @@ render_unit() {
         -e "s|@NVIDIA_MODPROBE@|$NVIDIA_MODPROBE|g"
     )
     sed "${sed_args[@]}" "$UNIT_TEMPLATE"
+}
+
+# ---------------------------------------------------------------- the API key
+
+# The system service may be reached by anyone on the box (and beyond, with a host
+# setting): it gets an API key in the settings file it reads, unless one is
+# configured. The user service stays keyless on loopback.
+KEY_FILE=$SYS_CONFIG_DIR/settings.toml
+KEY_STATE="" # generate | generated | kept | empty | dropin | invalid ("": no key here)
+# Prints the first key of a settings.toml written simply (as installer.sh writes it).
+KEY_SED='s/^api_keys *= *\[ *"\([^"]*\)".*/\1/p'
+
+wants_api_key() {
+    [ "$MODE" = system ] && [ "$USE_SYSTEMD" = 1 ]
+}
+
+# Sets KEY_STATE from what is configured now; changes nothing.
+check_api_key() {
+    wants_api_key || return 0
+    local found
+    if grep -qsE '^[[:space:]]*Environment=.*APPLIANCE_API_KEYS?=' "$UNIT_PATH.d"/*.conf; then
+        KEY_STATE=dropin
+        return 0
+    fi
+    found=$("$PYTHON_BIN" - "$KEY_FILE" 2>/dev/null <<'EOF'
+import sys, tomllib
+try:
+    with open(sys.argv[1], "rb") as f:
+        data = tomllib.load(f)
+except FileNotFoundError:
+    print("generate")
+except Exception:
+    print("invalid")
+else:
+    keys = data.get("api_keys")
+    print("generate" if keys is None else "kept" if keys else "empty")
+EOF
+    ) || found=invalid
+    KEY_STATE=${found:-invalid}
+}
+
+generate_api_key() {
+    local key=""
+    if command -v openssl >/dev/null 2>&1; then
+        key=$(openssl rand -hex 24 2>/dev/null) || key=""
+    fi
+    case "$key" in
+    '' | *[!0-9a-f]*)
+        key=$("$PYTHON_BIN" -c 'import secrets; print(secrets.token_hex(24))' 2>/dev/null) || key=""
+        ;;
+    esac
+    case "$key" in
+    '' | *[!0-9a-f]*)
+        key=$(od -An -N24 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n') || key=""
+        ;;
+    esac
+    case "$key" in
+    '' | *[!0-9a-f]*) die "cannot generate an API key (no openssl, python secrets or /dev/urandom)" ;;
+    esac
+    printf '%s\n' "$key"
+}
+
+install_api_key() {
+    local mode
+    case "$KEY_STATE" in
+    kept)
+        step "API key: already configured in $KEY_FILE (kept)"
+        mode=$(stat -c %a "$KEY_FILE" 2>/dev/null) || mode=""
+        case "$mode" in
+        *[1-7]) warn "$KEY_FILE holds API keys and others can read it (mode $mode): chmod 600 $KEY_FILE" ;;
+        esac
+        return 0
+        ;;
+    dropin)
+        step "API key: set in a drop-in ($UNIT_PATH.d): none generated"
+        return 0
+        ;;
+    empty)
+        step "API key: none (api_keys = [] in $KEY_FILE): the API is open to whoever can reach it"
+        return 0
+        ;;
+    invalid)
+        warn "$KEY_FILE cannot be read as TOML: no API key added; fix it and re-run"
+        return 0
+        ;;
+    esac
+    step "API key: generating one into $KEY_FILE (mode 0600, owner $SERVICE_USER)"
+    if [ "$DRY_RUN" = 1 ]; then
+        say "    would add: api_keys = [\"<48 hex digits>\"]"
+        return 0
+    fi
+    local key tmp group
+    key=$(generate_api_key)
+    mkdir -p "$SYS_CONFIG_DIR" # 0755 (umask 022), as ConfigurationDirectoryMode=
+    tmp=$(mktemp "$SYS_CONFIG_DIR/.settings.toml.XXXXXX") # mode 0600
+    {
+        if [ -s "$KEY_FILE" ]; then
+            cat -- "$KEY_FILE"
+            [ -z "$(tail -c 1 -- "$KEY_FILE")" ] || printf '\n'
+        fi
+        printf '# Generated by installer.sh on %s. Clients send "Authorization: Bearer <key>"\n' \
+            "$(date -u +%Y-%m-%d)"
+        printf '# (or x-api-key: <key>); the appliance CLI reads APPLIANCE_API_KEY.\n'
+        printf 'api_keys = ["%s"]\n' "$key"
+    } >"$tmp"
+    chmod 0600 "$tmp"
+    group=$(id -gn "$SERVICE_USER" 2>/dev/null) || group=$SERVICE_USER
+    if ! chown "$SERVICE_USER:$group" "$tmp"; then
+        rm -f -- "$tmp"
+        die "cannot give $KEY_FILE to the user $SERVICE_USER"
+    fi
+    mv -f -- "$tmp" "$KEY_FILE"
+    KEY_STATE=generated
 }
 
 # ---------------------------------------------------------------- steps
@@ -614,6 +779,13 @@ print_plan() {
     if [ "$USE_SYSTEMD" = 1 ] && [ "$MODE" = system ]; then
         say "  GPU groups: ${GPU_GROUPS:-(none on this box)}"
     fi
+    case "$KEY_STATE" in
+    generate) say "  API key:    none configured: one is generated into $KEY_FILE (0600, owner $SERVICE_USER)" ;;
+    kept) say "  API key:    configured in $KEY_FILE (kept)" ;;
+    dropin) say "  API key:    configured in $UNIT_PATH.d (kept)" ;;
+    empty) say "  API key:    none (api_keys = [] in $KEY_FILE)" ;;
+    invalid) say "  API key:    $KEY_FILE cannot be read as TOML: none added" ;;
+    esac
     if [ "$NO_START" = 1 ]; then
         say "  start:      no (--no-start)"
     else
@@ -621,36 +793,325 @@ print_plan() {
     fi
 }
 
-print_usage_hint() {
-    local url=$1
+# The end of an install (or of its dry run): where it is and what to do next.
+#   print_next_steps URL serving|stopped|planned
+print_next_steps() {
+    local url=$1 how=$2
     say ""
-    say "The appliance is serving at $url"
-    say "  OpenAI-compatible base URL:  $url/v1"
-    say "  appliance chat               chat with the default model"
-    say "  appliance ps                 the models loaded now"
+    case "$how" in
+    serving) say "The appliance is serving at $url" ;;
+    stopped)
+        say "Installed; not started (--no-start)."
+        if [ "$USE_SYSTEMD" = 1 ]; then
+            say "  start it: ${SYSTEMCTL[*]} start appliance"
+        else
+            say "  start it: nohup $VENV/bin/appliance serve >>$LOG_DIR/appliance.log 2>&1 &"
+        fi
+        ;;
+    planned) say "Once installed, it serves at $url" ;;
+    esac
+    say ""
+    say "Next steps:"
     if [ "$USE_SYSTEMD" = 1 ]; then
-        say "  ${SYSTEMCTL[*]} status appliance"
-        say "  $JOURNALCTL -f"
+        next_step status "${SYSTEMCTL[*]} status appliance"
+        next_step logs "$JOURNALCTL -f"
         if [ "$MODE" = user ]; then
-            say "  loginctl enable-linger $(id -un)   keeps it running after you log out"
+            next_step linger "loginctl enable-linger $(id -un)   (keeps it running after you log out)"
         fi
     else
-        say "  log:  $LOG_DIR/appliance.log"
-        say "  stop: kill \$(cat $RUN_DIR/appliance.pid)"
+        next_step status "kill -0 \$(cat $RUN_DIR/appliance.pid) && echo running"
+        next_step logs "tail -f $LOG_DIR/appliance.log"
+        next_step stop "kill \$(cat $RUN_DIR/appliance.pid)"
     fi
+    local header=""
+    case "$KEY_STATE" in
+    generate | generated | kept)
+        next_step "API key" "in $KEY_FILE (api_keys; only root and $SERVICE_USER can read it)."
+        next_step "" "As root, for curl and the appliance CLI (tui, ps, chat...):"
+        next_step "" "export APPLIANCE_API_KEY=\$(sed -n '$KEY_SED' $KEY_FILE)"
+        header="-H \"Authorization: Bearer \$APPLIANCE_API_KEY\" "
+        ;;
+    dropin)
+        next_step "API key" "set in $UNIT_PATH.d; for curl and the appliance CLI:"
+        next_step "" "export APPLIANCE_API_KEY=<that key>"
+        header="-H \"Authorization: Bearer \$APPLIANCE_API_KEY\" "
+        ;;
+    esac
+    next_step doctor "appliance doctor   (backend, devices, memory, offline self-test)"
+    next_step TUI "appliance tui      (dashboard, models, events, chat)"
+    next_step chat "appliance chat     (with the default model)"
+    next_step models "appliance ps       (the models loaded now)"
+    next_step API "curl -s $header$url/v1/models"
+    next_step "" "OpenAI-compatible base URL: $url/v1"
     if [ -n "$PORT" ]; then
-        say "  (CLI on another port: export APPLIANCE_PORT=$PORT)"
+        next_step "" "(the CLI on another port: export APPLIANCE_PORT=$PORT)"
     fi
+    next_step uninstall "$REPO_DIR/installer.sh --uninstall$(same_layout_flags)   (keeps models and settings)"
+}
+
+next_step() { # next_step LABEL TEXT
+    if [ -n "$1" ]; then
+        printf '  %-11s%s\n' "$1:" "$2"
+    else
+        printf '  %-11s%s\n' "" "$2"
+    fi
+}
+
+# The flags that make another run of the installer find this install.
+same_layout_flags() {
+    local flags=""
+    if [ "$FORCE_USER" = 1 ] && [ "$(id -u)" -eq 0 ]; then
+        flags=" --user"
+    fi
+    if [ -n "$PREFIX_GIVEN" ]; then
+        flags="$flags --prefix $PREFIX"
+    fi
+    printf '%s' "$flags"
+}
+
+# ---------------------------------------------------------------- uninstall
+
+REMOVED=()
+KEPT=()
+removed() { REMOVED+=("$(printf '%-9s %s' "$1" "$2")"); }
+kept() { KEPT+=("$(printf '%-9s %s' "$1" "$2")"); }
+
+# remove_tree DIR: rm -rf DIR (or say it would), never / or the home folder itself.
+remove_tree() {
+    local path=${1%/}
+    case "$path" in
+    '' | [!/]* | "${HOME%/}" | /home | /root | /opt | /etc | /var | /var/lib | /var/log | /var/cache | /run | /usr | /usr/local)
+        die "refusing to remove '$1'"
+        ;;
+    esac
+    run rm -rf -- "$path"
+}
+
+# Without --prefix and with nothing at the default one: the prefix the command link or
+# the unit points to, so that `--uninstall` alone finds an install made with --prefix.
+adopt_installed_prefix() {
+    [ -z "$PREFIX_GIVEN" ] || return 0
+    [ ! -e "$VENV" ] || return 0
+    local target="" from="" venv
+    if [ -L "$BIN_DIR/appliance" ]; then
+        target=$(readlink -- "$BIN_DIR/appliance") || target=""
+        from=$BIN_DIR/appliance
+    fi
+    case "$target" in
+    /*/venv/bin/appliance) ;;
+    *)
+        target=""
+        if [ -f "$UNIT_PATH" ]; then
+            target=$(sed -n 's|^ExecStart=\(/.*/venv/bin/appliance\) serve$|\1|p' "$UNIT_PATH" | head -n 1)
+            from=$UNIT_PATH
+        fi
+        ;;
+    esac
+    case "$target" in
+    /*/venv/bin/appliance) ;;
+    *) return 0 ;;
+    esac
+    venv=${target%/bin/appliance}
+    [ -f "$venv/pyvenv.cfg" ] || return 0
+    VENV=$venv
+    PREFIX=${venv%/venv}
+    say "  (the install's prefix, from $from: $PREFIX)"
+}
+
+uninstall_service() {
+    [ -e "$UNIT_PATH" ] || [ -L "$UNIT_PATH" ] || return 0
+    local note="stopped and disabled" link
+    if [ "$USE_SYSTEMD" = 1 ]; then
+        step "stopping and disabling $SERVICE"
+        run "${SYSTEMCTL[@]}" stop "$SERVICE" || warn "could not stop $SERVICE"
+        run "${SYSTEMCTL[@]}" disable "$SERVICE" || warn "could not disable $SERVICE"
+    else
+        warn "$UNIT_PATH exists but systemd cannot be asked here ($SYSTEMD_NOTE): removing the unit file only"
+        note="not stopped: $SYSTEMD_NOTE"
+    fi
+    step "removing the unit $UNIT_PATH"
+    run rm -f -- "$UNIT_PATH"
+    for link in "$UNIT_DIR"/*.wants/"$SERVICE"; do
+        if [ -L "$link" ]; then
+            run rm -f -- "$link"
+        fi
+    done
+    if [ "$USE_SYSTEMD" = 1 ]; then
+        run "${SYSTEMCTL[@]}" daemon-reload || warn "systemctl daemon-reload failed"
+    fi
+    removed service "$UNIT_PATH ($note)"
+}
+
+# The daemon started with nohup where there is no systemd.
+uninstall_background() {
+    local pidfile=$RUN_DIR/appliance.pid
+    [ -f "$pidfile" ] || return 0
+    stop_background
+    run rm -f -- "$pidfile"
+    removed daemon "stopped; its pid file $pidfile"
+}
+
+uninstall_command() {
+    local link=$BIN_DIR/appliance target
+    if [ -L "$link" ]; then
+        target=$(readlink -- "$link") || target=""
+        if [ "$target" = "$VENV/bin/appliance" ]; then
+            step "removing the command $link"
+            run rm -f -- "$link"
+            removed command "$link"
+        else
+            warn "$link points to $target, not to $VENV/bin/appliance: left alone (uninstall with the --prefix it was installed with)"
+            kept command "$link -> $target (another install's)"
+        fi
+    elif [ -e "$link" ]; then
+        warn "$link is not the link the installer makes: left alone"
+        kept command "$link (not the installer's link)"
+    fi
+}
+
+uninstall_venv() {
+    local entry only_venv=1
+    if [ -d "$VENV" ]; then
+        if [ -f "$VENV/pyvenv.cfg" ]; then
+            step "removing the venv $VENV"
+            remove_tree "$VENV"
+            removed venv "$VENV"
+        else
+            warn "$VENV is not a virtual environment (no pyvenv.cfg): left alone"
+            kept venv "$VENV (not a virtual environment)"
+            return 0
+        fi
+    fi
+    # The prefix folder too, when nothing else is in it.
+    [ -d "$PREFIX" ] || return 0
+    for entry in "$PREFIX"/* "$PREFIX"/.[!.]* "$PREFIX"/..?*; do
+        if [ -e "$entry" ] || [ -L "$entry" ]; then
+            [ "$entry" = "$VENV" ] || only_venv=0
+        fi
+    done
+    if [ "$only_venv" = 1 ]; then
+        run rmdir -- "$PREFIX" 2>/dev/null || true
+        removed prefix "$PREFIX (empty)"
+    fi
+}
+
+# The models, settings, logs and caches: kept, or removed with --purge.
+uninstall_data() {
+    local labels=(models settings logs cache runtime)
+    local dirs=("$DATA_DIR" "$CONFIG_DIR" "$LOG_DIR" "$CACHE_DIR" "$RUN_DIR")
+    local notes=("the model store is $DATA_DIR/store" "settings.toml, models.toml${KEY_NOTE}" "" "" "")
+    local i dir note parent
+    for i in "${!dirs[@]}"; do
+        dir=${dirs[$i]}
+        [ -d "$dir" ] || continue
+        if [ "$PURGE" = 1 ]; then
+            step "removing ${labels[$i]}: $dir"
+            remove_tree "$dir"
+            removed "${labels[$i]}" "$dir"
+            # ~/.local/state/appliance and the like, once empty
+            parent=$(dirname -- "$dir")
+            if [ "$(basename -- "$parent")" = appliance ] && [ "$DRY_RUN" = 0 ]; then
+                rmdir -- "$parent" 2>/dev/null || true
+            fi
+        elif [ "${labels[$i]}" != runtime ]; then
+            note=$(du -sh -- "$dir" 2>/dev/null | cut -f1) || note=""
+            if [ -n "${notes[$i]}" ]; then
+                note="${note:+$note; }${notes[$i]}"
+            fi
+            kept "${labels[$i]}" "$dir${note:+ ($note)}"
+        fi
+    done
+    if [ -d "$UNIT_PATH.d" ]; then
+        if [ "$PURGE" = 1 ]; then
+            remove_tree "$UNIT_PATH.d"
+            removed override "$UNIT_PATH.d"
+        else
+            kept override "$UNIT_PATH.d (systemctl edit's drop-ins)"
+        fi
+    fi
+}
+
+print_uninstall_summary() {
+    local entry what_removed=Removed what_kept=Kept
+    if [ "$DRY_RUN" = 1 ]; then
+        what_removed="Would remove"
+        what_kept="Would keep"
+    fi
+    say ""
+    if [ "${#REMOVED[@]}" -eq 0 ]; then
+        say "Nothing to remove: no appliance service, venv or command is installed here"
+        say "  (looked for $UNIT_PATH, $VENV, $BIN_DIR/appliance)."
+    else
+        say "$what_removed:"
+        for entry in "${REMOVED[@]}"; do
+            say "  $entry"
+        done
+    fi
+    if [ "${#KEPT[@]}" -gt 0 ]; then
+        say "$what_kept:"
+        for entry in "${KEPT[@]}"; do
+            say "  $entry"
+        done
+        if [ "$PURGE" = 0 ]; then
+            say "To remove the models and settings too: $REPO_DIR/installer.sh --uninstall --purge$(same_layout_flags)"
+        fi
+    fi
+    if [ "$DRY_RUN" = 1 ]; then
+        say ""
+        say "dry run: nothing was changed"
+    fi
+}
+
+uninstall_main() {
+    if (find_python) >/dev/null 2>&1; then
+        find_python # to ask appliance.paths where the folders are
+    fi
+    if [ "$DRY_RUN" = 1 ]; then
+        say "appliance uninstall (dry run: nothing is changed)"
+    else
+        say "appliance uninstall"
+    fi
+    if [ "$MODE" = system ]; then
+        say "  mode:       system (root)"
+    else
+        say "  mode:       user ($(id -un))"
+    fi
+    adopt_installed_prefix
+    say "  prefix:     $PREFIX"
+    say "  purge:      $([ "$PURGE" = 1 ] && echo "yes: the models, settings, logs and caches go too" || echo "no: the models, settings, logs and caches stay")"
+    LOG_DIR=""
+    RUN_DIR=""
+    resolve_runtime_dirs
+    KEY_NOTE=""
+    if [ "$MODE" = system ] && [ "$CONFIG_DIR" = "$SYS_CONFIG_DIR" ] &&
+        grep -qs '^api_keys' "$SYS_CONFIG_DIR/settings.toml"; then
+        KEY_NOTE=", the API key"
+    fi
+    say ""
+    uninstall_service
+    uninstall_background
+    uninstall_command
+    uninstall_venv
+    uninstall_data
+    if [ "$MODE" = system ] && id -u "$SERVICE_USER" >/dev/null 2>&1; then
+        kept user "$SERVICE_USER (the system user; userdel $SERVICE_USER removes it)"
+    fi
+    print_uninstall_summary
 }
 
 # ---------------------------------------------------------------- main
 
 main() {
+    if [ "$UNINSTALL" = 1 ]; then
+        uninstall_main
+        return 0
+    fi
     find_python
     detect_backend
     LOG_DIR=""
     RUN_DIR=""
     resolve_runtime_dirs
+    check_api_key
     print_plan
     say ""
     check_venv_module
@@ -662,6 +1123,9 @@ main() {
     fi
     install_venv
     install_command
+    if wants_api_key; then
+        install_api_key
+    fi
 
     if [ "$USE_SYSTEMD" = 1 ]; then
         install_unit
@@ -674,21 +1138,16 @@ main() {
         fi
     fi
 
+    local url
+    url=$(base_url)
     if [ "$DRY_RUN" = 1 ]; then
+        print_next_steps "$url" planned
         say ""
         say "dry run: nothing was changed"
         return 0
     fi
-    local url
-    url=$(base_url)
     if [ "$NO_START" = 1 ]; then
-        say ""
-        say "Installed; not started (--no-start)."
-        if [ "$USE_SYSTEMD" = 1 ]; then
-            say "  start it: ${SYSTEMCTL[*]} start appliance"
-        else
-            say "  start it: nohup $VENV/bin/appliance serve >>$LOG_DIR/appliance.log 2>&1 &"
-        fi
+        print_next_steps "$url" stopped
         return 0
     fi
     if ! wait_for_health "$url"; then
@@ -697,7 +1156,7 @@ main() {
         fi
         die "the appliance did not answer on $url/health within 30 s; see $LOG_DIR/appliance.log"
     fi
-    print_usage_hint "$url"
+    print_next_steps "$url" serving
 }
 
 main
