@@ -372,6 +372,10 @@ async def chat_completions(request: Request) -> Response:
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
+    if req.n > 1:
+        from appliance.api.chat_choices import chat_n
+
+        return await chat_n(request, req)
     name, frames, output, _ = await start_chat(request, req)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())

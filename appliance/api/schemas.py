@@ -100,6 +100,7 @@ class ChatRequest:
     include_usage: bool
     params: SamplingParams
     tools: Tools = field(default_factory=Tools)
+    n: int = 1  # choices, decoded together in the batch
 
 
 @dataclass(frozen=True)
@@ -328,10 +329,19 @@ def _response_format(body: Mapping[str, Any]) -> ResponseFormat | None:
     )
 
 
-def _refuse_unsupported(body: Mapping[str, Any]) -> None:
+MAX_N = 8
+
+
+def _refuse_unsupported(body: Mapping[str, Any], max_n: int = 1) -> int:
+    """`n`, when this route supports it (chat: up to MAX_N choices)."""
     n = body.get("n")
-    if n is not None and not (_is_int(n) and n == 1):
-        _fail("n", f"Only n=1 is supported by this server, got n={_show(n)}.")
+    if n is None:
+        return 1
+    if not (_is_int(n) and 1 <= n <= max_n):
+        if max_n == 1:
+            _fail("n", f"Only n=1 is supported by this server, got n={_show(n)}.")
+        _fail("n", f"'n' must be an integer from 1 to {max_n}, got {_show(n)}.")
+    return int(n)
 
 
 def _stream(body: Mapping[str, Any]) -> tuple[bool, bool]:
@@ -467,7 +477,7 @@ def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: 
     obj = _body(body)
     model = _model(obj)
     messages = _messages(obj)
-    _refuse_unsupported(obj)
+    n = _refuse_unsupported(obj, MAX_N)
     stream, include_usage = _stream(obj)
     params = _params(obj, default_max_tokens, max_tokens_limit)
     params = dataclasses.replace(params, logprobs=_chat_logprobs(obj))
@@ -482,7 +492,7 @@ def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: 
             "'response_format' and tool calls cannot be combined: the answer is either a tool "
             "call or text in the given format; set tool_choice to 'none' or drop one.",
         )
-    return ChatRequest(model, messages, stream, include_usage, params, tools)
+    return ChatRequest(model, messages, stream, include_usage, params, tools, n)
 
 
 # --- completions ------------------------------------------------------------------------

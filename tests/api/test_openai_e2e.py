@@ -332,3 +332,39 @@ def test_completion_logprobs_arrays(client: openai.OpenAI) -> None:
     assert lp.text_offset == sorted(lp.text_offset)
     assert lp.top_logprobs is not None and all(len(t) <= 2 for t in lp.top_logprobs)
     assert lp.token_logprobs is not None and all(x <= 0 for x in lp.token_logprobs)
+
+
+def test_n_choices_streamed_and_not(client: openai.OpenAI) -> None:
+    kw: dict[str, Any] = {
+        "model": "tiny",
+        "messages": USER,
+        "max_tokens": 6,
+        "temperature": 1.0,
+        "seed": 11,
+        "n": 3,
+        "extra_body": {"ignore_eos": True},
+    }
+    r = client.chat.completions.create(**kw)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    texts = [c.message.content for c in r.choices]
+    assert len(set(texts)) > 1  # seeds differ per choice
+    assert r.usage is not None and r.usage.completion_tokens == 18
+    again = client.chat.completions.create(**kw)
+    assert [c.message.content for c in again.choices] == texts  # and the request repeats
+    streamed: dict[int, str] = {}
+    finishes: dict[int, str] = {}
+    usage = None
+    for chunk in client.chat.completions.create(
+        **kw, stream=True, stream_options={"include_usage": True}
+    ):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            streamed[c.index] = streamed.get(c.index, "") + (c.delta.content or "")
+            if c.finish_reason:
+                finishes[c.index] = c.finish_reason
+    assert [streamed[i] for i in range(3)] == texts
+    assert finishes == {0: "length", 1: "length", 2: "length"}
+    assert usage is not None and usage.completion_tokens == 18
+    with pytest.raises(openai.BadRequestError, match="from 1 to 8"):
+        client.chat.completions.create(model="tiny", messages=USER, n=9)

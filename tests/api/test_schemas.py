@@ -192,7 +192,7 @@ def test_json_schema_response_format() -> None:
         (chat(logit_bias={"-1": 1}), "logit_bias"),
         (chat(logit_bias={"1": 101}), "logit_bias.1"),
         (chat(logit_bias={"1": float("nan")}), "logit_bias.1"),
-        (chat(n=2), "n"),
+        (chat(n=9), "n"),
         (chat(n=True), "n"),
         (chat(stream="yes"), "stream"),
         (chat(stream_options={"include_usage": True}), "stream_options"),
@@ -249,7 +249,8 @@ def test_nan_from_json_is_refused() -> None:
 
 
 def test_messages_for_unsupported_features_are_clear() -> None:
-    assert "n=1" in chat_error(chat(n=3)).message
+    assert "from 1 to 8" in chat_error(chat(n=0)).message
+    assert parse_chat_request(chat(n=3), **LIMITS).n == 3
     assert "Only function tools" in chat_error(chat(tools=[{"type": "x"}])).message
     image = {"type": "image_url", "image_url": {"url": "data:..."}}
     err = chat_error(

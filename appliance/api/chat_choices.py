@@ -1,0 +1,186 @@
+"""Chat completions with `n` > 1: n sequences of the same request, decoded together in
+the model's batch (the prompt is read once and shared through the prefix cache), as
+the choices of one answer. A seed gives choice i the seed + i, so choices differ and
+the same request still repeats. Usage counts the prompt once and every choice's
+completion tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from appliance.api.chat_output import ChatOutput
+from appliance.api.errors import APIError
+from appliance.api.logprobs import chat_logprobs
+from appliance.api.schemas import ChatRequest
+from appliance.api.sse import SSE_DONE, sse_data, sse_error
+from appliance.engines.protocol import Frame
+
+Run = tuple[str, AsyncGenerator[Frame, None], ChatOutput, Frame]
+
+
+async def start_runs(request: Request, req: ChatRequest) -> list[Run]:
+    from appliance.api.openai_routes import start_chat
+
+    runs: list[Run] = []
+    try:
+        for i in range(req.n):
+            seed = req.params.seed
+            params = req.params if seed is None else dataclasses.replace(req.params, seed=seed + i)
+            runs.append(await start_chat(request, dataclasses.replace(req, params=params, n=1)))
+    except BaseException:
+        for _, frames, _, _ in runs:  # the ones already admitted leave their slots
+            await frames.aclose()
+        raise
+    return runs
+
+
+def _usage(dones: list[Frame]) -> dict[str, Any]:
+    prompt = int(dones[0].get("prompt_tokens", 0)) if dones else 0
+    completion = sum(int(d.get("completion_tokens", 0)) for d in dones)
+    cached = max((int(d.get("cached_tokens", 0)) for d in dones), default=0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+async def chat_n(request: Request, req: ChatRequest) -> Response:
+    from appliance.api.openai_routes import _client_gone, _collect
+
+    runs = await start_runs(request, req)
+    name = runs[0][0]
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    if req.stream:
+        return StreamingResponse(
+            _stream(runs, req, cid, created, name),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    everything: asyncio.Future[list[tuple[str, Frame]]] = asyncio.gather(
+        *(_collect(frames) for _, frames, _, _ in runs)
+    )
+    gone: asyncio.Future[None] = asyncio.ensure_future(_client_gone(request))
+    try:
+        waiting: set[asyncio.Future[Any]] = {everything, gone}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not everything.done():
+        everything.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await everything
+        raise APIError(499, "the client closed the request", "invalid_request_error")
+    results = everything.result()
+    choices = []
+    for i, ((_, _, output, _), (text, done)) in enumerate(zip(runs, results, strict=True)):
+        output.feed(text)
+        output.finish()
+        choice: dict[str, Any] = {
+            "index": i,
+            "message": output.message(),
+            "logprobs": chat_logprobs(done["logprobs"])
+            if req.params.logprobs is not None
+            else None,
+            "finish_reason": output.finish_reason(str(done.get("finish_reason", "stop"))),
+        }
+        if output.warnings():
+            choice["warnings"] = output.warnings()
+        choices.append(choice)
+    return JSONResponse(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": name,
+            "choices": choices,
+            "usage": _usage([done for _, done in results]),
+        }
+    )
+
+
+async def _stream(
+    runs: list[Run], req: ChatRequest, cid: str, created: int, name: str
+) -> AsyncIterator[bytes]:
+    from appliance.api.openai_routes import frame_error
+
+    def chunk(i: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish, **extra}
+        return sse_data(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": name,
+                "choices": [choice],
+            }
+        )
+
+    queue: asyncio.Queue[tuple[int, Frame | None]] = asyncio.Queue()
+
+    async def pump(i: int, frames: AsyncGenerator[Frame, None]) -> None:
+        try:
+            async for item in frames:
+                await queue.put((i, item))
+        finally:
+            await queue.put((i, None))
+
+    tasks = [asyncio.ensure_future(pump(i, frames)) for i, (_, frames, _, _) in enumerate(runs)]
+    dones: list[Frame] = []
+    try:
+        for i in range(len(runs)):
+            yield chunk(i, {"role": "assistant", "content": ""})
+        open_runs = len(runs)
+        while open_runs:
+            i, item = await queue.get()
+            output = runs[i][2]
+            if item is None:
+                open_runs -= 1
+            elif item["type"] == "token":
+                deltas = output.feed(str(item["text"]))
+                entries = item.get("logprobs")
+                if entries and req.params.logprobs is not None:
+                    yield chunk(i, deltas[0] if deltas else {}, logprobs=chat_logprobs(entries))
+                    deltas = deltas[1:]
+                for delta in deltas:
+                    yield chunk(i, delta)
+            elif item["type"] == "error":
+                yield sse_error(frame_error(item))
+                return
+            elif item["type"] == "done":
+                for delta in output.finish():
+                    yield chunk(i, delta)
+                warnings = output.warnings()
+                extra = {"warnings": warnings} if warnings else {}
+                reason = output.finish_reason(str(item.get("finish_reason", "stop")))
+                yield chunk(i, {}, reason, **extra)
+                dones.append(item)
+        if req.include_usage:
+            yield sse_data(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": name,
+                    "choices": [],
+                    "usage": _usage(dones),
+                }
+            )
+        yield SSE_DONE
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for _, frames, _, _ in runs:
+            await frames.aclose()
