@@ -55,7 +55,7 @@ def test_empty_body_and_non_object(daemon: Daemon) -> None:
         ("temperature", -1),
         ("temperature", 99),
         ("top_p", 0),
-        ("n", 3),
+        ("n", 9),
         ("stop", [""]),
         ("logit_bias", {"abc": 1}),
         ("seed", 2**70),

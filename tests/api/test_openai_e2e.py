@@ -290,7 +290,9 @@ def test_chat_logprobs_are_the_greedy_tokens_at_temperature_zero(client: openai.
         "temperature": 0,
         "logprobs": True,
         "top_logprobs": 3,
-        "extra_body": {"ignore_eos": True},
+        # Deterministic: computed alone and without the prefix cache, so the streamed
+        # request below gets bit-identical logits (a cached prefix may round otherwise).
+        "extra_body": {"ignore_eos": True, "deterministic": True},
     }
     r = client.chat.completions.create(**kw)
     lp = r.choices[0].logprobs
