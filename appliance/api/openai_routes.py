@@ -484,6 +484,8 @@ async def completions(request: Request) -> Response:
         "prompt": req.prompt,
         "params": params_frame(req.params),
     }
+    if req.prompt_ids is not None:
+        frame["prompt_ids"] = list(req.prompt_ids)
     frames = _frames(request, name, frame, want_embedding=False)
     await _first(frames)
     cid = f"cmpl-{uuid.uuid4().hex[:24]}"
@@ -562,6 +564,8 @@ async def embeddings(request: Request) -> Response:
     req = parse_embedding_request(await read_json(request))
     name = _model_name(manager, req.model, embedding=True)
     frame: Frame = {"type": "embed", "inputs": list(req.inputs)}
+    if req.token_inputs is not None:
+        frame["token_inputs"] = [list(ids) for ids in req.token_inputs]
     frames = _frames(request, name, frame, want_embedding=True)
     async with aclosing(frames):
         item = await frames.__anext__()

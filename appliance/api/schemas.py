@@ -111,6 +111,7 @@ class CompletionRequest:
     include_usage: bool
     params: SamplingParams
     echo: bool = False
+    prompt_ids: tuple[int, ...] | None = None  # the prompt as the model's own token ids
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class EmbeddingRequest:
     inputs: tuple[str, ...]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
+    token_inputs: tuple[tuple[int, ...], ...] | None = None  # inputs as token ids
 
 
 # --- primitives -------------------------------------------------------------------------
@@ -498,16 +500,37 @@ def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: 
 # --- completions ------------------------------------------------------------------------
 
 
+MAX_TOKEN_ID = 2**31 - 1
+
+
+def token_ids(value: Any, param: str) -> tuple[int, ...] | None:
+    """`value` as a list of token ids, or None when it is not one."""
+    if not isinstance(value, list) or not value or not all(_is_int(t) for t in value):
+        return None
+    if any(not 0 <= t <= MAX_TOKEN_ID for t in value):
+        _fail(param, f"'{param}' holds a token id outside 0..{MAX_TOKEN_ID}.")
+    if len(value) > MAX_CONTENT_CHARS:
+        _fail(param, f"'{param}' has {len(value)} tokens; the limit is {MAX_CONTENT_CHARS}.")
+    return tuple(int(t) for t in value)
+
+
+def _prompt_ids(body: Mapping[str, Any]) -> tuple[int, ...] | None:
+    value = body.get("prompt")
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        ids = token_ids(value[0], "prompt[0]")
+        if ids is None:
+            _fail("prompt[0]", "'prompt[0]' must be a non-empty list of token ids.")
+        return ids
+    if isinstance(value, list) and any(isinstance(t, list) for t in value):
+        _fail("prompt", "'prompt' may hold one token array (batched prompts are not supported).")
+    return token_ids(value, "prompt")
+
+
 def _prompt(body: Mapping[str, Any]) -> str:
     value = body.get("prompt")
     if value is None:
         _fail("prompt", "'prompt' is required.")
     if isinstance(value, list):
-        if (value and all(_is_int(t) for t in value)) or any(isinstance(t, list) for t in value):
-            _fail(
-                "prompt",
-                "Token arrays are not supported as 'prompt': send the prompt as a string.",
-            )
         if len(value) != 1:
             _fail(
                 "prompt",
@@ -532,7 +555,8 @@ def parse_completion_request(
     """Validate a ``POST /v1/completions`` body."""
     obj = _body(body)
     model = _model(obj)
-    prompt = _prompt(obj)
+    ids = _prompt_ids(obj)
+    prompt = "" if ids is not None else _prompt(obj)
     _refuse_unsupported(obj)
     best_of = obj.get("best_of")
     if best_of is not None and not (_is_int(best_of) and best_of == 1):
@@ -550,7 +574,9 @@ def parse_completion_request(
         )
     params = dataclasses.replace(params, logprobs=logprobs)
     echo = _bool(obj, "echo")
-    return CompletionRequest(model, prompt, stream, include_usage, params, echo)
+    if echo and ids is not None:
+        _fail("echo", "'echo' needs the prompt as text; it was sent as token ids.")
+    return CompletionRequest(model, prompt, stream, include_usage, params, echo, ids)
 
 
 # --- embeddings -------------------------------------------------------------------------
@@ -593,11 +619,32 @@ def _inputs(body: Mapping[str, Any]) -> tuple[str, ...]:
     return inputs
 
 
+def _token_inputs(body: Mapping[str, Any]) -> tuple[tuple[int, ...], ...] | None:
+    value = body.get("input")
+    single = token_ids(value, "input")
+    if single is not None:
+        return (single,)
+    if not isinstance(value, list) or not value or not all(isinstance(v, list) for v in value):
+        return None
+    if len(value) > MAX_EMBEDDING_INPUTS:
+        _fail(
+            "input", f"'input' has {len(value)} items; at most {MAX_EMBEDDING_INPUTS} are allowed."
+        )
+    out = []
+    for i, item in enumerate(value):
+        ids = token_ids(item, f"input[{i}]")
+        if ids is None:
+            _fail(f"input[{i}]", f"'input[{i}]' must be a non-empty list of token ids.")
+        out.append(ids)
+    return tuple(out)
+
+
 def parse_embedding_request(body: Any) -> EmbeddingRequest:
     """Validate a ``POST /v1/embeddings`` body."""
     obj = _body(body)
     model = _model(obj)
-    inputs = _inputs(obj)
+    ids = _token_inputs(obj)
+    inputs = tuple("" for _ in ids) if ids is not None else _inputs(obj)
     encoding = obj.get("encoding_format")
     if encoding is None:
         encoding = "float"
@@ -617,4 +664,5 @@ def parse_embedding_request(body: Any) -> EmbeddingRequest:
         inputs,
         cast(Literal["float", "base64"], encoding),
         cast("int | None", dimensions),
+        ids,
     )

@@ -54,6 +54,21 @@ def error_frame(request_id: str, exc: BaseException) -> dict[str, Any]:
     }
 
 
+def check_token_ids(ids: Sequence[int], n_vocab: int, param: str) -> list[int]:
+    """Token ids a client sent, if they can be this model's: an id past its vocabulary
+    means another tokenizer's ids (LangChain's OpenAIEmbeddings sends tiktoken's)."""
+    for t in ids:
+        if not 0 <= int(t) < n_vocab:
+            raise EngineRequestError(
+                f"'{param}' holds token id {t}, but this model's vocabulary has {n_vocab} "
+                "tokens: these look like another tokenizer's ids. Send the text instead (with "
+                "LangChain's OpenAIEmbeddings, set check_embedding_ctx_length=False).",
+                code="invalid_token_ids",
+                param=param,
+            )
+    return [int(t) for t in ids]
+
+
 class KVFull(RuntimeError):
     """The KV memory has no room for this batch; free cached sequences and try again."""
 
@@ -86,6 +101,7 @@ class BatchEngine(Protocol):
     can_truncate: bool  # False for recurrent models: a sequence can only be cleared whole
     eos_token_id: int
     bos_token_id: int
+    n_vocab: int
 
     tool_family: str  # how its output spells tool calls (appliance.parsing.Family)
 

@@ -93,6 +93,7 @@ class GenaiEngine:
         self.n_ctx_train = ctx_train
         self.n_slots = max(1, cfg.n_slots)
         self.eog_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
+        self.n_vocab = int(facts.vocab_size or 0) or 1 << 31
         template_src = cfg.chat_template or facts.chat_template
         self.template_from_model = template_src is not None and cfg.chat_template is None
         bos = facts.bos_token or ""

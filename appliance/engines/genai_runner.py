@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from appliance.engines.engine import error_frame
+from appliance.engines.engine import check_token_ids, error_frame
 from appliance.engines.genai import GenaiEngine
 from appliance.engines.protocol import Frame
 from appliance.engines.sequence import Sequence
@@ -115,10 +115,16 @@ class Runner:
                     frame.get("messages") or [], frame.get("tools") or None
                 )
                 param = "messages"
+            elif frame.get("prompt_ids"):
+                text = ""
+                param = "prompt"
             else:
                 text = str(frame.get("prompt", ""))
                 param = "prompt"
-            tokens = engine.prompt_tokens(text) or [engine.bos_or_zero()]
+            if frame.get("prompt_ids"):
+                tokens = check_token_ids(frame["prompt_ids"], engine.n_vocab, "prompt")
+            else:
+                tokens = engine.prompt_tokens(text) or [engine.bos_or_zero()]
             engine.check_context(len(tokens), param)
             if frame.get("tools"):
                 params["tools"] = frame["tools"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.engines.chat_template import ChatTemplate, render_prompt
-from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull
+from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull, check_token_ids
 from appliance.engines.tool_grammar import tool_constraint
 from appliance.parsing import detect_family
 
@@ -411,6 +411,14 @@ class LlamaEngine:
         return True
 
     # -- embeddings -------------------------------------------------------------------------
+
+    def texts_of(self, token_inputs: Sequence[Sequence[int]]) -> list[str]:
+        """Inputs sent as this model's token ids, as the text they spell."""
+        out = []
+        for i, ids in enumerate(token_inputs):
+            checked = check_token_ids(ids, self.n_vocab, f"input[{i}]")
+            out.append(b"".join(self.piece(t) for t in checked).decode("utf-8", "replace"))
+        return out
 
     def embed(self, inputs: Sequence[str]) -> tuple[list[list[float]], int]:
         total = 0

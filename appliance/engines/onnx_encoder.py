@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.engines.engine import EngineRequestError
+from appliance.engines.engine import EngineRequestError, check_token_ids
 from appliance.engines.llamacpp import default_threads
 from appliance.store.model_folder import encoder_onnx_path, read_folder_info
 
@@ -100,6 +100,14 @@ class OnnxEncoder:
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.n_ctx = self.max_tokens
         self.load_s = time.monotonic() - started
+
+    def texts_of(self, token_inputs: Sequence[Sequence[int]]) -> list[str]:
+        """Inputs sent as this model's token ids, as the text they spell."""
+        n_vocab = int(self.tokenizer.get_vocab_size())
+        return [
+            self.tokenizer.decode(check_token_ids(ids, n_vocab, f"input[{i}]"))
+            for i, ids in enumerate(token_inputs)
+        ]
 
     def embed(self, inputs: Sequence[str]) -> tuple[list[list[float]], int]:
         if not inputs:

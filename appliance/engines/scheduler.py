@@ -31,6 +31,7 @@ from appliance.engines.engine import (
     BatchEntry,
     EngineRequestError,
     KVFull,
+    check_token_ids,
     error_frame,
 )
 from appliance.engines.prefix_cache import MIN_USEFUL_PREFIX, CacheEntry, PrefixIndex
@@ -144,6 +145,9 @@ class Scheduler:
                 )
                 tokens = engine.prompt_tokens(text, templated=True)
                 param = "messages"
+            elif frame.get("prompt_ids"):
+                tokens = check_token_ids(frame["prompt_ids"], engine.n_vocab, "prompt")
+                param = "prompt"
             else:
                 text = str(frame.get("prompt", ""))
                 tokens = engine.prompt_tokens(text, templated=False)

@@ -189,7 +189,11 @@ class Worker:
                 return
             request_id = str(frame.get("id"))
             try:
-                vectors, n_tokens = self.engine.embed([str(x) for x in frame.get("inputs") or []])
+                if frame.get("token_inputs"):
+                    texts = self.engine.texts_of(frame["token_inputs"])
+                else:
+                    texts = [str(x) for x in frame.get("inputs") or []]
+                vectors, n_tokens = self.engine.embed(texts)
             except Exception as exc:
                 self._send_error(request_id, exc)
                 continue

@@ -370,3 +370,15 @@ def test_n_choices_streamed_and_not(client: openai.OpenAI) -> None:
     assert usage is not None and usage.completion_tokens == 18
     with pytest.raises(openai.BadRequestError, match="from 1 to 8"):
         client.chat.completions.create(model="tiny", messages=USER, n=9)
+
+
+def test_token_id_inputs_of_the_models_own_vocabulary(client: openai.OpenAI) -> None:
+    ids = [300, 301, 302, 303]  # word pieces of the tiny models' vocabulary
+    by_ids = client.completions.create(model="tiny", prompt=ids, max_tokens=3, temperature=0)
+    assert by_ids.usage is not None and by_ids.usage.prompt_tokens == len(ids)
+    emb = client.embeddings.create(model="tiny-embed", input=[ids, ids[:2]])
+    assert len(emb.data) == 2 and len(emb.data[0].embedding) > 8
+    with pytest.raises(openai.BadRequestError, match="check_embedding_ctx_length=False"):
+        client.embeddings.create(model="tiny-embed", input=[[100_000, 5]])
+    with pytest.raises(openai.BadRequestError, match="another tokenizer"):
+        client.completions.create(model="tiny", prompt=[10**9], max_tokens=1)

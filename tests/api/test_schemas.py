@@ -353,8 +353,9 @@ def test_completion_request() -> None:
     ("body", "param", "words"),
     [
         ({"model": "m"}, "prompt", "required"),
-        ({"model": "m", "prompt": [1, 2, 3]}, "prompt", "Token arrays"),
-        ({"model": "m", "prompt": [[1, 2]]}, "prompt", "Token arrays"),
+        ({"model": "m", "prompt": [1, -2, 3]}, "prompt", "outside"),
+        ({"model": "m", "prompt": [[1, 2], [3]]}, "prompt", "one token array"),
+        ({"model": "m", "prompt": [1, 2], "echo": True}, "echo", "token ids"),
         ({"model": "m", "prompt": ["a", "b"]}, "prompt", "exactly one"),
         ({"model": "m", "prompt": []}, "prompt", "exactly one"),
         ({"model": "m", "prompt": [5.5]}, "prompt[0]", "string"),
@@ -381,6 +382,15 @@ def test_logprobs_settings() -> None:
     assert parse_chat_request(chat(), **LIMITS).params.logprobs is None
     done = parse_completion_request({"model": "m", "prompt": "x", "logprobs": 0}, **LIMITS)
     assert done.params.logprobs == 0
+
+
+def test_token_ids_are_taken_as_such() -> None:
+    assert parse_completion_request({"prompt": [5, 6]}, **LIMITS).prompt_ids == (5, 6)
+    assert parse_completion_request({"prompt": [[5, 6]]}, **LIMITS).prompt_ids == (5, 6)
+    assert parse_completion_request({"prompt": "x"}, **LIMITS).prompt_ids is None
+    assert parse_embedding_request({"input": [1, 2]}).token_inputs == ((1, 2),)
+    assert parse_embedding_request({"input": [[1], [2, 3]]}).token_inputs == ((1,), (2, 3))
+    assert parse_embedding_request({"input": ["a"]}).token_inputs is None
 
 
 def test_a_missing_model_means_the_default() -> None:
@@ -415,8 +425,8 @@ def test_embedding_request() -> None:
         ({"model": "e", "input": []}, "input"),
         ({"model": "e", "input": ["a", ""]}, "input[1]"),
         ({"model": "e", "input": ["a", None]}, "input[1]"),
-        ({"model": "e", "input": [1, 2]}, "input"),
-        ({"model": "e", "input": [[1, 2]]}, "input"),
+        ({"model": "e", "input": [1, -2]}, "input"),
+        ({"model": "e", "input": [[1, 2], []]}, "input[1]"),
         ({"model": "e", "input": 3}, "input"),
         ({"model": "e", "input": ["x"] * 2049}, "input"),
         ({"model": "e", "input": "x", "encoding_format": "int8"}, "encoding_format"),

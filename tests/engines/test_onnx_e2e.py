@@ -204,6 +204,11 @@ def test_embeddings_are_pooled_and_normalised(onnx_daemon: Daemon) -> None:
     assert vectors[0] == pytest.approx(vectors[1], abs=1e-6)
     assert vectors[0] != pytest.approx(vectors[2], abs=1e-3)
     assert r.usage.prompt_tokens > 3
+    # Token ids of the encoder's own vocabulary embed as the text they spell.
+    ids = client(onnx_daemon).embeddings.create(model="onnx-embed", input=[[5, 6, 7]])
+    assert len(ids.data[0].embedding) == len(vectors[0])
+    with pytest.raises(openai.BadRequestError, match="another tokenizer"):
+        client(onnx_daemon).embeddings.create(model="onnx-embed", input=[[10**6]])
 
 
 def test_models_list_and_inspect_say_format_precision_and_provider(onnx_daemon: Daemon) -> None:
