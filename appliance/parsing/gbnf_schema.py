@@ -263,7 +263,10 @@ def convert_json(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[st
         except Exception:  # the converter asserts on what it cannot do
             continue
         _tighten(rules)
-        return str(top), {str(k): str(v) for k, v in rules.items()}
+        out = {str(k): str(v) for k, v in rules.items()}
+        if any(body.strip() == name for name, body in out.items()):
+            break  # a schema that is only a reference to itself: no grammar says that
+        return str(top), out
     return "object", _any_json()  # nothing fits: any JSON object
 
 

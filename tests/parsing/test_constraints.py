@@ -331,6 +331,7 @@ def test_special_tokens_are_sampled_as_tokens(onnx_chat: Any) -> None:
 # --- odd schemas, errors, syntax choices ----------------------------------------------------
 
 ODD = [
+    {"$ref": "#", "type": None},  # only a reference to itself (found by hypothesis)
     None,
     {},
     {"type": "string"},
