@@ -74,20 +74,9 @@ class OnnxBuild:
 
 
 def probe_onnx(timeout_s: float = 60.0) -> tuple[OnnxBuild | None, str | None]:
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", _ONNX_PROBE],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"could not probe onnxruntime-genai: {exc}"
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"onnxruntime-genai does not import: {last}. ONNX models cannot be served."
-    data = json.loads(out.stdout.strip().splitlines()[-1])
+    data, problem = _run_probe(_ONNX_PROBE, "onnxruntime-genai", timeout_s)
+    if data is None:
+        return None, f"{problem}. ONNX models cannot be served."
     return (
         OnnxBuild(
             genai_version=str(data["genai_version"]),
@@ -134,21 +123,30 @@ def _backend_from_info(gpu_offload: bool, info: str) -> str:
     return "unknown" if gpu_offload else "cpu"
 
 
-def probe_engine(timeout_s: float = 60.0) -> tuple[EngineBuild | None, str | None]:
+def _run_probe(code: str, what: str, timeout_s: float) -> tuple[Any, str | None]:
+    """Run `code` in a child Python (a runtime that crashes on import takes only the
+    child) and return the JSON it prints last, or None and the problem in words."""
     try:
         out = subprocess.run(
-            [sys.executable, "-c", _PROBE],
+            [sys.executable, "-c", code],
             capture_output=True,
             text=True,
             timeout=timeout_s,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"could not probe llama-cpp-python: {exc}"
+        return None, f"could not probe {what}: {exc}"
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"llama-cpp-python does not import: {last}. Re-run installer.sh."
-    data = json.loads(out.stdout.strip().splitlines()[-1])
+        return None, f"{what} does not import: {last}"
+    return json.loads(out.stdout.strip().splitlines()[-1]), None
+
+
+def probe_engine(timeout_s: float = 60.0) -> tuple[EngineBuild | None, str | None]:
+    data, problem = _run_probe(_PROBE, "llama-cpp-python", timeout_s)
+    if data is None:
+        failed_import = str(problem).startswith("llama-cpp-python does not import")
+        return None, f"{problem}. Re-run installer.sh." if failed_import else problem
     build = EngineBuild(
         version=str(data["version"]),
         backend=_backend_from_info(bool(data["gpu_offload"]), str(data["system_info"])),

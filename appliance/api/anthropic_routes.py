@@ -3,10 +3,8 @@ chat pipeline, so Claude-style clients and coding tools can use a local model.""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -22,10 +20,7 @@ from appliance.api.openai_routes import (
     timed,
 )
 from appliance.api.schemas import parse_chat_request
-
-
-def _sse(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+from appliance.api.sse import sse_event
 
 
 async def create_message(request: Request) -> Response:
@@ -49,27 +44,27 @@ async def create_message(request: Request) -> Response:
 
     async def events() -> AsyncIterator[bytes]:
         for name_, data in builder.start():
-            yield _sse(name_, data)
-        yield _sse("ping", {"type": "ping"})
+            yield sse_event(name_, data)
+        yield sse_event("ping", {"type": "ping"})
         async for item in frames:
             if item["type"] == "token":
                 for delta in output.feed(str(item["text"])):
                     for name_, data in builder.feed(delta):
-                        yield _sse(name_, data)
+                        yield sse_event(name_, data)
             elif item["type"] == "error":
                 err = frame_error(item)
                 kind = "api_error" if err.status >= 500 else "invalid_request_error"
-                yield _sse(
+                yield sse_event(
                     "error", {"type": "error", "error": {"type": kind, "message": err.message}}
                 )
                 return
             elif item["type"] == "done":
                 for delta in output.finish():
                     for name_, data in builder.feed(delta):
-                        yield _sse(name_, data)
+                        yield sse_event(name_, data)
                 reason = output.finish_reason(str(item.get("finish_reason", "stop")))
                 for name_, data in builder.finish(reason, int(item.get("completion_tokens", 0))):
-                    yield _sse(name_, data)
+                    yield sse_event(name_, data)
                 return
 
     async def stream() -> AsyncIterator[bytes]:

@@ -44,15 +44,16 @@ async def start_runs(request: Request, req: ChatRequest) -> list[Run]:
 
 
 def _usage(dones: list[Frame]) -> dict[str, Any]:
-    prompt = int(dones[0].get("prompt_tokens", 0)) if dones else 0
-    completion = sum(int(d.get("completion_tokens", 0)) for d in dones)
-    cached = max((int(d.get("cached_tokens", 0)) for d in dones), default=0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
+    """The prompt once (every choice read the same one), every choice's completion."""
+    from appliance.api.openai_routes import usage_of
+
+    return usage_of(
+        {
+            "prompt_tokens": int(dones[0].get("prompt_tokens", 0)) if dones else 0,
+            "completion_tokens": sum(int(d.get("completion_tokens", 0)) for d in dones),
+            "cached_tokens": max((int(d.get("cached_tokens", 0)) for d in dones), default=0),
+        }
+    )
 
 
 async def chat_n(request: Request, req: ChatRequest) -> Response:
@@ -95,8 +96,9 @@ async def chat_n(request: Request, req: ChatRequest) -> Response:
             else None,
             "finish_reason": output.finish_reason(str(done.get("finish_reason", "stop"))),
         }
-        if output.warnings():
-            choice["warnings"] = output.warnings()
+        warnings = output.warnings()
+        if warnings:
+            choice["warnings"] = warnings
         choices.append(choice)
     return JSONResponse(
         {

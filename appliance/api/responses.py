@@ -183,7 +183,7 @@ class ResponseBuilder:
         self._calls: dict[int, Item] = {}
         self.seq = 0
 
-    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         self.seq += 1
         return {"type": kind, "sequence_number": self.seq, **fields}
 
@@ -210,7 +210,7 @@ class ResponseBuilder:
         self.items.append(item)
         self._open[kind] = item
         events.append(
-            self._event(
+            self.event(
                 "response.output_item.added",
                 output_index=self._index(item),
                 item=dict(item, content=[]) if kind == "message" else dict(item),
@@ -219,7 +219,7 @@ class ResponseBuilder:
         if kind == "message":
             item["content"].append({"type": "output_text", "text": "", "annotations": []})
             events.append(
-                self._event(
+                self.event(
                     "response.content_part.added",
                     item_id=item["id"],
                     output_index=self._index(item),
@@ -239,7 +239,7 @@ class ResponseBuilder:
             part = item["content"][0]
             item["status"] = "completed"
             events.append(
-                self._event(
+                self.event(
                     "response.output_text.done",
                     item_id=item["id"],
                     output_index=index,
@@ -248,7 +248,7 @@ class ResponseBuilder:
                 )
             )
             events.append(
-                self._event(
+                self.event(
                     "response.content_part.done",
                     item_id=item["id"],
                     output_index=index,
@@ -258,7 +258,7 @@ class ResponseBuilder:
             )
         else:
             events.append(
-                self._event(
+                self.event(
                     "response.reasoning_summary_text.done",
                     item_id=item["id"],
                     output_index=index,
@@ -266,7 +266,7 @@ class ResponseBuilder:
                     text=item["summary"][0]["text"],
                 )
             )
-        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        events.append(self.event("response.output_item.done", output_index=index, item=item))
         return events
 
     def feed(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
@@ -275,7 +275,7 @@ class ResponseBuilder:
             item, events = self._start("reasoning")
             item["summary"][0]["text"] += delta["reasoning_content"]
             events.append(
-                self._event(
+                self.event(
                     "response.reasoning_summary_text.delta",
                     item_id=item["id"],
                     output_index=self._index(item),
@@ -288,7 +288,7 @@ class ResponseBuilder:
             events += more
             item["content"][0]["text"] += delta["content"]
             events.append(
-                self._event(
+                self.event(
                     "response.output_text.delta",
                     item_id=item["id"],
                     output_index=self._index(item),
@@ -317,7 +317,7 @@ class ResponseBuilder:
             self.items.append(item)
             self._calls[call["index"]] = item
             events.append(
-                self._event(
+                self.event(
                     "response.output_item.added", output_index=self._index(item), item=dict(item)
                 )
             )
@@ -325,7 +325,7 @@ class ResponseBuilder:
         if piece:
             item["arguments"] += piece
             events.append(
-                self._event(
+                self.event(
                     "response.function_call_arguments.delta",
                     item_id=item["id"],
                     output_index=self._index(item),
@@ -342,14 +342,14 @@ class ResponseBuilder:
             item["status"] = "completed"
             index = self._index(item)
             events.append(
-                self._event(
+                self.event(
                     "response.function_call_arguments.done",
                     item_id=item["id"],
                     output_index=index,
                     arguments=item["arguments"],
                 )
             )
-            events.append(self._event("response.output_item.done", output_index=index, item=item))
+            events.append(self.event("response.output_item.done", output_index=index, item=item))
         self.status = "incomplete" if finish_reason == "length" else "completed"
         self.usage = {
             "input_tokens": usage.get("prompt_tokens", 0),
@@ -362,7 +362,7 @@ class ResponseBuilder:
         }
         # Always "response.completed" (its status says "incomplete" when max_output_tokens
         # cut it): the SDKs' stream helpers wait for that event and nothing else.
-        events.append(self._event("response.completed", response=self.response()))
+        events.append(self.event("response.completed", response=self.response()))
         return events
 
     def response(self, status: str | None = None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from appliance.api.openai_routes import (
 )
 from appliance.api.responses import ResponseBuilder, new_id, to_chat_body
 from appliance.api.schemas import parse_chat_request
-from appliance.api.sse import sse_data
+from appliance.api.sse import sse_event
 from appliance.tiers.manager import ModelManager
 
 MAX_STORED = 1000
@@ -148,26 +148,28 @@ async def create_response(request: Request) -> Response:
         return JSONResponse(builder.response())
 
     async def events() -> AsyncIterator[bytes]:
-        yield _sse(builder._event("response.created", response=builder.response("in_progress")))
-        yield _sse(builder._event("response.in_progress", response=builder.response("in_progress")))
+        yield _named(builder.event("response.created", response=builder.response("in_progress")))
+        yield _named(
+            builder.event("response.in_progress", response=builder.response("in_progress"))
+        )
         async for item in frames:
             if item["type"] == "token":
                 for delta in output.feed(str(item["text"])):
                     for ev in builder.feed(delta):
-                        yield _sse(ev)
+                        yield _named(ev)
             elif item["type"] == "error":
                 err = frame_error(item)
-                yield _sse(
-                    builder._event("error", code=err.code, message=err.message, param=err.param)
+                yield _named(
+                    builder.event("error", code=err.code, message=err.message, param=err.param)
                 )
                 return
             elif item["type"] == "done":
                 for delta in output.finish():
                     for ev in builder.feed(delta):
-                        yield _sse(ev)
+                        yield _named(ev)
                 reason = output.finish_reason(str(item.get("finish_reason", "stop")))
                 for ev in builder.finish(reason, usage_of(item)):
-                    yield _sse(ev)
+                    yield _named(ev)
                 keep()
                 return
 
@@ -179,8 +181,8 @@ async def create_response(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _sse(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\n".encode() + sse_data(event)
+def _named(event: dict[str, Any]) -> bytes:
+    return sse_event(event["type"], event)
 
 
 async def get_response(request: Request) -> Response:

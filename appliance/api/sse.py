@@ -9,7 +9,7 @@ from typing import Any
 
 from appliance.api.errors import APIError
 
-__all__ = ["SSE_DONE", "follow", "sse_data", "sse_error"]
+__all__ = ["SSE_DONE", "follow", "sse_data", "sse_error", "sse_event"]
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -18,6 +18,11 @@ def sse_data(obj: Any) -> bytes:
     """One ``data:`` event carrying ``obj`` as compact JSON (one line, UTF-8)."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return b"data: " + text.encode("utf-8") + b"\n\n"
+
+
+def sse_event(name: str, obj: Any) -> bytes:
+    """A named event (``event:`` then ``data:``), as the Responses and Anthropic streams use."""
+    return f"event: {name}\n".encode() + sse_data(obj)
 
 
 def sse_error(err: APIError) -> bytes:

@@ -10,17 +10,16 @@ request is admitted, so a long prompt delays the other streams by its prefill.
 
 from __future__ import annotations
 
-import queue
 import sys
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from appliance.engines.engine import check_token_ids, error_frame
 from appliance.engines.genai import GenaiEngine
 from appliance.engines.protocol import Frame
+from appliance.engines.request_inbox import RequestInbox
 from appliance.engines.sequence import Sequence
 
 Emit = Callable[[Frame], None]
@@ -35,23 +34,18 @@ class _Active:
         self.stream = stream
 
 
-class Runner:
+class Runner(RequestInbox):
     def __init__(self, engine: GenaiEngine, emit: Emit, *, n_slots: int) -> None:
+        super().__init__()
         self.engine = engine
         self.emit = emit
         self.n_slots = max(1, n_slots)
-        self.inbox: queue.Queue[Frame] = queue.Queue()
-        self.waiting: deque[Sequence] = deque()
         self.active: dict[str, _Active] = {}
-        self.stopping = False
         self.steps = 0
         self.step_tokens = 0
         self.step_sequences = 0
         self.prompt_tokens_total = 0
         self.prefill_tps: float | None = None  # measured prefill tokens/s
-
-    def submit(self, frame: Frame) -> None:
-        self.inbox.put(frame)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -80,30 +74,6 @@ class Runner:
             seq = self.waiting.popleft()
             seq.finish("cancelled")
             self.emit(seq.done_frame())
-
-    def _drain(self, block: bool) -> None:
-        try:
-            frame = self.inbox.get() if block else self.inbox.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            self._take(frame)
-            try:
-                frame = self.inbox.get_nowait()
-            except queue.Empty:
-                return
-
-    def _take(self, frame: Frame) -> None:
-        kind = frame.get("type")
-        request_id = str(frame.get("id"))
-        if kind == "generate":
-            seq = self._intake(request_id, frame)
-            if seq is not None:
-                self.waiting.append(seq)
-        elif kind == "cancel":
-            self._cancel(request_id)
-        elif kind == "shutdown":
-            self.stopping = True
 
     def _intake(self, request_id: str, frame: Frame) -> Sequence | None:
         engine = self.engine

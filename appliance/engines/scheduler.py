@@ -17,11 +17,9 @@ and nothing joins it, so the same request always gives the same tokens.
 
 from __future__ import annotations
 
-import queue
 import sys
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -36,13 +34,14 @@ from appliance.engines.engine import (
 )
 from appliance.engines.prefix_cache import MIN_USEFUL_PREFIX, CacheEntry, PrefixIndex
 from appliance.engines.protocol import Frame
+from appliance.engines.request_inbox import RequestInbox
 from appliance.engines.sequence import Sequence
 from appliance.engines.state_store import StateStore
 
 Emit = Callable[[Frame], None]
 
 
-class Scheduler:
+class Scheduler(RequestInbox):
     def __init__(
         self,
         engine: BatchEngine,
@@ -53,6 +52,7 @@ class Scheduler:
         costs: CacheCosts | None = None,
         cache_tokens: int | None = None,
     ) -> None:
+        super().__init__()
         self.engine = engine
         # Cached entries' cells widen every step's attention (llama.cpp attends up to the
         # highest used cell): keep them to about one context's worth.
@@ -60,12 +60,9 @@ class Scheduler:
         self.emit = emit
         self.n_slots = max(1, min(n_slots, engine.n_seq_max))
         self.states = states
-        self.inbox: queue.Queue[Frame] = queue.Queue()
-        self.waiting: deque[Sequence] = deque()
         self.active: dict[int, Sequence] = {}
         self.free_ids: list[int] = list(range(engine.n_seq_max - 1, -1, -1))
         self.index = PrefixIndex()
-        self.stopping = False
         self.costs = costs or CacheCosts()
         # Counters for the heartbeat (metrics).
         self.steps = 0
@@ -75,10 +72,6 @@ class Scheduler:
         self.cached_tokens_total = 0
 
     # -- the reader thread's side -----------------------------------------------------------
-
-    def submit(self, frame: Frame) -> None:
-        """A generate, cancel or shutdown frame; handled in order between steps."""
-        self.inbox.put(frame)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -108,30 +101,6 @@ class Scheduler:
             if self.active:
                 self._step()
         self._shutdown()
-
-    def _drain(self, block: bool) -> None:
-        try:
-            frame = self.inbox.get() if block else self.inbox.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            self._take(frame)
-            try:
-                frame = self.inbox.get_nowait()
-            except queue.Empty:
-                return
-
-    def _take(self, frame: Frame) -> None:
-        kind = frame.get("type")
-        request_id = str(frame.get("id"))
-        if kind == "generate":
-            seq = self._intake(request_id, frame)
-            if seq is not None:
-                self.waiting.append(seq)
-        elif kind == "cancel":
-            self._cancel(request_id)
-        elif kind == "shutdown":
-            self.stopping = True
 
     def _intake(self, request_id: str, frame: Frame) -> Sequence | None:
         """Tokenize and check a request; it gets its `started` frame or its error now."""
