@@ -25,15 +25,14 @@ from starlette.responses import Content, JSONResponse, Response, StreamingRespon
 from starlette.routing import Route
 
 from appliance.api.chat_output import ChatOutput
+from appliance.api.completions import completions as text_completions
 from appliance.api.errors import APIError, error_response, from_model_error, invalid_request
-from appliance.api.logprobs import chat_logprobs, completion_logprobs
+from appliance.api.logprobs import chat_logprobs
 from appliance.api.schemas import (
     ChatMessage,
     ChatRequest,
-    CompletionRequest,
     SamplingParams,
     parse_chat_request,
-    parse_completion_request,
     parse_embedding_request,
 )
 from appliance.api.sse import SSE_DONE, sse_data, sse_error
@@ -469,96 +468,6 @@ def _message_frame(m: ChatMessage) -> dict[str, Any]:
     return out
 
 
-async def completions(request: Request) -> Response:
-    manager = _manager(request)
-    settings = request.app.state.settings
-    req: CompletionRequest = parse_completion_request(
-        await read_json(request),
-        default_max_tokens=settings.default_max_tokens,
-        max_tokens_limit=settings.max_tokens_limit,
-    )
-    name = _model_name(manager, req.model, embedding=False)
-    frame: Frame = {
-        "type": "generate",
-        "mode": "completion",
-        "prompt": req.prompt,
-        "params": params_frame(req.params),
-    }
-    if req.prompt_ids is not None:
-        frame["prompt_ids"] = list(req.prompt_ids)
-    frames = _frames(request, name, frame, want_embedding=False)
-    await _first(frames)
-    cid = f"cmpl-{uuid.uuid4().hex[:24]}"
-    created = int(time.time())
-    prefix = req.prompt if req.echo else ""
-
-    if not req.stream:
-        text, done = await collect_unless_gone(request, frames)
-        return JSONResponse(
-            {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "text": prefix + text,
-                        "logprobs": completion_logprobs(done["logprobs"], len(prefix))
-                        if req.params.logprobs is not None
-                        else None,
-                        "finish_reason": _finish(done),
-                    }
-                ],
-                "usage": usage_of(done),
-            }
-        )
-
-    offset = [len(prefix)]
-
-    def chunk(
-        text: str, finish: str | None = None, entries: list[dict[str, Any]] | None = None
-    ) -> bytes:
-        logprobs = None
-        if entries and req.params.logprobs is not None:
-            logprobs = completion_logprobs(entries, offset[0])
-            offset[0] += sum(len(e["token"]) for e in entries)
-        return sse_data(
-            {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": name,
-                "choices": [
-                    {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
-                ],
-            }
-        )
-
-    async def stream() -> AsyncIterator[bytes]:
-        async with aclosing(frames):
-            async for data in _text_stream():
-                yield data
-
-    async def _text_stream() -> AsyncIterator[bytes]:
-        if prefix:
-            yield chunk(prefix)
-        async for item in frames:
-            if item["type"] == "token":
-                yield chunk(str(item["text"]), entries=item.get("logprobs"))
-            elif item["type"] == "error":
-                yield sse_error(frame_error(item))
-                return
-            elif item["type"] == "done":
-                yield chunk("", _finish(item))
-                if req.include_usage:
-                    yield _usage_chunk(cid, "text_completion", created, name, item)
-                yield SSE_DONE
-                return
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-
 async def embeddings(request: Request) -> Response:
     manager = _manager(request)
     req = parse_embedding_request(await read_json(request))
@@ -647,6 +556,6 @@ routes = [
     Route("/models", list_models, methods=["GET"]),
     Route("/models/{model:path}", get_model, methods=["GET"]),
     Route("/chat/completions", timed("/v1/chat/completions", chat_completions), methods=["POST"]),
-    Route("/completions", timed("/v1/completions", completions), methods=["POST"]),
+    Route("/completions", timed("/v1/completions", text_completions), methods=["POST"]),
     Route("/embeddings", timed("/v1/embeddings", embeddings), methods=["POST"]),
 ]

@@ -152,6 +152,13 @@ _RESPONSE: dict[str, Any] = {
     },
 }
 
+_TOKEN_IDS: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0},
+    "minItems": 1,
+    "description": "token ids of the model's own vocabulary",
+}
+
 _SAMPLING: dict[str, Any] = {
     "max_tokens": {"type": ["integer", "null"], "minimum": 1},
     "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
@@ -173,7 +180,7 @@ _SAMPLING: dict[str, Any] = {
     "presence_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
     "frequency_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
     "repeat_penalty": {"type": ["number", "null"]},
-    "n": {"type": ["integer", "null"], "const": 1, "description": "only 1 is supported"},
+    "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 8, "description": "choices"},
     "stream": {"type": ["boolean", "null"]},
     "stream_options": {
         "type": ["object", "null"],
@@ -416,10 +423,24 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "model": {"type": "string"},
             "prompt": {
+                "description": "One prompt, or a batch of up to 8 (choice p * n + j "
+                "completes prompt p); a prompt is text or the model's own token ids.",
                 "oneOf": [
                     {"type": "string"},
-                    {"type": "array", "items": {"type": "string"}, "maxItems": 1},
-                ]
+                    _TOKEN_IDS,
+                    {
+                        "type": "array",
+                        "items": {"oneOf": [{"type": "string"}, _TOKEN_IDS]},
+                        "minItems": 1,
+                        "maxItems": 8,
+                    },
+                ],
+            },
+            "n": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 8,
+                "description": "Choices per prompt; prompts × n is at most 8.",
             },
             "echo": {"type": "boolean"},
             "response_format": _ref("ResponseFormat"),
@@ -460,6 +481,8 @@ _SCHEMAS: dict[str, Any] = {
                 "oneOf": [
                     {"type": "string"},
                     {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    _TOKEN_IDS,
+                    {"type": "array", "items": _TOKEN_IDS, "minItems": 1},
                 ]
             },
             "encoding_format": {"enum": ["float", "base64"]},

@@ -104,14 +104,24 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class CompletionPrompt:
+    text: str  # "" when the prompt came as token ids
+    ids: tuple[int, ...] | None = None  # the prompt as the model's own token ids
+
+
+@dataclass(frozen=True)
 class CompletionRequest:
     model: str
-    prompt: str
+    prompts: tuple[CompletionPrompt, ...]  # one, or a batch: choices for each, in order
     stream: bool
     include_usage: bool
     params: SamplingParams
     echo: bool = False
-    prompt_ids: tuple[int, ...] | None = None  # the prompt as the model's own token ids
+    n: int = 1  # choices per prompt
+
+    @property
+    def choices(self) -> int:
+        return len(self.prompts) * self.n
 
 
 @dataclass(frozen=True)
@@ -514,39 +524,46 @@ def token_ids(value: Any, param: str) -> tuple[int, ...] | None:
     return tuple(int(t) for t in value)
 
 
-def _prompt_ids(body: Mapping[str, Any]) -> tuple[int, ...] | None:
-    value = body.get("prompt")
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
-        ids = token_ids(value[0], "prompt[0]")
-        if ids is None:
-            _fail("prompt[0]", "'prompt[0]' must be a non-empty list of token ids.")
-        return ids
-    if isinstance(value, list) and any(isinstance(t, list) for t in value):
-        _fail("prompt", "'prompt' may hold one token array (batched prompts are not supported).")
-    return token_ids(value, "prompt")
-
-
-def _prompt(body: Mapping[str, Any]) -> str:
+def _prompts(body: Mapping[str, Any]) -> tuple[CompletionPrompt, ...]:
+    """`prompt` as one prompt or a batch: a string, token ids, or a list of either."""
     value = body.get("prompt")
     if value is None:
         _fail("prompt", "'prompt' is required.")
-    if isinstance(value, list):
-        if len(value) != 1:
-            _fail(
-                "prompt",
-                f"'prompt' must be a string or a list of exactly one string, got {len(value)} "
-                "items (batched prompts are not supported).",
-            )
-        value = value[0]
-        prompt = _string(value, "prompt[0]")
+    ids = token_ids(value, "prompt")
+    if ids is not None:
+        return (CompletionPrompt("", ids),)
+    if isinstance(value, str):
+        items: list[Any] = [value]
+    elif isinstance(value, list) and value:
+        items = value
     else:
-        prompt = _string(value, "prompt")
-    if len(prompt) > MAX_CONTENT_CHARS:
         _fail(
             "prompt",
-            f"The prompt is too long: {len(prompt)} characters, the limit is {MAX_CONTENT_CHARS}.",
+            "'prompt' must be a string, a list of token ids, or a non-empty list of "
+            f"either, got {_show(value)}.",
         )
-    return prompt
+    if len(items) > MAX_N:
+        _fail(
+            "prompt",
+            f"'prompt' holds {len(items)} prompts; at most {MAX_N} are allowed in one request.",
+        )
+    prompts = []
+    for i, item in enumerate(items):
+        param = "prompt" if isinstance(value, str) else f"prompt[{i}]"
+        if isinstance(item, list):
+            ids = token_ids(item, param)
+            if ids is None:
+                _fail(param, f"'{param}' must be a string or a non-empty list of token ids.")
+            prompts.append(CompletionPrompt("", ids))
+        else:
+            prompts.append(CompletionPrompt(_string(item, param)))
+    total = sum(len(p.text) + len(p.ids or ()) for p in prompts)
+    if total > MAX_CONTENT_CHARS:
+        _fail(
+            "prompt",
+            f"The prompt is too long: {total} characters, the limit is {MAX_CONTENT_CHARS}.",
+        )
+    return tuple(prompts)
 
 
 def parse_completion_request(
@@ -555,9 +572,14 @@ def parse_completion_request(
     """Validate a ``POST /v1/completions`` body."""
     obj = _body(body)
     model = _model(obj)
-    ids = _prompt_ids(obj)
-    prompt = "" if ids is not None else _prompt(obj)
-    _refuse_unsupported(obj)
+    prompts = _prompts(obj)
+    n = _refuse_unsupported(obj, MAX_N)
+    if len(prompts) * n > MAX_N:
+        _fail(
+            "n",
+            f"{len(prompts)} prompts × n={n} would make {len(prompts) * n} completions; "
+            f"at most {MAX_N} are made in one request.",
+        )
     best_of = obj.get("best_of")
     if best_of is not None and not (_is_int(best_of) and best_of == 1):
         _fail("best_of", f"Only best_of=1 is supported by this server, got {_show(best_of)}.")
@@ -574,9 +596,9 @@ def parse_completion_request(
         )
     params = dataclasses.replace(params, logprobs=logprobs)
     echo = _bool(obj, "echo")
-    if echo and ids is not None:
+    if echo and any(p.ids is not None for p in prompts):
         _fail("echo", "'echo' needs the prompt as text; it was sent as token ids.")
-    return CompletionRequest(model, prompt, stream, include_usage, params, echo, ids)
+    return CompletionRequest(model, prompts, stream, include_usage, params, echo, n)
 
 
 # --- embeddings -------------------------------------------------------------------------

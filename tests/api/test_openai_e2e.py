@@ -344,7 +344,8 @@ def test_n_choices_streamed_and_not(client: openai.OpenAI) -> None:
         "temperature": 1.0,
         "seed": 11,
         "n": 3,
-        "extra_body": {"ignore_eos": True},
+        # deterministic: batching and cached prefixes cannot round a sample otherwise
+        "extra_body": {"ignore_eos": True, "deterministic": True},
     }
     r = client.chat.completions.create(**kw)
     assert [c.index for c in r.choices] == [0, 1, 2]
@@ -382,3 +383,45 @@ def test_token_id_inputs_of_the_models_own_vocabulary(client: openai.OpenAI) -> 
         client.embeddings.create(model="tiny-embed", input=[[100_000, 5]])
     with pytest.raises(openai.BadRequestError, match="another tokenizer"):
         client.completions.create(model="tiny", prompt=[10**9], max_tokens=1)
+
+
+def test_completions_batch_of_prompts_with_n_choices(client: openai.OpenAI) -> None:
+    """Choice p * n + j completes prompt p; a batch gives what its prompts give alone.
+    Deterministic, so that batching and cached prefixes cannot round a sample otherwise."""
+    kw: dict[str, Any] = {
+        "model": "tiny",
+        "max_tokens": 5,
+        "temperature": 1.0,
+        "seed": 5,
+        "extra_body": {"ignore_eos": True, "deterministic": True},
+    }
+    prompts = ["the water", "once upon"]
+    r = client.completions.create(prompt=prompts, n=2, **kw)
+    assert [c.index for c in r.choices] == [0, 1, 2, 3]
+    texts = [c.text for c in r.choices]
+    assert texts[0] != texts[1]  # seed + j per choice
+    alone = [client.completions.create(prompt=p, n=2, **kw) for p in prompts]
+    assert [c.text for a in alone for c in a.choices] == texts
+    single = [client.completions.create(prompt=p, **kw).usage for p in prompts]
+    assert r.usage is not None and all(u is not None for u in single)
+    assert r.usage.prompt_tokens == sum(u.prompt_tokens for u in single if u)  # once per prompt
+    assert r.usage.completion_tokens == 4 * 5
+    streamed: dict[int, str] = {}
+    finishes: dict[int, str | None] = {}
+    usage = None
+    for chunk in client.completions.create(
+        prompt=prompts, n=2, stream=True, stream_options={"include_usage": True}, **kw
+    ):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            streamed[c.index] = streamed.get(c.index, "") + c.text
+            if c.finish_reason:
+                finishes[c.index] = c.finish_reason
+    assert [streamed[i] for i in range(4)] == texts
+    assert finishes == {i: "length" for i in range(4)}
+    assert usage is not None and usage.total_tokens == r.usage.total_tokens
+    ids = client.completions.create(prompt=[[300, 301], [302, 303, 304]], **kw)
+    assert len(ids.choices) == 2 and ids.usage is not None and ids.usage.prompt_tokens == 5
+    with pytest.raises(openai.BadRequestError, match="at most 8"):
+        client.completions.create(prompt=prompts, n=5, **kw)

@@ -7,6 +7,7 @@ from appliance.api.errors import APIError
 from appliance.api.schemas import (
     MAX_CONTENT_CHARS,
     ChatMessage,
+    CompletionPrompt,
     ResponseFormat,
     SamplingParams,
     parse_chat_request,
@@ -330,7 +331,12 @@ def completion_error(body: Any) -> APIError:
 
 def test_completion_request() -> None:
     req = parse_completion_request({"model": "m", "prompt": "Once"}, **LIMITS)
-    assert (req.prompt, req.echo, req.stream) == ("Once", False, False)
+    assert (req.prompts, req.echo, req.stream, req.n) == (
+        (CompletionPrompt("Once"),),
+        False,
+        False,
+        1,
+    )
     assert req.params.max_tokens == 256
     req = parse_completion_request(
         {
@@ -345,7 +351,15 @@ def test_completion_request() -> None:
         },
         **LIMITS,
     )
-    assert (req.prompt, req.echo, req.stream, req.include_usage) == ("Once", True, True, True)
+    assert (req.prompts, req.echo, req.stream, req.include_usage) == (
+        (CompletionPrompt("Once"),),
+        True,
+        True,
+        True,
+    )
+    batch = parse_completion_request({"prompt": ["a", [7, 8]], "n": 4}, **LIMITS)
+    assert batch.prompts == (CompletionPrompt("a"), CompletionPrompt("", (7, 8)))
+    assert (batch.n, batch.choices) == (4, 8)
     assert (req.params.max_tokens, req.params.stop) == (7, ("\n",))
 
 
@@ -354,13 +368,15 @@ def test_completion_request() -> None:
     [
         ({"model": "m"}, "prompt", "required"),
         ({"model": "m", "prompt": [1, -2, 3]}, "prompt", "outside"),
-        ({"model": "m", "prompt": [[1, 2], [3]]}, "prompt", "one token array"),
+        ({"model": "m", "prompt": [[1, 2], []]}, "prompt[1]", "non-empty list of token ids"),
+        ({"model": "m", "prompt": [[1, 2], [-3]]}, "prompt[1]", "outside"),
         ({"model": "m", "prompt": [1, 2], "echo": True}, "echo", "token ids"),
-        ({"model": "m", "prompt": ["a", "b"]}, "prompt", "exactly one"),
-        ({"model": "m", "prompt": []}, "prompt", "exactly one"),
+        ({"model": "m", "prompt": ["a"] * 9}, "prompt", "at most 8"),
+        ({"model": "m", "prompt": []}, "prompt", "non-empty list"),
         ({"model": "m", "prompt": [5.5]}, "prompt[0]", "string"),
         ({"model": "m", "prompt": 5}, "prompt", "string"),
-        ({"model": "m", "prompt": "x", "n": 2}, "n", "n=1"),
+        ({"model": "m", "prompt": "x", "n": 9}, "n", "from 1 to 8"),
+        ({"model": "m", "prompt": ["x", "y", "z"], "n": 3}, "n", "3 prompts × n=3"),
         ({"model": "m", "prompt": "x", "best_of": 3}, "best_of", "best_of=1"),
         ({"model": "m", "prompt": "x", "echo": "yes"}, "echo", "true or false"),
         ({"model": "m", "prompt": "x", "logprobs": 21}, "logprobs", "from 0 to 20"),
@@ -385,9 +401,10 @@ def test_logprobs_settings() -> None:
 
 
 def test_token_ids_are_taken_as_such() -> None:
-    assert parse_completion_request({"prompt": [5, 6]}, **LIMITS).prompt_ids == (5, 6)
-    assert parse_completion_request({"prompt": [[5, 6]]}, **LIMITS).prompt_ids == (5, 6)
-    assert parse_completion_request({"prompt": "x"}, **LIMITS).prompt_ids is None
+    by_ids = CompletionPrompt("", (5, 6))
+    assert parse_completion_request({"prompt": [5, 6]}, **LIMITS).prompts == (by_ids,)
+    assert parse_completion_request({"prompt": [[5, 6]]}, **LIMITS).prompts == (by_ids,)
+    assert parse_completion_request({"prompt": "x"}, **LIMITS).prompts[0].ids is None
     assert parse_embedding_request({"input": [1, 2]}).token_inputs == ((1, 2),)
     assert parse_embedding_request({"input": [[1], [2, 3]]}).token_inputs == ((1,), (2, 3))
     assert parse_embedding_request({"input": ["a"]}).token_inputs is None

@@ -1,0 +1,230 @@
+"""`POST /v1/completions`: plain text completions of one prompt or a batch of prompts,
+`n` choices each. Every choice is its own sequence in the model's batch (a shared prompt
+is read once and reused through the prefix cache). Choice `p * n + j` completes prompt
+`p`; with a seed, choice j of every prompt gets seed + j, so a batch gives what its
+prompts give one by one. Usage counts each prompt once and every choice's tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from appliance.api.errors import APIError
+from appliance.api.logprobs import completion_logprobs
+from appliance.api.schemas import CompletionPrompt, CompletionRequest, parse_completion_request
+from appliance.api.sse import SSE_DONE, sse_data, sse_error
+from appliance.engines.protocol import Frame
+
+
+@dataclasses.dataclass
+class _Choice:
+    """One sequence: its prompt's echo, its frames, and where its logprobs' offsets are."""
+
+    prompt_index: int
+    echo: str
+    frames: AsyncGenerator[Frame, None]
+    offset: int = 0
+
+
+async def completions(request: Request) -> Response:
+    from appliance.api.openai_routes import _finish, _manager, _model_name, read_json
+
+    settings = request.app.state.settings
+    req = parse_completion_request(
+        await read_json(request),
+        default_max_tokens=settings.default_max_tokens,
+        max_tokens_limit=settings.max_tokens_limit,
+    )
+    name = _model_name(_manager(request), req.model, embedding=False)
+    choices = await _start(request, req, name)
+    cid = f"cmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    if req.stream:
+        from appliance.api.openai_routes import SSE_HEADERS
+
+        return StreamingResponse(
+            _stream(choices, req, cid, created, name),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    results = await _collect_all(request, choices)
+    body = []
+    for i, (choice, (text, done)) in enumerate(zip(choices, results, strict=True)):
+        body.append(
+            {
+                "index": i,
+                "text": choice.echo + text,
+                "logprobs": completion_logprobs(done["logprobs"], len(choice.echo))
+                if req.params.logprobs is not None
+                else None,
+                "finish_reason": _finish(done),
+            }
+        )
+    return JSONResponse(
+        {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": name,
+            "choices": body,
+            "usage": _usage(choices, [done for _, done in results]),
+        }
+    )
+
+
+def _frame(req: CompletionRequest, prompt: CompletionPrompt, j: int) -> Frame:
+    from appliance.api.openai_routes import params_frame
+
+    seed = req.params.seed
+    params = req.params if seed is None else dataclasses.replace(req.params, seed=seed + j)
+    frame: Frame = {
+        "type": "generate",
+        "mode": "completion",
+        "prompt": prompt.text,
+        "params": params_frame(params),
+    }
+    if prompt.ids is not None:
+        frame["prompt_ids"] = list(prompt.ids)
+    return frame
+
+
+async def _start(request: Request, req: CompletionRequest, name: str) -> list[_Choice]:
+    """Every choice admitted and started (an error before the first token is an HTTP
+    error); when one cannot start, the ones already started leave their slots."""
+    from appliance.api.openai_routes import _first, _frames
+
+    choices: list[_Choice] = []
+    try:
+        for p, prompt in enumerate(req.prompts):
+            for j in range(req.n):
+                frames = _frames(request, name, _frame(req, prompt, j), want_embedding=False)
+                choices.append(_Choice(p, prompt.text if req.echo else "", frames))
+                await _first(frames)
+    except BaseException:
+        for choice in choices:
+            await choice.frames.aclose()
+        raise
+    return choices
+
+
+async def _collect_all(request: Request, choices: list[_Choice]) -> list[tuple[str, Frame]]:
+    """Every choice's text and final frame; a client that leaves cancels them all."""
+    from appliance.api.openai_routes import _client_gone, _collect
+
+    everything: asyncio.Future[list[tuple[str, Frame]]] = asyncio.gather(
+        *(_collect(choice.frames) for choice in choices)
+    )
+    gone: asyncio.Future[None] = asyncio.ensure_future(_client_gone(request))
+    try:
+        waiting: set[asyncio.Future[Any]] = {everything, gone}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not everything.done():
+        everything.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await everything
+        raise APIError(499, "the client closed the request", "invalid_request_error")
+    return everything.result()
+
+
+def _usage(choices: list[_Choice], dones: list[Frame]) -> dict[str, Any]:
+    """Each prompt once (its choices read the same one), every choice's completion."""
+    from appliance.api.openai_routes import usage_of
+
+    prompt_tokens: dict[int, int] = {}
+    cached_tokens: dict[int, int] = {}
+    for choice, done in zip(choices, dones, strict=True):
+        p = choice.prompt_index
+        prompt_tokens.setdefault(p, int(done.get("prompt_tokens", 0)))
+        cached_tokens[p] = max(cached_tokens.get(p, 0), int(done.get("cached_tokens", 0)))
+    return usage_of(
+        {
+            "prompt_tokens": sum(prompt_tokens.values()),
+            "completion_tokens": sum(int(d.get("completion_tokens", 0)) for d in dones),
+            "cached_tokens": sum(cached_tokens.values()),
+        }
+    )
+
+
+async def _stream(
+    choices: list[_Choice], req: CompletionRequest, cid: str, created: int, name: str
+) -> AsyncIterator[bytes]:
+    from appliance.api.openai_routes import _finish, frame_error
+
+    def chunk(
+        i: int, text: str, finish: str | None = None, entries: list[dict[str, Any]] | None = None
+    ) -> bytes:
+        logprobs = None
+        if entries and req.params.logprobs is not None:
+            choice = choices[i]
+            logprobs = completion_logprobs(entries, choice.offset)
+            choice.offset += sum(len(e["token"]) for e in entries)
+        return sse_data(
+            {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": name,
+                "choices": [
+                    {"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish}
+                ],
+            }
+        )
+
+    queue: asyncio.Queue[tuple[int, Frame | None]] = asyncio.Queue()
+
+    async def pump(i: int, frames: AsyncGenerator[Frame, None]) -> None:
+        try:
+            async for item in frames:
+                await queue.put((i, item))
+        finally:
+            await queue.put((i, None))
+
+    tasks = [asyncio.ensure_future(pump(i, c.frames)) for i, c in enumerate(choices)]
+    dones: dict[int, Frame] = {}
+    try:
+        for i, choice in enumerate(choices):
+            if choice.echo:
+                yield chunk(i, choice.echo)
+                choice.offset = len(choice.echo)
+        open_choices = len(choices)
+        while open_choices:
+            i, item = await queue.get()
+            if item is None:
+                open_choices -= 1
+            elif item["type"] == "token":
+                yield chunk(i, str(item["text"]), entries=item.get("logprobs"))
+            elif item["type"] == "error":
+                yield sse_error(frame_error(item))
+                return
+            elif item["type"] == "done":
+                yield chunk(i, "", _finish(item))
+                dones[i] = item
+        if req.include_usage:
+            order = sorted(dones)
+            yield sse_data(
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": name,
+                    "choices": [],
+                    "usage": _usage([choices[i] for i in order], [dones[i] for i in order]),
+                }
+            )
+        yield SSE_DONE
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for choice in choices:
+            await choice.frames.aclose()
