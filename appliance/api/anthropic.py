@@ -1,12 +1,14 @@
 """The Anthropic Messages API as a thin translation over the chat pipeline (pure).
 
 A Messages body becomes a chat completions body: `system` -> a system message,
-content blocks -> messages (`tool_use` blocks -> the assistant's tool calls,
-`tool_result` blocks -> `tool` messages), `tools` (`input_schema`) -> function tools,
-`tool_choice` any/tool/none -> required/named/none, `stop_sequences` -> `stop`. The
-answer's chat deltas become content blocks (thinking, text, tool_use) and, when
-streaming, Anthropic's events (message_start, content_block_start/delta/stop,
-message_delta, message_stop).
+content blocks -> messages (`tool_use` blocks -> the assistant's tool calls, `thinking`
+blocks -> its `reasoning_content`, `tool_result` blocks -> `tool` messages), `tools`
+(`input_schema`) -> function tools, `tool_choice` any/tool/none -> required/named/none,
+`stop_sequences` -> `stop`. The answer's chat deltas become content blocks (thinking,
+text, tool_use) and, when streaming, Anthropic's events (message_start,
+content_block_start/delta/stop, message_delta, message_stop). Usage splits the prompt
+as Anthropic does: `input_tokens` not read from the prompt cache,
+`cache_read_input_tokens` read from it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
             )
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
+        thinking: list[str] = []
         for j, block in enumerate(content):
             bparam = f"{param}.content[{j}]"
             kind = block.get("type") if isinstance(block, dict) else None
@@ -78,21 +81,28 @@ def _messages(value: Any) -> list[dict[str, Any]]:
                 out.append(
                     {"role": "tool", "tool_call_id": str(block.get("tool_use_id")), "content": text}
                 )
+            elif kind == "thinking" and role == "assistant":
+                # The model's reasoning goes back to its template as `reasoning_content`:
+                # templates keep it where it matters (a tool-use loop) and drop it elsewhere.
+                thinking.append(str(block.get("thinking") or ""))
             elif kind in ("thinking", "redacted_thinking"):
-                continue  # earlier reasoning is not sent back
+                continue  # redacted (encrypted) reasoning means nothing to a local model
             elif kind in ("image", "document"):
                 raise invalid_request(
                     f"'{bparam}': {kind} input is not supported by this server", bparam
                 )
             else:
                 raise invalid_request(f"'{bparam}': unsupported block type {kind!r}", bparam)
-        if texts or calls:
+        reasoning = "".join(thinking)
+        if texts or calls or reasoning:
             item: dict[str, Any] = {
                 "role": role,
                 "content": "".join(texts) or (None if calls else ""),
             }
             if calls:
                 item["tool_calls"] = calls
+            if reasoning:
+                item["reasoning_content"] = reasoning
             out.append(item)
     return out
 
@@ -169,7 +179,8 @@ class MessageBuilder:
     def __init__(self, model: str, input_tokens: int) -> None:
         self.id = f"msg_{uuid.uuid4().hex[:24]}"
         self.model = model
-        self.input_tokens = input_tokens
+        self.input_tokens = input_tokens  # the whole prompt
+        self.cached_tokens = 0  # of which read from the prompt cache (known at the end)
         self.blocks: list[dict[str, Any]] = []
         self._open: str | None = None  # "thinking" | "text"
         self._calls: dict[int, dict[str, Any]] = {}
@@ -182,10 +193,21 @@ class MessageBuilder:
     def _close(self) -> list[Event]:
         if self._open is None:
             return []
+        index = len(self.blocks) - 1
+        events: list[Event] = []
+        if self._open == "thinking":
+            # Anthropic's clients expect a thinking block's signature before it closes; a
+            # local model's reasoning has none (empty, as llama-server sends it).
+            delta = {"type": "signature_delta", "signature": ""}
+            events.append(
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            )
         self._open = None
-        return [
-            ("content_block_stop", {"type": "content_block_stop", "index": len(self.blocks) - 1})
-        ]
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+        return events
 
     def _begin(self, kind: str) -> list[Event]:
         if self._open == kind:
@@ -272,8 +294,20 @@ class MessageBuilder:
                 )
         return events
 
-    def finish(self, finish_reason: str, output_tokens: int) -> list[Event]:
+    def usage(self, output_tokens: int) -> dict[str, int]:
+        """Anthropic's usage: `input_tokens` are the prompt tokens not read from the cache,
+        `cache_read_input_tokens` those that were (the three add up to the prompt)."""
+        cached = min(self.cached_tokens, self.input_tokens)
+        return {
+            "input_tokens": self.input_tokens - cached,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": cached,
+            "output_tokens": output_tokens,
+        }
+
+    def finish(self, finish_reason: str, output_tokens: int, cached_tokens: int = 0) -> list[Event]:
         events = self._close()
+        self.cached_tokens = cached_tokens
         for index, block in self._calls.items():
             try:
                 block["input"] = json.loads(self._args[index] or "{}")
@@ -287,7 +321,8 @@ class MessageBuilder:
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": output_tokens},
+                    # Cumulative, as Anthropic sends it: the cache split is known only now.
+                    "usage": self.usage(output_tokens),
                 },
             )
         )
@@ -307,10 +342,7 @@ class MessageBuilder:
             if stop_reason is not None
             else getattr(self, "stop_reason", None),
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": self.input_tokens,
-                "output_tokens": output_tokens
-                if output_tokens is not None
-                else getattr(self, "output_tokens", 0),
-            },
+            "usage": self.usage(
+                output_tokens if output_tokens is not None else getattr(self, "output_tokens", 0)
+            ),
         }

@@ -39,7 +39,9 @@ async def create_message(request: Request) -> Response:
         for delta in output.feed(text) + output.finish():
             builder.feed(delta)
         reason = output.finish_reason(str(done.get("finish_reason", "stop")))
-        builder.finish(reason, int(done.get("completion_tokens", 0)))
+        builder.finish(
+            reason, int(done.get("completion_tokens", 0)), int(done.get("cached_tokens", 0))
+        )
         return JSONResponse(builder.message())
 
     async def events() -> AsyncIterator[bytes]:
@@ -63,7 +65,12 @@ async def create_message(request: Request) -> Response:
                     for name_, data in builder.feed(delta):
                         yield sse_event(name_, data)
                 reason = output.finish_reason(str(item.get("finish_reason", "stop")))
-                for name_, data in builder.finish(reason, int(item.get("completion_tokens", 0))):
+                ended = builder.finish(
+                    reason,
+                    int(item.get("completion_tokens", 0)),
+                    int(item.get("cached_tokens", 0)),
+                )
+                for name_, data in ended:
                     yield sse_event(name_, data)
                 return
 

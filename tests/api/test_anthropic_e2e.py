@@ -1,14 +1,25 @@
 """The Anthropic Messages API with the official `anthropic` client: text (streamed and
-not), tool use with a tool_result round trip, and token counting."""
+not), tool use with a tool_result round trip, token counting, usage split by the prompt
+cache, thinking blocks (their signature, and sent back in the history)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.api.test_tools_e2e import WEATHER, tools_daemon  # noqa: F401  (the fixture)
-from tests.daemon import Daemon
+from appliance.tiny_model import TinyModelSpec, write_tiny_gguf
+from tests.api.test_tools_e2e import (  # noqa: F401  (the fixture)
+    TEMPLATES,
+    WEATHER,
+    tools_daemon,
+)
+from tests.conftest import write_catalog
+from tests.daemon import Daemon, start_daemon
 
 anthropic = pytest.importorskip("anthropic", reason="the anthropic SDK (dev extra)")
 
@@ -21,6 +32,11 @@ TOOL: dict[str, Any] = {
 
 def client(d: Daemon) -> Any:
     return anthropic.Anthropic(base_url=d.url, api_key="x", max_retries=0, timeout=120)
+
+
+def prompt_of(usage: Any) -> int:
+    """The whole prompt: Anthropic's input_tokens leave out what the cache supplied."""
+    return int(usage.input_tokens) + int(usage.cache_read_input_tokens or 0)
 
 
 def test_text_message_streamed_and_not(tools_daemon: Daemon) -> None:  # noqa: F811
@@ -74,7 +90,7 @@ def test_tool_use_round_trip(tools_daemon: Daemon) -> None:  # noqa: F811
         extra_body={"temperature": 0},
     )
     assert final.stop_reason in ("end_turn", "max_tokens")
-    assert final.usage.input_tokens > m.usage.input_tokens
+    assert prompt_of(final.usage) > prompt_of(m.usage)
     with c.messages.stream(
         model="qwen-tools",
         max_tokens=300,
@@ -92,4 +108,129 @@ def test_count_tokens_matches_the_prompt(tools_daemon: Daemon) -> None:  # noqa:
     kw: dict[str, Any] = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}]}
     counted = c.messages.count_tokens(**kw)
     m = c.messages.create(max_tokens=1, **kw)
-    assert counted.input_tokens == m.usage.input_tokens > 0
+    assert counted.input_tokens == prompt_of(m.usage) > 0
+
+
+@pytest.fixture(scope="module")
+def qwen3_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
+    """The test models plus one with Qwen3's template, which shows `reasoning_content` in
+    the turns of the current tool-use loop."""
+    home = tmp_path_factory.mktemp("anthropic")
+    template = (TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()
+    qwen3 = write_tiny_gguf(home / "qwen3.gguf", TinyModelSpec(chat_template=template))
+    extra = f'\n[models.qwen3]\nsource = "{qwen3}"\ncontext = 2048\n'
+    d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra))
+    yield d
+    d.stop()
+
+
+def sse_events(d: Daemon, body: dict[str, Any]) -> list[dict[str, Any]]:
+    with httpx.stream("POST", d.url + "/v1/messages", json=body, timeout=120) as r:
+        r.raise_for_status()
+        return [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+
+
+USAGE_KEYS = {
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+}
+
+
+def test_usage_splits_the_prompt_cache_like_anthropic(qwen3_daemon: Daemon) -> None:
+    """input_tokens + cache_read_input_tokens is the prompt; the repeat reads it from the
+    cache (llama-server's test_anthropic_messages_basic wants cache_read_input_tokens)."""
+    body: dict[str, Any] = {
+        "model": "tiny",
+        "max_tokens": 4,
+        "temperature": 0,
+        "system": "You answer questions about usage accounting.",
+        "messages": [{"role": "user", "content": "how many tokens were read from the cache?"}],
+    }
+    counted = qwen3_daemon.post("/v1/messages/count_tokens", json=body).json()["input_tokens"]
+    first = qwen3_daemon.post("/v1/messages", json=body).json()["usage"]
+    assert set(first) == USAGE_KEYS
+    assert all(isinstance(v, int) for v in first.values())
+    assert first["input_tokens"] + first["cache_read_input_tokens"] == counted
+    assert first["cache_creation_input_tokens"] == 0 and first["output_tokens"] >= 1
+    again = qwen3_daemon.post("/v1/messages", json=body).json()["usage"]
+    assert again["cache_read_input_tokens"] > 0
+    assert again["input_tokens"] + again["cache_read_input_tokens"] == counted
+
+    events = sse_events(qwen3_daemon, {**body, "stream": True})
+    start = events[0]["message"]["usage"]
+    assert set(start) == USAGE_KEYS and start["output_tokens"] == 0
+    delta = next(e for e in events if e["type"] == "message_delta")["usage"]
+    assert set(delta) == USAGE_KEYS
+    assert delta["cache_read_input_tokens"] > 0
+    assert delta["input_tokens"] + delta["cache_read_input_tokens"] == counted
+
+    # This SDK has no temperature argument.
+    sdk = {k: v for k, v in body.items() if k != "temperature"}
+    with client(qwen3_daemon).messages.stream(**sdk, extra_body={"temperature": 0}) as stream:
+        final = stream.get_final_message()
+    assert final.usage.cache_read_input_tokens > 0 and prompt_of(final.usage) == counted
+
+
+def test_thinking_block_gets_a_signature_before_it_closes(qwen3_daemon: Daemon) -> None:
+    """Anthropic sends a signature_delta before a thinking block's content_block_stop;
+    a local model's signature is empty (as llama-server's)."""
+    body: dict[str, Any] = {
+        "model": "think",
+        "max_tokens": 6,
+        "messages": [{"role": "user", "content": "think first"}],
+        "stream": True,
+    }
+    events = sse_events(qwen3_daemon, body)
+    starts = [e for e in events if e["type"] == "content_block_start"]
+    assert starts and starts[0]["content_block"]["type"] == "thinking"
+    blocks = [e for e in events if e.get("index") == starts[0]["index"]]
+    assert [e["type"] for e in blocks[-2:]] == ["content_block_delta", "content_block_stop"]
+    assert blocks[-2]["delta"] == {"type": "signature_delta", "signature": ""}
+    signatures = [e for e in events if e.get("delta", {}).get("type") == "signature_delta"]
+    assert len(signatures) == 1  # one thinking block, one signature
+
+    del body["stream"]
+    with client(qwen3_daemon).messages.stream(**body) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].type == "thinking" and final.content[0].signature == ""
+    whole = client(qwen3_daemon).messages.create(**body)
+    assert whole.content[0].type == "thinking" and whole.content[0].signature == ""
+
+
+def test_thinking_blocks_in_the_history_reach_the_template(qwen3_daemon: Daemon) -> None:
+    """An assistant turn's thinking block becomes its reasoning_content, which Qwen3's
+    template shows within the tool-use loop (llama-server's
+    test_anthropic_thinking_history_in_count_tokens); a redacted one is dropped."""
+    tool = {
+        "name": "list_files",
+        "description": "List files",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
+    }
+    use = {"type": "tool_use", "id": "call_1", "name": "list_files", "input": {"path": "."}}
+    thought = "I should check the project structure first."
+
+    def count(assistant: list[dict[str, Any]]) -> int:
+        messages = [
+            {"role": "user", "content": "Fix the bug"},
+            {"role": "assistant", "content": assistant},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "a.py"}],
+            },
+        ]
+        body = {"model": "qwen3", "messages": messages, "tools": [tool]}
+        r = qwen3_daemon.post("/v1/messages/count_tokens", json=body)
+        assert r.status_code == 200, r.text
+        return int(r.json()["input_tokens"])
+
+    plain = count([use])
+    with_thinking = count([{"type": "thinking", "thinking": thought, "signature": ""}, use])
+    redacted = count([{"type": "redacted_thinking", "data": "opaque"}, use])
+    assert with_thinking > plain + 5
+    assert redacted == plain
