@@ -1,0 +1,150 @@
+"""The clients people point at a local server, on their default paths: LiteLLM
+(`openai/` models: chat, streaming, a tool call round trip, embeddings), Simon
+Willison's `llm` (an extra OpenAI model: prompt, stream, a tool chain) and LangChain's
+`OpenAIEmbeddings()` with its defaults (it sends cl100k token ids, which are not the
+model's own: a 400 naming the setting that turns that off)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.test_tools_e2e import (  # noqa: F401  (the fixture)
+    WEATHER,
+    tools_daemon,
+)
+from tests.daemon import Daemon
+
+# LiteLLM fetches a model price list from the network at import unless told not to.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+PARIS = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def litellm_module() -> Any:
+    return pytest.importorskip("litellm", reason="LiteLLM (dev extra)")
+
+
+def test_litellm_chat_stream_tools_and_embeddings(tools_daemon: Daemon) -> None:  # noqa: F811
+    litellm = litellm_module()
+    base = {"api_base": tools_daemon.v1, "api_key": "x", "num_retries": 0}
+    r = litellm.completion(
+        model="openai/tiny", messages=PARIS, max_tokens=6, extra_body={"ignore_eos": True}, **base
+    )
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 6
+    text = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in litellm.completion(
+            model="openai/tiny",
+            messages=PARIS,
+            max_tokens=6,
+            temperature=0,
+            stream=True,
+            **base,
+        )
+    )
+    whole = litellm.completion(
+        model="openai/tiny", messages=PARIS, max_tokens=6, temperature=0, **base
+    )
+    assert text == whole.choices[0].message.content
+    called = litellm.completion(
+        model="openai/qwen-tools",
+        messages=PARIS,
+        tools=[WEATHER],
+        tool_choice="required",
+        max_tokens=200,
+        **base,
+    )
+    call = called.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    args = json.loads(call.function.arguments)
+    assert set(args) == set(WEATHER["function"]["parameters"]["required"])
+    history = [
+        *PARIS,
+        called.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "18 C"},
+    ]
+    final = litellm.completion(
+        model="openai/qwen-tools", messages=history, tools=[WEATHER], max_tokens=8, **base
+    )
+    assert final.choices[0].message.role == "assistant"
+    emb = litellm.embedding(model="openai/tiny-embed", input=["hello", "world"], **base)
+    assert len(emb.data) == 2 and len(emb.data[0]["embedding"]) > 8
+
+
+def write_llm_models(user_dir: Path, d: Daemon) -> None:
+    (user_dir / "extra-openai-models.yaml").write_text(
+        f"- model_id: appliance-tiny\n"
+        f"  model_name: tiny\n"
+        f"  api_base: {d.v1}\n"
+        f"- model_id: appliance-qwen\n"
+        f"  model_name: qwen-tools\n"
+        f"  api_base: {d.v1}\n"
+        f"  supports_tools: true\n"
+    )
+
+
+def test_llm_prompt_stream_and_tool_chain(
+    tools_daemon: Daemon,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    llm = pytest.importorskip("llm", reason="Simon Willison's llm (dev extra)")
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path))
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    write_llm_models(tmp_path, tools_daemon)
+    model = llm.get_model("appliance-tiny")
+    response = model.prompt("hello", max_tokens=5, temperature=0, stream=False)
+    text = response.text()
+    usage = response.usage()
+    assert usage.output is not None and 1 <= usage.output <= 5  # EOS may come first
+    streamed = "".join(model.prompt("hello", max_tokens=5, temperature=0))
+    assert streamed == text
+
+    def get_weather(city: str, unit: str) -> str:
+        """Current weather for a city."""
+        return "18 C"
+
+    # llm offers the tool as an OpenAI function (tool_choice auto); the tiny model is
+    # free to answer or call it, and llm runs the chain to its end without an error.
+    chain = llm.get_model("appliance-qwen").chain(
+        "What is the weather in Paris?", tools=[get_weather], options={"max_tokens": 60}
+    )
+    assert isinstance(chain.text(), str)
+    responses = list(chain.responses())
+    assert responses and all(r.usage().input for r in responses)
+
+
+def test_langchain_embeddings_defaults_send_foreign_token_ids_and_are_told_so(
+    tools_daemon: Daemon,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenAIEmbeddings() tokenizes with tiktoken's cl100k_base and sends the ids. Offline,
+    tiktoken's file comes from LiteLLM's wheel, which ships it."""
+    langchain_openai = pytest.importorskip("langchain_openai", reason="langchain-openai")
+    litellm = litellm_module()
+    tokenizers = Path(litellm.__file__).parent / "litellm_core_utils" / "tokenizers"
+    if not (tokenizers / "9b5ad71b2ce5302211f9c61530b329a4922fc6a4").exists():
+        pytest.skip("this LiteLLM build does not ship tiktoken's cl100k_base file")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tokenizers))
+    import openai
+
+    defaults = langchain_openai.OpenAIEmbeddings(
+        base_url=tools_daemon.v1, api_key="x", model="tiny-embed", max_retries=0
+    )
+    with pytest.raises(openai.BadRequestError, match="check_embedding_ctx_length=False"):
+        defaults.embed_documents(["the water is warm today"])
+    fixed = langchain_openai.OpenAIEmbeddings(
+        base_url=tools_daemon.v1,
+        api_key="x",
+        model="tiny-embed",
+        max_retries=0,
+        check_embedding_ctx_length=False,
+    )
+    vectors = fixed.embed_documents(["the water is warm today", "hello"])
+    assert len(vectors) == 2 and len(vectors[0]) > 8
+    assert len(fixed.embed_query("hello")) == len(vectors[0])
