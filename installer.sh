@@ -629,6 +629,12 @@ install_venv() {
 # and must never be installed together). The version is the one pyproject.toml pins.
 GENAI_VERSION=0.18.0
 install_onnx_runtime() {
+    if [ "$BACKEND" = rocm ]; then
+        # PyPI has no ROCm build of onnxruntime-genai; its AMD GPU provider is AMD's
+        # amdgpu plugin (MIGraphX), shipped with ROCm and found through AMDGPU_EP_PATH.
+        warn "ONNX models run on the CPU on this AMD box unless AMD's amdgpu provider for onnxruntime-genai is installed: set AMDGPU_EP_PATH=/path/to/libamdgpu-ep.so in the service's environment (systemctl edit appliance); GGUF models use the GPU"
+        return 0
+    fi
     [ "$BACKEND" = cuda ] || return 0
     step "ONNX runtime for CUDA: onnxruntime-genai-cuda and onnxruntime-gpu replace the CPU packages"
     run "$VENV/bin/python" -m pip uninstall --yes --quiet onnxruntime-genai onnxruntime

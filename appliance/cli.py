@@ -505,7 +505,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(
             f"onnx            onnxruntime-genai {onnx.genai_version} (onnxruntime "
             f"{onnx.ort_version}), provider {onnx.provider}: INT4/FP16/FP32 ONNX models "
-            + ("on the GPU, FP8 too" if onnx.cuda else "on the CPU; FP8 ONNX models need CUDA")
+            + {
+                "cuda": "on the GPU, FP8 too",
+                "amdgpu": "on the AMD GPU; FP8 ONNX models need CUDA",
+            }.get(onnx.provider, "on the CPU; FP8 ONNX models need CUDA")
         )
     else:
         print("onnx            unavailable: ONNX models cannot be served")

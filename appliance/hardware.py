@@ -8,10 +8,12 @@ guess. `problems` says what is missing and how to fix it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -48,13 +50,26 @@ class EngineBuild:
     system_info: str
 
 
+AMDGPU_EP_ENV = "AMDGPU_EP_PATH"
+
+
+def amdgpu_ep_library() -> str | None:
+    """AMD's plugin execution provider for onnxruntime-genai (MIGraphX underneath), which
+    onnxruntime-genai loads on Linux only from the file AMDGPU_EP_PATH names. It is not on
+    PyPI; AMD ships it with ROCm (the onnxruntime_ep_amdgpu package)."""
+    path = os.environ.get(AMDGPU_EP_ENV, "")
+    return path if path and Path(path).is_file() else None
+
+
 _ONNX_PROBE = r"""
 import json, onnxruntime as ort, onnxruntime_genai as og
+from appliance.hardware import amdgpu_ep_library
 print(json.dumps({
     "genai_version": getattr(og, "__version__", "unknown"),
     "ort_version": ort.__version__,
     "providers": ort.get_available_providers(),
     "cuda": bool(og.is_cuda_available()),
+    "amdgpu_ep": amdgpu_ep_library(),
 }))
 """
 
@@ -67,10 +82,13 @@ class OnnxBuild:
     ort_version: str
     providers: tuple[str, ...]
     cuda: bool  # onnxruntime-genai-cuda: INT4/FP16 on the GPU, and FP8 at all
+    amdgpu_ep: str | None = None  # AMD's amdgpu provider library (AMDGPU_EP_PATH), if any
 
     @property
     def provider(self) -> str:
-        return "cuda" if self.cuda else "cpu"
+        if self.cuda:
+            return "cuda"
+        return "amdgpu" if self.amdgpu_ep else "cpu"
 
 
 def probe_onnx(timeout_s: float = 60.0) -> tuple[OnnxBuild | None, str | None]:
@@ -83,6 +101,7 @@ def probe_onnx(timeout_s: float = 60.0) -> tuple[OnnxBuild | None, str | None]:
             ort_version=str(data["ort_version"]),
             providers=tuple(str(p) for p in data["providers"]),
             cuda=bool(data["cuda"]),
+            amdgpu_ep=str(data["amdgpu_ep"]) if data.get("amdgpu_ep") else None,
         ),
         None,
     )
@@ -197,6 +216,13 @@ def detect(probe: bool = True) -> HardwareReport:
             "an NVIDIA GPU is present but onnxruntime-genai is the CPU build: ONNX models run "
             "on the CPU and FP8 ONNX models cannot run; re-run installer.sh (it installs "
             "onnxruntime-genai-cuda and onnxruntime-gpu in place of the CPU packages)"
+        )
+    if onnx is not None and onnx.provider == "cpu" and has_amd and not has_nvidia:
+        problems.append(
+            "an AMD GPU is present but ONNX models run on the CPU: onnxruntime-genai from PyPI "
+            "has no ROCm provider; its AMD GPU provider is AMD's amdgpu plugin (MIGraphX), "
+            "installed with ROCm's onnxruntime_ep_amdgpu package and named by AMDGPU_EP_PATH "
+            "in the daemon's environment. GGUF models use the GPU through llama.cpp's HIP build"
         )
     if has_nvidia and not any(d.vendor == "nvidia" for d in devices):
         problems.append("NVIDIA GPU memory is unknown: install nvidia-ml-py to read it (NVML)")

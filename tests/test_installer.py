@@ -285,6 +285,9 @@ def test_rocm(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "backend:    rocm" in result.stdout
     assert "CMAKE_ARGS=-DGGML_HIP=on -DGPU_TARGETS=gfx1100" in result.stdout
+    # ONNX: PyPI has no ROCm build; the CPU packages stay and the way to the GPU is named.
+    assert "onnxruntime-genai-cuda" not in result.stdout
+    assert "AMDGPU_EP_PATH=/path/to/libamdgpu-ep.so" in result.stderr
 
 
 @pytest.mark.skipif(

@@ -223,6 +223,11 @@ def _provider(manager: ModelManager, fmt: str) -> dict[str, str]:
         return {"name": "cpu", "reason": "embedding encoders run on onnxruntime's CPU provider"}
     if hw.onnx.cuda:
         return {"name": "cuda", "reason": "onnxruntime-genai-cuda is installed and sees a GPU"}
+    if hw.onnx.amdgpu_ep:
+        return {
+            "name": "amdgpu",
+            "reason": f"AMD's amdgpu provider (MIGraphX) from AMDGPU_EP_PATH={hw.onnx.amdgpu_ep}",
+        }
     return {
         "name": "cpu",
         "reason": "onnxruntime-genai is the CPU build here (FP8 ONNX models need the CUDA one)",

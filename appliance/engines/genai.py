@@ -24,6 +24,7 @@ from typing import Any
 from appliance.engines.chat_template import ChatTemplate, render_prompt
 from appliance.engines.engine import EngineRequestError
 from appliance.engines.llamacpp import FALLBACK_TEMPLATE, default_threads
+from appliance.hardware import AMDGPU_EP_ENV, amdgpu_ep_library
 from appliance.parsing import detect_family
 from appliance.store.model_folder import read_folder_info
 
@@ -47,11 +48,11 @@ UNSUPPORTED = {
 }
 
 
-def choose_provider(use_gpu: bool, precision: str) -> tuple[str, str]:
-    """(provider, why): CUDA when asked for and available, else CPU; FP8 needs CUDA."""
-    import onnxruntime_genai as og
-
-    cuda = bool(og.is_cuda_available())
+def choose_provider(
+    use_gpu: bool, precision: str, *, cuda: bool, amdgpu_ep: str | None = None
+) -> tuple[str, str]:
+    """(provider, why): the GPU's provider when a GPU is asked for and the build has one,
+    else the CPU; FP8 needs CUDA."""
     if use_gpu and cuda:
         return "cuda", "onnxruntime-genai-cuda found a CUDA device"
     if precision == "fp8":
@@ -63,8 +64,13 @@ def choose_provider(use_gpu: bool, precision: str) -> tuple[str, str]:
             code="unsupported_precision",
             status=400,
         )
+    if use_gpu and amdgpu_ep is not None:
+        return "amdgpu", f"AMD's amdgpu provider (MIGraphX) from {AMDGPU_EP_ENV}={amdgpu_ep}"
     if use_gpu:
-        return "cpu", "no CUDA provider in this onnxruntime-genai build (the CPU package)"
+        return "cpu", (
+            "no GPU provider in this onnxruntime-genai build: the CPU package, without "
+            f"onnxruntime-genai-cuda (NVIDIA) or AMD's amdgpu provider ({AMDGPU_EP_ENV}, AMD)"
+        )
     return "cpu", "the model is placed on the CPU"
 
 
@@ -78,12 +84,17 @@ class GenaiEngine:
         folder = Path(cfg.model_path)
         facts = read_folder_info(folder)
         self.precision = facts.quantization
-        self.provider, self.provider_reason = choose_provider(cfg.use_gpu, self.precision)
+        self.provider, self.provider_reason = choose_provider(
+            cfg.use_gpu,
+            self.precision,
+            cuda=bool(og.is_cuda_available()),
+            amdgpu_ep=amdgpu_ep_library(),
+        )
         self.threads = cfg.n_threads or default_threads()
         config = og.Config(str(folder))
         config.clear_providers()
-        if self.provider == "cuda":
-            config.append_provider("cuda")
+        if self.provider != "cpu":
+            config.append_provider(self.provider)
         session = {"intra_op_num_threads": self.threads, "inter_op_num_threads": 1}
         config.overlay(json.dumps({"model": {"decoder": {"session_options": session}}}))
         self.model = og.Model(config)
@@ -274,7 +285,7 @@ class GenaiEngine:
             "slots_reason": None,
             "tool_family": self.tool_family,
             "batching": "one generator per request, advanced in turn (no batched step)",
-            "n_gpu_layers": -1 if self.provider == "cuda" else 0,
+            "n_gpu_layers": -1 if self.provider != "cpu" else 0,
             "pid": os.getpid(),
         }
 

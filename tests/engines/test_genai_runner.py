@@ -139,21 +139,39 @@ def test_cancel_waiting_and_active(engine: GenaiEngine) -> None:
 
 
 def test_fp8_is_refused_on_the_cpu_with_what_would_run_it() -> None:
-    import onnxruntime_genai as og
-
     from appliance.engines.engine import EngineRequestError
     from appliance.engines.genai import choose_provider
 
-    with pytest.raises(EngineRequestError, match=r"FP8 weights.*CUDA execution provider"):
-        choose_provider(use_gpu=False, precision="fp8")
-    provider, why = choose_provider(use_gpu=True, precision="int4")
-    if og.is_cuda_available():
-        assert provider == "cuda"
-    else:
-        assert (provider, why) == (
-            "cpu",
-            "no CUDA provider in this onnxruntime-genai build (the CPU package)",
-        )
+    for amd in (None, "/opt/rocm/lib/libamdgpu-ep.so"):
+        with pytest.raises(EngineRequestError, match=r"FP8 weights.*CUDA execution provider"):
+            choose_provider(use_gpu=True, precision="fp8", cuda=False, amdgpu_ep=amd)
+    assert choose_provider(use_gpu=True, precision="fp8", cuda=True)[0] == "cuda"
+
+
+def test_the_provider_is_the_gpus_when_the_build_has_one_and_says_why() -> None:
+    from appliance.engines.genai import choose_provider
+
+    assert choose_provider(True, "int4", cuda=True, amdgpu_ep="/x.so")[0] == "cuda"
+    provider, why = choose_provider(True, "int4", cuda=False, amdgpu_ep="/opt/x/libamdgpu-ep.so")
+    assert provider == "amdgpu" and "AMDGPU_EP_PATH=/opt/x/libamdgpu-ep.so" in why
+    provider, why = choose_provider(True, "int4", cuda=False)
+    assert provider == "cpu" and "onnxruntime-genai-cuda" in why and "AMDGPU_EP_PATH" in why
+    assert choose_provider(False, "int4", cuda=True) == ("cpu", "the model is placed on the CPU")
+
+
+def test_the_amd_provider_library_is_the_file_amdgpu_ep_path_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.hardware import amdgpu_ep_library
+
+    monkeypatch.delenv("AMDGPU_EP_PATH", raising=False)
+    assert amdgpu_ep_library() is None
+    monkeypatch.setenv("AMDGPU_EP_PATH", str(tmp_path / "missing.so"))
+    assert amdgpu_ep_library() is None
+    lib = tmp_path / "libamdgpu-ep.so"
+    lib.write_bytes(b"\x7fELF")
+    monkeypatch.setenv("AMDGPU_EP_PATH", str(lib))
+    assert amdgpu_ep_library() == str(lib)
 
 
 @pytest.mark.parametrize(
