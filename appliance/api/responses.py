@@ -1,7 +1,8 @@
 """The Responses API as a thin translation over the chat pipeline (pure, no I/O).
 
 A Responses body becomes a chat completions body (instructions -> system message,
-input items -> messages, flat function tools -> chat tools, `text.format` ->
+input items -> messages, reasoning items -> the next assistant turn's
+`reasoning_content`, flat function tools -> chat tools, `text.format` ->
 `response_format`, `max_output_tokens` -> `max_tokens`), so validation, tools,
 grammars and parsing are the chat ones. The answer's deltas (`ChatOutput`) become
 the output items (reasoning, message, function calls) and, when streaming, the
@@ -51,14 +52,33 @@ def _text_of(content: Any, param: str) -> str:
     return "".join(texts)
 
 
+def _reasoning_of(item: dict[str, Any]) -> str:
+    """A reasoning item's text: its `content` (reasoning_text parts) or else its `summary`
+    (where this server writes the model's reasoning)."""
+    for key in ("content", "summary"):
+        parts = item.get(key)
+        if isinstance(parts, list):
+            text = "".join(
+                str(p.get("text") or "")
+                for p in parts
+                if isinstance(p, dict) and p.get("type") in ("reasoning_text", "summary_text")
+            )
+            if text:
+                return text
+    return ""  # encrypted_content only: nothing a local model can read
+
+
 def input_messages(value: Any) -> list[dict[str, Any]]:
     """Input items as chat messages: function calls join the assistant turn before them,
-    their outputs become `tool` messages."""
+    their outputs become `tool` messages, and a reasoning item becomes the
+    `reasoning_content` of the assistant turn that follows it (the template decides
+    where to show it; one that no assistant output follows is dropped)."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
         raise invalid_request("'input' must be a string or a list of items", "input")
     messages: list[dict[str, Any]] = []
+    reasoning = ""
     for i, item in enumerate(value):
         param = f"input[{i}]"
         if not isinstance(item, dict):
@@ -70,9 +90,11 @@ def input_messages(value: Any) -> list[dict[str, Any]]:
                 raise invalid_request(
                     f"'{param}.role' must be user, assistant, system or developer", f"{param}.role"
                 )
-            messages.append(
-                {"role": role, "content": _text_of(item.get("content"), f"{param}.content")}
-            )
+            message = {"role": role, "content": _text_of(item.get("content"), f"{param}.content")}
+            if role == "assistant" and reasoning:
+                message["reasoning_content"] = reasoning
+            messages.append(message)
+            reasoning = ""
         elif kind == "function_call":
             call = {
                 "id": str(item.get("call_id") or item.get("id") or new_id("call")),
@@ -80,18 +102,28 @@ def input_messages(value: Any) -> list[dict[str, Any]]:
                 "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"},
             }
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and not last.get("content"):
+            if (
+                last is not None
+                and last["role"] == "assistant"
+                and not last.get("content")
+                and not reasoning
+            ):
                 last.setdefault("tool_calls", []).append(call)
             else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                message = {"role": "assistant", "content": None, "tool_calls": [call]}
+                if reasoning:
+                    message["reasoning_content"] = reasoning
+                messages.append(message)
+            reasoning = ""
         elif kind == "function_call_output":
             output = item.get("output")
             text = output if isinstance(output, str) else json.dumps(output)
             messages.append(
                 {"role": "tool", "tool_call_id": str(item.get("call_id")), "content": text}
             )
+            reasoning = ""
         elif kind == "reasoning":
-            continue  # the model's own earlier reasoning is not sent back to it
+            reasoning += _reasoning_of(item)
         else:
             raise invalid_request(
                 f"'{param}.type' {kind!r} is not supported by this server", f"{param}.type"
@@ -410,4 +442,7 @@ class ResponseBuilder:
         msg: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
         if calls:
             msg["tool_calls"] = calls
+        reasoning = "".join(i["summary"][0]["text"] for i in self.items if i["type"] == "reasoning")
+        if reasoning:
+            msg["reasoning_content"] = reasoning
         return [msg]

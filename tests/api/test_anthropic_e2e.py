@@ -5,21 +5,17 @@ cache, thinking blocks (their signature, and sent back in the history)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from appliance.tiny_model import TinyModelSpec, write_tiny_gguf
-from tests.api.test_tools_e2e import (  # noqa: F401  (the fixture)
-    TEMPLATES,
+from tests.api.test_tools_e2e import (  # noqa: F401  (the fixtures)
     WEATHER,
+    qwen3_daemon,
     tools_daemon,
 )
-from tests.conftest import write_catalog
-from tests.daemon import Daemon, start_daemon
+from tests.daemon import Daemon
 
 anthropic = pytest.importorskip("anthropic", reason="the anthropic SDK (dev extra)")
 
@@ -111,19 +107,6 @@ def test_count_tokens_matches_the_prompt(tools_daemon: Daemon) -> None:  # noqa:
     assert counted.input_tokens == prompt_of(m.usage) > 0
 
 
-@pytest.fixture(scope="module")
-def qwen3_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
-    """The test models plus one with Qwen3's template, which shows `reasoning_content` in
-    the turns of the current tool-use loop."""
-    home = tmp_path_factory.mktemp("anthropic")
-    template = (TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()
-    qwen3 = write_tiny_gguf(home / "qwen3.gguf", TinyModelSpec(chat_template=template))
-    extra = f'\n[models.qwen3]\nsource = "{qwen3}"\ncontext = 2048\n'
-    d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra))
-    yield d
-    d.stop()
-
-
 def sse_events(d: Daemon, body: dict[str, Any]) -> list[dict[str, Any]]:
     with httpx.stream("POST", d.url + "/v1/messages", json=body, timeout=120) as r:
         r.raise_for_status()
@@ -138,7 +121,7 @@ USAGE_KEYS = {
 }
 
 
-def test_usage_splits_the_prompt_cache_like_anthropic(qwen3_daemon: Daemon) -> None:
+def test_usage_splits_the_prompt_cache_like_anthropic(qwen3_daemon: Daemon) -> None:  # noqa: F811
     """input_tokens + cache_read_input_tokens is the prompt; the repeat reads it from the
     cache (llama-server's test_anthropic_messages_basic wants cache_read_input_tokens)."""
     body: dict[str, Any] = {
@@ -173,7 +156,7 @@ def test_usage_splits_the_prompt_cache_like_anthropic(qwen3_daemon: Daemon) -> N
     assert final.usage.cache_read_input_tokens > 0 and prompt_of(final.usage) == counted
 
 
-def test_thinking_block_gets_a_signature_before_it_closes(qwen3_daemon: Daemon) -> None:
+def test_thinking_block_gets_a_signature_before_it_closes(qwen3_daemon: Daemon) -> None:  # noqa: F811
     """Anthropic sends a signature_delta before a thinking block's content_block_stop;
     a local model's signature is empty (as llama-server's)."""
     body: dict[str, Any] = {
@@ -199,7 +182,7 @@ def test_thinking_block_gets_a_signature_before_it_closes(qwen3_daemon: Daemon) 
     assert whole.content[0].type == "thinking" and whole.content[0].signature == ""
 
 
-def test_thinking_blocks_in_the_history_reach_the_template(qwen3_daemon: Daemon) -> None:
+def test_thinking_blocks_in_the_history_reach_the_template(qwen3_daemon: Daemon) -> None:  # noqa: F811
     """An assistant turn's thinking block becomes its reasoning_content, which Qwen3's
     template shows within the tool-use loop (llama-server's
     test_anthropic_thinking_history_in_count_tokens); a redacted one is dropped."""

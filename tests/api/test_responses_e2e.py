@@ -1,5 +1,6 @@
 """The Responses API with the official `openai` client: text (streamed and not), a
-function-call round trip, previous_response_id, and the stored response."""
+function-call round trip, previous_response_id, the stored response, and reasoning
+items sent back to the model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from typing import Any
 import openai
 import pytest
 
-from tests.api.test_tools_e2e import WEATHER, tools_daemon  # noqa: F401  (the fixture)
+from appliance.api.responses import ResponseBuilder, input_messages
+from tests.api.test_tools_e2e import (  # noqa: F401  (the fixtures)
+    WEATHER,
+    qwen3_daemon,
+    tools_daemon,
+)
 from tests.daemon import Daemon
 
 FLAT_WEATHER: dict[str, Any] = {"type": "function", **WEATHER["function"]}
@@ -101,3 +107,76 @@ def test_structured_output_and_bad_input(tools_daemon: Daemon) -> None:  # noqa:
     assert isinstance(json.loads(r.output_text)["ok"], bool)
     with pytest.raises(openai.BadRequestError, match="input"):
         c.responses.create(model="tiny", input=[{"type": "computer_call"}])
+
+
+def test_reasoning_items_go_back_to_the_template(qwen3_daemon: Daemon) -> None:  # noqa: F811
+    """A reasoning item in the input becomes the reasoning_content of the assistant turn
+    after it, which Qwen3's template shows within the tool-use loop; its text is read
+    from `content` or else `summary`; an encrypted-only one is dropped."""
+    c = client(qwen3_daemon)
+    tool = {
+        "type": "function",
+        "name": "list_files",
+        "description": "List files",
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
+    }
+    thought = "I should check the project structure first."
+
+    def prompt_tokens(reasoning: list[dict[str, Any]]) -> int:
+        items: list[Any] = [
+            {"role": "user", "content": "Fix the bug"},
+            *reasoning,
+            {"type": "function_call", "call_id": "c1", "name": "list_files", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "a.py"},
+        ]
+        r = c.responses.create(model="qwen3", input=items, tools=[tool], max_output_tokens=1)
+        assert r.usage is not None
+        return r.usage.input_tokens
+
+    summary = {"type": "summary_text", "text": thought}
+    plain = prompt_tokens([])
+    from_summary = prompt_tokens([{"type": "reasoning", "id": "rs_1", "summary": [summary]}])
+    from_content = prompt_tokens(
+        [
+            {
+                "type": "reasoning",
+                "id": "rs_2",
+                "summary": [],
+                "content": [{"type": "reasoning_text", "text": thought}],
+            }
+        ]
+    )
+    encrypted = prompt_tokens(
+        [{"type": "reasoning", "id": "rs_3", "summary": [], "encrypted_content": "opaque"}]
+    )
+    assert from_summary == from_content > plain + 5
+    assert encrypted == plain
+
+
+def test_reasoning_joins_the_assistant_turn_and_the_stored_history() -> None:
+    thought = {"type": "reasoning", "summary": [{"type": "summary_text", "text": "plan"}]}
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    said = {"type": "message", "role": "assistant", "content": "done"}
+    messages = input_messages(
+        [{"role": "user", "content": "go"}, thought, call, {**call, "call_id": "c2"}, thought, said]
+    )
+    assert [m["role"] for m in messages] == ["user", "assistant", "assistant"]
+    assert messages[1]["reasoning_content"] == "plan"
+    assert [t["id"] for t in messages[1]["tool_calls"]] == ["c1", "c2"]
+    assert messages[2] == {"role": "assistant", "content": "done", "reasoning_content": "plan"}
+    # reasoning that no assistant output follows is dropped
+    assert input_messages([thought, {"role": "user", "content": "hi"}]) == [
+        {"role": "user", "content": "hi"}
+    ]
+
+    builder = ResponseBuilder({}, "m", "resp_1")
+    builder.feed({"reasoning_content": "because"})
+    builder.feed({"content": "answer"})
+    builder.finish("stop", {})
+    assert builder.as_history() == [
+        {"role": "assistant", "content": "answer", "reasoning_content": "because"}
+    ]

@@ -69,6 +69,19 @@ context = 2048
     d.stop()
 
 
+@pytest.fixture(scope="module")
+def qwen3_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
+    """The test models plus `qwen3`, with Qwen3's template, which shows an assistant
+    turn's `reasoning_content` within the current tool-use loop."""
+    home = tmp_path_factory.mktemp("qwen3")
+    template = (TEMPLATES / "Qwen-Qwen3-0.6B.jinja").read_text()
+    qwen3 = write_tiny_gguf(home / "qwen3.gguf", TinyModelSpec(chat_template=template))
+    extra = f'\n[models.qwen3]\nsource = "{qwen3}"\ncontext = 2048\n'
+    d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra))
+    yield d
+    d.stop()
+
+
 def client(d: Daemon) -> openai.OpenAI:
     return openai.OpenAI(base_url=d.v1, api_key="x", max_retries=0, timeout=120)
 
