@@ -16,8 +16,11 @@ One resolution order, used by the daemon and the CLI alike:
    ``STATE_DIRECTORY``, ``CONFIGURATION_DIRECTORY``, ``LOGS_DIRECTORY``,
    ``CACHE_DIRECTORY`` and ``RUNTIME_DIRECTORY``. Each may list several
    directories separated by ``:``; the first is used. Each one that is set
-   wins over step 4 for its own directory only.
-4. the per-user directories: on Linux the XDG base directories, read from
+   wins over steps 4 and 5 for its own directory only.
+4. for root, when the system service is installed (``/etc/appliance/settings.toml``
+   exists) and root has no settings of its own: the system service's folders
+   (``SYSTEM_LAYOUT``), so ``sudo appliance ps`` reaches the service with its key;
+5. the per-user directories: on Linux the XDG base directories, read from
    ``env`` (``XDG_DATA_HOME``, ``XDG_CONFIG_HOME``, ``XDG_STATE_HOME``,
    ``XDG_CACHE_HOME``, ``XDG_RUNTIME_DIR``, ``HOME``) with the same results as
    platformdirs (``~/.local/share/appliance``, ``~/.config/appliance``,
@@ -56,6 +59,16 @@ SYSTEMD_ENV = {
     "log_dir": "LOGS_DIRECTORY",
     "cache_dir": "CACHE_DIRECTORY",
     "run_dir": "RUNTIME_DIRECTORY",
+}
+
+# The system service's folders: systemd's StateDirectory= and friends in
+# systemd/appliance.service (the installer's system mode).
+SYSTEM_LAYOUT = {
+    "data_dir": Path("/var/lib") / APP_NAME,
+    "config_dir": Path("/etc") / APP_NAME,
+    "log_dir": Path("/var/log") / APP_NAME,
+    "run_dir": Path("/run") / APP_NAME,
+    "cache_dir": Path("/var/cache") / APP_NAME,
 }
 
 PRIVATE_MODE = 0o700
@@ -120,8 +133,15 @@ class Paths:
         return self
 
 
-def resolve_paths(home: str | None = None, env: Mapping[str, str] = os.environ) -> Paths:
-    """Resolve the appliance's directories: flag > APPLIANCE_HOME > systemd > per-user."""
+def resolve_paths(
+    home: str | None = None,
+    env: Mapping[str, str] = os.environ,
+    *,
+    system: Mapping[str, Path] = SYSTEM_LAYOUT,
+    is_root: bool | None = None,
+) -> Paths:
+    """Resolve the appliance's directories: flag > APPLIANCE_HOME > systemd > the system
+    service's (root only) > per-user."""
     if home:
         return Paths.under(_absolute(home, env))
     env_home = env.get(HOME_ENV, "")
@@ -129,6 +149,15 @@ def resolve_paths(home: str | None = None, env: Mapping[str, str] = os.environ) 
         return Paths.under(_absolute(env_home, env))
 
     user = _user_dirs(env)
+    if is_root is None:
+        is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if (
+        is_root
+        and not any(env.get(variable) for variable in SYSTEMD_ENV.values())
+        and (system["config_dir"] / "settings.toml").is_file()
+        and not (user["config_dir"] / "settings.toml").is_file()
+    ):
+        user = dict(system)
     chosen: dict[str, Path] = {}
     for field, variable in SYSTEMD_ENV.items():
         first = env.get(variable, "").split(":")[0]

@@ -74,7 +74,7 @@ def test_systemd_directories_one_by_one() -> None:
 
 @linux_only
 def test_user_directories_default() -> None:
-    paths = resolve_paths(env={"HOME": "/home/u"})
+    paths = resolve_paths(env={"HOME": "/home/u"}, is_root=False)
     assert paths == Paths(
         data_dir=Path("/home/u/.local/share/appliance"),
         config_dir=Path("/home/u/.config/appliance"),
@@ -95,7 +95,7 @@ def test_user_directories_follow_xdg() -> None:
         "XDG_CACHE_HOME": "/k",
         "XDG_RUNTIME_DIR": "/run/user/1000",
     }
-    paths = resolve_paths(env=env)
+    paths = resolve_paths(env=env, is_root=False)
     assert paths.data_dir == Path("/d/appliance")
     assert paths.store_dir == Path("/d/appliance/store")
     assert paths.config_dir == Path("/c/appliance")
@@ -129,3 +129,33 @@ def test_ensure_creates_private_data_dirs(tmp_path: Path) -> None:
     assert paths.ensure() == paths  # idempotent
     assert paths.settings_file == paths.config_dir / "settings.toml"
     assert paths.catalog_file == paths.config_dir / "models.toml"
+
+
+def _system(root: Path) -> dict[str, Path]:
+    return {
+        name: root / name for name in ("data_dir", "config_dir", "log_dir", "run_dir", "cache_dir")
+    }
+
+
+@linux_only
+def test_root_uses_the_system_service_folders_when_they_exist(tmp_path: Path) -> None:
+    """`sudo appliance ps` on a box with the system service reaches it with its settings."""
+    system = _system(tmp_path / "sys")
+    env = {"HOME": str(tmp_path / "root")}
+    assert resolve_paths(env=env, system=system, is_root=True).config_dir == (
+        tmp_path / "root" / ".config" / "appliance"
+    )  # no system service installed
+    system["config_dir"].mkdir(parents=True)
+    (system["config_dir"] / "settings.toml").write_text('api_keys = ["k"]\n')
+    paths = resolve_paths(env=env, system=system, is_root=True)
+    assert (paths.config_dir, paths.store_dir) == (
+        system["config_dir"],
+        system["data_dir"] / "store",
+    )
+    assert resolve_paths(env=env, system=system, is_root=False).config_dir != system["config_dir"]
+    own = tmp_path / "root" / ".config" / "appliance"
+    own.mkdir(parents=True)
+    (own / "settings.toml").write_text("")
+    assert resolve_paths(env=env, system=system, is_root=True).config_dir == own  # root's own
+    flagged = resolve_paths(str(tmp_path / "h"), env=env, system=system, is_root=True)
+    assert flagged.config_dir == tmp_path / "h" / "config"
