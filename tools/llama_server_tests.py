@@ -181,6 +181,11 @@ def _reason(node: ET.Element) -> str:
     # "AssertionError: Expected 200, got 400" / "assert 400 == 200" / "+  where ..."
     detail = next((ln for ln in lines[1:] if ln.startswith("assert ")), "")
     reason = first if not detail or detail in first else f"{first} | {detail}"
+    if reason.endswith("assert False"):
+        # A bare `assert f(...)`: the failing line (pytest marks it with ">") says more.
+        source = [ln[1:].strip() for ln in (node.text or "").splitlines() if ln.startswith(">")]
+        if source:
+            reason = f"{reason} | {source[-1]}"
     return reason if len(reason) <= 240 else reason[:237] + "..."
 
 
