@@ -110,6 +110,7 @@ class CatalogEntry:
     flash_attn: FlashAttn | None = None  # None: settings.flash_attn
     deterministic: bool = False  # every request computed as if alone (no batching, no cache)
     tool_parser: str | None = None  # the output family for tool calls; None: from the template
+    chat_template: Path | None = None  # a Jinja file in place of the model's own template
     default: bool = False
     description: str | None = None
 
@@ -418,6 +419,14 @@ class _EntryParser:
             raise ValueError(f"expected a tool-call family name, got {describe_value(value)}")
         return family_from_name(value.strip()).value
 
+    def chat_template(self, value: object) -> Path:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(
+                f"expected the path of a Jinja template file, got {describe_value(value)}"
+            )
+        path = Path(value.strip()).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
     def max_queue(self, value: object) -> int:
         return _int(value, 0, "an integer >= 0 (requests waiting beyond the slots)")
 
@@ -484,6 +493,7 @@ _KEYS: dict[str, Callable[[_EntryParser, object], Any]] = {
     "threads": _EntryParser.threads,
     "reasoning": _EntryParser.reasoning,
     "tool_parser": _EntryParser.tool_parser,
+    "chat_template": _EntryParser.chat_template,
     "parallel": _EntryParser.parallel,
     "max_queue": _EntryParser.max_queue,
     "flash_attn": _EntryParser.flash_attn,

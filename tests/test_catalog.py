@@ -113,6 +113,7 @@ def test_every_key(tmp_path: Path) -> None:
         kind = "embedding"
         keep_alive = 0
         reasoning = "off"
+        chat_template = "templates/tools.jinja"
         """,
     )
     catalog = load_catalog(path)
@@ -138,6 +139,8 @@ def test_every_key(tmp_path: Path) -> None:
     assert local.revision_pinned
     assert local.keep_alive_s == 0.0
     assert local.reasoning == "off"
+    assert local.chat_template == tmp_path / "templates" / "tools.jinja"
+    assert big.chat_template is None
     assert catalog.names() == ("big", "local")
     assert catalog.default_entry() is big
     assert any("models.big.revision" in w and "not pinned" in w for w in catalog.warnings)
@@ -218,6 +221,8 @@ def test_error_message_carries_the_key_path() -> None:
         ('source = "/m.gguf"\nthreads = 0', "models.m.threads", "positive integer"),
         ('source = "/m.gguf"\nreasoning = "maybe"', "models.m.reasoning", "auto, on, off"),
         ('source = "/m.gguf"\ndefault = "yes"', "models.m.default", "true or false"),
+        ('source = "/m.gguf"\nchat_template = 1', "models.m.chat_template", "Jinja template"),
+        ('source = "/m.gguf"\nchat_template = " "', "models.m.chat_template", "Jinja template"),
     ],
 )
 def test_bad_values(tmp_path: Path, body: str, key_path: str, fragment: str) -> None:

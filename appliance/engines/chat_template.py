@@ -361,7 +361,8 @@ def render_prompt(
     if tools and not supports_tools(template.source):
         raise EngineRequestError(
             "this model's chat template does not support tools, so the model would never "
-            "see them: remove 'tools', or set a chat template with tool support for it",
+            "see them: remove 'tools', or give the model a template that can show tools "
+            "(chat_template in models.toml: the path of a Jinja file)",
             code="tools_unsupported",
             status=400,
             param="tools",

@@ -72,6 +72,7 @@ DISK_READ_BPS = 500e6  # reload cost estimate before a load was measured
 # A worker process costs memory beyond the model (interpreter, engine runtime): about
 # 26 MiB measured on CPU; counted in every estimate until the real load is measured.
 WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
+MAX_TEMPLATE_BYTES = 1024 * 1024  # a chat template file from models.toml
 
 
 class ModelManager:
@@ -681,6 +682,29 @@ class ModelManager:
             return anon + path.stat().st_size  # llama.cpp maps the GGUF; onnxruntime reads it in
         return anon  # GPU: VRAM per process needs NVML accounting; the estimate stays the guide
 
+    def _chat_template(self, slot: Slot) -> str | None:
+        """The template file models.toml names in place of the model's own, read now so
+        that an edit takes effect at the next load."""
+        path = slot.entry.chat_template if slot.entry else None
+        if path is None:
+            return None
+        where = f"models.{slot.name}.chat_template"
+        try:
+            if path.stat().st_size > MAX_TEMPLATE_BYTES:
+                raise ModelFailed(
+                    f"{where}: {path} is over {MAX_TEMPLATE_BYTES // 1024} KiB; "
+                    "that is not a chat template",
+                    code="bad_chat_template",
+                    param=None,
+                )
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelFailed(
+                f"{where}: cannot read the template file {path}: {exc}",
+                code="bad_chat_template",
+                param=None,
+            ) from exc
+
     async def _start_worker(
         self, slot: Slot, path: Path, serving: Serving, placement: Placement, reason: str
     ) -> WorkerProcess:
@@ -705,6 +729,7 @@ class ModelManager:
             weight_repack=self.settings.weight_repack and slot.weight_repack and self.repack_ok,
             format=self._format_of(path),
             tool_parser=slot.entry.tool_parser if slot.entry else None,
+            chat_template=self._chat_template(slot),
         )
         worker = WorkerProcess(spec, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
         slot.state = "loading"

@@ -63,6 +63,15 @@ def tools_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> 
 [models.qwen-tools]
 source = "{qwen}"
 context = 2048
+
+[models.tiny-given-a-template]
+source = "{models_dir / "tiny.gguf"}"
+chat_template = "{TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja"}"
+context = 2048
+
+[models.tiny-template-missing]
+source = "{models_dir / "tiny.gguf"}"
+chat_template = "no-such-template.jinja"
 '''
     d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra))
     yield d
@@ -252,6 +261,17 @@ def test_a_template_without_tools_is_refused_naming_tools(tools_daemon: Daemon) 
     # tool_choice "none": the tools are not offered, the request is served.
     r = ask(tools_daemon, model="tiny", tools=[WEATHER], tool_choice="none", max_tokens=2)
     assert r.choices[0].message.tool_calls is None
+
+
+def test_a_template_from_models_toml_lets_a_model_take_tools(tools_daemon: Daemon) -> None:
+    """tiny.gguf's own ChatML template cannot show tools; models.toml gives it Qwen's."""
+    r = ask(tools_daemon, model="tiny-given-a-template", tools=[WEATHER], tool_choice="required")
+    check_call(r.choices[0].message.tool_calls[0], WEATHER)
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(tools_daemon, model="tiny-template-missing", max_tokens=2)
+    message = str(info.value.body)
+    assert "models.tiny-template-missing.chat_template" in message
+    assert "no-such-template.jinja" in message
 
 
 def test_bad_tool_requests_are_400s(tools_daemon: Daemon) -> None:
