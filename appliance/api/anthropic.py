@@ -185,6 +185,7 @@ class MessageBuilder:
         self._open: str | None = None  # "thinking" | "text"
         self._calls: dict[int, dict[str, Any]] = {}
         self._args: dict[int, str] = {}
+        self.stop_sequence: str | None = None  # the stop string that ended the answer
 
     def start(self) -> list[Event]:
         message = {**self.message("", 0), "content": [], "stop_reason": None}
@@ -305,7 +306,13 @@ class MessageBuilder:
             "output_tokens": output_tokens,
         }
 
-    def finish(self, finish_reason: str, output_tokens: int, cached_tokens: int = 0) -> list[Event]:
+    def finish(
+        self,
+        finish_reason: str,
+        output_tokens: int,
+        cached_tokens: int = 0,
+        stop_sequence: str | None = None,
+    ) -> list[Event]:
         events = self._close()
         self.cached_tokens = cached_tokens
         for index, block in self._calls.items():
@@ -314,13 +321,19 @@ class MessageBuilder:
             except json.JSONDecodeError:
                 block["input"] = {}
         self.stop_reason = STOP_REASONS.get(finish_reason, "end_turn")
+        self.stop_sequence = stop_sequence if self.stop_reason == "end_turn" else None
+        if self.stop_sequence is not None:
+            self.stop_reason = "stop_sequence"  # one of the request's stop_sequences matched
         self.output_tokens = output_tokens
         events.append(
             (
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                    "delta": {
+                        "stop_reason": self.stop_reason,
+                        "stop_sequence": self.stop_sequence,
+                    },
                     # Cumulative, as Anthropic sends it: the cache split is known only now.
                     "usage": self.usage(output_tokens),
                 },
@@ -341,7 +354,7 @@ class MessageBuilder:
             "stop_reason": stop_reason
             if stop_reason is not None
             else getattr(self, "stop_reason", None),
-            "stop_sequence": None,
+            "stop_sequence": self.stop_sequence,
             "usage": self.usage(
                 output_tokens if output_tokens is not None else getattr(self, "output_tokens", 0)
             ),

@@ -40,7 +40,10 @@ async def create_message(request: Request) -> Response:
             builder.feed(delta)
         reason = output.finish_reason(str(done.get("finish_reason", "stop")))
         builder.finish(
-            reason, int(done.get("completion_tokens", 0)), int(done.get("cached_tokens", 0))
+            reason,
+            int(done.get("completion_tokens", 0)),
+            int(done.get("cached_tokens", 0)),
+            done.get("stop_sequence"),
         )
         return JSONResponse(builder.message())
 
@@ -69,6 +72,7 @@ async def create_message(request: Request) -> Response:
                     reason,
                     int(item.get("completion_tokens", 0)),
                     int(item.get("cached_tokens", 0)),
+                    item.get("stop_sequence"),
                 )
                 for name_, data in ended:
                     yield sse_event(name_, data)

@@ -82,7 +82,7 @@ class Sequence:
         """The `done` frame the worker sends when this request ends (not in error)."""
         now = time.monotonic()
         prompt_end = self.prompt_done_at or now
-        return {
+        frame: dict[str, Any] = {
             "type": "done",
             "id": self.request_id,
             "finish_reason": self.finish_reason,
@@ -93,6 +93,9 @@ class Sequence:
             "decode_s": round(max(now - prompt_end, 0.0), 6) if self.prompt_done_at else 0.0,
             "queued_s": round(max((self.started_at or now) - self.submitted_at, 0.0), 6),
         }
+        if self.stops.matched is not None:
+            frame["stop_sequence"] = self.stops.matched  # which of the request's stop strings
+        return frame
 
     @property
     def kv_tokens(self) -> list[int]:

@@ -16,6 +16,7 @@ class StopBuffer:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended the text
 
     def _holdback(self, text: str) -> int:
         """Length of the longest suffix of `text` that is a proper prefix of a stop string."""
@@ -39,7 +40,7 @@ class StopBuffer:
         for stop in self._stops:
             i = self._pending.find(stop)
             if i != -1 and (cut == -1 or i < cut):
-                cut = i
+                cut, self.matched = i, stop
         if cut != -1:
             out = self._pending[:cut]
             self._pending = ""

@@ -56,6 +56,30 @@ def test_text_message_streamed_and_not(tools_daemon: Daemon) -> None:  # noqa: F
     assert text == m.content[0].text == final.content[0].text
 
 
+def test_a_matched_stop_sequence_is_named(tools_daemon: Daemon) -> None:  # noqa: F811
+    """stop_reason "stop_sequence" and the string that matched, as Anthropic reports it."""
+    c = client(tools_daemon)
+    kw: dict[str, Any] = {
+        "model": "tiny",
+        "max_tokens": 24,
+        "messages": [{"role": "user", "content": "hello"}],
+        "extra_body": {"temperature": 0},
+    }
+    free = c.messages.create(**kw).content[0].text
+    assert len(free) > 6
+    stop = free[4:6]
+    head = free[: free.index(stop)]
+    m = c.messages.create(**kw, stop_sequences=["never-in-gibberish", stop])
+    assert (m.stop_reason, m.stop_sequence) == ("stop_sequence", stop)
+    assert m.content[0].text == head
+    with c.messages.stream(**kw, stop_sequences=[stop]) as stream:
+        assert "".join(stream.text_stream) == head
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", stop)
+    ended = c.messages.create(**{**kw, "max_tokens": 2})
+    assert ended.stop_sequence is None and ended.stop_reason in ("max_tokens", "end_turn")
+
+
 def test_tool_use_round_trip(tools_daemon: Daemon) -> None:  # noqa: F811
     c = client(tools_daemon)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]

@@ -19,6 +19,7 @@ def test_stop_split_across_tokens_never_leaks() -> None:
     outs = [buf.feed(p) for p in [b"abc E", b"N", b"D tail"]]
     assert outs == ["abc ", "", ""]
     assert buf.stopped and buf.flush() == ""
+    assert buf.matched == "END"
 
 
 def test_false_start_is_released() -> None:
@@ -28,7 +29,12 @@ def test_false_start_is_released() -> None:
 
 
 def test_earliest_of_several_stops_wins() -> None:
-    assert feed_all(StopBuffer(["zz", "b"]), [b"aazzb"]) == "aa"
+    buf = StopBuffer(["b", "zz"])
+    assert feed_all(buf, [b"aazzb"]) == "aa"
+    assert buf.matched == "zz"
+    unmatched = StopBuffer(["q"])
+    feed_all(unmatched, [b"abc"])
+    assert unmatched.matched is None
 
 
 def test_multibyte_character_split_over_tokens() -> None:
