@@ -1,15 +1,17 @@
 """The clients people point at a local server, on their default paths: LiteLLM
 (`openai/` models: chat, streaming, a tool call round trip, embeddings), Simon
-Willison's `llm` (an extra OpenAI model: prompt, stream, a tool chain) and LangChain's
+Willison's `llm` (an extra OpenAI model: prompt, stream, a tool chain), LangChain's
 `OpenAIEmbeddings()` with its defaults (it sends cl100k token ids, which are not the
-model's own: a 400 naming the setting that turns that off)."""
+model's own: a 400 naming the setting that turns that off), pydantic-ai's typed output
+and the OpenAI Agents SDK (Responses API, a function tool). The tiny models write
+gibberish, so the tools' arguments are enums where a test needs a short call."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -148,3 +150,58 @@ def test_langchain_embeddings_defaults_send_foreign_token_ids_and_are_told_so(
     vectors = fixed.embed_documents(["the water is warm today", "hello"])
     assert len(vectors) == 2 and len(vectors[0]) > 8
     assert len(fixed.embed_query("hello")) == len(vectors[0])
+
+
+def test_pydantic_ai_structured_output_through_its_output_tool(
+    tools_daemon: Daemon,  # noqa: F811
+) -> None:
+    """pydantic-ai's default for a typed output: a `final_result` tool it requires the
+    model to call; the arguments are constrained to the schema, so they validate."""
+    pytest.importorskip("pydantic_ai", reason="pydantic-ai-slim[openai] (dev extra)")
+    from pydantic import BaseModel
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    class Weather(BaseModel):
+        city: Literal["Paris", "Rome"]
+        celsius: int
+
+    model = OpenAIChatModel(
+        "qwen-tools", provider=OpenAIProvider(base_url=tools_daemon.v1, api_key="x")
+    )
+    result = Agent(model, output_type=Weather).run_sync("What is the weather in Paris?")
+    assert isinstance(result.output, Weather)
+    assert result.output.city in ("Paris", "Rome")
+
+
+def test_openai_agents_sdk_runs_a_tool_over_the_responses_api(
+    tools_daemon: Daemon,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The OpenAI Agents SDK's default model is the Responses API."""
+    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")  # it would export traces
+    agents = pytest.importorskip("agents", reason="openai-agents (dev extra)")
+    from openai import AsyncOpenAI
+
+    agents.set_tracing_disabled(True)
+    asked: list[str] = []
+
+    @agents.function_tool
+    def get_weather(city: Literal["Paris", "Rome"]) -> str:
+        """Current weather for a city."""
+        asked.append(city)
+        return "18 C"
+
+    client = AsyncOpenAI(base_url=tools_daemon.v1, api_key="x", max_retries=0)
+    agent = agents.Agent(
+        name="weather",
+        instructions="Answer briefly.",
+        tools=[get_weather],
+        model=agents.OpenAIResponsesModel(model="qwen-tools", openai_client=client),
+        model_settings=agents.ModelSettings(tool_choice="required", max_tokens=400),
+        tool_use_behavior="stop_on_first_tool",
+    )
+    result = agents.Runner.run_sync(agent, "What is the weather in Paris?", max_turns=3)
+    assert asked and asked[0] in ("Paris", "Rome")
+    assert result.final_output == "18 C"
