@@ -26,12 +26,35 @@ from appliance.engines.protocol import Frame
 
 @dataclasses.dataclass
 class _Choice:
-    """One sequence: its prompt's echo, its frames, and where its logprobs' offsets are."""
+    """One sequence: its prompt's echo (the prompt's text, or "" when the worker echoes
+    the prompt's tokens), its frames, and where its logprobs' offsets are."""
 
     prompt_index: int
     echo: str
     frames: AsyncGenerator[Frame, None]
+    prompt_text: str = ""  # "" for a prompt of token ids
     offset: int = 0
+
+
+def _echo_text(choice: _Choice, prompt: list[dict[str, Any]] | None) -> str:
+    """The prompt as echoed: its own text, else the text of its tokens."""
+    if choice.echo or prompt is None:
+        return choice.echo
+    return choice.prompt_text or "".join(str(e["token"]) for e in prompt)
+
+
+def _prompt_logprobs(prompt: list[dict[str, Any]], echoed: str) -> dict[str, Any]:
+    """The prompt's tokens in the completions shape, their offsets into the echoed text (a
+    SentencePiece tokenizer's pieces start with a space the prompt did not have)."""
+    joined = "".join(str(e["token"]) for e in prompt)
+    extra = len(joined) - len(echoed) if joined.endswith(echoed) else 0
+    out = completion_logprobs(prompt, -extra)
+    out["text_offset"] = [min(max(o, 0), len(echoed)) for o in out["text_offset"]]
+    return out
+
+
+def _joined(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    return {key: first[key] + second[key] for key in first}
 
 
 async def completions(request: Request) -> Response:
@@ -58,13 +81,18 @@ async def completions(request: Request) -> Response:
     results = await _collect_all(request, choices)
     body = []
     for i, (choice, (text, done)) in enumerate(zip(choices, results, strict=True)):
+        prompt = done.get("prompt")
+        echoed = _echo_text(choice, prompt) if req.echo else ""
+        logprobs = None
+        if req.params.logprobs is not None:
+            logprobs = completion_logprobs(done["logprobs"], len(echoed))
+            if prompt is not None:
+                logprobs = _joined(_prompt_logprobs(prompt, echoed), logprobs)
         body.append(
             {
                 "index": i,
-                "text": choice.echo + text,
-                "logprobs": completion_logprobs(done["logprobs"], len(choice.echo))
-                if req.params.logprobs is not None
-                else None,
+                "text": echoed + text,
+                "logprobs": logprobs,
                 "finish_reason": _finish(done),
             }
         )
@@ -106,7 +134,8 @@ async def _start(request: Request, req: CompletionRequest, name: str) -> list[_C
         for p, prompt in enumerate(req.prompts):
             for j in range(req.n):
                 frames = _frames(request, name, _frame(req, prompt, j), want_embedding=False)
-                choices.append(_Choice(p, prompt.text if req.echo else "", frames))
+                echo = prompt.text if req.echo and not req.params.echo else ""
+                choices.append(_Choice(p, echo, frames, prompt.text))
                 await _first(frames)
     except BaseException:
         for choice in choices:
@@ -161,9 +190,12 @@ async def _stream(
     from appliance.api.openai_routes import _finish, frame_error
 
     def chunk(
-        i: int, text: str, finish: str | None = None, entries: list[dict[str, Any]] | None = None
+        i: int,
+        text: str,
+        finish: str | None = None,
+        entries: list[dict[str, Any]] | None = None,
+        logprobs: dict[str, Any] | None = None,
     ) -> bytes:
-        logprobs = None
         if entries and req.params.logprobs is not None:
             choice = choices[i]
             logprobs = completion_logprobs(entries, choice.offset)
@@ -201,6 +233,14 @@ async def _stream(
             i, item = await queue.get()
             if item is None:
                 open_choices -= 1
+            elif item["type"] == "prompt" and req.echo:  # echoed by the worker
+                choice = choices[i]
+                echoed = _echo_text(choice, list(item["tokens"]))
+                scored = None
+                if req.params.logprobs is not None:
+                    scored = _prompt_logprobs(list(item["tokens"]), echoed)
+                choice.offset = len(echoed)
+                yield chunk(i, echoed, logprobs=scored)
             elif item["type"] == "token":
                 yield chunk(i, str(item["text"]), entries=item.get("logprobs"))
             elif item["type"] == "error":

@@ -96,6 +96,8 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
         "ignore_eos": params.ignore_eos,
         "deterministic": params.deterministic,
         "logprobs": params.logprobs,
+        "echo": params.echo,
+        "prompt_logprobs": params.prompt_logprobs,
         "response_format": None
         if fmt is None or fmt.type == "text"
         else {"type": fmt.type, "schema": fmt.schema},
@@ -265,18 +267,21 @@ async def collect_unless_gone(
 
 async def _collect(frames: AsyncGenerator[Frame, None]) -> tuple[str, Frame]:
     """All the text of a request and its final frame (with the tokens' logprobs, if any,
-    gathered under "logprobs")."""
+    gathered under "logprobs", and the prompt's tokens under "prompt" when echoed)."""
     parts: list[str] = []
     logprobs: list[dict[str, Any]] = []
+    prompt: list[dict[str, Any]] | None = None
     async with aclosing(frames):
         async for item in frames:
             if item["type"] == "token":
                 parts.append(str(item["text"]))
                 logprobs.extend(item.get("logprobs") or ())
+            elif item["type"] == "prompt":  # the prompt's tokens, echoed by the worker
+                prompt = list(item["tokens"])
             elif item["type"] == "error":
                 raise frame_error(item)
             elif item["type"] == "done":
-                return "".join(parts), {**item, "logprobs": logprobs}
+                return "".join(parts), {**item, "logprobs": logprobs, "prompt": prompt}
     raise APIError(500, "the engine ended the request without an answer", "server_error")
 
 

@@ -442,7 +442,12 @@ _SCHEMAS: dict[str, Any] = {
                 "maximum": 8,
                 "description": "Choices per prompt; prompts × n is at most 8.",
             },
-            "echo": {"type": "boolean"},
+            "echo": {
+                "type": "boolean",
+                "description": "The prompt comes back before the completion; with logprobs its "
+                "tokens are scored too (the first has none), and with max_tokens 0 only the "
+                "prompt is scored.",
+            },
             "response_format": _ref("ResponseFormat"),
             **_SAMPLING,
         },

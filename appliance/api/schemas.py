@@ -78,6 +78,8 @@ class SamplingParams:
     ignore_eos: bool = False
     deterministic: bool = False  # computed as if alone: same request, same tokens
     logprobs: int | None = None  # None: none; N: each token's logprob and the N likeliest
+    echo: bool = False  # the worker sends the prompt's tokens back (completions' echo)
+    prompt_logprobs: int | None = None  # with echo: the prompt's tokens scored too
 
 
 @dataclass(frozen=True)
@@ -586,7 +588,12 @@ def parse_completion_request(
     if obj.get("suffix"):
         _fail("suffix", "'suffix' (insertion) is not supported by this server.")
     stream, include_usage = _stream(obj)
-    params = _params(obj, default_max_tokens, max_tokens_limit)
+    echo = _bool(obj, "echo")
+    # OpenAI's legacy scoring call: echo the prompt with its logprobs, generate nothing.
+    score_only = echo and _is_int(obj.get("max_tokens")) and obj.get("max_tokens") == 0
+    params = _params(
+        {**obj, "max_tokens": 1} if score_only else obj, default_max_tokens, max_tokens_limit
+    )
     logprobs = obj.get("logprobs")
     if logprobs is not None and (not _is_int(logprobs) or not 0 <= logprobs <= MAX_TOP_LOGPROBS):
         _fail(
@@ -594,10 +601,18 @@ def parse_completion_request(
             f"'logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS} (the likeliest tokens "
             f"to list beside each one), got {_show(logprobs)}.",
         )
-    params = dataclasses.replace(params, logprobs=logprobs)
-    echo = _bool(obj, "echo")
-    if echo and any(p.ids is not None for p in prompts):
-        _fail("echo", "'echo' needs the prompt as text; it was sent as token ids.")
+    # The worker echoes the prompt when only it knows it as text (token ids), when it is
+    # scored, or when nothing is generated; otherwise the prompt's own text is echoed.
+    by_worker = echo and (
+        logprobs is not None or score_only or any(p.ids is not None for p in prompts)
+    )
+    params = dataclasses.replace(
+        params,
+        logprobs=logprobs,
+        max_tokens=0 if score_only else params.max_tokens,
+        echo=by_worker,
+        prompt_logprobs=logprobs if by_worker else None,
+    )
     return CompletionRequest(model, prompts, stream, include_usage, params, echo, n)
 
 

@@ -76,12 +76,14 @@ class KVFull(RuntimeError):
 @dataclass(frozen=True)
 class BatchEntry:
     """`tokens` of sequence `seq_id` at positions `pos`, `pos + 1`, ...; `logits`: whether
-    the last one's next-token distribution is wanted (to sample from)."""
+    the last one's next-token distribution is wanted (to sample from); `all_logits`: every
+    token's (to score a prompt, token by token)."""
 
     seq_id: int
     tokens: Sequence[int]
     pos: int
     logits: bool
+    all_logits: bool = False
 
 
 class TokenSampler(Protocol):
@@ -126,7 +128,8 @@ class BatchEngine(Protocol):
         ...
 
     def decode(self, entries: Sequence[BatchEntry]) -> list[int]:
-        """Run one step; return, per entry with `logits`, its output index (for `sample`).
+        """Run one step; return, per entry with `logits`, its output index (for `sample`),
+        and per entry with `all_logits`, one output index per token, in order.
 
         Raises KVFull when the KV memory has no room, leaving all sequences as they were.
         """

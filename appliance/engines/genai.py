@@ -163,6 +163,13 @@ class GenaiEngine:
                 code="unsupported_parameter",
                 param="logprobs",
             )
+        if params.get("echo"):
+            raise EngineRequestError(
+                "echo of a prompt sent as token ids, or with max_tokens 0, is not supported "
+                "by the ONNX engine (onnxruntime-genai); send the prompt as text",
+                code="unsupported_parameter",
+                param="echo",
+            )
         for key, name in UNSUPPORTED.items():
             value = params.get(key)
             if value not in (None, 0, 0.0, {}):

@@ -364,7 +364,7 @@ class LlamaEngine:
                 batch.pos[n] = entry.pos + i
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = entry.seq_id
-                wanted = entry.logits and i == last
+                wanted = entry.all_logits or (entry.logits and i == last)
                 batch.logits[n] = wanted
                 if wanted:
                     outputs.append(n)

@@ -134,6 +134,7 @@ class Scheduler(RequestInbox):
         # Like llama-server, a request asking for more than the context leaves is cut at
         # the context's end (finish_reason "length"), not refused.
         max_tokens = min(int(params.get("max_tokens", 256)), engine.n_ctx - len(tokens))
+        least = 0 if params.get("echo") else 1  # echo with max_tokens 0: score the prompt
         self.emit(
             {
                 "type": "started",
@@ -147,7 +148,7 @@ class Scheduler(RequestInbox):
             request_id=request_id,
             prompt=tokens,
             params=params,
-            max_tokens=max(max_tokens, 1),
+            max_tokens=max(max_tokens, least),
             sampler=sampler,
             deterministic=bool(params.get("deterministic")),
         )
@@ -194,6 +195,9 @@ class Scheduler(RequestInbox):
             for old in list(self.index.entries.values()):
                 self.free_ids.append(self._evict(old))
             seq.seq_id = self._free_id()
+            return
+        if seq.prompt_logprobs is not None:
+            seq.seq_id = self._free_id()  # every prompt token is read, to be scored
             return
         usable = len(seq.prompt) - 1  # the last prompt token is always evaluated
         entry: CacheEntry | None = None
@@ -282,7 +286,8 @@ class Scheduler(RequestInbox):
                 continue
             chunk = seq.next_chunk(budget)
             last = seq.n_past + len(chunk) >= len(seq.prompt)
-            batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, last)))
+            scored = seq.prompt_logprobs is not None
+            batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, last, scored)))
             budget -= len(chunk)
         return batch
 
@@ -328,12 +333,28 @@ class Scheduler(RequestInbox):
         self.step_sequences += len(batch)
         out = iter(outputs)
         for seq, entry in batch:
+            start = seq.n_past
             due = seq.evaluated(len(entry.tokens))
-            if not entry.logits:
+            if entry.all_logits:
+                indices = [next(out) for _ in entry.tokens]
+                try:
+                    self._score_prompt(seq, start, indices)
+                except Exception as exc:
+                    self._fail(seq, exc)
+                    continue
+            elif entry.logits:
+                indices = [next(out)]
+            else:
                 continue
-            index = next(out)
             if not due or seq.state == "done":
                 continue
+            if seq.echo and start < len(seq.prompt):  # the prompt is read: echo it
+                self.emit(seq.prompt_frame(self.engine.piece))
+                if seq.max_tokens == 0:
+                    seq.finish("length")
+                    self._release(seq)
+                    continue
+            index = indices[-1]
             try:
                 assert seq.sampler is not None
                 token = seq.sampler.sample(index)
@@ -352,6 +373,15 @@ class Scheduler(RequestInbox):
                 self.emit(frame)
             if seq.state == "done":
                 self._release(seq)
+
+    def _score_prompt(self, seq: Sequence, start: int, indices: list[int]) -> None:
+        """Score a chunk of the prompt read from position `start`: each output gives the
+        next prompt token's log probability given the tokens before it."""
+        top_n = seq.prompt_logprobs or 0
+        for k, index in enumerate(indices):
+            nxt = start + k + 1
+            if nxt < len(seq.prompt):
+                seq.prompt_scores.append(self.engine.token_logprobs(index, seq.prompt[nxt], top_n))
 
     # -- endings ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ asks it what to feed next and what a sampled token means.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +36,36 @@ class Sequence:
     prompt_done_at: float = 0.0
     stops: StopBuffer = field(init=False)
     logprobs: list[dict[str, Any]] = field(default_factory=list)  # not yet sent
+    # Echo: the prompt's tokens are sent back once read, scored when prompt_logprobs is set.
+    echo: bool = field(init=False)
+    prompt_logprobs: int | None = field(init=False)
+    prompt_scores: list[dict[str, Any]] = field(default_factory=list)  # prompt[1:], in order
 
     def __post_init__(self) -> None:
         self.tokens = list(self.prompt)
         self.stops = StopBuffer(tuple(self.params.get("stop") or ()))
+        self.echo = bool(self.params.get("echo"))
+        top = self.params.get("prompt_logprobs")
+        self.prompt_logprobs = None if top is None else int(top)
+
+    def prompt_frame(self, piece: Callable[[int], bytes]) -> dict[str, Any]:
+        """The prompt's tokens as read (`echo`): text pieces, and each token's log probability
+        given the ones before it when they were scored (none for the first token)."""
+        entries = []
+        for j, token in enumerate(self.prompt):
+            raw = piece(token)
+            entry: dict[str, Any] = {
+                "token": raw.decode("utf-8", "replace"),
+                "bytes": list(raw),
+                "logprob": None,
+                "top_logprobs": [],
+            }
+            if j > 0 and j - 1 < len(self.prompt_scores):
+                scored = self.prompt_scores[j - 1]
+                entry["logprob"] = scored["logprob"]
+                entry["top_logprobs"] = scored["top_logprobs"]
+            entries.append(entry)
+        return {"type": "prompt", "id": self.request_id, "tokens": entries}
 
     @property
     def prefilling(self) -> bool:

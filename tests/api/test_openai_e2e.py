@@ -329,11 +329,15 @@ def test_completion_logprobs_arrays(client: openai.OpenAI) -> None:
         extra_body={"ignore_eos": True},
     )
     lp = r.choices[0].logprobs
-    assert lp is not None and lp.tokens is not None and len(lp.tokens) == 6
-    assert lp.text_offset is not None and lp.text_offset[0] == len("once")
+    assert lp is not None and lp.tokens is not None and lp.text_offset is not None
+    # Echoed, the prompt's tokens come first: BOS (no text, no score), then " on", "c",
+    # "e" at their places in "once" (the SentencePiece space belongs to no character).
+    assert lp.tokens[:4] == ["", " on", "c", "e"] and lp.text_offset[:4] == [0, 0, 2, 3]
+    assert len(lp.tokens) == 4 + 6 and lp.text_offset[4] == len("once")
     assert lp.text_offset == sorted(lp.text_offset)
-    assert lp.top_logprobs is not None and all(len(t) <= 2 for t in lp.top_logprobs)
-    assert lp.token_logprobs is not None and all(x <= 0 for x in lp.token_logprobs)
+    assert lp.top_logprobs is not None and all(len(t or {}) <= 2 for t in lp.top_logprobs)
+    assert lp.token_logprobs is not None and lp.token_logprobs[0] is None
+    assert all(x is not None and x <= 0 for x in lp.token_logprobs[1:])
 
 
 def test_n_choices_streamed_and_not(client: openai.OpenAI) -> None:
@@ -425,3 +429,51 @@ def test_completions_batch_of_prompts_with_n_choices(client: openai.OpenAI) -> N
     assert len(ids.choices) == 2 and ids.usage is not None and ids.usage.prompt_tokens == 5
     with pytest.raises(openai.BadRequestError, match="at most 8"):
         client.completions.create(prompt=prompts, n=5, **kw)
+
+
+def test_echo_with_logprobs_scores_the_prompt_as_eval_harnesses_ask(
+    client: openai.OpenAI,
+) -> None:
+    """lm-evaluation-harness's loglikelihood call: the prompt as token ids, echo, logprobs,
+    one token (or none). A prompt token's score equals the logprob the same token gets
+    when generated after the tokens before it."""
+    kw: dict[str, Any] = {
+        "model": "tiny",
+        "temperature": 0,
+        "logprobs": 1,
+        "extra_body": {"deterministic": True},
+    }
+    context = [300, 301, 302, 303]
+    # The next token forced to 305: its logprob is reported from the raw distribution.
+    first = client.completions.create(
+        prompt=context, max_tokens=1, logit_bias={"305": 100}, **kw
+    ).choices[0]
+    assert first.logprobs is not None and first.logprobs.token_logprobs is not None
+    (generated,) = first.logprobs.token_logprobs
+    scored = client.completions.create(
+        prompt=[*context, 305], max_tokens=0, echo=True, **kw
+    ).choices[0]
+    lp = scored.logprobs
+    assert lp is not None and lp.token_logprobs is not None and lp.tokens is not None
+    assert len(lp.tokens) == len(context) + 1 and lp.token_logprobs[0] is None
+    assert all(x is not None and x <= 0 for x in lp.token_logprobs[1:])
+    assert lp.tokens[-1] == first.text
+    assert lp.token_logprobs[-1] == pytest.approx(generated, abs=1e-4)
+    echoed = "".join(lp.tokens[: len(context)])
+    assert scored.text == echoed + first.text  # token ids echo as the text they spell
+    # Scoring only (max_tokens 0), the prompt as text: the text comes back as sent.
+    only = client.completions.create(prompt="the water is", max_tokens=0, echo=True, **kw)
+    choice = only.choices[0]
+    assert choice.text == "the water is" and choice.finish_reason == "length"
+    assert only.usage is not None and only.usage.completion_tokens == 0
+    assert choice.logprobs is not None and choice.logprobs.text_offset is not None
+    assert choice.logprobs.text_offset == sorted(choice.logprobs.text_offset)
+    # Streamed: the echo comes first, with the prompt's scores.
+    chunks = list(
+        client.completions.create(prompt=context, max_tokens=2, echo=True, stream=True, **kw)
+    )
+    head = chunks[0].choices[0]
+    assert head.text == echoed and head.logprobs is not None
+    assert head.logprobs.token_logprobs == lp.token_logprobs[: len(context)]
+    with pytest.raises(openai.BadRequestError, match="at least 1"):
+        client.completions.create(model="tiny", prompt="x", max_tokens=0)

@@ -370,7 +370,7 @@ def test_completion_request() -> None:
         ({"model": "m", "prompt": [1, -2, 3]}, "prompt", "outside"),
         ({"model": "m", "prompt": [[1, 2], []]}, "prompt[1]", "non-empty list of token ids"),
         ({"model": "m", "prompt": [[1, 2], [-3]]}, "prompt[1]", "outside"),
-        ({"model": "m", "prompt": [1, 2], "echo": True}, "echo", "token ids"),
+        ({"model": "m", "prompt": "x", "max_tokens": 0}, "max_tokens", "at least 1"),
         ({"model": "m", "prompt": ["a"] * 9}, "prompt", "at most 8"),
         ({"model": "m", "prompt": []}, "prompt", "non-empty list"),
         ({"model": "m", "prompt": [5.5]}, "prompt[0]", "string"),
@@ -389,6 +389,22 @@ def test_bad_completion_requests(body: Any, param: str, words: str) -> None:
     err = completion_error(body)
     assert err.param == param
     assert words in err.message
+
+
+def test_echo_goes_to_the_worker_when_only_it_can_answer() -> None:
+    """The prompt's own text is echoed by the API; the worker echoes (and scores) it when
+    logprobs are asked for, when it came as token ids, or when nothing is generated."""
+    plain = parse_completion_request({"prompt": "x", "echo": True}, **LIMITS)
+    assert plain.echo and not plain.params.echo
+    scored = parse_completion_request(
+        {"prompt": "x", "echo": True, "logprobs": 2, "max_tokens": 0}, **LIMITS
+    )
+    assert scored.params.echo and scored.params.prompt_logprobs == 2
+    assert scored.params.max_tokens == 0
+    ids = parse_completion_request({"prompt": [5, 6], "echo": True}, **LIMITS)
+    assert ids.params.echo and ids.params.prompt_logprobs is None
+    unechoed = parse_completion_request({"prompt": "x", "logprobs": 2}, **LIMITS)
+    assert not unechoed.params.echo and unechoed.params.prompt_logprobs is None
 
 
 def test_logprobs_settings() -> None:

@@ -50,7 +50,9 @@ class FakeEngine:
     tool_family = "hermes"
 
     def token_logprobs(self, output_index: int, token: int, top_n: int) -> dict[str, Any]:
-        return {"token": str(token), "logprob": -1.0, "bytes": [], "top_logprobs": []}
+        # Says which output it came from (the token evaluated there) and which token.
+        logprob = -(self.last_outputs[output_index] + token / 1000)
+        return {"token": str(token), "logprob": logprob, "bytes": [], "top_logprobs": []}
 
     def render_chat(
         self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
@@ -86,7 +88,11 @@ class FakeEngine:
             held = self.kv.setdefault(entry.seq_id, [])
             assert entry.pos == len(held), f"seq {entry.seq_id}: pos {entry.pos} != {len(held)}"
             held.extend(entry.tokens)
-            if entry.logits:
+            if entry.all_logits:
+                for token in entry.tokens:
+                    outputs.append(len(self.last_outputs))
+                    self.last_outputs.append(token)
+            elif entry.logits:
                 outputs.append(len(self.last_outputs))
                 self.last_outputs.append(held[-1])
         self.steps.append(list(entries))

@@ -137,6 +137,10 @@ def test_unsupported_parameters_and_bad_schemas_are_refused(onnx_daemon: Daemon)
         chat(onnx_daemon, logit_bias={"5": 10})
     with pytest.raises(openai.BadRequestError, match="logprobs"):
         chat(onnx_daemon, logprobs=True)
+    with pytest.raises(openai.BadRequestError, match="echo"):
+        client(onnx_daemon).completions.create(
+            model="onnx-int4", prompt=[5, 6, 7], echo=True, max_tokens=1
+        )
     with pytest.raises(openai.BadRequestError, match="schema"):
         chat(
             onnx_daemon,

@@ -118,6 +118,33 @@ def test_long_prompt_is_read_in_chunks_while_others_decode() -> None:
     assert run.text("short") == "".join(f"<{t}>" for t in range(3, 11))
 
 
+def test_echo_scores_every_prompt_token_over_chunks_without_the_cache() -> None:
+    """Prompt logprobs (completions' echo): token j is scored from the output at j - 1,
+    across prefill chunks; a cached prefix is not reused (it has no outputs)."""
+    engine = FakeEngine()
+    run = Run(engine=engine, slots=2)
+    prompt = list(range(1, 41))  # three chunks of n_batch 16
+    run.submit("warm", prompt)
+    run.until_idle()
+    run.submit("scored", prompt, max_tokens=0, echo=True, prompt_logprobs=0)
+    run.until_idle()
+    (frame,) = run.of("scored", "prompt")
+    tokens = frame["tokens"]
+    assert [t["token"] for t in tokens] == [f"<{t}>" for t in prompt]
+    assert tokens[0]["logprob"] is None
+    assert [t["logprob"] for t in tokens[1:]] == [
+        -(prompt[j - 1] + prompt[j] / 1000) for j in range(1, len(prompt))
+    ]
+    done = run.done("scored")
+    assert (done["completion_tokens"], done["cached_tokens"]) == (0, 0)
+    assert done["finish_reason"] == "length" and not run.of("scored", "token")
+    run.submit("echo-and-go", [7, 8, 9], max_tokens=2, echo=True)  # echo without scores
+    run.until_idle()
+    (frame,) = run.of("echo-and-go", "prompt")
+    assert [t["logprob"] for t in frame["tokens"]] == [None, None, None]
+    assert run.text("echo-and-go") == "<10><11>"
+
+
 def test_prefix_is_reused_across_requests_and_users() -> None:
     engine = FakeEngine()
     run = Run(engine=engine, slots=2)
