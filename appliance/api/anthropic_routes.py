@@ -11,10 +11,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from appliance.api.anthropic import MessageBuilder, to_chat_body
+from appliance.api.frames import collect_unless_gone, frame_error
 from appliance.api.openai_routes import (
     SSE_HEADERS,
-    collect_unless_gone,
-    frame_error,
     read_json,
     start_chat,
     timed,

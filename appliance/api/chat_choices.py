@@ -6,8 +6,6 @@ completion tokens."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import time
 import uuid
@@ -18,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from appliance.api.chat_output import ChatOutput
-from appliance.api.errors import APIError
+from appliance.api.frames import collect_all_unless_gone, frame_error, interleave
 from appliance.api.logprobs import chat_logprobs
 from appliance.api.schemas import ChatRequest
 from appliance.api.sse import SSE_DONE, sse_data, sse_error
@@ -57,8 +55,6 @@ def _usage(dones: list[Frame]) -> dict[str, Any]:
 
 
 async def chat_n(request: Request, req: ChatRequest) -> Response:
-    from appliance.api.openai_routes import _client_gone, _collect
-
     runs = await start_runs(request, req)
     name = runs[0][0]
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
@@ -69,21 +65,7 @@ async def chat_n(request: Request, req: ChatRequest) -> Response:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    everything: asyncio.Future[list[tuple[str, Frame]]] = asyncio.gather(
-        *(_collect(frames) for _, frames, _, _ in runs)
-    )
-    gone: asyncio.Future[None] = asyncio.ensure_future(_client_gone(request))
-    try:
-        waiting: set[asyncio.Future[Any]] = {everything, gone}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not everything.done():
-        everything.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await everything
-        raise APIError(499, "the client closed the request", "invalid_request_error")
-    results = everything.result()
+    results = await collect_all_unless_gone(request, [frames for _, frames, _, _ in runs])
     choices = []
     for i, ((_, _, output, _), (text, done)) in enumerate(zip(runs, results, strict=True)):
         output.feed(text)
@@ -115,8 +97,6 @@ async def chat_n(request: Request, req: ChatRequest) -> Response:
 async def _stream(
     runs: list[Run], req: ChatRequest, cid: str, created: int, name: str
 ) -> AsyncIterator[bytes]:
-    from appliance.api.openai_routes import frame_error
-
     def chunk(i: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         choice = {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish, **extra}
         return sse_data(
@@ -129,27 +109,14 @@ async def _stream(
             }
         )
 
-    queue: asyncio.Queue[tuple[int, Frame | None]] = asyncio.Queue()
-
-    async def pump(i: int, frames: AsyncGenerator[Frame, None]) -> None:
-        try:
-            async for item in frames:
-                await queue.put((i, item))
-        finally:
-            await queue.put((i, None))
-
-    tasks = [asyncio.ensure_future(pump(i, frames)) for i, (_, frames, _, _) in enumerate(runs)]
     dones: list[Frame] = []
+    streams = [frames for _, frames, _, _ in runs]
     try:
         for i in range(len(runs)):
             yield chunk(i, {"role": "assistant", "content": ""})
-        open_runs = len(runs)
-        while open_runs:
-            i, item = await queue.get()
+        async for i, item in interleave(streams):
             output = runs[i][2]
-            if item is None:
-                open_runs -= 1
-            elif item["type"] == "token":
+            if item["type"] == "token":
                 deltas = output.feed(str(item["text"]))
                 entries = item.get("logprobs")
                 if entries and req.params.logprobs is not None:
@@ -180,9 +147,6 @@ async def _stream(
                 }
             )
         yield SSE_DONE
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for _, frames, _, _ in runs:
+    finally:  # also when the client left before the first frame
+        for frames in streams:
             await frames.aclose()

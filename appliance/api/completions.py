@@ -6,8 +6,6 @@ prompts give one by one. Usage counts each prompt once and every choice's tokens
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import time
 import uuid
@@ -17,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from appliance.api.errors import APIError
+from appliance.api.frames import collect_all_unless_gone, frame_error, interleave
 from appliance.api.logprobs import completion_logprobs
 from appliance.api.schemas import CompletionPrompt, CompletionRequest, parse_completion_request
 from appliance.api.sse import SSE_DONE, sse_data, sse_error
@@ -78,7 +76,7 @@ async def completions(request: Request) -> Response:
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
-    results = await _collect_all(request, choices)
+    results = await collect_all_unless_gone(request, [choice.frames for choice in choices])
     body = []
     for i, (choice, (text, done)) in enumerate(zip(choices, results, strict=True)):
         prompt = done.get("prompt")
@@ -144,27 +142,6 @@ async def _start(request: Request, req: CompletionRequest, name: str) -> list[_C
     return choices
 
 
-async def _collect_all(request: Request, choices: list[_Choice]) -> list[tuple[str, Frame]]:
-    """Every choice's text and final frame; a client that leaves cancels them all."""
-    from appliance.api.openai_routes import _client_gone, _collect
-
-    everything: asyncio.Future[list[tuple[str, Frame]]] = asyncio.gather(
-        *(_collect(choice.frames) for choice in choices)
-    )
-    gone: asyncio.Future[None] = asyncio.ensure_future(_client_gone(request))
-    try:
-        waiting: set[asyncio.Future[Any]] = {everything, gone}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not everything.done():
-        everything.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await everything
-        raise APIError(499, "the client closed the request", "invalid_request_error")
-    return everything.result()
-
-
 def _usage(choices: list[_Choice], dones: list[Frame]) -> dict[str, Any]:
     """Each prompt once (its choices read the same one), every choice's completion."""
     from appliance.api.openai_routes import usage_of
@@ -187,7 +164,7 @@ def _usage(choices: list[_Choice], dones: list[Frame]) -> dict[str, Any]:
 async def _stream(
     choices: list[_Choice], req: CompletionRequest, cid: str, created: int, name: str
 ) -> AsyncIterator[bytes]:
-    from appliance.api.openai_routes import _finish, frame_error
+    from appliance.api.openai_routes import _finish
 
     def chunk(
         i: int,
@@ -212,28 +189,14 @@ async def _stream(
             }
         )
 
-    queue: asyncio.Queue[tuple[int, Frame | None]] = asyncio.Queue()
-
-    async def pump(i: int, frames: AsyncGenerator[Frame, None]) -> None:
-        try:
-            async for item in frames:
-                await queue.put((i, item))
-        finally:
-            await queue.put((i, None))
-
-    tasks = [asyncio.ensure_future(pump(i, c.frames)) for i, c in enumerate(choices)]
     dones: dict[int, Frame] = {}
     try:
         for i, choice in enumerate(choices):
             if choice.echo:
                 yield chunk(i, choice.echo)
                 choice.offset = len(choice.echo)
-        open_choices = len(choices)
-        while open_choices:
-            i, item = await queue.get()
-            if item is None:
-                open_choices -= 1
-            elif item["type"] == "prompt" and req.echo:  # echoed by the worker
+        async for i, item in interleave([choice.frames for choice in choices]):
+            if item["type"] == "prompt" and req.echo:  # echoed by the worker
                 choice = choices[i]
                 echoed = _echo_text(choice, list(item["tokens"]))
                 scored = None
@@ -262,9 +225,6 @@ async def _stream(
                 }
             )
         yield SSE_DONE
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:  # also when the client left before the first frame
         for choice in choices:
             await choice.frames.aclose()

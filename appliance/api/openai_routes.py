@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import struct
 import time
@@ -27,6 +26,7 @@ from starlette.routing import Route
 from appliance.api.chat_output import ChatOutput
 from appliance.api.completions import completions as text_completions
 from appliance.api.errors import APIError, error_response, from_model_error, invalid_request
+from appliance.api.frames import collect_unless_gone, frame_error
 from appliance.api.logprobs import chat_logprobs
 from appliance.api.schemas import (
     ChatMessage,
@@ -102,18 +102,6 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
         if fmt is None or fmt.type == "text"
         else {"type": fmt.type, "schema": fmt.schema},
     }
-
-
-def frame_error(frame: Frame) -> APIError:
-    status = int(frame.get("status") or 500)
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return APIError(
-        status,
-        str(frame.get("message") or "engine error"),
-        kind,
-        frame.get("param"),
-        frame.get("code"),
-    )
 
 
 def _manager(request: Request) -> ModelManager:
@@ -237,52 +225,6 @@ async def _first(frames: AsyncGenerator[Frame, None]) -> Frame:
         await frames.aclose()
         raise frame_error(first)
     return first
-
-
-async def _client_gone(request: Request) -> None:
-    """Returns when the client of a request whose body was read has disconnected."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def collect_unless_gone(
-    request: Request, frames: AsyncGenerator[Frame, None]
-) -> tuple[str, Frame]:
-    """`_collect`, but a client that leaves cancels the generation (it frees its slot)."""
-    collect = asyncio.ensure_future(_collect(frames))
-    gone = asyncio.ensure_future(_client_gone(request))
-    try:
-        await asyncio.wait({collect, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not collect.done():
-        collect.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collect
-        raise APIError(499, "the client closed the request", "invalid_request_error")
-    return collect.result()
-
-
-async def _collect(frames: AsyncGenerator[Frame, None]) -> tuple[str, Frame]:
-    """All the text of a request and its final frame (with the tokens' logprobs, if any,
-    gathered under "logprobs", and the prompt's tokens under "prompt" when echoed)."""
-    parts: list[str] = []
-    logprobs: list[dict[str, Any]] = []
-    prompt: list[dict[str, Any]] | None = None
-    async with aclosing(frames):
-        async for item in frames:
-            if item["type"] == "token":
-                parts.append(str(item["text"]))
-                logprobs.extend(item.get("logprobs") or ())
-            elif item["type"] == "prompt":  # the prompt's tokens, echoed by the worker
-                prompt = list(item["tokens"])
-            elif item["type"] == "error":
-                raise frame_error(item)
-            elif item["type"] == "done":
-                return "".join(parts), {**item, "logprobs": logprobs, "prompt": prompt}
-    raise APIError(500, "the engine ended the request without an answer", "server_error")
 
 
 def usage_of(done: Frame) -> dict[str, Any]:
