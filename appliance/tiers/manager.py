@@ -574,8 +574,9 @@ class ModelManager:
                 slots,
             )
             measured = self.measurements.get(key)
+            reserve = self._prompt_cache_reserve(slot, serving, path)
             if measured is not None:
-                slot.hot_bytes, slot.hot_bytes_measured = measured.hot_bytes, True
+                slot.hot_bytes, slot.hot_bytes_measured = measured.hot_bytes + reserve, True
                 slot.reload_s = measured.load_s
             else:
                 # On a GPU only the offloaded layers' share lands on the device.
@@ -584,7 +585,7 @@ class ModelManager:
                     layers = None
                 est = estimate_memory(info, n_ctx * slots, n_gpu_layers=layers)
                 overhead = WORKER_OVERHEAD_BYTES if slot.device == "cpu" else 0  # host RAM
-                slot.hot_bytes = est.total_bytes + overhead
+                slot.hot_bytes = est.total_bytes + overhead + reserve
                 slot.hot_bytes_measured = False
             source_tier = self.tier_of(slot)
             async with self.placement_lock:
@@ -604,7 +605,7 @@ class ModelManager:
                 hot_bytes = self._measure_hot_bytes(slot, worker, path)
                 if hot_bytes is not None:
                     self.measurements.record(key, hot_bytes, load_s)
-                    slot.hot_bytes, slot.hot_bytes_measured = hot_bytes, True
+                    slot.hot_bytes, slot.hot_bytes_measured = hot_bytes + reserve, True
                 slot.reload_s = load_s
                 if slot.hold is not None:  # the engine maps the same pages now
                     hold, slot.hold = slot.hold, None
@@ -670,6 +671,14 @@ class ModelManager:
     def _model_id(self, name: str, path: Path) -> str:
         stored = self.store.get(name)
         return stored.sha256 if stored is not None else str(path.resolve())
+
+    def _prompt_cache_reserve(self, slot: Slot, serving: Serving, path: Path) -> int:
+        """Host RAM a CPU model's saved prompt states may grow to after its load (the
+        `prompt_cache_ram` cap), counted in its footprint so that several hot models'
+        caches cannot outgrow the hot budget."""
+        if slot.device != "cpu" or serving.embedding or self._format_of(path) != "gguf":
+            return 0
+        return self.settings.prompt_cache_ram_bytes
 
     def _measure_hot_bytes(self, slot: Slot, worker: WorkerProcess, path: Path) -> int | None:
         """Measured: the worker's anonymous memory plus, on the CPU, the mapped weights."""

@@ -62,6 +62,16 @@ def check_budgets(d: Daemon) -> dict[str, Any]:
     return view
 
 
+def test_a_cpu_models_footprint_counts_its_prompt_cache_cap(tier_daemon: Daemon) -> None:
+    """The saved prompt states a hot model may keep in RAM (prompt_cache_ram, 512 MiB by
+    default) are part of its footprint, so hot models' caches cannot outgrow the budget."""
+    chat(tier_daemon, NAMES[0])
+    view = tier_daemon.model(NAMES[0])
+    cap = 512 * 1024 * 1024
+    assert view["hot_bytes_measured"] is True
+    assert cap < view["hot_bytes"] < cap + view["size_bytes"] + 256 * 1024 * 1024
+
+
 @pytest.fixture(scope="module")
 def small_budgets(tier_daemon: Daemon) -> dict[str, int]:
     """Load each model once to measure it, then set budgets for one hot and one warm."""
