@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from appliance.parsing import Family, ToolCall
@@ -123,6 +123,15 @@ WRITERS: dict[Family, tuple[Callable[[str, str, Calls], str], bool]] = {
     xml_args=st.lists(XML_ARGS, min_size=3, max_size=3),
     cuts=st.lists(st.integers(0, 2000), max_size=8),
 )
+@example(  # found in CI: calls to one tool, a string argument that reads as JSON
+    family=Family.QWEN3_CODER,
+    reasoning="",
+    content="",
+    names=["a", "a", "a"],
+    json_args=[{}, {}, {}],
+    xml_args=[{}, {"a": "{}"}, {}],
+    cuts=[],
+)
 def test_written_message_reads_back(
     family: Family,
     reasoning: str,
@@ -140,9 +149,11 @@ def test_written_message_reads_back(
     calls: Calls = list(zip(names, args, strict=False))
     write, started = WRITERS[family]
     text = write(reasoning, content, calls)
-    schemas = {
-        n: {"type": "object", "properties": {k: {"type": "string"} for k in a}} for n, a in calls
-    }
+    # One schema per tool name: calls to the same tool share it (all their keys strings).
+    schemas: dict[str, dict[str, Any]] = {}
+    for n, a in calls:
+        props = schemas.setdefault(n, {"type": "object", "properties": {}})["properties"]
+        props.update({k: {"type": "string"} for k in a})
 
     bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
     pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
