@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from appliance.api.errors import APIError, invalid_request, model_not_found
-from appliance.api.openai_routes import SSE_HEADERS, read_json
+from appliance.api.pipeline import SSE_HEADERS, read_json
 from appliance.api.sse import follow, sse_data
 from appliance.catalog import HubSource
 from appliance.settings import Settings, parse_size
@@ -39,7 +39,7 @@ from appliance.tiers.serving import Serving, serving_for
 log = logging.getLogger("appliance.api")
 
 
-def _manager(request: Request) -> ModelManager:
+def manager_of(request: Request) -> ModelManager:
     manager: ModelManager = request.app.state.manager
     return manager
 
@@ -67,24 +67,24 @@ def _store_error(exc: StoreError) -> APIError:
 
 
 async def list_models(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     return JSONResponse({"models": [manager.describe(n) for n in manager.known_names()]})
 
 
 async def get_model(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     return JSONResponse(manager.describe(manager.canonical(request.path_params["name"])))
 
 
 async def load_model(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     await manager.load(name, reason="admin request")
     return JSONResponse(manager.describe(name))
 
 
 async def unload_model(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     unloaded = await manager.unload(name, "admin request")
     return JSONResponse({**manager.describe(name), "unloaded": unloaded})
@@ -99,7 +99,7 @@ async def _body_field(request: Request, key: str, choices: tuple[str, ...]) -> s
 
 
 async def set_tier(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     tier = await _body_field(request, "tier", ("hot", "warm", "cold"))
     await manager.set_tier(name, tier, "operator request")
@@ -107,7 +107,7 @@ async def set_tier(request: Request) -> Response:
 
 
 async def pin_model(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     tier = await _body_field(request, "tier", ("hot", "warm"))
     await manager.set_pin(name, tier)
@@ -115,19 +115,19 @@ async def pin_model(request: Request) -> Response:
 
 
 async def unpin_model(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     await manager.set_pin(name, None)
     return JSONResponse(manager.describe(name))
 
 
 async def budgets(request: Request) -> Response:
-    return JSONResponse(_manager(request).budgets_view())
+    return JSONResponse(manager_of(request).budgets_view())
 
 
 async def set_budgets(request: Request) -> Response:
     """Runtime budget overrides (not saved: settings.toml holds the lasting ones)."""
-    manager = _manager(request)
+    manager = manager_of(request)
     body = await read_json(request)
     if not isinstance(body, dict):
         raise invalid_request('send {"warm": "2GiB", "hot": {"cpu": "8GiB"}, "cold": ...}')
@@ -160,7 +160,7 @@ async def set_budgets(request: Request) -> Response:
 
 
 async def delete_model(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     await manager.unload(name, "deleted from the store")
     if manager.store.get(name) is None:
@@ -180,7 +180,7 @@ async def delete_model(request: Request) -> Response:
 
 
 async def inspect_model(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     path = manager.local_file(name)
     if path is None:
@@ -288,7 +288,7 @@ def _check_hub_ref(ref: str, name: str | None) -> None:
 
 async def pull(request: Request) -> Response:
     """Pull a catalog model or an hf:// reference; progress streams as SSE events."""
-    manager = _manager(request)
+    manager = manager_of(request)
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         raise invalid_request('send {"model": NAME or "hf://org/repo/file.gguf"}', "model")
@@ -486,7 +486,7 @@ def redact(message: str) -> str:
 
 
 async def import_file(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("path"), str):
         raise invalid_request('send {"path": "/absolute/path/model.gguf"}', "path")
@@ -536,12 +536,12 @@ async def import_file(request: Request) -> Response:
 
 
 async def events(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     return JSONResponse({"events": [e.to_dict() for e in manager.events]})
 
 
 async def event_stream(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
 
     async def stream() -> AsyncIterator[bytes]:
         with manager.subscribe() as queue:
@@ -555,12 +555,12 @@ async def event_stream(request: Request) -> Response:
 
 
 async def hardware(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     return JSONResponse(manager.hardware.to_dict())
 
 
 async def store_list(request: Request) -> Response:
-    manager = _manager(request)
+    manager = manager_of(request)
     with contextlib.suppress(StoreError):
         models = await asyncio.to_thread(manager.store.list)
         return JSONResponse(

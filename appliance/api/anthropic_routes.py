@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from appliance.api.anthropic import MessageBuilder, to_chat_body
 from appliance.api.frames import collect_unless_gone, frame_error
-from appliance.api.openai_routes import (
+from appliance.api.pipeline import (
     SSE_HEADERS,
     read_json,
     start_chat,

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from appliance.api.chat_output import ChatOutput
 from appliance.api.frames import collect_all_unless_gone, frame_error, interleave
 from appliance.api.logprobs import chat_logprobs
+from appliance.api.pipeline import start_chat, usage_of
 from appliance.api.schemas import ChatRequest
 from appliance.api.sse import SSE_DONE, sse_data, sse_error
 from appliance.engines.protocol import Frame
@@ -26,8 +27,6 @@ Run = tuple[str, AsyncGenerator[Frame, None], ChatOutput, Frame]
 
 
 async def start_runs(request: Request, req: ChatRequest) -> list[Run]:
-    from appliance.api.openai_routes import start_chat
-
     runs: list[Run] = []
     try:
         for i in range(req.n):
@@ -43,8 +42,6 @@ async def start_runs(request: Request, req: ChatRequest) -> list[Run]:
 
 def _usage(dones: list[Frame]) -> dict[str, Any]:
     """The prompt once (every choice read the same one), every choice's completion."""
-    from appliance.api.openai_routes import usage_of
-
     return usage_of(
         {
             "prompt_tokens": int(dones[0].get("prompt_tokens", 0)) if dones else 0,

@@ -17,6 +17,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from appliance.api.frames import collect_all_unless_gone, frame_error, interleave
 from appliance.api.logprobs import completion_logprobs
+from appliance.api.pipeline import (
+    SSE_HEADERS,
+    finish_reason_of,
+    first_frame,
+    manager_of,
+    model_name,
+    params_frame,
+    read_json,
+    usage_of,
+    worker_frames,
+)
 from appliance.api.schemas import CompletionPrompt, CompletionRequest, parse_completion_request
 from appliance.api.sse import SSE_DONE, sse_data, sse_error
 from appliance.engines.protocol import Frame
@@ -56,21 +67,17 @@ def _joined(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 
 
 async def completions(request: Request) -> Response:
-    from appliance.api.openai_routes import _finish, _manager, _model_name, read_json
-
     settings = request.app.state.settings
     req = parse_completion_request(
         await read_json(request),
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
-    name = _model_name(_manager(request), req.model, embedding=False)
+    name = model_name(manager_of(request), req.model, embedding=False)
     choices = await _start(request, req, name)
     cid = f"cmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if req.stream:
-        from appliance.api.openai_routes import SSE_HEADERS
-
         return StreamingResponse(
             _stream(choices, req, cid, created, name),
             media_type="text/event-stream",
@@ -91,7 +98,7 @@ async def completions(request: Request) -> Response:
                 "index": i,
                 "text": echoed + text,
                 "logprobs": logprobs,
-                "finish_reason": _finish(done),
+                "finish_reason": finish_reason_of(done),
             }
         )
     return JSONResponse(
@@ -107,8 +114,6 @@ async def completions(request: Request) -> Response:
 
 
 def _frame(req: CompletionRequest, prompt: CompletionPrompt, j: int) -> Frame:
-    from appliance.api.openai_routes import params_frame
-
     seed = req.params.seed
     params = req.params if seed is None else dataclasses.replace(req.params, seed=seed + j)
     frame: Frame = {
@@ -125,16 +130,14 @@ def _frame(req: CompletionRequest, prompt: CompletionPrompt, j: int) -> Frame:
 async def _start(request: Request, req: CompletionRequest, name: str) -> list[_Choice]:
     """Every choice admitted and started (an error before the first token is an HTTP
     error); when one cannot start, the ones already started leave their slots."""
-    from appliance.api.openai_routes import _first, _frames
-
     choices: list[_Choice] = []
     try:
         for p, prompt in enumerate(req.prompts):
             for j in range(req.n):
-                frames = _frames(request, name, _frame(req, prompt, j), want_embedding=False)
+                frames = worker_frames(request, name, _frame(req, prompt, j), want_embedding=False)
                 echo = prompt.text if req.echo and not req.params.echo else ""
                 choices.append(_Choice(p, echo, frames, prompt.text))
-                await _first(frames)
+                await first_frame(frames)
     except BaseException:
         for choice in choices:
             await choice.frames.aclose()
@@ -144,8 +147,6 @@ async def _start(request: Request, req: CompletionRequest, name: str) -> list[_C
 
 def _usage(choices: list[_Choice], dones: list[Frame]) -> dict[str, Any]:
     """Each prompt once (its choices read the same one), every choice's completion."""
-    from appliance.api.openai_routes import usage_of
-
     prompt_tokens: dict[int, int] = {}
     cached_tokens: dict[int, int] = {}
     for choice, done in zip(choices, dones, strict=True):
@@ -164,8 +165,6 @@ def _usage(choices: list[_Choice], dones: list[Frame]) -> dict[str, Any]:
 async def _stream(
     choices: list[_Choice], req: CompletionRequest, cid: str, created: int, name: str
 ) -> AsyncIterator[bytes]:
-    from appliance.api.openai_routes import _finish
-
     def chunk(
         i: int,
         text: str,
@@ -210,7 +209,7 @@ async def _stream(
                 yield sse_error(frame_error(item))
                 return
             elif item["type"] == "done":
-                yield chunk(i, "", _finish(item))
+                yield chunk(i, "", finish_reason_of(item))
                 dones[i] = item
         if req.include_usage:
             order = sorted(dones)

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from appliance.api.errors import APIError, invalid_request
 from appliance.api.frames import collect_unless_gone, frame_error
-from appliance.api.openai_routes import (
+from appliance.api.pipeline import (
     SSE_HEADERS,
     read_json,
     start_chat,
