@@ -121,6 +121,10 @@ def main() -> int:
     )
     ap.add_argument("--skip-cache", action="store_true", help="throughput rounds only")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument(
+        "--variant-env",
+        help="KEY=VALUE: also bench a second daemon of ours started with this variable",
+    )
     args = ap.parse_args()
     levels = tuple(int(x) for x in args.levels.split(","))
 
@@ -146,13 +150,24 @@ def main() -> int:
         *(["--no-repack"] if args.no_repack else []),
     )
     targets = {"appliance": ours.v1, "llama-server": peer_url + "/v1"}
+    variant = None
+    if args.variant_env:
+        key, _, value = args.variant_env.partition("=")
+        variant = start_daemon(work / "home-variant", catalog, env={**env, key: value})
+        targets = {"appliance": ours.v1, "variant": variant.v1, "llama-server": peer_url + "/v1"}
     agg: dict[str, dict[int, list[float]]] = {k: {c: [] for c in levels} for k in targets}
     ttft4: dict[str, list[float]] = {k: [] for k in targets}
     errors: dict[str, int] = {k: 0 for k in targets}
     cache: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
     try:
         wait_up(peer_url, peer)
-        httpx.post(ours.v1 + "/completions", json={"model": "bench", "prompt": "hi"}, timeout=600)
+        for daemon in (ours, variant):
+            if daemon is not None:
+                httpx.post(
+                    daemon.v1 + "/completions",
+                    json={"model": "bench", "prompt": "hi"},
+                    timeout=600,
+                )
         for r in range(args.rounds):
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             print(f"round {r + 1}: {' then '.join(order)}", file=sys.stderr)
@@ -187,7 +202,7 @@ def main() -> int:
                         targets[name],
                         "bench",
                         args.doc_words,
-                        ours if name == "appliance" else None,
+                        {"appliance": ours, "variant": variant}.get(name),
                     )
                 )
 
@@ -216,6 +231,15 @@ def main() -> int:
         a4, b4 = med(ttft4["appliance"]), med(ttft4["llama-server"])
         ratios["ttft_p50_at_4"] = a4 / b4 if a4 and b4 else None
         summary["ratios_appliance_over_llama_server"] = ratios
+        if variant is not None:
+            summary["ratios_variant_over_llama_server"] = {
+                f"aggregate_tok_s_{c}": (
+                    med(agg["variant"][c]) / b  # type: ignore[operator]
+                    if med(agg["variant"][c]) and (b := med(agg["llama-server"][c]))
+                    else None
+                )
+                for c in levels
+            }
         fractions: dict[str, dict[str, float | None]] = {}
         for name, rounds in cache.items():
             if not rounds:
@@ -229,6 +253,8 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(summary, indent=2))
     finally:
         ours.stop()
+        if variant is not None:
+            variant.stop()
         peer.terminate()
         peer.wait(10)
     return 0
