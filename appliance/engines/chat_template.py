@@ -352,29 +352,52 @@ def render_prompt(
     template: ChatTemplate,
     messages: Sequence[Mapping[str, Any]],
     tools: list[dict[str, Any]] | None = None,
+    *,
+    family: str = "generic",
+    parallel: bool = True,
 ) -> tuple[str, bool]:
-    """The prompt for a chat request, and whether it opens a reasoning block. A request
-    with tools for a template that cannot show them is refused (400 naming `tools`):
-    the model would answer without knowing them, silently."""
+    """The prompt for a chat request, and whether it opens a reasoning block.
+
+    Tools for a template that cannot show them: a model whose calls are read as plain
+    JSON (the generic family) gets them described in a system message (`tool_prompt`),
+    as llama-server and LM Studio do; one whose template names another call syntax is
+    refused (400 naming `tools`), since the model would answer without knowing them."""
     from appliance.engines.engine import EngineRequestError
+    from appliance.engines.tool_prompt import with_generic_tools
 
     if tools and not supports_tools(template.source):
-        raise EngineRequestError(
-            "this model's chat template does not support tools, so the model would never "
-            "see them: remove 'tools', or give the model a template that can show tools "
-            "(chat_template in models.toml: the path of a Jinja file)",
-            code="tools_unsupported",
-            status=400,
-            param="tools",
-        )
+        if family != "generic":
+            raise EngineRequestError(
+                "this model's chat template does not support tools, so the model would never "
+                "see them: remove 'tools', or give the model a template that can show tools "
+                "(chat_template in models.toml: the path of a Jinja file)",
+                code="tools_unsupported",
+                status=400,
+                param="tools",
+            )
+        try:
+            text = template.render(
+                with_generic_tools(messages, tools, parallel=parallel), add_generation_prompt=True
+            )
+        except ChatTemplateError:  # a template that refuses a system message
+            text = _render(
+                template, with_generic_tools(messages, tools, parallel=parallel, system_role=False)
+            )
+        return text, opens_reasoning(text)
     extra = {"tools": tools} if tools else {}
+    text = _render(template, messages, **extra)
+    return text, opens_reasoning(text)
+
+
+def _render(template: ChatTemplate, messages: Sequence[Mapping[str, Any]], **extra: Any) -> str:
+    from appliance.engines.engine import EngineRequestError
+
     try:
-        text = template.render(messages, add_generation_prompt=True, **extra)
+        return template.render(messages, add_generation_prompt=True, **extra)
     except ChatTemplateError as exc:
         raise EngineRequestError(
             str(exc), code="invalid_chat_template", status=400, param="messages"
         ) from exc
-    return text, opens_reasoning(text)
 
 
 def supports_tools(source: str) -> bool:

@@ -108,7 +108,10 @@ class BatchEngine(Protocol):
     tool_family: str  # how its output spells tool calls (appliance.parsing.Family)
 
     def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
     ) -> tuple[str, bool]: ...
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]: ...

@@ -131,9 +131,14 @@ class GenaiEngine:
     # -- prompts ----------------------------------------------------------------------------
 
     def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
     ) -> tuple[str, bool]:
-        return render_prompt(self.template, messages, tools)
+        return render_prompt(
+            self.template, messages, tools, family=self.tool_family, parallel=parallel
+        )
 
     def prompt_tokens(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]

@@ -81,8 +81,11 @@ class Runner(RequestInbox):
         try:
             reasoning_started = False
             if frame.get("mode") == "chat":
+                choice = params.get("tool_choice") or {}
                 text, reasoning_started = engine.render_chat(
-                    frame.get("messages") or [], frame.get("tools") or None
+                    frame.get("messages") or [],
+                    frame.get("tools") or None,
+                    parallel=bool(choice.get("parallel", True)),
                 )
                 param = "messages"
             elif frame.get("prompt_ids"):

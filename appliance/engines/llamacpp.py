@@ -220,9 +220,14 @@ class LlamaEngine:
     # -- prompts ----------------------------------------------------------------------------
 
     def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
     ) -> tuple[str, bool]:
-        return render_prompt(self.template, messages, tools)
+        return render_prompt(
+            self.template, messages, tools, family=self.tool_family, parallel=parallel
+        )
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:
         # A rendered template that already starts with BOS must not get a second one.

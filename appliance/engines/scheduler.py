@@ -109,8 +109,11 @@ class Scheduler(RequestInbox):
         try:
             reasoning_started = False
             if frame.get("mode") == "chat":
+                choice = params.get("tool_choice") or {}
                 text, reasoning_started = engine.render_chat(
-                    frame.get("messages") or [], frame.get("tools") or None
+                    frame.get("messages") or [],
+                    frame.get("tools") or None,
+                    parallel=bool(choice.get("parallel", True)),
                 )
                 tokens = engine.prompt_tokens(text, templated=True)
                 param = "messages"

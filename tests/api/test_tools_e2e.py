@@ -69,6 +69,14 @@ source = "{models_dir / "tiny.gguf"}"
 chat_template = "{TEMPLATES / "Qwen-Qwen2.5-7B-Instruct.jinja"}"
 context = 2048
 
+[models.tiny-2k]
+source = "{models_dir / "tiny.gguf"}"
+context = 2048
+
+[models.tiny-read-as-hermes]
+source = "{models_dir / "tiny.gguf"}"
+tool_parser = "hermes"
+
 [models.tiny-template-missing]
 source = "{models_dir / "tiny.gguf"}"
 chat_template = "no-such-template.jinja"
@@ -252,9 +260,27 @@ def test_langchain_bind_tools_agent_loop(tools_daemon: Daemon) -> None:
     assert merged.tool_calls and merged.tool_calls[0]["name"] == "get_weather"
 
 
-def test_a_template_without_tools_is_refused_naming_tools(tools_daemon: Daemon) -> None:
+def test_a_template_without_tools_gets_them_described_as_plain_json(
+    tools_daemon: Daemon,
+) -> None:
+    """tiny.gguf's ChatML template never reads `tools`: its calls are plain JSON (the
+    generic family), so the tools are described in a system message, as llama-server and
+    LM Studio do, and a required call is constrained to the schema like any other."""
+    r = ask(tools_daemon, model="tiny-2k", tools=[WEATHER], tool_choice="required")
+    message = r.choices[0].message
+    check_call(message.tool_calls[0], WEATHER)
+    assert r.choices[0].finish_reason == "tool_calls"
+    history = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "18 C"},
+    ]
+    after = ask(tools_daemon, model="tiny-2k", messages=history, tools=[WEATHER], max_tokens=4)
+    assert after.choices[0].message.role == "assistant"
+    # A template that names another call syntax than the one the model is read with
+    # cannot be told how to call: refused, naming `tools`.
     with pytest.raises(openai.BadRequestError) as info:
-        ask(tools_daemon, model="tiny", tools=[WEATHER])
+        ask(tools_daemon, model="tiny-read-as-hermes", tools=[WEATHER])
     body = info.value.body
     assert isinstance(body, dict) and body.get("param") == "tools"
     assert "does not support tools" in str(body.get("message"))

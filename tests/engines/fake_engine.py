@@ -55,7 +55,10 @@ class FakeEngine:
         return {"token": str(token), "logprob": logprob, "bytes": [], "top_logprobs": []}
 
     def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
     ) -> tuple[str, bool]:
         return " ".join(str(m.get("content", "")) for m in messages), False
 

@@ -11,6 +11,7 @@ import pytest
 
 from appliance.engines.chat_template import ChatTemplate, render_prompt, supports_tools
 from appliance.engines.engine import EngineRequestError
+from appliance.parsing import detect_family
 
 TEMPLATES = sorted(
     (Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates").glob("*.jinja")
@@ -55,8 +56,9 @@ def test_there_are_templates() -> None:
     assert len(TEMPLATES) >= 10
 
 
-# Templates that render tool calls and results but never the list of tools: a request
-# with tools gets a 400 (set a chat template with tool support for such a model).
+# Templates that render tool calls and results but never the list of tools. A model
+# whose calls are plain JSON (the generic family) gets the tools described in a system
+# message; one whose template names another call syntax gets a 400 naming `tools`.
 NO_TOOL_LIST = {
     "HuggingFaceTB-SmolLM3-3B",
     "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B",
@@ -69,23 +71,77 @@ NO_TOOL_LIST = {
 def test_template_renders_tools_calls_and_results(path: Path) -> None:
     source = path.read_text()
     template = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
+    family = detect_family(source).value
     if path.stem in NO_TOOL_LIST:
         assert not supports_tools(source)
-        with pytest.raises(EngineRequestError, match="does not support tools"):
-            render_prompt(template, agent_turn(), TOOLS)
-        return
-    assert supports_tools(source)
-    prompt, _ = render_prompt(template, agent_turn(), TOOLS)
+        if family != "generic":
+            with pytest.raises(EngineRequestError, match="does not support tools"):
+                render_prompt(template, agent_turn(), TOOLS, family=family)
+            return
+    else:
+        assert supports_tools(source)
+    prompt, _ = render_prompt(template, agent_turn(), TOOLS, family=family)
     assert "get_weather" in prompt
     assert "Weather in a city" in prompt or "city" in prompt  # the tool's description
     assert "Paris" in prompt  # the call's arguments
     assert "18 C sunny" in prompt  # the tool's result
 
 
-def test_a_template_without_tools_refuses_them() -> None:
-    template = ChatTemplate("{% for m in messages %}{{ m.content }}{% endfor %}")
+def test_a_template_without_tools_gets_them_described_or_refuses_them() -> None:
+    template = ChatTemplate(
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
+    text, _ = render_prompt(template, agent_turn(), TOOLS, family="generic", parallel=False)
+    system, user, assistant, result = text.split("\n[")[:4]
+    assert system.startswith("[system] You are helpful.") and '"name": "get_weather"' in system
+    assert 'reply with only one JSON call, {"name": "<tool name>"' in system
+    assert user == "user] Weather in Paris?"
+    assert assistant == 'assistant] {"name": "get_weather", "arguments": {"city": "Paris"}}'
+    assert result == f"user] Result of get_weather (call {CALL_ID}):\n18 C sunny"
     with pytest.raises(EngineRequestError) as info:
-        render_prompt(template, agent_turn(), TOOLS)
+        render_prompt(template, agent_turn(), TOOLS, family="hermes")
     assert info.value.param == "tools" and info.value.code == "tools_unsupported"
     text, _ = render_prompt(template, [{"role": "user", "content": "hi"}], None)
-    assert text == "hi"
+    assert text == "[user] hi\n[assistant] "
+
+
+def test_a_template_that_refuses_a_system_turn_gets_the_tools_in_the_first_user_turn() -> None:
+    template = ChatTemplate(
+        "{% for m in messages %}{% if m.role == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "|{{ m.role }}|{{ m.content }}{% endfor %}"
+    )
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": "Let me look.",
+            "tool_calls": [
+                {
+                    "id": "a",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+                {
+                    "id": "b",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "a", "name": "get_weather", "content": "18 C"},
+        {"role": "tool", "tool_call_id": "b", "name": "get_weather", "content": "19 C"},
+    ]
+    text, _ = render_prompt(template, messages, TOOLS, family="generic")
+    turns = text.split("|")[1:]
+    assert turns[0::2] == ["user", "assistant", "user"]  # alternating
+    turns = turns[1::2]
+    assert turns[0].startswith("You can call these tools") and "Weather in Paris?" in turns[0]
+    assert "a JSON list of one or more calls" in turns[0]
+    assert turns[1] == (
+        'Let me look.\n[{"name": "get_weather", "arguments": {}}, '
+        '{"name": "get_weather", "arguments": {}}]'
+    )
+    assert "Result of get_weather (call a):\n18 C" in turns[2]
+    assert "Result of get_weather (call b):\n19 C" in turns[2]
