@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from appliance.api.chat_output import ChatOutput
 from appliance.api.frames import collect_all_unless_gone, frame_error, interleave
 from appliance.api.logprobs import chat_logprobs
-from appliance.api.pipeline import start_chat, usage_of
+from appliance.api.pipeline import SSE_HEADERS, start_chat, usage_of
 from appliance.api.schemas import ChatRequest
 from appliance.api.sse import SSE_DONE, sse_data, sse_error
 from appliance.engines.protocol import Frame
@@ -51,6 +51,22 @@ def _usage(dones: list[Frame]) -> dict[str, Any]:
     )
 
 
+def chat_choice(index: int, output: ChatOutput, text: str, done: Frame, req: ChatRequest) -> Frame:
+    """One whole choice of a chat answer: its text read by the output parser."""
+    output.feed(text)
+    output.finish()
+    choice: dict[str, Any] = {
+        "index": index,
+        "message": output.message(),
+        "logprobs": chat_logprobs(done["logprobs"]) if req.params.logprobs is not None else None,
+        "finish_reason": output.finish_reason(str(done.get("finish_reason", "stop"))),
+    }
+    warnings = output.warnings()
+    if warnings:
+        choice["warnings"] = warnings
+    return choice
+
+
 async def chat_n(request: Request, req: ChatRequest) -> Response:
     runs = await start_runs(request, req)
     name = runs[0][0]
@@ -60,25 +76,13 @@ async def chat_n(request: Request, req: ChatRequest) -> Response:
         return StreamingResponse(
             _stream(runs, req, cid, created, name),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers=SSE_HEADERS,
         )
     results = await collect_all_unless_gone(request, [frames for _, frames, _, _ in runs])
-    choices = []
-    for i, ((_, _, output, _), (text, done)) in enumerate(zip(runs, results, strict=True)):
-        output.feed(text)
-        output.finish()
-        choice: dict[str, Any] = {
-            "index": i,
-            "message": output.message(),
-            "logprobs": chat_logprobs(done["logprobs"])
-            if req.params.logprobs is not None
-            else None,
-            "finish_reason": output.finish_reason(str(done.get("finish_reason", "stop"))),
-        }
-        warnings = output.warnings()
-        if warnings:
-            choice["warnings"] = warnings
-        choices.append(choice)
+    choices = [
+        chat_choice(i, output, text, done, req)
+        for i, ((_, _, output, _), (text, done)) in enumerate(zip(runs, results, strict=True))
+    ]
     return JSONResponse(
         {
             "id": cid,

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from appliance.api.chat_choices import chat_n
+from appliance.api.chat_choices import chat_choice, chat_n
 from appliance.api.completions import completions as text_completions
 from appliance.api.errors import APIError, error_response
 from appliance.api.frames import collect_unless_gone, frame_error
@@ -62,19 +62,7 @@ async def chat_completions(request: Request) -> Response:
 
     if not req.stream:
         text, item = await collect_unless_gone(request, frames)
-        output.feed(text)
-        output.finish()
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": output.message(),
-            "logprobs": chat_logprobs(item["logprobs"])
-            if req.params.logprobs is not None
-            else None,
-            "finish_reason": output.finish_reason(str(item.get("finish_reason", "stop"))),
-        }
-        warnings = output.warnings()
-        if warnings:
-            choice["warnings"] = warnings
+        choice = chat_choice(0, output, text, item, req)
         return JSONResponse(
             {
                 "id": cid,

@@ -69,6 +69,44 @@ def check_token_ids(ids: Sequence[int], n_vocab: int, param: str) -> list[int]:
     return [int(t) for t in ids]
 
 
+def check_context(n_prompt: int, n_ctx: int, param: str) -> None:
+    """A prompt must leave at least one token of the context for the answer."""
+    if n_prompt >= n_ctx:
+        raise EngineRequestError(
+            f"This model's maximum context length is {n_ctx} tokens, but the prompt "
+            f"has {n_prompt} tokens (at least one token must be left for the answer). "
+            "Shorten the prompt or load the model with a larger context.",
+            code="context_length_exceeded",
+            status=400,
+            param=param,
+        )
+
+
+class ChatRenderer(Protocol):
+    """An engine's chat template: messages (and tools) in, the prompt and whether it
+    opens a reasoning block out."""
+
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
+    ) -> tuple[str, bool]: ...
+
+
+def render_chat_frame(
+    engine: ChatRenderer, frame: dict[str, Any], params: dict[str, Any]
+) -> tuple[str, bool]:
+    """A chat request's prompt as the engine's template renders it, with the tools it
+    offers (one call or several, as its tool_choice allows)."""
+    choice = params.get("tool_choice") or {}
+    return engine.render_chat(
+        frame.get("messages") or [],
+        frame.get("tools") or None,
+        parallel=bool(choice.get("parallel", True)),
+    )
+
+
 class KVFull(RuntimeError):
     """The KV memory has no room for this batch; free cached sequences and try again."""
 
@@ -94,7 +132,7 @@ class TokenSampler(Protocol):
         ...
 
 
-class BatchEngine(Protocol):
+class BatchEngine(ChatRenderer, Protocol):
     """What the scheduler needs from an engine."""
 
     n_ctx: int  # tokens one sequence may hold (prompt + answer)
@@ -106,13 +144,6 @@ class BatchEngine(Protocol):
     n_vocab: int
 
     tool_family: str  # how its output spells tool calls (appliance.parsing.Family)
-
-    def render_chat(
-        self,
-        messages: Sequence[dict[str, Any]],
-        tools: list[dict[str, Any]] | None = None,
-        parallel: bool = True,
-    ) -> tuple[str, bool]: ...
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]: ...
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.engines.chat_template import ChatTemplate, render_prompt
-from appliance.engines.engine import EngineRequestError
+from appliance.engines.engine import EngineRequestError, check_context
 from appliance.engines.llamacpp import FALLBACK_TEMPLATE, default_threads
 from appliance.hardware import AMDGPU_EP_ENV, amdgpu_ep_library
 from appliance.parsing import detect_family
@@ -144,15 +144,7 @@ class GenaiEngine:
         return [int(t) for t in self.tokenizer.encode(text)]
 
     def check_context(self, n_prompt: int, param: str) -> None:
-        if n_prompt >= self.n_ctx:
-            raise EngineRequestError(
-                f"This model's maximum context length is {self.n_ctx} tokens, but the prompt "
-                f"has {n_prompt} tokens (at least one token must be left for the answer). "
-                "Shorten the prompt or load the model with a larger context.",
-                code="context_length_exceeded",
-                status=400,
-                param=param,
-            )
+        check_context(n_prompt, self.n_ctx, param)
 
     # -- generating -------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from appliance.engines.engine import check_token_ids, error_frame
+from appliance.engines.engine import check_token_ids, error_frame, render_chat_frame
 from appliance.engines.genai import GenaiEngine
 from appliance.engines.protocol import Frame
 from appliance.engines.request_inbox import RequestInbox
@@ -81,12 +81,7 @@ class Runner(RequestInbox):
         try:
             reasoning_started = False
             if frame.get("mode") == "chat":
-                choice = params.get("tool_choice") or {}
-                text, reasoning_started = engine.render_chat(
-                    frame.get("messages") or [],
-                    frame.get("tools") or None,
-                    parallel=bool(choice.get("parallel", True)),
-                )
+                text, reasoning_started = render_chat_frame(engine, frame, params)
                 param = "messages"
             elif frame.get("prompt_ids"):
                 text = ""

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.engines.chat_template import ChatTemplate, render_prompt
-from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull, check_token_ids
+from appliance.engines.engine import (
+    BatchEntry,
+    EngineRequestError,
+    KVFull,
+    check_context,
+    check_token_ids,
+)
 from appliance.engines.tool_grammar import tool_constraint
 from appliance.parsing import detect_family
 
@@ -236,15 +242,7 @@ class LlamaEngine:
         return self.tokenize(text, add_bos=add_bos)
 
     def check_context(self, n_prompt: int, param: str) -> None:
-        if n_prompt >= self.n_ctx:
-            raise EngineRequestError(
-                f"This model's maximum context length is {self.n_ctx} tokens, but the prompt "
-                f"has {n_prompt} tokens (at least one token must be left for the answer). "
-                "Shorten the prompt or load the model with a larger context.",
-                code="context_length_exceeded",
-                status=400,
-                param=param,
-            )
+        check_context(n_prompt, self.n_ctx, param)
 
     # -- sampling ---------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from appliance.engines.engine import (
     KVFull,
     check_token_ids,
     error_frame,
+    render_chat_frame,
 )
 from appliance.engines.prefix_cache import MIN_USEFUL_PREFIX, CacheEntry, PrefixIndex
 from appliance.engines.protocol import Frame
@@ -109,12 +110,7 @@ class Scheduler(RequestInbox):
         try:
             reasoning_started = False
             if frame.get("mode") == "chat":
-                choice = params.get("tool_choice") or {}
-                text, reasoning_started = engine.render_chat(
-                    frame.get("messages") or [],
-                    frame.get("tools") or None,
-                    parallel=bool(choice.get("parallel", True)),
-                )
+                text, reasoning_started = render_chat_frame(engine, frame, params)
                 tokens = engine.prompt_tokens(text, templated=True)
                 param = "messages"
             elif frame.get("prompt_ids"):
