@@ -58,6 +58,8 @@ def test_litellm_chat_stream_tools_and_embeddings(tools_daemon: Daemon) -> None:
         messages=PARIS,
         tools=[WEATHER],
         tool_choice="required",
+        parallel_tool_calls=False,  # one call: a random tiny model could chain them
+        temperature=0,
         max_tokens=200,
         **base,
     )
@@ -170,7 +172,10 @@ def test_pydantic_ai_structured_output_through_its_output_tool(
     model = OpenAIChatModel(
         "qwen-tools", provider=OpenAIProvider(base_url=tools_daemon.v1, api_key="x")
     )
-    result = Agent(model, output_type=Weather).run_sync("What is the weather in Paris?")
+    result = Agent(model, output_type=Weather).run_sync(
+        "What is the weather in Paris?",
+        model_settings={"temperature": 0, "parallel_tool_calls": False},  # one call, greedy
+    )
     assert isinstance(result.output, Weather)
     assert result.output.city in ("Paris", "Rome")
 
@@ -199,7 +204,10 @@ def test_openai_agents_sdk_runs_a_tool_over_the_responses_api(
         instructions="Answer briefly.",
         tools=[get_weather],
         model=agents.OpenAIResponsesModel(model="qwen-tools", openai_client=client),
-        model_settings=agents.ModelSettings(tool_choice="required", max_tokens=400),
+        # One call, greedy: a random tiny model could otherwise chain calls to max_tokens.
+        model_settings=agents.ModelSettings(
+            tool_choice="required", parallel_tool_calls=False, temperature=0, max_tokens=400
+        ),
         tool_use_behavior="stop_on_first_tool",
     )
     result = agents.Runner.run_sync(agent, "What is the weather in Paris?", max_turns=3)
