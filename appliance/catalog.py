@@ -109,6 +109,7 @@ class CatalogEntry:
     max_queue: int | None = None  # None: settings.max_queue (auto: 4 x slots, at least 8)
     flash_attn: FlashAttn | None = None  # None: settings.flash_attn
     deterministic: bool = False  # every request computed as if alone (no batching, no cache)
+    kv_unified: bool = False  # one KV pool for all slots, not a stream per slot (GGUF)
     tool_parser: str | None = None  # the output family for tool calls; None: from the template
     chat_template: Path | None = None  # a Jinja file in place of the model's own template
     default: bool = False
@@ -498,6 +499,7 @@ _KEYS: dict[str, Callable[[_EntryParser, object], Any]] = {
     "max_queue": _EntryParser.max_queue,
     "flash_attn": _EntryParser.flash_attn,
     "deterministic": _EntryParser.deterministic,
+    "kv_unified": _EntryParser.default,
     "default": _EntryParser.default,
     "description": _EntryParser.description,
 }

@@ -437,7 +437,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if serving:
         print(
             f"serving         {serving['slots']} slot(s) of {serving['context']} tokens, "
-            f"queue {serving['max_queue']}, flash attention {serving['flash_attn']}"
+            f"queue {serving['max_queue']}, flash attention {serving['flash_attn']}, "
+            f"KV {'unified' if serving.get('kv_unified') else 'a stream per slot'}"
         )
     slots = est.get("slots", 1)
     print(

@@ -125,17 +125,23 @@ def main() -> int:
         "--variant-env",
         help="KEY=VALUE: also bench a second daemon of ours started with this variable",
     )
+    ap.add_argument(
+        "--variant-key",
+        help="a models.toml line (e.g. 'kv_unified = true'): also bench a second daemon of "
+        "ours whose model has it",
+    )
     args = ap.parse_args()
     levels = tuple(int(x) for x in args.levels.split(","))
 
     model = Path(args.model) if args.model else make_model(Path(args.cache))
     work = Path(tempfile.mkdtemp(prefix="bench-batching-"))
     catalog = work / "models.toml"
-    catalog.write_text(
+    entry = (
         f'[models.bench]\nsource = "{model}"\ncontext = {args.context}\n'
         f'keep_alive = "forever"\nparallel = {args.slots}\nmax_queue = 64\n'
         f"n_gpu_layers = {args.gpu_layers}\n"
     )
+    catalog.write_text(entry)
     env = {"APPLIANCE_THREADS": str(args.threads)}
     if args.no_repack:
         env["APPLIANCE_WEIGHT_REPACK"] = "false"
@@ -151,9 +157,12 @@ def main() -> int:
     )
     targets = {"appliance": ours.v1, "llama-server": peer_url + "/v1"}
     variant = None
-    if args.variant_env:
-        key, _, value = args.variant_env.partition("=")
-        variant = start_daemon(work / "home-variant", catalog, env={**env, key: value})
+    if args.variant_env or args.variant_key:
+        key, _, value = (args.variant_env or "").partition("=")
+        variant_catalog = work / "variant.toml"
+        variant_catalog.write_text(entry + (args.variant_key or "") + "\n")
+        variant_env = {**env, key: value} if key else env
+        variant = start_daemon(work / "home-variant", variant_catalog, env=variant_env)
         targets = {"appliance": ours.v1, "variant": variant.v1, "llama-server": peer_url + "/v1"}
     agg: dict[str, dict[int, list[float]]] = {k: {c: [] for c in levels} for k in targets}
     ttft4: dict[str, list[float]] = {k: [] for k in targets}
@@ -165,7 +174,7 @@ def main() -> int:
             if daemon is not None:
                 httpx.post(
                     daemon.v1 + "/completions",
-                    json={"model": "bench", "prompt": "hi"},
+                    json={"model": "bench", "prompt": "hi", "max_tokens": 8},
                     timeout=600,
                 )
         for r in range(args.rounds):

@@ -114,6 +114,7 @@ def test_every_key(tmp_path: Path) -> None:
         keep_alive = 0
         reasoning = "off"
         chat_template = "templates/tools.jinja"
+        kv_unified = true
         """,
     )
     catalog = load_catalog(path)
@@ -141,6 +142,7 @@ def test_every_key(tmp_path: Path) -> None:
     assert local.reasoning == "off"
     assert local.chat_template == tmp_path / "templates" / "tools.jinja"
     assert big.chat_template is None
+    assert local.kv_unified and not big.kv_unified
     assert catalog.names() == ("big", "local")
     assert catalog.default_entry() is big
     assert any("models.big.revision" in w and "not pinned" in w for w in catalog.warnings)

@@ -255,6 +255,7 @@ def inspect_payload(info: Any, serving: Serving) -> dict[str, Any]:
             "slots": serving.slots,
             "max_queue": serving.max_queue,
             "flash_attn": serving.flash_attn,
+            "kv_unified": serving.kv_unified,
             "deterministic": serving.deterministic,
         },
         "estimate": {

@@ -139,6 +139,7 @@ class BatchEngine(ChatRenderer, Protocol):
     n_seq_max: int  # sequences the KV memory can tell apart
     n_batch: int  # tokens one step may carry
     can_truncate: bool  # False for recurrent models: a sequence can only be cleared whole
+    prefix_copy: bool  # seq_copy can share a prefix (a unified KV); else sequences are taken over
     eos_token_id: int
     bos_token_id: int
     n_vocab: int

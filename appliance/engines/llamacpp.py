@@ -1,8 +1,10 @@
 """The llama.cpp engine, as used inside one worker process.
 
 It loads one GGUF through llama-cpp-python's low-level API into one context whose
-KV memory is unified across `n_seq_max` sequences (so a shared prompt prefix is
-held once), renders chat prompts with the model's own template (sandboxed), and
+KV memory is a stream per slot (llama-server's layout: each token attends over its
+own sequence's cells only) or, with `kv_unified`, one pool across `n_seq_max`
+sequences (a shared prefix is held once, copied in place, but every token scans
+every sequence's cells), renders chat prompts with the model's own template (sandboxed), and
 runs the batched steps the scheduler builds (`engine.BatchEngine`). Embedding
 models keep llama-cpp-python's `Llama` object, which pools per sequence. Only the
 worker imports this module; the daemon never runs model code.
@@ -53,7 +55,8 @@ class EngineConfig:
     n_batch: int = 512
     chat_template: str | None = None
     n_slots: int = 1  # sequences decoded together
-    n_cache_seqs: int = 4  # extra sequences kept in the KV as prompt-cache entries
+    n_cache_seqs: int = 4  # extra sequences kept in the KV as prompt-cache entries (unified KV)
+    kv_unified: bool = False  # one KV pool for all sequences, or a stream per slot
     flash_attn: str = "auto"  # auto | on | off
     weight_repack: bool = True  # llama.cpp's extra CPU buffer types (repacked weights, AMX)
     tool_parser: str | None = None  # the output family's name, when not the template's
@@ -117,6 +120,8 @@ class LlamaEngine:
             self.n_slots = 1
             self.n_batch = self.n_ctx
             self.can_truncate = True
+            self.prefix_copy = False
+            self.kv_layout = "unified"
             self.flash_attn = "off"
         else:
             mparams = llama_cpp.llama_model_default_params()
@@ -137,7 +142,11 @@ class LlamaEngine:
                 if recurrent and cfg.n_slots > 1
                 else None
             )
-            cache_seqs = 0 if recurrent else max(0, cfg.n_cache_seqs)
+            # Split KV (a stream per slot, llama-server's layout) keeps every row's attention
+            # to its own slot's cells; unified KV shares prefix cells between sequences but
+            # makes each row scan (and, in mixed steps, compute over) every slot's cells.
+            self.prefix_copy = cfg.kv_unified and not recurrent
+            cache_seqs = max(0, cfg.n_cache_seqs) if self.prefix_copy else 0
             limit = int(llama_cpp.llama_max_parallel_sequences())
             self.n_seq_max = min(self.n_slots + cache_seqs, limit)
             self.n_slots = min(self.n_slots, self.n_seq_max)
@@ -147,7 +156,8 @@ class LlamaEngine:
             cparams.n_batch = cfg.n_batch
             cparams.n_ubatch = min(cfg.n_batch, 512)
             cparams.n_seq_max = self.n_seq_max
-            cparams.kv_unified = True
+            cparams.kv_unified = cfg.kv_unified
+            self.kv_layout = "unified" if cfg.kv_unified else f"split{self.n_seq_max}"
             cparams.n_threads = threads
             cparams.n_threads_batch = threads
             cparams.flash_attn_type = FLASH_ATTN.get(cfg.flash_attn, -1)
@@ -461,7 +471,7 @@ class LlamaEngine:
             "n_seq_max": self.n_seq_max,
             "n_batch": self.n_batch,
             "flash_attn": self.flash_attn,
-            "kv_unified": not self.cfg.embedding,
+            "kv_unified": self.cfg.kv_unified and not self.cfg.embedding,
             "weight_repack": self.cfg.weight_repack,
             "tool_family": getattr(self, "tool_family", None),
         }

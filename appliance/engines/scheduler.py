@@ -55,9 +55,12 @@ class Scheduler(RequestInbox):
     ) -> None:
         super().__init__()
         self.engine = engine
-        # Cached entries' cells widen every step's attention (llama.cpp attends up to the
-        # highest used cell): keep them to about one context's worth.
-        self.cache_tokens = engine.n_ctx if cache_tokens is None else cache_tokens
+        # In a unified KV, cached entries' cells widen every step's attention (llama.cpp
+        # attends up to the highest used cell): keep them to about one context's worth.
+        # Split streams hold one sequence each, cached or not.
+        if cache_tokens is None:
+            cache_tokens = engine.n_ctx * (1 if engine.prefix_copy else engine.n_seq_max)
+        self.cache_tokens = cache_tokens
         self.emit = emit
         self.n_slots = max(1, min(n_slots, engine.n_seq_max))
         self.states = states
@@ -222,9 +225,16 @@ class Scheduler(RequestInbox):
         if entry is not None and n > 0:
             entry.hits += 1
             entry.last_used = now
-            if n >= len(entry.tokens) or not self._can_free(keep=entry.seq_id):
-                # The new request extends the whole entry: take its sequence over.
+            if (
+                n >= len(entry.tokens)
+                or not engine.prefix_copy
+                or not self._can_free(keep=entry.seq_id)
+            ):
+                # The new request extends the entry, or prefixes cannot be copied: take its
+                # sequence over (what it held past the shared prefix is saved when worth it).
                 self.index.remove(entry.seq_id)
+                if n < len(entry.tokens):
+                    self._save(entry)
                 engine.seq_truncate(entry.seq_id, n)
                 seq.seq_id = entry.seq_id
             else:
@@ -263,13 +273,18 @@ class Scheduler(RequestInbox):
     def _evict(self, entry: CacheEntry, save: bool = True) -> int:
         """Drop a cache entry from the KV (its state saved below when worth it)."""
         self.index.remove(entry.seq_id)
-        if save and self.states is not None and self.costs.worth_saving(len(entry.tokens)):
+        if save:
+            self._save(entry)
+        self.engine.seq_clear(entry.seq_id)
+        return entry.seq_id
+
+    def _save(self, entry: CacheEntry) -> None:
+        """Keep a cache entry's state in the saved-state tiers, when it is worth the copy."""
+        if self.states is not None and self.costs.worth_saving(len(entry.tokens)):
             try:
                 self.states.put(entry.tokens, self.engine.seq_save(entry.seq_id))
             except Exception:
                 traceback.print_exc(file=sys.stderr)
-        self.engine.seq_clear(entry.seq_id)
-        return entry.seq_id
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -288,6 +303,9 @@ class Scheduler(RequestInbox):
             scored = seq.prompt_logprobs is not None
             batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, last, scored)))
             budget -= len(chunk)
+        # In sequence-id order: with split KV, llama.cpp puts only consecutive sequence ids
+        # in one micro-batch (and each micro-batch reads every weight once more).
+        batch.sort(key=lambda pair: pair[1].seq_id)
         return batch
 
     def _decode(self, batch: list[tuple[Sequence, BatchEntry]]) -> list[int] | None:

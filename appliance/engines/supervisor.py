@@ -61,6 +61,7 @@ class WorkerSpec:
     max_queue: int = 8  # requests waiting past the slots before a 429
     flash_attn: str = "auto"
     deterministic: bool = False  # every request computed as if alone
+    kv_unified: bool = False  # one KV pool shared by the slots, not a stream per slot
     n_batch: int = 512
     state_key: str | None = None  # what saved prompt states are valid for
     state_dir: str | None = None
@@ -86,6 +87,7 @@ class WorkerSpec:
                 "cache_seqs": max(8, 2 * self.slots),
                 "n_batch": self.n_batch,
                 "flash_attn": self.flash_attn,
+                "kv_unified": self.kv_unified,
                 "state_key": self.state_key,
                 "state_dir": self.state_dir,
                 "state_ram_bytes": self.state_ram_bytes,

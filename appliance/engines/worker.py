@@ -148,6 +148,7 @@ class Worker:
             chat_template=config.get("chat_template"),
             n_slots=int(config.get("slots") or 1),
             n_cache_seqs=int(config.get("cache_seqs", 4)),
+            kv_unified=bool(config.get("kv_unified", False)),
             n_batch=int(config.get("n_batch") or 512),
             flash_attn=str(config.get("flash_attn") or "auto"),
             weight_repack=bool(config.get("weight_repack", True)),
@@ -163,12 +164,14 @@ class Worker:
                 self.engine,
                 self.channel.send,
                 n_slots=self.engine.n_slots,
-                states=self._state_store(),
+                states=self._state_store(self.engine.kv_layout),
                 costs=CacheCosts(min_saved_s=float(self.config.get("state_min_save_s", 0.05))),
             )
         return self._ready()
 
-    def _state_store(self) -> StateStore | None:
+    def _state_store(self, kv_layout: str) -> StateStore | None:
+        """Saved prompt states, for this model file, context settings and KV layout (a state
+        holds the layout's stream count: it cannot be restored into another)."""
         config = self.config
         ram = int(config.get("state_ram_bytes") or 0)
         disk = int(config.get("state_disk_bytes") or 0)
@@ -177,7 +180,7 @@ class Worker:
             return None
         folder = config.get("state_dir")
         disk_dir = Path(folder) if folder and disk > 0 else None
-        return StateStore(str(key), ram, disk_dir, disk)
+        return StateStore(f"{key}|kv={kv_layout}", ram, disk_dir, disk)
 
     def serve(self) -> None:
         if self.scheduler is not None:

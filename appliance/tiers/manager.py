@@ -730,6 +730,7 @@ class ModelManager:
             max_queue=serving.max_queue,
             flash_attn=flash_attn,
             deterministic=serving.deterministic,
+            kv_unified=serving.kv_unified,
             state_key=f"{model_id}|ctx={n_ctx}|fa={flash_attn}|ngl={placement.n_gpu_layers}",
             state_dir=str(self.store.root / "cache" / "prompt-states"),
             state_ram_bytes=self.settings.prompt_cache_ram_bytes,

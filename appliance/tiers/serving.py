@@ -33,6 +33,7 @@ class Serving:
     max_queue: int  # requests waiting past the slots before a 429
     flash_attn: str  # auto | on | off
     deterministic: bool  # every request computed as if alone
+    kv_unified: bool  # one KV pool shared by the slots, not a stream per slot
     threads: int | None  # None: the engine's default
 
 
@@ -69,5 +70,6 @@ def serving_for(entry: CatalogEntry | None, settings: Settings, info: ModelHeade
         max_queue=max_queue,
         flash_attn=flash_attn,
         deterministic=bool(entry.deterministic) if entry else False,
+        kv_unified=bool(entry.kv_unified) if entry else False,
         threads=entry.threads if entry and entry.threads else settings.threads,
     )

@@ -80,6 +80,7 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "slots_busy": worker.slots_busy if worker is not None else 0,
         "max_queue": worker.spec.max_queue if worker is not None else None,
         "flash_attn": worker.spec.flash_attn if worker is not None else None,
+        "kv_unified": worker.spec.kv_unified if worker is not None else None,
         "prompt_cache": worker.cache_stats() if worker is not None else None,
         "requests_total": slot.requests_total,
         "keep_alive_s": keep_alive if math.isfinite(keep_alive) else None,  # None: forever

@@ -35,8 +35,11 @@ class FakeEngine:
     eos_token_id = EOS
     bos_token_id = 1
 
-    def __init__(self, n_seq_max: int = 6, capacity: int = 256, n_vocab: int = 50) -> None:
+    def __init__(
+        self, n_seq_max: int = 6, capacity: int = 256, n_vocab: int = 50, prefix_copy: bool = True
+    ) -> None:
         self.n_seq_max = n_seq_max
+        self.prefix_copy = prefix_copy  # False: split KV, a sequence cannot take another's prefix
         self.capacity = capacity
         self.n_vocab = n_vocab
         self.kv: dict[int, list[int]] = {}
@@ -108,6 +111,7 @@ class FakeEngine:
         self.kv[seq_id] = self.kv.get(seq_id, [])[:n_keep]
 
     def seq_copy(self, src: int, dst: int, n_tokens: int) -> None:
+        assert self.prefix_copy, "a prefix copy between split KV streams"
         assert not self.kv.get(dst), "copy into a sequence that is not empty"
         self.kv[dst] = list(self.kv[src][:n_tokens])
         self.copies.append((src, dst, n_tokens))

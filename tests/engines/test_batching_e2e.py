@@ -37,6 +37,12 @@ context = 1024
 parallel = 4
 keep_alive = "forever"
 
+[models.unified]
+source = "{models_dir / "tiny.gguf"}"
+context = 1024
+parallel = 4
+kv_unified = true
+
 [models.twin]
 source = "{twin}"
 context = 1024
@@ -116,6 +122,7 @@ def test_inspect_shows_how_the_model_is_served(batch_daemon: Daemon) -> None:
         "slots": 1,
         "max_queue": 1,
         "flash_attn": "auto",
+        "kv_unified": False,
         "deterministic": False,
     }
     est = batch_daemon.get("/admin/models/batch/inspect").json()["estimate"]
@@ -262,20 +269,21 @@ def test_disconnect_during_prefill_frees_the_slot(batch_daemon: Daemon) -> None:
     assert batch_daemon.model("one")["active_requests"] == 0
 
 
-def test_prefix_cache_hits_across_users(batch_daemon: Daemon) -> None:
-    first = ask(batch_daemon, "batch", DOC + " question one?")
+@pytest.mark.parametrize("model", ["batch", "unified"])  # a KV stream per slot; one pool
+def test_prefix_cache_hits_across_users(batch_daemon: Daemon, model: str) -> None:
+    first = ask(batch_daemon, model, DOC + " question one?")
     assert first.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens // 2
 
     def other(i: int) -> None:
-        ask(batch_daemon, "batch", f"another user, another topic {i} " * 5)
+        ask(batch_daemon, model, f"another user, another topic {i} " * 5)
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(other, range(4)))
-    again = ask(batch_daemon, "batch", DOC + " question two?")
+    again = ask(batch_daemon, model, DOC + " question two?")
     cached = again.usage.prompt_tokens_details.cached_tokens
     # All but the new question and the template's end.
     assert cached >= again.usage.prompt_tokens - 24
-    ratio = re.compile(r'appliance_prompt_cache_hit_ratio\{model="batch"\} ([0-9.e-]+)')
+    ratio = re.compile(rf'appliance_prompt_cache_hit_ratio\{{model="{model}"\}} ([0-9.e-]+)')
     found = wait_for(lambda: ratio.search(batch_daemon.get("/metrics").text))
     assert 0 < float(found.group(1)) < 1
 

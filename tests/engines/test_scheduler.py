@@ -323,3 +323,59 @@ def test_shutdown_keeps_the_cache_on_disk(tmp_path: Path) -> None:
     run3.submit("x", [*doc, 41])
     run3.until_idle()
     assert run3.done("x")["cached_tokens"] == 0
+
+
+def test_split_kv_takes_an_entry_over_and_saves_what_it_held_past_the_prefix(
+    tmp_path: Path,
+) -> None:
+    engine = FakeEngine(n_vocab=100, prefix_copy=False)
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    run = Run(engine=engine, slots=2, states=states)
+    doc = list(range(1, 31))
+    tail = list(range(40, 60))
+    run.submit("a", [*doc, *tail])
+    run.until_idle()
+    run.submit("b", [*doc, 7])
+    run.until_idle()
+    assert run.done("b")["cached_tokens"] == 30
+    assert not engine.copies  # split streams never copy a prefix: b took a's sequence over
+    assert any(s.tokens[:50] == [*doc, *tail] for s in states.states)
+    # a's whole sequence comes back from the saved state for a request that extends it.
+    run.submit("c", [*doc, *tail, 61])
+    run.until_idle()
+    assert run.done("c")["cached_tokens"] >= 50
+    assert run.text("c") == "<62><63><64><65>"
+
+
+def test_split_kv_keeps_an_entry_in_every_idle_stream() -> None:
+    engine = FakeEngine(n_seq_max=3, capacity=1000, prefix_copy=False)
+    run = Run(engine=engine, slots=3)
+    prompts = [[k] * 40 for k in (2, 3, 4)]
+    for i, prompt in enumerate(prompts):
+        run.submit(f"p{i}", prompt)
+        run.until_idle()
+    # 3 × 43 tokens: more than one context (64), still all held (each in its own stream).
+    assert len(run.scheduler.index) == 3
+    for i, prompt in enumerate(prompts):
+        run.submit(f"again{i}", [*prompt, 9])
+        run.until_idle()
+        assert run.done(f"again{i}")["cached_tokens"] == 40
+
+
+def test_a_step_lists_its_sequences_in_id_order() -> None:
+    engine = FakeEngine(n_seq_max=3, prefix_copy=False)
+    run = Run(engine=engine, slots=3)
+    docs = [[k] * 20 for k in (2, 3, 4)]
+    for i, doc in enumerate(docs):
+        run.submit(f"d{i}", doc)
+    run.until_idle()
+    ids = {tuple(engine.kv[s][:20]): s for s in engine.kv}
+    engine.steps.clear()
+    # Admitted in the reverse order of the sequences their cached prefixes live in.
+    for i in (2, 0, 1):
+        run.submit(f"r{i}", [*docs[i], 5], max_tokens=6)
+    run.until_idle()
+    assert {ids[tuple(docs[i])] for i in range(3)} == {0, 1, 2}
+    assert max(len(step) for step in engine.steps) == 3
+    for step in engine.steps:  # prefill chunks as well as decode rows
+        assert [e.seq_id for e in step] == sorted(e.seq_id for e in step)

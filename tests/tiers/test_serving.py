@@ -49,9 +49,12 @@ def test_catalog_wins_over_settings() -> None:
     settings = Settings(parallel=2, max_queue=3, flash_attn="off")
     assert serving_for(None, settings, Header()).slots == 2
     s = serving_for(
-        entry(parallel=6, max_queue=0, flash_attn="on", deterministic=True), settings, Header()
+        entry(parallel=6, max_queue=0, flash_attn="on", deterministic=True, kv_unified=True),
+        settings,
+        Header(),
     )
     assert (s.slots, s.max_queue, s.flash_attn, s.deterministic) == (6, 0, "on", True)
+    assert s.kv_unified and not serving_for(None, settings, Header()).kv_unified
 
 
 def test_context_is_capped_at_the_trained_one_and_embeddings_get_one_slot() -> None:
