@@ -233,7 +233,7 @@ class Scheduler(RequestInbox):
                 # The new request extends the entry, or prefixes cannot be copied: take its
                 # sequence over (what it held past the shared prefix is saved when worth it).
                 self.index.remove(entry.seq_id)
-                if n < len(entry.tokens):
+                if len(entry.tokens) - n > MIN_USEFUL_PREFIX:  # a shorter tail never pays back
                     self._save(entry)
                 engine.seq_truncate(entry.seq_id, n)
                 seq.seq_id = entry.seq_id

@@ -379,3 +379,15 @@ def test_a_step_lists_its_sequences_in_id_order() -> None:
     assert max(len(step) for step in engine.steps) == 3
     for step in engine.steps:  # prefill chunks as well as decode rows
         assert [e.seq_id for e in step] == sorted(e.seq_id for e in step)
+
+
+def test_split_kv_take_over_saves_nothing_for_a_short_tail(tmp_path: Path) -> None:
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    run = Run(engine=FakeEngine(prefix_copy=False), slots=1, states=states)
+    doc = list(range(1, 31))
+    run.submit("a", [*doc, 40], max_tokens=2)
+    run.until_idle()
+    run.submit("b", [*doc, 41], max_tokens=2)  # the same document, another question
+    run.until_idle()
+    assert run.done("b")["cached_tokens"] == 30
+    assert not states.states  # a's few tokens past the document were not worth a copy
