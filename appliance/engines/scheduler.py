@@ -38,6 +38,7 @@ from appliance.engines.protocol import Frame
 from appliance.engines.request_inbox import RequestInbox
 from appliance.engines.sequence import Sequence
 from appliance.engines.state_store import StateStore
+from appliance.engines.step_plan import equal_chunks
 
 Emit = Callable[[Frame], None]
 
@@ -295,14 +296,23 @@ class Scheduler(RequestInbox):
             if seq.state == "decode":
                 batch.append((seq, BatchEntry(seq.seq_id, seq.next_chunk(1), seq.n_past, True)))
                 budget -= 1
-        for seq in sorted(self.active.values(), key=lambda s: s.started_at):
-            if seq.state != "prefill" or budget <= 0:
+        prefill = sorted(
+            (s for s in self.active.values() if s.state == "prefill"), key=lambda s: s.started_at
+        )
+        if self.engine.prefix_copy:  # one KV pool: the oldest prompt first
+            sizes = []
+            for seq in prefill:
+                sizes.append(max(0, min(budget, len(seq.prompt) - seq.n_past)))
+                budget -= sizes[-1]
+        else:  # a stream per slot: chunks of one length make one micro-batch
+            sizes = equal_chunks([len(s.prompt) - s.n_past for s in prefill], budget)
+        for seq, size in zip(prefill, sizes, strict=True):
+            if size <= 0:
                 continue
-            chunk = seq.next_chunk(budget)
+            chunk = seq.next_chunk(size)
             last = seq.n_past + len(chunk) >= len(seq.prompt)
             scored = seq.prompt_logprobs is not None
             batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, last, scored)))
-            budget -= len(chunk)
         # In sequence-id order: with split KV, llama.cpp puts only consecutive sequence ids
         # in one micro-batch (and each micro-batch reads every weight once more).
         batch.sort(key=lambda pair: pair[1].seq_id)

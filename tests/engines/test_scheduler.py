@@ -391,3 +391,24 @@ def test_split_kv_take_over_saves_nothing_for_a_short_tail(tmp_path: Path) -> No
     run.until_idle()
     assert run.done("b")["cached_tokens"] == 30
     assert not states.states  # a's few tokens past the document were not worth a copy
+
+
+def test_split_kv_reads_prompts_of_one_step_in_equal_chunks() -> None:
+    engine = FakeEngine(n_seq_max=4, capacity=1000, prefix_copy=False)
+    run = Run(engine=engine, slots=4)
+    lengths = (40, 20, 30, 9)
+    run.submit("p0", [3] * lengths[0], max_tokens=2)
+    run.scheduler._drain(block=False)
+    run.scheduler._admit()
+    run.scheduler._step()  # p0 reads 16 tokens alone (n_batch)
+    for i in (1, 2, 3):
+        run.submit(f"p{i}", [3 + i] * lengths[i], max_tokens=2)
+    run.until_idle()
+    chunks = [
+        [len(e.tokens) for e in step if e.pos < lengths[e.seq_id]] for step in engine.steps[1:]
+    ]
+    # Every prompt not finished in a step reads the same, largest length that fits in 16
+    # tokens beside the others (a decode row takes one); shorter chunks end their prompts.
+    assert chunks[:5] == [[4, 4, 4, 4], [4, 4, 4, 4], [5, 5, 5, 1], [5, 5, 5], [6, 2, 8]]
+    for i in range(4):
+        assert run.done(f"p{i}")["finish_reason"] == "length"
