@@ -140,6 +140,7 @@ class BatchEngine(ChatRenderer, Protocol):
     n_batch: int  # tokens one step may carry
     can_truncate: bool  # False for recurrent models: a sequence can only be cleared whole
     prefix_copy: bool  # seq_copy can share a prefix (a unified KV); else sequences are taken over
+    gap_fill_tokens: int  # throwaway one-token rows cheaper than one more pass (0: none)
     eos_token_id: int
     bos_token_id: int
     n_vocab: int

@@ -38,7 +38,7 @@ from appliance.engines.protocol import Frame
 from appliance.engines.request_inbox import RequestInbox
 from appliance.engines.sequence import Sequence
 from appliance.engines.state_store import StateStore
-from appliance.engines.step_plan import equal_chunks
+from appliance.engines.step_plan import equal_chunks, gap_fillers
 
 Emit = Callable[[Frame], None]
 
@@ -318,12 +318,41 @@ class Scheduler(RequestInbox):
         batch.sort(key=lambda pair: pair[1].seq_id)
         return batch
 
+    def _fillers(self, batch: list[tuple[Sequence, BatchEntry]]) -> list[BatchEntry]:
+        """Throwaway tokens for idle streams between a decode step's sequences, when they
+        cost less than the extra micro-batch llama.cpp would read the weights in."""
+        engine = self.engine
+        if engine.prefix_copy or not engine.can_truncate or engine.gap_fill_tokens <= 0:
+            return []
+        if any(len(entry.tokens) != 1 for _, entry in batch):
+            return []
+        idle = {e.seq_id: len(e.tokens) for e in self.index.entries.values()}
+        idle.update((seq_id, 0) for seq_id in self.free_ids)
+        fill = gap_fillers(
+            [entry.seq_id for _, entry in batch], idle, engine.n_ctx, engine.gap_fill_tokens
+        )
+        return [BatchEntry(g, [engine.bos_token_id], held, False) for g, held in fill.items()]
+
+    def _drop_fillers(self, fillers: list[BatchEntry]) -> None:
+        for entry in fillers:
+            try:
+                self.engine.seq_truncate(entry.seq_id, entry.pos)
+            except Exception:  # the stream cannot be cut back: its cache entry goes
+                traceback.print_exc(file=sys.stderr)
+                if self.index.remove(entry.seq_id) is not None:
+                    self.free_ids.append(entry.seq_id)
+                self.engine.seq_clear(entry.seq_id)
+
     def _decode(self, batch: list[tuple[Sequence, BatchEntry]]) -> list[int] | None:
         """Run the step, making room in the KV when it is full; None when it failed."""
+        fillers = self._fillers(batch)
         while batch:
+            entries = sorted([e for _, e in batch] + fillers, key=lambda e: e.seq_id)
             try:
-                return self.engine.decode([entry for _, entry in batch])
+                outputs = self.engine.decode(entries)
             except KVFull:
+                self._drop_fillers(fillers)
+                fillers = []  # an eviction below may empty a padded stream
                 victim = self.index.victim(time.monotonic())
                 if victim is not None:
                     self.free_ids.append(self._evict(victim))
@@ -338,11 +367,15 @@ class Scheduler(RequestInbox):
                         status=503,
                     ),
                 )
+                continue
             except Exception as exc:
                 traceback.print_exc(file=sys.stderr)
+                self._drop_fillers(fillers)
                 for seq, _ in batch:
                     self._fail(seq, exc)
                 return None
+            self._drop_fillers(fillers)
+            return outputs
         return None
 
     def _step(self) -> None:

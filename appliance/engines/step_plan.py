@@ -1,16 +1,20 @@
-"""How much of each pending prompt one step reads, for llama.cpp's micro-batches.
+"""The shape of a step for llama.cpp's micro-batches: how much of each pending prompt it
+reads, and which idle sequences it pads.
 
 With a KV stream per slot, llama.cpp cuts a step into micro-batches holding the same
 number of tokens from each sequence (and only consecutive sequence ids), and every
 micro-batch reads all the weights once more. Prompt chunks of equal length make one
 micro-batch; chunks of three different lengths make three. Equal chunks also keep
 prompts that arrived together finishing together, so their answers then decode in
-the same steps instead of in staggered, smaller ones.
+the same steps instead of in staggered, smaller ones. And a decode step whose sequences'
+ids have a gap (a stream between them idle) is padded with a throwaway token for each
+idle stream when that costs less than a pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
 
 
 def equal_chunks(remaining: Sequence[int], budget: int) -> list[int]:
@@ -29,3 +33,22 @@ def equal_chunks(remaining: Sequence[int], budget: int) -> list[int]:
         else:
             hi = mid - 1
     return [min(r, lo) for r in remaining]
+
+
+def gap_fillers(
+    rows: Sequence[int], idle: Mapping[int, int], n_ctx: int, tokens_per_pass: int
+) -> dict[int, int]:
+    """Idle sequences (id -> tokens they hold) to give one throwaway token each in a step of
+    one-token rows for sequences `rows`, so that the rows' ids run without a gap.
+
+    llama.cpp reads each run of consecutive ids in its own micro-batch (one more pass over
+    the weights each), so a gap of g idle streams is filled when g tokens cost less than a
+    pass: g <= `tokens_per_pass`. An idle stream takes a token only while it has room.
+    """
+    ids = sorted(set(rows))
+    fill: dict[int, int] = {}
+    for low, high in pairwise(ids):
+        gap = range(low + 1, high)
+        if 0 < len(gap) <= tokens_per_pass and all(idle.get(g, n_ctx) < n_ctx for g in gap):
+            fill.update((g, idle[g]) for g in gap)
+    return fill

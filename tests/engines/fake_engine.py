@@ -36,10 +36,16 @@ class FakeEngine:
     bos_token_id = 1
 
     def __init__(
-        self, n_seq_max: int = 6, capacity: int = 256, n_vocab: int = 50, prefix_copy: bool = True
+        self,
+        n_seq_max: int = 6,
+        capacity: int = 256,
+        n_vocab: int = 50,
+        prefix_copy: bool = True,
+        gap_fill_tokens: int = 0,
     ) -> None:
         self.n_seq_max = n_seq_max
         self.prefix_copy = prefix_copy  # False: split KV, a sequence cannot take another's prefix
+        self.gap_fill_tokens = gap_fill_tokens
         self.capacity = capacity
         self.n_vocab = n_vocab
         self.kv: dict[int, list[int]] = {}

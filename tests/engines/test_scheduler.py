@@ -412,3 +412,37 @@ def test_split_kv_reads_prompts_of_one_step_in_equal_chunks() -> None:
     assert chunks[:5] == [[4, 4, 4, 4], [4, 4, 4, 4], [5, 5, 5, 1], [5, 5, 5], [6, 2, 8]]
     for i in range(4):
         assert run.done(f"p{i}")["finish_reason"] == "length"
+
+
+def test_split_kv_pads_an_idle_stream_between_decoding_rows_and_takes_the_pad_back() -> None:
+    engine = FakeEngine(n_seq_max=4, capacity=1000, prefix_copy=False, gap_fill_tokens=1)
+    run = Run(engine=engine, slots=4)
+    run.submit("a", [10, 11], max_tokens=8)
+    run.submit("b", [20, 21, 22], max_tokens=1)  # done first: its stream (1) idles
+    run.submit("c", [30], max_tokens=8)
+    run.until_idle()
+    held_b = engine.kv[1]
+    assert held_b[:3] == [20, 21, 22]
+    pads = [e for step in engine.steps for e in step if e.seq_id == 1 and e.pos >= len(held_b)]
+    assert pads, "no step padded the idle stream between a's and c's rows"
+    for step in engine.steps:
+        if any(e.seq_id == 1 and e.pos >= len(held_b) for e in step):
+            assert [e.seq_id for e in step] == [0, 1, 2]  # one run of ids: one micro-batch
+            assert all(not e.logits for e in step if e.seq_id == 1)
+    # The pads were taken back: b's stream holds what b left, and a and c answered as alone.
+    assert engine.kv[1] == held_b
+    assert run.text("a") == "".join(f"<{t}>" for t in range(12, 20))
+    assert run.text("c") == "".join(f"<{t}>" for t in range(31, 39))
+    run.submit("b2", [20, 21, 22, 5], max_tokens=1)
+    run.until_idle()
+    assert run.done("b2")["cached_tokens"] == 3
+
+
+def test_unified_kv_and_prompt_steps_are_not_padded() -> None:
+    engine = FakeEngine(n_seq_max=4, capacity=1000, prefix_copy=True, gap_fill_tokens=1)
+    run = Run(engine=engine, slots=4)
+    run.submit("a", [10, 11], max_tokens=6)
+    run.submit("b", [20, 21, 22], max_tokens=1)
+    run.submit("c", [30], max_tokens=6)
+    run.until_idle()
+    assert all(e.logits or e.pos < 3 for step in engine.steps for e in step if e.seq_id == 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from appliance.engines.step_plan import equal_chunks
+from appliance.engines.step_plan import equal_chunks, gap_fillers
 
 
 def test_prompts_read_together_get_one_length() -> None:
@@ -36,3 +36,22 @@ def test_the_common_cap_is_the_largest_that_fits() -> None:
         unfinished = [r for s, r in zip(sizes, remaining, strict=True) if s < r]
         if unfinished:  # one more token for each unfinished prompt would not fit
             assert sum(sizes) + len(unfinished) > budget
+
+
+def test_a_one_stream_gap_between_decoding_rows_is_filled() -> None:
+    assert gap_fillers([0, 2, 3], {1: 40}, n_ctx=64, tokens_per_pass=1) == {1: 40}
+    assert gap_fillers([3, 0, 2], {1: 0, 4: 9}, n_ctx=64, tokens_per_pass=1) == {1: 0}
+
+
+def test_a_gap_wider_than_a_pass_is_worth_stays() -> None:
+    assert gap_fillers([0, 3], {1: 5, 2: 5}, n_ctx=64, tokens_per_pass=1) == {}
+    assert gap_fillers([0, 3], {1: 5, 2: 5}, n_ctx=64, tokens_per_pass=2) == {1: 5, 2: 5}
+    # Each gap is judged alone: the narrow one is filled, the wide one is not.
+    idle = {1: 3, 3: 3, 4: 3}
+    assert gap_fillers([0, 2, 5], idle, n_ctx=64, tokens_per_pass=1) == {1: 3}
+
+
+def test_only_idle_streams_with_room_are_padded() -> None:
+    assert gap_fillers([0, 2], {1: 64}, n_ctx=64, tokens_per_pass=4) == {}  # a full stream
+    assert gap_fillers([0, 2], {}, n_ctx=64, tokens_per_pass=4) == {}  # not idle (mid-prompt)
+    assert gap_fillers([0, 1, 2], {3: 0}, n_ctx=64, tokens_per_pass=4) == {}  # no gap
