@@ -6,6 +6,7 @@ cancel ends one, a shutdown ends the loop."""
 from __future__ import annotations
 
 import queue
+import time
 from collections import deque
 
 from appliance.engines.protocol import Frame
@@ -39,6 +40,19 @@ class RequestInbox:
                 frame = self.inbox.get_nowait()
             except queue.Empty:
                 return
+
+    def _gather(self, seconds: float, until_waiting: int) -> None:
+        """Take the frames that arrive within `seconds`, or until `until_waiting` wait."""
+        deadline = time.monotonic() + seconds
+        while len(self.waiting) < until_waiting and not self.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                frame = self.inbox.get(timeout=left)
+            except queue.Empty:
+                return
+            self._take(frame)
 
     def _take(self, frame: Frame) -> None:
         kind = frame.get("type")

@@ -42,6 +42,9 @@ from appliance.engines.step_plan import equal_chunks, gap_fillers
 
 Emit = Callable[[Frame], None]
 
+GATHER_SHARE = 0.05  # of the first prompt's reading time, waited for requests sent with it
+GATHER_MAX_S = 0.1
+
 
 class Scheduler(RequestInbox):
     def __init__(
@@ -53,8 +56,10 @@ class Scheduler(RequestInbox):
         states: StateStore | None = None,
         costs: CacheCosts | None = None,
         cache_tokens: int | None = None,
+        gather_max_s: float = GATHER_MAX_S,
     ) -> None:
         super().__init__()
+        self.gather_max_s = gather_max_s
         self.engine = engine
         # In a unified KV, cached entries' cells widen every step's attention (llama.cpp
         # attends up to the highest used cell): keep them to about one context's worth.
@@ -99,13 +104,29 @@ class Scheduler(RequestInbox):
 
     def run(self) -> None:
         while not self.stopping:
-            self._drain(block=not (self.active or self.waiting))
+            idle = not (self.active or self.waiting)
+            self._drain(block=idle)
+            if idle and self.waiting:
+                self._gather(self._gather_window(self.waiting[0]), self.n_slots)
             if self.stopping:
                 break
             self._admit()
             if self.active:
                 self._step()
         self._shutdown()
+
+    def _gather_window(self, first: Sequence) -> float:
+        """Seconds the first request to reach an idle engine waits for others sent with it.
+
+        Requests sent together (a burst of clients, an agent fanning out) arrive some ms
+        apart; read in the same steps, their answers then decode together instead of
+        staggered in smaller steps. The wait is at most GATHER_SHARE of the time its own
+        prompt takes to read, none before that time was measured or for a request that
+        runs alone anyway.
+        """
+        if first.deterministic or self.costs.prefill_tps is None:
+            return 0.0
+        return min(self.gather_max_s, GATHER_SHARE * self.costs.prefill_s(len(first.prompt)))
 
     def _intake(self, request_id: str, frame: Frame) -> Sequence | None:
         """Tokenize and check a request; it gets its `started` frame or its error now."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from appliance.engines.cache_costs import CacheCosts
 from appliance.engines.protocol import Frame
-from appliance.engines.scheduler import Scheduler
+from appliance.engines.scheduler import GATHER_MAX_S, GATHER_SHARE, Scheduler
 from appliance.engines.state_store import StateStore
 from tests.engines.fake_engine import FakeEngine
 
@@ -446,3 +450,44 @@ def test_unified_kv_and_prompt_steps_are_not_padded() -> None:
     run.submit("c", [30], max_tokens=6)
     run.until_idle()
     assert all(e.logits or e.pos < 3 for step in engine.steps for e in step if e.seq_id == 1)
+
+
+def test_an_idle_engine_reads_requests_sent_together_in_one_step() -> None:
+    engine = FakeEngine(n_seq_max=3, capacity=1000, prefix_copy=False)
+    frames: list[Frame] = []
+    # Prompts read at 0.1 token/s: the first may wait 5% of its 30 s, here capped at 10 s.
+    costs = CacheCosts(prefill_tps=0.1, measure=False)
+    scheduler = Scheduler(engine, frames.append, n_slots=3, costs=costs, gather_max_s=10.0)
+    loop = threading.Thread(target=scheduler.run)
+    loop.start()
+    try:
+        for i, prompt in enumerate(([10, 11, 12], [20, 21, 22], [30, 31, 32])):
+            if i:
+                time.sleep(0.05)  # sent a moment after the first, as a client burst arrives
+            params = {"max_tokens": 2}
+            frame = {"type": "generate", "id": f"r{i}", "mode": "completion", "params": params}
+            scheduler.submit({**frame, "prompt": " ".join(map(str, prompt))})
+        deadline = time.monotonic() + 30
+        while sum(f["type"] == "done" for f in frames) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        scheduler.submit({"type": "shutdown", "id": None})
+        loop.join(30)
+    assert sum(f["type"] == "done" for f in frames) == 3
+    # The third request filled the slots and ended the wait: all three prompts in step one.
+    assert sorted(e.seq_id for e in engine.steps[0]) == [0, 1, 2]
+    assert all(len(e.tokens) == 3 for e in engine.steps[0])
+
+
+def test_the_gather_wait_is_a_share_of_the_prompt_time_and_none_before_it_is_measured() -> None:
+    run = Run(slots=2, costs=CacheCosts(measure=False))
+    run.submit("a", [2] * 20)
+    run.submit("d", [2] * 20, deterministic=True)
+    run.scheduler._drain(block=False)
+    a, d = run.scheduler.waiting
+    assert run.scheduler._gather_window(a) == 0.0  # no prompt was read yet: no known speed
+    run.scheduler.costs.prefill_tps = 100.0  # 20 tokens read in 0.2 s
+    assert run.scheduler._gather_window(a) == pytest.approx(GATHER_SHARE * 0.2)
+    assert run.scheduler._gather_window(d) == 0.0  # it runs alone anyway
+    run.scheduler.costs.prefill_tps = 1.0
+    assert run.scheduler._gather_window(a) == GATHER_MAX_S
