@@ -141,6 +141,9 @@ class BenchConfig:
     concurrency: tuple[int, ...] = (1,)
     requests_per_level: int | None = None
     max_tokens: int = 128
+    # Each request asks for max_tokens plus 0..spread more (fixed by its number in the run,
+    # so every server gets the same set), so that answers end at different steps.
+    max_tokens_spread: int = 0
     prompt: str = DEFAULT_PROMPT
     api_key: str | None = None
     eos_token_id: int | None = None
@@ -159,6 +162,8 @@ class BenchConfig:
             raise ValueError("requests per level must be >= 1")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be >= 1")
+        if self.max_tokens_spread < 0:
+            raise ValueError("max_tokens_spread must be >= 0")
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}")
         if self.timeout_s <= 0:
@@ -337,10 +342,17 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return headers
 
 
-def build_body(cfg: BenchConfig, eos_token_id: int | None, prompt: str) -> dict[str, Any]:
+def request_max_tokens(cfg: BenchConfig, number: int) -> int:
+    """max_tokens for the run's request `number` (spread over the run, the same on every server)."""
+    return cfg.max_tokens + (number * 7919) % (cfg.max_tokens_spread + 1)
+
+
+def build_body(
+    cfg: BenchConfig, eos_token_id: int | None, prompt: str, max_tokens: int | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": cfg.model,
-        "max_tokens": cfg.max_tokens,
+        "max_tokens": cfg.max_tokens if max_tokens is None else max_tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -550,7 +562,7 @@ async def run_bench(cfg: BenchConfig) -> BenchReport:
             prompt = (
                 f"[run {run_id} request {counter}] {cfg.prompt}" if cfg.vary_prompt else cfg.prompt
             )
-            return build_body(cfg, eos, prompt)
+            return build_body(cfg, eos, prompt, request_max_tokens(cfg, counter))
 
         for i in range(cfg.warmup):
             res = await one_request(client, url, make_body(), cfg.timeout_s)
@@ -678,6 +690,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests per level (default: 2 x concurrency, at least 3)",
     )
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens per request")
+    parser.add_argument(
+        "--max-tokens-spread",
+        type=int,
+        default=0,
+        help="each request asks for 0..N tokens more than --max-tokens (answers end apart)",
+    )
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt text")
     parser.add_argument(
         "--api-key",
@@ -713,6 +731,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             concurrency=tuple(args.concurrency),
             requests_per_level=args.requests,
             max_tokens=args.max_tokens,
+            max_tokens_spread=getattr(args, "max_tokens_spread", 0),
             prompt=args.prompt,
             api_key=args.api_key,
             eos_token_id=args.eos_token_id,

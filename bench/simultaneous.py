@@ -46,6 +46,13 @@ def main() -> int:
     ap.add_argument("--levels", default="4,8")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument(
+        "--max-tokens-spread",
+        type=int,
+        default=0,
+        help="requests ask for 0..N more tokens (answers end at different steps)",
+    )
+    ap.add_argument("--requests", type=int, default=None, help="per level (default 2 x level)")
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--context", type=int, default=2048, help="per slot")
     ap.add_argument("--no-repack", action="store_true", help="both without repacked kernels")
@@ -94,7 +101,9 @@ def main() -> int:
                         base_url=targets[name],
                         model="bench",
                         concurrency=(level,),
+                        requests_per_level=args.requests,
                         max_tokens=args.max_tokens,
+                        max_tokens_spread=args.max_tokens_spread,
                         warmup=0,
                     )
                     out[name] = run_bench_sync(cfg).levels[0]

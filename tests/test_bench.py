@@ -72,6 +72,27 @@ def test_bench_levels_against_stub(tmp_path: Path) -> None:
     assert all(len(r) == len(header.split()) for r in rows)
 
 
+def test_bench_spreads_max_tokens_the_same_way_on_every_server() -> None:
+    runs = []
+    for _ in range(2):
+        with serve_openai_stub(delay_s=0.001, eos_token_id=4) as stub:
+            cfg = BenchConfig(
+                base_url=stub.base_url,
+                model=stub.model,
+                concurrency=(2,),
+                max_tokens=4,
+                max_tokens_spread=6,
+            )
+            report = run_bench_sync(cfg)
+            runs.append(sorted(b["max_tokens"] for b in stub.bodies("/v1/completions")))
+        (level,) = report.levels
+        assert level.errors == 0 and level.short_requests == 0
+    assert runs[0] == runs[1]  # the same requests ask for the same lengths on each server
+    assert all(4 <= n <= 10 for n in runs[0]) and len(set(runs[0])) > 2
+    with pytest.raises(ValueError, match="spread"):
+        BenchConfig(base_url="http://x", model="m", max_tokens_spread=-1)
+
+
 def test_bench_chat_endpoint_and_explicit_eos() -> None:
     with serve_openai_stub(eos_token_id=None) as stub:
         cfg = BenchConfig(
