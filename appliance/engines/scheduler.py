@@ -60,6 +60,8 @@ class Scheduler(RequestInbox):
     ) -> None:
         super().__init__()
         self.gather_max_s = gather_max_s
+        self.busy_peak = 0  # most requests running or waiting at once since the engine was idle
+        self.last_busy_peak = 0  # the same, over the last busy period
         self.engine = engine
         # In a unified KV, cached entries' cells widen every step's attention (llama.cpp
         # attends up to the highest used cell): keep them to about one context's worth.
@@ -105,12 +107,15 @@ class Scheduler(RequestInbox):
     def run(self) -> None:
         while not self.stopping:
             idle = not (self.active or self.waiting)
+            if idle and self.busy_peak:  # a busy period ended: remember how busy it was
+                self.last_busy_peak, self.busy_peak = self.busy_peak, 0
             self._drain(block=idle)
             if idle and self.waiting:
                 self._gather(self._gather_window(self.waiting[0]), self.n_slots)
             if self.stopping:
                 break
             self._admit()
+            self.busy_peak = max(self.busy_peak, len(self.active) + len(self.waiting))
             if self.active:
                 self._step()
         self._shutdown()
@@ -120,13 +125,16 @@ class Scheduler(RequestInbox):
 
         Requests sent together (a burst of clients, an agent fanning out) arrive some ms
         apart; read in the same steps, their answers then decode together instead of
-        staggered in smaller steps. The wait is at most GATHER_SHARE of the time its own
-        prompt takes to read, none before that time was measured or for a request that
-        runs alone anyway.
+        staggered in smaller steps. The wait is at most GATHER_SHARE of the time the part
+        of its prompt not cached takes to read; none before that time was measured, or for
+        a request that runs alone anyway. Nor when the last busy period served one request
+        at a time: a lone user does not pay for bursts that never come.
         """
-        if first.deterministic or self.costs.prefill_tps is None:
+        if first.deterministic or self.costs.prefill_tps is None or self.last_busy_peak < 2:
             return 0.0
-        return min(self.gather_max_s, GATHER_SHARE * self.costs.prefill_s(len(first.prompt)))
+        _, cached = self.index.best(first.prompt)
+        to_read = max(1, len(first.prompt) - cached)
+        return min(self.gather_max_s, GATHER_SHARE * self.costs.prefill_s(to_read))
 
     def _intake(self, request_id: str, frame: Frame) -> Sequence | None:
         """Tokenize and check a request; it gets its `started` frame or its error now."""

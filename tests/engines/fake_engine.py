@@ -8,6 +8,7 @@ so an answer is a function of the prompt alone, whichever batch it was in.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +43,9 @@ class FakeEngine:
         n_vocab: int = 50,
         prefix_copy: bool = True,
         gap_fill_tokens: int = 0,
+        step_s: float = 0.0,
     ) -> None:
+        self.step_s = step_s  # each step takes this long (a request stays in flight)
         self.n_seq_max = n_seq_max
         self.prefix_copy = prefix_copy  # False: split KV, a sequence cannot take another's prefix
         self.gap_fill_tokens = gap_fill_tokens
@@ -90,6 +93,8 @@ class FakeEngine:
         return FakeSampler(self, params)
 
     def decode(self, entries: Sequence[BatchEntry]) -> list[int]:
+        if self.step_s:
+            time.sleep(self.step_s)
         n = sum(len(e.tokens) for e in entries)
         assert n <= self.n_batch, f"step of {n} tokens over n_batch"
         if self.used() + n > self.capacity:

@@ -453,34 +453,51 @@ def test_unified_kv_and_prompt_steps_are_not_padded() -> None:
 
 
 def test_an_idle_engine_reads_requests_sent_together_in_one_step() -> None:
-    engine = FakeEngine(n_seq_max=3, capacity=1000, prefix_copy=False)
+    engine = FakeEngine(n_seq_max=3, capacity=1000, prefix_copy=False, step_s=0.02)
     frames: list[Frame] = []
     # Prompts read at 0.1 token/s: the first may wait 5% of its 30 s, here capped at 10 s.
     costs = CacheCosts(prefill_tps=0.1, measure=False)
     scheduler = Scheduler(engine, frames.append, n_slots=3, costs=costs, gather_max_s=10.0)
     loop = threading.Thread(target=scheduler.run)
     loop.start()
+
+    def send(rid: str, prompt: list[int]) -> None:
+        params = {"max_tokens": 2}
+        frame = {"type": "generate", "id": rid, "mode": "completion", "params": params}
+        scheduler.submit({**frame, "prompt": " ".join(map(str, prompt))})
+
+    def until_done(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while sum(f["type"] == "done" for f in frames) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     try:
+        send("lone", [5, 6, 7])  # one request at a time: nothing waits for company
+        until_done(1)
+        assert len(engine.steps) == 2
+        send("p0", [8, 9, 10])
+        send("p1", [8, 9, 11])
+        until_done(3)
+        started = len(engine.steps)
         for i, prompt in enumerate(([10, 11, 12], [20, 21, 22], [30, 31, 32])):
             if i:
                 time.sleep(0.05)  # sent a moment after the first, as a client burst arrives
-            params = {"max_tokens": 2}
-            frame = {"type": "generate", "id": f"r{i}", "mode": "completion", "params": params}
-            scheduler.submit({**frame, "prompt": " ".join(map(str, prompt))})
-        deadline = time.monotonic() + 30
-        while sum(f["type"] == "done" for f in frames) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+            send(f"r{i}", prompt)
+        until_done(6)
     finally:
         scheduler.submit({"type": "shutdown", "id": None})
         loop.join(30)
-    assert sum(f["type"] == "done" for f in frames) == 3
-    # The third request filled the slots and ended the wait: all three prompts in step one.
-    assert sorted(e.seq_id for e in engine.steps[0]) == [0, 1, 2]
-    assert all(len(e.tokens) == 3 for e in engine.steps[0])
+    assert sum(f["type"] == "done" for f in frames) == 6
+    # After a busy period of two at once, the third request of the burst filled the slots
+    # and ended the wait: all three prompts in one step.
+    first = engine.steps[started]
+    assert sorted(e.seq_id for e in first) == [0, 1, 2]
+    assert all(len(e.tokens) == 3 for e in first)
 
 
 def test_the_gather_wait_is_a_share_of_the_prompt_time_and_none_before_it_is_measured() -> None:
     run = Run(slots=2, costs=CacheCosts(measure=False))
+    run.scheduler.last_busy_peak = 2  # the last busy period served two at once
     run.submit("a", [2] * 20)
     run.submit("d", [2] * 20, deterministic=True)
     run.scheduler._drain(block=False)
@@ -491,3 +508,8 @@ def test_the_gather_wait_is_a_share_of_the_prompt_time_and_none_before_it_is_mea
     assert run.scheduler._gather_window(d) == 0.0  # it runs alone anyway
     run.scheduler.costs.prefill_tps = 1.0
     assert run.scheduler._gather_window(a) == GATHER_MAX_S
+    # A prompt mostly cached waits for the part left to read only.
+    run.scheduler.index.add(5, [2] * 18, now=0.0)
+    assert run.scheduler._gather_window(a) == pytest.approx(GATHER_SHARE * 2.0)
+    run.scheduler.last_busy_peak = 1  # one at a time: no wait
+    assert run.scheduler._gather_window(a) == 0.0
