@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vs_llama_server import make_model
+from vs_llama_server import add_model_arguments, make_model
 
 from appliance.engines.engine import BatchEntry
 from appliance.engines.llamacpp import EngineConfig, LlamaEngine
@@ -37,10 +37,7 @@ LAYOUTS = {
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", help="a GGUF to use instead of the generated 700M Q4_K_M")
-    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "appliance-bench"))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--gpu-layers", type=int, default=0)
+    add_model_arguments(ap)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--no-repack", action="store_true")
     args = ap.parse_args()

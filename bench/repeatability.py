@@ -27,7 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vs_llama_server import make_model
+from vs_llama_server import add_model_arguments, make_model
 
 from tests.daemon import start_daemon
 
@@ -89,10 +89,7 @@ def measure(base: str, runs: int, max_tokens: int) -> dict[str, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", help="a GGUF to use instead of the generated 700M Q4_K_M")
-    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "appliance-bench"))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--gpu-layers", type=int, default=0)
+    add_model_arguments(ap)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--modes", default="off,on")

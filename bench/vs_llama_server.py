@@ -43,6 +43,14 @@ def make_model(cache: Path) -> Path:
     return out
 
 
+def add_model_arguments(ap: argparse.ArgumentParser) -> None:
+    """The model and engine options the bench scripts share."""
+    ap.add_argument("--model", help="a GGUF to use instead of the generated 700M Q4_K_M")
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "appliance-bench"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--gpu-layers", type=int, default=0)
+
+
 def start_llama_server(
     bin_dir: str, model: Path, threads: int, context: int, work: Path, *extra: str
 ) -> tuple[subprocess.Popen[bytes], str]:
