@@ -38,7 +38,7 @@ from appliance.engines.protocol import Frame
 from appliance.engines.request_inbox import RequestInbox
 from appliance.engines.sequence import Sequence
 from appliance.engines.state_store import StateStore
-from appliance.engines.step_plan import equal_chunks, gap_fillers
+from appliance.engines.step_plan import equal_chunks, gap_fillers, oldest_first
 
 Emit = Callable[[Frame], None]
 
@@ -328,13 +328,9 @@ class Scheduler(RequestInbox):
         prefill = sorted(
             (s for s in self.active.values() if s.state == "prefill"), key=lambda s: s.started_at
         )
-        if self.engine.prefix_copy:  # one KV pool: the oldest prompt first
-            sizes = []
-            for seq in prefill:
-                sizes.append(max(0, min(budget, len(seq.prompt) - seq.n_past)))
-                budget -= sizes[-1]
-        else:  # a stream per slot: chunks of one length make one micro-batch
-            sizes = equal_chunks([len(s.prompt) - s.n_past for s in prefill], budget)
+        # A stream per slot: chunks of one length make one micro-batch.
+        plan = oldest_first if self.engine.prefix_copy else equal_chunks
+        sizes = plan([len(s.prompt) - s.n_past for s in prefill], budget)
         for seq, size in zip(prefill, sizes, strict=True):
             if size <= 0:
                 continue
@@ -353,13 +349,12 @@ class Scheduler(RequestInbox):
         engine = self.engine
         if engine.prefix_copy or not engine.can_truncate or engine.gap_fill_tokens <= 0:
             return []
-        if any(len(entry.tokens) != 1 for _, entry in batch):
-            return []
+        rows = [entry.seq_id for _, entry in batch]
+        if max(rows) - min(rows) + 1 == len(rows) or any(len(e.tokens) != 1 for _, e in batch):
+            return []  # no gap (most steps), or a prompt chunk no pad can join
         idle = {e.seq_id: len(e.tokens) for e in self.index.entries.values()}
         idle.update((seq_id, 0) for seq_id in self.free_ids)
-        fill = gap_fillers(
-            [entry.seq_id for _, entry in batch], idle, engine.n_ctx, engine.gap_fill_tokens
-        )
+        fill = gap_fillers(rows, idle, engine.n_ctx, engine.gap_fill_tokens)
         return [BatchEntry(g, [engine.bos_token_id], held, False) for g, held in fill.items()]
 
     def _drop_fillers(self, fillers: list[BatchEntry]) -> None:

@@ -17,6 +17,16 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 
 
+def oldest_first(remaining: Sequence[int], budget: int) -> list[int]:
+    """Tokens to read of each prompt, in arrival order, each as much as the budget leaves
+    (one KV pool: llama.cpp takes any mix of lengths in one micro-batch)."""
+    sizes = []
+    for r in remaining:
+        sizes.append(max(0, min(budget, r)))
+        budget -= sizes[-1]
+    return sizes
+
+
 def equal_chunks(remaining: Sequence[int], budget: int) -> list[int]:
     """Tokens to read of each prompt (`remaining[i]` left of it) within `budget`: every
     chunk is capped at one common length, the largest that fits. With more prompts than
