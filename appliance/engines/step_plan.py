@@ -4,11 +4,12 @@ reads, and which idle sequences it pads.
 With a KV stream per slot, llama.cpp cuts a step into micro-batches holding the same
 number of tokens from each sequence (and only consecutive sequence ids), and every
 micro-batch reads all the weights once more. Prompt chunks of equal length make one
-micro-batch; chunks of three different lengths make three. Equal chunks also keep
-prompts that arrived together finishing together, so their answers then decode in
-the same steps instead of in staggered, smaller ones. And a decode step whose sequences'
-ids have a gap (a stream between them idle) is padded with a throwaway token for each
-idle stream when that costs less than a pass.
+micro-batch; chunks of three different lengths make three. So a step reads whole the
+prompts that fit (the shortest first: their answers start this step) and the prompts it
+cannot finish in equal chunks, which also keeps those finishing together: their answers
+then decode in the same steps instead of in staggered, smaller ones. And a decode step
+whose sequences' ids have a gap (a stream between them idle) is padded with a throwaway
+token for each idle stream when that costs less than a pass.
 """
 
 from __future__ import annotations
@@ -43,6 +44,27 @@ def equal_chunks(remaining: Sequence[int], budget: int) -> list[int]:
         else:
             hi = mid - 1
     return [min(r, lo) for r in remaining]
+
+
+def whole_then_equal(remaining: Sequence[int], budget: int) -> list[int]:
+    """Tokens to read of each prompt (`remaining[i]` left of it, in arrival order) within
+    `budget`: whole prompts first, the shortest first (the fewest tokens to a first token;
+    ties in arrival order), while they fit. The budget left over is shared by the rest in
+    `equal_chunks`, so that the step's unfinished prompts make one micro-batch and finish
+    together in a later one."""
+    sizes = [0] * len(remaining)
+    by_length = sorted(range(len(remaining)), key=lambda i: remaining[i])
+    whole = 0
+    for i in by_length:
+        if remaining[i] > budget:
+            break
+        sizes[i] = remaining[i]
+        budget -= remaining[i]
+        whole += 1
+    rest = sorted(by_length[whole:])
+    for i, size in zip(rest, equal_chunks([remaining[i] for i in rest], budget), strict=True):
+        sizes[i] = size
+    return sizes
 
 
 def gap_fillers(

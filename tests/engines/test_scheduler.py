@@ -255,7 +255,7 @@ def test_full_kv_drops_cache_entries_first() -> None:
     run = Run(engine=engine, slots=1)
     run.submit("a", list(range(1, 30)))
     run.until_idle()
-    assert run.scheduler.index.entries
+    assert run.scheduler.kv.index.entries
     run.submit("b", [5] * 30)
     run.until_idle()
     assert run.text("b") == "<6><7><8><9>"
@@ -279,7 +279,7 @@ def test_deterministic_request_runs_alone_without_cache() -> None:
         if any(q.deterministic for q in s.active.values()):
             saw_det = True
             assert len(s.active) == 1, "a deterministic request shared its steps"
-            assert not s.index.entries, "the KV still held other sequences"
+            assert not s.kv.index.entries, "the KV still held other sequences"
         if not s.active and not s.waiting:
             break
         s._step()
@@ -299,7 +299,7 @@ def test_states_saved_on_eviction_are_restored(tmp_path: Path) -> None:
     for i in range(3):  # push the doc's entry out of the KV
         run.submit(f"o{i}", [i + 2] * 40)
         run.until_idle()
-    assert all(e.tokens[:30] != doc for e in run.scheduler.index.entries.values())
+    assert all(e.tokens[:30] != doc for e in run.scheduler.kv.index.entries.values())
     assert any(s.tokens[:30] == doc for s in states.states)
     run.submit("again", [*doc, 41])
     run.until_idle()
@@ -359,7 +359,7 @@ def test_split_kv_keeps_an_entry_in_every_idle_stream() -> None:
         run.submit(f"p{i}", prompt)
         run.until_idle()
     # 3 × 43 tokens: more than one context (64), still all held (each in its own stream).
-    assert len(run.scheduler.index) == 3
+    assert len(run.scheduler.kv.index) == 3
     for i, prompt in enumerate(prompts):
         run.submit(f"again{i}", [*prompt, 9])
         run.until_idle()
@@ -397,7 +397,7 @@ def test_split_kv_take_over_saves_nothing_for_a_short_tail(tmp_path: Path) -> No
     assert not states.states  # a's few tokens past the document were not worth a copy
 
 
-def test_split_kv_reads_prompts_of_one_step_in_equal_chunks() -> None:
+def test_split_kv_reads_the_prompts_that_fit_whole_and_the_rest_in_equal_chunks() -> None:
     engine = FakeEngine(n_seq_max=4, capacity=1000, prefix_copy=False)
     run = Run(engine=engine, slots=4)
     lengths = (40, 20, 30, 9)
@@ -411,9 +411,10 @@ def test_split_kv_reads_prompts_of_one_step_in_equal_chunks() -> None:
     chunks = [
         [len(e.tokens) for e in step if e.pos < lengths[e.seq_id]] for step in engine.steps[1:]
     ]
-    # Every prompt not finished in a step reads the same, largest length that fits in 16
-    # tokens beside the others (a decode row takes one); shorter chunks end their prompts.
-    assert chunks[:5] == [[4, 4, 4, 4], [4, 4, 4, 4], [5, 5, 5, 1], [5, 5, 5], [6, 2, 8]]
+    # A step of 16 tokens (a decode row takes one) reads whole the prompts that fit, the
+    # shortest first; every prompt it cannot finish reads the same, largest length that
+    # fits in what is left.
+    assert chunks[:5] == [[2, 2, 2, 9], [5, 5, 5], [1, 13, 1], [7, 7], [9, 7]]
     for i in range(4):
         assert run.done(f"p{i}")["finish_reason"] == "length"
 
@@ -509,7 +510,7 @@ def test_the_gather_wait_is_a_share_of_the_prompt_time_and_none_before_it_is_mea
     run.scheduler.costs.prefill_tps = 1.0
     assert run.scheduler._gather_window(a) == GATHER_MAX_S
     # A prompt mostly cached waits for the part left to read only.
-    run.scheduler.index.add(5, [2] * 18, now=0.0)
+    run.scheduler.kv.index.add(5, [2] * 18, now=0.0)
     assert run.scheduler._gather_window(a) == pytest.approx(GATHER_SHARE * 2.0)
     run.scheduler.last_busy_peak = 1  # one at a time: no wait
     assert run.scheduler._gather_window(a) == 0.0
