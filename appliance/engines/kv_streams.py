@@ -125,11 +125,8 @@ class KVStreams:
     def keep(self, seq_id: int, tokens: Tokens[int]) -> None:
         """A finished sequence stays as a cache entry, within `cache_tokens` in all."""
         self.index.add(seq_id, tokens, time.monotonic())
-        while self.index.cached_tokens() > self.cache_tokens:
-            victim = self.index.victim(time.monotonic())
-            if victim is None:
-                break
-            self.free_ids.append(self.evict(victim))
+        while self.index.cached_tokens() > self.cache_tokens and self.evict_least():
+            pass
 
     def drop(self, seq_id: int) -> None:
         """A sequence whose KV cannot serve again is emptied and its id freed."""
