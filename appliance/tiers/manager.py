@@ -6,8 +6,8 @@ hot (an engine worker holds it), warm (its weights held in host RAM by a
 promote on demand (pulling first when needed); idle models are demoted after
 their keep-alives; a load that would not fit demotes the least valuable idle
 models first, or is refused with the numbers. The decisions are asked of the
-pure `tiers.plan`; this module does the I/O and records every move as an event
-with its reason and timing.
+pure `tiers.plan` (over `tiers.tier_state`); this module does the I/O and records every
+move as an event with its reason and timing.
 """
 
 from __future__ import annotations
@@ -49,19 +49,11 @@ from appliance.tiers.errors import (
 )
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
-from appliance.tiers.plan import (
-    Budgets,
-    ModelState,
-    Move,
-    NoRoom,
-    Tier,
-    plan_idle,
-    plan_promotion,
-    usage,
-)
+from appliance.tiers.plan import NoRoom, plan_idle, plan_promotion
 from appliance.tiers.policy import Placement, PlacementError, PlacementInput, fmt_bytes, place
 from appliance.tiers.serving import Serving, serving_for
 from appliance.tiers.slot import Slot
+from appliance.tiers.tier_state import Budgets, ModelState, Move, Tier, usage
 from appliance.tiers.warm import WarmHold, drop_page_cache
 
 log = logging.getLogger("appliance.manager")

@@ -27,69 +27,24 @@ Rules kept by every plan:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
-from appliance.tiers.policy import GiB, fmt_bytes
+from appliance.tiers.policy import fmt_bytes
+from appliance.tiers.tier_state import (
+    Budgets,
+    ModelState,
+    Move,
+    Tier,
+    apply,
+    fmt_duration,
+    holds_warm,
+    pin_allows,
+    rank,
+    value,
+)
 
-__all__ = [
-    "TIERS",
-    "Budgets",
-    "GiB",
-    "ModelState",
-    "Move",
-    "NoRoom",
-    "Pin",
-    "PlanError",
-    "Room",
-    "Tier",
-    "Usage",
-    "apply",
-    "check_invariants",
-    "fmt_duration",
-    "plan_idle",
-    "plan_pins",
-    "plan_promotion",
-    "usage",
-    "value",
-]
-
-Tier = Literal["hot", "warm", "cold", "remote"]
-Pin = Literal["hot", "warm"]
-TIERS: tuple[Tier, ...] = ("hot", "warm", "cold", "remote")
-_RANK: dict[str, int] = {t: i for i, t in enumerate(TIERS)}
-
-
-@dataclass(frozen=True)
-class ModelState:
-    name: str
-    tier: Tier
-    device: str  # device it runs on when hot ("cpu", "cuda:0", ...)
-    hot_bytes: int  # memory it needs/holds on `device` when hot (measured or estimated)
-    warm_bytes: int  # host RAM its weights take when warm (the file size)
-    pin: Pin | None = None  # never demoted below its pin
-    busy: bool = False  # serving, loading or being moved: never moved by a plan
-    last_used: float = 0.0  # seconds (monotonic) of the last request
-    uses: float = 0.0  # request frequency (e.g. a decayed count)
-    reload_s: float = 1.0  # measured or estimated seconds to bring it back hot
-    hot_keep_alive_s: float = 300.0  # idle time before hot -> warm (inf = never)
-    warm_keep_alive_s: float = 3600.0  # idle time before warm -> cold (inf = never)
-
-
-@dataclass(frozen=True)
-class Budgets:
-    hot: Mapping[str, int]  # bytes per device; a device missing here has no budget
-    warm: int  # bytes of host RAM for warm weights
-
-
-@dataclass(frozen=True)
-class Move:
-    model: str
-    src: Tier
-    dst: Tier
-    reason: str
+__all__ = ["NoRoom", "PlanError", "plan_idle", "plan_pins", "plan_promotion"]
 
 
 class PlanError(Exception):
@@ -98,146 +53,6 @@ class PlanError(Exception):
 
 class NoRoom(PlanError):
     """The target cannot fit, even after every allowed eviction; the message says why."""
-
-
-@dataclass(frozen=True)
-class Room:
-    budget: int
-    used: int
-
-    @property
-    def free(self) -> int:
-        return self.budget - self.used
-
-    def to_dict(self) -> dict[str, int]:
-        return {"budget": self.budget, "used": self.used, "free": self.free}
-
-
-@dataclass(frozen=True)
-class Usage:
-    hot: dict[str, Room]  # per device: every budgeted device, plus any device with a hot model
-    warm: Room
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "hot": {dev: room.to_dict() for dev, room in self.hot.items()},
-            "warm": self.warm.to_dict(),
-        }
-
-
-# --- value and formatting ------------------------------------------------------------------
-
-_RECENCY_S = 60.0
-
-
-def value(m: ModelState, now: float) -> float:
-    """How valuable it is to keep ``m`` where it is; the lowest value is evicted first.
-
-    ``value = max(reload_s, 0.01) * (1 + uses) / (60 + idle)``, with
-    ``idle = max(0, now - last_used)`` in seconds.
-
-    ``(1 + uses) / (60 + idle)`` estimates the request rate from frequency and
-    recency: many uses keep a model valuable, but the estimate falls as it stays
-    idle (a model used 10 times and idle 10 minutes is worth about as much as one
-    used once a minute ago). The 60 s offset keeps the first idle seconds from
-    dominating. Multiplied by the reload cost it is the expected reload time saved
-    per second by keeping the model: slow-to-reload models are kept longer. Size
-    is not part of the value; that only as many victims as needed are taken keeps
-    small cheap models from being evicted for nothing.
-    """
-    idle = max(0.0, now - m.last_used)
-    return max(m.reload_s, 0.01) * (1.0 + max(m.uses, 0.0)) / (_RECENCY_S + idle)
-
-
-def fmt_duration(seconds: float) -> str:
-    """Short human durations: "90s", "5m", "1h", "1h30m", "3d"."""
-    if math.isinf(seconds) or math.isnan(seconds):
-        return "forever"
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 48 * 3600:
-        h, m = divmod(s // 60, 60)
-        return f"{h}h" if m == 0 else f"{h}h{m}m"
-    return f"{s // 86400}d"
-
-
-# --- budgets and invariants ----------------------------------------------------------------
-
-
-def _rank(t: str) -> int:
-    return _RANK[t]
-
-
-def _holds_warm(m: ModelState) -> bool:
-    """Counts against the warm budget: warm, or hot and pinned warm (room held)."""
-    return m.tier == "warm" or (m.tier == "hot" and m.pin == "warm")
-
-
-def _pin_allows(m: ModelState, dst: Tier) -> bool:
-    return m.pin is None or _rank(dst) <= _rank(m.pin)
-
-
-def usage(models: Iterable[ModelState], budgets: Budgets) -> Usage:
-    """Bytes used and free per hot device and for warm.
-
-    A device with hot models but no budget appears with a budget of 0.
-    """
-    hot_used: dict[str, int] = dict.fromkeys(budgets.hot, 0)
-    warm_used = 0
-    for m in models:
-        if m.tier == "hot":
-            hot_used[m.device] = hot_used.get(m.device, 0) + m.hot_bytes
-        if _holds_warm(m):
-            warm_used += m.warm_bytes
-    return Usage(
-        hot={dev: Room(budgets.hot.get(dev, 0), used) for dev, used in hot_used.items()},
-        warm=Room(budgets.warm, warm_used),
-    )
-
-
-def check_invariants(models: Sequence[ModelState], budgets: Budgets) -> list[str]:
-    """The rules a state breaks, as text: budgets exceeded, pinned models below their pin."""
-    problems: list[str] = []
-    seen: set[str] = set()
-    for m in models:
-        if m.name in seen:
-            problems.append(f"{m.name} appears twice")
-        seen.add(m.name)
-    u = usage(models, budgets)
-    for dev, room in u.hot.items():
-        if dev not in budgets.hot:
-            names = ", ".join(m.name for m in models if m.tier == "hot" and m.device == dev)
-            problems.append(f"{names} hot on {dev}, which has no hot budget")
-        elif room.used > room.budget:
-            problems.append(
-                f"hot budget on {dev} exceeded: {fmt_bytes(room.used)} used of "
-                f"{fmt_bytes(room.budget)}"
-            )
-    if u.warm.used > u.warm.budget:
-        problems.append(
-            f"warm budget exceeded: {fmt_bytes(u.warm.used)} used of {fmt_bytes(u.warm.budget)}"
-        )
-    for m in models:
-        if m.pin is not None and _rank(m.tier) > _rank(m.pin):
-            problems.append(f"{m.name} is pinned {m.pin} but is {m.tier}")
-    return problems
-
-
-def apply(models: Sequence[ModelState], moves: Iterable[Move]) -> list[ModelState]:
-    """The states after the moves, in the same order as ``models``."""
-    out = list(models)
-    index = {m.name: i for i, m in enumerate(out)}
-    for mv in moves:
-        i = index.get(mv.model)
-        if i is None:
-            raise ValueError(f"move of unknown model {mv.model}")
-        if out[i].tier != mv.src:
-            raise ValueError(f"move of {mv.model} from {mv.src}, but it is {out[i].tier}")
-        out[i] = replace(out[i], tier=mv.dst)
-    return out
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -301,7 +116,7 @@ class _Planner:
         return self.budgets.hot.get(device, 0) - used
 
     def warm_free(self) -> int:
-        return self.budgets.warm - sum(m.warm_bytes for m in self.state.values() if _holds_warm(m))
+        return self.budgets.warm - sum(m.warm_bytes for m in self.state.values() if holds_warm(m))
 
     def move(self, m: ModelState, dst: Tier, reason: str) -> None:
         mv = Move(m.name, m.tier, dst, reason)
@@ -373,7 +188,7 @@ class _Planner:
             blockers = [
                 _describe_blocker(m)
                 for m in self.state.values()
-                if m.name != t.name and _holds_warm(m) and (m.busy or m.pin is not None)
+                if m.name != t.name and holds_warm(m) and (m.busy or m.pin is not None)
             ]
             raise NoRoom(
                 f"{what}: needs {fmt_bytes(need)} of host RAM, warm budget "
@@ -449,7 +264,7 @@ def plan_promotion(
     t = p.state.get(target)
     if t is None:
         raise PlanError(f"unknown model {target}")
-    if _rank(t.tier) <= _rank(dst):
+    if rank(t.tier) <= rank(dst):
         return []
     if t.busy:
         raise PlanError(f"{t.name} is busy")
@@ -458,7 +273,7 @@ def plan_promotion(
         p.reserve_warm(t, f"cannot make {t.name} warm")
     else:
         p.check_hot_budget(t)
-        if t.pin == "warm" and not _holds_warm(t):
+        if t.pin == "warm" and not holds_warm(t):
             what = f"cannot load {t.name} on {t.device} (pinned warm, it keeps its host RAM)"
             p.reserve_warm(t, what)
         p.reserve_hot(t)
@@ -482,20 +297,17 @@ def plan_idle(models: Sequence[ModelState], budgets: Budgets, now: float) -> lis
         if (
             m.tier == "warm"
             and not m.busy
-            and _pin_allows(m, "cold")
+            and pin_allows(m, "cold")
             and idle(m) > m.warm_keep_alive_s
         ):
             p.move(m, "cold", f"idle {fmt_duration(idle(m))}")
     expired = [
         m
         for m in models
-        if m.tier == "hot"
-        and not m.busy
-        and _pin_allows(m, "warm")
-        and idle(m) > m.hot_keep_alive_s
+        if m.tier == "hot" and not m.busy and pin_allows(m, "warm") and idle(m) > m.hot_keep_alive_s
     ]
     for m in sorted(expired, key=p.key, reverse=True):
-        to_cold = _pin_allows(m, "cold") and idle(m) > m.warm_keep_alive_s
+        to_cold = pin_allows(m, "cold") and idle(m) > m.warm_keep_alive_s
         p.demote_hot(m, f"idle {fmt_duration(idle(m))}", allow_warm=not to_cold)
     return p.moves()
 
@@ -511,8 +323,8 @@ def plan_pins(
     state = list(models)
     moves: list[Move] = []
     problems: list[str] = []
-    below = [m for m in models if m.pin is not None and _rank(m.tier) > _rank(m.pin)]
-    below.sort(key=lambda m: (_rank(m.pin or "hot"), -value(m, now), m.name))
+    below = [m for m in models if m.pin is not None and rank(m.tier) > rank(m.pin)]
+    below.sort(key=lambda m: (rank(m.pin or "hot"), -value(m, now), m.name))
     for m in below:
         assert m.pin is not None
         try:

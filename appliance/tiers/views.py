@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.store.model_folder import model_bytes
-from appliance.tiers.plan import usage
 from appliance.tiers.slot import Slot
+from appliance.tiers.tier_state import usage
 from appliance.tiers.warm import residency
 
 if TYPE_CHECKING:

@@ -10,25 +10,21 @@ from typing import Any
 
 import pytest
 
-from appliance.tiers.plan import (
+from appliance.tiers.plan import NoRoom, PlanError, plan_idle, plan_pins, plan_promotion
+from appliance.tiers.policy import GiB
+from appliance.tiers.tier_state import (
     TIERS,
     Budgets,
     ModelState,
     Move,
-    NoRoom,
     Pin,
-    PlanError,
     Tier,
     apply,
     check_invariants,
     fmt_duration,
-    plan_idle,
-    plan_pins,
-    plan_promotion,
     usage,
     value,
 )
-from appliance.tiers.policy import GiB
 
 NOW = 10_000.0
 INF = math.inf
