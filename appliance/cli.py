@@ -267,6 +267,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ps_memory(m: dict[str, Any]) -> str:
+    """A hot model's bytes on its device (and a GPU model's host RAM), or a warm one's."""
+    if m["tier"] != "hot":
+        return fmt_bytes(m["resident_bytes"])
+    host = m.get("host_bytes") or 0
+    return fmt_bytes(m["hot_bytes"]) + (f" + {fmt_bytes(host)} host" if host else "")
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     """Models in RAM or VRAM (hot and warm), with what holds them there."""
     with _client(args) as client:
@@ -282,7 +290,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             m["state"],
             m["pin"] or "-",
             m["device"] or "-",
-            fmt_bytes(m["hot_bytes"]) if m["tier"] == "hot" else fmt_bytes(m["resident_bytes"]),
+            _ps_memory(m),
             str(m["pid"] or "-"),
             str(m["active_requests"]),
             f"{m.get('slots_busy') or 0}/{m['slots']}" if m.get("slots") else "-",

@@ -37,7 +37,7 @@ from appliance.store.gguf_meta import GGUFInfo
 from appliance.store.integrity import files_to_hash
 from appliance.store.model_folder import model_bytes, read_model_info, weights_file
 from appliance.store.store import Store, StoredModel, StoreError
-from appliance.tiers import views
+from appliance.tiers import footprint, views
 from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
 from appliance.tiers.errors import (
     BadModelRequest,
@@ -61,9 +61,6 @@ log = logging.getLogger("appliance.manager")
 TIER_ORDER = {"hot": 0, "warm": 1, "cold": 2, "remote": 3}
 USES_HALF_LIFE_S = 3600.0  # request frequency decays with this half-life
 DISK_READ_BPS = 500e6  # reload cost estimate before a load was measured
-# A worker process costs memory beyond the model (interpreter, engine runtime): about
-# 26 MiB measured on CPU; counted in every estimate until the real load is measured.
-WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
 MAX_TEMPLATE_BYTES = 1024 * 1024  # a chat template file from models.toml
 
 
@@ -325,6 +322,7 @@ class ModelManager:
             tier=tier,
             device=slot.device,
             hot_bytes=slot.hot_bytes if slot.hot_bytes is not None else size,
+            host_bytes=slot.host_bytes if slot.device != "cpu" else 0,
             warm_bytes=size,
             pin=pin if pin in ("hot", "warm") else None,  # type: ignore[arg-type]
             busy=slot.busy,
@@ -566,19 +564,13 @@ class ModelManager:
                 slots,
             )
             measured = self.measurements.get(key)
-            reserve = self._prompt_cache_reserve(slot, serving, path)
+            before = footprint.expected(
+                info, n_ctx * slots, slot.device, placement.n_gpu_layers, measured
+            )
+            reserve = self._prompt_cache_reserve(serving, path)
+            self._set_footprint(slot, before.plus_host(reserve))
             if measured is not None:
-                slot.hot_bytes, slot.hot_bytes_measured = measured.hot_bytes + reserve, True
                 slot.reload_s = measured.load_s
-            else:
-                # On a GPU only the offloaded layers' share lands on the device.
-                layers = None if slot.device == "cpu" else placement.n_gpu_layers
-                if layers is not None and layers < 0:
-                    layers = None
-                est = estimate_memory(info, n_ctx * slots, n_gpu_layers=layers)
-                overhead = WORKER_OVERHEAD_BYTES if slot.device == "cpu" else 0  # host RAM
-                slot.hot_bytes = est.total_bytes + overhead + reserve
-                slot.hot_bytes_measured = False
             source_tier = self.tier_of(slot)
             async with self.placement_lock:
                 now = time.monotonic()
@@ -594,19 +586,25 @@ class ModelManager:
                 started = time.monotonic()  # the load alone: evictions above are not its cost
                 worker = await self._start_worker(slot, path, serving, placement, reason)
                 load_s = time.monotonic() - started
-                hot_bytes = self._measure_hot_bytes(slot, worker, path)
-                if hot_bytes is not None:
-                    self.measurements.record(key, hot_bytes, load_s)
-                    slot.hot_bytes, slot.hot_bytes_measured = hot_bytes + reserve, True
+                anon = process_anon_bytes(worker.pid) if worker.pid is not None else None
+                if anon is not None:
+                    file_bytes = None if path.is_dir() else path.stat().st_size
+                    mapped = footprint.mapped_weights(
+                        info, n_ctx * slots, slot.device, placement.n_gpu_layers, file_bytes
+                    )
+                    after = footprint.loaded(before, anon, mapped)
+                    self.measurements.record(key, after.device_bytes, load_s, after.host_bytes)
+                    self._set_footprint(slot, after.plus_host(reserve))
                 slot.reload_s = load_s
                 if slot.hold is not None:  # the engine maps the same pages now
                     hold, slot.hold = slot.hold, None
                     await asyncio.to_thread(hold.release, False)
+            host = f" + {fmt_bytes(slot.host_bytes)} of host RAM" if slot.host_bytes else ""
             self.emit(
                 name,
                 "move",
                 f"{source_tier} → hot: {reason} ({load_s:.2f} s; "
-                f"{fmt_bytes(slot.hot_bytes)} on {slot.device}, "
+                f"{fmt_bytes(slot.hot_bytes)} on {slot.device}{host}, "
                 f"{placement.reason})",
                 src=source_tier,
                 dst="hot",
@@ -615,6 +613,7 @@ class ModelManager:
                 pid=worker.pid,
                 n_gpu_layers=placement.n_gpu_layers,
                 hot_bytes=slot.hot_bytes,
+                host_bytes=slot.host_bytes,
             )
             return worker
 
@@ -664,24 +663,19 @@ class ModelManager:
         stored = self.store.get(name)
         return stored.sha256 if stored is not None else str(path.resolve())
 
-    def _prompt_cache_reserve(self, slot: Slot, serving: Serving, path: Path) -> int:
-        """Host RAM a CPU model's saved prompt states may grow to after its load (the
-        `prompt_cache_ram` cap), counted in its footprint so that several hot models'
-        caches cannot outgrow the hot budget."""
-        if slot.device != "cpu" or serving.embedding or self._format_of(path) != "gguf":
+    def _prompt_cache_reserve(self, serving: Serving, path: Path) -> int:
+        """Host RAM a model's saved prompt states may grow to after its load (the
+        `prompt_cache_ram` cap), counted in its footprint (a CPU model's hot bytes, a GPU
+        model's host bytes) so that several hot models' caches cannot outgrow the host's
+        hot budget."""
+        if serving.embedding or self._format_of(path) != "gguf":
             return 0
         return self.settings.prompt_cache_ram_bytes
 
-    def _measure_hot_bytes(self, slot: Slot, worker: WorkerProcess, path: Path) -> int | None:
-        """Measured: the worker's anonymous memory plus, on the CPU, the mapped weights."""
-        if worker.pid is None:
-            return None
-        anon = process_anon_bytes(worker.pid)
-        if anon is None:
-            return None
-        if slot.device == "cpu" and not path.is_dir():
-            return anon + path.stat().st_size  # llama.cpp maps the GGUF; onnxruntime reads it in
-        return anon  # GPU: VRAM per process needs NVML accounting; the estimate stays the guide
+    @staticmethod
+    def _set_footprint(slot: Slot, fp: footprint.Footprint) -> None:
+        slot.hot_bytes, slot.host_bytes = fp.device_bytes, fp.host_bytes
+        slot.hot_bytes_measured = fp.measured
 
     def _chat_template(self, slot: Slot) -> str | None:
         """The template file models.toml names in place of the model's own, read now so

@@ -23,6 +23,7 @@ class Measurement:
     hot_bytes: int  # memory the loaded model holds on its device (RAM for CPU engines)
     load_s: float  # seconds from starting the worker to ready
     measured_at: float  # unix time
+    host_bytes: int = 0  # host RAM a model on a GPU holds besides
 
 
 def measurement_key(
@@ -52,7 +53,10 @@ class Measurements:
             raw = json.loads(path.read_text())
             for key, value in raw.items():
                 self._data[key] = Measurement(
-                    int(value["hot_bytes"]), float(value["load_s"]), float(value["measured_at"])
+                    int(value["hot_bytes"]),
+                    float(value["load_s"]),
+                    float(value["measured_at"]),
+                    int(value.get("host_bytes", 0)),
                 )
         except (OSError, ValueError, KeyError, TypeError):
             self._data = {}  # missing or unreadable: start over, estimates are used meanwhile
@@ -61,8 +65,8 @@ class Measurements:
         with self._lock:
             return self._data.get(key)
 
-    def record(self, key: str, hot_bytes: int, load_s: float) -> Measurement:
-        m = Measurement(int(hot_bytes), float(load_s), time.time())
+    def record(self, key: str, hot_bytes: int, load_s: float, host_bytes: int = 0) -> Measurement:
+        m = Measurement(int(hot_bytes), float(load_s), time.time(), int(host_bytes))
         with self._lock:
             self._data[key] = m
             body = json.dumps({k: asdict(v) for k, v in self._data.items()}, indent=1)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from functools import partial
 
 from appliance.tiers.policy import fmt_bytes
 from appliance.tiers.tier_state import (
@@ -39,6 +40,7 @@ from appliance.tiers.tier_state import (
     apply,
     fmt_duration,
     holds_warm,
+    hot_use,
     pin_allows,
     rank,
     value,
@@ -110,9 +112,7 @@ class _Planner:
         return (value(m, self.now), m.last_used, m.name)
 
     def hot_free(self, device: str) -> int:
-        used = sum(
-            m.hot_bytes for m in self.state.values() if m.tier == "hot" and m.device == device
-        )
+        used = sum(hot_use(m).get(device, 0) for m in self.state.values() if m.tier == "hot")
         return self.budgets.hot.get(device, 0) - used
 
     def warm_free(self) -> int:
@@ -196,46 +196,59 @@ class _Planner:
                 f"{', '.join(blockers) or 'nothing else can be moved'}"
             )
 
-    def check_hot_budget(self, t: ModelState) -> int:
-        """The hot budget of the target's device; NoRoom when it could never fit."""
-        dev, need = t.device, t.hot_bytes
-        if dev not in self.budgets.hot:
-            raise NoRoom(
-                f"cannot load {t.name} on {dev}: needs {fmt_bytes(need)}, and {dev} has no "
-                "hot budget"
-            )
-        budget = self.budgets.hot[dev]
-        if need > budget:
-            raise NoRoom(
-                f"cannot load {t.name} on {dev}: needs {fmt_bytes(need)}, more than the whole "
-                f"budget of {fmt_bytes(budget)}"
-            )
-        return budget
+    def check_hot_budget(self, t: ModelState) -> None:
+        """NoRoom when the target could never fit: on its device, or (a GPU model) in the
+        host RAM it also holds."""
+        for dev, need in hot_use(t).items():
+            where = _where(t, dev)
+            if dev not in self.budgets.hot:
+                raise NoRoom(
+                    f"cannot load {t.name} on {t.device}: needs {fmt_bytes(need)}{where}, and "
+                    f"{dev} has no hot budget"
+                )
+            budget = self.budgets.hot[dev]
+            if need > budget:
+                raise NoRoom(
+                    f"cannot load {t.name} on {t.device}: needs {fmt_bytes(need)}{where}, more "
+                    f"than the whole budget of {fmt_bytes(budget)}"
+                )
 
     def reserve_hot(self, t: ModelState) -> None:
-        dev, need = t.device, t.hot_bytes
-        what = f"cannot load {t.name} on {dev}"
-        budget = self.check_hot_budget(t)
-        free = self.hot_free(dev)
-        on_dev = [
-            m
-            for m in self.state.values()
-            if m.tier == "hot" and m.device == dev and m.name != t.name
-        ]
-        cands = sorted((m for m in on_dev if not m.busy and m.pin != "hot"), key=self.key)
-        chosen = _pick(cands, lambda m: m.hot_bytes, need - free)
-        if chosen is None:
-            blockers = [_describe_blocker(m) for m in on_dev if m.busy or m.pin == "hot"]
-            raise NoRoom(
-                f"{what}: needs {fmt_bytes(need)}, budget {fmt_bytes(budget)}, "
-                f"{fmt_bytes(free)} free; could not make room: "
-                f"{', '.join(blockers) or 'nothing else can be moved'}"
-            )
-        reason = f"evicted to make room for {t.name}: needs {fmt_bytes(need)} on {dev}, "
-        reason += f"{fmt_bytes(free)} free"
-        # The most valuable victims get the warm room first.
-        for c in sorted(chosen, key=self.key, reverse=True):
-            self.demote_hot(c, reason)
+        """Demote the cheapest hot models holding room where the target needs it: on its
+        device first, then (a GPU model) in host RAM, where CPU models and other GPU
+        models' host shares count."""
+        self.check_hot_budget(t)
+        for dev, need in hot_use(t).items():
+            budget, free = self.budgets.hot[dev], self.hot_free(dev)
+            holders = [
+                m
+                for m in self.state.values()
+                if m.tier == "hot" and m.name != t.name and hot_use(m).get(dev, 0) > 0
+            ]
+            cands = sorted((m for m in holders if not m.busy and m.pin != "hot"), key=self.key)
+            chosen = _pick(cands, partial(_held_on, dev), need - free)
+            where = _where(t, dev)
+            if chosen is None:
+                blockers = [_describe_blocker(m) for m in holders if m.busy or m.pin == "hot"]
+                raise NoRoom(
+                    f"cannot load {t.name} on {t.device}: needs {fmt_bytes(need)}{where}, "
+                    f"budget {fmt_bytes(budget)}, {fmt_bytes(free)} free; could not make room: "
+                    f"{', '.join(blockers) or 'nothing else can be moved'}"
+                )
+            reason = f"evicted to make room for {t.name}: needs {fmt_bytes(need)}"
+            reason += f"{where or f' on {dev}'}, {fmt_bytes(free)} free"
+            # The most valuable victims get the warm room first.
+            for c in sorted(chosen, key=self.key, reverse=True):
+                self.demote_hot(c, reason)
+
+
+def _held_on(dev: str, m: ModelState) -> int:
+    return hot_use(m).get(dev, 0)
+
+
+def _where(t: ModelState, dev: str) -> str:
+    """'' for the target's own device; the host RAM a GPU model also needs, said so."""
+    return "" if dev == t.device else f" of host RAM ({dev})"
 
 
 def plan_promotion(
@@ -272,7 +285,7 @@ def plan_promotion(
     if dst == "warm":
         p.reserve_warm(t, f"cannot make {t.name} warm")
     else:
-        p.check_hot_budget(t)
+        p.check_hot_budget(t)  # before any eviction for its warm room
         if t.pin == "warm" and not holds_warm(t):
             what = f"cannot load {t.name} on {t.device} (pinned warm, it keeps its host RAM)"
             p.reserve_warm(t, what)

@@ -33,6 +33,7 @@ class Slot:
     device: str = "cpu"
     hot_bytes: int | None = None  # measured (when hot) or estimated for the next load
     hot_bytes_measured: bool = False
+    host_bytes: int = 0  # host RAM a model on a GPU holds besides its VRAM (`hot_bytes`)
     reload_s: float | None = None
     requests_total: int = 0
     weight_repack: bool = True  # False after llama.cpp's repacked kernels hit SIGILL here

@@ -17,6 +17,7 @@ Tier = Literal["hot", "warm", "cold", "remote"]
 Pin = Literal["hot", "warm"]
 TIERS: tuple[Tier, ...] = ("hot", "warm", "cold", "remote")
 _RANK: dict[str, int] = {t: i for i, t in enumerate(TIERS)}
+HOST = "cpu"  # the device whose hot budget is the host's RAM
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class ModelState:
     device: str  # device it runs on when hot ("cpu", "cuda:0", ...)
     hot_bytes: int  # memory it needs/holds on `device` when hot (measured or estimated)
     warm_bytes: int  # host RAM its weights take when warm (the file size)
+    # Host RAM it also holds when hot on a GPU (its worker's runtime, the layers left on the
+    # CPU, its saved prompt states), counted on the HOST's hot budget. 0 for a CPU model,
+    # whose `hot_bytes` are already host RAM.
+    host_bytes: int = 0
     pin: Pin | None = None  # never demoted below its pin
     busy: bool = False  # serving, loading or being moved: never moved by a plan
     last_used: float = 0.0  # seconds (monotonic) of the last request
@@ -129,6 +134,14 @@ def pin_allows(m: ModelState, dst: Tier) -> bool:
     return m.pin is None or rank(dst) <= rank(m.pin)
 
 
+def hot_use(m: ModelState) -> dict[str, int]:
+    """Bytes per device that `m` holds when hot: its device's and, on a GPU, the host's."""
+    use = {m.device: m.hot_bytes}
+    if m.device != HOST and m.host_bytes > 0:
+        use[HOST] = m.host_bytes
+    return use
+
+
 def usage(models: Iterable[ModelState], budgets: Budgets) -> Usage:
     """Bytes used and free per hot device and for warm.
 
@@ -138,7 +151,8 @@ def usage(models: Iterable[ModelState], budgets: Budgets) -> Usage:
     warm_used = 0
     for m in models:
         if m.tier == "hot":
-            hot_used[m.device] = hot_used.get(m.device, 0) + m.hot_bytes
+            for dev, n in hot_use(m).items():
+                hot_used[dev] = hot_used.get(dev, 0) + n
         if holds_warm(m):
             warm_used += m.warm_bytes
     return Usage(
@@ -158,7 +172,7 @@ def check_invariants(models: Sequence[ModelState], budgets: Budgets) -> list[str
     u = usage(models, budgets)
     for dev, room in u.hot.items():
         if dev not in budgets.hot:
-            names = ", ".join(m.name for m in models if m.tier == "hot" and m.device == dev)
+            names = ", ".join(m.name for m in models if m.tier == "hot" and dev in hot_use(m))
             problems.append(f"{names} hot on {dev}, which has no hot budget")
         elif room.used > room.budget:
             problems.append(

@@ -72,6 +72,7 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "resident_bytes": resident,
         "hot_bytes": slot.hot_bytes,
         "hot_bytes_measured": slot.hot_bytes_measured,
+        "host_bytes": slot.host_bytes,  # host RAM a GPU model holds besides its VRAM
         "device": slot.device if worker is not None else None,
         "pid": worker.pid if worker is not None else None,
         "active_requests": slot.active,

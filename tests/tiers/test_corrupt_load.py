@@ -7,33 +7,15 @@ import asyncio
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from appliance.api.errors import from_model_error
-from appliance.catalog import Catalog
-from appliance.hardware import HardwareReport
-from appliance.settings import Settings
-from appliance.store import Store
 from appliance.tiers.errors import ModelFailed
 from appliance.tiers.manager import ModelManager
 from tests.daemon import start_daemon
 from tests.onnx_builder import write_genai_folder
 from tests.store.test_integrity import flip_byte, home_store
-
-
-def make_manager(tmp_path: Path) -> ModelManager:
-    vm = psutil.virtual_memory()
-    hardware = HardwareReport(
-        engine=None,
-        devices=[],
-        ram_total_bytes=int(vm.total),
-        ram_available_bytes=int(vm.available),
-        cpu_physical=1,
-        cpu_logical=1,
-    )
-    store = Store(tmp_path / "store", disk_margin=0)
-    return ModelManager(Settings(), Catalog(()), store, hardware, tmp_path / "data")
+from tests.tiers.managers import make_manager
 
 
 def load_error(manager: ModelManager, name: str) -> ModelFailed:

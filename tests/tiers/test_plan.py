@@ -22,6 +22,7 @@ from appliance.tiers.tier_state import (
     apply,
     check_invariants,
     fmt_duration,
+    hot_use,
     usage,
     value,
 )
@@ -277,6 +278,53 @@ def test_per_device_budgets_are_independent() -> None:
     assert u.to_dict()["warm"] == {"budget": 0, "used": 0, "free": 0}
 
 
+def test_a_gpu_models_host_ram_counts_on_the_cpu_budget() -> None:
+    models = [
+        ms("cpu-cheap", "hot", 2, last_used=0),
+        ms("cpu-dear", "hot", 2, last_used=NOW - 1),
+        ms("gpu-on", "hot", 4, device="cuda:0", host_bytes=GiB),
+        ms("t", "cold", 4, device="cuda:0", host_bytes=2 * GiB),
+    ]
+    b = budgets(cpu=6, cuda_0=8)
+    u = usage(models, b)
+    assert u.hot["cpu"].used == 5 * GiB and u.hot["cuda:0"].used == 4 * GiB
+    # Room on cuda:0, but its 2 GiB of host RAM (prompt states, runtime) are not free:
+    # the cheapest model holding host RAM goes, not the more valuable one.
+    moves, after = promote(models, "t", "hot", b)
+    assert moved(moves) == [("cpu-cheap", "hot", "cold"), ("t", "cold", "hot")]
+    assert "of host RAM (cpu)" in moves[0].reason
+    assert check_invariants(after, b) == []
+    assert usage(after, b).hot["cpu"].used == 5 * GiB
+
+
+def test_a_cpu_model_can_evict_a_gpu_models_host_share() -> None:
+    models = [
+        ms("gpu-old", "hot", 4, device="cuda:0", host_bytes=2 * GiB, last_used=0),
+        ms("cpu-new", "hot", 2, last_used=NOW - 1),
+        ms("t", "cold", 2),
+    ]
+    moves, after = promote(models, "t", "hot", budgets(cpu=4, cuda_0=8))
+    assert moved(moves) == [("gpu-old", "hot", "cold"), ("t", "cold", "hot")]
+    assert usage(after, budgets(cpu=4, cuda_0=8)).hot["cuda:0"].used == 0
+
+
+def test_a_gpu_model_whose_host_share_cannot_fit_is_refused_with_the_numbers() -> None:
+    with pytest.raises(NoRoom, match=r"needs 8\.00 GiB of host RAM \(cpu\), more than the whole"):
+        plan_promotion(
+            [ms("t", "cold", 1, device="cuda:0", host_bytes=8 * GiB)],
+            "t",
+            "hot",
+            budgets(cpu=4, cuda_0=8),
+            NOW,
+        )
+    busy = [
+        ms("cpu-busy", "hot", 3, busy=True),
+        ms("t", "cold", 1, device="cuda:0", host_bytes=2 * GiB),
+    ]
+    with pytest.raises(NoRoom, match=r"of host RAM \(cpu\), budget 4\.00 GiB.*cpu-busy is busy"):
+        plan_promotion(busy, "t", "hot", budgets(cpu=4, cuda_0=8), NOW)
+
+
 def test_pinned_warm_target_needs_warm_room_when_loaded_from_cold() -> None:
     models = [ms("w", "warm", 2, last_used=0), ms("t", "cold", 2, pin="warm")]
     moves, after = promote(models, "t", "hot", budgets(warm=2, cpu=4))
@@ -439,6 +487,7 @@ def random_world(rng: random.Random) -> tuple[list[ModelState], Budgets]:
             device=rng.choice(["cpu", "cpu", "cuda:0", "rocm:1"]),
             hot_bytes=size + rng.randint(0, 2) * HALF,
             warm_bytes=size,
+            host_bytes=rng.choice([0, 0, HALF, 2 * HALF]),  # on the cpu budget for a GPU model
             pin=rng.choice([None, None, None, "hot", "warm"]),
             busy=rng.random() < 0.15,
             last_used=NOW - rng.choice([0, 10, 100, 400, 2000, 5000]),
@@ -464,14 +513,13 @@ def can_fit(models: Sequence[ModelState], t: ModelState, dst: Tier, b: Budgets) 
     others = [m for m in models if m.name != t.name and not m.busy]
     ok = True
     if dst == "hot":
-        if t.device not in b.hot:
-            return False
-        movable = sum(
-            m.hot_bytes
-            for m in others
-            if m.tier == "hot" and m.device == t.device and m.pin != "hot"
-        )
-        ok = t.hot_bytes <= u.hot[t.device].free + movable
+        for dev, need in hot_use(t).items():  # its device, and the host for a GPU model
+            if dev not in b.hot:
+                return False
+            movable = sum(
+                hot_use(m).get(dev, 0) for m in others if m.tier == "hot" and m.pin != "hot"
+            )
+            ok = ok and need <= u.hot[dev].free + movable
     if dst == "warm" or (t.pin == "warm" and t.tier in ("cold", "remote")):
         movable = sum(m.warm_bytes for m in others if m.tier == "warm" and m.pin is None)
         ok = ok and t.warm_bytes <= u.warm.free + movable
@@ -525,11 +573,14 @@ def run_sequence(rng: random.Random, steps: int) -> None:
             victims = [by for by in models if any(mv.model == by.name for mv in moves[:-1])]
             if dst == "hot":
                 hot_victims = [v for v in victims if v.tier == "hot"]
-                assert all(v.device == t.device for v in hot_victims)
-                short = t.hot_bytes - usage(models, b).hot[t.device].free
-                freed = sum(v.hot_bytes for v in hot_victims)
-                # Only as many as needed: each victim was necessary.
-                assert all(freed - v.hot_bytes < short for v in hot_victims)
+                need = hot_use(t)
+                assert all(set(hot_use(v)) & set(need) for v in hot_victims)
+                if len(need) == 1:  # one device to make room on (else two rounds of picks)
+                    [(dev, n)] = need.items()
+                    short = n - usage(models, b).hot[dev].free
+                    freed = sum(hot_use(v)[dev] for v in hot_victims)
+                    # Only as many as needed: each victim was necessary.
+                    assert all(freed - hot_use(v)[dev] < short for v in hot_victims)
             else:
                 assert all(v.tier == "warm" for v in victims)
                 short = t.warm_bytes - usage(models, b).warm.free

@@ -125,6 +125,8 @@ class ModelsScreen(LiveScreen):
         text.append(f" · keep-alive {_keep_alive(m.get('keep_alive_s'))}")
         text.append(f" · device {m.get('device') or NA}")
         text.append(f" · hot {fmt_bytes(m.get('hot_bytes'))}")
+        if m.get("host_bytes"):  # a GPU model's host RAM, beside its VRAM
+            text.append(f" + {fmt_bytes(m['host_bytes'])} host")
         if m.get("last_error"):
             text.append(f"\nlast error: {m['last_error']}", style="red")
         self.query_one("#model-detail", Static).update(text)

@@ -1,0 +1,98 @@
+"""What a hot model holds: bytes on its device and, for a model on a GPU, the host RAM it
+holds besides (its worker's runtime, the layers left on the CPU, its saved prompt states).
+
+Before a load the footprint is estimated from the model's shape, or taken from an earlier
+load of the same file with the same settings; after the load it is measured where it can
+be. Host RAM is measured (the worker's anonymous memory plus the weights it maps from the
+file); VRAM per process is not (that needs NVML's per-process accounting), so a GPU
+model's device bytes stay the estimate. Pure: the manager passes in what it read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from appliance.tiers.estimate import ModelShape, estimate_memory
+from appliance.tiers.measurements import Measurement
+from appliance.tiers.tier_state import HOST
+
+# A worker process costs memory beyond the model (interpreter, engine runtime): about
+# 26 MiB measured on CPU; counted in every estimate until the real load is measured.
+WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Footprint:
+    device: str  # "cpu", "cuda:0", ...
+    device_bytes: int  # on `device`: host RAM for a CPU model, VRAM on a GPU
+    host_bytes: int = 0  # host RAM a GPU model holds besides (0 for a CPU model)
+    measured: bool = False  # device_bytes measured by a load, not estimated
+
+    def plus_host(self, n: int) -> Footprint:
+        """`n` more bytes of host RAM (saved prompt states): a CPU model's device bytes."""
+        if self.device == HOST:
+            return replace(self, device_bytes=self.device_bytes + n)
+        return replace(self, host_bytes=self.host_bytes + n)
+
+
+def gpu_layers(device: str, n_gpu_layers: int) -> int | None:
+    """The layers on the GPU for `estimate_memory`: None for all of them (or a CPU model)."""
+    return None if device == HOST or n_gpu_layers < 0 else n_gpu_layers
+
+
+def cpu_layers_bytes(info: ModelShape, n_ctx: int, layers: int | None) -> tuple[int, int]:
+    """(weights, KV cache) of the layers a GPU model leaves on the CPU."""
+    if layers is None:
+        return 0, 0
+    full = estimate_memory(info, n_ctx)
+    on_gpu = estimate_memory(info, n_ctx, n_gpu_layers=layers)
+    return (
+        max(full.weights_bytes - on_gpu.weights_bytes, 0),
+        max(full.kv_cache_bytes - on_gpu.kv_cache_bytes, 0),
+    )
+
+
+def expected(
+    info: ModelShape,
+    n_ctx: int,
+    device: str,
+    n_gpu_layers: int,
+    measured: Measurement | None,
+) -> Footprint:
+    """Before a load: what an earlier load with these settings measured, else the estimate
+    (`n_ctx`: the context of all slots together)."""
+    if device == HOST:
+        if measured is not None:
+            return Footprint(device, measured.hot_bytes, measured=True)
+        est = estimate_memory(info, n_ctx)
+        return Footprint(device, est.total_bytes + WORKER_OVERHEAD_BYTES)
+    layers = gpu_layers(device, n_gpu_layers)
+    on_gpu = estimate_memory(info, n_ctx, n_gpu_layers=layers)
+    if measured is not None and measured.host_bytes > 0:
+        host = measured.host_bytes
+    else:
+        host = sum(cpu_layers_bytes(info, n_ctx, layers)) + WORKER_OVERHEAD_BYTES
+    return Footprint(device, on_gpu.total_bytes, host)
+
+
+def mapped_weights(
+    info: ModelShape, n_ctx: int, device: str, n_gpu_layers: int, file_bytes: int | None
+) -> int:
+    """Weights a loaded model keeps in host RAM through a mapping of its file (llama.cpp maps
+    a GGUF: all of it on the CPU, the layers left on the CPU for a GPU model), which the
+    worker's anonymous memory does not show. `file_bytes` None: a folder model, whose
+    runtime reads its weights into anonymous memory."""
+    if file_bytes is None:
+        return 0
+    if device == HOST:
+        return file_bytes
+    return cpu_layers_bytes(info, n_ctx, gpu_layers(device, n_gpu_layers))[0]
+
+
+def loaded(before: Footprint, anon_bytes: int, mapped_bytes: int) -> Footprint:
+    """After a load, from the worker's anonymous memory and its mapped weights: a CPU
+    model's device bytes, a GPU model's host bytes (its VRAM stays the estimate)."""
+    host = anon_bytes + mapped_bytes
+    if before.device == HOST:
+        return Footprint(before.device, host, measured=True)
+    return Footprint(before.device, before.device_bytes, host)
