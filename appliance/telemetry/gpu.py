@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -36,6 +36,7 @@ __all__ = [
     "list_gpus",
     "n_a",
     "nvml_gpus",
+    "nvml_process_vram",
     "parse_rocm_smi",
     "rocm_smi_gpus",
     "sysfs_gpus",
@@ -169,30 +170,38 @@ def nvml_gpus(nvml: Any | None = None) -> list[GPUInfo]:
 
     `nvml` is the pynvml module (imported when None).
     """
+    with _nvml_handles(nvml) as (lib, handles):
+        return [_nvml_one(lib, i, handle) for i, handle in handles]
+
+
+@contextlib.contextmanager
+def _nvml_handles(nvml: Any | None) -> Iterator[tuple[Any, list[tuple[int, Any]]]]:
+    """The NVML module (`nvml`, or pynvml imported) and its GPUs' (index, handle), between
+    init and shutdown; no GPUs when pynvml or the driver library is absent."""
     if nvml is None:
         try:
             import pynvml
         except ImportError:
-            return []
+            yield None, []
+            return
         nvml = pynvml
         with contextlib.suppress(Exception):
             _pin_nvml(nvml)
     try:
         nvml.nvmlInit()
     except Exception:
-        return []
-    gpus: list[GPUInfo] = []
+        yield nvml, []
+        return
     try:
-        count = _soft(nvml.nvmlDeviceGetCount) or 0
-        for i in range(int(count)):
+        handles = []
+        for i in range(int(_soft(nvml.nvmlDeviceGetCount) or 0)):
             handle = _soft(partial(nvml.nvmlDeviceGetHandleByIndex, i))
-            if handle is None:
-                continue
-            gpus.append(_nvml_one(nvml, i, handle))
+            if handle is not None:
+                handles.append((i, handle))
+        yield nvml, handles
     finally:
         with contextlib.suppress(Exception):
             nvml.nvmlShutdown()
-    return gpus
 
 
 def _nvml_one(nvml: Any, index: int, handle: Any) -> GPUInfo:
@@ -220,6 +229,30 @@ def _nvml_one(nvml: Any, index: int, handle: Any) -> GPUInfo:
         power_w=None if watts is None else watts / 1000.0,
         source="nvml",
     )
+
+
+NVML_NOT_AVAILABLE = 2**64 - 1  # NVML's "not available" for a process's memory
+
+
+def nvml_process_vram(pid: int, nvml: Any | None = None) -> int | None:
+    """VRAM the process `pid` holds over all NVIDIA GPUs (NVML's per-process accounting),
+    or None when NVML cannot say: pynvml or the driver absent, the process not listed (a
+    container sees other pids than the driver does), or its use hidden.
+
+    Summed over the GPUs, as NVML and CUDA may number them differently (a worker uses the
+    one it was placed on, plus a context on any other it can see)."""
+    total, seen = 0, False
+    with _nvml_handles(nvml) as (lib, handles):
+        for _, handle in handles:
+            procs = _soft(partial(lib.nvmlDeviceGetComputeRunningProcesses, handle)) or []
+            for proc in procs:
+                if getattr(proc, "pid", None) != pid:
+                    continue
+                used = getattr(proc, "usedGpuMemory", None)
+                if not isinstance(used, int) or used < 0 or used >= NVML_NOT_AVAILABLE:
+                    return None  # listed, but its use is hidden
+                total, seen = total + used, True
+    return total if seen else None
 
 
 # --- AMD: amdsmi ----------------------------------------------------------------------------

@@ -4,8 +4,8 @@ holds besides (its worker's runtime, the layers left on the CPU, its saved promp
 Before a load the footprint is estimated from the model's shape, or taken from an earlier
 load of the same file with the same settings; after the load it is measured where it can
 be. Host RAM is measured (the worker's anonymous memory plus the weights it maps from the
-file); VRAM per process is not (that needs NVML's per-process accounting), so a GPU
-model's device bytes stay the estimate. Pure: the manager passes in what it read.
+file); VRAM where NVML lists the worker's use (NVIDIA), else it stays the estimate, which
+counts the GPU runtime's own share. Pure: the manager passes in what it read.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from appliance.tiers.tier_state import HOST
 # A worker process costs memory beyond the model (interpreter, engine runtime): about
 # 26 MiB measured on CPU; counted in every estimate until the real load is measured.
 WORKER_OVERHEAD_BYTES = 32 * 1024 * 1024
+# VRAM a worker holds on its GPU beside the model: the CUDA or HIP context and the
+# libraries' workspaces, a few hundred MiB (Ollama reserves 457 MiB per GPU for it).
+GPU_RUNTIME_BYTES = 457 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,15 @@ def expected(
         est = estimate_memory(info, n_ctx)
         return Footprint(device, est.total_bytes + WORKER_OVERHEAD_BYTES)
     layers = gpu_layers(device, n_gpu_layers)
-    on_gpu = estimate_memory(info, n_ctx, n_gpu_layers=layers)
+    # A record without host bytes predates them: its hot bytes were host RAM, not VRAM.
     if measured is not None and measured.host_bytes > 0:
         host = measured.host_bytes
+        if measured.hot_bytes > 0:  # 0: its VRAM could not be measured
+            return Footprint(device, measured.hot_bytes, host, measured=True)
     else:
         host = sum(cpu_layers_bytes(info, n_ctx, layers)) + WORKER_OVERHEAD_BYTES
-    return Footprint(device, on_gpu.total_bytes, host)
+    on_gpu = estimate_memory(info, n_ctx, n_gpu_layers=layers)
+    return Footprint(device, on_gpu.total_bytes + GPU_RUNTIME_BYTES, host)
 
 
 def mapped_weights(
@@ -89,10 +95,21 @@ def mapped_weights(
     return cpu_layers_bytes(info, n_ctx, gpu_layers(device, n_gpu_layers))[0]
 
 
-def loaded(before: Footprint, anon_bytes: int, mapped_bytes: int) -> Footprint:
+def loaded(
+    before: Footprint, anon_bytes: int, mapped_bytes: int, vram_bytes: int | None = None
+) -> Footprint:
     """After a load, from the worker's anonymous memory and its mapped weights: a CPU
-    model's device bytes, a GPU model's host bytes (its VRAM stays the estimate)."""
+    model's device bytes, a GPU model's host bytes; and a GPU model's VRAM where it was
+    read (`vram_bytes`), else the estimate stays."""
     host = anon_bytes + mapped_bytes
     if before.device == HOST:
         return Footprint(before.device, host, measured=True)
-    return Footprint(before.device, before.device_bytes, host)
+    if vram_bytes is None:
+        return Footprint(before.device, before.device_bytes, host)
+    return Footprint(before.device, vram_bytes, host, measured=True)
+
+
+def record_of(fp: Footprint) -> tuple[int, int]:
+    """(hot_bytes, host_bytes) to record for the next load; hot_bytes 0 for a GPU model
+    whose VRAM was not measured (the estimate is made afresh)."""
+    return (fp.device_bytes if fp.measured else 0), fp.host_bytes

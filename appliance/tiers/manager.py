@@ -37,6 +37,7 @@ from appliance.store.gguf_meta import GGUFInfo
 from appliance.store.integrity import files_to_hash
 from appliance.store.model_folder import model_bytes, read_model_info, weights_file
 from appliance.store.store import Store, StoredModel, StoreError
+from appliance.telemetry.gpu import nvml_process_vram
 from appliance.tiers import footprint, views
 from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
 from appliance.tiers.errors import (
@@ -592,8 +593,12 @@ class ModelManager:
                     mapped = footprint.mapped_weights(
                         info, n_ctx * slots, slot.device, placement.n_gpu_layers, file_bytes
                     )
-                    after = footprint.loaded(before, anon, mapped)
-                    self.measurements.record(key, after.device_bytes, load_s, after.host_bytes)
+                    vram = None
+                    if slot.device.startswith("cuda") and worker.pid is not None:
+                        vram = await asyncio.to_thread(nvml_process_vram, worker.pid)
+                    after = footprint.loaded(before, anon, mapped, vram)
+                    recorded_hot, recorded_host = footprint.record_of(after)
+                    self.measurements.record(key, recorded_hot, load_s, recorded_host)
                     self._set_footprint(slot, after.plus_host(reserve))
                 slot.reload_s = load_s
                 if slot.hold is not None:  # the engine maps the same pages now

@@ -20,7 +20,8 @@ import psutil
 
 @dataclass(frozen=True)
 class Measurement:
-    hot_bytes: int  # memory the loaded model holds on its device (RAM for CPU engines)
+    hot_bytes: int  # memory the loaded model holds on its device (RAM for CPU engines; 0: a
+    # GPU model whose VRAM could not be measured)
     load_s: float  # seconds from starting the worker to ready
     measured_at: float  # unix time
     host_bytes: int = 0  # host RAM a model on a GPU holds besides

@@ -18,6 +18,7 @@ from appliance.telemetry.gpu import (
     list_gpus,
     n_a,
     nvml_gpus,
+    nvml_process_vram,
     parse_rocm_smi,
     rocm_smi_gpus,
     sysfs_gpus,
@@ -121,6 +122,33 @@ def test_nvml_readings_with_an_unsupported_one() -> None:
         power_w=None,
         source="nvml",
     )
+
+
+def test_nvml_gives_a_processs_vram_summed_over_the_gpus() -> None:
+    nvml = fake_nvml()
+    nvml.nvmlDeviceGetCount = lambda: 2
+    per_gpu = {
+        0: [SimpleNamespace(pid=7, usedGpuMemory=3 << 30), SimpleNamespace(pid=9, usedGpuMemory=1)],
+        1: [SimpleNamespace(pid=7, usedGpuMemory=300 << 20)],  # its context on the other GPU
+    }
+    nvml.nvmlDeviceGetComputeRunningProcesses = lambda h: per_gpu[h[1]]
+    assert nvml_process_vram(7, nvml) == (3 << 30) + (300 << 20)
+    assert nvml_process_vram(9, nvml) == 1
+    # Not listed (another pid namespace, or no context): unknown, not zero.
+    assert nvml_process_vram(8, nvml) is None
+    # Listed with its use hidden (NVML's "not available", or pynvml's None).
+    for hidden in (2**64 - 1, None):
+        per_gpu[1] = [SimpleNamespace(pid=7, usedGpuMemory=hidden)]
+        assert nvml_process_vram(7, nvml) is None
+
+
+def test_nvml_process_vram_without_nvml_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert nvml_process_vram(7, fake_nvml(init_fails=True)) is None
+    nvml = fake_nvml()
+    nvml.nvmlDeviceGetComputeRunningProcesses = lambda h: (_ for _ in ()).throw(NVMLError("x"))
+    assert nvml_process_vram(7, nvml) is None
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
+    assert nvml_process_vram(7) is None
 
 
 def test_nvml_power_is_converted_from_milliwatts() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from appliance.tiers import footprint
 from appliance.tiers.estimate import estimate_memory
-from appliance.tiers.footprint import WORKER_OVERHEAD_BYTES, Footprint
+from appliance.tiers.footprint import GPU_RUNTIME_BYTES, WORKER_OVERHEAD_BYTES, Footprint
 from appliance.tiers.measurements import Measurement, Measurements
 from tests.tiers.test_estimate import Shape
 
@@ -33,7 +33,8 @@ def test_a_cpu_model_holds_everything_in_host_ram() -> None:
 
 def test_a_fully_offloaded_model_holds_its_runtime_and_prompt_states_in_host_ram() -> None:
     fp = footprint.expected(SHAPE, CTX, "cuda:0", -1, None)
-    assert fp.device_bytes == estimate_memory(SHAPE, CTX).total_bytes
+    # Its VRAM: the model, its KV cache and compute buffers, and the GPU runtime's share.
+    assert fp.device_bytes == estimate_memory(SHAPE, CTX).total_bytes + GPU_RUNTIME_BYTES
     assert fp.host_bytes == WORKER_OVERHEAD_BYTES and not fp.measured
     with_states = fp.plus_host(512 * MiB)
     assert with_states.device_bytes == fp.device_bytes
@@ -43,7 +44,7 @@ def test_a_fully_offloaded_model_holds_its_runtime_and_prompt_states_in_host_ram
 def test_a_partly_offloaded_model_holds_the_layers_left_on_the_cpu_in_host_ram() -> None:
     fp = footprint.expected(SHAPE, CTX, "cuda:0", 16, None)
     on_gpu = estimate_memory(SHAPE, CTX, n_gpu_layers=16)
-    assert fp.device_bytes == on_gpu.total_bytes
+    assert fp.device_bytes == on_gpu.total_bytes + GPU_RUNTIME_BYTES
     # 16 of 32 blocks stay on the CPU: half the block weights, the non-block tensors (the
     # output layer stays on the CPU below n_layer + 1 layers) and half the KV cache.
     cpu_weights = GiB + GiB + GiB // 2
@@ -57,26 +58,36 @@ def test_a_partly_offloaded_model_holds_the_layers_left_on_the_cpu_in_host_ram()
     assert footprint.mapped_weights(SHAPE, CTX, "cpu", 0, None) == 0  # a folder model
 
 
-def test_a_load_measures_host_ram_but_not_vram() -> None:
+def test_a_load_measures_host_ram_and_vram_where_nvml_lists_it() -> None:
     cpu = footprint.loaded(footprint.expected(SHAPE, CTX, "cpu", 0, None), GiB, 4 * GiB)
     assert cpu == Footprint("cpu", 5 * GiB, 0, measured=True)
+    assert footprint.record_of(cpu) == (5 * GiB, 0)
     before = footprint.expected(SHAPE, CTX, "cuda:0", -1, None)
     gpu = footprint.loaded(before, 700 * MiB, 0)
-    # The worker's host memory is its host share; its VRAM stays the estimate.
+    # The worker's host memory is its host share; unread, its VRAM stays the estimate,
+    # and is recorded as unknown (0) so that the next load estimates it afresh.
     assert gpu == Footprint("cuda:0", before.device_bytes, 700 * MiB, measured=False)
+    assert footprint.record_of(gpu) == (0, 700 * MiB)
+    read = footprint.loaded(before, 700 * MiB, 0, vram_bytes=6 * GiB)
+    assert read == Footprint("cuda:0", 6 * GiB, 700 * MiB, measured=True)
+    assert footprint.record_of(read) == (6 * GiB, 700 * MiB)
 
 
-def test_a_gpu_measurement_gives_host_bytes_and_never_replaces_the_vram_estimate() -> None:
-    estimate = estimate_memory(SHAPE, CTX).total_bytes
+def test_what_an_earlier_gpu_load_recorded_is_used_as_it_was_measured() -> None:
+    estimate = estimate_memory(SHAPE, CTX).total_bytes + GPU_RUNTIME_BYTES
     # Before host bytes were kept apart, a GPU load recorded the worker's host memory as
     # its hot bytes: such a record must not shrink the model's VRAM to its host RAM.
     old = Measurement(hot_bytes=700 * MiB, load_s=3.0, measured_at=0.0)
     assert footprint.expected(SHAPE, CTX, "cuda:0", -1, old) == Footprint(
         "cuda:0", estimate, WORKER_OVERHEAD_BYTES
     )
-    new = Measurement(hot_bytes=estimate, load_s=3.0, measured_at=0.0, host_bytes=900 * MiB)
-    assert footprint.expected(SHAPE, CTX, "cuda:0", -1, new) == Footprint(
+    unread = Measurement(hot_bytes=0, load_s=3.0, measured_at=0.0, host_bytes=900 * MiB)
+    assert footprint.expected(SHAPE, CTX, "cuda:0", -1, unread) == Footprint(
         "cuda:0", estimate, 900 * MiB
+    )
+    read = Measurement(hot_bytes=6 * GiB, load_s=3.0, measured_at=0.0, host_bytes=900 * MiB)
+    assert footprint.expected(SHAPE, CTX, "cuda:0", -1, read) == Footprint(
+        "cuda:0", 6 * GiB, 900 * MiB, measured=True
     )
 
 

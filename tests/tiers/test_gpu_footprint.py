@@ -14,9 +14,10 @@ from pathlib import Path
 
 from appliance.cli import _ps_memory
 from appliance.hardware import EngineBuild, GPUDevice
+from appliance.telemetry.gpu import nvml_process_vram
 from appliance.tiers import views
 from appliance.tiers.estimate import estimate_memory
-from appliance.tiers.footprint import WORKER_OVERHEAD_BYTES
+from appliance.tiers.footprint import GPU_RUNTIME_BYTES, WORKER_OVERHEAD_BYTES
 from appliance.tiers.manager import ModelManager
 from appliance.tiers.policy import fmt_bytes
 from tests.tiers.managers import make_manager
@@ -39,20 +40,26 @@ def test_a_gpu_models_host_ram_is_measured_and_budgeted(tmp_path: Path, tiny_ggu
             await manager.load("tiny")
             slot = manager.slot("tiny")
             assert slot.device == "cuda:0"
-            # VRAM: the estimate for the whole model and its slots' KV, not the worker's
-            # host memory (which used to replace it after the first load).
+            # VRAM: what NVML says the worker holds where it lists it (a real NVIDIA GPU),
+            # else the estimate for the whole model, its slots' KV and the GPU runtime; never
+            # the worker's host memory (which used to replace it after the first load).
             worker, path = slot.worker, manager.local_file("tiny")
-            assert worker is not None and path is not None
+            assert worker is not None and worker.pid is not None and path is not None
             info = manager.gguf_info(path)
             slot_ctx = worker.spec.n_ctx * worker.spec.slots
-            assert slot.hot_bytes == estimate_memory(info, slot_ctx).total_bytes
-            assert not slot.hot_bytes_measured
+            vram = nvml_process_vram(worker.pid)
+            if vram is None:
+                estimate = estimate_memory(info, slot_ctx).total_bytes + GPU_RUNTIME_BYTES
+                assert (slot.hot_bytes, slot.hot_bytes_measured) == (estimate, False)
+            else:
+                assert slot.hot_bytes_measured and slot.hot_bytes > 0
             # Host RAM: what the worker was measured to hold, plus its prompt-state cap.
             measured = slot.host_bytes - states_cap
             assert measured > WORKER_OVERHEAD_BYTES // 4  # an interpreter and llama.cpp
             records = json.loads((tmp_path / "data" / "measurements.json").read_text())
             [record] = records.values()
-            assert (record["hot_bytes"], record["host_bytes"]) == (slot.hot_bytes, measured)
+            recorded_vram = slot.hot_bytes if slot.hot_bytes_measured else 0  # 0: unknown
+            assert (record["hot_bytes"], record["host_bytes"]) == (recorded_vram, measured)
             # Both are counted: VRAM on cuda:0, host RAM on the CPU's hot budget.
             hot = views.budgets_view(manager)["hot"]
             assert hot["cuda:0"]["used"] == slot.hot_bytes
