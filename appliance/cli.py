@@ -68,10 +68,22 @@ def _client(args: argparse.Namespace) -> AdminClient:
     return AdminClient(_daemon_url(args), api_key=_api_key(settings))
 
 
-def _local_store(args: argparse.Namespace) -> Any:
+def _local_store(args: argparse.Namespace, write: bool = False) -> Any:
+    """The store, read by this process while the daemon is not running. Writing to it as
+    root is refused when another user (the service's) owns it: the files would be root's."""
+    from appliance.paths import foreign_owner
     from appliance.store.store import Store
 
     paths, settings = _paths_settings(args)
+    owner = foreign_owner(paths.store_dir) if write else None
+    if owner is not None:
+        command = " ".join(["appliance", *sys.argv[1:]])
+        raise CLIError(
+            f"the store {paths.store_dir} belongs to '{owner}', and what root writes there "
+            f"its owner could not read: start the service (its daemon does this: `sudo "
+            f"systemctl start appliance`), or run this as that user: `sudo -u {owner} "
+            f"{command}`"
+        )
     paths.ensure()
     return Store(paths.store_dir, endpoint=settings.hub_endpoint, token=settings.hf_token)
 
@@ -199,7 +211,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     def progress(ev: ProgressEvent) -> None:
         bar.update(ev.status, ev.downloaded, ev.total)
 
-    stored = _local_store(args).pull(ref, args.name, progress)
+    stored = _local_store(args, write=True).pull(ref, args.name, progress)
     bar.update("done", None, None)
     print(
         f"{stored.name}  sha256 {stored.sha256}  {fmt_bytes(stored.size)}  "
@@ -217,7 +229,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             return 0
     except DaemonUnreachable:
         pass
-    stored = _local_store(args).import_file(path, args.name)
+    stored = _local_store(args, write=True).import_file(path, args.name)
     print(f"{stored.name}  sha256 {stored.sha256}  {fmt_bytes(stored.size)}")
     return 0
 
@@ -395,7 +407,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             return 0
     except DaemonUnreachable:
         pass
-    store = _local_store(args)
+    store = _local_store(args, write=True)
     if store.get(args.model) is None:
         raise CLIError(f"no model '{args.model}' in the store")
     store.remove(args.model)

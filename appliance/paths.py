@@ -172,6 +172,31 @@ def resolve_paths(
     )
 
 
+def foreign_owner(path: Path, euid: int | None = None) -> str | None:
+    """The user who owns `path` (or its nearest existing parent) when this process runs as
+    root and that user is not root, else None. Files root writes there (a model pulled by
+    `sudo appliance pull` while the service is stopped) would be root's, private, and
+    unreadable to the service's user that owns the store."""
+    if euid is None:
+        euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    if euid != 0:
+        return None
+    for candidate in (path, *path.parents):
+        try:
+            uid = candidate.stat().st_uid
+        except OSError:
+            continue
+        if uid == 0:
+            return None
+        try:
+            import pwd
+
+            return pwd.getpwuid(uid).pw_name
+        except (ImportError, KeyError):
+            return str(uid)
+    return None
+
+
 def _absolute(path: str, env: Mapping[str, str]) -> Path:
     if path == "~" or path.startswith("~/"):
         path = str(_home_dir(env)) + path[1:]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from appliance.bench import BenchConfig, run_bench_sync
 from tests.daemon import Daemon, free_port
 
@@ -82,6 +84,40 @@ def test_import_ls_rm_without_daemon(models_dir: Path, tmp_path: Path) -> None:
     assert "mine" not in run_cli("ls", *env_args, home=home).stdout
     r = run_cli("import", str(models_dir / "broken.gguf"), *env_args, home=home)
     assert r.returncode == 1 and "GGUF" in r.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_root_does_not_write_into_a_store_another_user_owns(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    # The service's store, as the installer leaves it: its user's, and the service stopped.
+    home = tmp_path / "home"
+    (home / "data" / "store").mkdir(parents=True)
+    for path in (home, home / "data", home / "data" / "store"):
+        os.chown(path, 65534, 65534)
+    before = sorted(home.rglob("*"))
+    env_args = ("--url", f"http://127.0.0.1:{free_port()}")
+    for args in (
+        ("import", str(models_dir / "tiny.gguf"), "--name", "mine"),
+        ("pull", "hf://org/repo/model.gguf"),
+        ("rm", "mine"),
+    ):
+        r = run_cli(*args, *env_args, home=home)
+        assert r.returncode == 1, r.stderr
+        assert f"the store {home / 'data' / 'store'} belongs to" in r.stderr
+        assert f"sudo -u {owner_name(65534)} appliance {args[0]}" in r.stderr
+    assert sorted(home.rglob("*")) == before  # nothing written as root, not even a folder
+    r = run_cli("ls", *env_args, home=home)  # reading is fine
+    assert r.returncode == 0, r.stderr
+
+
+def owner_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def test_import_through_daemon_then_serve_it(daemon: Daemon, models_dir: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import stat
 import sys
 from pathlib import Path
@@ -159,3 +160,18 @@ def test_root_uses_the_system_service_folders_when_they_exist(tmp_path: Path) ->
     assert resolve_paths(env=env, system=system, is_root=True).config_dir == own  # root's own
     flagged = resolve_paths(str(tmp_path / "h"), env=env, system=system, is_root=True)
     assert flagged.config_dir == tmp_path / "h" / "config"
+
+
+def test_foreign_owner_is_for_root_writing_into_another_users_folder(tmp_path: Path) -> None:
+    from appliance.paths import foreign_owner
+
+    store = tmp_path / "data" / "store"  # missing: its nearest existing parent decides
+    assert foreign_owner(store, euid=1000) is None  # not root: its files are its own
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    assert foreign_owner(store, euid=0) is None  # root's own folder
+    os.chown(tmp_path, 65534, 65534)
+    owner = foreign_owner(store, euid=0)
+    assert owner is not None and owner != "root"
+    store.mkdir(parents=True)  # made by root below the other user's folder: root's again
+    assert foreign_owner(store, euid=0) is None
