@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -198,20 +199,47 @@ def build_vocab(n_words: int) -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
+def _add_tokenizer(
+    w: Any, tokens: list[str], scores: list[float], types: list[int], chat_template: str | None
+) -> None:
+    """The SentencePiece-style tokenizer keys (and the chat template) of a tiny model."""
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(4 if chat_template else 2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    if chat_template:
+        w.add_chat_template(chat_template)
+
+
+def _publish(w: Any, out: Path) -> Path:
+    """Write beside, publish by rename: never a partial file under the final name."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    w.write_header_to_file(tmp)
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, out)
+    return out
+
+
 def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = None) -> Path:
     """Write a llama-architecture GGUF with random F32 weights to `path`."""
     import gguf
 
     spec = spec or TinyModelSpec()
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     tokens, scores, types = build_vocab(spec.n_merged_words)
     n_vocab = len(tokens)
     head_dim = spec.n_embd // spec.n_head
     kv_dim = head_dim * spec.n_head_kv
 
-    tmp = out.with_name(out.name + ".tmp")
     w = gguf.GGUFWriter(None, "llama")
     w.add_name("tiny-embed" if spec.embedding else "tiny-chat")
     w.add_context_length(spec.n_ctx_train)
@@ -226,17 +254,7 @@ def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     if spec.embedding:
         w.add_pooling_type(gguf.PoolingType.MEAN)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(4 if spec.chat_template else 2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
-    if spec.chat_template:
-        w.add_chat_template(spec.chat_template)
+    _add_tokenizer(w, tokens, scores, types, spec.chat_template)
 
     def tensor(name: str, *shape: int, scale: float = 0.08) -> None:
         data = (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -257,13 +275,65 @@ def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
         tensor(p + "ffn_up.weight", spec.n_ff, spec.n_embd)
         tensor(p + "ffn_down.weight", spec.n_embd, spec.n_ff)
 
-    # Write beside, publish by rename: never a partial file under the final name.
-    w.write_header_to_file(tmp)
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    os.replace(tmp, out)
-    return out
+    return _publish(w, out)
+
+
+def write_tiny_mamba_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Write a Mamba-1 (llama.cpp arch "mamba") GGUF with random F32 weights to `path`.
+
+    A recurrent model: llama.cpp keeps one fixed-size state per sequence instead of a
+    KV cache, so the state cannot be cut back to a prefix. Same vocabulary, tokenizer
+    and chat template as `write_tiny_gguf`'s default model.
+    """
+    import gguf
+
+    spec = TinyModelSpec(seed=seed)
+    n_embd, n_layer = spec.n_embd, spec.n_layer
+    d_inner = 2 * n_embd  # llama.cpp supports only an expansion factor of 2
+    d_state, d_conv, dt_rank = 16, 4, 4
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = build_vocab(spec.n_merged_words)
+    n_vocab = len(tokens)
+
+    w = gguf.GGUFWriter(None, "mamba")
+    w.add_name("tiny-mamba")
+    w.add_context_length(spec.n_ctx_train)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(0)  # no FFN and no attention; written as converters do
+    w.add_head_count(0)
+    w.add_ssm_conv_kernel(d_conv)
+    w.add_ssm_inner_size(d_inner)
+    w.add_ssm_state_size(d_state)
+    w.add_ssm_time_step_rank(dt_rank)
+    w.add_ssm_dt_b_c_rms(False)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    _add_tokenizer(w, tokens, scores, types, spec.chat_template)
+
+    # numpy shapes: ggml's ne order reversed.
+    def tensor(name: str, *shape: int, scale: float = 0.08) -> None:
+        data = (rng.standard_normal(shape) * scale).astype(np.float32)
+        w.add_tensor(name, data)
+
+    tensor("token_embd.weight", n_vocab, n_embd, scale=0.5)
+    w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    tensor("output.weight", n_vocab, n_embd, scale=0.5)
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        tensor(p + "ssm_in.weight", 2 * d_inner, n_embd)
+        tensor(p + "ssm_conv1d.weight", d_inner, d_conv, scale=0.3)
+        tensor(p + "ssm_conv1d.bias", d_inner)
+        tensor(p + "ssm_x.weight", dt_rank + 2 * d_state, d_inner)
+        tensor(p + "ssm_dt.weight", d_inner, dt_rank)
+        tensor(p + "ssm_dt.bias", d_inner)
+        # A = -exp(A_log) must be negative for a stable state (the converters store it so).
+        a = -np.exp(rng.standard_normal((d_inner, d_state)) * 0.5).astype(np.float32)
+        w.add_tensor(p + "ssm_a", a)
+        w.add_tensor(p + "ssm_d", np.ones(d_inner, dtype=np.float32))
+        tensor(p + "ssm_out.weight", n_embd, d_inner)
+    return _publish(w, Path(path))
 
 
 # Shapes for the benchmark model (~700M parameters; llama-like proportions).

@@ -605,12 +605,13 @@ class ModelManager:
                     hold, slot.hold = slot.hold, None
                     await asyncio.to_thread(hold.release, False)
             host = f" + {fmt_bytes(slot.host_bytes)} of host RAM" if slot.host_bytes else ""
+            fewer = slot.info.get("slots_reason")  # the engine gave fewer slots than asked
             self.emit(
                 name,
                 "move",
                 f"{source_tier} → hot: {reason} ({load_s:.2f} s; "
                 f"{fmt_bytes(slot.hot_bytes)} on {slot.device}{host}, "
-                f"{placement.reason})",
+                f"{placement.reason}{f'; {fewer}' if fewer else ''})",
                 src=source_tier,
                 dst="hot",
                 reason=reason,

@@ -77,7 +77,7 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "pid": worker.pid if worker is not None else None,
         "active_requests": slot.active,
         "queue_depth": worker.queue_depth if worker is not None else 0,
-        "slots": worker.spec.slots if worker is not None else None,
+        "slots": worker.slots if worker is not None else None,  # the engine's (it may give fewer)
         "slots_busy": worker.slots_busy if worker is not None else 0,
         "max_queue": worker.spec.max_queue if worker is not None else None,
         "flash_attn": worker.spec.flash_attn if worker is not None else None,
