@@ -76,6 +76,10 @@ class KVStreams:
                 if data is not None and self._restore(seq, data, m):
                     self.costs.saw_restore(len(data), time.monotonic() - started)
                     return
+                # The failed restore evicted entries for room (`entry` may be one): what
+                # is cached now?
+                entry, n = self.index.best(seq.prompt)
+                n = min(n, usable)
         if entry is not None and n > 0:
             entry.hits += 1
             entry.last_used = time.monotonic()

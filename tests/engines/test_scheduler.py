@@ -306,6 +306,47 @@ def test_states_saved_on_eviction_are_restored(tmp_path: Path) -> None:
     assert run.done("again")["cached_tokens"] == 30
 
 
+class RestoreFails(FakeEngine):
+    """An engine whose KV has no room for a saved state (llama.cpp's set_data gives 0)."""
+
+    def seq_restore(self, seq_id: int, data: bytes) -> bool:
+        return False
+
+
+def test_a_failed_restore_never_hands_out_an_id_it_freed(tmp_path: Path) -> None:
+    engine = RestoreFails(n_seq_max=2, prefix_copy=False)
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    run = Run(engine=engine, slots=2, states=states)
+    doc = list(range(1, 41))
+    run.submit("doc", [*doc, 45])
+    run.until_idle()
+    # Two entries share the document's first 20 tokens; the whole document is a saved state.
+    run.submit("a", [*doc[:20], *range(60, 70)])
+    run.until_idle()
+    run.submit("b", [*doc[:20], *range(80, 85)])
+    run.until_idle()
+    assert any(s.tokens[:40] == doc for s in states.states)
+    kv = run.scheduler.kv
+    # The state would save more reading than an entry: restoring it evicts entries for
+    # room, fails, and the request starts from what is left.
+    run.submit("again", [*doc, 46])
+    run.submit("other", [5] * 20)
+    s = run.scheduler
+    s._drain(block=False)
+    s._admit()
+    ids = [seq.seq_id for seq in s.active.values()]
+    assert len(ids) == len(set(ids)) == 2  # two requests, two sequences
+    assert not set(ids) & set(kv.free_ids)  # none of them free for a third
+    assert not set(ids) & set(kv.index.entries)  # nor still a cache entry
+    run.until_idle()
+    alone = Run()  # the same prompt on a fresh engine: the answer of its own tokens
+    alone.submit("again", [*doc, 46])
+    alone.until_idle()
+    assert run.text("again") == alone.text("again") != ""
+    assert run.done("again")["finish_reason"] == alone.done("again")["finish_reason"]
+    assert run.done("other")["finish_reason"] in ("stop", "length")  # answered, not lost
+
+
 def test_shutdown_keeps_the_cache_on_disk(tmp_path: Path) -> None:
     key = "model|ctx=64"
     engine = FakeEngine()
