@@ -14,6 +14,7 @@ estimates and views read one shape whatever the format.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -331,6 +332,19 @@ def read_model_info(path: str | os.PathLike[str]) -> GGUFInfo:
 def model_bytes(path: Path) -> int:
     """Bytes on disk of a model file or folder."""
     return folder_bytes(path) if path.is_dir() else path.stat().st_size
+
+
+def file_identity(path: Path) -> str:
+    """An id for a model file or folder outside the store (one the catalog names by path):
+    its path and each file's size, mtime and inode, so a model replaced at the same path
+    gets a new id. What the store holds is known by its sha256 instead."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    parts = [str(path.resolve())]
+    for f in files:
+        st = f.stat()
+        name = "" if f == path else str(f.relative_to(path))
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+    return "file:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 def weights_file(path: Path) -> Path:

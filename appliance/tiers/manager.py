@@ -35,7 +35,12 @@ from appliance.pulls import Pulls
 from appliance.settings import Settings
 from appliance.store.gguf_meta import GGUFInfo
 from appliance.store.integrity import files_to_hash
-from appliance.store.model_folder import model_bytes, read_model_info, weights_file
+from appliance.store.model_folder import (
+    file_identity,
+    model_bytes,
+    read_model_info,
+    weights_file,
+)
 from appliance.store.store import Store, StoredModel, StoreError
 from appliance.telemetry.gpu import nvml_process_vram
 from appliance.tiers import footprint, views
@@ -666,8 +671,10 @@ class ModelManager:
         raise ModelFailed(check.message, code="model_file_corrupt", param=None)
 
     def _model_id(self, name: str, path: Path) -> str:
+        """What saved prompt states and measurements hold for: a stored model's sha256, a
+        catalog path's file identity (a file replaced there never gets the old states)."""
         stored = self.store.get(name)
-        return stored.sha256 if stored is not None else str(path.resolve())
+        return stored.sha256 if stored is not None else file_identity(path)
 
     def _prompt_cache_reserve(self, serving: Serving, path: Path) -> int:
         """Host RAM a model's saved prompt states may grow to after its load (the

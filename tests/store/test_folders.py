@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.store import IntegrityError, NotFoundError
-from appliance.store.model_folder import ModelFolderError, read_folder_info
+from appliance.store.model_folder import ModelFolderError, file_identity, read_folder_info
 from appliance.store.onnx_graph import read_onnx_graph
 from tests.hubstub import HubStub
 from tests.onnx_builder import int4_decoder, model, node, tensor, write_genai_folder
@@ -218,3 +218,23 @@ def test_encoder_folder_is_recognised(tmp_path: Path) -> None:
     assert "onnx/model_O4.onnx" not in {f.path for f in model.files}
     info = read_folder_info(model.path)
     assert info.is_embedding and info.context_length == 128 and info.embedding_length == 64
+
+
+def test_file_identity_changes_when_a_model_is_replaced_at_its_path(tmp_path: Path) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF one")
+    first = file_identity(model)
+    assert file_identity(model) == first  # untouched: the same id, every load
+    new = tmp_path / "new.gguf"
+    new.write_bytes(b"GGUF two")  # the same size, another file
+    os.replace(new, model)
+    assert file_identity(model) != first
+    # A folder: any of its files rewritten in place changes it too.
+    folder = tmp_path / "onnx"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "genai_config.json").write_text("{}")
+    (folder / "sub" / "model.onnx").write_bytes(b"x" * 10)
+    before = file_identity(folder)
+    st = (folder / "sub" / "model.onnx").stat()
+    os.utime(folder / "sub" / "model.onnx", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert file_identity(folder) != before
