@@ -102,8 +102,9 @@ class StateStore:
     # -- adding -----------------------------------------------------------------------------
 
     def put(self, tokens: Sequence[int], data: bytes) -> None:
-        """Keep a state in RAM; older ones spill to disk (or go) past the RAM cap."""
-        if not data or len(data) > self.ram_cap:
+        """Keep a state in RAM; older ones spill to disk (or go) past the RAM cap. One larger
+        than the whole RAM cap (a cap of 0: no RAM for states) goes straight to disk."""
+        if not data or len(data) > max(self.ram_cap, self.disk_cap):
             return
         tokens = list(tokens)
         for old in list(self.states):
@@ -112,7 +113,11 @@ class StateStore:
                 self._forget(old)
             elif common_prefix(old.tokens, tokens) == len(tokens):
                 return  # already held by a longer state
-        self.states.append(SavedState(tokens, len(data), time.monotonic(), data=data))
+        state = SavedState(tokens, len(data), time.monotonic(), data=data)
+        self.states.append(state)
+        if state.size > self.ram_cap:
+            self._spill(state)
+            return
         self._fit_ram()
 
     def _fit_ram(self) -> None:

@@ -29,6 +29,24 @@ def test_no_disk_tier_drops_what_ram_cannot_hold() -> None:
     assert [s.tokens for s in store.states] == [[2]]
 
 
+def test_a_state_over_the_ram_cap_goes_straight_to_disk(tmp_path: Path) -> None:
+    store = StateStore("k", ram_bytes=150, disk_dir=tmp_path, disk_bytes=10_000)
+    store.put([1], b"a" * 100)
+    store.put([2], b"b" * 1000)  # bigger than all the RAM: to disk, RAM's state stays
+    assert (store.ram_used, store.disk_used) == (100, 1000)
+    state, n = store.best([2, 9])
+    assert state is not None and n == 1 and store.load(state) == b"b" * 1000
+    # prompt_cache_ram = 0: no RAM for states, the disk tier still keeps them.
+    disk_only = StateStore("k0", ram_bytes=0, disk_dir=tmp_path, disk_bytes=10_000)
+    disk_only.put([3], b"c" * 100)
+    assert (disk_only.ram_used, disk_only.disk_used) == (0, 100)
+    again = StateStore("k0", ram_bytes=0, disk_dir=tmp_path, disk_bytes=10_000)  # a restart
+    state, n = again.best([3, 4])
+    assert state is not None and n == 1 and again.load(state) == b"c" * 100
+    disk_only.put([5], b"d" * 20_000)  # over both caps: not kept
+    assert [s.tokens for s in disk_only.states] == [[3]]
+
+
 def test_a_longer_state_supersedes_its_prefix() -> None:
     store = StateStore("k", ram_bytes=10_000)
     store.put([1, 2], b"x" * 10)
