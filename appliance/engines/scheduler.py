@@ -73,6 +73,9 @@ class Scheduler(RequestInbox):
         self.emit = emit
         self.n_slots = max(1, min(n_slots, engine.n_seq_max))
         self.active: dict[int, Sequence] = {}
+        # The sequences of a step the engine failed: each runs alone until it passes or
+        # fails alone, so that an engine error fails its own request only.
+        self.suspects: set[int] = set()
         # Counters for the heartbeat (metrics).
         self.steps = 0
         self.step_tokens = 0
@@ -221,13 +224,13 @@ class Scheduler(RequestInbox):
     def _build(self) -> list[tuple[Sequence, BatchEntry]]:
         batch: list[tuple[Sequence, BatchEntry]] = []
         budget = self.engine.n_batch
-        for seq in self.active.values():
+        self.suspects &= self.active.keys()
+        running = [self.active[min(self.suspects)]] if self.suspects else self.active.values()
+        for seq in running:
             if seq.state == "decode":
                 batch.append((seq, BatchEntry(seq.seq_id, seq.next_chunk(1), seq.n_past, True)))
                 budget -= 1
-        prefill = sorted(
-            (s for s in self.active.values() if s.state == "prefill"), key=lambda s: s.started_at
-        )
+        prefill = sorted((s for s in running if s.state == "prefill"), key=lambda s: s.started_at)
         sizes = self._prompt_chunks([len(s.prompt) - s.n_past for s in prefill], budget)
         for seq, size in zip(prefill, sizes, strict=True):
             if size <= 0:
@@ -285,10 +288,12 @@ class Scheduler(RequestInbox):
                 fillers = []  # an eviction below may empty a padded stream
                 if self.kv.evict_least():
                     continue
-                # Nothing cached is left to drop: the newest prompt waits for room.
-                seq, _ = batch.pop()
+                # Nothing cached is left to drop: the newest prompt gives way (an answer
+                # under way keeps going), told to retry.
+                newest = max(batch, key=lambda p: (p[0].state == "prefill", p[0].started_at))
+                batch.remove(newest)
                 self._fail(
-                    seq,
+                    newest[0],
                     EngineRequestError(
                         "the model's KV memory is full; retry the request",
                         code="kv_cache_full",
@@ -299,6 +304,16 @@ class Scheduler(RequestInbox):
             except Exception as exc:
                 traceback.print_exc(file=sys.stderr)
                 self._drop_fillers(fillers)
+                if len(batch) > 1:
+                    # Whose? Each runs alone next, from where it was: no sequence has moved
+                    # on, and what llama.cpp may have kept of the step is cut off.
+                    for seq, _ in batch:
+                        try:
+                            self.engine.seq_truncate(seq.seq_id, seq.n_past)
+                        except Exception:
+                            self._fail(seq, exc)
+                    self.suspects = {seq.seq_id for seq, _ in batch if seq.state != "done"}
+                    return None
                 for seq, _ in batch:
                     self._fail(seq, exc)
                 return None
@@ -314,6 +329,7 @@ class Scheduler(RequestInbox):
         outputs = self._decode(batch)
         if outputs is None:
             return
+        self.suspects.difference_update(seq.seq_id for seq, _ in batch)  # it passed
         prefill = sum(len(e.tokens) for s, e in batch if s.state == "prefill")
         self.costs.saw_prefill(prefill, time.monotonic() - started)
         self.steps += 1

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from appliance.engines.cache_costs import CacheCosts
+from appliance.engines.engine import BatchEntry
 from appliance.engines.protocol import Frame
 from appliance.engines.scheduler import GATHER_MAX_S, GATHER_SHARE, Scheduler
 from appliance.engines.state_store import StateStore
@@ -260,6 +262,58 @@ def test_full_kv_drops_cache_entries_first() -> None:
     run.until_idle()
     assert run.text("b") == "<6><7><8><9>"
     assert not run.of("b", "error")
+
+
+def test_a_full_kv_refuses_the_newest_request_not_an_answer_under_way() -> None:
+    engine = FakeEngine(n_seq_max=3, capacity=44, prefix_copy=False)
+    run = Run(engine=engine, slots=3)
+    run.submit("warm", [4] * 14)  # leaves an entry in sequence 0
+    run.until_idle()
+    run.submit("first", [3] * 8, max_tokens=20)  # sequence 1
+    s = run.scheduler
+    for _ in range(4):  # it is answering
+        s._drain(block=False)
+        s._admit()
+        s._step()
+    assert run.of("first", "token")
+    run.submit("second", [4] * 14, max_tokens=20)  # takes sequence 0 over: a lower id
+    run.until_idle()
+    assert run.done("first")["finish_reason"] == "length"
+    assert len(run.of("first", "token")) == 20
+    [error] = run.of("second", "error")
+    assert (error["code"], error["status"]) == ("kv_cache_full", 503)
+
+
+class FailsOnToken(FakeEngine):
+    """An engine whose decode fails whenever a step holds token 40 (an engine error tied
+    to one request's input)."""
+
+    def decode(self, entries: Sequence[BatchEntry]) -> list[int]:
+        if any(40 in e.tokens for e in entries):
+            raise RuntimeError("llama_decode failed with code -3")
+        return super().decode(entries)
+
+
+def test_an_engine_error_fails_its_own_request_and_the_others_go_on() -> None:
+    run = Run(engine=FailsOnToken(n_seq_max=3), slots=3)
+    run.submit("a", [2, 3, 4], max_tokens=6)
+    run.submit("poison", [5, 40, 6])
+    run.submit("c", [7, 8], max_tokens=6)
+    run.until_idle()
+    [error] = run.of("poison", "error")
+    assert error["code"] == "engine_error" and "llama_decode failed" in error["message"]
+    for rid, prompt in (("a", [2, 3, 4]), ("c", [7, 8])):
+        alone = Run()
+        alone.submit(rid, prompt, max_tokens=6)
+        alone.until_idle()
+        assert run.text(rid) == alone.text(rid) != ""  # as if the failed step never was
+        assert run.done(rid)["finish_reason"] == alone.done(rid)["finish_reason"]
+    assert not run.scheduler.suspects
+    # Batched again once each suspect has passed alone.
+    run.submit("d", [9], max_tokens=4)
+    run.submit("e", [10], max_tokens=4)
+    run.until_idle()
+    assert max(len(step) for step in run.engine.steps[-4:]) == 2
 
 
 def test_deterministic_request_runs_alone_without_cache() -> None:
