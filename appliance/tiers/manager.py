@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,13 @@ from appliance.tiers.errors import (
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
 from appliance.tiers.plan import NoRoom, plan_idle, plan_promotion
-from appliance.tiers.policy import Placement, PlacementError, PlacementInput, fmt_bytes, place
+from appliance.tiers.policy import (
+    Placement,
+    PlacementError,
+    PlacementInput,
+    fmt_bytes,
+    place_slots,
+)
 from appliance.tiers.serving import Serving, serving_for
 from appliance.tiers.slot import Slot
 from appliance.tiers.tier_state import Budgets, ModelState, Move, Tier, usage
@@ -498,7 +505,10 @@ class ModelManager:
             room = min(room, gpu.free_bytes + movable)
         return max(room, 0)
 
-    def _placement(self, slot: Slot, info: GGUFInfo, n_ctx: int, slots: int = 1) -> Placement:
+    def _placement_input(
+        self, slot: Slot, info: GGUFInfo, n_ctx: int, slots: int
+    ) -> PlacementInput:
+        """The numbers placement weighs for `slots` sequences of `n_ctx` each."""
         est = estimate_memory(info, n_ctx * slots)
         hw = self.hardware
         requested = slot.entry.n_gpu_layers if slot.entry else None
@@ -508,18 +518,16 @@ class ModelManager:
         gpu = bool(hw.engine and hw.engine.gpu_offload) and backend != "cpu"
 
         vm = psutil.virtual_memory()
-        return place(
-            PlacementInput(
-                weights_bytes=est.weights_bytes,
-                kv_cache_bytes=est.kv_cache_bytes,
-                compute_bytes=est.compute_bytes,
-                n_layers=info.block_count or 1,
-                gpu_offload=gpu,
-                gpu_free_bytes=self._gpu_room(self.device_for(slot), slot.name) if gpu else None,
-                ram_available_bytes=int(vm.available),
-                ram_total_bytes=int(vm.total),
-                requested_gpu_layers=requested if gpu else None,
-            )
+        return PlacementInput(
+            weights_bytes=est.weights_bytes,
+            kv_cache_bytes=est.kv_cache_bytes,
+            compute_bytes=est.compute_bytes,
+            n_layers=info.block_count or 1,
+            gpu_offload=gpu,
+            gpu_free_bytes=self._gpu_room(self.device_for(slot), slot.name) if gpu else None,
+            ram_available_bytes=int(vm.available),
+            ram_total_bytes=int(vm.total),
+            requested_gpu_layers=requested if gpu else None,
         )
 
     # -- loading ----------------------------------------------------------------------------
@@ -551,14 +559,19 @@ class ModelManager:
                     f"model '{name}' cannot be loaded: {exc}", code="invalid_model_file", param=None
                 ) from exc
             serving = serving_for(slot.entry, self.settings, info)
-            n_ctx, slots = serving.n_ctx, serving.slots
             try:
-                placement = self._placement(slot, info, n_ctx, slots)
+                placement, slots = place_slots(
+                    partial(self._placement_input, slot, info, serving.n_ctx),
+                    serving.slots,
+                    serving.slots_auto,
+                )
             except PlacementError as exc:
                 self.emit(name, "load_failed", str(exc))
                 raise ModelUnavailable(
                     f"model '{name}': {exc}", code="insufficient_memory", param=None
                 ) from exc
+            serving = dataclasses.replace(serving, slots=slots)
+            n_ctx = serving.n_ctx
             slot.device = self.device_for(slot) if placement.n_gpu_layers != 0 else "cpu"
             backend = self.hardware.engine.backend if self.hardware.engine else "unknown"
             key = measurement_key(

@@ -8,6 +8,7 @@ can be tested without an engine and grow into the tier policy.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 GiB = 1024**3
@@ -85,3 +86,26 @@ def place(inp: PlacementInput) -> Placement:
         f"partial offload {layers}/{inp.n_layers} layers: needs {fmt_bytes(full)} for all, "
         f"{fmt_bytes(inp.gpu_free_bytes)} free",
     )
+
+
+def place_slots(
+    inputs: Callable[[int], PlacementInput], slots: int, auto: bool
+) -> tuple[Placement, int]:
+    """The placement for `slots` sequences (`inputs(n)`: the numbers for n slots) and the
+    slots it holds. Slots chosen automatically shrink, down to one, when the KV cache of
+    all of them would not fit; slots someone set are kept, or the load is refused."""
+    n = slots
+    while True:
+        try:
+            placement = place(inputs(n))
+        except PlacementError:
+            if not auto or n <= 1:
+                raise
+            n -= 1
+            continue
+        if n < slots:
+            placement = Placement(
+                placement.n_gpu_layers,
+                f"{placement.reason}; {n} of {slots} slots: no memory for the others' KV cache",
+            )
+        return placement, n

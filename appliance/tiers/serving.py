@@ -35,6 +35,7 @@ class Serving:
     deterministic: bool  # every request computed as if alone
     kv_unified: bool  # one KV pool shared by the slots, not a stream per slot
     threads: int | None  # None: the engine's default
+    slots_auto: bool = False  # slots chosen here (not set): fewer are fine when memory is short
 
 
 def serving_for(entry: CatalogEntry | None, settings: Settings, info: ModelHeader) -> Serving:
@@ -46,6 +47,7 @@ def serving_for(entry: CatalogEntry | None, settings: Settings, info: ModelHeade
     kind = entry.kind if entry else "auto"
     embedding = kind == "embedding" or (kind == "auto" and info.is_embedding)
 
+    slots_auto = False
     if embedding:
         slots = 1
     elif entry is not None and entry.parallel is not None:
@@ -53,7 +55,7 @@ def serving_for(entry: CatalogEntry | None, settings: Settings, info: ModelHeade
     elif settings.parallel is not None:
         slots = settings.parallel
     else:
-        slots = auto_slots(info, n_ctx)
+        slots, slots_auto = auto_slots(info, n_ctx), True
 
     if entry is not None and entry.max_queue is not None:
         max_queue = entry.max_queue
@@ -72,4 +74,5 @@ def serving_for(entry: CatalogEntry | None, settings: Settings, info: ModelHeade
         deterministic=bool(entry.deterministic) if entry else False,
         kv_unified=bool(entry.kv_unified) if entry else False,
         threads=entry.threads if entry and entry.threads else settings.threads,
+        slots_auto=slots_auto,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.tiers.policy import GiB, PlacementError, PlacementInput, place
+from appliance.tiers.policy import GiB, PlacementError, PlacementInput, place, place_slots
 
 
 def inp(**kw: object) -> PlacementInput:
@@ -54,3 +54,19 @@ def test_unknown_vram_stays_on_cpu() -> None:
 def test_refuses_when_kv_cache_cannot_fit_in_ram() -> None:
     with pytest.raises(PlacementError, match=r"needs 1\.50 GiB"):
         place(inp(gpu_offload=False, ram_available_bytes=GiB))
+
+
+def test_automatic_slots_shrink_to_what_memory_holds_and_set_slots_do_not() -> None:
+    # 1 GiB of KV cache per slot, 3 GiB of RAM free beside the 512 MiB margin (CPU engine).
+    def for_slots(n: int) -> PlacementInput:
+        return inp(gpu_offload=False, kv_cache_bytes=n * GiB, ram_available_bytes=3 * GiB)
+
+    placement, slots = place_slots(for_slots, 4, auto=True)
+    assert slots == 2  # 2 GiB of KV + 0.5 compute fit in 2.5 GiB; 3 slots would not
+    assert "2 of 4 slots: no memory for the others' KV cache" in placement.reason
+    with pytest.raises(PlacementError, match="not enough memory to load"):
+        place_slots(for_slots, 4, auto=False)  # `parallel = 4` was asked for: no less
+    placement, slots = place_slots(for_slots, 1, auto=True)
+    assert slots == 1 and "slots" not in placement.reason
+    with pytest.raises(PlacementError):  # not even one slot fits
+        place_slots(lambda n: inp(gpu_offload=False, ram_available_bytes=GiB), 4, auto=True)
