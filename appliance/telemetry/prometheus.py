@@ -73,10 +73,13 @@ def gauges_from_sample(sample: Sample) -> Iterator[Metric]:
     cache_entries = _gauge(
         "appliance_prompt_cache_entries", "Finished sequences kept in the KV cache.", ["model"]
     )
+    kv_tokens = _gauge(
+        "appliance_prompt_cache_kv_tokens",
+        "Tokens the cache entries hold in the KV cache.",
+        ["model"],
+    )
     cache_bytes = _gauge(
-        "appliance_prompt_cache_bytes",
-        "Saved prompt states, bytes per tier (ram, disk); kv: tokens held in the KV cache.",
-        ["model", "tier"],
+        "appliance_prompt_cache_bytes", "Saved prompt states, bytes per tier.", ["model", "tier"]
     )
     loaded = 0
     for name, model in (sample.get("models") or {}).items():
@@ -103,7 +106,7 @@ def gauges_from_sample(sample: Sample) -> Iterator[Metric]:
             hit_ratio.add_metric([name], cached / prompt)
         kv = _number(stats.get("cache_tokens"))
         if kv is not None:
-            cache_bytes.add_metric([name, "kv_tokens"], kv)
+            kv_tokens.add_metric([name], kv)
         states = stats.get("states") or {}
         for tier in ("ram", "disk"):
             value = _number(states.get(f"{tier}_bytes"))
@@ -117,6 +120,7 @@ def gauges_from_sample(sample: Sample) -> Iterator[Metric]:
     yield step_seqs
     yield step_tokens
     yield cache_entries
+    yield kv_tokens
     yield hit_ratio
     yield cache_bytes
     yield GaugeMetricFamily(

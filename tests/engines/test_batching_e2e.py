@@ -286,6 +286,15 @@ def test_prefix_cache_hits_across_users(batch_daemon: Daemon, model: str) -> Non
     ratio = re.compile(rf'appliance_prompt_cache_hit_ratio\{{model="{model}"\}} ([0-9.e-]+)')
     found = wait_for(lambda: ratio.search(batch_daemon.get("/metrics").text))
     assert 0 < float(found.group(1)) < 1
+    # The cache's size: tokens its entries hold in the KV (not mixed with bytes).
+    kv = re.search(
+        rf'appliance_prompt_cache_kv_tokens\{{model="{model}"\}} ([0-9.e+]+)',
+        batch_daemon.get("/metrics").text,
+    )
+    assert kv is not None and float(kv.group(1)) > 0
+    assert f'appliance_prompt_cache_bytes{{model="{model}",tier="kv_tokens"}}' not in (
+        batch_daemon.get("/metrics").text
+    )
 
 
 def test_prefix_cache_survives_a_demote_promote_round_trip(batch_daemon: Daemon) -> None:
