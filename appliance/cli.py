@@ -307,6 +307,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             str(m["active_requests"]),
             f"{m.get('slots_busy') or 0}/{m['slots']}" if m.get("slots") else "-",
             str(m["queue_depth"]),
+            str((m.get("engine") or {}).get("flash_attn") or "-"),
             "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:g}s",
         ]
         for m in models
@@ -322,6 +323,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         "ACTIVE",
         "SLOTS",
         "QUEUED",
+        "FLASH ATTN",
         "KEEP ALIVE",
     ]
     print(_table(rows, header))

@@ -39,7 +39,11 @@ def test_ls_load_ps_unload(daemon: Daemon) -> None:
     assert r.returncode == 0, r.stderr
     assert "think loaded" in r.stdout
     r = run_cli("ps", "--url", daemon.url)
-    assert "think" in r.stdout and "ready" in r.stdout
+    header, *rows = r.stdout.splitlines()
+    assert header.split()[-7:] == ["ACTIVE", "SLOTS", "QUEUED", "FLASH", "ATTN", "KEEP", "ALIVE"]
+    [row] = [line.split() for line in rows if line.startswith("think ")]
+    slots = daemon.model("think")["slots"]
+    assert row[1:3] == ["hot", "ready"] and row[-5:-1] == ["0", f"0/{slots}", "0", "auto"]
     r = run_cli("unload", "think", "--url", daemon.url)
     assert r.returncode == 0 and "unloaded" in r.stdout
 
