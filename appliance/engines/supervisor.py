@@ -129,7 +129,7 @@ class WorkerProcess:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: asyncio.Future[Frame] | None = None
         self._closing = False
-        self.queue_depth = 0
+        self.reported_queue = 0  # waiting requests, as the last heartbeat said
         self.scheduler_stats: dict[str, Any] = {}
 
     @property
@@ -143,6 +143,13 @@ class WorkerProcess:
     @property
     def slots(self) -> int:
         return int(self.info.get("slots") or self.spec.slots)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a slot: those sent past the slots, known here at once, or
+        what the worker last said waits (a deterministic request waits with slots free),
+        never more than are in flight now."""
+        return max(self.in_flight - self.slots, min(self.reported_queue, self.in_flight), 0)
 
     @property
     def slots_busy(self) -> int:
@@ -224,7 +231,7 @@ class WorkerProcess:
                 self._last_beat = time.monotonic()
                 kind = frame["type"]
                 if kind == "heartbeat":
-                    self.queue_depth = int(frame.get("queue", 0))
+                    self.reported_queue = int(frame.get("queue", 0))
                     stats = frame.get("scheduler")
                     if isinstance(stats, dict):
                         self.scheduler_stats = stats

@@ -214,6 +214,15 @@ def test_requests_past_the_queue_get_429_at_once(batch_daemon: Daemon) -> None:
         assert error["code"] == "model_busy" and "busy" in error["message"]
         with pytest.raises(openai.RateLimitError):
             ask(batch_daemon, "one", "again", max_tokens=1)
+        # The one waiting is visible: in the model's view (ps, the TUI) and the metrics.
+        model = batch_daemon.model("one")
+        assert (model["queue_depth"], model["slots_busy"], model["slots"]) == (1, 1, 1)
+
+        def queued_in_metrics() -> str | None:  # sampled every few seconds
+            text = batch_daemon.get("/metrics").text
+            return text if 'appliance_queue_depth{model="one"} 1.0' in text else None
+
+        assert 'appliance_slots_busy{model="one"} 1.0' in wait_for(queued_in_metrics, 15)
     finally:
         for cm in streams:
             cm.__exit__(None, None, None)
