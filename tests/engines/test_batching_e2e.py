@@ -48,6 +48,12 @@ source = "{twin}"
 context = 1024
 parallel = 4
 
+[models.always-alone]
+source = "{models_dir / "tiny.gguf"}"
+context = 1024
+parallel = 4
+deterministic = true
+
 [models.one]
 source = "{models_dir / "slow.gguf"}"
 context = 4096
@@ -342,6 +348,31 @@ def test_prefix_cache_survives_a_demote_promote_round_trip(batch_daemon: Daemon)
     # Another file never gets that state, even with the very same tokens.
     twin = ask(batch_daemon, "twin", doc + " after?")
     assert twin.usage.prompt_tokens_details.cached_tokens == 0
+
+
+def test_a_model_set_deterministic_computes_every_request_as_if_alone(
+    batch_daemon: Daemon,
+) -> None:
+    prompt = DOC + " always alone?"
+    kw: dict[str, Any] = {"max_tokens": 24, "temperature": 0}
+
+    def one(_: int) -> Any:
+        return ask(batch_daemon, "always-alone", prompt, **kw)
+
+    first = one(0)
+    with ThreadPoolExecutor(3) as pool:  # sent together, they still run one at a time
+        answers = list(pool.map(one, range(3)))
+    for r in [first, *answers]:
+        assert r.choices[0].message.content == first.choices[0].message.content
+        details = r.usage.prompt_tokens_details
+        assert details is None or not details.cached_tokens  # never read from the cache
+
+    def counted() -> dict[str, Any] | None:  # the worker's counters come with its heartbeat
+        stats = batch_daemon.model("always-alone")["prompt_cache"] or {}
+        return stats if stats.get("step_sequences", 0) >= 4 * 23 else None
+
+    stats = wait_for(counted, 10)
+    assert stats["step_sequences"] == stats["steps"]  # no step held two requests
 
 
 def test_deterministic_requests_repeat_alone_under_load_and_after_cache_hits(
