@@ -29,6 +29,7 @@ from appliance.engines.engine import (
     check_context,
     check_token_ids,
 )
+from appliance.engines.llama_log import captured_log, resolved_flash_attn
 from appliance.engines.tool_grammar import tool_constraint
 from appliance.parsing import detect_family
 
@@ -175,11 +176,14 @@ class LlamaEngine:
             cparams.n_threads_batch = threads
             cparams.flash_attn_type = FLASH_ATTN.get(cfg.flash_attn, -1)
             cparams.no_perf = True
-            self._ctx = _internals.LlamaContext(model=self._model, params=cparams, verbose=False)
+            with captured_log() as log:  # where llama.cpp says what "auto" chose
+                self._ctx = _internals.LlamaContext(
+                    model=self._model, params=cparams, verbose=False
+                )
             self.n_ctx = min(cfg.n_ctx, int(self._ctx.n_ctx()))
             self.n_batch = cfg.n_batch
             self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
-            self.flash_attn = cfg.flash_attn
+            self.flash_attn = resolved_flash_attn("".join(log), cfg.flash_attn)
             self._warm_up()
         self.load_s = time.monotonic() - started
         self.n_vocab = int(self._model.n_vocab())
@@ -483,7 +487,8 @@ class LlamaEngine:
             "slots_reason": self.slots_reason,
             "n_seq_max": self.n_seq_max,
             "n_batch": self.n_batch,
-            "flash_attn": self.flash_attn,
+            "flash_attn": self.flash_attn,  # what runs: on | off (auto resolved)
+            "flash_attn_setting": self.cfg.flash_attn,
             "kv_unified": self.cfg.kv_unified and not self.cfg.embedding,
             "weight_repack": self.cfg.weight_repack,
             "tool_family": getattr(self, "tool_family", None),
