@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -46,6 +47,15 @@ class QueueFull(RuntimeError):
             f"the most it queues; retry in about {retry_after_s} s"
         )
         self.retry_after_s = retry_after_s
+
+
+def retry_after_s(request_s: float | None, slots: int) -> int:
+    """Seconds a client turned away should wait: about until one of the `slots` running
+    requests ends (a request lasts `request_s` on average here), so that a client's retry
+    (the openai SDK's honours this header up to 60 s) finds room. 1 before any finished."""
+    if request_s is None:
+        return 1
+    return max(1, min(60, math.ceil(request_s / max(slots, 1))))
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,7 @@ class WorkerProcess:
         self._ready: asyncio.Future[Frame] | None = None
         self._closing = False
         self.reported_queue = 0  # waiting requests, as the last heartbeat said
+        self.request_s: float | None = None  # how long a request takes here, on average
         self.scheduler_stats: dict[str, Any] = {}
 
     @property
@@ -339,8 +350,10 @@ class WorkerProcess:
         if not self.alive or self._channel is None:
             raise WorkerGone(self.exit_reason or "not running")
         if frame.get("type") == "generate" and self.in_flight >= self.slots + self.spec.max_queue:
-            raise QueueFull(self.spec.model, self.slots, self.spec.max_queue, 1)
+            wait = retry_after_s(self.request_s, self.slots)
+            raise QueueFull(self.spec.model, self.slots, self.spec.max_queue, wait)
         request_id = f"r{next(_ids)}"
+        started = time.monotonic()
         stream: asyncio.Queue[Frame] = asyncio.Queue()
         self._streams[request_id] = stream
         finished = False
@@ -350,6 +363,11 @@ class WorkerProcess:
                 item = await stream.get()
                 if item["type"] in TERMINAL_FRAMES:
                     finished = True
+                    if item["type"] == "done" and frame.get("type") == "generate":
+                        took = time.monotonic() - started  # a moving average of the last ~5
+                        self.request_s = (
+                            took if self.request_s is None else (0.8 * self.request_s + 0.2 * took)
+                        )
                     yield item
                     return
                 yield item

@@ -215,6 +215,7 @@ def test_requests_past_the_queue_get_429_at_once(batch_daemon: Daemon) -> None:
         r3 = httpx.post(batch_daemon.v1 + "/chat/completions", json=body, timeout=30)
         assert time.monotonic() - started < 5
         assert r3.status_code == 429
+        # About until a running request ends: this model's requests so far took < 1 s.
         assert r3.headers["Retry-After"] == "1"
         error = r3.json()["error"]
         assert error["code"] == "model_busy" and "busy" in error["message"]
