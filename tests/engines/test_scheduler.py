@@ -43,10 +43,25 @@ class Run:
         for _ in range(limit):
             s._drain(block=False)
             s._admit()
+            self.check_kv()
             if not s.active and not s.waiting and s.inbox.empty():
                 return
             s._step()
+            self.check_kv()
         raise AssertionError("the scheduler did not finish")
+
+    def check_kv(self) -> None:
+        """Every running request's sequence holds exactly its own tokens so far, and so does
+        every cache entry: a prefix taken from the wrong place shows here, whatever the
+        fake engine answers."""
+        if not isinstance(self.engine, FakeEngine):
+            return  # a real engine's KV is checked by what it answers
+        s, kv = self.scheduler, self.engine.kv
+        for seq in s.active.values():
+            held = kv.get(seq.seq_id, [])
+            assert held == seq.kv_tokens, f"{seq.request_id}: KV {held} != {seq.kv_tokens}"
+        for entry in s.kv.index.entries.values():
+            assert kv.get(entry.seq_id, []) == list(entry.tokens), f"entry {entry.seq_id}"
 
     def of(self, request_id: str, kind: str) -> list[Frame]:
         return [f for f in self.frames if f["id"] == request_id and f["type"] == kind]
