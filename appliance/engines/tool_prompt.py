@@ -5,6 +5,11 @@ grammar forces; the calls in the history are written in that format and the tool
 results become user turns (many templates accept only alternating user and assistant
 turns). The model's calls are then parsed and schema-constrained like any family's.
 
+A template that writes calls in its own syntax but never lists the tools (DeepSeek R1's
+distills, DeepSeek V3.1) gets them described with an example call that the template
+itself wrote (`example_call`), as llama-server's template polyfill does; its history
+stays as the template writes it.
+
 Pure: messages in, messages out.
 """
 
@@ -34,6 +39,68 @@ def instructions(tools: Sequence[Mapping[str, Any]], *, parallel: bool) -> str:
         "The results come back in the next user turn. To answer without a tool, "
         "reply in plain text."
     )
+
+
+EXAMPLE_TOOL = "tool_name"
+EXAMPLE_ARGUMENT = "some_value"
+
+
+def example_turns() -> tuple[list[Message], list[Message]]:
+    """A conversation before and after an assistant turn calling `EXAMPLE_TOOL`: the
+    template's rendering of the difference is the call syntax it writes."""
+    before: list[Message] = [{"role": "user", "content": "Hello"}]
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": EXAMPLE_TOOL, "arguments": {"arg1": EXAMPLE_ARGUMENT}},
+    }
+    return before, [*before, {"role": "assistant", "content": "", "tool_calls": [call]}]
+
+
+def example_call(prompt: str, with_call: str, eos: str = "") -> str | None:
+    """The call syntax a template wrote: what rendering the call turn added after the
+    generation prompt (from a token's start, up to the end of the turn, `eos`); None when
+    the call is not in it (the template cannot write calls)."""
+    start = 0
+    while start < min(len(prompt), len(with_call)) and prompt[start] == with_call[start]:
+        start += 1
+    while start > 0 and with_call[start - 1] not in ">]}) \n":  # not mid-token
+        start -= 1
+    example = with_call[start:]
+    end = example.find(eos, example.find(EXAMPLE_ARGUMENT)) if eos else -1
+    example = (example[:end] if end >= 0 else example).strip()
+    if EXAMPLE_TOOL not in example or EXAMPLE_ARGUMENT not in example:
+        return None
+    return example
+
+
+def native_instructions(tools: Sequence[Mapping[str, Any]], example: str) -> str:
+    functions = [t.get("function", t) for t in tools]
+    listing = json.dumps(functions, ensure_ascii=False, indent=2)
+    return (
+        "You can call any of the following tools to satisfy the user's requests:\n"
+        f"{listing}\n\nExample tool call syntax:\n\n{example}\n"
+    )
+
+
+def with_instructions(
+    messages: Sequence[Mapping[str, Any]], text: str, *, system_role: bool = True
+) -> list[Message]:
+    """`messages` with `text` at the end of the system message (one is added), or at the
+    start of the first user turn for a template that refuses a system message."""
+    out = [dict(m) for m in messages]
+    if system_role:
+        if out and out[0].get("role") == "system":
+            out[0]["content"] = f"{out[0].get('content') or ''}\n\n{text}".lstrip()
+        else:
+            out.insert(0, {"role": "system", "content": text})
+        return out
+    first = next((i for i, m in enumerate(out) if m.get("role") == "user"), None)
+    if first is None:
+        out.insert(0, {"role": "user", "content": text})
+    else:
+        out[first]["content"] = f"{text}\n\n{out[first].get('content') or ''}"
+    return out
 
 
 def _calls_text(calls: Sequence[Mapping[str, Any]], *, parallel: bool) -> str:
@@ -85,15 +152,4 @@ def with_generic_tools(
         out.append(item)
     for item in out:
         item.pop("_results", None)
-    if system_role:
-        if out and out[0].get("role") == "system":
-            out[0] = {**out[0], "content": f"{out[0].get('content') or ''}\n\n{text}".lstrip()}
-        else:
-            out.insert(0, {"role": "system", "content": text})
-    else:
-        first = next((i for i, m in enumerate(out) if m.get("role") == "user"), None)
-        if first is None:
-            out.insert(0, {"role": "user", "content": text})
-        else:
-            out[first] = {**out[first], "content": f"{text}\n\n{out[first].get('content') or ''}"}
-    return out
+    return with_instructions(out, text, system_role=system_role)

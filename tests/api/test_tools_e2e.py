@@ -80,6 +80,11 @@ tool_parser = "hermes"
 [models.tiny-template-missing]
 source = "{models_dir / "tiny.gguf"}"
 chat_template = "no-such-template.jinja"
+
+[models.tiny-deepseek-v31]
+source = "{models_dir / "tiny.gguf"}"
+chat_template = "{TEMPLATES / "deepseek-ai-DeepSeek-V3.1.jinja"}"
+context = 2048
 '''
     d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra))
     yield d
@@ -294,6 +299,24 @@ def test_a_template_without_tools_gets_them_described_as_plain_json(
     # tool_choice "none": the tools are not offered, the request is served.
     r = ask(tools_daemon, model="tiny", tools=[WEATHER], tool_choice="none", max_tokens=2)
     assert r.choices[0].message.tool_calls is None
+
+
+def test_a_template_with_its_own_call_syntax_but_no_tool_list_gets_the_tools_described(
+    tools_daemon: Daemon,
+) -> None:
+    """DeepSeek V3.1's template writes calls in DeepSeek's syntax but never lists the
+    tools: they are described with an example call the template wrote (as llama-server
+    does), and a required call comes back parsed from that syntax."""
+    r = ask(
+        tools_daemon,
+        model="tiny-deepseek-v31",
+        tools=[WEATHER],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        temperature=0,
+    )
+    check_call(r.choices[0].message.tool_calls[0], WEATHER)
+    assert r.choices[0].finish_reason == "tool_calls"
 
 
 def test_a_template_from_models_toml_lets_a_model_take_tools(tools_daemon: Daemon) -> None:

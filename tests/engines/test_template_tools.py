@@ -13,9 +13,8 @@ from appliance.engines.chat_template import ChatTemplate, render_prompt, support
 from appliance.engines.engine import EngineRequestError
 from appliance.parsing import detect_family
 
-TEMPLATES = sorted(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates").glob("*.jinja")
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates"
+TEMPLATES = sorted(FIXTURES.glob("*.jinja"))
 TOOLS = [
     {
         "type": "function",
@@ -58,7 +57,8 @@ def test_there_are_templates() -> None:
 
 # Templates that render tool calls and results but never the list of tools. A model
 # whose calls are plain JSON (the generic family) gets the tools described in a system
-# message; one whose template names another call syntax gets a 400 naming `tools`.
+# message; one whose template writes calls in another syntax, with an example call the
+# template wrote.
 NO_TOOL_LIST = {
     "HuggingFaceTB-SmolLM3-3B",
     "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B",
@@ -74,13 +74,11 @@ def test_template_renders_tools_calls_and_results(path: Path) -> None:
     family = detect_family(source).value
     if path.stem in NO_TOOL_LIST:
         assert not supports_tools(source)
-        if family != "generic":
-            with pytest.raises(EngineRequestError, match="does not support tools"):
-                render_prompt(template, agent_turn(), TOOLS, family=family)
-            return
     else:
         assert supports_tools(source)
     prompt, _ = render_prompt(template, agent_turn(), TOOLS, family=family)
+    if path.stem in NO_TOOL_LIST and family != "generic":
+        assert "Example tool call syntax:" in prompt
     assert "get_weather" in prompt
     assert "Weather in a city" in prompt or "city" in prompt  # the tool's description
     assert "Paris" in prompt  # the call's arguments
@@ -104,6 +102,30 @@ def test_a_template_without_tools_gets_them_described_or_refuses_them() -> None:
     assert info.value.param == "tools" and info.value.code == "tools_unsupported"
     text, _ = render_prompt(template, [{"role": "user", "content": "hi"}], None)
     assert text == "[user] hi\n[assistant] "
+
+
+def test_deepseek_templates_get_the_tools_with_their_own_call_syntax() -> None:
+    eos = "<｜end▁of▁sentence｜>"
+    v31 = ChatTemplate((FIXTURES / "deepseek-ai-DeepSeek-V3.1.jinja").read_text(), eos_token=eos)
+    prompt, _ = render_prompt(v31, agent_turn(), TOOLS, family="deepseek")
+    example = (
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>tool_name<｜tool▁sep｜>"
+        '{"arg1": "some_value"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>'
+    )
+    assert f"Example tool call syntax:\n\n{example}\n" in prompt
+    assert '"name": "get_weather"' in prompt and '"description": "Weather in a city"' in prompt
+    # DeepSeek R1's template leaves the prompt after tool results with no turn opened.
+    r1_source = (FIXTURES / "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja").read_text()
+    r1 = ChatTemplate(r1_source, eos_token=eos)
+    prompt, _ = render_prompt(r1, agent_turn(), TOOLS, family="deepseek")
+    assert (
+        "Example tool call syntax:\n\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function" in prompt
+    )
+    assert prompt.endswith(
+        f"18 C sunny<｜tool▁output▁end｜><｜tool▁outputs▁end｜>{eos}<｜Assistant｜>"
+    )
+    prompt, _ = render_prompt(r1, agent_turn(), None)  # without tools too
+    assert prompt.endswith(f"<｜tool▁outputs▁end｜>{eos}<｜Assistant｜>")
 
 
 def test_a_template_that_refuses_a_system_turn_gets_the_tools_in_the_first_user_turn() -> None:
