@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.engines.chat_template import ChatTemplate, render_prompt
+from appliance.engines.chat_prompt import render_prompt
+from appliance.engines.chat_template import ChatTemplate
 from appliance.engines.engine import EngineRequestError, check_context
 from appliance.engines.llamacpp import FALLBACK_TEMPLATE, default_threads
 from appliance.hardware import AMDGPU_EP_ENV, amdgpu_ep_library

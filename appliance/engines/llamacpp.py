@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.engines.chat_template import ChatTemplate, render_prompt
+from appliance.engines.chat_prompt import render_prompt
+from appliance.engines.chat_template import ChatTemplate
 from appliance.engines.engine import (
     BatchEntry,
     EngineRequestError,

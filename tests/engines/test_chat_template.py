@@ -2,7 +2,8 @@ import time
 
 import pytest
 
-from appliance.engines.chat_template import ChatTemplate, ChatTemplateError, opens_reasoning
+from appliance.engines.chat_prompt import opens_reasoning
+from appliance.engines.chat_template import ChatTemplate, ChatTemplateError
 
 CHATML = (
     "{% for message in messages %}"

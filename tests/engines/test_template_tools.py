@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from appliance.engines.chat_template import ChatTemplate, render_prompt, supports_tools
+from appliance.engines.chat_prompt import render_prompt, supports_tools
+from appliance.engines.chat_template import ChatTemplate
 from appliance.engines.engine import EngineRequestError
 from appliance.parsing import detect_family
 

@@ -1,0 +1,120 @@
+"""A chat request's prompt: the messages (and tools) through the model's template.
+
+Tools for a template that cannot show them are offered as llama-server and LM Studio
+offer them (`tool_prompt`), and a template's known slips after tool results are mended.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from appliance.engines.chat_template import ChatTemplate, ChatTemplateError
+
+
+def render_prompt(
+    template: ChatTemplate,
+    messages: Sequence[Mapping[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    *,
+    family: str = "generic",
+    parallel: bool = True,
+) -> tuple[str, bool]:
+    """The prompt for a chat request, and whether it opens a reasoning block.
+
+    Tools for a template that cannot show them, as llama-server and LM Studio offer them
+    (`tool_prompt`): a model whose calls are read as plain JSON (the generic family) gets
+    them described in a system message; one whose template writes calls in another
+    syntax, with an example call the template wrote. A template that can write no call
+    is refused (400 naming `tools`): the model would answer without knowing them."""
+    from appliance.engines.tool_prompt import with_generic_tools
+
+    if tools and not supports_tools(template.source):
+        if family != "generic":
+            return _render_native_tools(template, messages, tools)
+        try:
+            text = template.render(
+                with_generic_tools(messages, tools, parallel=parallel), add_generation_prompt=True
+            )
+        except ChatTemplateError:  # a template that refuses a system message
+            text = _render(
+                template, with_generic_tools(messages, tools, parallel=parallel, system_role=False)
+            )
+        return text, opens_reasoning(text)
+    extra = {"tools": tools} if tools else {}
+    text = _answer_after_tool_results(template, _render(template, messages, **extra))
+    return text, opens_reasoning(text)
+
+
+# DeepSeek R1's template ends a prompt after tool results with no assistant turn opened
+# (llama-server mends it the same way).
+_DANGLING_TOOL_OUTPUTS = "<｜tool▁outputs▁end｜>"
+
+
+def _answer_after_tool_results(template: ChatTemplate, prompt: str) -> str:
+    """`prompt`, with the assistant's turn opened when the template left it after the tool
+    results."""
+    if prompt.endswith(_DANGLING_TOOL_OUTPUTS):
+        return prompt + template.eos_token + "<｜Assistant｜>"
+    return prompt
+
+
+def _render_native_tools(
+    template: ChatTemplate, messages: Sequence[Mapping[str, Any]], tools: list[dict[str, Any]]
+) -> tuple[str, bool]:
+    """Tools described with the call syntax the template writes (see `render_prompt`)."""
+    from appliance.engines.engine import EngineRequestError
+    from appliance.engines.tool_prompt import (
+        example_call,
+        example_turns,
+        native_instructions,
+        with_instructions,
+    )
+
+    before, after = example_turns()
+    try:
+        example = example_call(
+            template.render(before, add_generation_prompt=True),
+            template.render(after, add_generation_prompt=False),
+            template.eos_token,
+        )
+    except ChatTemplateError:
+        example = None
+    if example is None:
+        raise EngineRequestError(
+            "this model's chat template does not support tools, so the model would never "
+            "see them: remove 'tools', or give the model a template that can show tools "
+            "(chat_template in models.toml: the path of a Jinja file)",
+            code="tools_unsupported",
+            status=400,
+            param="tools",
+        )
+    text = native_instructions(tools, example)
+    try:
+        rendered = template.render(with_instructions(messages, text), add_generation_prompt=True)
+    except ChatTemplateError:  # a template that refuses a system message
+        rendered = _render(template, with_instructions(messages, text, system_role=False))
+    rendered = _answer_after_tool_results(template, rendered)
+    return rendered, opens_reasoning(rendered)
+
+
+def _render(template: ChatTemplate, messages: Sequence[Mapping[str, Any]], **extra: Any) -> str:
+    from appliance.engines.engine import EngineRequestError
+
+    try:
+        return template.render(messages, add_generation_prompt=True, **extra)
+    except ChatTemplateError as exc:
+        raise EngineRequestError(
+            str(exc), code="invalid_chat_template", status=400, param="messages"
+        ) from exc
+
+
+def supports_tools(source: str) -> bool:
+    """Whether a template renders the request's tools (it reads a `tools` variable)."""
+    return re.search(r"\btools\b", source) is not None
+
+
+def opens_reasoning(rendered: str) -> bool:
+    """True when the prompt ends inside an opened ``<think>`` (output starts as reasoning)."""
+    return rendered.rstrip().endswith("<think>")
