@@ -432,7 +432,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         or (path / "modules.json").is_file()
     ):
         info = read_model_info(path)
-        data = inspect_payload(info, serving_for(None, local, info))
+        data = inspect_payload(info, serving_for(None, local, info), local.prompt_cache_ram_bytes)
     else:
         try:
             with _client(args) as client:
@@ -442,7 +442,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             if stored is None:
                 raise CLIError(f"no model or file '{args.model}' (daemon not running)") from None
             info = read_model_info(stored.path)
-            data = inspect_payload(info, serving_for(None, local, info))
+            data = inspect_payload(
+                info, serving_for(None, local, info), local.prompt_cache_ram_bytes
+            )
     est = data["estimate"]
     print(f"path            {data['path']}")
     print(f"format          {data.get('format', 'gguf')}")
@@ -468,6 +470,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"{fmt_bytes(est['weights_bytes'])}, KV cache {fmt_bytes(est['kv_cache_bytes'])}, "
         f"compute {fmt_bytes(est['compute_bytes'])})"
     )
+    if est.get("prompt_states_bytes"):
+        print(
+            f"prompt states   up to {fmt_bytes(est['prompt_states_bytes'])} of host RAM while "
+            "loaded (prompt_cache_ram), counted in its footprint in `ps`"
+        )
     return 0
 
 

@@ -32,6 +32,7 @@ from appliance.store.layout import safe_model_name
 from appliance.store.model_folder import ModelFolderError, read_model_info
 from appliance.store.store import Store, StoreError
 from appliance.tiers.estimate import estimate_memory
+from appliance.tiers.footprint import prompt_states_cap
 from appliance.tiers.manager import ModelManager
 from appliance.tiers.policy import fmt_bytes
 from appliance.tiers.serving import Serving, serving_for
@@ -202,7 +203,9 @@ async def inspect_model(request: Request) -> Response:
     settings = manager.settings
     if context and context.isdigit() and entry is None:
         settings = dataclasses.replace(settings, default_context=int(context))
-    payload = inspect_payload(info, serving_for(entry, settings, info))
+    payload = inspect_payload(
+        info, serving_for(entry, settings, info), settings.prompt_cache_ram_bytes
+    )
     payload["provider"] = _provider(manager, info.format)
     return JSONResponse(payload)
 
@@ -234,9 +237,10 @@ def _provider(manager: ModelManager, fmt: str) -> dict[str, str]:
     }
 
 
-def inspect_payload(info: Any, serving: Serving) -> dict[str, Any]:
+def inspect_payload(info: Any, serving: Serving, states_cap: int = 0) -> dict[str, Any]:
     """A model's header (GGUF) or facts (ONNX folder), and the memory it needs as it would
-    be served (every slot's KV)."""
+    be served (every slot's KV), with the host RAM its saved prompt states may take while it
+    is loaded (`states_cap`, the `prompt_cache_ram` setting: GGUF chat models)."""
     n_ctx = serving.n_ctx
     est = estimate_memory(info, n_ctx * serving.slots)
     return {
@@ -265,6 +269,8 @@ def inspect_payload(info: Any, serving: Serving) -> dict[str, Any]:
             "kv_cache_bytes": est.kv_cache_bytes,
             "compute_bytes": est.compute_bytes,
             "total_bytes": est.total_bytes,
+            # Counted in its hot footprint too, so `ps` shows more than the estimate.
+            "prompt_states_bytes": prompt_states_cap(info.format, serving.embedding, states_cap),
         },
     }
 

@@ -113,3 +113,9 @@ def record_of(fp: Footprint) -> tuple[int, int]:
     """(hot_bytes, host_bytes) to record for the next load; hot_bytes 0 for a GPU model
     whose VRAM was not measured (the estimate is made afresh)."""
     return (fp.device_bytes if fp.measured else 0), fp.host_bytes
+
+
+def prompt_states_cap(fmt: str, embedding: bool, cap: int) -> int:
+    """Host RAM a loaded model's saved prompt states may grow to (`cap`: the
+    `prompt_cache_ram` setting): GGUF chat models keep them, others none."""
+    return cap if fmt == "gguf" and not embedding else 0

@@ -694,9 +694,9 @@ class ModelManager:
         `prompt_cache_ram` cap), counted in its footprint (a CPU model's hot bytes, a GPU
         model's host bytes) so that several hot models' caches cannot outgrow the host's
         hot budget."""
-        if serving.embedding or self._format_of(path) != "gguf":
-            return 0
-        return self.settings.prompt_cache_ram_bytes
+        return footprint.prompt_states_cap(
+            self._format_of(path), serving.embedding, self.settings.prompt_cache_ram_bytes
+        )
 
     @staticmethod
     def _set_footprint(slot: Slot, fp: footprint.Footprint) -> None:
