@@ -7,10 +7,19 @@ offer them (`tool_prompt`), and a template's known slips after tool results are 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from appliance.engines.chat_template import ChatTemplate, ChatTemplateError
+from appliance.engines.engine import EngineRequestError
+from appliance.engines.tool_prompt import (
+    Message,
+    example_call,
+    example_turns,
+    native_instructions,
+    with_generic_tools,
+    with_instructions,
+)
 
 
 def render_prompt(
@@ -28,19 +37,15 @@ def render_prompt(
     them described in a system message; one whose template writes calls in another
     syntax, with an example call the template wrote. A template that can write no call
     is refused (400 naming `tools`): the model would answer without knowing them."""
-    from appliance.engines.tool_prompt import with_generic_tools
-
     if tools and not supports_tools(template.source):
         if family != "generic":
             return _render_native_tools(template, messages, tools)
-        try:
-            text = template.render(
-                with_generic_tools(messages, tools, parallel=parallel), add_generation_prompt=True
-            )
-        except ChatTemplateError:  # a template that refuses a system message
-            text = _render(
-                template, with_generic_tools(messages, tools, parallel=parallel, system_role=False)
-            )
+        text = _render_described(
+            template,
+            lambda system_role: with_generic_tools(
+                messages, tools, parallel=parallel, system_role=system_role
+            ),
+        )
         return text, opens_reasoning(text)
     extra = {"tools": tools} if tools else {}
     text = _answer_after_tool_results(template, _render(template, messages, **extra))
@@ -64,14 +69,6 @@ def _render_native_tools(
     template: ChatTemplate, messages: Sequence[Mapping[str, Any]], tools: list[dict[str, Any]]
 ) -> tuple[str, bool]:
     """Tools described with the call syntax the template writes (see `render_prompt`)."""
-    from appliance.engines.engine import EngineRequestError
-    from appliance.engines.tool_prompt import (
-        example_call,
-        example_turns,
-        native_instructions,
-        with_instructions,
-    )
-
     before, after = example_turns()
     try:
         example = example_call(
@@ -91,17 +88,23 @@ def _render_native_tools(
             param="tools",
         )
     text = native_instructions(tools, example)
-    try:
-        rendered = template.render(with_instructions(messages, text), add_generation_prompt=True)
-    except ChatTemplateError:  # a template that refuses a system message
-        rendered = _render(template, with_instructions(messages, text, system_role=False))
+    rendered = _render_described(
+        template, lambda system_role: with_instructions(messages, text, system_role=system_role)
+    )
     rendered = _answer_after_tool_results(template, rendered)
     return rendered, opens_reasoning(rendered)
 
 
-def _render(template: ChatTemplate, messages: Sequence[Mapping[str, Any]], **extra: Any) -> str:
-    from appliance.engines.engine import EngineRequestError
+def _render_described(template: ChatTemplate, described: Callable[[bool], list[Message]]) -> str:
+    """The prompt with the tools described in a system message (`described(True)`), or at
+    the start of the first user turn for a template that refuses a system message."""
+    try:
+        return template.render(described(True), add_generation_prompt=True)
+    except ChatTemplateError:
+        return _render(template, described(False))
 
+
+def _render(template: ChatTemplate, messages: Sequence[Mapping[str, Any]], **extra: Any) -> str:
     try:
         return template.render(messages, add_generation_prompt=True, **extra)
     except ChatTemplateError as exc:

@@ -224,7 +224,8 @@ class Scheduler(RequestInbox):
     def _build(self) -> list[tuple[Sequence, BatchEntry]]:
         batch: list[tuple[Sequence, BatchEntry]] = []
         budget = self.engine.n_batch
-        self.suspects &= self.active.keys()
+        if self.suspects:
+            self.suspects &= self.active.keys()
         running = [self.active[min(self.suspects)]] if self.suspects else self.active.values()
         for seq in running:
             if seq.state == "decode":
@@ -329,7 +330,8 @@ class Scheduler(RequestInbox):
         outputs = self._decode(batch)
         if outputs is None:
             return
-        self.suspects.difference_update(seq.seq_id for seq, _ in batch)  # it passed
+        if self.suspects:  # a suspect that ran alone and passed
+            self.suspects.difference_update(seq.seq_id for seq, _ in batch)
         prefill = sum(len(e.tokens) for s, e in batch if s.state == "prefill")
         self.costs.saw_prefill(prefill, time.monotonic() - started)
         self.steps += 1

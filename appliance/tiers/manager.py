@@ -574,8 +574,9 @@ class ModelManager:
             n_ctx = serving.n_ctx
             slot.device = self.device_for(slot) if placement.n_gpu_layers != 0 else "cpu"
             backend = self.hardware.engine.backend if self.hardware.engine else "unknown"
+            model_id = self._model_id(name, path)
             key = measurement_key(
-                self._model_id(name, path),
+                model_id,
                 n_ctx,
                 backend,
                 slot.device,
@@ -603,18 +604,10 @@ class ModelManager:
                     if move.model != name:
                         await self._apply(move)
                 started = time.monotonic()  # the load alone: evictions above are not its cost
-                worker = await self._start_worker(slot, path, serving, placement, reason)
+                worker = await self._start_worker(slot, path, serving, placement, reason, model_id)
                 load_s = time.monotonic() - started
-                anon = process_anon_bytes(worker.pid) if worker.pid is not None else None
-                if anon is not None:
-                    file_bytes = None if path.is_dir() else path.stat().st_size
-                    mapped = footprint.mapped_weights(
-                        info, n_ctx * slots, slot.device, placement.n_gpu_layers, file_bytes
-                    )
-                    vram = None
-                    if slot.device.startswith("cuda") and worker.pid is not None:
-                        vram = await asyncio.to_thread(nvml_process_vram, worker.pid)
-                    after = footprint.loaded(before, anon, mapped, vram)
+                after = await self._measured(worker, path, info, n_ctx * slots, placement, before)
+                if after is not None:
                     recorded_hot, recorded_host = footprint.record_of(after)
                     self.measurements.record(key, recorded_hot, load_s, recorded_host)
                     self._set_footprint(slot, after.plus_host(reserve))
@@ -698,6 +691,29 @@ class ModelManager:
             self._format_of(path), serving.embedding, self.settings.prompt_cache_ram_bytes
         )
 
+    async def _measured(
+        self,
+        worker: WorkerProcess,
+        path: Path,
+        info: GGUFInfo,
+        n_ctx: int,
+        placement: Placement,
+        before: footprint.Footprint,
+    ) -> footprint.Footprint | None:
+        """What the loaded worker holds: its host RAM (anonymous memory and the weights it
+        maps) and, on an NVIDIA GPU, its VRAM where NVML lists it; None when unreadable."""
+        anon = process_anon_bytes(worker.pid) if worker.pid is not None else None
+        if anon is None or worker.pid is None:
+            return None
+        file_bytes = None if path.is_dir() else path.stat().st_size
+        mapped = footprint.mapped_weights(
+            info, n_ctx, before.device, placement.n_gpu_layers, file_bytes
+        )
+        vram = None
+        if before.device.startswith("cuda"):
+            vram = await asyncio.to_thread(nvml_process_vram, worker.pid)
+        return footprint.loaded(before, anon, mapped, vram)
+
     @staticmethod
     def _set_footprint(slot: Slot, fp: footprint.Footprint) -> None:
         slot.hot_bytes, slot.host_bytes = fp.device_bytes, fp.host_bytes
@@ -727,10 +743,15 @@ class ModelManager:
             ) from exc
 
     async def _start_worker(
-        self, slot: Slot, path: Path, serving: Serving, placement: Placement, reason: str
+        self,
+        slot: Slot,
+        path: Path,
+        serving: Serving,
+        placement: Placement,
+        reason: str,
+        model_id: str,
     ) -> WorkerProcess:
         n_ctx, flash_attn = serving.n_ctx, serving.flash_attn
-        model_id = self._model_id(slot.name, path)
         spec = WorkerSpec(
             model=slot.name,
             model_path=str(path),
@@ -761,7 +782,7 @@ class ModelManager:
         except WorkerStartError as exc:
             if spec.weight_repack and _illegal_instruction(str(exc)):
                 self._repack_off(slot)
-                return await self._start_worker(slot, path, serving, placement, reason)
+                return await self._start_worker(slot, path, serving, placement, reason, model_id)
             self._record_failure(slot, str(exc))
             self.emit(slot.name, "load_failed", str(exc))
             raise ModelFailed(str(exc), code="model_load_failed", param=None) from exc
