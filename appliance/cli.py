@@ -436,7 +436,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         try:
             with _client(args) as client:
-                data = client.inspect(args.model, context)
+                data = client.inspect(args.model, args.context)  # else as models.toml says
         except DaemonUnreachable:
             stored = _local_store(args).get(args.model)
             if stored is None:

@@ -72,6 +72,16 @@ def test_inspect_a_file(models_dir: Path, tmp_path: Path) -> None:
     assert "prompt states   up to 512 MiB of host RAM while loaded" in r.stdout
 
 
+def test_inspect_through_the_daemon_uses_the_models_context(daemon: Daemon) -> None:
+    # models.toml gives `think` 512 tokens: without --context, inspect shows that (as
+    # `ps` and the loaded model do), not the default context.
+    r = run_cli("inspect", "think", "--url", daemon.url)
+    assert r.returncode == 0, r.stderr
+    assert "memory at 512 ctx x" in r.stdout and "of 512 tokens" in r.stdout
+    r = run_cli("inspect", "think", "--context", "1024", "--url", daemon.url)
+    assert "memory at 1024 ctx x" in r.stdout
+
+
 def test_inspect_refuses_broken_file(models_dir: Path, tmp_path: Path) -> None:
     r = run_cli("inspect", str(models_dir / "broken.gguf"), home=tmp_path)
     assert r.returncode == 1 and "GGUF" in r.stderr
