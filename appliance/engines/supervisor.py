@@ -124,9 +124,13 @@ def _describe_exit(returncode: int | None) -> str:
 
 
 class WorkerProcess:
-    def __init__(self, spec: WorkerSpec, *, heartbeat_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, spec: WorkerSpec, *, heartbeat_timeout_s: float = 15.0, stop_grace_s: float = 20.0
+    ) -> None:
         self.spec = spec
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        # How long a stopping worker gets to write its prompt cache to disk and exit.
+        self.stop_grace_s = stop_grace_s
         self.info: dict[str, Any] = {}
         self.pid: int | None = None
         self.started_at = 0.0
@@ -330,8 +334,7 @@ class WorkerProcess:
                 await asyncio.wait_for(self._channel.send({"type": "shutdown"}), 2)
         if self._proc is not None and self._proc.returncode is None:
             try:
-                # Time to write its prompt cache to disk.
-                await asyncio.wait_for(self._proc.wait(), 20)
+                await asyncio.wait_for(self._proc.wait(), self.stop_grace_s)
             except TimeoutError:
                 await self.kill("unloaded")
         if self.exit_reason is None:

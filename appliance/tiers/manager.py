@@ -115,10 +115,12 @@ class ModelManager:
     async def shutdown(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for slot in list(self.slots.values()):
-            if slot.worker is not None:
-                await slot.worker.stop()
-                slot.worker = None
+        # All at once: each worker may take its grace to write its prompt cache, and a box
+        # with several hot models must still stop within systemd's TimeoutStopSec.
+        workers = [slot.worker for slot in self.slots.values() if slot.worker is not None]
+        await asyncio.gather(*(worker.stop() for worker in workers), return_exceptions=True)
+        for slot in self.slots.values():
+            slot.worker = None
             if slot.hold is not None:
                 slot.hold.release(drop_cache=False)
                 slot.hold = None
