@@ -232,4 +232,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Out without the interpreter's teardown, as multiprocessing's children leave: the
+    # prompt cache is on disk and every frame sent; what is left (llama.cpp's model and
+    # context, a GPU runtime, ctypes callbacks, daemon threads) the kernel frees at once,
+    # where finalizing it can take seconds or wedge a stopping daemon.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
