@@ -674,7 +674,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
         default=DEFAULT_BASE_URL,
-        help=f"OpenAI-compatible base URL, including /v1 (default {DEFAULT_BASE_URL})",
+        help="OpenAI-compatible base URL, including /v1 (default: under `appliance bench` "
+        f"the daemon's, from --port, APPLIANCE_PORT or settings.toml; else {DEFAULT_BASE_URL})",
     )
     parser.add_argument("--model", required=True, help="model name sent in each request")
     parser.add_argument(
@@ -700,7 +701,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key",
         default=os.environ.get("APPLIANCE_API_KEY") or os.environ.get("OPENAI_API_KEY"),
-        help="bearer token (default $APPLIANCE_API_KEY or $OPENAI_API_KEY)",
+        help="bearer token (default $APPLIANCE_API_KEY or $OPENAI_API_KEY; under "
+        "`appliance bench` also the daemon's first api_keys entry)",
     )
     parser.add_argument(
         "--eos-token-id",

@@ -204,7 +204,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         entry = _catalog(settings).resolve(ref)
         if entry is None:
             raise CLIError(
-                f"'{ref}' is neither a catalog model nor an hf://org/repo/file.gguf reference"
+                f"'{ref}' is neither a catalog model nor an hf://org/repo/PATH reference"
             )
         ref, args.name = f"{entry.source}@{entry.revision}", entry.name
 
@@ -496,8 +496,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    _, settings = _paths_settings(args)
     if not args.base_url:
         args.base_url = _daemon_url(args) + "/v1"
+    if not args.api_key:  # as chat: `sudo appliance bench` uses the service's key
+        args.api_key = _api_key(settings)
     return bench.run_from_args(args)
 
 
@@ -614,7 +617,7 @@ def add_place_options(p: argparse.ArgumentParser, daemon: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance",
-        description="Self-hosted inference appliance: serve GGUF models "
+        description="Self-hosted inference appliance: serve GGUF and ONNX models "
         "behind an OpenAI-compatible API.",
     )
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
@@ -630,14 +633,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("serve", cmd_serve, "run the daemon in the foreground", daemon=False)
     p.add_argument("--catalog", help="models.toml to use")
-    p = command("pull", cmd_pull, "download a catalog model or hf://org/repo/file.gguf[@rev]")
+    p = command(
+        "pull",
+        cmd_pull,
+        "download a catalog model, hf://org/repo/file.gguf[@rev] or an ONNX folder "
+        "hf://org/repo/FOLDER[@rev]",
+    )
     p.add_argument("model")
     p.add_argument("--name", help="store name for an hf:// reference")
-    p = command("import", cmd_import, "bring a local GGUF file into the store (air-gapped)")
+    p = command(
+        "import",
+        cmd_import,
+        "bring a local GGUF file or ONNX model folder into the store (air-gapped)",
+    )
     p.add_argument("path")
     p.add_argument("--name")
     command("ls", cmd_ls, "list catalog and stored models")
-    command("ps", cmd_ps, "list loaded models")
+    command("ps", cmd_ps, "list hot and warm models: memory, slots, queue")
     p = command("load", cmd_load, "load a model now")
     p.add_argument("model")
     p = command("unload", cmd_unload, "unload a model now")
@@ -658,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("rm", cmd_rm, "delete a model from the store")
     p.add_argument("model")
     p = command("inspect", cmd_inspect, "show a model's metadata and memory estimate")
-    p.add_argument("model", help="model name or path to a GGUF file")
+    p.add_argument("model", help="model name, or path to a GGUF file or model folder")
     p.add_argument("--context", type=int)
     from appliance import store_commands  # verify, gc: store maintenance without a daemon
 
@@ -670,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark any OpenAI-compatible server")
     bench.add_arguments(p)
     add_place_options(p, daemon=True)
-    # No --base-url: the daemon's, as every command finds it.
+    # --base-url defaults to the daemon's, as every command finds it.
     p.set_defaults(func=cmd_bench, base_url=None)
     command("tui", cmd_tui, "the terminal UI: models, tiers, events, chat, live telemetry")
     command("doctor", cmd_doctor, "check the engine, the devices and run a self-test", daemon=False)

@@ -202,6 +202,37 @@ def test_bench_runs_every_request_to_max_tokens(daemon: Daemon, tmp_path: Path) 
     assert json.loads(out.read_text())["levels"][0]["concurrency"] == 1
 
 
+def test_bench_finds_the_daemon_and_its_key_as_chat_does(models_dir: Path, tmp_path: Path) -> None:
+    """`appliance bench` with no --base-url or --api-key reads the daemon's port and first
+    API key from its settings (as `sudo appliance bench` on the service's box does)."""
+    from tests.conftest import write_catalog
+    from tests.daemon import start_daemon
+
+    home, port = tmp_path / "home", free_port()
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "settings.toml").write_text(f'port = {port}\napi_keys = ["k-bench"]\n')
+    d = start_daemon(home, write_catalog(tmp_path / "catalog.toml", models_dir), port=port)
+    try:
+        out = tmp_path / "bench.json"
+        r = run_cli(
+            "bench",
+            "--model",
+            "tiny",
+            "--requests",
+            "2",
+            "--max-tokens",
+            "2",
+            "--json",
+            str(out),
+            home=home,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        [level] = json.loads(out.read_text())["levels"]
+        assert (level["errors"], level["requests"]) == (0, 2), level
+    finally:
+        d.stop()
+
+
 def test_chat_without_model_uses_catalog_default(
     daemon: Daemon, models_dir: Path, tmp_path: Path
 ) -> None:
