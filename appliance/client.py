@@ -1,4 +1,4 @@
-"""A typed client of the daemon's admin API, shared by the CLI and the TUI."""
+"""The CLI's typed client of the daemon's admin API (its error classes are the TUI's too)."""
 
 from __future__ import annotations
 

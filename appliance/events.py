@@ -1,7 +1,7 @@
 """The daemon's event log: every tier move, load, crash and pull, with its reason.
 
 A bounded history for the admin API and a fan-out to live subscribers (the
-admin SSE stream, later the TUI). Progress ticks go to subscribers only.
+admin SSE stream and the TUI's telemetry stream). Progress ticks go to subscribers only.
 """
 
 from __future__ import annotations

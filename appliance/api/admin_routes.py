@@ -1,7 +1,8 @@
-"""Admin routes under /admin: models and their state, load, unload, pull, import, events.
+"""Admin routes under /admin: models and their state, load, unload, pull, import, inspect,
+tiers, pins, budgets, events, hardware and the store.
 
-The CLI and (later) the TUI are clients of these routes; they never touch the
-engine or the store directly while the daemon runs.
+The CLI and the TUI are clients of these routes; they never touch the engine or the
+store directly while the daemon runs.
 """
 
 from __future__ import annotations

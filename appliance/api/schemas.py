@@ -3,8 +3,8 @@
 Bodies are untrusted, already JSON-decoded values. Every problem raises a 400
 :class:`~appliance.api.errors.APIError` whose ``param`` names the offending field
 (``messages[2].content[0]``, ``response_format.json_schema.schema``). Unknown keys
-are ignored, as OpenAI clients send extras; features this server does not have
-(``n > 1``, non-text content) are refused clearly instead.
+are ignored, as OpenAI clients send extras; what this server does not do (``n``
+above 8, image or audio content) is refused clearly instead.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The engine interface the scheduler drives: one batched decode step over many sequences.
 
-An engine holds one loaded model and one context with `n_seq_max` sequences in a
-shared KV memory. The scheduler (in `scheduler.py`) decides what goes into each
-step; the engine only runs it. llama.cpp implements this now (`llamacpp.py`) and
-the ONNX engine is meant to implement it next, so nothing here names llama.cpp.
+An engine holds one loaded model and one context with `n_seq_max` sequences (a KV
+stream each, or one pool with `kv_unified`). The scheduler (in `scheduler.py`) decides
+what goes into each step; the engine only runs it. llama.cpp implements it
+(`llamacpp.py`) and nothing here names llama.cpp; ONNX LLMs run under their own
+`genai_runner.Runner`, as onnxruntime-genai has no per-sequence batched step.
 
 Positions are per sequence: a sequence holding tokens t[0..n) has them at
 positions 0..n-1, and the next token it evaluates goes at position n.

@@ -4,8 +4,8 @@ request's generator advanced by one token in turn.
 The worker drives it like the llama.cpp `Scheduler` (`submit` from the reader thread,
 `run` on the main thread, `stats` for the heartbeat) and it emits the same frames
 (`started`, `token`, `done`, `error`). A cancelled request leaves before its next
-token; a request that fails fails alone. A prompt is read in one call when the
-request is admitted, so a long prompt delays the other streams by its prefill.
+token; a request that fails fails alone. A prompt is read in chunks of about half a
+second, one per turn, so a long prompt does not stall the other streams.
 """
 
 from __future__ import annotations

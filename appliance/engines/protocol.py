@@ -6,7 +6,8 @@ directions over one Unix socket pair; the worker side is blocking (threads),
 the daemon side is asyncio.
 
 daemon -> worker: generate, embed, cancel, shutdown
-worker -> daemon: ready, load_failed, heartbeat, token, done, error, embeddings
+worker -> daemon: ready, load_failed, heartbeat, started, token, prompt (scored prompt
+tokens), done, error, embeddings
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 - `parse_ref("hf://org/repo/path/file.gguf@rev")`: a `HubRef`; the file part may be a
   glob, matched against the repo's `.gguf` files (exactly one must match).
+- `HubClient.resolve_any(ref)`: a reference to a `.gguf` file, or to a model folder
+  (ONNX: the folder's files, each pinned the same way).
 - `HubClient.resolve(ref)`: pins the revision to a commit sha and takes the file's
   LFS sha256 and size from the hub's metadata (`model_info(files_metadata=True)`).
 - `HubClient.download(remote, dest)`: streams the pinned resolve URL into `dest`
