@@ -185,9 +185,16 @@ def _choice(body: Mapping[str, Any], names: set[str]) -> ToolChoice:
 
 
 def parse_tools(body: Mapping[str, Any]) -> Tools:
+    """The request's tools. Unless `parallel_tool_calls` says otherwise, a forced choice
+    (`required`, a named function) makes one call, as llama-server's default: its grammar
+    then ends after the call. Forced into a list, a model that keeps choosing "another
+    call" repeats the same call until max_tokens (SmolLM2-135M: 2048 tokens in 150 s and
+    no call returned). With `auto` the model may make several calls, and ends its list."""
     specs = _tool_list(body)
     choice = _choice(body, {s.name for s in specs})
-    parallel = body.get("parallel_tool_calls", True)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is None:
+        parallel = choice.mode not in ("required", "named")
     if not isinstance(parallel, bool):
         _fail("parallel_tool_calls", "'parallel_tool_calls' must be true or false.")
     return Tools(specs, choice, parallel)

@@ -151,11 +151,34 @@ def test_required_always_gives_a_valid_call(tools_daemon: Daemon, seed: int) -> 
     assert choice.message.content is None
 
 
+@pytest.mark.parametrize(
+    "tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}]
+)
+def test_a_forced_choice_makes_one_call_unless_parallel_is_asked(
+    tools_daemon: Daemon, tool_choice: Any
+) -> None:
+    """As llama-server: `parallel_tool_calls` unset, a forced choice's grammar ends after one
+    call (forced into a list, a random model chains calls to max_tokens: seed 1 here)."""
+    for seed in (1, 2, 3):
+        r = ask(tools_daemon, tools=[WEATHER, ADD], tool_choice=tool_choice, seed=seed)
+        choice = r.choices[0]
+        assert choice.finish_reason == "tool_calls", (seed, choice)
+        assert choice.message.tool_calls and len(choice.message.tool_calls) == 1, seed
+        warnings = (choice.model_extra or {}).get("warnings") or []
+        assert not [w for w in warnings if not w.startswith("invalid_arguments")], seed
+
+
 def test_parallel_calls_are_each_valid(tools_daemon: Daemon) -> None:
     """A random model may keep calling until max_tokens: every complete call is valid,
     and an answer cut inside a call says "length" and flags the remainder."""
     for seed in (1, 2, 3):
-        r = ask(tools_daemon, tools=[WEATHER, ADD], tool_choice="required", seed=seed)
+        r = ask(
+            tools_daemon,
+            tools=[WEATHER, ADD],
+            tool_choice="required",
+            parallel_tool_calls=True,
+            seed=seed,
+        )
         choice = r.choices[0]
         assert choice.message.tool_calls
         names = {"get_weather": WEATHER, "add": ADD}
