@@ -3,11 +3,12 @@
 A Responses body becomes a chat completions body (instructions -> system message,
 input items -> messages, reasoning items -> the next assistant turn's
 `reasoning_content`, flat function tools -> chat tools, `text.format` ->
-`response_format`, `max_output_tokens` -> `max_tokens`), so validation, tools,
-grammars and parsing are the chat ones. The answer's deltas (`ChatOutput`) become
-the output items (reasoning, message, function calls) and, when streaming, the
-typed events (`response.created`, `response.output_text.delta`,
-`response.function_call_arguments.delta`, `response.completed`, ...).
+`response_format`, `max_output_tokens` -> `max_tokens`, `top_logprobs` or `include`
+`message.output_text.logprobs` -> `logprobs`), so validation, tools, grammars and
+parsing are the chat ones. The answer's deltas (`ChatOutput`) become the output items
+(reasoning, message, function calls) and, when streaming, the typed events
+(`response.created`, `response.output_text.delta`, `response.function_call_arguments.delta`,
+and `response.completed`, or `response.incomplete` when max_output_tokens cut it, ...).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uuid
 from typing import Any
 
 from appliance.api.errors import invalid_request
+from appliance.api.logprobs import chat_logprobs
 
 Item = dict[str, Any]
 
@@ -163,6 +165,30 @@ def _format(text: Any) -> dict[str, Any] | None:
     return {"type": fmt.get("type")}
 
 
+LOGPROBS = "message.output_text.logprobs"
+# `include` values that change nothing here: reasoning is never encrypted (it comes back
+# as summary text, which this server reads back from the input).
+ACCEPTED_INCLUDES = frozenset({LOGPROBS, "reasoning.encrypted_content"})
+
+
+def _include(value: Any) -> list[str]:
+    """The `include` values, refused when this server cannot serve one (the others ask for
+    the results of hosted tools or input images, which it refuses anyway): a 400 rather
+    than an answer without what was asked for."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid_request("'include' must be a list of strings", "include")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or name not in ACCEPTED_INCLUDES:
+            raise invalid_request(
+                f"'include[{i}]': {name!r} is not served by this server (it serves "
+                f"{LOGPROBS!r} and accepts 'reasoning.encrypted_content')",
+                f"include[{i}]",
+            )
+    return list(value)
+
+
 def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
     """The chat completions body a Responses body means; `history` is the conversation of
     the `previous_response_id` (its messages and its answer)."""
@@ -197,15 +223,29 @@ def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
     fmt = _format(body.get("text"))
     if fmt is not None:
         chat["response_format"] = fmt
+    # Either one asks for logprobs; the chat parser checks top_logprobs (0..20).
+    if LOGPROBS in _include(body.get("include")) or body.get("top_logprobs") is not None:
+        chat["logprobs"] = True
+        if body.get("top_logprobs") is not None:
+            chat["top_logprobs"] = body["top_logprobs"]
     if body.get("stream"):
         chat["stream_options"] = {"include_usage": True}
     return chat
 
 
 class ResponseBuilder:
-    """Output items from the chat deltas, and the events that announce them."""
+    """Output items from the chat deltas, and the events that announce them.
 
-    def __init__(self, body: dict[str, Any], model: str, response_id: str) -> None:
+    With `logprobs`, the tokens' logprobs (`add_logprobs`, as the worker sends them) go
+    with the text they made: onto the output_text part and its delta event. Tokens that
+    made reasoning or a call are dropped; those that made nothing yet (text held back
+    by the parser, a character's first bytes) wait for the next text, or, at the end of
+    the message, join its part without a delta (a character cut by max_output_tokens):
+    the part has every token of the message, as chat's logprobs."""
+
+    def __init__(
+        self, body: dict[str, Any], model: str, response_id: str, logprobs: bool = False
+    ) -> None:
         self.body = body
         self.model = model
         self.id = response_id
@@ -214,6 +254,12 @@ class ResponseBuilder:
         self._open: dict[str, Item] = {}  # "message" / "reasoning" item being written
         self._calls: dict[int, Item] = {}
         self.seq = 0
+        self.logprobs = logprobs
+        self._pending: list[dict[str, Any]] = []  # logprobs of tokens not yet in a delta
+
+    def add_logprobs(self, entries: list[dict[str, Any]] | None) -> None:
+        if self.logprobs and entries:
+            self._pending += entries
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         self.seq += 1
@@ -249,27 +295,28 @@ class ResponseBuilder:
             )
         )
         if kind == "message":
-            item["content"].append({"type": "output_text", "text": "", "annotations": []})
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            item["content"].append(part)
             events.append(
                 self.event(
                     "response.content_part.added",
                     item_id=item["id"],
                     output_index=self._index(item),
                     content_index=0,
-                    part={"type": "output_text", "text": "", "annotations": []},
+                    part=dict(part, logprobs=[]),
                 )
             )
         else:
             item["summary"].append({"type": "summary_text", "text": ""})
         return item, events
 
-    def _close(self, kind: str) -> list[dict[str, Any]]:
+    def _close(self, kind: str, status: str = "completed") -> list[dict[str, Any]]:
         item = self._open.pop(kind)
         index = self._index(item)
         events = []
         if kind == "message":
             part = item["content"][0]
-            item["status"] = "completed"
+            item["status"] = status
             events.append(
                 self.event(
                     "response.output_text.done",
@@ -277,6 +324,7 @@ class ResponseBuilder:
                     output_index=index,
                     content_index=0,
                     text=part["text"],
+                    logprobs=part["logprobs"],
                 )
             )
             events.append(
@@ -303,6 +351,8 @@ class ResponseBuilder:
 
     def feed(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
+        if delta.get("reasoning_content") or delta.get("tool_calls"):
+            self._pending = []  # these tokens made no output_text
         if delta.get("reasoning_content"):
             item, events = self._start("reasoning")
             item["summary"][0]["text"] += delta["reasoning_content"]
@@ -318,7 +368,10 @@ class ResponseBuilder:
         if delta.get("content"):
             item, more = self._start("message")
             events += more
+            logprobs = chat_logprobs(self._pending)["content"]
+            self._pending = []
             item["content"][0]["text"] += delta["content"]
+            item["content"][0]["logprobs"] += logprobs
             events.append(
                 self.event(
                     "response.output_text.delta",
@@ -326,6 +379,7 @@ class ResponseBuilder:
                     output_index=self._index(item),
                     content_index=0,
                     delta=delta["content"],
+                    logprobs=logprobs,
                 )
             )
         for call in delta.get("tool_calls") or ():
@@ -367,11 +421,23 @@ class ResponseBuilder:
         return events
 
     def finish(self, finish_reason: str, usage: dict[str, Any]) -> list[dict[str, Any]]:
+        """Close the items; the one being written when max_output_tokens cut the answer
+        (finish_reason "length") is "incomplete", as is the response."""
+        self.status = "incomplete" if finish_reason == "length" else "completed"
+        last = self.items[-1] if self.items else None
+
+        def status_of(item: Item) -> str:
+            return "incomplete" if self.status == "incomplete" and item is last else "completed"
+
+        if "message" in self._open:
+            self._open["message"]["content"][0]["logprobs"] += chat_logprobs(self._pending)[
+                "content"
+            ]
         events: list[dict[str, Any]] = []
         for kind in list(self._open):
-            events += self._close(kind)
+            events += self._close(kind, status_of(self._open[kind]))
         for item in self._calls.values():
-            item["status"] = "completed"
+            item["status"] = status_of(item)
             index = self._index(item)
             events.append(
                 self.event(
@@ -382,7 +448,6 @@ class ResponseBuilder:
                 )
             )
             events.append(self.event("response.output_item.done", output_index=index, item=item))
-        self.status = "incomplete" if finish_reason == "length" else "completed"
         self.usage = {
             "input_tokens": usage.get("prompt_tokens", 0),
             "input_tokens_details": {
@@ -392,9 +457,10 @@ class ResponseBuilder:
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": usage.get("total_tokens", 0),
         }
-        # Always "response.completed" (its status says "incomplete" when max_output_tokens
-        # cut it): the SDKs' stream helpers wait for that event and nothing else.
-        events.append(self.event("response.completed", response=self.response()))
+        # As OpenAI: "response.incomplete" ends a cut answer. (openai-python's
+        # `responses.stream()` then has no `get_final_response()`, as with OpenAI; its
+        # events, and `create(stream=True)`'s, carry the response.)
+        events.append(self.event(f"response.{self.status}", response=self.response()))
         return events
 
     def response(self, status: str | None = None) -> dict[str, Any]:
@@ -422,6 +488,7 @@ class ResponseBuilder:
             "tool_choice": body.get("tool_choice", "auto"),
             "tools": body.get("tools") or [],
             "top_p": body.get("top_p", 1.0),
+            "top_logprobs": body.get("top_logprobs"),
             "truncation": "disabled",
             "usage": getattr(self, "usage", None) if status != "in_progress" else None,
             "metadata": body.get("metadata") or {},

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from appliance.api.pipeline import (
 from appliance.api.responses import ResponseBuilder, new_id, to_chat_body
 from appliance.api.schemas import parse_chat_request
 from appliance.api.sse import sse_event
+from appliance.engines.protocol import Frame
 from appliance.tiers.manager import ModelManager
 
 MAX_STORED = 1000
@@ -128,8 +129,22 @@ async def create_response(request: Request) -> Response:
         max_tokens_limit=settings.max_tokens_limit,
     )
     name, frames, output, _ = await start_chat(request, req)
-    builder = ResponseBuilder(body, name, new_id("resp"))
+    builder = ResponseBuilder(body, name, new_id("resp"), logprobs=req.params.logprobs is not None)
     conversation = list(chat_body["messages"])
+
+    def on_token(item: Frame) -> list[dict[str, Any]]:
+        """A token's text as the builder's events, its logprobs given first so that they
+        go with the text it made."""
+        builder.add_logprobs(item.get("logprobs"))
+        return [ev for delta in output.feed(str(item["text"])) for ev in builder.feed(delta)]
+
+    async def fed(frames: AsyncGenerator[Frame, None]) -> AsyncGenerator[Frame, None]:
+        """The frames, each token given to the builder as it passes (as when streaming)."""
+        async with aclosing(frames):
+            async for item in frames:
+                if item["type"] == "token":
+                    on_token(item)
+                yield item
 
     def keep() -> None:
         if body.get("store", True):
@@ -139,8 +154,8 @@ async def create_response(request: Request) -> Response:
             )
 
     if not req.stream:
-        text, done = await collect_unless_gone(request, frames)
-        for delta in output.feed(text) + output.finish():
+        _, done = await collect_unless_gone(request, fed(frames))
+        for delta in output.finish():
             builder.feed(delta)
         builder.finish(output.finish_reason(str(done.get("finish_reason", "stop"))), usage_of(done))
         keep()
@@ -153,9 +168,8 @@ async def create_response(request: Request) -> Response:
         )
         async for item in frames:
             if item["type"] == "token":
-                for delta in output.feed(str(item["text"])):
-                    for ev in builder.feed(delta):
-                        yield _named(ev)
+                for ev in on_token(item):
+                    yield _named(ev)
             elif item["type"] == "error":
                 err = frame_error(item)
                 yield _named(

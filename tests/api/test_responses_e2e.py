@@ -1,6 +1,7 @@
 """The Responses API with the official `openai` client: text (streamed and not), a
-function-call round trip, previous_response_id, the stored response, and reasoning
-items sent back to the model."""
+function-call round trip, previous_response_id, the stored response, reasoning items
+sent back to the model, logprobs on the output text, and an answer cut by
+max_output_tokens (incomplete, as OpenAI's)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 import openai
 import pytest
 
-from appliance.api.responses import ResponseBuilder, input_messages
+from appliance.api.errors import APIError
+from appliance.api.responses import ResponseBuilder, input_messages, to_chat_body
 from tests.api.test_tools_e2e import (  # noqa: F401  (the fixtures)
     WEATHER,
     qwen3_daemon,
@@ -19,6 +21,14 @@ from tests.api.test_tools_e2e import (  # noqa: F401  (the fixtures)
 from tests.daemon import Daemon
 
 FLAT_WEATHER: dict[str, Any] = {"type": "function", **WEATHER["function"]}
+OK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+    "additionalProperties": False,
+}
+# The grammar ends the answer: a random-weight model's reply that completes.
+JSON_OK: Any = {"format": {"type": "json_schema", "name": "x", "schema": OK_SCHEMA, "strict": True}}
 
 
 def client(d: Daemon) -> openai.OpenAI:
@@ -48,7 +58,8 @@ def test_streamed_events_add_up_to_the_response(tools_daemon: Daemon) -> None:  
     kinds: list[str] = []
     text = ""
     final = None
-    with c.responses.stream(model="tiny", input="hello", max_output_tokens=8) as stream:
+    kw: Any = {"model": "tiny", "input": "hello", "text": JSON_OK, "max_output_tokens": 60}
+    with c.responses.stream(**kw) as stream:
         for event in stream:
             kinds.append(event.type)
             if event.type == "response.output_text.delta":
@@ -57,7 +68,9 @@ def test_streamed_events_add_up_to_the_response(tools_daemon: Daemon) -> None:  
     assert kinds[0] == "response.created"
     assert kinds[-1] == "response.completed"
     assert "response.output_item.added" in kinds and "response.output_item.done" in kinds
-    assert final.output_text == text
+    assert final.output_text == text and final.status == "completed"
+    assert final.output[0].status == "completed"
+    assert c.responses.retrieve(final.id).output[0].status == "completed"
 
 
 def test_function_call_round_trip_with_previous_response_id(
@@ -92,18 +105,7 @@ def test_function_call_round_trip_with_previous_response_id(
 
 def test_structured_output_and_bad_input(tools_daemon: Daemon) -> None:  # noqa: F811
     c = client(tools_daemon)
-    schema = {
-        "type": "object",
-        "properties": {"ok": {"type": "boolean"}},
-        "required": ["ok"],
-        "additionalProperties": False,
-    }
-    r = c.responses.create(
-        model="tiny",
-        input="answer in JSON",
-        text={"format": {"type": "json_schema", "name": "x", "schema": schema, "strict": True}},
-        max_output_tokens=60,
-    )
+    r = c.responses.create(model="tiny", input="answer in JSON", text=JSON_OK, max_output_tokens=60)
     assert isinstance(json.loads(r.output_text)["ok"], bool)
     with pytest.raises(openai.BadRequestError, match="input"):
         c.responses.create(model="tiny", input=[{"type": "computer_call"}])
@@ -180,3 +182,131 @@ def test_reasoning_joins_the_assistant_turn_and_the_stored_history() -> None:
     assert builder.as_history() == [
         {"role": "assistant", "content": "answer", "reasoning_content": "because"}
     ]
+
+
+LOGPROBS = ["message.output_text.logprobs"]
+
+
+def test_logprobs_on_the_output_text_streamed_and_not(tools_daemon: Daemon) -> None:  # noqa: F811
+    """`include` message.output_text.logprobs with `top_logprobs` puts each token's
+    logprob and its likeliest alternatives on the output_text part, and on the
+    `response.output_text.delta` events when streaming."""
+    c = client(tools_daemon)
+    kw: dict[str, Any] = {
+        "model": "tiny",
+        "input": "hi",
+        "max_output_tokens": 3,
+        "temperature": 0,
+        "top_logprobs": 2,
+        "include": LOGPROBS,
+    }
+    r = c.responses.create(**kw)
+    part = r.output[0].content[0]
+    assert part.type == "output_text" and part.logprobs is not None
+    assert r.usage is not None and len(part.logprobs) == r.usage.output_tokens == 3
+    assert r.top_logprobs == 2 and part.logprobs[0].token == part.text[0]
+    for e in part.logprobs:
+        assert e.logprob <= 0.0 and e.bytes
+        assert len(e.top_logprobs) == 2 and e.top_logprobs[0].token == e.token  # greedy
+    stored = c.responses.retrieve(r.id).output[0].content[0]
+    assert stored.type == "output_text" and stored.logprobs == part.logprobs
+
+    streamed: list[Any] = []
+    done: Any = None
+    for event in c.responses.create(**kw, stream=True):
+        if event.type == "response.output_text.delta":
+            streamed += event.logprobs
+        elif event.type == "response.output_text.done":
+            done = event
+    # The deltas carry the tokens that made their text; the part has them all (this
+    # random model's last token is a character's first byte, which makes no text).
+    tokens = [e.token for e in part.logprobs]
+    assert streamed and [e.token for e in streamed] == tokens[: len(streamed)]
+    assert all(e.top_logprobs is not None and len(e.top_logprobs) == 2 for e in streamed)
+    assert done is not None and [e.token for e in done.logprobs] == tokens
+
+    # top_logprobs alone asks for them too; without either, none
+    alone = c.responses.create(**{**kw, "include": None, "top_logprobs": 0})
+    logprobs = alone.output[0].content[0].logprobs
+    assert logprobs is not None and len(logprobs) == 3 and logprobs[0].top_logprobs == []
+    plain = c.responses.create(model="tiny", input="hi", max_output_tokens=3, stream=True)
+    deltas = [e for e in plain if e.type == "response.output_text.delta"]
+    assert deltas and all(e.logprobs == [] for e in deltas)
+
+
+def test_bad_top_logprobs_and_include_are_refused(tools_daemon: Daemon) -> None:  # noqa: F811
+    c = client(tools_daemon)
+    for top in (21, -1, "2"):
+        with pytest.raises(openai.BadRequestError, match="top_logprobs") as bad:
+            c.responses.create(model="tiny", input="hi", top_logprobs=top)  # type: ignore[arg-type]
+        assert bad.value.body["param"] == "top_logprobs"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError, match="file_search_call") as unknown:
+        c.responses.create(
+            model="tiny", input="hi", include=[*LOGPROBS, "file_search_call.results"]
+        )
+    assert unknown.value.body["param"] == "include[1]"  # type: ignore[index]
+    # Codex sends this one: nothing is encrypted here, so it changes nothing
+    r = c.responses.create(
+        model="tiny", input="hi", max_output_tokens=1, include=["reasoning.encrypted_content"]
+    )
+    assert r.output_text
+
+
+def test_cut_by_max_output_tokens_is_incomplete(tools_daemon: Daemon) -> None:  # noqa: F811
+    """As OpenAI: the response and the message being written are "incomplete", and a
+    stream ends with `response.incomplete`; the stored copy says the same."""
+    c = client(tools_daemon)
+    kw: dict[str, Any] = {"model": "tiny", "input": "hi", "max_output_tokens": 3, "temperature": 0}
+    r = c.responses.create(**kw)
+    assert r.status == "incomplete" and r.incomplete_details is not None
+    assert r.incomplete_details.reason == "max_output_tokens"
+    assert [o.status for o in r.output if o.type == "message"] == ["incomplete"]
+    stored = c.responses.retrieve(r.id)
+    assert stored.status == "incomplete" and stored.output[0].status == "incomplete"
+
+    events = list(c.responses.create(**kw, stream=True))
+    last = events[-1]
+    assert last.type == "response.incomplete" and "response.completed" not in {
+        e.type for e in events
+    }
+    assert last.response.status == "incomplete" and last.response.incomplete_details is not None
+    assert last.response.incomplete_details.reason == "max_output_tokens"
+    assert last.response.output[0].status == "incomplete"
+    done = [e for e in events if e.type == "response.output_item.done"]
+    assert done and done[-1].item.status == "incomplete"
+    stored = c.responses.retrieve(last.response.id)
+    assert stored.status == "incomplete" and stored.output[0].status == "incomplete"
+
+    # The SDK's stream helper passes it on (its get_final_response wants a completed one,
+    # with OpenAI too).
+    with c.responses.stream(**kw) as stream:
+        kinds = [event.type for event in stream]
+    assert kinds[-1] == "response.incomplete"
+
+
+def entry(token: str) -> dict[str, Any]:
+    return {"token": token, "logprob": -0.5, "bytes": list(token.encode()), "top_logprobs": []}
+
+
+def test_logprobs_go_with_the_text_and_a_cut_call_is_incomplete() -> None:
+    """The tokens of reasoning give the output text no logprobs; those held back by the
+    parser go with the text they made; the call max_output_tokens cut is incomplete, the
+    message before it is not."""
+    builder = ResponseBuilder({}, "m", "resp_1", logprobs=True)
+    builder.add_logprobs([entry("<think>"), entry("hm")])
+    builder.feed({"reasoning_content": "hm"})
+    builder.add_logprobs([entry("</think>")])  # held: no delta yet
+    builder.add_logprobs([entry("Hi")])
+    [*_, delta] = builder.feed({"content": "Hi"})
+    assert [e["token"] for e in delta["logprobs"]] == ["</think>", "Hi"]
+    builder.add_logprobs([entry("<tool_call>")])
+    call = {"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{"}}
+    builder.feed({"tool_calls": [call]})
+    events = builder.finish("length", {})
+    message = builder.items[1]
+    assert message["status"] == "completed" and len(message["content"][0]["logprobs"]) == 2
+    assert builder.items[2]["status"] == "incomplete"
+    assert events[-1]["type"] == "response.incomplete"
+    assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    with pytest.raises(APIError, match="include"):
+        to_chat_body({"input": "x", "include": [{"not": "a string"}]}, [])
