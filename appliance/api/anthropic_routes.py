@@ -1,5 +1,8 @@
 """POST /v1/messages and /v1/messages/count_tokens: the Anthropic Messages API over the
-chat pipeline, so Claude-style clients and coding tools can use a local model."""
+chat pipeline, so Claude-style clients and coding tools can use a local model.
+
+Errors raised here reach the app's handlers like any API's; `errors.ErrorResponse` gives
+them Anthropic's shape on these paths (the middleware's too: API keys, body, drain)."""
 
 from __future__ import annotations
 
@@ -55,12 +58,8 @@ async def create_message(request: Request) -> Response:
                 for delta in output.feed(str(item["text"])):
                     for name_, data in builder.feed(delta):
                         yield sse_event(name_, data)
-            elif item["type"] == "error":
-                err = frame_error(item)
-                kind = "api_error" if err.status >= 500 else "invalid_request_error"
-                yield sse_event(
-                    "error", {"type": "error", "error": {"type": kind, "message": err.message}}
-                )
+            elif item["type"] == "error":  # after the 200: Anthropic's error event
+                yield sse_event("error", frame_error(item).to_anthropic_body())
                 return
             elif item["type"] == "done":
                 for delta in output.finish():

@@ -1,4 +1,6 @@
-"""Errors in the OpenAI shape: ``{"error": {"message", "type", "param", "code"}}``."""
+"""Errors in the OpenAI shape: ``{"error": {"message", "type", "param", "code"}}``, and
+on the Anthropic Messages API's paths in Anthropic's:
+``{"type": "error", "error": {"type", "message"}}``."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import math
 from typing import Any
 
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from appliance.tiers.errors import (
     BadModelRequest,
@@ -17,12 +20,16 @@ from appliance.tiers.errors import (
 )
 
 __all__ = [
+    "ANTHROPIC_PATHS",
     "APIError",
+    "ErrorResponse",
+    "anthropic_error_type",
     "context_length_exceeded",
     "engine_error",
     "error_response",
     "from_model_error",
     "invalid_request",
+    "is_anthropic_path",
     "model_not_found",
     "payload_too_large",
     "unauthorized",
@@ -64,11 +71,51 @@ class APIError(Exception):
             }
         }
 
+    def to_anthropic_body(self) -> dict[str, Any]:
+        """The JSON body of the error as the Anthropic API returns it (its clients read
+        `error.type` and `error.message`; the status picks the SDK's exception class)."""
+        return {
+            "type": "error",
+            "error": {"type": anthropic_error_type(self.status), "message": self.message},
+        }
+
     def __repr__(self) -> str:
         return (
             f"APIError(status={self.status!r}, message={self.message!r}, type={self.type!r}, "
             f"param={self.param!r}, code={self.code!r})"
         )
+
+
+# Anthropic's error type of each status (its documented table). Our 503s (a model still
+# loading, no memory for it now, the daemon draining) are "not now", what Anthropic sends
+# as 529 overloaded_error; the status stays 503 (the SDK's ServiceUnavailableError).
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+# The Anthropic Messages API's routes, served with and without /v1 like every API here.
+ANTHROPIC_PATHS = ("/v1/messages", "/messages")
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's `error.type` for an HTTP status."""
+    default = "api_error" if status >= 500 else "invalid_request_error"
+    return ANTHROPIC_ERROR_TYPES.get(status, default)
+
+
+def is_anthropic_path(path: str) -> bool:
+    """Whether a request's path is the Anthropic Messages API's (or under it)."""
+    return any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS)
 
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -155,6 +202,26 @@ def unavailable(message: str, retry_after: float | None = None) -> APIError:
     )
 
 
+class ErrorResponse(JSONResponse):
+    """An error's response: its body in the OpenAI shape, or in Anthropic's when it is sent
+    on the Anthropic Messages API's paths.
+
+    The shape is chosen as the response is sent, from the request's path, because the
+    middleware (API keys, the drain, the Host check) and the app's exception handlers that
+    render errors are shared by every API and see no more than the path.
+    """
+
+    def __init__(self, err: APIError, headers: dict[str, str] | None = None) -> None:
+        self.err = err
+        super().__init__(err.to_body(), status_code=err.status, headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_anthropic_path(str(scope.get("path", ""))):
+            self.body = self.render(self.err.to_anthropic_body())
+            self.headers["content-length"] = str(len(self.body))
+        await super().__call__(scope, receive, send)
+
+
 def error_response(err: APIError) -> JSONResponse:
     """The Starlette response for an error, with ``Retry-After`` when the error has one, or
     ``x-should-retry: false`` when it cannot pass by retrying."""
@@ -165,4 +232,4 @@ def error_response(err: APIError) -> JSONResponse:
         headers["x-should-retry"] = "false"
     elif err.retry_after is not None and math.isfinite(err.retry_after):
         headers["Retry-After"] = str(max(0, math.ceil(err.retry_after)))
-    return JSONResponse(err.to_body(), status_code=err.status, headers=headers or None)
+    return ErrorResponse(err, headers or None)
