@@ -1,8 +1,9 @@
 """Incremental text out of generated token bytes: UTF-8 reassembly and stop strings.
 
 Pure code: the worker feeds it the bytes of each token and sends on what it
-returns. Text that might be the start of a stop string is held back until it
-is clear either way, so a stop string never leaks into the output.
+returns. The bytes of a character split over tokens wait for the rest of it, and
+text that might be the start of a stop string is held back until it is clear
+either way, so a stop string never leaks into the output.
 """
 
 from __future__ import annotations
@@ -52,9 +53,14 @@ class StopBuffer:
         return out
 
     def flush(self) -> str:
-        """The rest, once generation ended for another reason than a stop string."""
+        """The rest, once generation ended for another reason than a stop string.
+
+        The bytes of a character cut off at the end (max_tokens reached in the middle of
+        an emoji's tokens) are dropped, not sent as U+FFFD: the rest of the character will
+        never come, and llama-server never sends such a tail either.
+        """
         if self.stopped:
             return ""
-        out = self._pending + self._decoder.decode(b"", final=True)
-        self._pending = ""
+        self._decoder.reset()
+        out, self._pending = self._pending, ""
         return out
