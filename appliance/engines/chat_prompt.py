@@ -2,6 +2,15 @@
 
 Tools for a template that cannot show them are offered as llama-server and LM Studio
 offer them (`tool_prompt`), and a template's known slips after tool results are mended.
+
+A final assistant message with text and no tool calls is a prefill (Anthropic's, and
+llama-server's for chat completions): the prompt ends with its text, not with its turn
+closed, so the answer continues it (and is only what follows). The template renders that
+turn as a finished one (`add_generation_prompt` false), cut where the text starts and the
+text written there. A reasoning template's generation prompt (an opened `<think>`) is so
+not used: the prefill is the answer's text, the template writes whatever it writes for a
+finished answer (Qwen3 an empty think block), and the output is read as content
+(llama-server likewise turns reasoning off for a prefill).
 """
 
 from __future__ import annotations
@@ -37,19 +46,64 @@ def render_prompt(
     them described in a system message; one whose template writes calls in another
     syntax, with an example call the template wrote. A template that can write no call
     is refused (400 naming `tools`): the model would answer without knowing them."""
+    prefill = is_prefill(messages)
     if tools and not supports_tools(template.source):
         if family != "generic":
-            return _render_native_tools(template, messages, tools)
+            return _render_native_tools(template, messages, tools, prefill)
         text = _render_described(
             template,
             lambda system_role: with_generic_tools(
                 messages, tools, parallel=parallel, system_role=system_role
             ),
+            prefill,
         )
         return text, opens_reasoning(text)
     extra = {"tools": tools} if tools else {}
-    text = _answer_after_tool_results(template, _render(template, messages, **extra))
+    text = _answer_after_tool_results(template, _render(template, messages, prefill, **extra))
     return text, opens_reasoning(text)
+
+
+def is_prefill(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the last message is an assistant's text to continue (not a finished turn
+    with tool calls, nor an empty one)."""
+    if not messages:
+        return False
+    last = messages[-1]
+    content = last.get("content")
+    return (
+        last.get("role") == "assistant"
+        and not last.get("tool_calls")
+        and isinstance(content, str)
+        and content != ""
+    )
+
+
+# Stands for the prefill while the template renders, to find where its text starts: plain
+# letters, which no template trims, escapes or looks for.
+_PREFILL_MARK = "PrefillMark7f3a9c"
+
+
+def _render_continued(
+    template: ChatTemplate, messages: Sequence[Mapping[str, Any]], **extra: Any
+) -> str:
+    """The prompt that ends with the last message's text (a prefill, see the module).
+
+    The mark stands for the text, so a template that trims or splits the content, or whose
+    end-of-turn marker contains the text (a prefill of `|`), still gives the place. A
+    template that does not show the mark, or fails on a final assistant turn, gets
+    llama-server's way: the turn before opened with the generation prompt, the text after."""
+    *head, last = messages
+    text = str(last["content"])
+    try:
+        marked = template.render(
+            [*head, {**last, "content": _PREFILL_MARK}], add_generation_prompt=False, **extra
+        )
+    except ChatTemplateError:
+        marked = ""
+    at = marked.rfind(_PREFILL_MARK)
+    if at < 0:
+        return template.render(head, add_generation_prompt=True, **extra) + text
+    return marked[:at] + text
 
 
 # DeepSeek R1's template ends a prompt after tool results with no assistant turn opened
@@ -66,7 +120,10 @@ def _answer_after_tool_results(template: ChatTemplate, prompt: str) -> str:
 
 
 def _render_native_tools(
-    template: ChatTemplate, messages: Sequence[Mapping[str, Any]], tools: list[dict[str, Any]]
+    template: ChatTemplate,
+    messages: Sequence[Mapping[str, Any]],
+    tools: list[dict[str, Any]],
+    prefill: bool,
 ) -> tuple[str, bool]:
     """Tools described with the call syntax the template writes (see `render_prompt`)."""
     before, after = example_turns()
@@ -89,24 +146,39 @@ def _render_native_tools(
         )
     text = native_instructions(tools, example)
     rendered = _render_described(
-        template, lambda system_role: with_instructions(messages, text, system_role=system_role)
+        template,
+        lambda system_role: with_instructions(messages, text, system_role=system_role),
+        prefill,
     )
     rendered = _answer_after_tool_results(template, rendered)
     return rendered, opens_reasoning(rendered)
 
 
-def _render_described(template: ChatTemplate, described: Callable[[bool], list[Message]]) -> str:
+def _render_described(
+    template: ChatTemplate, described: Callable[[bool], list[Message]], prefill: bool
+) -> str:
     """The prompt with the tools described in a system message (`described(True)`), or at
     the start of the first user turn for a template that refuses a system message."""
     try:
-        return template.render(described(True), add_generation_prompt=True)
+        return _render_raw(template, described(True), prefill)
     except ChatTemplateError:
-        return _render(template, described(False))
+        return _render(template, described(False), prefill)
 
 
-def _render(template: ChatTemplate, messages: Sequence[Mapping[str, Any]], **extra: Any) -> str:
+def _render_raw(
+    template: ChatTemplate, messages: Sequence[Mapping[str, Any]], prefill: bool, **extra: Any
+) -> str:
+    """The prompt that opens the assistant's answer, or continues its prefill."""
+    if prefill:
+        return _render_continued(template, messages, **extra)
+    return template.render(messages, add_generation_prompt=True, **extra)
+
+
+def _render(
+    template: ChatTemplate, messages: Sequence[Mapping[str, Any]], prefill: bool, **extra: Any
+) -> str:
     try:
-        return template.render(messages, add_generation_prompt=True, **extra)
+        return _render_raw(template, messages, prefill, **extra)
     except ChatTemplateError as exc:
         raise EngineRequestError(
             str(exc), code="invalid_chat_template", status=400, param="messages"

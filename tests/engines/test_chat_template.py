@@ -1,9 +1,13 @@
 import time
+from pathlib import Path
 
 import pytest
 
-from appliance.engines.chat_prompt import opens_reasoning
+from appliance.engines.chat_prompt import opens_reasoning, render_prompt
 from appliance.engines.chat_template import ChatTemplate, ChatTemplateError
+from appliance.parsing import detect_family
+from appliance.tiny_model import CHATML_TEMPLATE
+from tests.conftest import THINK_TEMPLATE
 
 CHATML = (
     "{% for message in messages %}"
@@ -182,3 +186,89 @@ def test_opens_reasoning() -> None:
     assert opens_reasoning("<｜Assistant｜><think>\n")
     assert not opens_reasoning("<think>\nx</think>\n")
     assert not opens_reasoning("")
+
+
+# A final assistant message is a prefill: the prompt ends with its text, so the answer
+# continues it (Anthropic's prefill, llama-server's for chat completions).
+PREFILL = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Count from 1 to 20."},
+    {"role": "assistant", "content": "1, 2, 3,"},
+]
+TEMPLATES = sorted((Path(__file__).parents[1] / "fixtures" / "chat_templates").glob("*.jinja"))
+
+
+def test_a_final_assistant_message_is_continued() -> None:
+    prompt, reasoning = render_prompt(ChatTemplate(CHATML_TEMPLATE), PREFILL)
+    assert prompt == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\nCount from 1 to 20.<|im_end|>\n"
+        "<|im_start|>assistant\n1, 2, 3,"
+    )
+    assert not reasoning
+    # A template that opens <think> for the answer: the prefill is the answer's text.
+    think, reasoning = render_prompt(ChatTemplate(THINK_TEMPLATE), PREFILL)
+    assert think == prompt and not reasoning
+
+
+def test_the_prefill_is_written_as_given() -> None:
+    """Where the template trims the content (Llama 3) or the text is in its end-of-turn
+    marker (`|` in `<|eot_id|>`), the prompt still ends with the text as sent."""
+    template = ChatTemplate(LLAMA3)
+    for text in ("  {", "Sure: ", "|", "<|eot_id|"):
+        prompt, _ = render_prompt(template, [*PREFILL[:2], {"role": "assistant", "content": text}])
+        assert prompt.endswith("Count from 1 to 20.<|eot_id|>" + ASSISTANT_HEADER + text)
+
+
+ASSISTANT_HEADER = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+
+
+def test_finished_assistant_turns_are_not_continued() -> None:
+    """A final assistant message with tool calls, or with no text, is a finished turn: the
+    answer starts a new one, as before."""
+    template = ChatTemplate(CHATML_TEMPLATE)
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    for last in (
+        {"role": "assistant", "content": "Let me look.", "tool_calls": [call]},
+        {"role": "assistant", "content": ""},
+    ):
+        prompt, _ = render_prompt(template, [*PREFILL[:2], last])
+        assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_a_template_that_hides_the_final_turn_gets_the_text_after_a_new_turn() -> None:
+    """llama-server's way when the template shows no final assistant turn (or refuses one):
+    the generation prompt, then the text."""
+    refuses = CHATML_TEMPLATE.replace(
+        "{% for message in messages %}",
+        "{% for message in messages %}{% if loop.last and message['role'] == 'assistant' %}"
+        "{{ raise_exception('ends with the assistant') }}{% endif %}",
+    )
+    hides = CHATML_TEMPLATE.replace(
+        "{% for message in messages %}",
+        "{% for message in messages if message['role'] != 'assistant' %}",
+    )
+    for source in (refuses, hides):
+        prompt, _ = render_prompt(ChatTemplate(source), PREFILL)
+        assert prompt.endswith("Count from 1 to 20.<|im_end|>\n<|im_start|>assistant\n1, 2, 3,")
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)
+def test_every_shipped_template_continues_a_prefill(path: Path) -> None:
+    """With and without tools (shown by the template, or described for it): the prompt
+    ends with the prefill."""
+    source = path.read_text()
+    template = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
+    family = detect_family(source).value
+    prompt, _ = render_prompt(template, PREFILL)
+    assert prompt.endswith("1, 2, 3,") and prompt.count("1, 2, 3,") == 1
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "count_up",
+            "description": "Counts",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
+    with_tools, _ = render_prompt(template, PREFILL, [tool], family=family)
+    assert with_tools.endswith("1, 2, 3,") and "count_up" in with_tools
