@@ -495,17 +495,9 @@ def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: 
     stream, include_usage = _stream(obj)
     params = _params(obj, default_max_tokens, max_tokens_limit)
     params = dataclasses.replace(params, logprobs=_chat_logprobs(obj))
+    # With tools and a response_format, as OpenAI: the model calls tools or answers in the
+    # format ("auto"); a forced choice makes a call, the format is for a later answer.
     tools = parse_tools(obj)
-    if (
-        tools.active
-        and params.response_format is not None
-        and params.response_format.type != "text"
-    ):
-        _fail(
-            "response_format",
-            "'response_format' and tool calls cannot be combined: the answer is either a tool "
-            "call or text in the given format; set tool_choice to 'none' or drop one.",
-        )
     return ChatRequest(model, messages, stream, include_usage, params, tools, n)
 
 

@@ -25,6 +25,7 @@ from appliance.engines.chat_prompt import render_prompt
 from appliance.engines.chat_template import ChatTemplate
 from appliance.engines.engine import EngineRequestError, check_context
 from appliance.engines.llamacpp import FALLBACK_TEMPLATE, default_threads
+from appliance.engines.tool_grammar import answer_schema
 from appliance.hardware import AMDGPU_EP_ENV, amdgpu_ep_library
 from appliance.parsing import detect_family
 from appliance.store.model_folder import read_folder_info
@@ -177,7 +178,8 @@ class GenaiEngine:
                     param=name,
                 )
         gp = og.GeneratorParams(self.model)
-        guidance = _guidance(params.get("response_format")) or self._tool_guidance(params)
+        # With tools, the calls' grammar holds the response format where it applies.
+        guidance = self._tool_guidance(params) or _guidance(params.get("response_format"))
         if guidance is not None:
             try:
                 gp.set_guidance(*guidance)
@@ -207,13 +209,16 @@ class GenaiEngine:
         return {}
 
     def _tool_guidance(self, params: dict[str, Any]) -> tuple[str, str] | None:
-        """A lark grammar when a tool call is required (or named): the answer is the call.
-        Not with "auto" (llguidance has no lazy trigger here) nor after a prompt that
-        opened a reasoning block: the parser then reads whatever the model wrote, and
-        a call it cannot read is flagged, not lost."""
+        """A lark grammar when a tool call is required (or named): the answer is the call;
+        with "auto" and a response format: calls or JSON in that format. Not with "auto"
+        alone (llguidance has no lazy trigger here) nor after a prompt that opened a
+        reasoning block: the parser then reads whatever the model wrote, and a call it
+        cannot read is flagged, not lost."""
         choice = params.get("tool_choice") or {}
         tools = params.get("tools") or []
-        if not tools or choice.get("mode") not in ("required", "named"):
+        mode = choice.get("mode")
+        answer = answer_schema(params.get("response_format")) if mode == "auto" else None
+        if not tools or (mode not in ("required", "named") and answer is None):
             return None
         if params.get("reasoning_started"):
             return None
@@ -227,6 +232,7 @@ class GenaiEngine:
             name=choice.get("name"),
             template=self.template.source,
             special_tokens=self.special_tokens,
+            answer=answer,
         )
         return "lark_grammar", lark
 

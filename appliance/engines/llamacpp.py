@@ -13,7 +13,6 @@ worker imports this module; the daemon never runs model code.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import time
@@ -33,6 +32,7 @@ from appliance.engines.engine import (
 from appliance.engines.llama_log import captured_log, resolved_flash_attn
 from appliance.engines.tool_grammar import tool_constraint
 from appliance.parsing import detect_family
+from appliance.parsing.constraints import json_gbnf
 
 __all__ = ["EngineConfig", "EngineRequestError", "LlamaEngine", "default_threads"]
 
@@ -285,7 +285,7 @@ class LlamaEngine:
                 return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
             if kind == "json_schema":
                 schema = response_format.get("schema") or {}
-                return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+                return LlamaGrammar.from_string(json_gbnf(schema), verbose=False)
         except Exception as exc:
             raise EngineRequestError(
                 f"response_format: the JSON schema cannot be turned into a grammar: {exc}",
@@ -297,7 +297,9 @@ class LlamaEngine:
     def new_sampler(self, params: dict[str, Any]) -> LlamaSequenceSampler:
         from llama_cpp import _internals
 
-        grammar = self._grammar(params.get("response_format"))
+        constraint = tool_constraint(self.tool_family, params, self.template.source)
+        # With tools, the calls' grammar holds the response format where it applies.
+        grammar = self._grammar(params.get("response_format")) if constraint is None else None
         seed = params.get("seed")
         seed = int(seed) & 0xFFFFFFFF if seed is not None else random.getrandbits(32)
         sampler_cls: Any = _internals.LlamaSampler  # untyped in llama-cpp-python
@@ -325,7 +327,6 @@ class LlamaEngine:
             )
         if grammar is not None:
             s.add_grammar(self._model, grammar)
-        constraint = tool_constraint(self.tool_family, params, self.template.source)
         if constraint is not None:
             from llama_cpp.llama_grammar import LlamaGrammar
 

@@ -5,6 +5,9 @@
 - "auto": the grammar is lazy; it takes hold when the model opens a call in its
   family's syntax (after any reasoning), so a call's arguments always match the
   tool's schema while free text stays free.
+- "auto" with a `response_format` (an agent with tools and a typed result): the output
+  is calls or JSON in that format, from its first token (after the reasoning block), as
+  llama-server's "tool call or schema response" grammar.
 
 Pure: the engines turn the text into their runtime's grammar object.
 """
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.parsing import Family
-from appliance.parsing.constraints import tool_call_gbnf, tool_call_trigger
+from appliance.parsing.constraints import ANY_OBJECT, tool_call_gbnf, tool_call_trigger
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,12 @@ def tool_constraint(
         return None
     fam = Family(family)
     parallel = bool(choice.get("parallel", True))
-    gbnf = tool_call_gbnf(fam, tools, parallel=parallel, name=choice.get("name"), template=template)
+    answer = answer_schema(params.get("response_format")) if mode == "auto" else None
+    gbnf = tool_call_gbnf(
+        fam, tools, parallel=parallel, name=choice.get("name"), template=template, answer=answer
+    )
     started = bool(params.get("reasoning_started"))
-    if mode in ("required", "named"):
+    if mode in ("required", "named") or answer is not None:
         if started:  # let it reason; once it closes the block, a call must follow
             return ToolConstraint(_with_prefix(gbnf, "</think>"), r"^[\s\S]*?(</think>)[\s\S]*$")
         return ToolConstraint(gbnf, None)
@@ -55,3 +61,13 @@ def tool_constraint(
     return ToolConstraint(
         gbnf, rf"^(?:\s*<think>[\s\S]*?</think>)?\s*(?!<think>)[\s\S]*?({opener})[\s\S]*$"
     )
+
+
+def answer_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The JSON schema a `response_format` asks the answer to follow; None for text."""
+    kind = (response_format or {}).get("type")
+    if kind == "json_object":
+        return ANY_OBJECT
+    if kind == "json_schema":
+        return dict((response_format or {}).get("schema") or {})
+    return None

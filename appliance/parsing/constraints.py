@@ -61,14 +61,27 @@ from appliance.parsing.call_layout import (
     HARMONY_CALL,
     MISTRAL_CALLS,
     TOOL_CALL,
+    Alt,
+    Json,
+    Node,
     build_layout,
 )
 from appliance.parsing.families import Family
 from appliance.parsing.gbnf import render_gbnf
 from appliance.parsing.lark import render_lark
-from appliance.parsing.tool_schema import read_tools
+from appliance.parsing.tool_schema import normalize_schema, read_tools
 
-__all__ = ["special_token_ids", "tool_call_gbnf", "tool_call_lark", "tool_call_trigger"]
+__all__ = [
+    "ANY_OBJECT",
+    "json_gbnf",
+    "special_token_ids",
+    "tool_call_gbnf",
+    "tool_call_lark",
+    "tool_call_trigger",
+]
+
+# `response_format: json_object`: any JSON object.
+ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 
 def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
@@ -95,17 +108,42 @@ def tool_call_gbnf(
     parallel: bool,
     name: str | None = None,
     template: str | None = None,
+    answer: Mapping[str, Any] | None = None,
 ) -> str:
     """A llama.cpp grammar (root rule ``root``) for tool calls in ``family``'s syntax.
 
     ``tools``: OpenAI function tools (``{"type": "function", "function": {"name",
     "description", "parameters"}}``). ``parallel``: one or more calls, else exactly
     one. ``name``: only that function (tool_choice naming one). ``template``: the
-    chat template, to pick between a family's syntaxes (MISTRAL, DEEPSEEK). Raises
-    ValueError when no tool is left to call.
+    chat template, to pick between a family's syntaxes (MISTRAL, DEEPSEEK).
+    ``answer``: a JSON schema the output may follow instead of calling (tool_choice
+    "auto" with a ``response_format``). Raises ValueError when no tool is left to call.
     """
-    layout = build_layout(family, read_tools(tools, name), parallel, template)
-    return render_gbnf(layout)
+    return render_gbnf(_layout(family, tools, parallel, name, template, answer))
+
+
+def json_gbnf(schema: Mapping[str, Any]) -> str:
+    """A llama.cpp grammar for one JSON value following ``schema`` (``response_format``),
+    with the same strict strings and bounds as the tools' arguments (llama-cpp-python's
+    own converter lets raw newlines into strings: JSON that does not load)."""
+    return render_gbnf(_json(schema))
+
+
+def _json(schema: Mapping[str, Any]) -> Json:
+    normalized = normalize_schema(schema)
+    return Json(normalized, normalized.get("$defs") or {})
+
+
+def _layout(
+    family: Family,
+    tools: list[dict[str, Any]],
+    parallel: bool,
+    name: str | None,
+    template: str | None,
+    answer: Mapping[str, Any] | None,
+) -> Node:
+    calls = build_layout(family, read_tools(tools, name), parallel, template)
+    return calls if answer is None else Alt((calls, _json(answer)))
 
 
 def tool_call_lark(
@@ -116,6 +154,7 @@ def tool_call_lark(
     name: str | None = None,
     template: str | None = None,
     special_tokens: Mapping[str, int] | None = None,
+    answer: Mapping[str, Any] | None = None,
 ) -> str:
     """The same calls as :func:`tool_call_gbnf`, as an llguidance Lark grammar.
 
@@ -126,7 +165,7 @@ def tool_call_lark(
     (``[TOOL_CALLS]``, ``<|channel|>``, ``<｜tool▁sep｜>``, ...) must be written
     ``<[id]>``: pass the model's. Without it every marker is plain text.
     """
-    layout = build_layout(family, read_tools(tools, name), parallel, template)
+    layout = _layout(family, tools, parallel, name, template, answer)
     return render_lark(layout, special_tokens or {})
 
 

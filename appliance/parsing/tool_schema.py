@@ -16,7 +16,7 @@ from typing import Any
 
 from appliance.parsing.validate import _is_type
 
-__all__ = ["Tool", "finite_number", "nonnegative_int", "read_tools"]
+__all__ = ["Tool", "finite_number", "nonnegative_int", "normalize_schema", "read_tools"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,11 +322,18 @@ class _Normalizer:
 def _normalize_parameters(params: Any) -> dict[str, Any]:
     if not isinstance(params, Mapping):
         return {"type": "object", "properties": {}, "additionalProperties": False}
-    normalizer = _Normalizer(params)
-    schema = normalizer.node(params, 0)
+    schema = normalize_schema(params)
     if not any(k in schema for k in ("anyOf", "$ref")) and schema.get("type") != "object":
-        schema = {"type": "object"}  # arguments are always an object
+        return {"type": "object"}  # arguments are always an object
+    return schema
+
+
+def normalize_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Any JSON schema (a tool's parameters, a response format's) read the way the
+    grammars read it, its refs' targets in its own "$defs"."""
+    normalizer = _Normalizer(schema)
+    out = normalizer.node(schema, 0)
     defs = normalizer.defs()
     if defs:
-        schema["$defs"] = defs
-    return schema
+        out["$defs"] = defs
+    return out

@@ -166,6 +166,32 @@ def test_json_schema_response_format(client: openai.OpenAI) -> None:
     assert isinstance(value["ok"], bool) and set(value) == {"ok"}
 
 
+def test_json_schema_strings_hold_no_raw_control_characters(client: openai.OpenAI) -> None:
+    """Strict JSON strings: llama-cpp-python's schema converter lets raw newlines and other
+    control characters into strings, and the answer then does not load (a user saw it with
+    SmolLM2 writing a poem's lines). A random model at temperature 1 writes them often."""
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string", "maxLength": 24}},
+        "required": ["title"],
+        "additionalProperties": False,
+    }
+    for seed in range(8):
+        r = client.chat.completions.create(
+            model="tiny",
+            messages=USER,
+            max_tokens=120,
+            temperature=1.0,
+            seed=seed,
+            response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+        )
+        text = r.choices[0].message.content or ""
+        assert r.choices[0].finish_reason == "stop", (seed, text)
+        value = json.loads(text)  # strict: a raw control character in a string fails
+        # (Not its length: a random model's stray UTF-8 bytes come back as several U+FFFD.)
+        assert set(value) == {"title"} and isinstance(value["title"], str), (seed, text)
+
+
 def test_reasoning_split_when_template_opens_think(client: openai.OpenAI) -> None:
     # The template opens <think>; forcing </think> first makes everything after it the answer.
     bias = {str(END_THINK_ID): 100}

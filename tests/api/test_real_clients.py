@@ -213,3 +213,37 @@ def test_openai_agents_sdk_runs_a_tool_over_the_responses_api(
     result = agents.Runner.run_sync(agent, "What is the weather in Paris?", max_turns=3)
     assert asked and asked[0] in ("Paris", "Rome")
     assert result.final_output == "18 C"
+
+
+def test_openai_agents_sdk_agent_with_tools_and_a_typed_output(
+    tools_daemon: Daemon,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An Agent with tools and an output_type sends both (tools and text.format): it was
+    refused with a 400 on its first turn. Now the answer is a call or the typed output."""
+    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    agents = pytest.importorskip("agents", reason="openai-agents (dev extra)")
+    from openai import AsyncOpenAI
+    from pydantic import BaseModel
+
+    agents.set_tracing_disabled(True)
+
+    class Report(BaseModel):
+        sky: Literal["sunny", "rain"]  # (a random model's free text would be gibberish)
+
+    @agents.function_tool
+    def get_weather(city: Literal["Paris", "Rome"]) -> str:
+        """Current weather for a city."""
+        return "18 C"
+
+    client = AsyncOpenAI(base_url=tools_daemon.v1, api_key="x", max_retries=0)
+    agent = agents.Agent(
+        name="weather",
+        instructions="Answer briefly.",
+        tools=[get_weather],
+        output_type=Report,
+        model=agents.OpenAIResponsesModel(model="qwen-tools", openai_client=client),
+        model_settings=agents.ModelSettings(temperature=0, max_tokens=400),
+    )
+    result = agents.Runner.run_sync(agent, "What is the weather in Paris?", max_turns=4)
+    assert isinstance(result.final_output, Report)

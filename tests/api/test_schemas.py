@@ -229,7 +229,6 @@ def test_json_schema_response_format() -> None:
             "tool_choice",
         ),
         (chat(tools=[TOOL], parallel_tool_calls="yes"), "parallel_tool_calls"),
-        (chat(tools=[TOOL], response_format={"type": "json_object"}), "response_format"),
         (chat(top_logprobs=3), "top_logprobs"),
         (chat(logprobs=True, top_logprobs=21), "top_logprobs"),
         (chat(logprobs="yes"), "logprobs"),

@@ -168,6 +168,43 @@ def test_a_forced_choice_makes_one_call_unless_parallel_is_asked(
         assert not [w for w in warnings if not w.startswith("invalid_arguments")], seed
 
 
+def test_auto_with_a_response_format_gives_a_call_or_an_answer_in_the_format(
+    tools_daemon: Daemon,
+) -> None:
+    """An agent with tools and a typed result (openai-agents' output_type, pydantic-ai) sends
+    both: the answer is a valid call or JSON following the format, never loose text."""
+    schema = {
+        "type": "object",
+        "properties": {"summary": {"type": "string", "maxLength": 12}},
+        "required": ["summary"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "report", "schema": schema}}
+    lt = 7 + ord("<")  # the tiny vocabulary's byte token for "<": a nudge toward "<tool_call>"
+    kinds = []
+    for seed, bias in [(s, {}) for s in range(1, 5)] + [(s, {str(lt): 30}) for s in (1, 2)]:
+        r = ask(
+            tools_daemon,
+            tools=[WEATHER],
+            response_format=fmt,
+            parallel_tool_calls=False,
+            temperature=1.0,
+            seed=seed,
+            logit_bias=bias,
+        )
+        choice = r.choices[0]
+        if choice.message.tool_calls:
+            assert choice.finish_reason == "tool_calls", (seed, choice)
+            check_call(choice.message.tool_calls[0], WEATHER)
+            kinds.append("call")
+        else:
+            assert choice.finish_reason == "stop", (seed, choice)
+            value = json.loads(choice.message.content or "")
+            assert set(value) == {"summary"} and isinstance(value["summary"], str), seed
+            kinds.append("answer")
+    assert kinds == ["answer"] * 4 + ["call"] * 2  # free: it starts "{"; nudged, it calls
+
+
 def test_parallel_calls_are_each_valid(tools_daemon: Daemon) -> None:
     """A random model may keep calling until max_tokens: every complete call is valid,
     and an answer cut inside a call says "length" and flags the remainder."""

@@ -295,6 +295,45 @@ def test_lark_named_tool(onnx_chat: Any, family: Family, tool: str) -> None:
         assert problems(text, family, parallel=False, name=tool) == [], text
 
 
+ANSWER = {
+    "type": "object",
+    "properties": {"sky": {"type": "string", "enum": ["sunny", "rain"]}},
+    "required": ["sky"],
+    "additionalProperties": False,
+}
+
+
+def calls_or_answer(text: str, family: Family) -> str:
+    """ "answer" for JSON following ANSWER, "calls" for valid calls; fails otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict) and "name" not in value:
+        assert schema_errors(value, ANSWER) == [], text
+        return "answer"
+    assert problems(text, family, parallel=False) == [], text
+    return "calls"
+
+
+@pytest.mark.parametrize("family", [Family.HERMES, Family.GENERIC, Family.LLAMA3])
+def test_gbnf_calls_or_an_answer_in_the_format(llm: Any, family: Family) -> None:
+    """tool_choice auto with a response_format: every sample is calls or the answer."""
+    gbnf = tool_call_gbnf(family, TOOLS, parallel=False, answer=ANSWER)
+    assert accepted_by_llama_cpp(llm, gbnf), gbnf
+    for seed in range(4):  # a sample cut at max_tokens would fail too: none is
+        calls_or_answer(sample_gbnf(llm, gbnf, seed, 250)[0], family)
+
+
+@pytest.mark.parametrize("family", [Family.HERMES, Family.GENERIC])
+def test_lark_calls_or_an_answer_in_the_format(onnx_chat: Any, family: Family) -> None:
+    lark = tool_call_lark(family, TOOLS, parallel=False, answer=ANSWER)
+    kinds = [
+        calls_or_answer(sample_lark(onnx_chat, lark, seed, 250)[0], family) for seed in range(4)
+    ]
+    assert "calls" in kinds  # (llguidance's samples here take both ways)
+
+
 def test_lark_writes_special_tokens_by_id() -> None:
     special = {"[TOOL_CALLS]": 9, "[ARGS]": 42}
     lark = tool_call_lark(Family.MISTRAL, TOOLS, parallel=True, special_tokens=special)
