@@ -103,6 +103,11 @@ class ChatOutput:
                 out.append(_reasoning(ev.text))
             elif isinstance(ev, ContentDelta) and ev.text:
                 out.append({"content": ev.text})
+            elif isinstance(ev, ToolCallStart | ToolCallArgumentsDelta) and self.tools.legacy:
+                if ev.index == 0:  # a legacy answer holds one call
+                    part = {"name": ev.name} if isinstance(ev, ToolCallStart) else {}
+                    args = ev.text if isinstance(ev, ToolCallArgumentsDelta) else ""
+                    out.append({"function_call": {**part, "arguments": args}})
             elif isinstance(ev, ToolCallStart):
                 call = {
                     "index": ev.index,
@@ -129,7 +134,10 @@ class ChatOutput:
             msg: Delta = {"role": "assistant", "content": parsed.content or None}
             if parsed.reasoning is not None:
                 msg.update(_reasoning(parsed.reasoning))
-            if parsed.tool_calls:
+            if parsed.tool_calls and self.tools.legacy:
+                first = parsed.tool_calls[0]
+                msg["function_call"] = {"name": first.name, "arguments": first.arguments}
+            elif parsed.tool_calls:
                 msg["tool_calls"] = [
                     {
                         "id": c.id,
@@ -147,9 +155,10 @@ class ChatOutput:
         return msg
 
     def finish_reason(self, engine_reason: str) -> str:
-        """Say "tool_calls" when the answer made calls, unless it was cut at max_tokens."""
+        """Say "tool_calls" when the answer made calls, unless it was cut at max_tokens
+        ("function_call" for a legacy `functions` request)."""
         if engine_reason != "length" and self.parsed is not None and self.parsed.tool_calls:
-            return "tool_calls"
+            return "function_call" if self.tools.legacy else "tool_calls"
         return engine_reason if engine_reason in ("stop", "length") else "stop"
 
     def warnings(self) -> list[str]:
@@ -168,7 +177,12 @@ class ChatOutput:
             out.append("duplicate_tool_calls: the same call was made twice")
         if parsed.reasoning_unclosed:
             out.append("reasoning_unclosed: the answer ended inside the reasoning block")
-        if len(parsed.tool_calls) > 1 and not self.tools.parallel:
+        if len(parsed.tool_calls) > 1 and self.tools.legacy:
+            out.append(
+                f"the model made {len(parsed.tool_calls)} calls; a 'functions' request "
+                "answers with the first (send 'tools' for several)"
+            )
+        elif len(parsed.tool_calls) > 1 and not self.tools.parallel:
             out.append(
                 f"parallel_tool_calls is false but the model made {len(parsed.tool_calls)} "
                 "calls; all are returned"

@@ -1,7 +1,9 @@
 """Tools in a chat request: the function definitions, `tool_choice`, and the tool calls
 earlier assistant turns made, validated into typed values (400 naming the parameter).
 
-The legacy `functions` / `function_call` fields map onto `tools` / `tool_choice`.
+The legacy `functions` / `function_call` fields map onto `tools` / `tool_choice`; such a
+request makes one call, answered in the legacy shape (`message.function_call`,
+finish_reason "function_call"), which is what its clients read.
 Arguments of earlier calls reach the chat template as JSON objects (what templates
 index into and serialise), not as the JSON text the client sent.
 """
@@ -71,6 +73,7 @@ class Tools:
     specs: tuple[ToolSpec, ...] = ()
     choice: ToolChoice = field(default_factory=ToolChoice)
     parallel: bool = True
+    legacy: bool = False  # sent as `functions`: answered as `function_call`
 
     @property
     def active(self) -> bool:
@@ -192,12 +195,13 @@ def parse_tools(body: Mapping[str, Any]) -> Tools:
     no call returned). With `auto` the model may make several calls, and ends its list."""
     specs = _tool_list(body)
     choice = _choice(body, {s.name for s in specs})
+    legacy = body.get("functions") is not None
     parallel = body.get("parallel_tool_calls")
-    if parallel is None:
-        parallel = choice.mode not in ("required", "named")
+    if parallel is None or legacy:
+        parallel = choice.mode not in ("required", "named") and not legacy
     if not isinstance(parallel, bool):
         _fail("parallel_tool_calls", "'parallel_tool_calls' must be true or false.")
-    return Tools(specs, choice, parallel)
+    return Tools(specs, choice, parallel, legacy)
 
 
 def parse_tool_calls(value: Any, param: str) -> tuple[ToolCallIn, ...]:

@@ -205,6 +205,40 @@ def test_auto_with_a_response_format_gives_a_call_or_an_answer_in_the_format(
     assert kinds == ["answer"] * 4 + ["call"] * 2  # free: it starts "{"; nudged, it calls
 
 
+def test_legacy_functions_are_answered_as_a_function_call(tools_daemon: Daemon) -> None:
+    """Clients of the `functions` API read `message.function_call` and finish_reason
+    "function_call" (they got `tool_calls`, and saw no call)."""
+    kw: dict[str, Any] = {
+        "functions": [WEATHER["function"]],
+        "function_call": {"name": "get_weather"},
+        "temperature": 1.0,
+        "seed": 3,
+    }
+    r = ask(tools_daemon, **kw)
+    choice = r.choices[0]
+    assert choice.finish_reason == "function_call"
+    assert choice.message.tool_calls is None
+    call = choice.message.function_call
+    assert call is not None and call.name == "get_weather"
+    args = json.loads(call.arguments)
+    assert set(args) == {"city", "unit"} and args["unit"] in ("celsius", "fahrenheit")
+    chunks = list(
+        client(tools_daemon).chat.completions.create(
+            model="qwen-tools",
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            max_tokens=300,
+            stream=True,
+            **kw,
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert not any(d.tool_calls for d in deltas)
+    parts = [d.function_call for d in deltas if d.function_call]
+    assert [p.name for p in parts if p.name] == ["get_weather"]
+    assert "".join(p.arguments or "" for p in parts) == call.arguments  # same seed, same call
+    assert chunks[-1].choices[0].finish_reason == "function_call"
+
+
 def test_parallel_calls_are_each_valid(tools_daemon: Daemon) -> None:
     """A random model may keep calling until max_tokens: every complete call is valid,
     and an answer cut inside a call says "length" and flags the remainder."""
