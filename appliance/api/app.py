@@ -1,4 +1,5 @@
-"""The Starlette application: routes, API keys, errors in the OpenAI shape, lifespan."""
+"""The Starlette application: routes, API keys, errors (OpenAI's shape, Anthropic's on its
+paths), lifespan."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.api.errors import APIError, error_response
-from appliance.api.sse import sse_error
+from appliance.api.sse import sse_stream_error
 
 __all__ = ["Drain", "DrainMiddleware", "shutting_down"]
 
@@ -71,9 +71,8 @@ class _InFlight:
         if not self.started:
             await error_response(err)(scope, receive, self._send)
         elif self.event_stream and not self.finished:
-            await self._send(
-                {"type": "http.response.body", "body": sse_error(err), "more_body": False}
-            )
+            body = sse_stream_error(str(scope.get("path", "")), err)
+            await self._send({"type": "http.response.body", "body": body, "more_body": False})
         # Anything else (a plain body half sent) cannot be ended well; the server closes it.
 
 

@@ -60,7 +60,7 @@ def misdirected(name: str) -> APIError:
 
 
 class HostCheckMiddleware:
-    """421 in the OpenAI shape for a ``Host`` that is not one of `allowed_hosts`.
+    """421 in the API's error shape for a ``Host`` that is not one of `allowed_hosts`.
 
     A daemon bound to a wildcard address also serves IP literals: the box's addresses
     are many and change, and an address cannot be rebound, only a name can. A request

@@ -1,4 +1,5 @@
-"""Server-sent events framing for streamed OpenAI responses."""
+"""Server-sent events framing for streamed responses (OpenAI's, the Responses API's and
+Anthropic's)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from appliance.api.errors import APIError
+from appliance.api.errors import APIError, is_anthropic_path
 
-__all__ = ["SSE_DONE", "follow", "sse_data", "sse_error", "sse_event"]
+__all__ = ["SSE_DONE", "follow", "sse_data", "sse_error", "sse_event", "sse_stream_error"]
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -28,6 +29,17 @@ def sse_event(name: str, obj: Any) -> bytes:
 def sse_error(err: APIError) -> bytes:
     """An error event mid-stream, in the OpenAI shape (the openai client raises it)."""
     return sse_data(err.to_body())
+
+
+def sse_stream_error(path: str, err: APIError) -> bytes:
+    """The event that ends a stream with `err`, in the shape of the API at `path`: the
+    anthropic SDK skips an unnamed event, so a cut Messages stream looked finished."""
+    if is_anthropic_path(path):
+        return sse_event("error", err.to_anthropic_body())
+    if path in ("/v1/responses", "/responses"):
+        fields = {"code": err.code, "message": err.message, "param": err.param}
+        return sse_event("error", {"type": "error", "sequence_number": 0, **fields})
+    return sse_error(err)
 
 
 async def follow(

@@ -320,6 +320,29 @@ def test_sigterm_drains_then_ends_streams_and_exits_zero(tmp_path: Path, models_
         long = threading.Thread(target=stream, args=("long", 3800))
         long.start()
         wait_for(lambda: len(events["long"]) > 5, timeout=30, interval=0.01)
+        # An Anthropic Messages stream is cut with its own named error event (the anthropic
+        # SDK skips an unnamed one). Greedy, this prompt's answer runs for thousands of tokens.
+        story = {
+            "model": "slow",
+            "max_tokens": 3800,
+            "temperature": 0,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Write a long story."}],
+        }
+        named: list[tuple[str, str]] = []
+
+        def messages() -> None:
+            name = ""
+            with httpx.stream("POST", d.url + "/v1/messages", json=story, timeout=60) as s:
+                for line in s.iter_lines():
+                    if line.startswith("event: "):
+                        name = line[7:]
+                    elif line.startswith("data: "):
+                        named.append((name, line[6:]))
+
+        anthropic_stream = threading.Thread(target=messages)
+        anthropic_stream.start()
+        wait_for(lambda: len(named) > 5, timeout=30, interval=0.01)
         short = threading.Thread(target=stream, args=("short", 40))
         short.start()
         wait_for(lambda: events["short"], timeout=30, interval=0.01)
@@ -339,6 +362,9 @@ def test_sigterm_drains_then_ends_streams_and_exits_zero(tmp_path: Path, models_
 
         short.join(30)
         long.join(30)
+        anthropic_stream.join(30)
+        assert named[-1][0] == "error", named[-3:]
+        assert json.loads(named[-1][1])["error"]["type"] == "overloaded_error"
         assert events["short"][-1] == "[DONE]"  # finished within the drain
         last = json.loads(events["long"][-1])
         assert last["error"]["code"] == "shutting_down", events["long"][-3:]
@@ -346,7 +372,7 @@ def test_sigterm_drains_then_ends_streams_and_exits_zero(tmp_path: Path, models_
         assert d.proc.wait(30) == 0
         log = d.log()
         assert "Traceback" not in log, log
-        assert "draining" in log and "ended 1 request(s)" in log
+        assert "draining" in log and "ended 2 request(s)" in log
     finally:
         d.stop()
 
