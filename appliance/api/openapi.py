@@ -133,6 +133,11 @@ _RESPONSE_REQUEST: dict[str, Any] = {
         "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
         "temperature": {"type": ["number", "null"]},
         "top_p": {"type": ["number", "null"]},
+        "top_logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
+        "include": {
+            "type": "array",
+            "items": {"enum": ["message.output_text.logprobs", "reasoning.encrypted_content"]},
+        },
         "stream": {"type": "boolean"},
         "store": {"type": "boolean", "description": "keep it for previous_response_id"},
     },
