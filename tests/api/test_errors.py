@@ -62,3 +62,16 @@ def test_error_response() -> None:
     assert plain.status_code == 400
     assert "retry-after" not in plain.headers
     assert plain.headers["content-type"].startswith("application/json")
+    assert "retry-after-ms" not in plain.headers
+
+
+def test_clients_turned_away_together_are_told_different_waits() -> None:
+    """retry-after-ms (read first by the openai and anthropic SDKs) spreads a burst's
+    retries over [wait, 1.5 x wait], so they do not all come back at once."""
+    waits = []
+    for _ in range(20):
+        resp = error_response(APIError(429, "busy", "rate_limit_error", retry_after=2))
+        assert resp.headers["retry-after"] == "2"
+        waits.append(int(resp.headers["retry-after-ms"]))
+    assert all(2000 <= w <= 3000 for w in waits), waits
+    assert len(set(waits)) > 10, waits
