@@ -47,6 +47,9 @@ def _paths_settings(args: argparse.Namespace) -> tuple[Paths, Settings]:
         raise CLIError(str(exc)) from exc
 
 
+START_HINT = "; start the daemon with `appliance serve` or `systemctl start appliance`"
+
+
 def _api_key(settings: Settings) -> str | None:
     return os.environ.get("APPLIANCE_API_KEY") or (
         settings.api_keys[0] if settings.api_keys else None
@@ -485,14 +488,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if entry is None:
             raise CLIError("name a model: appliance chat MODEL (see `appliance ls`)")
         args.model = entry.name
-    if not args.base_url:
+    daemon = not args.base_url
+    if daemon:
         args.base_url = _daemon_url(args) + "/v1"
     if not args.api_key:
         args.api_key = _api_key(settings)
     try:
         return chat_repl.run_from_args(args)
     except chat_repl.ChatError as exc:
-        raise CLIError(f"chat with {args.model}: {exc}") from exc
+        hint = START_HINT if daemon and str(exc).startswith("cannot reach") else ""
+        raise CLIError(f"chat with {args.model}: {exc}{hint}") from exc
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -675,7 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance import store_commands  # verify, gc: store maintenance without a daemon
 
     store_commands.register(command)
-    p = sub.add_parser("chat", help="interactive streaming chat with a model")
+    p = sub.add_parser(
+        "chat", aliases=["run"], help="interactive streaming chat with a model (or: run)"
+    )
     chat_repl.add_arguments(p)
     add_place_options(p, daemon=True)
     p.set_defaults(func=cmd_chat)
@@ -699,7 +706,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("", file=sys.stderr)
         return 130
     except (CLIError, DaemonError) as exc:
-        print(f"appliance: error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, DaemonError) and exc.code == "model_not_found":
+            # The API's hint is for HTTP clients; here the command is the way to look.
+            message = message.replace("List the available models with GET /v1/models.", "")
+            message = message.rstrip() + " See `appliance ls`."
+        print(f"appliance: error: {message}", file=sys.stderr)
         return 1
     except Exception as exc:
         from appliance.catalog import CatalogError

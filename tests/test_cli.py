@@ -55,12 +55,17 @@ def test_unknown_model_is_one_line_error(daemon: Daemon) -> None:
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0
     assert r.stderr.startswith("appliance: error:") and "nope" in r.stderr
+    assert r.stderr.rstrip().endswith("See `appliance ls`."), r.stderr  # not GET /v1/models
+    assert "/v1/models" not in r.stderr
 
 
 def test_daemon_unreachable_is_one_line_error(tmp_path: Path) -> None:
     r = run_cli("ps", "--url", f"http://127.0.0.1:{free_port()}", home=tmp_path)
     assert r.returncode == 1
     assert "does not answer" in r.stderr and r.stderr.strip().count("\n") == 0
+    r = run_cli("chat", "tiny", "--port", str(free_port()), home=tmp_path, stdin="hi\n")
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "cannot reach" in r.stderr and "start the daemon with `appliance serve`" in r.stderr
 
 
 def test_inspect_a_file(models_dir: Path, tmp_path: Path) -> None:
@@ -147,9 +152,10 @@ def test_import_through_daemon_then_serve_it(daemon: Daemon, models_dir: Path) -
     assert r2.status_code == 200 and r2.json()["usage"]["completion_tokens"] == 3
 
 
-def test_chat_repl_against_daemon(daemon: Daemon) -> None:
+@pytest.mark.parametrize("command", ["chat", "run"])  # run: as Ollama's users type it
+def test_chat_repl_against_daemon(daemon: Daemon, command: str) -> None:
     r = run_cli(
-        "chat",
+        command,
         "tiny",
         "--base-url",
         daemon.v1,

@@ -146,7 +146,19 @@ class ModelManager:
 
     def canonical(self, model: str) -> str:
         """The model's name from a name or alias (matched ignoring case when no name matches
-        exactly, as the catalog's names are unique ignoring case), or a 404."""
+        exactly, as the catalog's names are unique ignoring case), or a 404. Ollama's
+        default tag is understood: `NAME:latest` is NAME when no model has that name."""
+        try:
+            return self._canonical(model)
+        except ModelNotFound:
+            if not model.endswith(":latest"):
+                raise
+        try:
+            return self._canonical(model.removesuffix(":latest"))
+        except ModelNotFound:
+            raise ModelNotFound(model) from None
+
+    def _canonical(self, model: str) -> str:
         entry = self.catalog.resolve(model)
         if entry is not None:
             return entry.name

@@ -306,6 +306,12 @@ def test_a_request_without_model_uses_the_default_and_names_match_ignoring_case(
     shout = {**body, "model": "TINY-Alias"}
     r = httpx.post(daemon.v1 + "/chat/completions", json=shout, timeout=60)
     assert r.status_code == 200 and r.json()["model"] == "tiny"
+    # Ollama's default tag, as its users type it.
+    tagged = {**body, "model": "tiny:latest"}
+    r = httpx.post(daemon.v1 + "/chat/completions", json=tagged, timeout=60)
+    assert r.status_code == 200 and r.json()["model"] == "tiny"
+    r = httpx.post(daemon.v1 + "/chat/completions", json={**body, "model": "nope:latest"})
+    assert r.status_code == 404 and "'nope:latest'" in r.json()["error"]["message"]
 
 
 def test_chat_logprobs_are_the_greedy_tokens_at_temperature_zero(client: openai.OpenAI) -> None:
