@@ -307,8 +307,14 @@ class LlamaEngine:
         bias: dict[int, float] = {}
         for key, value in (params.get("logit_bias") or {}).items():
             token = int(key)
-            if 0 <= token < self.n_vocab:
-                bias[token] = float(value)
+            if not 0 <= token < self.n_vocab:  # a bias meant for another model's tokens
+                raise EngineRequestError(
+                    f"logit_bias: token id {token} is not in this model's vocabulary "
+                    f"(0 to {self.n_vocab - 1})",
+                    code="invalid_logit_bias",
+                    param="logit_bias",
+                )
+            bias[token] = float(value)
         if params.get("ignore_eos"):
             for token in self._eog_ids:
                 bias[token] = float("-inf")

@@ -130,6 +130,15 @@ def test_logit_bias_forces_a_token(client: openai.OpenAI) -> None:
     assert r.choices[0].text == "<think>" * 5
 
 
+def test_a_logit_bias_for_a_token_the_model_lacks_is_refused(client: openai.OpenAI) -> None:
+    """It was dropped without a word: a bias meant for another model's vocabulary."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model="tiny", prompt="x", max_tokens=2, logit_bias={"99999": 5})
+    body = refused.value.body
+    assert isinstance(body, dict) and body["param"] == "logit_bias", body
+    assert "99999" in body["message"] and "vocabulary" in body["message"]
+
+
 def test_eos_ends_generation_with_stop(client: openai.OpenAI) -> None:
     r = client.completions.create(model="tiny", prompt="x", max_tokens=5, logit_bias={"4": 100})
     assert r.choices[0].finish_reason == "stop"
