@@ -156,12 +156,25 @@ async def embeddings(request: Request) -> Response:
     raise APIError(500, "the engine ended the request without an answer", "server_error")
 
 
+def _created(manager: ModelManager, name: str) -> int:
+    """When the model came onto this box (pulled, imported, or its file written); 0 for a
+    catalog model not pulled yet."""
+    stored = manager.store.get(name)
+    if stored is not None:
+        return int(stored.created)
+    path = manager.local_file(name)
+    try:
+        return int(path.stat().st_mtime) if path is not None else 0
+    except OSError:
+        return 0
+
+
 def _model_object(manager: ModelManager, name: str) -> dict[str, Any]:
     view = manager.describe(name)
     return {
         "id": name,
         "object": "model",
-        "created": 0,
+        "created": _created(manager, name),
         "owned_by": "appliance",
         "meta": {
             k: view[k]
@@ -182,10 +195,12 @@ def _model_object(manager: ModelManager, name: str) -> dict[str, Any]:
 
 
 async def list_models(request: Request) -> Response:
+    """Every model a request can name: those on this box first (a UI that takes the first
+    entry gets one that answers now, also offline), then catalog models pulled on first use."""
     manager = manager_of(request)
-    return JSONResponse(
-        {"object": "list", "data": [_model_object(manager, n) for n in manager.known_names()]}
-    )
+    models = [_model_object(manager, n) for n in manager.known_names()]
+    models.sort(key=lambda m: m["meta"]["tier"] == "remote")  # stable: catalog order kept
+    return JSONResponse({"object": "list", "data": models})
 
 
 async def get_model(request: Request) -> Response:

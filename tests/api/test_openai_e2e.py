@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import struct
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import END_THINK_ID, THINK_ID
-from tests.daemon import Daemon
+from tests.daemon import Daemon, start_daemon
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,27 @@ def test_models_lists_catalog_with_state(client: openai.OpenAI) -> None:
     assert meta["aliases"] == ["tiny-alias"]
     assert meta["tier"] in ("cold", "hot")
     assert client.models.retrieve("tiny-alias").id == "tiny"
+
+
+def test_models_on_this_box_are_listed_first_with_when_they_came(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """A UI that takes the first model gets one that answers now (also offline), not a
+    catalog model that is pulled on first use; `created` is when it came onto the box."""
+    remote = (
+        '[models.far]\nsource = "hf://org/repo/far.gguf"\n'
+        'revision = "0123456789abcdef0123456789abcdef01234567"\n'
+    )
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(remote + f'[models.near]\nsource = "{models_dir / "tiny.gguf"}"\n')
+    d = start_daemon(tmp_path / "home", catalog)
+    try:
+        listed = openai.OpenAI(base_url=d.v1, api_key="x").models.list().data
+        assert [m.id for m in listed] == ["near", "far"]
+        assert listed[0].created == int((models_dir / "tiny.gguf").stat().st_mtime)
+        assert listed[1].created == 0  # not on this box yet
+    finally:
+        d.stop()
 
 
 def test_chat_runs_to_max_tokens_with_usage(client: openai.OpenAI) -> None:
