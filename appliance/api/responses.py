@@ -1,24 +1,18 @@
-"""The Responses API as a thin translation over the chat pipeline (pure, no I/O).
+"""The Responses API's answer, built from the chat pipeline's deltas (pure, no I/O).
 
-A Responses body becomes a chat completions body (instructions -> system message,
-input items -> messages, reasoning items -> the next assistant turn's
-`reasoning_content`, flat function tools -> chat tools, `text.format` ->
-`response_format`, `max_output_tokens` -> `max_tokens`, `top_logprobs` or `include`
-`message.output_text.logprobs` -> `logprobs`), so validation, tools, grammars and
-parsing are the chat ones. The answer's deltas (`ChatOutput`) become the output items
-(reasoning, message, function calls) and, when streaming, the typed events
-(`response.created`, `response.output_text.delta`, `response.function_call_arguments.delta`,
-and `response.completed`, or `response.incomplete` when max_output_tokens cut it, ...).
+The answer's deltas (`ChatOutput`) become the output items (reasoning, message, function
+calls) and, when streaming, the typed events (`response.created`,
+`response.output_text.delta`, `response.function_call_arguments.delta`, and
+`response.completed`, or `response.incomplete` when max_output_tokens cut it, ...). The
+request side is `responses_request`: a Responses body is translated to a chat body.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
 
-from appliance.api.errors import invalid_request
 from appliance.api.logprobs import chat_logprobs
 
 Item = dict[str, Any]
@@ -26,211 +20,6 @@ Item = dict[str, Any]
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
-
-
-def _text_of(content: Any, param: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise invalid_request(f"'{param}' must be a string or a list of content parts", param)
-    texts = []
-    for i, part in enumerate(content):
-        if not isinstance(part, dict):
-            raise invalid_request(f"'{param}[{i}]' must be an object", f"{param}[{i}]")
-        kind = part.get("type")
-        if kind in ("input_text", "output_text", "text"):
-            texts.append(str(part.get("text") or ""))
-        elif kind in ("input_image", "input_file", "input_audio"):
-            raise invalid_request(
-                f"'{param}[{i}]': {kind} is not supported by this server: send text",
-                f"{param}[{i}]",
-            )
-        elif kind == "refusal":
-            texts.append(str(part.get("refusal") or ""))
-        else:
-            raise invalid_request(f"'{param}[{i}]': unknown content part {kind!r}", f"{param}[{i}]")
-    return "".join(texts)
-
-
-def _reasoning_of(item: dict[str, Any]) -> str:
-    """A reasoning item's text: its `content` (reasoning_text parts) or else its `summary`
-    (where this server writes the model's reasoning)."""
-    for key in ("content", "summary"):
-        parts = item.get(key)
-        if isinstance(parts, list):
-            text = "".join(
-                str(p.get("text") or "")
-                for p in parts
-                if isinstance(p, dict) and p.get("type") in ("reasoning_text", "summary_text")
-            )
-            if text:
-                return text
-    return ""  # encrypted_content only: nothing a local model can read
-
-
-def input_messages(value: Any) -> list[dict[str, Any]]:
-    """Input items as chat messages: function calls join the assistant turn before them,
-    their outputs become `tool` messages, and a reasoning item becomes the
-    `reasoning_content` of the assistant turn that follows it (the template decides
-    where to show it; one that no assistant output follows is dropped)."""
-    if isinstance(value, str):
-        return [{"role": "user", "content": value}]
-    if not isinstance(value, list):
-        raise invalid_request("'input' must be a string or a list of items", "input")
-    messages: list[dict[str, Any]] = []
-    reasoning = ""
-    for i, item in enumerate(value):
-        param = f"input[{i}]"
-        if not isinstance(item, dict):
-            raise invalid_request(f"'{param}' must be an object", param)
-        kind = item.get("type", "message")
-        if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "assistant", "system", "developer"):
-                raise invalid_request(
-                    f"'{param}.role' must be user, assistant, system or developer", f"{param}.role"
-                )
-            message = {"role": role, "content": _text_of(item.get("content"), f"{param}.content")}
-            if role == "assistant" and reasoning:
-                message["reasoning_content"] = reasoning
-            messages.append(message)
-            reasoning = ""
-        elif kind == "function_call":
-            call = {
-                "id": str(item.get("call_id") or item.get("id") or new_id("call")),
-                "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"},
-            }
-            last = messages[-1] if messages else None
-            if (
-                last is not None
-                and last["role"] == "assistant"
-                and not last.get("content")
-                and not reasoning
-            ):
-                last.setdefault("tool_calls", []).append(call)
-            else:
-                message = {"role": "assistant", "content": None, "tool_calls": [call]}
-                if reasoning:
-                    message["reasoning_content"] = reasoning
-                messages.append(message)
-            reasoning = ""
-        elif kind == "function_call_output":
-            output = item.get("output")
-            text = output if isinstance(output, str) else json.dumps(output)
-            messages.append(
-                {"role": "tool", "tool_call_id": str(item.get("call_id")), "content": text}
-            )
-            reasoning = ""
-        elif kind == "reasoning":
-            reasoning += _reasoning_of(item)
-        else:
-            raise invalid_request(
-                f"'{param}.type' {kind!r} is not supported by this server", f"{param}.type"
-            )
-    return messages
-
-
-def _tools(value: Any) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise invalid_request("'tools' must be a list", "tools")
-    out = []
-    for i, tool in enumerate(value):
-        if not isinstance(tool, dict) or tool.get("type") != "function":
-            raise invalid_request(
-                f"'tools[{i}]': only function tools are supported by this server", f"tools[{i}]"
-            )
-        fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
-        out.append({"type": "function", "function": fn})
-    return out
-
-
-def _tool_choice(value: Any) -> Any:
-    if isinstance(value, dict) and value.get("type") == "function":
-        return {"type": "function", "function": {"name": value.get("name")}}
-    return value
-
-
-def _format(text: Any) -> dict[str, Any] | None:
-    fmt = text.get("format") if isinstance(text, dict) else None
-    if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
-        return None
-    if fmt.get("type") == "json_schema":
-        spec = {k: fmt[k] for k in ("name", "schema", "strict") if k in fmt}
-        return {"type": "json_schema", "json_schema": spec}
-    return {"type": fmt.get("type")}
-
-
-LOGPROBS = "message.output_text.logprobs"
-# `include` values that change nothing here: reasoning is never encrypted (it comes back
-# as summary text, which this server reads back from the input).
-ACCEPTED_INCLUDES = frozenset({LOGPROBS, "reasoning.encrypted_content"})
-
-
-def _include(value: Any) -> list[str]:
-    """The `include` values, refused when this server cannot serve one (the others ask for
-    the results of hosted tools or input images, which it refuses anyway): a 400 rather
-    than an answer without what was asked for."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise invalid_request("'include' must be a list of strings", "include")
-    for i, name in enumerate(value):
-        if not isinstance(name, str) or name not in ACCEPTED_INCLUDES:
-            raise invalid_request(
-                f"'include[{i}]': {name!r} is not served by this server (it serves "
-                f"{LOGPROBS!r} and accepts 'reasoning.encrypted_content')",
-                f"include[{i}]",
-            )
-    return list(value)
-
-
-def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The chat completions body a Responses body means; `history` is the conversation of
-    the `previous_response_id` (its messages and its answer)."""
-    if not isinstance(body, dict):
-        raise invalid_request("the request body must be a JSON object")
-    if "input" not in body:
-        raise invalid_request("'input' is required: a string or a list of items", "input")
-    messages: list[dict[str, Any]] = []
-    instructions = body.get("instructions")
-    if instructions is not None:
-        if not isinstance(instructions, str):
-            raise invalid_request("'instructions' must be a string", "instructions")
-        messages.append({"role": "system", "content": instructions})
-    messages += [m for m in history if m.get("role") != "system" or instructions is None]
-    messages += input_messages(body["input"])
-    chat: dict[str, Any] = {"messages": messages, "stream": bool(body.get("stream", False))}
-    if body.get("model") is not None:
-        chat["model"] = body["model"]
-    for src, dst in (
-        ("max_output_tokens", "max_tokens"),
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("parallel_tool_calls", "parallel_tool_calls"),
-    ):
-        if body.get(src) is not None:
-            chat[dst] = body[src]
-    tools = _tools(body.get("tools"))
-    if tools:
-        chat["tools"] = tools
-    if body.get("tool_choice") is not None:
-        chat["tool_choice"] = _tool_choice(body["tool_choice"])
-    fmt = _format(body.get("text"))
-    if fmt is not None:
-        chat["response_format"] = fmt
-    # Either one asks for logprobs; the chat parser checks top_logprobs (0..20).
-    if LOGPROBS in _include(body.get("include")) or body.get("top_logprobs") is not None:
-        chat["logprobs"] = True
-        if body.get("top_logprobs") is not None:
-            chat["top_logprobs"] = body["top_logprobs"]
-    if body.get("stream"):
-        chat["stream_options"] = {"include_usage": True}
-    return chat
 
 
 class ResponseBuilder:

@@ -29,7 +29,8 @@ from appliance.api.pipeline import (
     timed,
     usage_of,
 )
-from appliance.api.responses import ResponseBuilder, new_id, to_chat_body
+from appliance.api.responses import ResponseBuilder, new_id
+from appliance.api.responses_request import to_chat_body
 from appliance.api.schemas import parse_chat_request
 from appliance.api.sse import sse_event
 from appliance.engines.protocol import Frame

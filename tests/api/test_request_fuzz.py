@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.api import anthropic, responses
+from appliance.api import anthropic, responses_request
 from appliance.api.errors import APIError
 from appliance.api.schemas import (
     parse_chat_request,
@@ -134,7 +134,7 @@ def test_embedding_parser(body: Any) -> None:
 )
 def test_responses_translation(body: Any) -> None:
     def parse(b: Any) -> None:
-        parse_chat_request(responses.to_chat_body(b, []), **LIMITS)
+        parse_chat_request(responses_request.to_chat_body(b, []), **LIMITS)
 
     only_api_errors(parse, body)
 

@@ -12,7 +12,8 @@ import openai
 import pytest
 
 from appliance.api.errors import APIError
-from appliance.api.responses import ResponseBuilder, input_messages, to_chat_body
+from appliance.api.responses import ResponseBuilder
+from appliance.api.responses_request import input_messages, to_chat_body
 from tests.api.test_tools_e2e import (  # noqa: F401  (the fixtures)
     WEATHER,
     qwen3_daemon,
