@@ -706,11 +706,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("", file=sys.stderr)
         return 130
     except (CLIError, DaemonError) as exc:
-        message = str(exc)
-        if isinstance(exc, DaemonError) and exc.code == "model_not_found":
-            # The API's hint is for HTTP clients; here the command is the way to look.
-            message = message.replace("List the available models with GET /v1/models.", "")
-            message = message.rstrip() + " See `appliance ls`."
+        # The API's hint is for HTTP clients; here the command is the way to look.
+        message = str(exc).replace(
+            "List the available models with GET /v1/models.", "See `appliance ls`."
+        )
         print(f"appliance: error: {message}", file=sys.stderr)
         return 1
     except Exception as exc:
