@@ -108,7 +108,7 @@ PERMANENT_CODES = frozenset({"invalid_model_file", "model_load_failed", "insuffi
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
     response = error_response(exc)
-    if exc.code in PERMANENT_CODES:
+    if exc.code in PERMANENT_CODES and exc.retry_after is None:
         response.headers["x-should-retry"] = "false"
     return response
 

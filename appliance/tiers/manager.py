@@ -478,7 +478,10 @@ class ModelManager:
 
     def _no_room(self, name: str, exc: NoRoom) -> ModelError:
         self.emit(name, "load_failed", str(exc))
-        return ModelUnavailable(str(exc), code="insufficient_memory", param=None, retry_after=5)
+        # Room held by requests being served comes back when they end: worth a retry.
+        # Room that is not there at all (over the budget, pinned models) does not.
+        wait = 5 if exc.transient else None
+        return ModelUnavailable(str(exc), code="insufficient_memory", param=None, retry_after=wait)
 
     async def _idle_loop(self) -> None:
         while True:

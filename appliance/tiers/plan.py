@@ -54,7 +54,12 @@ class PlanError(Exception):
 
 
 class NoRoom(PlanError):
-    """The target cannot fit, even after every allowed eviction; the message says why."""
+    """The target cannot fit, even after every allowed eviction; the message says why.
+    `transient`: models busy serving hold the room, so it may fit once they finish."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -190,10 +195,12 @@ class _Planner:
                 for m in self.state.values()
                 if m.name != t.name and holds_warm(m) and (m.busy or m.pin is not None)
             ]
+            busy = any(m.busy for m in self.state.values() if m.name != t.name and holds_warm(m))
             raise NoRoom(
                 f"{what}: needs {fmt_bytes(need)} of host RAM, warm budget "
                 f"{fmt_bytes(budget)}, {fmt_bytes(free)} free; could not make room: "
-                f"{', '.join(blockers) or 'nothing else can be moved'}"
+                f"{', '.join(blockers) or 'nothing else can be moved'}",
+                transient=busy,
             )
 
     def check_hot_budget(self, t: ModelState) -> None:
@@ -233,7 +240,8 @@ class _Planner:
                 raise NoRoom(
                     f"cannot load {t.name} on {t.device}: needs {fmt_bytes(need)}{where}, "
                     f"budget {fmt_bytes(budget)}, {fmt_bytes(free)} free; could not make room: "
-                    f"{', '.join(blockers) or 'nothing else can be moved'}"
+                    f"{', '.join(blockers) or 'nothing else can be moved'}",
+                    transient=any(m.busy for m in holders),
                 )
             reason = f"evicted to make room for {t.name}: needs {fmt_bytes(need)}"
             reason += f"{where or f' on {dev}'}, {fmt_bytes(free)} free"

@@ -137,6 +137,8 @@ def test_pinned_model_is_not_evicted(tier_daemon: Daemon, small_budgets: dict[st
     err = r2.json()["error"]
     assert err["code"] == "insufficient_memory"
     assert "m-b" in err["message"] and "pinned" in err["message"]
+    # A pin does not pass: no retry is asked for (the headers said both at once).
+    assert r2.headers["x-should-retry"] == "false" and "retry-after" not in r2.headers
     assert d.model("m-b")["tier"] == "hot"
     r = run_cli("unpin", "m-b", "--url", d.url)
     assert r.returncode == 0, r.stderr
@@ -167,6 +169,8 @@ def test_busy_model_is_not_evicted(tier_daemon: Daemon, small_budgets: dict[str,
         )
         assert r.status_code == 503
         assert "m-c is busy" in r.json()["error"]["message"]
+        # Room held by a request being served comes back: a retry is worth it.
+        assert r.headers["retry-after"] == "5" and "x-should-retry" not in r.headers
         assert d.model("m-c")["tier"] == "hot"
     wait_for(lambda: d.model("m-c")["active_requests"] == 0)
     chat(d, "m-a")  # now m-c is idle and can make room
