@@ -214,6 +214,10 @@ class Catalog:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.resolve(name) is not None
 
+    def exact(self, name_or_alias: str) -> CatalogEntry | None:
+        """The entry with exactly this name or alias."""
+        return self._exact.get(name_or_alias)
+
     def resolve(self, name_or_alias: str) -> CatalogEntry | None:
         """The entry with this name or alias: exact match first, then ignoring case."""
         entry = self._exact.get(name_or_alias)

@@ -283,6 +283,22 @@ def _check_name(name: str, param: str) -> None:
         raise APIError(400, str(exc), "invalid_request_error", param, "invalid_name") from exc
 
 
+def _check_free_name(manager: ModelManager, name: str, param: str) -> None:
+    """400 for a name that is a catalog model's ignoring case but not exactly (requests
+    match names ignoring case: the two could not be told apart). The store refuses its
+    own models' case variants itself."""
+    entry = manager.catalog.resolve(name)
+    if entry is not None and entry.name != name and manager.catalog.exact(name) is None:
+        raise APIError(
+            400,
+            f"the catalog has a model named {entry.name!r}, and names are matched ignoring "
+            f"case: choose another name than {name!r}",
+            "invalid_request_error",
+            param,
+            "invalid_name",
+        )
+
+
 def _check_hub_ref(ref: str, name: str | None) -> None:
     from appliance.store.hub import parse_ref  # the hub client loads only when used
 
@@ -310,6 +326,8 @@ async def pull(request: Request) -> Response:
     # before the 200 of the event stream.
     if ref.startswith("hf://"):
         _check_hub_ref(ref, name)
+        if name is not None:
+            _check_free_name(manager, name, "name")
         job = manager.pull_ref(ref, name)
         label = name if name is not None else ref
     else:
@@ -504,6 +522,8 @@ async def import_file(request: Request) -> Response:
             "path must be absolute (the daemon has its own working directory)", "path"
         )
     name = body.get("name") if isinstance(body.get("name"), str) else None
+    if name is not None:
+        _check_free_name(manager, name, "name")
     source = await asyncio.to_thread(
         allowed_import_path, path, import_dirs(manager.settings, manager.store)
     )

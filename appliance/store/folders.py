@@ -107,6 +107,7 @@ def import_folder(store: Store, src: Path, name: str | None) -> StoredModel:
     total = sum((src / n).stat().st_size for n in names)
     store._check_disk(total, src.name)
     model_name = safe_model_name(name) if name is not None else default_model_name(src.name)
+    store.layout.check_name_free(model_name)
     files = []
     for rel in names:
         safe_relative_path(rel)

@@ -270,9 +270,23 @@ class StoreLayout:
 
     def write_manifest(self, manifest: Manifest) -> Path:
         """Write beside, fsync, publish with os.replace: readers never see half a manifest."""
+        self.check_name_free(manifest.name)
         path = self.manifest_path(manifest.name)
         write_atomic(path, manifest.to_json(), f"the manifest of {manifest.name}")
         return path
+
+    def check_name_free(self, name: str) -> None:
+        """InvalidNameError when another model's name is `name` ignoring case: requests
+        match names ignoring case, so `SMOL` beside `smol` made `Smol` name neither and
+        `rm SMOL` could remove `smol` (and on a case-insensitive disk the two are one file).
+        The same name is free: it replaces that model."""
+        folded = name.casefold()
+        for other in self.manifest_names():
+            if other != name and other.casefold() == folded:
+                raise InvalidNameError(
+                    f"a model named {other!r} is already in the store, and names are "
+                    f"matched ignoring case: choose another name than {name!r}"
+                )
 
     def manifest_names(self) -> list[str]:
         try:

@@ -314,6 +314,7 @@ class Store:
         if src.is_dir():
             return import_folder(self, src, name)
         model_name = safe_model_name(name) if name is not None else default_model_name(src.name)
+        self.layout.check_name_free(model_name)  # before copying: the manifest would refuse
         validate_gguf(src)  # refuse garbage before copying anything
         size = src.stat().st_size
         self._check_disk(size, src.name)
@@ -378,12 +379,14 @@ class Store:
             found = self._hub().resolve_any(hub_ref)
             if isinstance(found, RemoteFolder):
                 model_name = name or default_folder_name(found)
+                self.layout.check_name_free(model_name)  # before the download
                 emit.update(model_name, found.path, found.size)
                 model = fetch_folder(self, found, model_name, emit)
                 emit("done", model.size)
                 return model
             remote = found
             model_name = name or default_model_name(remote.filename)
+            self.layout.check_name_free(model_name)  # before the download
             emit.update(model_name, remote.filename, remote.size)
             model = self._fetch(remote, model_name, emit)
             emit("done", model.size)

@@ -159,17 +159,30 @@ class ModelManager:
             raise ModelNotFound(model) from None
 
     def _canonical(self, model: str) -> str:
-        entry = self.catalog.resolve(model)
+        """An exact name or alias (the catalog's, then the store's) wins over one that
+        matches ignoring case; two of those are ambiguous, not a guess."""
+        entry = self.catalog.exact(model)
         if entry is not None:
             return entry.name
+        matches: set[str] = set()
         try:
             if self.store.get(model) is not None:
                 return model
-            folded = [m.name for m in self.store.list() if m.name.casefold() == model.casefold()]
-            if len(folded) == 1:
-                return folded[0]
+            folded = model.casefold()
+            matches |= {m.name for m in self.store.list() if m.name.casefold() == folded}
         except StoreError:
             pass
+        entry = self.catalog.resolve(model)
+        if entry is not None:
+            matches.add(entry.name)
+        if len(matches) > 1:
+            raise BadModelRequest(
+                f"'{model}' matches {' and '.join(sorted(matches))} ignoring case: "
+                "name one exactly",
+                code="ambiguous_model",
+            )
+        if matches:
+            return matches.pop()
         raise ModelNotFound(model)
 
     def default_model(self, *, embedding: bool = False) -> str | None:
