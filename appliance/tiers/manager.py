@@ -102,6 +102,7 @@ class ModelManager:
         self._info_cache: dict[Path, tuple[float, GGUFInfo]] = {}
         self.residency = views.ResidencyCache()
         self._tasks: list[asyncio.Task[None]] = []
+        self._restarts: set[asyncio.Task[None]] = set()  # pinned models coming back up
         self.pulls = Pulls(store, self.event_log)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -113,7 +114,7 @@ class ModelManager:
         ]
 
     async def shutdown(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._restarts]:
             task.cancel()
         # All at once: each worker may take its grace to write its prompt cache, and a box
         # with several hot models must still stop within systemd's TimeoutStopSec.
@@ -875,13 +876,29 @@ class ModelManager:
             )
         )
         slot.next_start_at = time.monotonic() + backoff
+        pinned = self.pin_of(slot) == "hot"
+        when = "now" if pinned else "on the next request"
         self.emit(
             slot.name,
             "crash",
-            f"engine worker {reason}; restarts on the next request"
+            f"engine worker {reason}; restarts {'as it is pinned hot ' if pinned else ''}{when}"
             + (f" after {backoff:.0f} s" if backoff else ""),
             pid=worker.pid,
         )
+        if pinned:  # a pin keeps the model loaded: not only once a request comes
+            task = asyncio.create_task(self._restart_pinned(slot.name, backoff))
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+
+    async def _restart_pinned(self, name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        slot = self.slot(name)
+        if slot.worker is not None or self.pin_of(slot) != "hot":
+            return  # a request brought it back, or the pin went meanwhile
+        try:
+            await self.load(name, reason="pinned hot: restarted after its worker ended")
+        except ModelError as exc:
+            self.emit(name, "error", f"pin hot not honoured after a crash: {exc.message}")
 
     async def unload(self, name: str, reason: str) -> bool:
         """Stop the model's worker: hot → warm (its pages stay in RAM for a fast reload)."""

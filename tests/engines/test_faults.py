@@ -77,6 +77,25 @@ def test_killed_worker_fails_its_stream_then_restarts(fault_daemon: Daemon) -> N
     assert fault_daemon.model("slow")["pid"] not in (None, pid)
 
 
+def test_a_model_pinned_hot_comes_back_up_after_its_worker_is_killed(
+    fault_daemon: Daemon,
+) -> None:
+    """A pin keeps the model loaded: after a crash it is started again at once (backing off
+    when it keeps failing), not left failed until a request comes."""
+    d = fault_daemon
+    d.post("/admin/models/always/pin", json={"tier": "hot"}).raise_for_status()
+    try:
+        pid = loaded_pid(d, "always")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: d.model("always")["pid"] not in (None, pid), timeout=30)
+        assert d.model("always")["state"] == "ready" and d.model("always")["tier"] == "hot"
+        events = d.get("/admin/events").json()["events"]
+        crash = [e for e in events if e["model"] == "always" and e["kind"] == "crash"][-1]
+        assert "restarts as it is pinned hot now" in crash["message"], crash
+    finally:
+        httpx.delete(d.url + "/admin/models/always/pin", timeout=30).raise_for_status()
+
+
 def test_other_models_keep_serving_while_one_crashes(fault_daemon: Daemon) -> None:
     loaded_pid(fault_daemon, "think")
     pid = loaded_pid(fault_daemon)
