@@ -5,6 +5,20 @@ one with its default. Errors name the file and the key path, e.g.::
 
     models.toml: models.qwen2.5-0.5b.context: expected a positive integer, got -3
 
+Every error in the file is reported at once, one line each, in one CatalogError::
+
+    models.toml: 2 errors
+      models.smol2.keep_alvie: unknown key (did you mean 'keep_alive'?)
+      models.smol2.pin: expected one of hot, warm, got 'hott'
+
+A catalog with errors is refused whole: `appliance serve` does not start (the message
+lists them all) and `appliance doctor` fails. The daemon does not drop the bad entries
+and serve the rest, because a dropped entry does not leave its name unused: a stored
+model of that name would be served with the defaults (another context, no pin, its own
+chat template), its aliases would answer 404 and another model could become the
+default, all while the file says otherwise. `appliance doctor` checks the file before a
+restart.
+
 Names and aliases are matched exactly first, then case-insensitively, so two
 entries may not share a name or alias even in a different case.
 """
@@ -16,10 +30,10 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from appliance.settings import describe_value, duration_value, toml_error_text
 
@@ -43,7 +57,12 @@ _REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 class CatalogError(ValueError):
-    """models.toml is invalid. ``file`` and ``key_path`` say where; ``line`` for syntax errors."""
+    """models.toml is invalid. ``file`` and ``key_path`` say where; ``line`` for syntax errors.
+
+    ``errors`` holds every problem found in the file, each a one-line CatalogError; the
+    attributes are the first one's. `str()` is that line, or, for several, a count and a
+    line per problem.
+    """
 
     def __init__(
         self, file: str, key_path: str | None, problem: str, line: int | None = None
@@ -52,8 +71,26 @@ class CatalogError(ValueError):
         self.key_path = key_path
         self.problem = problem
         self.line = line
+        self.errors: tuple[CatalogError, ...] = (self,)
         where = f"{file}: {key_path}" if key_path else file
         super().__init__(f"{where}: {problem}")
+
+    @classmethod
+    def of(cls, errors: Sequence[CatalogError]) -> CatalogError:
+        """One error that reports all of ``errors`` (the error itself when there is one)."""
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        combined = cls(first.file, first.key_path, first.problem, first.line)
+        combined.errors = tuple(errors)
+        return combined
+
+    def __str__(self) -> str:
+        if len(self.errors) == 1:
+            return str(self.args[0])
+        lines = [f"{self.file}: {len(self.errors)} errors"]
+        lines += [f"  {e.key_path or e.file}: {e.problem}" for e in self.errors]
+        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- entries
@@ -162,48 +199,14 @@ class Catalog:
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", tuple(self.entries))
         file = str(self.path) if self.path is not None else "catalog"
-        owner: dict[str, tuple[CatalogEntry, str]] = {}  # casefolded -> (entry, "name"|"alias")
-        default: CatalogEntry | None = None
+        names = [_Names(e.name, e.aliases, e.default) for e in self.entries]
+        errors = _name_errors(file, names)
+        if errors:
+            raise CatalogError.of(errors)
         for entry in self.entries:
-            problem = name_problem(entry.name)
-            if problem:
-                raise CatalogError(file, f"models.{entry.name}", f"the name {problem}")
-            for index, alias in enumerate(entry.aliases):
-                problem = name_problem(alias, allow_slash=True)
-                if problem:
-                    raise CatalogError(
-                        file, f"models.{entry.name}.aliases[{index}]", f"the alias {problem}"
-                    )
-            for role, label in [("name", entry.name)] + [("alias", a) for a in entry.aliases]:
-                folded = label.casefold()
-                previous = owner.get(folded)
-                if previous is None:
-                    owner[folded] = (entry, role)
-                    self._exact[label] = entry
-                    self._folded[folded] = entry
-                    continue
-                other, other_role = previous
-                if other is entry:
-                    continue  # an alias repeating the entry's own name or another alias
-                where = f"models.{entry.name}" + (".aliases" if role == "alias" else "")
-                raise CatalogError(
-                    file,
-                    where,
-                    f"{label!r} is already "
-                    + (
-                        f"the name of models.{other.name}"
-                        if other_role == "name"
-                        else f"an alias of models.{other.name}"
-                    ),
-                )
-            if entry.default:
-                if default is not None:
-                    raise CatalogError(
-                        file,
-                        f"models.{entry.name}.default",
-                        f"only one model can be the default; models.{default.name} is too",
-                    )
-                default = entry
+            for label in entry.all_names:
+                self._exact[label] = entry
+                self._folded[label.casefold()] = entry
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -249,6 +252,51 @@ class Catalog:
         return replace(self, entries=tuple(entries))
 
 
+class _Names(NamedTuple):
+    """What the checks across entries look at: an entry's name, aliases and default flag."""
+
+    name: str
+    aliases: tuple[str, ...]
+    default: bool
+
+
+def _name_errors(file: str, entries: Sequence[_Names]) -> list[CatalogError]:
+    """Names and aliases that are bad or taken (ignoring case), and a second default."""
+    errors: list[CatalogError] = []
+    owner: dict[str, tuple[int, str]] = {}  # casefolded -> (entry's index, "name"|"alias")
+    default: str | None = None
+    for index, entry in enumerate(entries):
+        problem = name_problem(entry.name)
+        if problem:
+            errors.append(CatalogError(file, f"models.{entry.name}", f"the name {problem}"))
+            continue
+        for number, alias in enumerate(entry.aliases):
+            problem = name_problem(alias, allow_slash=True)
+            if problem:
+                where = f"models.{entry.name}.aliases[{number}]"
+                errors.append(CatalogError(file, where, f"the alias {problem}"))
+        for role, label in [("name", entry.name)] + [("alias", a) for a in entry.aliases]:
+            other, other_role = owner.setdefault(label.casefold(), (index, role))
+            if other == index:
+                continue  # its own: an alias repeating the entry's name or another alias
+            where = f"models.{entry.name}" + (".aliases" if role == "alias" else "")
+            taken = "the name" if other_role == "name" else "an alias"
+            problem = f"{label!r} is already {taken} of models.{entries[other].name}"
+            errors.append(CatalogError(file, where, problem))
+        if entry.default:
+            if default is not None:
+                errors.append(
+                    CatalogError(
+                        file,
+                        f"models.{entry.name}.default",
+                        f"only one model can be the default; models.{default} is too",
+                    )
+                )
+            else:
+                default = entry.name
+    return errors
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -272,7 +320,10 @@ def load_catalog(path: Path) -> Catalog:
 
 def parse_catalog(text: str, path: Path | None = None, base_dir: Path | None = None) -> Catalog:
     """Parse models.toml text. Relative local sources are relative to ``base_dir``
-    (default: the file's directory, else the current directory)."""
+    (default: the file's directory, else the current directory).
+
+    Raises one CatalogError with every error in the file (see the module's docstring);
+    text that is not TOML stops at its syntax error."""
     file = str(path) if path is not None else "models.toml"
     if base_dir is None:
         base_dir = path.parent if path is not None else Path.cwd()
@@ -282,64 +333,85 @@ def parse_catalog(text: str, path: Path | None = None, base_dir: Path | None = N
         message = toml_error_text(exc)
         match = re.match(r"line (\d+): ", message)
         raise CatalogError(file, None, message, int(match.group(1)) if match else None) from exc
-    for key in data:
-        if key != "models":
-            raise CatalogError(file, key, "unknown top-level key (models are [models.NAME] tables)")
+    errors = [
+        CatalogError(file, key, "unknown top-level key (models are [models.NAME] tables)")
+        for key in data
+        if key != "models"
+    ]
     models = data.get("models", {})
     if not isinstance(models, dict):
-        raise CatalogError(
-            file, "models", f"expected [models.NAME] tables, got {describe_value(models)}"
-        )
+        problem = f"expected [models.NAME] tables, got {describe_value(models)}"
+        errors.append(CatalogError(file, "models", problem))
+        models = {}
     parser = _EntryParser(file, base_dir)
-    entries = tuple(parser.entry(name, table) for name, table in models.items())
-    return Catalog(entries=entries, path=path, warnings=tuple(parser.warnings))
+    entries = [parser.entry(name, table) for name, table in models.items()]
+    errors += parser.errors
+    errors += _name_errors(file, parser.names)
+    if errors:
+        raise CatalogError.of(errors)
+    return Catalog(
+        entries=tuple(e for e in entries if e is not None),
+        path=path,
+        warnings=tuple(parser.warnings),
+    )
 
 
 class _EntryParser:
+    """Parses entries, collecting errors: an entry with any error is None, and its name
+    and the aliases that parsed still go to the checks across entries."""
+
     def __init__(self, file: str, base_dir: Path) -> None:
         self.file = file
         self.base_dir = base_dir
         self.warnings: list[str] = []
+        self.errors: list[CatalogError] = []
+        self.names: list[_Names] = []
 
-    def fail(self, key_path: str, problem: str) -> CatalogError:
-        return CatalogError(self.file, key_path, problem)
+    def fail(self, key_path: str, problem: str) -> None:
+        self.errors.append(CatalogError(self.file, key_path, problem))
 
-    def entry(self, name: str, table: object) -> CatalogEntry:
+    def entry(self, name: str, table: object) -> CatalogEntry | None:
         where = f"models.{name}"
         problem = name_problem(name)
         if problem:
-            raise self.fail(where, f"the model name {problem}")
+            self.fail(where, f"the model name {problem}")
+            return None
         if not isinstance(table, dict):
-            raise self.fail(
-                where, f'expected a table [models."{name}"], got {describe_value(table)}'
-            )
-        for key in table:
-            if key not in _KEYS:
-                close = difflib.get_close_matches(key, list(_KEYS), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise self.fail(f"{where}.{key}", f"unknown key{hint}")
-        if "source" not in table:
-            raise self.fail(
-                f"{where}.source", "required: hf://org/repo/file.gguf or a path to a local file"
-            )
+            self.fail(where, f'expected a table [models."{name}"], got {describe_value(table)}')
+            return None
+        before = len(self.errors)
         values: dict[str, Any] = {"name": name}
         for key, value in table.items():
-            parse = _KEYS[key]
+            parse = _KEYS.get(key)
+            if parse is None:
+                close = difflib.get_close_matches(key, list(_KEYS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.fail(f"{where}.{key}", f"unknown key{hint}")
+                continue
             target = _FIELD[key] if key in _FIELD else str(key)
             try:
                 values[target] = parse(self, value)
             except ValueError as exc:
-                raise self.fail(f"{where}.{key}", str(exc)) from exc
-        source = values["source"]
+                self.fail(f"{where}.{key}", str(exc))
+        self.names.append(_Names(name, values.get("aliases", ()), values.get("default", False)))
+        if "source" not in table:
+            self.fail(
+                f"{where}.source", "required: hf://org/repo/file.gguf or a path to a local file"
+            )
+        source = values.get("source")
         if isinstance(source, LocalSource):
             if "revision" in table:
-                raise self.fail(f"{where}.revision", "only hf:// sources have a revision")
-        elif not _COMMIT.fullmatch(values.get("revision", "main")):
+                self.fail(f"{where}.revision", "only hf:// sources have a revision")
+        elif isinstance(source, HubSource) and not _COMMIT.fullmatch(
+            values.get("revision", "main")
+        ):
             revision = values.get("revision", "main")
             self.warnings.append(
                 f"{self.file}: {where}.revision: {revision!r} is not pinned to a commit; "
                 "pulls may change under you (set revision to the 40-hex commit sha)"
             )
+        if len(self.errors) > before:
+            return None
         return CatalogEntry(**values)
 
     # Each parser returns the typed value or raises ValueError("expected ..., got ...").

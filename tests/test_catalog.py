@@ -307,6 +307,60 @@ def test_two_defaults() -> None:
         parse_catalog(text)
 
 
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    """An operator's file with three mistakes needed three edit-and-retry rounds: one
+    CatalogError now lists them all, a line each, in the file's order."""
+    path = write(
+        tmp_path,
+        """
+        [models.smol2]
+        source = "/m/s.gguf"
+        keep_alvie = "10m"
+        pin = "hott"
+        [models.other]
+        contxt = 4096
+        """,
+    )
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: 4 errors",
+        "  models.smol2.keep_alvie: unknown key (did you mean 'keep_alive'?)",
+        "  models.smol2.pin: expected one of hot, warm, got 'hott'",
+        "  models.other.contxt: unknown key (did you mean 'context'?)",
+        "  models.other.source: required: hf://org/repo/file.gguf or a path to a local file",
+    ]
+    assert [str(e) for e in info.value.errors][1] == (
+        f"{path}: models.smol2.pin: expected one of hot, warm, got 'hott'"
+    )
+    assert info.value.key_path == "models.smol2.keep_alvie"  # the first one's, as before
+
+
+def test_errors_across_entries_are_found_beside_an_entry_s_own() -> None:
+    """An entry with a bad value still holds its name: the alias that takes it, a second
+    default and a bad top-level key are reported in the same error."""
+    text = """
+    [models.a]
+    source = "/a.gguf"
+    context = 0
+    default = true
+    [models.b]
+    source = "/b.gguf"
+    aliases = ["A"]
+    default = true
+    [modles.c]
+    source = "/c.gguf"
+    """
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(text)
+    assert [(e.key_path, e.problem) for e in info.value.errors] == [
+        ("modles", "unknown top-level key (models are [models.NAME] tables)"),
+        ("models.a.context", "expected a positive integer, got 0"),
+        ("models.b.aliases", "'A' is already the name of models.a"),
+        ("models.b.default", "only one model can be the default; models.a is too"),
+    ]
+
+
 def test_own_name_as_alias_is_harmless() -> None:
     catalog = parse_catalog('[models.a]\nsource = "/a.gguf"\naliases = ["a", "A"]\n')
     assert catalog.resolve("A") is catalog.entries[0]
