@@ -1,4 +1,5 @@
-"""The `appliance` command. Each failure prints one line of error text and exits non-zero.
+"""The `appliance` command. Each failure prints one line of error text and exits non-zero
+(a models.toml with several errors: a line each, so that one edit can mend them all).
 
 Commands that manage models talk to the running daemon through its admin API;
 when no daemon answers, the store commands (pull, import, ls, rm, inspect) work
@@ -520,6 +521,46 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor_catalog(settings: Settings) -> tuple[bool, list[str]]:
+    """Whether models.toml is valid, and doctor's lines about it: every error, since the
+    daemon refuses to start with any."""
+    from appliance.catalog import CatalogError
+
+    path = settings.catalog_path
+    if path is None:
+        return True, ["catalog         none"]
+    if not path.exists():
+        return True, [f"catalog         {path}: no such file (an empty catalog)"]
+    try:
+        catalog = _catalog(settings)
+    except CatalogError as exc:
+        lines = [
+            f"catalog         {path}: FAILED, {len(exc.errors)} error(s); "
+            "`appliance serve` refuses to start until they are mended"
+        ]
+        lines += [
+            f"  {e.key_path}: {e.problem}" if e.key_path else f"  {e.problem}" for e in exc.errors
+        ]
+        return False, lines
+    return True, [f"catalog         {path}: {len(catalog)} model(s), ok"]
+
+
+def _doctor_daemon(url: str) -> str:
+    """Whether a daemon answers at `url`, and what its /health says; none is no failure."""
+    try:
+        with AdminClient(url, timeout=3.0) as client:
+            health = client.health()
+    except DaemonUnreachable:
+        return f"none answers at {url} (start it with `appliance serve` or systemctl)"
+    except (DaemonError, ValueError) as exc:
+        return f"something answers at {url}, but not as this daemon's /health does ({exc})"
+    if not isinstance(health, dict) or not isinstance(health.get("status"), str):
+        return f"something answers at {url}, but not as this daemon's /health does"
+    reasons = [str(r) for r in health.get("reasons") or []]
+    why = f": {'; '.join(reasons)}" if reasons else ""
+    return f"answers at {url}, version {health.get('version')}, /health {health['status']}{why}"
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from appliance.engines.supervisor import WorkerProcess, WorkerSpec
     from appliance.hardware import detect
@@ -566,8 +607,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if not report.devices:
         print("gpu             none found")
     print(f"store           {paths.store_dir}")
-    print(f"catalog         {settings.catalog_path}")
+    catalog_ok, lines = _doctor_catalog(settings)
+    ok = ok and catalog_ok
+    print("\n".join(lines))
     print(f"api             {settings.base_url}/v1")
+    print(f"daemon          {_doctor_daemon(_daemon_url(args))}")
     for problem in report.problems:
         print(f"problem         {problem}")
 
@@ -692,7 +736,12 @@ def build_parser() -> argparse.ArgumentParser:
     # --base-url defaults to the daemon's, as every command finds it.
     p.set_defaults(func=cmd_bench, base_url=None)
     command("tui", cmd_tui, "the terminal UI: models, tiers, events, chat, live telemetry")
-    command("doctor", cmd_doctor, "check the engine, the devices and run a self-test", daemon=False)
+    command(
+        "doctor",
+        cmd_doctor,
+        "check the engine, the devices and models.toml, look for the daemon, run a self-test",
+        daemon=False,
+    )
     return parser
 
 

@@ -168,10 +168,51 @@ def test_chat_repl_against_daemon(daemon: Daemon, command: str) -> None:
 
 
 def test_doctor_runs_offline_self_test(tmp_path: Path) -> None:
-    r = run_cli("doctor", home=tmp_path, timeout=180)
+    port = free_port()
+    r = run_cli("doctor", "--port", str(port), home=tmp_path, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "backend cpu" in r.stdout
     assert "self-test" in r.stdout and ": ok" in r.stdout
+    assert line_of(r.stdout, "catalog").endswith(" model(s), ok")  # the bundled one
+    assert line_of(r.stdout, "daemon").startswith(f"none answers at http://127.0.0.1:{port} ")
+
+
+def line_of(out: str, label: str) -> str:
+    """What doctor printed after `label`."""
+    [line] = [line for line in out.splitlines() if line.startswith(f"{label} ")]
+    return line[len(label) :].strip()
+
+
+def test_doctor_fails_on_a_broken_catalog_listing_every_error(tmp_path: Path) -> None:
+    """doctor said all was well (exit 0) with a models.toml the daemon refused to start on."""
+    (tmp_path / "config").mkdir()
+    catalog = tmp_path / "config" / "models.toml"
+    catalog.write_text('[models.m]\nsource = "/m.gguf"\nkeep_alvie = "5m"\npin = "hott"\n')
+    r = run_cli("doctor", "--port", str(free_port()), home=tmp_path, timeout=180)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert line_of(r.stdout, "catalog").startswith(f"{catalog}: FAILED, 2 error(s)")
+    assert "  models.m.keep_alvie: unknown key (did you mean 'keep_alive'?)" in r.stdout
+    assert "  models.m.pin: expected one of hot, warm, got 'hott'" in r.stdout
+    assert ": ok" in line_of(r.stdout, "self-test")  # the other checks still ran
+
+    # serve and ls (without a daemon) refuse it the same way, with every error at once
+    for command in ("serve", "ls"):
+        r = run_cli(command, "--port", str(free_port()), home=tmp_path)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert r.stderr.splitlines() == [
+            f"appliance: error: {catalog}: 2 errors",
+            "  models.m.keep_alvie: unknown key (did you mean 'keep_alive'?)",
+            "  models.m.pin: expected one of hot, warm, got 'hott'",
+        ]
+
+
+def test_doctor_reports_the_daemon_s_health(daemon: Daemon, tmp_path: Path) -> None:
+    r = run_cli("doctor", "--port", str(daemon.port), home=tmp_path, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = line_of(r.stdout, "daemon")
+    assert line.startswith(f"answers at {daemon.url}, version "), line
+    status = daemon.get("/health").json()["status"]
+    assert f"/health {status}" in line
 
 
 def test_bench_runs_every_request_to_max_tokens(daemon: Daemon, tmp_path: Path) -> None:
