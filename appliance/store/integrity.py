@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from appliance.store.errors import StoreError
 from appliance.store.layout import StoreLayout, write_atomic
@@ -74,7 +77,7 @@ class ModelCheck:
 
     name: str
     files: tuple[FileCheck, ...]
-    repair: str  # the command that gets the model back
+    repair: str  # the command that gets the model back (see `repair_command`)
     unknown: bool = False  # no model of that name in the store
     bad: tuple[FileCheck, ...] = field(init=False)
 
@@ -115,12 +118,27 @@ class ModelCheck:
         return f"model '{self.name}': {what}{more}; pull it again: {self.repair}"
 
 
-def repair_command(model: StoredModel) -> str:
-    """How the operator gets a model's files back: pull (hub) or import (local) again."""
-    if model.source.startswith("file://"):
-        path = model.source[len("file://") :]
-        return f"appliance import {path} --name {model.name}"
-    return f"appliance pull {model.source} --name {model.name}"
+def repair_command(model: StoredModel, inbox: Path) -> str:
+    """How the operator gets a model's files back: pull (hub) or import (local) again.
+
+    A running daemon imports only from its import folders (by default the store's
+    `inbox`, api/admin_routes.py's `inbox_dir`, and its user's home): the original path,
+    often imported with the daemon stopped, is refused there. So a file or folder from
+    elsewhere is copied into the inbox first, and the import from there works with the
+    daemon running or stopped.
+    """
+    name = shlex.quote(model.name)
+    if not model.source.startswith("file:"):
+        return f"appliance pull {shlex.quote(model.source)} --name {name}"
+    path = Path(url2pathname(urlparse(model.source).path))  # as_uri() escaped it: %20...
+    if path.resolve().is_relative_to(inbox.resolve()):
+        return f"appliance import {shlex.quote(str(path))} --name {name}"
+    copy = shlex.quote(str(inbox / path.name))
+    return (
+        f"appliance import {copy} --name {name}, after copying {shlex.quote(str(path))} "
+        f"into {shlex.quote(str(inbox))} (a running daemon imports only from its "
+        "import_dirs: by default that inbox and its user's home)"
+    )
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -322,7 +340,7 @@ def verify_model(
                     quarantine=moved,
                 )
         checks.append(check)
-    return ModelCheck(model.name, tuple(checks), repair_command(model))
+    return ModelCheck(model.name, tuple(checks), repair_command(model, store.root / "inbox"))
 
 
 def files_to_hash(store: Store, model: StoredModel) -> list[tuple[str, int]]:

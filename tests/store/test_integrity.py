@@ -74,7 +74,12 @@ def test_a_changed_blob_is_hashed_and_quarantined(tmp_path: Path, tiny_gguf: Pat
     msg = check.message
     assert f"its sha256 is {bad.got}, the store expects {model.sha256}" in msg
     assert f"moved to {bad.quarantine}" in msg
-    assert f"pull it again: appliance import {tiny_gguf} --name tiny" in msg
+    inbox = store.root / "inbox"
+    assert msg.endswith(
+        f"pull it again: appliance import {inbox / tiny_gguf.name} --name tiny, after copying "
+        f"{tiny_gguf} into {inbox} (a running daemon imports only from its import_dirs: by "
+        "default that inbox and its user's home)"
+    )
 
     again = store.verify("tiny", force=False)  # the next check still says why it is gone
     assert again.status == "missing" and again.corrupt
@@ -152,6 +157,53 @@ def test_pulled_model_repair_names_the_hub_reference(
     )
     store.pull(check.repair.split()[2], "tiny")  # the command it names works
     assert store.verify("tiny").ok
+
+
+def test_an_imported_model_s_repair_works_with_the_daemon_running(
+    tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The advice was `appliance import <original path>`, which a running daemon refuses
+    (outside its import folders) when the first import was done with it stopped: it now
+    says to copy the file into the store's inbox and import it from there."""
+    from appliance.api.admin_routes import allowed_import_path, import_dirs, inbox_dir
+    from appliance.api.errors import APIError
+    from appliance.settings import Settings
+
+    outside = tmp_path / "ops" / "models" / "tiny emb.gguf"  # a space: as_uri() writes %20
+    outside.parent.mkdir(parents=True)
+    outside.write_bytes(tiny_gguf.read_bytes())
+    store = make_store(tmp_path / "s")
+    store.import_file(outside, "tiny-emb")  # the daemon stopped: any path is read
+    flip_byte(store.get("tiny-emb").path)
+    check = store.verify("tiny-emb")
+    inbox = inbox_dir(store)
+    copy = inbox / outside.name
+    assert check.repair == (
+        f"appliance import '{copy}' --name tiny-emb, after copying '{outside}' into {inbox} "
+        "(a running daemon imports only from its import_dirs: by default that inbox and its "
+        "user's home)"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "daemon-home"))  # ops/ is not in its home
+    dirs = import_dirs(Settings(), store)  # the daemon's folders, by default
+    with pytest.raises(APIError):
+        allowed_import_path(outside, dirs)  # the old advice: refused while it runs
+
+    copy.parent.mkdir(parents=True, exist_ok=True)  # the daemon makes it at its start
+    copy.write_bytes(outside.read_bytes())
+    store.import_file(allowed_import_path(copy, dirs), "tiny-emb")  # what the daemon does
+    assert store.verify("tiny-emb").ok
+
+
+def test_a_model_imported_from_the_inbox_is_imported_from_there_again(
+    tmp_path: Path, tiny_gguf: Path
+) -> None:
+    store = make_store(tmp_path / "s")
+    src = store.root / "inbox" / tiny_gguf.name
+    src.parent.mkdir(parents=True)
+    src.write_bytes(tiny_gguf.read_bytes())
+    model = store.import_file(src, "tiny")
+    flip_byte(model.path)
+    assert store.verify("tiny").repair == f"appliance import {src} --name tiny"
 
 
 # -- the command -------------------------------------------------------------------------------
