@@ -368,6 +368,7 @@ class ModelManager:
             pin=pin if pin in ("hot", "warm") else None,  # type: ignore[arg-type]
             busy=slot.busy,
             last_used=slot.last_used,
+            warm_since=slot.warm_since,
             uses=self._uses(slot, now),
             reload_s=self._reload_s(slot, size),
             hot_keep_alive_s=self.keep_alive_s(slot),
@@ -402,6 +403,8 @@ class ModelManager:
                 slot.state = "unloaded"
                 slot.loaded_at = None
             path = self.local_file(slot.name)
+            if move.dst == "warm":
+                slot.warm_since = time.monotonic()
             if move.dst == "warm" and path is not None:
                 if slot.hold is None:
                     slot.hold = WarmHold(weights_file(path))

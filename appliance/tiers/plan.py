@@ -304,22 +304,28 @@ def plan_promotion(
 def plan_idle(models: Sequence[ModelState], budgets: Budgets, now: float) -> list[Move]:
     """Demotions after idle time, with reasons such as "idle 5m".
 
-    Warm models idle longer than ``warm_keep_alive_s`` go cold. Hot models idle
-    longer than ``hot_keep_alive_s`` go warm when warm has room (cheaper idle warm
-    models may be sent cold for it), else cold; straight to cold when they are idle
-    past their warm keep-alive too. Busy models and pins are respected.
+    Warm models go cold after ``warm_keep_alive_s`` warm and idle (counted from when they
+    became warm, or their last request if later): the warm tier's own time, as the
+    setting says, not from the last request (``keep_alive`` 8 s and ``warm_keep_alive``
+    8 s sent a model from hot straight to cold after 8 s). Hot models idle longer than
+    ``hot_keep_alive_s`` go warm when warm has room (cheaper idle warm models may be sent
+    cold for it), else cold; straight to cold when they are idle past both keep-alives
+    (a daemon that was not watching). Busy models and pins are respected.
     """
     p = _Planner(models, budgets, now)
 
     def idle(m: ModelState) -> float:
         return max(0.0, now - m.last_used)
 
+    def warm_idle(m: ModelState) -> float:
+        return max(0.0, now - max(m.last_used, m.warm_since))
+
     for m in sorted(models, key=p.key):
         if (
             m.tier == "warm"
             and not m.busy
             and pin_allows(m, "cold")
-            and idle(m) > m.warm_keep_alive_s
+            and warm_idle(m) > m.warm_keep_alive_s
         ):
             p.move(m, "cold", f"idle {fmt_duration(idle(m))}")
     expired = [
@@ -328,7 +334,7 @@ def plan_idle(models: Sequence[ModelState], budgets: Budgets, now: float) -> lis
         if m.tier == "hot" and not m.busy and pin_allows(m, "warm") and idle(m) > m.hot_keep_alive_s
     ]
     for m in sorted(expired, key=p.key, reverse=True):
-        to_cold = pin_allows(m, "cold") and idle(m) > m.warm_keep_alive_s
+        to_cold = pin_allows(m, "cold") and idle(m) > m.hot_keep_alive_s + m.warm_keep_alive_s
         p.demote_hot(m, f"idle {fmt_duration(idle(m))}", allow_warm=not to_cold)
     return p.moves()
 

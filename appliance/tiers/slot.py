@@ -20,6 +20,7 @@ class Slot:
     state: str = "unloaded"  # unloaded | pulling | loading | ready | failed | moving
     worker: WorkerProcess | None = None
     hold: WarmHold | None = None  # set while the model is warm
+    warm_since: float = 0.0  # when it last became warm (monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_used: float = 0.0
     active: int = 0

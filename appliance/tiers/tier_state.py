@@ -34,6 +34,7 @@ class ModelState:
     pin: Pin | None = None  # never demoted below its pin
     busy: bool = False  # serving, loading or being moved: never moved by a plan
     last_used: float = 0.0  # seconds (monotonic) of the last request
+    warm_since: float = 0.0  # seconds (monotonic) it became warm; its warm time counts from
     uses: float = 0.0  # request frequency (e.g. a decayed count)
     reload_s: float = 1.0  # measured or estimated seconds to bring it back hot
     hot_keep_alive_s: float = 300.0  # idle time before hot -> warm (inf = never)

@@ -652,3 +652,21 @@ else:
     @given(st.randoms(use_true_random=False))
     def test_randomized_sequences_hypothesis(rng: random.Random) -> None:
         run_sequence(rng, 25)
+
+
+def test_warm_keep_alive_is_the_warm_tiers_own_time() -> None:
+    """keep_alive 8 s then warm_keep_alive 8 s: warm from 8 s idle to 16 s, cold after
+    (it went from hot straight to cold at 8 s: warm time counted from the last request)."""
+    b = budgets(cpu=4, warm=4)
+    keep = {"hot_keep_alive_s": 8.0, "warm_keep_alive_s": 8.0}
+    assert moved(plan_idle([ms("m", "hot", last_used=NOW - 9, **keep)], b, NOW)) == [
+        ("m", "hot", "warm")
+    ]
+    warm = {"last_used": NOW - 15, "warm_since": NOW - 7, **keep}  # went warm at 8 s idle
+    assert plan_idle([ms("m", "warm", **warm)], b, NOW) == []
+    later = {"last_used": NOW - 17, "warm_since": NOW - 9, **keep}
+    assert moved(plan_idle([ms("m", "warm", **later)], b, NOW)) == [("m", "warm", "cold")]
+    # A daemon that did not watch for a while: idle past both, straight to cold.
+    assert moved(plan_idle([ms("m", "hot", last_used=NOW - 17, **keep)], b, NOW)) == [
+        ("m", "hot", "cold")
+    ]
