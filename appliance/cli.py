@@ -31,6 +31,16 @@ from appliance.tiers.policy import fmt_bytes
 class CLIError(Exception):
     """One line for the user; exit status 1."""
 
+    status = 1
+
+
+class ConfigError(CLIError):
+    """The configuration cannot be served as written: exit status 78 (EX_CONFIG), which
+    the systemd units do not restart on (`RestartPreventExitStatus=78`): a typo in
+    models.toml is mended by its operator, not by restarting every two seconds."""
+
+    status = 78
+
 
 # -- context --------------------------------------------------------------------------------
 
@@ -148,7 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         catalog = _catalog(settings)
     except CatalogError as exc:
-        raise CLIError(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
     store = Store(paths.store_dir, endpoint=settings.hub_endpoint, token=settings.hf_token)
     hardware = detect()
     log = logging.getLogger("appliance")
@@ -760,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "List the available models with GET /v1/models.", "See `appliance ls`."
         )
         print(f"appliance: error: {message}", file=sys.stderr)
-        return 1
+        return exc.status if isinstance(exc, CLIError) else 1
     except Exception as exc:
         from appliance.catalog import CatalogError
         from appliance.store.gguf_meta import GGUFError

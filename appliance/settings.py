@@ -47,9 +47,9 @@ weight_repack            APPLIANCE_WEIGHT_REPACK       true (llama.cpp's repacke
                                                        off by itself after an illegal instruction)
 allowed_hosts            APPLIANCE_ALLOWED_HOSTS (a,b) [] (Host names served besides localhost,
                                                        127.0.0.1, [::1] and the bound address)
-import_dirs              APPLIANCE_IMPORT_DIRS (a,b)   the daemon user's home and the store's
-                                                       inbox folder (POST /admin/import reads
-                                                       only from inside these)
+import_dirs              APPLIANCE_IMPORT_DIRS (a,b)   the daemon user's home (POST
+                                                       /admin/import reads only from inside
+                                                       these and the store's inbox folder)
 drain_timeout            APPLIANCE_DRAIN_TIMEOUT       "80s" (on SIGTERM, how long streams in
                                                        flight may finish; under systemd's
                                                        TimeoutStopSec=90)
@@ -134,7 +134,7 @@ class Settings:
     request_timeout_s: float = 1800.0  # a generation running longer ends with an error
     weight_repack: bool = True  # llama.cpp's extra CPU buffer types (repacked weights, AMX)
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides the loopback ones
-    import_dirs: tuple[Path, ...] | None = None  # None: the user's home and <store>/inbox
+    import_dirs: tuple[Path, ...] | None = None  # None: the user's home; <store>/inbox always
     drain_timeout_s: float = 80.0  # on SIGTERM: streams in flight get this long to finish
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*": any)
 

@@ -166,6 +166,8 @@ def test_units_are_notify_with_watchdog_and_a_stop_timeout_above_the_drain(name:
     assert stop is not None and int(stop.group(1)) == 90
     # The drain ends streams a little before systemd would SIGKILL the service.
     assert 0 < int(stop.group(1)) - Settings().drain_timeout_s <= 15
+    # A models.toml with errors (serve exits 78) is not restarted every 2 s.
+    assert re.search(r"^RestartPreventExitStatus=78$", text, re.MULTILINE)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")

@@ -406,10 +406,11 @@ def ensure_inbox(store: Store) -> None:
 
 
 def import_dirs(settings: Settings, store: Store) -> tuple[Path, ...]:
-    """The folders POST /admin/import reads from: `import_dirs`, else the daemon user's
-    home and the store's inbox."""
+    """The folders POST /admin/import reads from: the store's inbox, always (the repair
+    advice for a corrupt model says to import from there), and `import_dirs`, else the
+    daemon user's home."""
     if settings.import_dirs is not None:
-        return settings.import_dirs
+        return (*settings.import_dirs, inbox_dir(store))
     dirs = [inbox_dir(store)]
     with contextlib.suppress(RuntimeError, KeyError):  # no home for this user
         dirs.insert(0, Path.home())

@@ -279,6 +279,27 @@ def test_imports_only_from_allowed_folders(
     assert r.status_code == 200, r.text
 
 
+def test_the_inbox_is_allowed_beside_import_dirs_set(tmp_path: Path, models_dir: Path) -> None:
+    """Set `import_dirs` replaces the home, not the store's inbox: the advice for a corrupt
+    model is to import it from the inbox, and it was refused there."""
+    catalog = write_catalog(tmp_path / "catalog.toml", models_dir)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    d = start_daemon(tmp_path / "home", catalog, env={"APPLIANCE_IMPORT_DIRS": str(drop)})
+    try:
+        inbox = Paths.under(tmp_path / "home").store_dir / "inbox"
+        wait_for(inbox.is_dir)
+        shutil.copy(models_dir / "tiny.gguf", inbox / "dropped.gguf")
+        r = import_path(d, inbox / "dropped.gguf", "from-inbox")
+        assert r.status_code == 200, r.text
+        shutil.copy(models_dir / "tiny.gguf", drop / "set.gguf")
+        assert import_path(d, drop / "set.gguf", "from-drop").status_code == 200
+        shutil.copy(models_dir / "tiny.gguf", tmp_path / "elsewhere.gguf")
+        assert_error(import_path(d, tmp_path / "elsewhere.gguf"), 403, "path", "path_not_allowed")
+    finally:
+        d.stop()
+
+
 def test_local_import_reads_any_path(models_dir: Path, tmp_path: Path) -> None:
     r = run_cli(
         "import",
