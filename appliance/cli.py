@@ -375,7 +375,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
 def cmd_unpin(args: argparse.Namespace) -> int:
     with _client(args) as client:
         m = client.pin(args.model, None)
-    print(f"{m['name']} unpinned (now {m['tier']})")
+    note = f"; {m['pin_note']}" if m.get("pin_note") else ""
+    print(f"{m['name']} unpinned (now {m['tier']}){note}")
     return 0
 
 

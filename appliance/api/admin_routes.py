@@ -120,7 +120,14 @@ async def unpin_model(request: Request) -> Response:
     manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     await manager.set_pin(name, None)
-    return JSONResponse(manager.describe(name))
+    out = manager.describe(name)
+    entry = manager.slot(name).entry
+    if entry is not None and entry.pin is not None:
+        out["pin_note"] = (
+            f"models.toml pins it {entry.pin}: unpinned until the daemon restarts "
+            "(remove the pin there to unpin it for good)"
+        )
+    return JSONResponse(out)
 
 
 async def budgets(request: Request) -> Response:

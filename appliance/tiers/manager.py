@@ -222,9 +222,11 @@ class ModelManager:
     # -- pins -------------------------------------------------------------------------------
 
     def _load_pins(self) -> dict[str, str | None]:
+        """The pins set at runtime. (Files written before unpins stopped being kept hold
+        nulls: those are dropped, so models.toml's pins hold again.)"""
         try:
             raw = json.loads(self._pins_path.read_text())
-            return {str(k): (v if v in ("hot", "warm") else None) for k, v in raw.items()}
+            return {str(k): v for k, v in raw.items() if v in ("hot", "warm")}
         except (OSError, ValueError, AttributeError):
             return {}
 
@@ -234,13 +236,28 @@ class ModelManager:
         return slot.entry.pin if slot.entry is not None else None
 
     async def set_pin(self, name: str, pin: str | None) -> None:
-        """Pin at runtime (kept across restarts in the data folder); None unpins."""
+        """Pin at runtime (kept across restarts in the data folder); None unpins.
+
+        Unpinning a model that models.toml pins holds until the daemon restarts, and says
+        so: kept, it overrode the file for good, unseen (a later pin there was ignored)."""
+        entry = self.slot(name).entry
+        configured = entry.pin if entry is not None else None
         self.runtime_pins[name] = pin
+        if pin is None and configured is None:
+            del self.runtime_pins[name]
+        kept = {n: p for n, p in self.runtime_pins.items() if p is not None}
         self._pins_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._pins_path.with_name("pins.json.tmp")
-        tmp.write_text(json.dumps(self.runtime_pins, indent=1))
+        tmp.write_text(json.dumps(kept, indent=1))
         os.replace(tmp, self._pins_path)
-        self.emit(name, "pin", f"pinned {pin}" if pin else "unpinned")
+        if pin is None and configured is not None:
+            message = (
+                f"unpinned until the daemon restarts: models.toml pins it {configured} "
+                "(remove the pin there to unpin it for good)"
+            )
+        else:
+            message = f"pinned {pin}" if pin else "unpinned"
+        self.emit(name, "pin", message)
         if pin == "hot":
             await self.load(name, reason="pinned hot")
         elif pin == "warm" and self.tier_of(self.slot(name)) in ("cold", "remote"):

@@ -241,12 +241,18 @@ source = "{models_dir / "hostile.gguf"}"
         assert r.status_code == 409
         # Pins set at runtime are kept across a restart.
         assert d.post("/admin/models/plain/pin", json={"tier": "warm"}).status_code == 200
+        # Unpinning what models.toml pins holds for this run only, and says so.
+        r = run_cli("unpin", "always-warm", "--url", d.url)
+        assert r.returncode == 0 and "unpinned until the daemon restarts" in r.stdout, r.stdout
+        assert d.model("always-warm")["pin"] is None
     finally:
         d.stop()
     d = start_daemon(home, catalog)
     try:
         wait_for(lambda: d.model("plain")["tier"] == "warm", timeout=30)
         assert d.model("plain")["pin"] == "warm"
+        assert d.model("always-warm")["pin"] == "warm"  # models.toml's pin holds again
+        wait_for(lambda: d.model("always-warm")["tier"] == "warm", timeout=30)
     finally:
         d.stop()
 
