@@ -165,6 +165,7 @@ async def set_budgets(request: Request) -> Response:
         "budgets set: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in overrides.items()),
     )
     await manager.demote_idle()
+    await manager.fit_budgets()
     return JSONResponse(manager.budgets_view())
 
 

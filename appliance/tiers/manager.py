@@ -56,7 +56,7 @@ from appliance.tiers.errors import (
 )
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
-from appliance.tiers.plan import NoRoom, plan_idle, plan_promotion
+from appliance.tiers.plan import NoRoom, plan_idle, plan_over_budget, plan_promotion
 from appliance.tiers.policy import (
     Placement,
     PlacementError,
@@ -524,6 +524,15 @@ class ModelManager:
                 await self.demote_idle()
             except Exception:  # the loop must survive anything one move does
                 log.exception("idle demotion failed")
+
+    async def fit_budgets(self) -> None:
+        """After budgets were lowered: demote what no longer fits (idle, unpinned models)."""
+        async with self.placement_lock:
+            now = time.monotonic()
+            for move in plan_over_budget(self.states(now), self._plan_budgets(), now):
+                if self.slot(move.model).busy:
+                    break  # a request came meanwhile: what is left shows as over budget
+                await self._apply(move)
 
     async def demote_idle(self) -> None:
         async with self.placement_lock:

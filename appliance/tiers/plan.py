@@ -339,6 +339,42 @@ def plan_idle(models: Sequence[ModelState], budgets: Budgets, now: float) -> lis
     return p.moves()
 
 
+def plan_over_budget(models: Sequence[ModelState], budgets: Budgets, now: float) -> list[Move]:
+    """Demotions that bring each tier back within a budget lowered below its use: the
+    least valuable idle, unpinned models first. Busy and pinned models stay; what they
+    hold over the budget shows as negative free room until they can move."""
+    p = _Planner(models, budgets, now)
+    for dev, budget in budgets.hot.items():
+        short = -p.hot_free(dev)
+        if short <= 0:
+            continue
+        cands = sorted(
+            (
+                m
+                for m in p.state.values()
+                if m.tier == "hot" and hot_use(m).get(dev, 0) > 0 and not m.busy and m.pin != "hot"
+            ),
+            key=p.key,
+        )
+        reason = f"over the hot budget of {dev}, lowered to {fmt_bytes(budget)}"
+        for m in _pick(cands, partial(_held_on, dev), short) or cands:
+            p.demote_hot(m, reason)
+    short = -p.warm_free()
+    if short > 0:
+        cands = sorted(
+            (
+                m
+                for m in p.state.values()
+                if m.tier == "warm" and m.pin is None and not m.busy and m.name not in p.moved
+            ),
+            key=p.key,
+        )
+        reason = f"over the warm budget, lowered to {fmt_bytes(budgets.warm)}"
+        for m in _pick(cands, lambda m: m.warm_bytes, short) or cands:
+            p.move(m, "cold", reason)
+    return p.moves()
+
+
 def plan_pins(
     models: Sequence[ModelState], budgets: Budgets, now: float
 ) -> tuple[list[Move], list[str]]:

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from appliance.tiers.plan import NoRoom, PlanError, plan_idle, plan_pins, plan_promotion
+from appliance.tiers.plan import (
+    NoRoom,
+    PlanError,
+    plan_idle,
+    plan_over_budget,
+    plan_pins,
+    plan_promotion,
+)
 from appliance.tiers.policy import GiB
 from appliance.tiers.tier_state import (
     TIERS,
@@ -670,3 +677,22 @@ def test_warm_keep_alive_is_the_warm_tiers_own_time() -> None:
     assert moved(plan_idle([ms("m", "hot", last_used=NOW - 17, **keep)], b, NOW)) == [
         ("m", "hot", "cold")
     ]
+
+
+def test_a_lowered_budget_demotes_the_least_valuable_idle_models() -> None:
+    """Lowering a budget below its use demoted nothing until the next load (ps showed
+    FREE -280 MiB). Now the cheapest idle, unpinned models go; busy and pinned ones stay."""
+    b = budgets(cpu=2.5, warm=1)
+    models = [
+        ms("old", "hot", last_used=NOW - 900),
+        ms("new", "hot", last_used=NOW - 5),
+        ms("busy", "hot", busy=True, last_used=0),
+        ms("pinned", "warm", pin="warm", warm=0.5),
+        ms("w", "warm", warm=0.5, last_used=NOW - 100),
+    ]
+    moves = plan_over_budget(models, b, NOW)
+    assert moved(moves) == [("old", "hot", "cold")]  # 3 GiB hot in 2.5: one must go
+    assert moves[0].reason.startswith("over the hot budget of cpu, lowered to 2.50 GiB")
+    # Warm lowered to 0.5 GiB: the unpinned warm model goes cold, the pinned one stays.
+    assert moved(plan_over_budget(models, budgets(cpu=9, warm=0.5), NOW)) == [("w", "warm", "cold")]
+    assert plan_over_budget(models, budgets(cpu=9, warm=4), NOW) == []  # within: nothing

@@ -270,3 +270,17 @@ def test_demotion_to_a_full_warm_tier_goes_cold(
     assert "no room in warm" in moves(d, "m-b")[-1]["message"]
     assert d.model("m-a")["tier"] == "warm"
     check_budgets(d)
+
+
+def test_a_budget_lowered_below_its_use_demotes_idle_models(
+    tier_daemon: Daemon, small_budgets: dict[str, int]
+) -> None:
+    d = tier_daemon
+    chat(d, "m-a")
+    assert d.model("m-a")["tier"] == "hot"
+    used = d.get("/admin/budgets").json()["hot"]["cpu"]["used"]
+    r = d.post("/admin/budgets", json={"hot": {"cpu": used // 2}})
+    assert r.status_code == 200
+    assert d.model("m-a")["tier"] != "hot"  # it was demoted by the budget, at once
+    assert "over the hot budget of cpu" in moves(d, "m-a")[-1]["message"]
+    check_budgets(d)
