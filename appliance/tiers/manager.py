@@ -46,6 +46,7 @@ from appliance.store.store import Store, StoredModel, StoreError
 from appliance.telemetry.gpu import nvml_process_vram
 from appliance.tiers import footprint, views
 from appliance.tiers.budgets import DeviceMemory, TierBudgets, compute_budgets, gpu_device_name
+from appliance.tiers.cpu_faults import cpu_identity, remember_repack_bad, repack_known_bad
 from appliance.tiers.errors import (
     BadModelRequest,
     ModelConflict,
@@ -90,10 +91,20 @@ class ModelManager:
         self.catalog = catalog
         self.store = store
         self.hardware = hardware
-        self.repack_ok = True  # False once llama.cpp's repacked kernels hit SIGILL here
         self.data_dir = data_dir
         self.slots: dict[str, Slot] = {}
         self.event_log = EventLog()
+        # False once llama.cpp's repacked kernels hit SIGILL on this CPU (now or before).
+        self._cpu_faults = data_dir / "cpu_faults.json"
+        self._cpu = cpu_identity(hardware.engine.version if hardware.engine else None)
+        self.repack_ok = not repack_known_bad(self._cpu_faults, self._cpu)
+        if not self.repack_ok:
+            self.emit(
+                "*",
+                "engine",
+                "weight repacking is off: llama.cpp's repacked CPU kernels died of an illegal "
+                f"instruction on this CPU before ({self._cpu_faults}; delete it to try again)",
+            )
         self.measurements = Measurements(data_dir / "measurements.json")
         self.placement_lock = asyncio.Lock()
         self.budget_overrides: dict[str, int] = {}
@@ -874,6 +885,7 @@ class ModelManager:
         first = self.repack_ok
         self.repack_ok = False
         if first:
+            remember_repack_bad(self._cpu_faults, self._cpu)
             self.emit(
                 slot.name,
                 "engine",
