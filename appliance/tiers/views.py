@@ -126,8 +126,10 @@ def budgets_view(manager: ModelManager) -> dict[str, Any]:
     for device in budgets.unknown:
         hot[device] = {"budget": None, "used": None, "free": None}
     warm_used = used.warm.used
-    # Models, and the partial downloads in tmp/ that hold disk too (until gc or a resume).
-    cold_used = sum(m.size for m in manager.store.list()) + manager.store.partial_bytes()
+    # Models, each file once (two names for one file share its blob), and the partial
+    # downloads in tmp/ that hold disk too (until gc or a resume).
+    blobs = {m.sha256: m.size for m in manager.store.list()}
+    cold_used = sum(blobs.values()) + manager.store.partial_bytes()
     ram_used = disk_used = loaded = 0
     for slot in manager.slots.values():
         if slot.worker is not None:
