@@ -26,6 +26,7 @@ from appliance.client import AdminClient, DaemonError, DaemonUnreachable
 from appliance.paths import Paths, resolve_paths
 from appliance.settings import Settings, SettingsError, load_settings
 from appliance.tiers.policy import fmt_bytes
+from appliance.tiers.tier_state import fmt_duration
 
 
 class CLIError(Exception):
@@ -322,7 +323,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             f"{m.get('slots_busy') or 0}/{m['slots']}" if m.get("slots") else "-",
             str(m["queue_depth"]),
             str((m.get("engine") or {}).get("flash_attn") or "-"),
-            "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:g}s",
+            _until(m),
         ]
         for m in models
     ]
@@ -338,10 +339,22 @@ def cmd_ps(args: argparse.Namespace) -> int:
         "SLOTS",
         "QUEUED",
         "FLASH ATTN",
-        "KEEP ALIVE",
+        "UNTIL",
     ]
     print(_table(rows, header))
     return 0
+
+
+def _until(m: dict[str, Any]) -> str:
+    """When the model leaves its tier if nothing uses it (Ollama's UNTIL): "4m left", or
+    why it stays: serving, pinned, kept forever."""
+    if m.get("expires_in_s") is not None:
+        return f"{fmt_duration(m['expires_in_s'])} left"
+    if m["active_requests"]:
+        return "in use"
+    if m["pin"]:
+        return f"pinned {m['pin']}"
+    return "forever" if m["state"] != "failed" else "-"
 
 
 def cmd_load(args: argparse.Namespace) -> int:

@@ -40,12 +40,15 @@ def test_ls_load_ps_unload(daemon: Daemon) -> None:
     assert "think loaded" in r.stdout
     r = run_cli("ps", "--url", daemon.url)
     header, *rows = r.stdout.splitlines()
-    assert header.split()[-7:] == ["ACTIVE", "SLOTS", "QUEUED", "FLASH", "ATTN", "KEEP", "ALIVE"]
+    assert header.split()[-6:] == ["ACTIVE", "SLOTS", "QUEUED", "FLASH", "ATTN", "UNTIL"]
     [row] = [line.split() for line in rows if line.startswith("think ")]
     model = daemon.model("think")
     flash = model["engine"]["flash_attn"]  # what "auto" chose here: on | off
     assert flash in ("on", "off")
-    assert row[1:3] == ["hot", "ready"] and row[-5:-1] == ["0", f"0/{model['slots']}", "0", flash]
+    assert row[1:3] == ["hot", "ready"] and row[-6:-2] == ["0", f"0/{model['slots']}", "0", flash]
+    # Until it goes warm, idle (Ollama's UNTIL): the daemon's keep_alive of 5m, counting down.
+    assert row[-1] == "left" and row[-2] in ("4m", "5m", "299s", "300s"), row
+    assert 0 < model["expires_in_s"] <= model["keep_alive_s"]
     r = run_cli("unload", "think", "--url", daemon.url)
     assert r.returncode == 0 and "unloaded" in r.stdout
 

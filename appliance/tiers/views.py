@@ -85,6 +85,7 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "prompt_cache": worker.cache_stats() if worker is not None else None,
         "requests_total": slot.requests_total,
         "keep_alive_s": keep_alive if math.isfinite(keep_alive) else None,  # None: forever
+        "expires_in_s": _expires_in(manager, slot, tier, keep_alive, warm_keep_alive),
         "warm_keep_alive_s": warm_keep_alive if math.isfinite(warm_keep_alive) else None,
         "last_error": slot.last_error,
         "n_gpu_layers": slot.placement.n_gpu_layers if slot.placement and worker else None,
@@ -92,6 +93,20 @@ def describe(manager: ModelManager, name: str) -> dict[str, Any]:
         "engine": slot.info if worker is not None else {},
         "eos_token_id": slot.info.get("eos_token_id") if slot.info else None,
     }
+
+
+def _expires_in(
+    manager: ModelManager, slot: Slot, tier: str, keep_alive: float, warm_keep_alive: float
+) -> float | None:
+    """Seconds until an idle hot model goes warm, or a warm one cold; None while that
+    cannot happen (serving, pinned at its tier, kept forever, not hot or warm)."""
+    pin = manager.pin_of(slot)
+    now = time.monotonic()
+    if tier == "hot" and not slot.busy and pin != "hot" and math.isfinite(keep_alive):
+        return max(0.0, slot.last_used + keep_alive - now)
+    if tier == "warm" and pin is None and math.isfinite(warm_keep_alive):
+        return max(0.0, max(slot.last_used, slot.warm_since) + warm_keep_alive - now)
+    return None
 
 
 def _provider(slot: Slot) -> str | None:
