@@ -697,9 +697,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, func: Callable[[argparse.Namespace], int], help_text: str, daemon: bool = True
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_text: str,
+        daemon: bool = True,
+        aliases: tuple[str, ...] = (),
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, aliases=list(aliases), help=help_text, description=help_text)
         add_place_options(p, daemon)
         p.set_defaults(func=func)
         return p
@@ -721,11 +725,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path")
     p.add_argument("--name")
-    command("ls", cmd_ls, "list catalog and stored models")
+    # Ollama's names too (list, show, stop), as its users type them.
+    command("ls", cmd_ls, "list catalog and stored models", aliases=("list",))
     command("ps", cmd_ps, "list hot and warm models: memory, slots, queue")
     p = command("load", cmd_load, "load a model now")
     p.add_argument("model")
-    p = command("unload", cmd_unload, "unload a model now")
+    p = command("unload", cmd_unload, "unload a model now", aliases=("stop",))
     p.add_argument("model")
     p = command("tier", cmd_tier, "move a model to a tier (promote or demote)")
     p.add_argument("model")
@@ -733,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("pin", cmd_pin, "keep a model at least at a tier (survives restarts)")
     p.add_argument("model")
     p.add_argument("tier", choices=("hot", "warm"), nargs="?", default="hot")
-    p = command("unpin", cmd_unpin, "remove a runtime pin")
+    p = command("unpin", cmd_unpin, "remove a pin (one models.toml sets: until a restart)")
     p.add_argument("model")
     p = command("budgets", cmd_budgets, "show tier budgets and use; set them for this run")
     p.add_argument("--hot-cpu", metavar="SIZE")
@@ -742,15 +747,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cold", metavar="SIZE")
     p = command("rm", cmd_rm, "delete a model from the store")
     p.add_argument("model")
-    p = command("inspect", cmd_inspect, "show a model's metadata and memory estimate")
+    p = command(
+        "inspect", cmd_inspect, "show a model's metadata and memory estimate", aliases=("show",)
+    )
     p.add_argument("model", help="model name, or path to a GGUF file or model folder")
     p.add_argument("--context", type=int)
     from appliance import store_commands  # verify, gc: store maintenance without a daemon
 
     store_commands.register(command)
-    p = sub.add_parser(
-        "chat", aliases=["run"], help="interactive streaming chat with a model (or: run)"
-    )
+    p = sub.add_parser("chat", aliases=["run"], help="interactive streaming chat with a model")
     chat_repl.add_arguments(p)
     add_place_options(p, daemon=True)
     p.set_defaults(func=cmd_chat)

@@ -51,6 +51,14 @@ def test_ls_load_ps_unload(daemon: Daemon) -> None:
     assert 0 < model["expires_in_s"] <= model["keep_alive_s"]
     r = run_cli("unload", "think", "--url", daemon.url)
     assert r.returncode == 0 and "unloaded" in r.stdout
+    # Ollama's names, as its users type them: list, show, stop.
+    r = run_cli("list", "--url", daemon.url)
+    assert r.returncode == 0 and "tiny-alias" in r.stdout, r.stderr
+    r = run_cli("show", "tiny", "--url", daemon.url)
+    assert r.returncode == 0 and "tiny" in r.stdout, r.stderr
+    run_cli("load", "think", "--url", daemon.url)
+    r = run_cli("stop", "think", "--url", daemon.url)
+    assert r.returncode == 0 and "unloaded" in r.stdout, r.stderr
 
 
 def test_unknown_model_is_one_line_error(daemon: Daemon) -> None:
