@@ -112,6 +112,12 @@ def test_import_ls_rm_without_daemon(models_dir: Path, tmp_path: Path) -> None:
     assert r.stdout.startswith("mine")
     r = run_cli("ls", *env_args, home=home)
     assert "mine" in r.stdout and "cold" in r.stdout
+    # Names match ignoring case: a variant of a stored or a catalog model's name is refused.
+    tiny = str(models_dir / "tiny.gguf")
+    r = run_cli("import", tiny, "--name", "MINE", *env_args, home=home)
+    assert r.returncode == 1 and "'mine' is already in the store" in r.stderr, r.stderr
+    r = run_cli("import", tiny, "--name", "Qwen2.5-0.5B-Instruct", *env_args, home=home)
+    assert r.returncode == 1 and "'qwen2.5-0.5b-instruct'" in r.stderr, r.stderr
     r = run_cli("rm", "mine", *env_args, home=home)
     assert r.returncode == 0
     assert "mine" not in run_cli("ls", *env_args, home=home).stdout

@@ -29,7 +29,7 @@ from appliance.catalog import HubSource
 from appliance.settings import Settings, parse_size
 from appliance.store.errors import InvalidNameError
 from appliance.store.gguf_meta import GGUFError
-from appliance.store.layout import safe_model_name
+from appliance.store.layout import default_model_name, safe_model_name
 from appliance.store.model_folder import ModelFolderError, read_model_info
 from appliance.store.store import Store, StoreError
 from appliance.tiers.estimate import estimate_memory
@@ -206,7 +206,7 @@ async def inspect_model(request: Request) -> Response:
         info = await asyncio.to_thread(read_model_info, path)
     except (StoreError, OSError) as exc:
         raise APIError(500, f"cannot read {path}: {exc}", "server_error") from exc
-    entry = manager.catalog.resolve(name)
+    entry = manager.catalog.exact(name)
     if context and context.isdigit():
         entry = dataclasses.replace(entry, context=int(context)) if entry else None
     settings = manager.settings
@@ -292,15 +292,15 @@ def _check_name(name: str, param: str) -> None:
 
 
 def _check_free_name(manager: ModelManager, name: str, param: str) -> None:
-    """400 for a name that is a catalog model's ignoring case but not exactly (requests
-    match names ignoring case: the two could not be told apart). The store refuses its
-    own models' case variants itself."""
+    """400 for a name that is a catalog model's alias, or its name ignoring case but not
+    exactly: requests would reach the catalog's model, never this one. The store refuses
+    its own models' case variants itself."""
     entry = manager.catalog.resolve(name)
-    if entry is not None and entry.name != name and manager.catalog.exact(name) is None:
+    if entry is not None and entry.name != name:
         raise APIError(
             400,
-            f"the catalog has a model named {entry.name!r}, and names are matched ignoring "
-            f"case: choose another name than {name!r}",
+            f"{name!r} names the catalog's model {entry.name!r} (names and aliases are "
+            "matched ignoring case): choose another name",
             "invalid_request_error",
             param,
             "invalid_name",
@@ -531,8 +531,7 @@ async def import_file(request: Request) -> Response:
             "path must be absolute (the daemon has its own working directory)", "path"
         )
     name = body.get("name") if isinstance(body.get("name"), str) else None
-    if name is not None:
-        _check_free_name(manager, name, "name")
+    _check_free_name(manager, name or default_model_name(path.name), "name")
     source = await asyncio.to_thread(
         allowed_import_path, path, import_dirs(manager.settings, manager.store)
     )

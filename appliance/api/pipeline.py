@@ -260,7 +260,7 @@ def model_name(manager: ModelManager, requested: str, *, embedding: bool) -> str
 
 
 def _reasoning_mode(manager: ModelManager, name: str) -> str:
-    entry = manager.catalog.resolve(name)
+    entry = manager.catalog.exact(name)
     return entry.reasoning if entry is not None else "auto"
 
 

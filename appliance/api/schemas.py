@@ -430,10 +430,16 @@ def _message(value: Any, i: int) -> ChatMessage:
     param = f"messages[{i}]"
     msg = _object(value, param)
     role = msg.get("role")
+    tool_call_id = _optional_string(msg, "tool_call_id", f"{param}.tool_call_id")
+    if role == "function":
+        # The legacy `functions` API's result turn ({"role": "function", "name", "content"})
+        # answers the assistant's `function_call`, read as the tool call "call_0".
+        role, tool_call_id = "tool", tool_call_id or "call_0"
     if role not in _ROLES:
         _fail(
             f"{param}.role",
-            f"'{param}.role' must be one of {', '.join(_ROLES)}; got {_show(role)}.",
+            f"'{param}.role' must be one of {', '.join(_ROLES)} (or the legacy function); "
+            f"got {_show(role)}.",
         )
     calls = msg.get("tool_calls", msg.get("function_call"))
     if calls and role != "assistant":
@@ -445,7 +451,7 @@ def _message(value: Any, i: int) -> ChatMessage:
         content=content,
         name=_optional_string(msg, "name", f"{param}.name"),
         reasoning_content=_optional_string(msg, "reasoning_content", f"{param}.reasoning_content"),
-        tool_call_id=_optional_string(msg, "tool_call_id", f"{param}.tool_call_id"),
+        tool_call_id=tool_call_id,
         tool_calls=tool_calls,
     )
 

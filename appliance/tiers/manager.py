@@ -216,7 +216,7 @@ class ModelManager:
     def slot(self, name: str) -> Slot:
         slot = self.slots.get(name)
         if slot is None:
-            slot = Slot(name=name, entry=self.catalog.resolve(name))
+            slot = Slot(name=name, entry=self.catalog.exact(name))
             self.slots[name] = slot
         return slot
 
@@ -290,7 +290,7 @@ class ModelManager:
 
     def local_file(self, name: str) -> Path | None:
         """The GGUF path for a model if it is on this box already, else None."""
-        entry = self.catalog.resolve(name)
+        entry = self.catalog.exact(name)
         if entry is not None and isinstance(entry.source, LocalSource):
             return entry.source.path.expanduser()
         stored = self.store.get(name)
@@ -298,7 +298,7 @@ class ModelManager:
 
     async def pull(self, name: str) -> StoredModel:
         """Pull a catalog model into the store once, however many callers ask at once."""
-        entry = self.catalog.resolve(name)
+        entry = self.catalog.exact(name)
         if entry is None:
             raise ModelNotFound(name)
         if not isinstance(entry.source, HubSource):

@@ -43,7 +43,7 @@ class ResidencyCache:
 
 def describe(manager: ModelManager, name: str) -> dict[str, Any]:
     """One model as the admin API, the CLI and the TUI show it."""
-    slot = manager.slots.get(name) or Slot(name=name, entry=manager.catalog.resolve(name))
+    slot = manager.slots.get(name) or Slot(name=name, entry=manager.catalog.exact(name))
     entry = slot.entry
     stored = manager.store.get(name)
     path = manager.local_file(name)

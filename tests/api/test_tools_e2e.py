@@ -237,6 +237,14 @@ def test_legacy_functions_are_answered_as_a_function_call(tools_daemon: Daemon) 
     assert [p.name for p in parts if p.name] == ["get_weather"]
     assert "".join(p.arguments or "" for p in parts) == call.arguments  # same seed, same call
     assert chunks[-1].choices[0].finish_reason == "function_call"
+    # The next turn, as those clients send the result: a "function" message after the call.
+    history = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": None, "function_call": call.model_dump()},
+        {"role": "function", "name": "get_weather", "content": "18 C"},
+    ]
+    answer = ask(tools_daemon, functions=[WEATHER["function"]], messages=history, max_tokens=8)
+    assert answer.choices[0].finish_reason in ("stop", "length", "function_call")
 
 
 def test_parallel_calls_are_each_valid(tools_daemon: Daemon) -> None:

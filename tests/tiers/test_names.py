@@ -53,6 +53,14 @@ def test_an_exact_name_wins_and_two_case_matches_are_ambiguous(
         manager.canonical("Mine")
     with pytest.raises(ModelNotFound):
         manager.canonical("nope")
+    # ...and it is that model everywhere after: a stored TINY beside the catalog's tiny is
+    # served from its own file with its own settings, not the catalog's.
+    folded_tiny = manager.store.layout.manifest_path("mine").read_text()
+    manager.store.layout.manifest_path("TINY").write_text(folded_tiny.replace('"mine"', '"TINY"'))
+    assert manager.canonical("TINY") == "TINY"
+    assert manager.slot("TINY").entry is None
+    assert manager.local_file("TINY") == manager.store.get("TINY").path  # type: ignore[union-attr]
+    assert manager.local_file("tiny") == models_dir / "tiny.gguf"
     asyncio.run(manager.shutdown())
 
 
@@ -67,6 +75,9 @@ def test_the_daemon_refuses_a_catalog_names_case_variant(tmp_path: Path, models_
         r = httpx.post(d.url + "/admin/import", json={**body, "name": "tiny-copy"}, timeout=60)
         assert r.status_code == 200, r.text
         r = httpx.post(d.url + "/admin/import", json={**body, "name": "TINY-COPY"}, timeout=60)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_name", r.text
+        # A catalog alias is taken too: requests for it reach the catalog's model.
+        r = httpx.post(d.url + "/admin/import", json={**body, "name": "tiny-alias"}, timeout=60)
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_name", r.text
     finally:
         d.stop()
