@@ -37,9 +37,10 @@ class CLIError(Exception):
 
 
 class ConfigError(CLIError):
-    """The configuration cannot be served as written: exit status 78 (EX_CONFIG), which
-    the systemd units do not restart on (`RestartPreventExitStatus=78`): a typo in
-    models.toml is mended by its operator, not by restarting every two seconds."""
+    """The configuration (settings.toml, models.toml) cannot be served as written: exit
+    status 78 (EX_CONFIG), which the systemd units do not restart on
+    (`RestartPreventExitStatus=78`): a typo is mended by its operator, not by restarting
+    every two seconds."""
 
     status = 78
 
@@ -57,7 +58,7 @@ def _paths_settings(args: argparse.Namespace) -> tuple[Paths, Settings]:
     try:
         return paths, load_settings(paths, overrides)
     except SettingsError as exc:
-        raise CLIError(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
 
 
 START_HINT = "; start the daemon with `appliance serve` or `systemctl start appliance`"
@@ -360,6 +361,8 @@ def _until(m: dict[str, Any]) -> str:
     why it stays: serving, pinned, kept forever."""
     if m.get("expires_in_s") is not None:
         return f"{fmt_duration(m['expires_in_s'])} left"
+    if m["state"] in ("loading", "pulling", "moving"):
+        return m["state"]
     if m["active_requests"]:
         return "in use"
     if m["pin"]:
@@ -526,7 +529,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     daemon = not args.base_url
     if daemon:
         args.base_url = _daemon_url(args) + "/v1"
-    if not args.api_key:
+    if not args.api_key and daemon:  # the daemon's key goes to the daemon only
         args.api_key = _api_key(settings)
     try:
         return chat_repl.run_from_args(args)
@@ -539,8 +542,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _, settings = _paths_settings(args)
     if not args.base_url:
         args.base_url = _daemon_url(args) + "/v1"
-    if not args.api_key:  # as chat: `sudo appliance bench` uses the service's key
-        args.api_key = _api_key(settings)
+        if not args.api_key:  # as chat: `sudo appliance bench` uses the service's key
+            args.api_key = _api_key(settings)
     return bench.run_from_args(args)
 
 

@@ -47,7 +47,7 @@ def test_ls_load_ps_unload(daemon: Daemon) -> None:
     assert flash in ("on", "off")
     assert row[1:3] == ["hot", "ready"] and row[-6:-2] == ["0", f"0/{model['slots']}", "0", flash]
     # Until it goes warm, idle (Ollama's UNTIL): the daemon's keep_alive of 5m, counting down.
-    assert row[-1] == "left" and row[-2] in ("4m", "5m", "299s", "300s"), row
+    assert row[-2:] in (["4m", "left"], ["5m", "left"]), row
     assert 0 < model["expires_in_s"] <= model["keep_alive_s"]
     r = run_cli("unload", "think", "--url", daemon.url)
     assert r.returncode == 0 and "unloaded" in r.stdout

@@ -115,7 +115,9 @@ def _tool_choice(value: Any) -> tuple[Any, bool | None]:
             '\'tool_choice\' must be an object such as {"type": "auto"}', "tool_choice"
         )
     kind = value.get("type")
-    parallel = None if not value.get("disable_parallel_tool_use") else False
+    disable = value.get("disable_parallel_tool_use")
+    # Unset: the chat default (several calls with auto, one with any or a named tool).
+    parallel = None if disable is None else not bool(disable)
     if kind == "auto":
         return "auto", parallel
     if kind == "any":

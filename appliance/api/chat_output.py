@@ -184,8 +184,9 @@ class ChatOutput:
             )
         elif len(parsed.tool_calls) > 1 and not self.tools.parallel:
             out.append(
-                f"parallel_tool_calls is false but the model made {len(parsed.tool_calls)} "
-                "calls; all are returned"
+                f"one call was asked for (parallel_tool_calls false, or a forced tool_choice "
+                f"without it) but the model made {len(parsed.tool_calls)} calls; all are "
+                "returned"
             )
         specs = {t.name: t for t in self.tools.specs}
         for call in parsed.tool_calls:

@@ -102,7 +102,12 @@ def _render_continued(
         marked = ""
     at = marked.rfind(_PREFILL_MARK)
     if at < 0:
-        return template.render(head, add_generation_prompt=True, **extra) + text
+        opened = template.render(head, add_generation_prompt=True, **extra)
+        # A reasoning template's generation prompt may open <think>: the prefill is the
+        # answer, so it starts after that block is closed, as the finished-turn rendering.
+        if opened.rstrip().endswith("<think>"):
+            opened = opened.rstrip() + "\n\n</think>\n\n"
+        return opened + text
     return marked[:at] + text
 
 

@@ -178,8 +178,16 @@ class GenaiEngine:
                     param=name,
                 )
         gp = og.GeneratorParams(self.model)
-        # With tools, the calls' grammar holds the response format where it applies.
-        guidance = self._tool_guidance(params) or _guidance(params.get("response_format"))
+        # With tools, the calls' grammar holds the response format where it applies; with
+        # none (after an opened reasoning block) the format must not force JSON into it.
+        tools_on = bool(params.get("tools")) and (params.get("tool_choice") or {}).get("mode") in (
+            "auto",
+            "required",
+            "named",
+        )
+        guidance = self._tool_guidance(params) or (
+            None if tools_on else _guidance(params.get("response_format"))
+        )
         if guidance is not None:
             try:
                 gp.set_guidance(*guidance)

@@ -932,14 +932,28 @@ class ModelManager:
             task.add_done_callback(self._restarts.discard)
 
     async def _restart_pinned(self, name: str, delay: float) -> None:
-        await asyncio.sleep(delay)
-        slot = self.slot(name)
-        if slot.worker is not None or self.pin_of(slot) != "hot":
-            return  # a request brought it back, or the pin went meanwhile
-        try:
-            await self.load(name, reason="pinned hot: restarted after its worker ended")
-        except ModelError as exc:
-            self.emit(name, "error", f"pin hot not honoured after a crash: {exc.message}")
+        """Load a model pinned hot again, backing off while loads fail, until it runs, its
+        pin goes, or it is stopped (a crash of the new worker starts another of these)."""
+        settings = self.settings
+        while True:
+            await asyncio.sleep(delay)
+            slot = self.slot(name)
+            if slot.worker is not None or self.pin_of(slot) != "hot":
+                return  # a request brought it back, or the pin went meanwhile
+            try:
+                await self.load(name, reason="pinned hot: restarted after its worker ended")
+                return
+            except Exception as exc:  # any failure: say it, try again later
+                message = exc.message if isinstance(exc, ModelError) else str(exc)
+                delay = min(
+                    max(delay * 2, settings.restart_backoff_initial_s),
+                    settings.restart_backoff_max_s,
+                )
+                self.emit(
+                    name,
+                    "error",
+                    f"pin hot not honoured after a crash: {message}; next try in {delay:.0f} s",
+                )
 
     async def unload(self, name: str, reason: str) -> bool:
         """Stop the model's worker: hot → warm (its pages stay in RAM for a fast reload)."""

@@ -25,20 +25,34 @@ KEY = "anthropic-errors-key"
 HELLO = [{"role": "user", "content": "hello"}]
 
 
+EXTRA_ONE = """
+[models.one]
+source = "{slow}"
+context = 4096
+parallel = 1
+max_queue = 0
+"""
+
+
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
     """A daemon with an API key, a small body limit, a short request timeout, and `one`:
     a slow model with one slot and no queue (a second request gets 429)."""
     home = tmp_path_factory.mktemp("anthropic-errors")
-    extra = f'''
-[models.one]
-source = "{models_dir / "slow.gguf"}"
-context = 4096
-parallel = 1
-max_queue = 0
-'''
+    extra = EXTRA_ONE.format(slow=models_dir / "slow.gguf")
     env = {"APPLIANCE_MAX_BODY_BYTES": "65536", "APPLIANCE_REQUEST_TIMEOUT": "1s"}
     d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra), env, KEY)
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def queueless(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Daemon]:
+    """`one` as in `keyed`, without its 1 s request timeout: the answer holding the slot
+    must outlast the requests turned away (on a busy box they can take a second)."""
+    home = tmp_path_factory.mktemp("anthropic-queue")
+    extra = EXTRA_ONE.format(slow=models_dir / "slow.gguf")
+    d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra), None, KEY)
     yield d
     d.stop()
 
@@ -112,7 +126,7 @@ def test_the_sdk_raises_its_error_classes_with_the_body(keyed: Daemon) -> None:
     }
 
 
-def test_a_full_queue_is_a_rate_limit_error_with_retry_after(keyed: Daemon) -> None:
+def test_a_full_queue_is_a_rate_limit_error_with_retry_after(queueless: Daemon) -> None:
     busy = {
         "model": "one",
         "messages": HELLO,
@@ -120,18 +134,18 @@ def test_a_full_queue_is_a_rate_limit_error_with_retry_after(keyed: Daemon) -> N
         "ignore_eos": True,
         "stream": True,
     }
-    post(keyed, "/v1/messages", {"model": "one", "max_tokens": 1, "messages": HELLO})  # loaded
+    post(queueless, "/v1/messages", {"model": "one", "max_tokens": 1, "messages": HELLO})  # loaded
     headers = {"authorization": f"Bearer {KEY}"}
     with httpx.stream(
-        "POST", keyed.v1 + "/chat/completions", json=busy, headers=headers, timeout=60
+        "POST", queueless.v1 + "/chat/completions", json=busy, headers=headers, timeout=60
     ) as running:
         assert running.status_code == 200
         body = {"model": "one", "max_tokens": 4, "messages": HELLO}
-        r = post(keyed, "/v1/messages", body)
+        r = post(queueless, "/v1/messages", body)
         assert "busy" in anthropic_error(r, 429, "rate_limit_error")
         assert r.headers["retry-after"].isdigit()
         with pytest.raises(anthropic.RateLimitError) as limited:
-            client(keyed).messages.create(**body)
+            client(queueless).messages.create(**body)
         assert limited.value.body["error"]["type"] == "rate_limit_error"
 
 

@@ -251,6 +251,15 @@ def test_a_template_that_hides_the_final_turn_gets_the_text_after_a_new_turn() -
     for source in (refuses, hides):
         prompt, _ = render_prompt(ChatTemplate(source), PREFILL)
         assert prompt.endswith("Count from 1 to 20.<|im_end|>\n<|im_start|>assistant\n1, 2, 3,")
+    # A reasoning template's generation prompt opens <think>: the prefill is the answer,
+    # after a closed block (else the model's text after it read as reasoning).
+    hides_think = THINK_TEMPLATE.replace(
+        "{% for message in messages %}",
+        "{% for message in messages if message['role'] != 'assistant' %}",
+    )
+    prompt, reasoning = render_prompt(ChatTemplate(hides_think), PREFILL)
+    assert prompt.endswith("assistant\n<think>\n\n</think>\n\n1, 2, 3,"), prompt[-60:]
+    assert not reasoning
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)

@@ -47,5 +47,5 @@ def test_workers_that_hang_on_stop_are_stopped_together(tmp_path: Path, tiny_ggu
         return took
 
     took = asyncio.run(scenario())
-    # One grace for all: one after the other would take three (6 s and more).
-    assert grace <= took < 2 * grace, took
+    # One grace for all (and the kills): one after the other would take three, 6 s and more.
+    assert grace <= took < 2.5 * grace, took
