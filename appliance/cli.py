@@ -360,9 +360,9 @@ def _until(m: dict[str, Any]) -> str:
     """When the model leaves its tier if nothing uses it (Ollama's UNTIL): "4m left", or
     why it stays: serving, pinned, kept forever."""
     if m.get("expires_in_s") is not None:
-        return f"{fmt_duration(m['expires_in_s'])} left"
+        return f"{fmt_duration(float(m['expires_in_s']))} left"
     if m["state"] in ("loading", "pulling", "moving"):
-        return m["state"]
+        return str(m["state"])
     if m["active_requests"]:
         return "in use"
     if m["pin"]:

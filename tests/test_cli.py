@@ -46,7 +46,8 @@ def test_ls_load_ps_unload(daemon: Daemon) -> None:
     flash = model["engine"]["flash_attn"]  # what "auto" chose here: on | off
     assert flash in ("on", "off")
     assert row[1:3] == ["hot", "ready"] and row[-6:-2] == ["0", f"0/{model['slots']}", "0", flash]
-    # Until it goes warm, idle (Ollama's UNTIL): the daemon's keep_alive of 5m, counting down.
+    # Until it goes warm, idle (Ollama's UNTIL): the load is a use, so the daemon's
+    # keep_alive of 5m counts from it.
     assert row[-2:] in (["4m", "left"], ["5m", "left"]), row
     assert 0 < model["expires_in_s"] <= model["keep_alive_s"]
     r = run_cli("unload", "think", "--url", daemon.url)

@@ -82,6 +82,8 @@ async def load_model(request: Request) -> Response:
     manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
     await manager.load(name, reason="admin request")
+    # An operator's load is a use: its keep_alive counts from now (as `ollama run`'s).
+    manager.slot(name).last_used = time.monotonic()
     return JSONResponse(manager.describe(name))
 
 
