@@ -57,6 +57,7 @@ from appliance.tiers.errors import (
 )
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.measurements import Measurements, measurement_key, process_anon_bytes
+from appliance.tiers.names import canonical
 from appliance.tiers.plan import NoRoom, plan_idle, plan_over_budget, plan_promotion
 from appliance.tiers.policy import (
     Placement,
@@ -157,45 +158,8 @@ class ModelManager:
         return names
 
     def canonical(self, model: str) -> str:
-        """The model's name from a name or alias (matched ignoring case when no name matches
-        exactly, as the catalog's names are unique ignoring case), or a 404. Ollama's
-        default tag is understood: `NAME:latest` is NAME when no model has that name."""
-        try:
-            return self._canonical(model)
-        except ModelNotFound:
-            if not model.endswith(":latest"):
-                raise
-        try:
-            return self._canonical(model.removesuffix(":latest"))
-        except ModelNotFound:
-            raise ModelNotFound(model) from None
-
-    def _canonical(self, model: str) -> str:
-        """An exact name or alias (the catalog's, then the store's) wins over one that
-        matches ignoring case; two of those are ambiguous, not a guess."""
-        entry = self.catalog.exact(model)
-        if entry is not None:
-            return entry.name
-        matches: set[str] = set()
-        try:
-            if self.store.get(model) is not None:
-                return model
-            folded = model.casefold()
-            matches |= {m.name for m in self.store.list() if m.name.casefold() == folded}
-        except StoreError:
-            pass
-        entry = self.catalog.resolve(model)
-        if entry is not None:
-            matches.add(entry.name)
-        if len(matches) > 1:
-            raise BadModelRequest(
-                f"'{model}' matches {' and '.join(sorted(matches))} ignoring case: "
-                "name one exactly",
-                code="ambiguous_model",
-            )
-        if matches:
-            return matches.pop()
-        raise ModelNotFound(model)
+        """The model's name from a name or alias (see `names.canonical`), or a 404."""
+        return canonical(self.catalog, self.store, model)
 
     def default_model(self, *, embedding: bool = False) -> str | None:
         """The model a request without `model` means: the catalog's default chat model (or

@@ -1,0 +1,56 @@
+"""Which model a name means: the catalog's names and aliases and the store's names.
+
+Requests match names ignoring case (as Ollama's and OpenAI clients' users type them), so
+an exact name or alias wins over one that matches ignoring case, two of those are
+ambiguous rather than a guess, and Ollama's default tag is understood (`NAME:latest` is
+NAME when no model has that name). The store refuses a second name that differs from
+one of its own only in case, and the daemon one that is the catalog's; `canonical` still
+copes with stores written before that.
+"""
+
+from __future__ import annotations
+
+from appliance.catalog import Catalog
+from appliance.store.store import Store, StoreError
+from appliance.tiers.errors import BadModelRequest, ModelNotFound
+
+__all__ = ["canonical"]
+
+
+def canonical(catalog: Catalog, store: Store, model: str) -> str:
+    """The model's name for `model` (a name, an alias, either ignoring case, or with
+    `:latest`), or ModelNotFound naming what was asked; BadModelRequest when ambiguous."""
+    try:
+        return _canonical(catalog, store, model)
+    except ModelNotFound:
+        if not model.endswith(":latest"):
+            raise
+    try:
+        return _canonical(catalog, store, model.removesuffix(":latest"))
+    except ModelNotFound:
+        raise ModelNotFound(model) from None
+
+
+def _canonical(catalog: Catalog, store: Store, model: str) -> str:
+    entry = catalog.exact(model)
+    if entry is not None:
+        return entry.name
+    matches: set[str] = set()
+    try:
+        if store.get(model) is not None:
+            return model
+        folded = model.casefold()
+        matches |= {m.name for m in store.list() if m.name.casefold() == folded}
+    except StoreError:
+        pass
+    entry = catalog.resolve(model)
+    if entry is not None:
+        matches.add(entry.name)
+    if len(matches) > 1:
+        raise BadModelRequest(
+            f"'{model}' matches {' and '.join(sorted(matches))} ignoring case: name one exactly",
+            code="ambiguous_model",
+        )
+    if matches:
+        return matches.pop()
+    raise ModelNotFound(model)
