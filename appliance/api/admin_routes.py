@@ -405,14 +405,9 @@ async def pull(request: Request) -> Response:
 # -- import: only from allowed folders, and errors that never quote a file's bytes ----------
 
 
-def inbox_dir(store: Store) -> Path:
-    """``<store>/inbox``: a folder the daemon always imports from."""
-    return store.root / "inbox"
-
-
 def ensure_inbox(store: Store) -> None:
     with contextlib.suppress(OSError):
-        inbox_dir(store).mkdir(parents=True, exist_ok=True)
+        store.inbox_dir.mkdir(parents=True, exist_ok=True)
 
 
 def import_dirs(settings: Settings, store: Store) -> tuple[Path, ...]:
@@ -420,8 +415,8 @@ def import_dirs(settings: Settings, store: Store) -> tuple[Path, ...]:
     advice for a corrupt model says to import from there), and `import_dirs`, else the
     daemon user's home."""
     if settings.import_dirs is not None:
-        return (*settings.import_dirs, inbox_dir(store))
-    dirs = [inbox_dir(store)]
+        return (*settings.import_dirs, store.inbox_dir)
+    dirs = [store.inbox_dir]
     with contextlib.suppress(RuntimeError, KeyError):  # no home for this user
         dirs.insert(0, Path.home())
     return tuple(dirs)

@@ -122,7 +122,7 @@ def repair_command(model: StoredModel, inbox: Path) -> str:
     """How the operator gets a model's files back: pull (hub) or import (local) again.
 
     A running daemon imports only from its import folders (by default the store's
-    `inbox`, api/admin_routes.py's `inbox_dir`, and its user's home): the original path,
+    `inbox`, `Store.inbox_dir`, and its user's home): the original path,
     often imported with the daemon stopped, is refused there. So a file or folder from
     elsewhere is copied into the inbox first, and the import from there works with the
     daemon running or stopped.
@@ -340,7 +340,7 @@ def verify_model(
                     quarantine=moved,
                 )
         checks.append(check)
-    return ModelCheck(model.name, tuple(checks), repair_command(model, store.root / "inbox"))
+    return ModelCheck(model.name, tuple(checks), repair_command(model, store.inbox_dir))
 
 
 def files_to_hash(store: Store, model: StoredModel) -> list[tuple[str, int]]:

@@ -182,6 +182,12 @@ class Store:
     def root(self) -> Path:
         return self.layout.root
 
+    @property
+    def inbox_dir(self) -> Path:
+        """`<store>/inbox`: a folder the daemon always imports from (a file copied there
+        can be imported with the daemon running)."""
+        return self.root / "inbox"
+
     def _hub(self) -> HubClient:
         if self._hub_client is None:
             from appliance.store.hub import HubClient  # huggingface_hub only when pulling

@@ -165,7 +165,7 @@ def test_an_imported_model_s_repair_works_with_the_daemon_running(
     """The advice was `appliance import <original path>`, which a running daemon refuses
     (outside its import folders) when the first import was done with it stopped: it now
     says to copy the file into the store's inbox and import it from there."""
-    from appliance.api.admin_routes import allowed_import_path, import_dirs, inbox_dir
+    from appliance.api.admin_routes import allowed_import_path, import_dirs
     from appliance.api.errors import APIError
     from appliance.settings import Settings
 
@@ -176,7 +176,7 @@ def test_an_imported_model_s_repair_works_with_the_daemon_running(
     store.import_file(outside, "tiny-emb")  # the daemon stopped: any path is read
     flip_byte(store.get("tiny-emb").path)
     check = store.verify("tiny-emb")
-    inbox = inbox_dir(store)
+    inbox = store.inbox_dir
     copy = inbox / outside.name
     assert check.repair == (
         f"appliance import '{copy}' --name tiny-emb, after copying '{outside}' into {inbox} "
