@@ -22,6 +22,7 @@ from appliance.tiers.errors import (
 
 __all__ = [
     "ANTHROPIC_PATHS",
+    "RESPONSES_PATHS",
     "APIError",
     "ErrorResponse",
     "anthropic_error_type",
@@ -104,8 +105,10 @@ ANTHROPIC_ERROR_TYPES = {
     529: "overloaded_error",
 }
 
-# The Anthropic Messages API's routes, served with and without /v1 like every API here.
+# The Anthropic Messages API's and the Responses API's routes, served with and without
+# /v1 like every API here: their errors mid-stream have their own shapes.
 ANTHROPIC_PATHS = ("/v1/messages", "/messages")
+RESPONSES_PATHS = ("/v1/responses", "/responses")
 
 
 def anthropic_error_type(status: int) -> str:

@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from appliance.api.errors import APIError, is_anthropic_path
+from appliance.api.errors import RESPONSES_PATHS, APIError, is_anthropic_path
 
 __all__ = ["SSE_DONE", "follow", "sse_data", "sse_error", "sse_event", "sse_stream_error"]
 
@@ -36,7 +36,7 @@ def sse_stream_error(path: str, err: APIError) -> bytes:
     anthropic SDK skips an unnamed event, so a cut Messages stream looked finished."""
     if is_anthropic_path(path):
         return sse_event("error", err.to_anthropic_body())
-    if path in ("/v1/responses", "/responses"):
+    if path in RESPONSES_PATHS:
         fields = {"code": err.code, "message": err.message, "param": err.param}
         return sse_event("error", {"type": "error", "sequence_number": 0, **fields})
     return sse_error(err)

@@ -185,9 +185,8 @@ class GenaiEngine:
             "required",
             "named",
         )
-        guidance = self._tool_guidance(params) or (
-            None if tools_on else _guidance(params.get("response_format"))
-        )
+        tool_guidance = self._tool_guidance(params)
+        guidance = tool_guidance or (None if tools_on else _guidance(params.get("response_format")))
         if guidance is not None:
             try:
                 gp.set_guidance(*guidance)
@@ -197,6 +196,12 @@ class GenaiEngine:
                 probe.set_search_options(max_length=2)
                 og.Generator(self.model, probe)
             except Exception as exc:
+                if tool_guidance is not None:
+                    raise EngineRequestError(
+                        f"tools: a grammar for these tool schemas cannot be used: {exc}",
+                        code="invalid_tool_schema",
+                        param="tools",
+                    ) from exc
                 raise EngineRequestError(
                     f"response_format: the JSON schema cannot be used: {exc}",
                     code="invalid_json_schema",
