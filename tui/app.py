@@ -179,18 +179,22 @@ class ApplianceApp(App[None]):
 
     async def _consume(self, stream: Any, telemetry: bool) -> None:
         history_loaded = False
-        async for item in stream:
-            if not history_loaded:
-                # Subscribed: now the history, which may overlap what streams (deduplicated).
-                history_loaded = True
-                with contextlib.suppress(DaemonError):
-                    if telemetry:
-                        self.state.telemetry = True
-                        self.state.load_history(await self.client.telemetry())
-                    if self.state.add_events(await self.client.events()):
-                        self.poll_now()
-                    self.refresh_views()
-            self._take(item)
+        # Closed here, by this task, when it ends or is cancelled (the app quitting): left to
+        # the loop's finalizer, the stream's generator could be closed while still running
+        # ("aclose(): asynchronous generator is already running", once in CI).
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if not history_loaded:
+                    # Subscribed: now the history, which may overlap what streams (deduped).
+                    history_loaded = True
+                    with contextlib.suppress(DaemonError):
+                        if telemetry:
+                            self.state.telemetry = True
+                            self.state.load_history(await self.client.telemetry())
+                        if self.state.add_events(await self.client.events()):
+                            self.poll_now()
+                        self.refresh_views()
+                self._take(item)
 
     def _take(self, item: dict[str, Any]) -> None:
         kind = item.get("kind")

@@ -8,8 +8,9 @@ classes the CLI's `AdminClient` raises.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
@@ -124,7 +125,7 @@ class TuiClient:
         path: str,
         read_timeout: float | None,
         json_body: Any = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Each `data:` payload of a server-sent event stream, decoded; stops at [DONE]."""
         timeout = httpx.Timeout(10.0, connect=3.0, read=read_timeout)
         try:
@@ -147,15 +148,17 @@ class TuiClient:
 
     async def event_stream(self) -> AsyncIterator[dict[str, Any]]:
         """Live events; the daemon sends a keep-alive every 15 s, so 40 s of silence is a fault."""
-        async for item in self._sse("GET", "/admin/events/stream", 40.0):
-            if isinstance(item, dict):
-                yield item
+        async with contextlib.aclosing(self._sse("GET", "/admin/events/stream", 40.0)) as items:
+            async for item in items:
+                if isinstance(item, dict):
+                    yield item
 
     async def telemetry_stream(self) -> AsyncIterator[dict[str, Any]]:
         """Samples (kind "sample") and events; raises RouteMissing on an older daemon."""
-        async for item in self._sse("GET", "/admin/telemetry/stream", 40.0):
-            if isinstance(item, dict):
-                yield item
+        async with contextlib.aclosing(self._sse("GET", "/admin/telemetry/stream", 40.0)) as items:
+            async for item in items:
+                if isinstance(item, dict):
+                    yield item
 
     async def pull(self, ref: str, name: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Progress events {"status", "downloaded", "total"}; the last is status "success"."""
