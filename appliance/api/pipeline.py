@@ -244,8 +244,8 @@ def finish_reason_of(done: Frame) -> str:
 
 
 def model_name(manager: ModelManager, requested: str, *, embedding: bool) -> str:
-    """The model a request names (aliases, any case), or without one, the default: the
-    catalog's default chat model (its first embedding model for embeddings)."""
+    """The model a request names (aliases, any case), or without one, the default
+    (`ModelManager.default_model`)."""
     if requested:
         return manager.canonical(requested)
     name = manager.default_model(embedding=embedding)

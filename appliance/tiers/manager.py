@@ -163,19 +163,27 @@ class ModelManager:
 
     def default_model(self, *, embedding: bool = False) -> str | None:
         """The model a request without `model` means: the catalog's default chat model (or
-        its first embedding model); without a catalog one, the only stored or loaded one."""
+        its first embedding model), unless it is not on this box yet and a model of that
+        kind is loaded: then the one used last (as LM Studio answers with the loaded model;
+        the default would be pulled first, and offline not at all). Without a catalog
+        default, the only loaded one."""
         if embedding:
             entry = next((e for e in self.catalog if e.kind == "embedding"), None)
         else:
             entry = self.catalog.default_entry()
+        loaded = sorted(
+            (
+                slot
+                for slot in self.slots.values()
+                if slot.worker is not None and slot.worker.spec.embedding == embedding
+            ),
+            key=lambda slot: -slot.last_used,
+        )
         if entry is not None:
+            if loaded and self.tier_of(self.slot(entry.name)) == "remote":
+                return loaded[0].name
             return entry.name
-        loaded = [
-            n
-            for n, slot in self.slots.items()
-            if slot.worker is not None and slot.worker.spec.embedding == embedding
-        ]
-        return loaded[0] if len(loaded) == 1 else None
+        return loaded[0].name if len(loaded) == 1 else None
 
     def slot(self, name: str) -> Slot:
         slot = self.slots.get(name)

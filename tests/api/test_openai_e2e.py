@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import END_THINK_ID, THINK_ID
-from tests.daemon import Daemon, start_daemon
+from tests.daemon import Daemon, free_port, start_daemon
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,30 @@ def test_models_on_this_box_are_listed_first_with_when_they_came(
         assert [m.id for m in listed] == ["near", "far"]
         assert listed[0].created == int((models_dir / "tiny.gguf").stat().st_mtime)
         assert listed[1].created == 0  # not on this box yet
+    finally:
+        d.stop()
+
+
+def test_without_model_a_default_not_on_this_box_yields_to_the_loaded_model(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """The catalog's default is pulled on first use; offline that fails (503). A request
+    without `model` is then answered by the model loaded here, as LM Studio does."""
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(
+        '[models.far]\nsource = "hf://org/repo/far.gguf"\ndefault = true\n'
+        'revision = "0123456789abcdef0123456789abcdef01234567"\n'
+        f'[models.near]\nsource = "{models_dir / "tiny.gguf"}"\n'
+    )
+    dead_hub = {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    d = start_daemon(tmp_path / "home", catalog, env=dead_hub)
+    try:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        r = httpx.post(d.v1 + "/chat/completions", json=body, timeout=60)
+        assert r.status_code == 503, r.text  # nothing loaded: the default, which cannot pull
+        d.post("/admin/models/near/load").raise_for_status()
+        r = httpx.post(d.v1 + "/chat/completions", json=body, timeout=60)
+        assert r.status_code == 200 and r.json()["model"] == "near", r.text
     finally:
         d.stop()
 
