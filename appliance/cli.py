@@ -198,9 +198,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     bar = ProgressBar(args.model)
+    started = False
     try:
         with _client(args) as client:
             for event in client.pull(args.model, args.name):
+                started = True
                 if event.get("status") == "success":
                     bar.update("success", None, None)
                     print(
@@ -210,7 +212,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
                     return 0
                 bar.update(str(event.get("status")), event.get("downloaded"), event.get("total"))
     except DaemonUnreachable:
-        pass
+        if started:  # it went away mid-pull: say where the download goes on
+            print(
+                "\nappliance: the daemon stopped answering; the pull goes on here, resuming "
+                "the download where it stopped",
+                file=sys.stderr,
+            )
     from appliance.store.store import ProgressEvent
 
     _, settings = _paths_settings(args)

@@ -137,3 +137,43 @@ def test_offline_pull_says_so_and_names_import(tmp_path: Path) -> None:
         assert "pull failed" in d.model("far")["last_error"]
     finally:
         d.stop()
+
+
+def test_a_daemon_that_dies_mid_pull_leaves_the_cli_to_finish_it_and_say_so(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """`appliance pull` through a daemon killed during the download goes on in the CLI's
+    own process, from where the download stopped, and now says so (it went on silently)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data = (models_dir / "tiny.gguf").read_bytes()
+    with HubStub() as stub:
+        slow = stub.add_file("org/slow-GGUF", "slow-q4_k_m.gguf", data, revision_sha=COMMIT)
+        slow.delay = 0.05  # about 2 s for the whole file, in 16 KiB chunks
+        home = tmp_path / "home"
+        d = start_daemon(home, tmp_path / "none.toml", env={"HF_ENDPOINT": stub.endpoint})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+        env.update({"APPLIANCE_HOME": str(home), "HF_ENDPOINT": stub.endpoint})
+        ref = f"hf://org/slow-GGUF/slow-q4_k_m.gguf@{COMMIT}"
+        cmd = [sys.executable, "-m", "appliance.cli", "pull", ref, "--name", "slow"]
+        cli = subprocess.Popen(
+            [*cmd, "--url", d.url], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while slow.gets == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # some of the body is on its way
+            d.proc.send_signal(signal.SIGKILL)
+            out, err = cli.communicate(timeout=120)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+            d.stop()
+    assert cli.returncode == 0, err.decode()
+    assert "the daemon stopped answering; the pull goes on here" in err.decode()
+    assert out.decode().startswith("slow  sha256 ")
+    assert any(r and r.startswith("bytes=") for r in slow.ranges), slow.ranges  # resumed
