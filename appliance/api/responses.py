@@ -268,7 +268,7 @@ class ResponseBuilder:
             "max_output_tokens": body.get("max_output_tokens"),
             "model": self.model,
             "output": self.items if status != "in_progress" else [],
-            "parallel_tool_calls": bool(body.get("parallel_tool_calls", True)),
+            "parallel_tool_calls": _parallel(body),
             "previous_response_id": body.get("previous_response_id"),
             "reasoning": {"effort": None, "summary": None},
             "store": bool(body.get("store", True)),
@@ -302,3 +302,13 @@ class ResponseBuilder:
         if reasoning:
             msg["reasoning_content"] = reasoning
         return [msg]
+
+
+def _parallel(body: dict[str, Any]) -> bool:
+    """Whether several calls are allowed, as the chat pipeline applies it: unset, a forced
+    tool_choice ("required" or a function) makes one call, else several."""
+    value = body.get("parallel_tool_calls")
+    if value is not None:
+        return bool(value)
+    choice = body.get("tool_choice", "auto")
+    return not (choice == "required" or isinstance(choice, dict))

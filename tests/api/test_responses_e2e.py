@@ -311,3 +311,16 @@ def test_logprobs_go_with_the_text_and_a_cut_call_is_incomplete() -> None:
     assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
     with pytest.raises(APIError, match="include"):
         to_chat_body({"input": "x", "include": [{"not": "a string"}]}, [])
+
+
+def test_the_response_says_how_many_calls_the_request_allowed() -> None:
+    """Unset, a forced tool_choice makes one call (as chat): the response says so."""
+
+    def parallel(**body: object) -> object:
+        return ResponseBuilder(dict(body), "m", "r").response("completed")["parallel_tool_calls"]
+
+    assert parallel() is True
+    assert parallel(tool_choice="required") is False
+    assert parallel(tool_choice={"type": "function", "name": "f"}) is False
+    assert parallel(tool_choice="required", parallel_tool_calls=True) is True
+    assert parallel(parallel_tool_calls=False) is False
