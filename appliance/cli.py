@@ -119,12 +119,16 @@ class ProgressBar:
         self.started = time.monotonic()
         self.last = 0.0
 
-    def update(self, status: str, done: int | None, total: int | None) -> None:
+    def update(
+        self, status: str, done: int | None, total: int | None, message: str = ""
+    ) -> None:
         now = time.monotonic()
-        if now - self.last < 0.1 and status == "downloading":
+        if now - self.last < 0.1 and status == "downloading" and not message:
             return
         self.last = now
-        if total and done is not None and status == "downloading":
+        if message and not done:  # e.g. waiting for another pull of the same file
+            text = f"{self.label}  {message}"
+        elif total and done is not None and status == "downloading":
             rate = done / max(now - self.started, 1e-6)
             text = (
                 f"{self.label}  {100 * done / total:5.1f}%  {fmt_bytes(done)} / "
@@ -210,7 +214,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
                         f"{fmt_bytes(event['size'])}  revision {event.get('revision')}"
                     )
                     return 0
-                bar.update(str(event.get("status")), event.get("downloaded"), event.get("total"))
+                bar.update(
+                    str(event.get("status")),
+                    event.get("downloaded"),
+                    event.get("total"),
+                    str(event.get("message") or ""),
+                )
     except DaemonUnreachable:
         if started:  # it went away mid-pull: say where the download goes on
             print(
@@ -231,7 +240,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         ref, args.name = f"{entry.source}@{entry.revision}", entry.name
 
     def progress(ev: ProgressEvent) -> None:
-        bar.update(ev.status, ev.downloaded, ev.total)
+        bar.update(ev.status, ev.downloaded, ev.total, ev.message)
 
     stored = _local_store(args, write=True).pull(ref, args.name, progress)
     bar.update("done", None, None)

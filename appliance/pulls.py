@@ -46,10 +46,11 @@ class Pulls:
                 self.events.emit,
                 label,
                 "pull_progress",
-                f"{ev.status} {ev.filename}",
+                ev.message or f"{ev.status} {ev.filename}",
                 status=ev.status,
                 downloaded=ev.downloaded,
                 total=ev.total,
+                note=ev.message,
             )
             loop.call_soon_threadsafe(emit)
 

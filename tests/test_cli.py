@@ -311,3 +311,17 @@ def test_chat_without_model_uses_catalog_default(
     )
     assert r.returncode == 0, r.stderr
     assert "error" not in r.stdout.lower() and r.stdout.strip()
+
+
+def test_a_pull_waiting_for_another_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """A pull waiting on another process's pull of the same file showed 0.0% and 0 MiB/s."""
+    from appliance.cli import ProgressBar
+    from appliance.store.store import WAITING_MESSAGE
+
+    bar = ProgressBar("tiny")
+    bar.update("downloading", 0, 1000, WAITING_MESSAGE)
+    err = capsys.readouterr().err
+    assert "tiny  waiting for another pull of the same file" in err and "0.0%" not in err
+    bar.last = 0.0
+    bar.update("downloading", 500, 1000)
+    assert " 50.0%" in capsys.readouterr().err

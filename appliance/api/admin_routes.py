@@ -371,6 +371,7 @@ async def pull(request: Request) -> Response:
                                     "status": ev.data.get("status"),
                                     "downloaded": ev.data.get("downloaded"),
                                     "total": ev.data.get("total"),
+                                    "message": ev.data.get("note") or "",
                                 }
                             )
                     else:
