@@ -119,9 +119,7 @@ class ProgressBar:
         self.started = time.monotonic()
         self.last = 0.0
 
-    def update(
-        self, status: str, done: int | None, total: int | None, message: str = ""
-    ) -> None:
+    def update(self, status: str, done: int | None, total: int | None, message: str = "") -> None:
         now = time.monotonic()
         if now - self.last < 0.1 and status == "downloading" and not message:
             return

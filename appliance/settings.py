@@ -37,7 +37,8 @@ parallel                 APPLIANCE_PARALLEL            "auto" (slots per model, 
 max_queue                APPLIANCE_MAX_QUEUE           "auto" (4 x slots, at least 8)
 flash_attn               APPLIANCE_FLASH_ATTN          "auto" (llama.cpp decides per backend)
 prompt_cache_ram         APPLIANCE_PROMPT_CACHE_RAM    "512MiB" (saved prompt states per model,
-                                                       counted in its host-RAM footprint)
+                                                       at most twice its slots' KV; counted
+                                                       in its host-RAM footprint)
 prompt_cache_disk        APPLIANCE_PROMPT_CACHE_DISK   "2GiB" (per model, in the store's cache)
 prompt_cache_min_save    APPLIANCE_PROMPT_CACHE_MIN_SAVE
                                                        "50ms" (keep a prompt's state only if

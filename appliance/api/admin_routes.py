@@ -281,7 +281,9 @@ def inspect_payload(info: Any, serving: Serving, states_cap: int = 0) -> dict[st
             "compute_bytes": est.compute_bytes,
             "total_bytes": est.total_bytes,
             # Counted in its hot footprint too, so `ps` shows more than the estimate.
-            "prompt_states_bytes": prompt_states_cap(info.format, serving.embedding, states_cap),
+            "prompt_states_bytes": prompt_states_cap(
+                info.format, serving.embedding, states_cap, est.kv_cache_bytes
+            ),
         },
     }
 

@@ -115,7 +115,17 @@ def record_of(fp: Footprint) -> tuple[int, int]:
     return (fp.device_bytes if fp.measured else 0), fp.host_bytes
 
 
-def prompt_states_cap(fmt: str, embedding: bool, cap: int) -> int:
-    """Host RAM a loaded model's saved prompt states may grow to (`cap`: the
-    `prompt_cache_ram` setting): GGUF chat models keep them, others none."""
-    return cap if fmt == "gguf" and not embedding else 0
+# Saved prompt states a model keeps in RAM, at most, in KV caches of all its slots: a
+# state holds one sequence's KV (at most one slot's context), so twice the slots' KV is
+# eight full-context states with four slots.
+STATES_PER_KV = 2
+
+
+def prompt_states_cap(fmt: str, embedding: bool, cap: int, kv_bytes: int) -> int:
+    """Host RAM a loaded model's saved prompt states may grow to: the `prompt_cache_ram`
+    setting (`cap`), or less for a small model, STATES_PER_KV times its slots' KV
+    (`kv_bytes`): 512 MiB counted in a 1 MiB model's footprint made needless evictions
+    under tight budgets. GGUF chat models keep states, others none."""
+    if fmt != "gguf" or embedding:
+        return 0
+    return min(cap, STATES_PER_KV * kv_bytes)

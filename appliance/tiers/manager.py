@@ -630,7 +630,8 @@ class ModelManager:
             before = footprint.expected(
                 info, n_ctx * slots, slot.device, placement.n_gpu_layers, measured
             )
-            reserve = self._prompt_cache_reserve(serving, path)
+            kv_bytes = estimate_memory(info, n_ctx * slots).kv_cache_bytes
+            reserve = self._prompt_cache_reserve(serving, path, kv_bytes)
             self._set_footprint(slot, before.plus_host(reserve))
             if measured is not None:
                 slot.reload_s = measured.load_s
@@ -647,7 +648,9 @@ class ModelManager:
                     if move.model != name:
                         await self._apply(move)
                 started = time.monotonic()  # the load alone: evictions above are not its cost
-                worker = await self._start_worker(slot, path, serving, placement, reason, model_id)
+                worker = await self._start_worker(
+                    slot, path, serving, placement, reason, model_id, reserve
+                )
                 load_s = time.monotonic() - started
                 after = await self._measured(worker, path, info, n_ctx * slots, placement, before)
                 if after is not None:
@@ -725,13 +728,13 @@ class ModelManager:
         stored = self.store.get(name)
         return stored.sha256 if stored is not None else file_identity(path)
 
-    def _prompt_cache_reserve(self, serving: Serving, path: Path) -> int:
+    def _prompt_cache_reserve(self, serving: Serving, path: Path, kv_bytes: int) -> int:
         """Host RAM a model's saved prompt states may grow to after its load (the
-        `prompt_cache_ram` cap), counted in its footprint (a CPU model's hot bytes, a GPU
-        model's host bytes) so that several hot models' caches cannot outgrow the host's
-        hot budget."""
+        `prompt_cache_ram` cap, less for a small model), counted in its footprint (a CPU
+        model's hot bytes, a GPU model's host bytes) so that several hot models' caches
+        cannot outgrow the host's hot budget; the worker is given the same cap."""
         return footprint.prompt_states_cap(
-            self._format_of(path), serving.embedding, self.settings.prompt_cache_ram_bytes
+            self._format_of(path), serving.embedding, self.settings.prompt_cache_ram_bytes, kv_bytes
         )
 
     async def _measured(
@@ -793,6 +796,7 @@ class ModelManager:
         placement: Placement,
         reason: str,
         model_id: str,
+        states_ram: int,
     ) -> WorkerProcess:
         n_ctx, flash_attn = serving.n_ctx, serving.flash_attn
         spec = WorkerSpec(
@@ -809,7 +813,7 @@ class ModelManager:
             kv_unified=serving.kv_unified,
             state_key=f"{model_id}|ctx={n_ctx}|fa={flash_attn}|ngl={placement.n_gpu_layers}",
             state_dir=str(self.store.root / "cache" / "prompt-states"),
-            state_ram_bytes=self.settings.prompt_cache_ram_bytes,
+            state_ram_bytes=states_ram,
             state_disk_bytes=self.settings.prompt_cache_disk_bytes,
             state_min_save_s=self.settings.prompt_cache_min_save_s,
             weight_repack=self.settings.weight_repack and slot.weight_repack and self.repack_ok,
@@ -825,7 +829,9 @@ class ModelManager:
         except WorkerStartError as exc:
             if spec.weight_repack and _illegal_instruction(str(exc)):
                 self._repack_off(slot)
-                return await self._start_worker(slot, path, serving, placement, reason, model_id)
+                return await self._start_worker(
+                    slot, path, serving, placement, reason, model_id, states_ram
+                )
             self._record_failure(slot, str(exc))
             self.emit(slot.name, "load_failed", str(exc))
             raise ModelFailed(str(exc), code="model_load_failed", param=None) from exc

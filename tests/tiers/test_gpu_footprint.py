@@ -33,7 +33,6 @@ def gpu_manager(tmp_path: Path) -> ModelManager:
 def test_a_gpu_models_host_ram_is_measured_and_budgeted(tmp_path: Path, tiny_gguf: Path) -> None:
     manager = gpu_manager(tmp_path)
     manager.store.import_file(tiny_gguf, "tiny")
-    states_cap = manager.settings.prompt_cache_ram_bytes
 
     async def scenario() -> None:
         try:
@@ -53,7 +52,12 @@ def test_a_gpu_models_host_ram_is_measured_and_budgeted(tmp_path: Path, tiny_ggu
                 assert (slot.hot_bytes, slot.hot_bytes_measured) == (estimate, False)
             else:
                 assert slot.hot_bytes_measured and slot.hot_bytes > 0
-            # Host RAM: what the worker was measured to hold, plus its prompt-state cap.
+            # Host RAM: what the worker was measured to hold, plus its prompt-state cap
+            # (prompt_cache_ram, or twice the slots' KV for a model this small), which
+            # the worker is given too.
+            kv = estimate_memory(info, slot_ctx).kv_cache_bytes
+            states_cap = min(manager.settings.prompt_cache_ram_bytes, 2 * kv)
+            assert worker.spec.state_ram_bytes == states_cap
             measured = slot.host_bytes - states_cap
             assert measured > WORKER_OVERHEAD_BYTES // 4  # an interpreter and llama.cpp
             records = json.loads((tmp_path / "data" / "measurements.json").read_text())

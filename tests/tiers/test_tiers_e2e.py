@@ -64,10 +64,13 @@ def check_budgets(d: Daemon) -> dict[str, Any]:
 
 def test_a_cpu_models_footprint_counts_its_prompt_cache_cap(tier_daemon: Daemon) -> None:
     """The saved prompt states a hot model may keep in RAM (prompt_cache_ram, 512 MiB by
-    default) are part of its footprint, so hot models' caches cannot outgrow the budget."""
+    default, or twice its slots' KV for a small model) are part of its footprint, so hot
+    models' caches cannot outgrow the budget."""
     chat(tier_daemon, NAMES[0])
     view = tier_daemon.model(NAMES[0])
-    cap = 512 * 1024 * 1024
+    est = tier_daemon.get(f"/admin/models/{NAMES[0]}/inspect").json()["estimate"]
+    cap = est["prompt_states_bytes"]
+    assert cap == min(512 << 20, 2 * est["kv_cache_bytes"]) and cap > 0
     assert view["hot_bytes_measured"] is True
     assert cap < view["hot_bytes"] < cap + view["size_bytes"] + 256 * 1024 * 1024
 
