@@ -24,6 +24,7 @@ from appliance.client import AdminClient, DaemonError, DaemonUnreachable
 from appliance.paths import Paths, resolve_paths
 from appliance.settings import Settings, SettingsError, load_settings
 from appliance.store.layout import default_model_name
+from appliance.tiers.names import shadowed_by_catalog
 from appliance.tiers.policy import fmt_bytes
 from appliance.tiers.tier_state import fmt_duration
 
@@ -260,13 +261,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         pass
     # As the daemon does: a catalog model's alias or case variant would never be reached.
     _, settings = _paths_settings(args)
-    name = args.name or default_model_name(path.name)
-    entry = _catalog(settings).resolve(name)
-    if entry is not None and entry.name != name:
-        raise CLIError(
-            f"{name!r} names the catalog's model {entry.name!r} (names and aliases are "
-            "matched ignoring case): choose another name with --name"
-        )
+    problem = shadowed_by_catalog(_catalog(settings), args.name or default_model_name(path.name))
+    if problem is not None:
+        raise CLIError(f"{problem} with --name")
     stored = _local_store(args, write=True).import_file(path, args.name)
     print(f"{stored.name}  sha256 {stored.sha256}  {fmt_bytes(stored.size)}")
     return 0

@@ -35,6 +35,7 @@ from appliance.store.store import Store, StoreError
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.footprint import prompt_states_cap
 from appliance.tiers.manager import ModelManager
+from appliance.tiers.names import shadowed_by_catalog
 from appliance.tiers.policy import fmt_bytes
 from appliance.tiers.serving import Serving, serving_for
 
@@ -296,19 +297,11 @@ def _check_name(name: str, param: str) -> None:
 
 
 def _check_free_name(manager: ModelManager, name: str, param: str) -> None:
-    """400 for a name that is a catalog model's alias, or its name ignoring case but not
-    exactly: requests would reach the catalog's model, never this one. The store refuses
+    """400 for a name the catalog shadows (`names.shadowed_by_catalog`). The store refuses
     its own models' case variants itself."""
-    entry = manager.catalog.resolve(name)
-    if entry is not None and entry.name != name:
-        raise APIError(
-            400,
-            f"{name!r} names the catalog's model {entry.name!r} (names and aliases are "
-            "matched ignoring case): choose another name",
-            "invalid_request_error",
-            param,
-            "invalid_name",
-        )
+    problem = shadowed_by_catalog(manager.catalog, name)
+    if problem is not None:
+        raise APIError(400, problem, "invalid_request_error", param, "invalid_name")
 
 
 def _check_hub_ref(ref: str, name: str | None) -> None:

@@ -25,7 +25,7 @@ from appliance.engines.chat_prompt import render_prompt
 from appliance.engines.chat_template import ChatTemplate
 from appliance.engines.engine import EngineRequestError, check_context
 from appliance.engines.llamacpp import FALLBACK_TEMPLATE, default_threads
-from appliance.engines.tool_grammar import answer_schema
+from appliance.engines.tool_grammar import answer_schema, tools_active
 from appliance.hardware import AMDGPU_EP_ENV, amdgpu_ep_library
 from appliance.parsing import detect_family
 from appliance.store.model_folder import read_folder_info
@@ -180,13 +180,8 @@ class GenaiEngine:
         gp = og.GeneratorParams(self.model)
         # With tools, the calls' grammar holds the response format where it applies; with
         # none (after an opened reasoning block) the format must not force JSON into it.
-        tools_on = bool(params.get("tools")) and (params.get("tool_choice") or {}).get("mode") in (
-            "auto",
-            "required",
-            "named",
-        )
-        tool_guidance = self._tool_guidance(params)
-        guidance = tool_guidance or (None if tools_on else _guidance(params.get("response_format")))
+        tools_on = tools_active(params)
+        guidance = self._tool_guidance(params) if tools_on else _guidance(params)
         if guidance is not None:
             try:
                 gp.set_guidance(*guidance)
@@ -196,7 +191,7 @@ class GenaiEngine:
                 probe.set_search_options(max_length=2)
                 og.Generator(self.model, probe)
             except Exception as exc:
-                if tool_guidance is not None:
+                if tools_on:
                     raise EngineRequestError(
                         f"tools: a grammar for these tool schemas cannot be used: {exc}",
                         code="invalid_tool_schema",
@@ -227,11 +222,11 @@ class GenaiEngine:
         alone (llguidance has no lazy trigger here) nor after a prompt that opened a
         reasoning block: the parser then reads whatever the model wrote, and a call it
         cannot read is flagged, not lost."""
-        choice = params.get("tool_choice") or {}
-        tools = params.get("tools") or []
+        choice = params["tool_choice"]
+        tools = params["tools"]
         mode = choice.get("mode")
         answer = answer_schema(params.get("response_format")) if mode == "auto" else None
-        if not tools or (mode not in ("required", "named") and answer is None):
+        if mode not in ("required", "named") and answer is None:
             return None
         if params.get("reasoning_started"):
             return None
@@ -324,12 +319,7 @@ def _special_tokens(path: Path) -> dict[str, int]:
         return {}
 
 
-def _guidance(response_format: dict[str, Any] | None) -> tuple[str, str] | None:
-    if not response_format:
-        return None
-    kind = response_format.get("type")
-    if kind == "json_object":
-        return "json_schema", json.dumps({"type": "object"})
-    if kind == "json_schema":
-        return "json_schema", json.dumps(response_format.get("schema") or {})
-    return None
+def _guidance(params: dict[str, Any]) -> tuple[str, str] | None:
+    """llguidance's JSON schema for the request's response format (none for text)."""
+    schema = answer_schema(params.get("response_format"))
+    return ("json_schema", json.dumps(schema)) if schema is not None else None

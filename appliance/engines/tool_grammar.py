@@ -35,14 +35,21 @@ def _with_prefix(gbnf: str, prefix: str) -> str:
     return f'root ::= "{literal}" [ \\t\\n]* tool-calls\n{renamed}'
 
 
+def tools_active(params: dict[str, Any]) -> bool:
+    """Whether the request offers tools the model may (or must) call; then a response
+    format applies only through the calls' grammar (`answer_schema`)."""
+    mode = (params.get("tool_choice") or {}).get("mode")
+    return bool(params.get("tools")) and mode in ("auto", "required", "named")
+
+
 def tool_constraint(
     family: str, params: dict[str, Any], template: str | None = None
 ) -> ToolConstraint | None:
-    choice = params.get("tool_choice") or {}
-    tools = params.get("tools") or []
-    mode = choice.get("mode")
-    if not tools or mode not in ("auto", "required", "named"):
+    if not tools_active(params):
         return None
+    choice = params["tool_choice"]
+    tools = params["tools"]
+    mode = choice.get("mode")
     fam = Family(family)
     parallel = bool(choice.get("parallel", True))
     answer = answer_schema(params.get("response_format")) if mode == "auto" else None

@@ -10,11 +10,16 @@ copes with stores written before that.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from appliance.catalog import Catalog
-from appliance.store.store import Store, StoreError
+from appliance.store.errors import StoreError
 from appliance.tiers.errors import BadModelRequest, ModelNotFound
 
-__all__ = ["canonical"]
+if TYPE_CHECKING:
+    from appliance.store.store import Store
+
+__all__ = ["canonical", "shadowed_by_catalog"]
 
 
 def canonical(catalog: Catalog, store: Store, model: str) -> str:
@@ -54,3 +59,16 @@ def _canonical(catalog: Catalog, store: Store, model: str) -> str:
     if matches:
         return matches.pop()
     raise ModelNotFound(model)
+
+
+def shadowed_by_catalog(catalog: Catalog, name: str) -> str | None:
+    """Why `name` cannot be a stored model's (None when it can): it is a catalog model's
+    alias, or its name ignoring case but not exactly, so requests for it would reach the
+    catalog's model, never the stored one."""
+    entry = catalog.resolve(name)
+    if entry is None or entry.name == name:
+        return None
+    return (
+        f"{name!r} names the catalog's model {entry.name!r} (names and aliases are matched "
+        "ignoring case): choose another name"
+    )

@@ -180,17 +180,8 @@ def test_pydantic_ai_structured_output_through_its_output_tool(
     assert result.output.city in ("Paris", "Rome")
 
 
-def test_openai_agents_sdk_runs_a_tool_over_the_responses_api(
-    tools_daemon: Daemon,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The OpenAI Agents SDK's default model is the Responses API."""
-    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")  # it would export traces
-    agents = pytest.importorskip("agents", reason="openai-agents (dev extra)")
-    from openai import AsyncOpenAI
-
-    agents.set_tracing_disabled(True)
-    asked: list[str] = []
+def weather_tool(agents: Any, asked: list[str]) -> Any:
+    """The OpenAI Agents SDK's function tool the agent tests call (cities it was asked)."""
 
     @agents.function_tool
     def get_weather(city: Literal["Paris", "Rome"]) -> str:
@@ -198,12 +189,32 @@ def test_openai_agents_sdk_runs_a_tool_over_the_responses_api(
         asked.append(city)
         return "18 C"
 
-    client = AsyncOpenAI(base_url=tools_daemon.v1, api_key="x", max_retries=0)
+    return get_weather
+
+
+def responses_model(agents: Any, daemon: Daemon) -> Any:
+    """The SDK's default model kind, the Responses API, on the daemon's qwen-tools."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=daemon.v1, api_key="x", max_retries=0)
+    return agents.OpenAIResponsesModel(model="qwen-tools", openai_client=client)
+
+
+def test_openai_agents_sdk_runs_a_tool_over_the_responses_api(
+    tools_daemon: Daemon,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The OpenAI Agents SDK's default model is the Responses API."""
+    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")  # it would export traces
+    agents = pytest.importorskip("agents", reason="openai-agents (dev extra)")
+
+    agents.set_tracing_disabled(True)
+    asked: list[str] = []
     agent = agents.Agent(
         name="weather",
         instructions="Answer briefly.",
-        tools=[get_weather],
-        model=agents.OpenAIResponsesModel(model="qwen-tools", openai_client=client),
+        tools=[weather_tool(agents, asked)],
+        model=responses_model(agents, tools_daemon),
         # One call, greedy: a random tiny model could otherwise chain calls to max_tokens.
         model_settings=agents.ModelSettings(
             tool_choice="required", parallel_tool_calls=False, temperature=0, max_tokens=400
@@ -223,7 +234,6 @@ def test_openai_agents_sdk_agent_with_tools_and_a_typed_output(
     refused with a 400 on its first turn. Now the answer is a call or the typed output."""
     monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")
     agents = pytest.importorskip("agents", reason="openai-agents (dev extra)")
-    from openai import AsyncOpenAI
     from pydantic import BaseModel
 
     agents.set_tracing_disabled(True)
@@ -231,18 +241,12 @@ def test_openai_agents_sdk_agent_with_tools_and_a_typed_output(
     class Report(BaseModel):
         sky: Literal["sunny", "rain"]  # (a random model's free text would be gibberish)
 
-    @agents.function_tool
-    def get_weather(city: Literal["Paris", "Rome"]) -> str:
-        """Current weather for a city."""
-        return "18 C"
-
-    client = AsyncOpenAI(base_url=tools_daemon.v1, api_key="x", max_retries=0)
     agent = agents.Agent(
         name="weather",
         instructions="Answer briefly.",
-        tools=[get_weather],
+        tools=[weather_tool(agents, [])],
         output_type=Report,
-        model=agents.OpenAIResponsesModel(model="qwen-tools", openai_client=client),
+        model=responses_model(agents, tools_daemon),
         model_settings=agents.ModelSettings(temperature=0, max_tokens=400),
     )
     result = agents.Runner.run_sync(agent, "What is the weather in Paris?", max_turns=4)
