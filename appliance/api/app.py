@@ -196,11 +196,15 @@ def create_app(
     app.add_middleware(DrainMiddleware, drain=drain)
     if settings.cors_origins:
         # Before the keys: a preflight carries none. A wildcard never goes with credentials.
+        # Any request header: the openai and anthropic SDKs send their own (x-stainless-*,
+        # anthropic-version, ...) on every request, and a fixed list refused their
+        # preflights. The retry headers are exposed so that a browser's SDK can read them.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "OpenAI-Organization"],
+            allow_headers=["*"],
+            expose_headers=["retry-after", "retry-after-ms", "x-should-retry"],
             allow_credentials="*" not in settings.cors_origins,
             max_age=600,
         )

@@ -50,6 +50,28 @@ def test_preflight_from_an_allowed_origin_needs_no_key(cors_daemon: Daemon) -> N
     assert "authorization" in r.headers["access-control-allow-headers"].lower()
 
 
+def test_preflight_with_the_sdks_own_headers_is_allowed(cors_daemon: Daemon) -> None:
+    """openai-node and the anthropic SDK send x-stainless-* (and anthropic-*) headers on
+    every request: a browser app built on them must pass its preflight."""
+    sdk_headers = (
+        "authorization,content-type,x-stainless-os,x-stainless-lang,x-stainless-retry-count,"
+        "anthropic-version,anthropic-dangerous-direct-browser-access"
+    )
+    for path in ("/chat/completions", "/messages"):
+        r = httpx.options(
+            cors_daemon.v1 + path,
+            headers={
+                "Origin": ALLOWED,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": sdk_headers,
+            },
+            timeout=30,
+        )
+        assert r.status_code == 200, (path, r.text)
+        allowed = r.headers["access-control-allow-headers"].lower()
+        assert "x-stainless-retry-count" in allowed and "anthropic-version" in allowed
+
+
 def test_preflight_from_another_origin_is_refused(cors_daemon: Daemon) -> None:
     r = preflight(cors_daemon, "http://evil.example")
     assert r.status_code == 400
@@ -66,6 +88,7 @@ def test_a_browser_request_gets_cors_headers_and_still_needs_the_key(cors_daemon
     )
     assert r.status_code == 200, r.text
     assert r.headers["access-control-allow-origin"] == ALLOWED
+    assert "retry-after-ms" in r.headers["access-control-expose-headers"].lower()
     r = httpx.post(cors_daemon.v1 + "/chat/completions", json=body, headers={"Origin": ALLOWED})
     assert r.status_code == 401
     other = httpx.post(
