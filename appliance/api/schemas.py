@@ -41,7 +41,7 @@ _ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool", "developer")
 
 MAX_CONTENT_CHARS = 4 * 1024 * 1024
 MAX_EMBEDDING_INPUTS = 2048
-MAX_STOP = 4
+MAX_STOP = 64
 MAX_LOGIT_BIAS = 1024
 _MAX_MODEL_CHARS = 512
 _INT64_MIN = -(2**63)
@@ -250,14 +250,25 @@ def _model(body: Mapping[str, Any]) -> str:
 
 
 def _max_tokens(body: Mapping[str, Any], default: int, limit: int) -> int:
-    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    value = body.get(key)
-    if value is None:
+    """`max_completion_tokens`, else `max_tokens`, else llama-server's `n_predict`; -1 (as
+    llama-server and LM Studio take it) means no limit but the context's end."""
+    key = next(
+        (
+            k
+            for k in ("max_completion_tokens", "max_tokens", "n_predict")
+            if body.get(k) is not None
+        ),
+        None,
+    )
+    if key is None:
         return max(1, min(default, limit))
+    value = body[key]
     if not _is_int(value):
         _fail(key, f"'{key}' must be an integer, got {_show(value)}.")
+    if value == -1:
+        return limit  # the worker cuts it at the context's end (finish_reason "length")
     if value < 1:
-        _fail(key, f"'{key}' must be at least 1, got {value}.")
+        _fail(key, f"'{key}' must be at least 1 (or -1 for no limit), got {value}.")
     if value > limit:
         _fail(
             key,
@@ -267,16 +278,18 @@ def _max_tokens(body: Mapping[str, Any], default: int, limit: int) -> int:
 
 
 def _stop(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """Stop sequences; empty ones stop nothing and are dropped (llama-server takes them).
+    More than OpenAI's 4 are allowed: llama-server's clients (SillyTavern) send more."""
     value = body.get("stop")
     if value is None:
         return ()
     if isinstance(value, str):
-        return (_string(value, "stop", allow_empty=False),)
+        return (value,) if value else ()
     if not isinstance(value, list):
         _fail("stop", f"'stop' must be a string or a list of strings, got {_show(value)}.")
     if len(value) > MAX_STOP:
         _fail("stop", f"'stop' has {len(value)} sequences; at most {MAX_STOP} are allowed.")
-    return tuple(_string(s, f"stop[{i}]", allow_empty=False) for i, s in enumerate(value))
+    return tuple(s for i, v in enumerate(value) if (s := _string(v, f"stop[{i}]")))
 
 
 def _seed(body: Mapping[str, Any]) -> int | None:
@@ -380,7 +393,7 @@ def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> Sam
     return SamplingParams(
         max_tokens=_max_tokens(body, default_max_tokens, limit),
         temperature=_number(body, "temperature", 1.0, low=0.0, high=2.0),
-        top_p=_number(body, "top_p", 1.0, low=0.0, high=1.0, low_open=True),
+        top_p=_number(body, "top_p", 1.0, low=0.0, high=1.0),  # 0: the likeliest token
         top_k=cast("int | None", top_k),
         min_p=_optional_number(body, "min_p", low=0.0, high=1.0),
         stop=_stop(body),

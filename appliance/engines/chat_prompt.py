@@ -46,6 +46,7 @@ def render_prompt(
     them described in a system message; one whose template writes calls in another
     syntax, with an example call the template wrote. A template that can write no call
     is refused (400 naming `tools`): the model would answer without knowing them."""
+    messages = developer_as_system(template.source, messages)
     prefill = is_prefill(messages)
     if tools and not supports_tools(template.source):
         if family != "generic":
@@ -61,6 +62,17 @@ def render_prompt(
     extra = {"tools": tools} if tools else {}
     text = _answer_after_tool_results(template, _render(template, messages, prefill, **extra))
     return text, opens_reasoning(text)
+
+
+def developer_as_system(
+    source: str, messages: Sequence[Mapping[str, Any]]
+) -> Sequence[Mapping[str, Any]]:
+    """OpenAI's `developer` role as `system`, for a template that does not know it (most:
+    SmolLM's opened a turn named "developer" after its own default system prompt, so the
+    instructions lost their place). llama-server maps it the same way."""
+    if "developer" in source or not any(m.get("role") == "developer" for m in messages):
+        return messages
+    return [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
 
 
 def is_prefill(messages: Sequence[Mapping[str, Any]]) -> bool:

@@ -252,7 +252,7 @@ class GenaiEngine:
         max_tokens = int(params.get("max_tokens", 256))
         options: dict[str, Any] = {"max_length": min(len(prompt) + max_tokens, self.n_ctx)}
         temperature = float(params.get("temperature", 1.0))
-        if temperature <= 0.0:
+        if temperature <= 0.0 or float(params.get("top_p", 1.0)) <= 0.0:  # top_p 0: one token
             options["do_sample"] = False
         else:
             top_k = params.get("top_k")

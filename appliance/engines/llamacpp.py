@@ -349,7 +349,7 @@ class LlamaEngine:
             else:
                 s.add_grammar_lazy_patterns(self._model, tool_grammar, [constraint.trigger], [])
         temperature = float(params.get("temperature", 1.0))
-        if temperature <= 0.0:
+        if temperature <= 0.0 or float(params.get("top_p", 1.0)) <= 0.0:  # top_p 0: one token
             s.add_greedy()
         else:
             top_k = params.get("top_k")

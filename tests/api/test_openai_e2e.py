@@ -93,6 +93,20 @@ def test_chat_runs_to_max_tokens_with_usage(client: openai.OpenAI) -> None:
     assert r.usage.total_tokens == r.usage.prompt_tokens + 12
 
 
+def test_llama_server_length_settings_are_honoured(client: openai.OpenAI) -> None:
+    """`n_predict` (llama-server's own name) limits the answer; `max_tokens: -1` runs to
+    the context's end (512 tokens here) and says `length`, as llama-server does."""
+    r = client.completions.create(
+        model="tiny", prompt="The quick brown fox", extra_body={"n_predict": 4, "ignore_eos": True}
+    )
+    assert r.usage is not None and r.usage.completion_tokens == 4
+    r = client.completions.create(
+        model="tiny", prompt="The quick brown fox", max_tokens=-1, extra_body={"ignore_eos": True}
+    )
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage is not None and r.usage.total_tokens == 512
+
+
 def test_alias_resolves_to_model(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(model="tiny-alias", messages=USER, max_tokens=2)
     assert r.model == "tiny"

@@ -115,6 +115,24 @@ def test_stop_as_string_and_null() -> None:
     assert parse_chat_request(chat(stop=[]), **LIMITS).params.stop == ()
 
 
+def test_llama_server_forms_of_the_sampling_settings() -> None:
+    """What llama-server (and LM Studio) scripts send: -1 for no limit, `n_predict`, more
+    than 4 stop strings, empty stop strings, top_p 0."""
+
+    def params(**extra: Any) -> Any:
+        return parse_chat_request(chat(**extra), **LIMITS).params
+
+    assert params(max_tokens=-1).max_tokens == LIMITS["max_tokens_limit"]
+    assert params(n_predict=4).max_tokens == 4
+    assert params(n_predict=-1).max_tokens == LIMITS["max_tokens_limit"]
+    assert params(n_predict=4, max_tokens=9).max_tokens == 9
+    stops = ["\n\nUser:", "\nUser:", "<|im_end|>", "</s>", "###", "Paris"]
+    assert params(stop=stops).stop == tuple(stops)
+    assert params(stop="").stop == ()
+    assert params(stop=["", "x"]).stop == ("x",)
+    assert params(top_p=0).top_p == 0.0
+
+
 def test_json_schema_response_format() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     body = chat(
@@ -158,6 +176,9 @@ def test_json_schema_response_format() -> None:
         ),
         (chat(max_tokens=0), "max_tokens"),
         (chat(max_tokens=-5), "max_tokens"),
+        (chat(n_predict=-2), "n_predict"),
+        (chat(stop=["s"] * 65), "stop"),
+        (chat(top_p=-0.1), "top_p"),
         (chat(max_tokens=4097), "max_tokens"),
         (chat(max_tokens=10**30), "max_tokens"),
         (chat(max_tokens=10.0), "max_tokens"),
@@ -170,7 +191,6 @@ def test_json_schema_response_format() -> None:
         (chat(temperature=float("inf")), "temperature"),
         (chat(temperature=True), "temperature"),
         (chat(temperature="1"), "temperature"),
-        (chat(top_p=0), "top_p"),
         (chat(top_p=1.01), "top_p"),
         (chat(top_p=float("nan")), "top_p"),
         (chat(top_k=-1), "top_k"),
@@ -179,9 +199,6 @@ def test_json_schema_response_format() -> None:
         (chat(repeat_penalty=0), "repeat_penalty"),
         (chat(presence_penalty=3), "presence_penalty"),
         (chat(frequency_penalty=float("-inf")), "frequency_penalty"),
-        (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
-        (chat(stop=""), "stop"),
-        (chat(stop=["a", ""]), "stop[1]"),
         (chat(stop=["a", 1]), "stop[1]"),
         (chat(stop=5), "stop"),
         (chat(seed=2**63), "seed"),

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.engines.chat_prompt import opens_reasoning, render_prompt
+from appliance.engines.chat_prompt import developer_as_system, opens_reasoning, render_prompt
 from appliance.engines.chat_template import ChatTemplate, ChatTemplateError
 from appliance.parsing import detect_family
 from appliance.tiny_model import CHATML_TEMPLATE
@@ -281,3 +281,19 @@ def test_every_shipped_template_continues_a_prefill(path: Path) -> None:
     }
     with_tools, _ = render_prompt(template, PREFILL, [tool], family=family)
     assert with_tools.endswith("1, 2, 3,") and "count_up" in with_tools
+
+
+def test_the_developer_role_is_a_system_message_unless_the_template_knows_it() -> None:
+    """OpenAI's newer clients send `developer`; a template without that role (most) gets
+    it as `system`, as llama-server maps it. gpt-oss's template has a developer turn."""
+    messages = [
+        {"role": "developer", "content": "Be terse."},
+        {"role": "user", "content": "hi"},
+    ]
+    as_system = [{"role": "system", "content": "Be terse."}, messages[1]]
+    chatml = ChatTemplate(CHATML_TEMPLATE)
+    assert render_prompt(chatml, messages) == render_prompt(chatml, as_system)
+    assert "developer" not in render_prompt(chatml, messages)[0]
+    for name in ("gpt-oss", "DeepSeek-V3.2"):
+        native = next(t for t in TEMPLATES if name in t.name).read_text()
+        assert developer_as_system(native, messages) == messages
