@@ -165,15 +165,16 @@ _TOKEN_IDS: dict[str, Any] = {
 }
 
 _SAMPLING: dict[str, Any] = {
-    "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+    "max_tokens": {"type": ["integer", "null"], "minimum": -1, "description": "-1: no limit"},
+    "n_predict": {"type": ["integer", "null"], "description": "llama-server's max_tokens"},
     "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
-    "top_p": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+    "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
     "top_k": {"type": ["integer", "null"], "minimum": 0},
     "min_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
     "stop": {
         "oneOf": [
             {"type": "string"},
-            {"type": "array", "items": {"type": "string"}, "maxItems": 16},
+            {"type": "array", "items": {"type": "string"}, "maxItems": 64},
             {"type": "null"},
         ]
     },
@@ -185,6 +186,8 @@ _SAMPLING: dict[str, Any] = {
     "presence_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
     "frequency_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
     "repeat_penalty": {"type": ["number", "null"]},
+    "grammar": {"type": ["string", "null"], "description": "a GBNF grammar (llama-server)"},
+    "json_schema": {"type": ["object", "null"], "description": "a JSON schema (llama-server)"},
     "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 8, "description": "choices"},
     "stream": {"type": ["boolean", "null"]},
     "stream_options": {

@@ -87,6 +87,7 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
         "response_format": None
         if fmt is None or fmt.type == "text"
         else {"type": fmt.type, "schema": fmt.schema},
+        "grammar": params.grammar,
     }
 
 

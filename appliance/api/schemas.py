@@ -75,6 +75,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     repeat_penalty: float | None = None
     response_format: ResponseFormat | None = None
+    grammar: str | None = None  # llama-server's GBNF grammar (llama.cpp models only)
     ignore_eos: bool = False
     deterministic: bool = False  # computed as if alone: same request, same tokens
     logprobs: int | None = None  # None: none; N: each token's logprob and the N likeliest
@@ -326,7 +327,28 @@ def _logit_bias(body: Mapping[str, Any]) -> dict[int, float]:
     return out
 
 
+MAX_GRAMMAR_CHARS = 256 * 1024
+
+
+def _grammar(body: Mapping[str, Any]) -> str | None:
+    """llama-server's `grammar`: a GBNF grammar the answer follows (checked by the engine)."""
+    value = body.get("grammar")
+    if value is None or value == "":
+        return None
+    grammar = _string(value, "grammar")
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        _fail("grammar", f"'grammar' is longer than {MAX_GRAMMAR_CHARS} characters.")
+    return grammar
+
+
 def _response_format(body: Mapping[str, Any]) -> ResponseFormat | None:
+    """`response_format`, or llama-server's forms of a schema: a top-level `json_schema`,
+    and `schema` beside type `json_object` (or `json_schema` without its wrapper)."""
+    top = body.get("json_schema")
+    if top is not None:
+        if body.get("response_format") is not None:
+            _fail("json_schema", "Give either 'json_schema' or 'response_format', not both.")
+        return ResponseFormat("json_schema", dict(_object(top, "json_schema")))
     value = body.get("response_format")
     if value is None:
         return None
@@ -334,8 +356,11 @@ def _response_format(body: Mapping[str, Any]) -> ResponseFormat | None:
     kind = fmt.get("type")
     if kind == "text":
         return ResponseFormat("text")
-    if kind == "json_object":
-        return ResponseFormat("json_object")
+    bare = fmt.get("schema")
+    if kind == "json_object" or (kind == "json_schema" and "json_schema" not in fmt and bare):
+        if bare is None:
+            return ResponseFormat("json_object")
+        return ResponseFormat("json_schema", dict(_object(bare, "response_format.schema")))
     if kind == "json_schema":
         spec = _object(fmt.get("json_schema"), "response_format.json_schema")
         name = _optional_string(spec, "name", "response_format.json_schema.name")
@@ -386,6 +411,14 @@ def _stream(body: Mapping[str, Any]) -> tuple[bool, bool]:
 
 
 def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> SamplingParams:
+    if body.get("grammar") and (
+        body.get("json_schema") is not None
+        or (
+            isinstance(body.get("response_format"), dict)
+            and body["response_format"].get("type") not in (None, "text")
+        )
+    ):
+        _fail("grammar", "Give either 'grammar' or a JSON schema ('response_format'), not both.")
     top_k = body.get("top_k")
     if top_k is not None and (not _is_int(top_k) or not 0 <= top_k <= _INT32_MAX):
         _fail("top_k", f"'top_k' must be a non-negative integer, got {_show(top_k)}.")
@@ -403,6 +436,7 @@ def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> Sam
         frequency_penalty=_number(body, "frequency_penalty", 0.0, low=-2.0, high=2.0),
         repeat_penalty=repeat_penalty,
         response_format=_response_format(body),
+        grammar=_grammar(body),
         ignore_eos=_bool(body, "ignore_eos"),
         deterministic=_bool(body, "deterministic"),
     )
@@ -517,6 +551,8 @@ def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: 
     # With tools and a response_format, as OpenAI: the model calls tools or answers in the
     # format ("auto"); a forced choice makes a call, the format is for a later answer.
     tools = parse_tools(obj)
+    if params.grammar is not None and tools.active:
+        _fail("grammar", "'grammar' cannot be used with tools: the tool calls have their own.")
     return ChatRequest(model, messages, stream, include_usage, params, tools, n)
 
 

@@ -44,6 +44,7 @@ class GenaiConfig:
 
 # Sampling parameters onnxruntime-genai has no equivalent for: refused, never ignored.
 UNSUPPORTED = {
+    "grammar": "grammar (a GBNF grammar: llama.cpp's; use response_format's JSON schema)",
     "logit_bias": "logit_bias",
     "frequency_penalty": "frequency_penalty",
     "presence_penalty": "presence_penalty",

@@ -1,4 +1,5 @@
-"""What llama.cpp says while it builds a context, read for the choices it makes there.
+"""What llama.cpp says while it builds a context (read for the choices it makes there)
+or refuses a grammar (read for why).
 
 llama.cpp decides some settings itself (flash attention on "auto": whether the backend
 has the kernels for this model) and only says so in its log; there is no getter. The
@@ -9,7 +10,10 @@ own handler (errors only, as the engine runs it).
 from __future__ import annotations
 
 import ctypes
+import os
 import re
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +38,28 @@ def captured_log() -> Iterator[list[str]]:
         yield lines
     finally:
         llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+
+
+@contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """What C code prints on the process's stderr while the block runs (llama.cpp's
+    grammar parser writes its errors there, not to the log); written on to stderr after,
+    so the worker's log keeps it."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            if text:
+                sys.stderr.write(text)
+            lines.extend(text.splitlines())
 
 
 def resolved_flash_attn(log: str, setting: str) -> str:

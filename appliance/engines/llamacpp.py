@@ -29,7 +29,7 @@ from appliance.engines.engine import (
     check_context,
     check_token_ids,
 )
-from appliance.engines.llama_log import captured_log, resolved_flash_attn
+from appliance.engines.llama_log import captured_log, captured_stderr, resolved_flash_attn
 from appliance.engines.tool_grammar import tool_constraint
 from appliance.parsing import detect_family
 from appliance.parsing.constraints import json_gbnf
@@ -274,32 +274,62 @@ class LlamaEngine:
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def _grammar(self, response_format: dict[str, Any] | None) -> Any:
-        if not response_format:
-            return None
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+    def _answer_gbnf(self, params: dict[str, Any]) -> tuple[str, str, str] | None:
+        """The GBNF of the request's own `grammar` or its response format, with the error
+        code and parameter a grammar llama.cpp refuses is reported under."""
+        if params.get("grammar"):
+            return str(params["grammar"]), "invalid_grammar", "grammar"
+        fmt = params.get("response_format")
+        kind = fmt.get("type") if fmt else None
+        if kind == "json_object":
+            from llama_cpp.llama_grammar import JSON_GBNF
 
-        kind = response_format.get("type")
-        try:
-            if kind == "json_object":
-                return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-            if kind == "json_schema":
-                schema = response_format.get("schema") or {}
-                return LlamaGrammar.from_string(json_gbnf(schema), verbose=False)
-        except Exception as exc:
-            raise EngineRequestError(
-                f"response_format: the JSON schema cannot be turned into a grammar: {exc}",
-                code="invalid_json_schema",
-                param="response_format",
-            ) from exc
+            return JSON_GBNF, "invalid_json_schema", "response_format"
+        if kind == "json_schema":
+            try:
+                gbnf = json_gbnf(fmt.get("schema") or {}) if fmt else ""
+            except Exception as exc:
+                raise EngineRequestError(
+                    f"response_format: the JSON schema cannot be turned into a grammar: {exc}",
+                    code="invalid_json_schema",
+                    param="response_format",
+                ) from exc
+            return gbnf, "invalid_json_schema", "response_format"
         return None
+
+    def _add_grammar(
+        self, chain: Any, gbnf: str, trigger: str | None, code: str, param: str
+    ) -> None:
+        """Add a grammar sampler to `chain` (lazy: from `trigger` on). llama.cpp gives no
+        sampler for a grammar it cannot parse (it logs why); chained as is, that null
+        would crash the worker at the first token, so the request is refused instead."""
+        lib = self._llama_cpp
+        vocab = self._vocab
+        # The parser prints its reason ("Undefined rule identifier ...") on stderr itself.
+        with captured_log() as log, captured_stderr() as printed:
+            if trigger is None:
+                sampler = lib.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+            else:
+                patterns = (ctypes.c_char_p * 1)(trigger.encode())
+                sampler = lib.llama_sampler_init_grammar_lazy_patterns(
+                    vocab, gbnf.encode(), b"root", patterns, 1, None, 0
+                )
+        if not sampler:
+            said = [*printed, *log]
+            why = " ".join(line.strip() for line in said if line.strip())[:500]
+            raise EngineRequestError(
+                f"{param}: llama.cpp cannot use this grammar: {why or 'it does not parse'}",
+                code=code,
+                param=param,
+            )
+        lib.llama_sampler_chain_add(chain.sampler, sampler)
 
     def new_sampler(self, params: dict[str, Any]) -> LlamaSequenceSampler:
         from llama_cpp import _internals
 
         constraint = tool_constraint(self.tool_family, params, self.template.source)
         # With tools, the calls' grammar holds the response format where it applies.
-        grammar = self._grammar(params.get("response_format")) if constraint is None else None
+        answer = self._answer_gbnf(params) if constraint is None else None
         seed = params.get("seed")
         seed = int(seed) & 0xFFFFFFFF if seed is not None else random.getrandbits(32)
         sampler_cls: Any = _internals.LlamaSampler  # untyped in llama-cpp-python
@@ -331,23 +361,12 @@ class LlamaEngine:
                 penalty_freq=freq,
                 penalty_present=present,
             )
-        if grammar is not None:
-            s.add_grammar(self._model, grammar)
+        if answer is not None:
+            self._add_grammar(s, answer[0], None, answer[1], answer[2])
         if constraint is not None:
-            from llama_cpp.llama_grammar import LlamaGrammar
-
-            try:
-                tool_grammar = LlamaGrammar.from_string(constraint.gbnf, verbose=False)
-            except Exception as exc:
-                raise EngineRequestError(
-                    f"tools: a grammar for these tool schemas cannot be built: {exc}",
-                    code="invalid_tool_schema",
-                    param="tools",
-                ) from exc
-            if constraint.trigger is None:
-                s.add_grammar(self._model, tool_grammar)
-            else:
-                s.add_grammar_lazy_patterns(self._model, tool_grammar, [constraint.trigger], [])
+            self._add_grammar(
+                s, constraint.gbnf, constraint.trigger, "invalid_tool_schema", "tools"
+            )
         temperature = float(params.get("temperature", 1.0))
         if temperature <= 0.0 or float(params.get("top_p", 1.0)) <= 0.0:  # top_p 0: one token
             s.add_greedy()

@@ -217,6 +217,58 @@ def test_json_object_response_format(client: openai.OpenAI) -> None:
     assert isinstance(json.loads(r.choices[0].message.content or ""), dict)
 
 
+def test_llama_server_grammar_and_schema_fields_constrain_the_answer(client: openai.OpenAI) -> None:
+    """llama-server's `grammar` (GBNF), a top-level `json_schema`, and `schema` beside
+    `json_object` were ignored: a 200 with free text. They now hold the answer."""
+    yes_no = 'root ::= "yes" | "no"'
+    for _ in range(3):
+        r = client.chat.completions.create(
+            model="tiny", messages=USER, max_tokens=8, extra_body={"grammar": yes_no}
+        )
+        assert r.choices[0].message.content in ("yes", "no")
+        assert r.choices[0].finish_reason == "stop"
+    c = client.completions.create(
+        model="tiny", prompt="x", max_tokens=8, extra_body={"grammar": yes_no}
+    )
+    assert c.choices[0].text in ("yes", "no")
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    for extra in (
+        {"json_schema": schema},
+        {"response_format": {"type": "json_object", "schema": schema}},
+    ):
+        r = client.chat.completions.create(
+            model="tiny", messages=USER, max_tokens=40, temperature=0, extra_body=extra
+        )
+        answer = json.loads(r.choices[0].message.content or "")
+        assert list(answer) == ["n"] and isinstance(answer["n"], int), answer
+
+
+def test_a_grammar_llama_cpp_cannot_parse_is_a_400_and_the_model_keeps_serving(
+    client: openai.OpenAI,
+) -> None:
+    """llama.cpp gives no sampler for a grammar it cannot parse (a null that would crash
+    the worker at the first token if chained); the 400 says why, in llama.cpp's words."""
+    for bad, why in (
+        ('root ::= "yes', "unexpected end of input"),
+        ("root ::= undefined-rule", "Undefined rule identifier 'undefined-rule'"),
+        ('root ::= root "a"', "left recursion"),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(
+                model="tiny", messages=USER, max_tokens=4, extra_body={"grammar": bad}
+            )
+        body = refused.value.body
+        assert isinstance(body, dict) and body["param"] == "grammar", body
+        assert body["code"] == "invalid_grammar" and why in body["message"], body
+    r = client.chat.completions.create(model="tiny", messages=USER, max_tokens=2)
+    assert r.choices[0].finish_reason in ("length", "stop")
+
+
 def test_json_schema_response_format(client: openai.OpenAI) -> None:
     schema = {
         "type": "object",

@@ -133,6 +133,26 @@ def test_llama_server_forms_of_the_sampling_settings() -> None:
     assert params(top_p=0).top_p == 0.0
 
 
+def test_llama_server_forms_of_a_schema_and_a_grammar() -> None:
+    schema = {"type": "object"}
+    for body in (
+        chat(json_schema=schema),
+        chat(response_format={"type": "json_object", "schema": schema}),
+        chat(response_format={"type": "json_schema", "schema": schema}),
+    ):
+        fmt = parse_chat_request(body, **LIMITS).params.response_format
+        assert fmt == ResponseFormat("json_schema", schema), body
+    p = parse_chat_request(chat(grammar='root ::= "a"'), **LIMITS).params
+    assert p.grammar == 'root ::= "a"' and p.response_format is None
+    assert parse_chat_request(chat(grammar=""), **LIMITS).params.grammar is None
+    none_chosen = chat(
+        grammar='root ::= "a"',
+        tools=[{"type": "function", "function": {"name": "f"}}],
+        tool_choice="none",
+    )
+    assert parse_chat_request(none_chosen, **LIMITS).params.grammar == 'root ::= "a"'
+
+
 def test_json_schema_response_format() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     body = chat(
@@ -217,6 +237,19 @@ def test_json_schema_response_format() -> None:
         (chat(stream=True, stream_options=[]), "stream_options"),
         (chat(stream=True, stream_options={"include_usage": 1}), "stream_options.include_usage"),
         (chat(response_format="json"), "response_format"),
+        (chat(grammar=5), "grammar"),
+        (chat(grammar="root ::= x", json_schema={"type": "object"}), "grammar"),
+        (chat(grammar="root ::= x", response_format={"type": "json_object"}), "grammar"),
+        (chat(json_schema={}, response_format={"type": "json_object"}), "json_schema"),
+        (chat(json_schema=[1]), "json_schema"),
+        (chat(response_format={"type": "json_object", "schema": 1}), "response_format.schema"),
+        (
+            chat(
+                grammar="root ::= x",
+                tools=[{"type": "function", "function": {"name": "f"}}],
+            ),
+            "grammar",
+        ),
         (chat(response_format={"type": "xml"}), "response_format.type"),
         (chat(response_format={"type": "json_schema"}), "response_format.json_schema"),
         (
