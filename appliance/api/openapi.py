@@ -186,6 +186,11 @@ _SAMPLING: dict[str, Any] = {
     "presence_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
     "frequency_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
     "repeat_penalty": {"type": ["number", "null"]},
+    "repeat_last_n": {
+        "type": ["integer", "null"],
+        "minimum": -1,
+        "description": "tokens of prompt and answer the penalties count (64; -1 all; 0 none)",
+    },
     "grammar": {"type": ["string", "null"], "description": "a GBNF grammar (llama-server)"},
     "json_schema": {"type": ["object", "null"], "description": "a JSON schema (llama-server)"},
     "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 8, "description": "choices"},

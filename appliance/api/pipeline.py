@@ -79,6 +79,7 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
         "presence_penalty": params.presence_penalty,
         "frequency_penalty": params.frequency_penalty,
         "repeat_penalty": params.repeat_penalty,
+        "repeat_last_n": params.repeat_last_n,
         "ignore_eos": params.ignore_eos,
         "deterministic": params.deterministic,
         "logprobs": params.logprobs,

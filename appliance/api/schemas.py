@@ -74,6 +74,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repeat_penalty: float | None = None
+    repeat_last_n: int | None = None  # tokens the penalties look back (64; -1 all, 0 none)
     response_format: ResponseFormat | None = None
     grammar: str | None = None  # llama-server's GBNF grammar (llama.cpp models only)
     ignore_eos: bool = False
@@ -423,6 +424,9 @@ def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> Sam
     if top_k is not None and (not _is_int(top_k) or not 0 <= top_k <= _INT32_MAX):
         _fail("top_k", f"'top_k' must be a non-negative integer, got {_show(top_k)}.")
     repeat_penalty = _optional_number(body, "repeat_penalty", low=0.0, high=10.0, low_open=True)
+    last_n = body.get("repeat_last_n")
+    if last_n is not None and (not _is_int(last_n) or not -1 <= last_n <= _INT32_MAX):
+        _fail("repeat_last_n", f"'repeat_last_n' must be an integer >= -1, got {_show(last_n)}.")
     return SamplingParams(
         max_tokens=_max_tokens(body, default_max_tokens, limit),
         temperature=_number(body, "temperature", 1.0, low=0.0, high=2.0),
@@ -435,6 +439,7 @@ def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> Sam
         presence_penalty=_number(body, "presence_penalty", 0.0, low=-2.0, high=2.0),
         frequency_penalty=_number(body, "frequency_penalty", 0.0, low=-2.0, high=2.0),
         repeat_penalty=repeat_penalty,
+        repeat_last_n=cast("int | None", last_n),
         response_format=_response_format(body),
         grammar=_grammar(body),
         ignore_eos=_bool(body, "ignore_eos"),

@@ -156,8 +156,9 @@ class BatchEngine(ChatRenderer, Protocol):
 
     def is_eog(self, token: int) -> bool: ...
 
-    def new_sampler(self, params: dict[str, Any]) -> TokenSampler:
-        """A sampler for one request; raises EngineRequestError for a bad grammar or schema."""
+    def new_sampler(self, params: dict[str, Any], prompt: Sequence[int] = ()) -> TokenSampler:
+        """A sampler for one request (its penalties count `prompt`'s tokens); raises
+        EngineRequestError for a bad grammar or schema."""
         ...
 
     def token_logprobs(self, output_index: int, token: int, top_n: int) -> dict[str, Any]:

@@ -178,6 +178,14 @@ class GenaiEngine:
                     code="unsupported_parameter",
                     param=name,
                 )
+        last_n = params.get("repeat_last_n")
+        if last_n not in (None, -1, 0) and params.get("repeat_penalty") not in (None, 1.0):
+            raise EngineRequestError(
+                "repeat_last_n: the ONNX engine's repetition penalty counts every token of "
+                "prompt and answer (-1); it cannot look back a set number (0 turns it off)",
+                code="unsupported_parameter",
+                param="repeat_last_n",
+            )
         gp = og.GeneratorParams(self.model)
         # With tools, the calls' grammar holds the response format where it applies; with
         # none (after an opened reasoning block) the format must not force JSON into it.
@@ -267,7 +275,7 @@ class GenaiEngine:
         if seed is not None:
             options["random_seed"] = int(seed) & 0x7FFFFFFF
         repeat = params.get("repeat_penalty")
-        if repeat not in (None, 1.0):
+        if repeat not in (None, 1.0) and params.get("repeat_last_n") != 0:
             options["repetition_penalty"] = float(repeat)
         if params.get("ignore_eos"):
             options["min_length"] = options["max_length"]

@@ -274,6 +274,33 @@ class LlamaEngine:
 
     # -- sampling ---------------------------------------------------------------------------
 
+    def _add_penalties(self, chain: Any, params: dict[str, Any], prompt: Sequence[int]) -> None:
+        """The repeat, frequency and presence penalties over the last `repeat_last_n`
+        tokens (64 by default, -1 the whole context, 0 none) of the prompt and the answer,
+        as llama-server and llama-cpp-python count them: the prompt's tokens are fed to the
+        penalties first (not to the grammar)."""
+        repeat = float(params.get("repeat_penalty") or 1.0)
+        freq = float(params.get("frequency_penalty") or 0.0)
+        present = float(params.get("presence_penalty") or 0.0)
+        last_n = params.get("repeat_last_n")
+        last_n = 64 if last_n is None else int(last_n)
+        if last_n < 0:
+            last_n = self.n_ctx
+        if (repeat, freq, present) == (1.0, 0.0, 0.0) or last_n == 0:
+            return
+        lib = self._llama_cpp
+        at = lib.llama_sampler_chain_n(chain.sampler)
+        chain.add_penalties(
+            n_vocab=self.n_vocab,
+            penalty_last_n=last_n,
+            penalty_repeat=repeat,
+            penalty_freq=freq,
+            penalty_present=present,
+        )
+        penalties = lib.llama_sampler_chain_get(chain.sampler, at)
+        for token in prompt[-last_n:]:
+            lib.llama_sampler_accept(penalties, token)
+
     def _answer_gbnf(self, params: dict[str, Any]) -> tuple[str, str, str] | None:
         """The GBNF of the request's own `grammar` or its response format, with the error
         code and parameter a grammar llama.cpp refuses is reported under."""
@@ -324,7 +351,9 @@ class LlamaEngine:
             )
         lib.llama_sampler_chain_add(chain.sampler, sampler)
 
-    def new_sampler(self, params: dict[str, Any]) -> LlamaSequenceSampler:
+    def new_sampler(
+        self, params: dict[str, Any], prompt: Sequence[int] = ()
+    ) -> LlamaSequenceSampler:
         from llama_cpp import _internals
 
         constraint = tool_constraint(self.tool_family, params, self.template.source)
@@ -350,17 +379,7 @@ class LlamaEngine:
                 bias[token] = float("-inf")
         if bias:
             s.add_logit_bias(self.n_vocab, bias)
-        repeat = float(params.get("repeat_penalty") or 1.0)
-        freq = float(params.get("frequency_penalty") or 0.0)
-        present = float(params.get("presence_penalty") or 0.0)
-        if (repeat, freq, present) != (1.0, 0.0, 0.0):
-            s.add_penalties(
-                n_vocab=self.n_vocab,
-                penalty_last_n=64,
-                penalty_repeat=repeat,
-                penalty_freq=freq,
-                penalty_present=present,
-            )
+        self._add_penalties(s, params, prompt)
         if answer is not None:
             self._add_grammar(s, answer[0], None, answer[1], answer[2])
         if constraint is not None:

@@ -159,7 +159,7 @@ class Scheduler(RequestInbox):
             if frame.get("tools"):
                 params["tools"] = frame["tools"]
                 params["reasoning_started"] = reasoning_started
-            sampler = engine.new_sampler(params)
+            sampler = engine.new_sampler(params, tokens)
         except Exception as exc:
             self._error(request_id, exc)
             return None

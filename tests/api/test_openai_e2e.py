@@ -542,6 +542,32 @@ def test_token_id_inputs_of_the_models_own_vocabulary(client: openai.OpenAI) -> 
         client.completions.create(model="tiny", prompt=[10**9], max_tokens=1)
 
 
+def test_penalties_count_the_prompt_as_llama_server_does(client: openai.OpenAI) -> None:
+    """The penalties look back `repeat_last_n` tokens (64) of prompt and answer, as
+    llama-server and llama-cpp-python count them: a token the prompt repeats is
+    penalised from the first one generated. Token 300 is made the likeliest by a bias;
+    sixty of it in the prompt outweigh the bias under the penalties, unless
+    `repeat_last_n` is 0."""
+    prompt = [300] * 60 + [301]
+
+    def first(**extra: object) -> str:
+        r = client.completions.create(
+            model="tiny",
+            prompt=prompt,
+            max_tokens=1,
+            temperature=0,
+            logit_bias={"300": 30},
+            extra_body={"ignore_eos": True, **extra},
+        )
+        return r.choices[0].text
+
+    alone = first()
+    penalised = first(presence_penalty=2, frequency_penalty=2)
+    unlooked = first(presence_penalty=2, frequency_penalty=2, repeat_last_n=0)
+    assert alone == unlooked
+    assert penalised != alone
+
+
 def test_completions_batch_of_prompts_with_n_choices(client: openai.OpenAI) -> None:
     """Choice p * n + j completes prompt p; a batch gives what its prompts give alone.
     Deterministic, so that batching and cached prefixes cannot round a sample otherwise."""

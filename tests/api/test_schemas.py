@@ -217,6 +217,8 @@ def test_json_schema_response_format() -> None:
         (chat(top_k=1.5), "top_k"),
         (chat(min_p=2), "min_p"),
         (chat(repeat_penalty=0), "repeat_penalty"),
+        (chat(repeat_last_n=-2), "repeat_last_n"),
+        (chat(repeat_last_n=1.5), "repeat_last_n"),
         (chat(presence_penalty=3), "presence_penalty"),
         (chat(frequency_penalty=float("-inf")), "frequency_penalty"),
         (chat(stop=["a", 1]), "stop[1]"),

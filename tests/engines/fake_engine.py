@@ -87,7 +87,7 @@ class FakeEngine:
     def is_eog(self, token: int) -> bool:
         return token == EOS
 
-    def new_sampler(self, params: dict[str, Any]) -> FakeSampler:
+    def new_sampler(self, params: dict[str, Any], prompt: Sequence[int] = ()) -> FakeSampler:
         if params.get("bad_grammar"):
             raise EngineRequestError("bad schema", "invalid_json_schema", 400, "response_format")
         return FakeSampler(self, params)
