@@ -518,6 +518,8 @@ async def import_file(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("path"), str):
         raise invalid_request('send {"path": "/absolute/path/model.gguf"}', "path")
+    if "\x00" in body["path"]:
+        raise invalid_request("path holds a NUL character: no file has that name", "path")
     path = Path(body["path"])
     if not path.is_absolute():
         raise invalid_request(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -60,9 +61,27 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         raise invalid_request("the request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = json.loads(raw)
+        # A lone surrogate escape (a JavaScript client that cut an emoji in two) cannot be
+        # encoded as UTF-8 further on: it becomes U+FFFD, as a browser's encoder writes it.
+        return without_lone_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
+    except (ValueError, RecursionError) as exc:  # also: a 5000-digit number, deep nesting
         raise invalid_request(f"the request body is not valid JSON: {exc}") from exc
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """`value` (parsed JSON) with every lone surrogate replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def params_frame(params: SamplingParams) -> dict[str, Any]:

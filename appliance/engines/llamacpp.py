@@ -342,8 +342,9 @@ class LlamaEngine:
                     vocab, gbnf.encode(), b"root", patterns, 1, None, 0
                 )
         if not sampler:
-            said = [*printed, *log]
-            why = " ".join(line.strip() for line in said if line.strip())[:500]
+            # The parser's first line says why; after it comes the whole grammar.
+            said = [line.strip() for line in printed[:1] + log if line.strip()]
+            why = " ".join(dict.fromkeys(said))[:500]
             raise EngineRequestError(
                 f"{param}: llama.cpp cannot use this grammar: {why or 'it does not parse'}",
                 code=code,

@@ -9,6 +9,9 @@ import pytest
 
 from tests.daemon import Daemon
 
+JSON = {"Content-Type": "application/json"}
+USER = [{"role": "user", "content": "hi"}]
+
 
 def post_raw(
     daemon: Daemon, path: str, content: bytes, headers: dict[str, str] | None = None
@@ -38,6 +41,38 @@ def assert_error(
 def test_malformed_json(daemon: Daemon) -> None:
     err = assert_error(post_raw(daemon, "/v1/chat/completions", b'{"model": "tiny",'), 400)
     assert "JSON" in err["message"]
+
+
+def test_json_python_cannot_hold_is_a_400_and_the_connection_stays_open(daemon: Daemon) -> None:
+    """A 5000-digit number and 100k nested brackets raised past the JSON check (500),
+    and the 500 closed the client's keep-alive connection under its next request."""
+    with httpx.Client(base_url=daemon.url, timeout=60) as http:
+        for body in (
+            b'{"model": "tiny", "max_tokens": ' + b"9" * 5000 + b"}",
+            b"[" * 100_000,
+        ):
+            r = http.post("/v1/chat/completions", content=body, headers=JSON)
+            assert "not valid JSON" in assert_error(r, 400)["message"]
+        r = http.post("/admin/import", content=b'{"path": "/tmp/x.gguf\\u0000x"}', headers=JSON)
+        assert "NUL" in assert_error(r, 400, "path")["message"]
+        r = http.post(
+            "/v1/chat/completions", json={"model": "tiny", "messages": USER, "max_tokens": 1}
+        )
+        assert r.status_code == 200, r.text
+
+
+def test_a_lone_surrogate_becomes_a_replacement_character(daemon: Daemon) -> None:
+    """A JavaScript client that cut an emoji in two sends a lone surrogate escape: it
+    failed as a 500 (not encodable as UTF-8) in the prompt, a stop string and the model
+    name; it reads as U+FFFD, as a browser's encoder writes it."""
+    body = (
+        b'{"model": "tiny", "max_tokens": 2, "stop": ["\\udc00"], '
+        b'"messages": [{"role": "user", "content": "a\\ud83d b \\ud83d\\ude00"}]}'
+    )
+    r = post_raw(daemon, "/v1/chat/completions", body)
+    assert r.status_code == 200, r.text
+    r = post_raw(daemon, "/v1/completions", b'{"model": "tiny\\ud800", "prompt": "x"}')
+    assert "tiny\ufffd" in assert_error(r, 404)["message"]
 
 
 def test_empty_body_and_non_object(daemon: Daemon) -> None:
