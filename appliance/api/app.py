@@ -29,6 +29,7 @@ from appliance.api.drain import Drain, DrainMiddleware
 from appliance.api.errors import APIError, error_response, from_model_error, unauthorized
 from appliance.api.host_check import HostCheckMiddleware
 from appliance.api.openapi import openapi_json
+from appliance.api.origin_check import OriginCheckMiddleware
 from appliance.catalog import Catalog
 from appliance.hardware import HardwareReport
 from appliance.settings import Settings
@@ -190,10 +191,13 @@ def create_app(
     app.state.drain = drain
     app.state.manager = manager
     app.state.telemetry = telemetry
-    # The last added runs first: a request meets the Host check, the drain, then the keys.
+    # The last added runs first: a request meets the Host check, CORS, the Origin check, the
+    # drain, then the keys.
     if settings.api_keys:
         app.add_middleware(APIKeyMiddleware, keys=settings.api_keys)
     app.add_middleware(DrainMiddleware, drain=drain)
+    # After CORS (which answers the preflights it allows): a page's own requests.
+    app.add_middleware(OriginCheckMiddleware, listed=settings.cors_origins)
     if settings.cors_origins:
         # Before the keys: a preflight carries none. A wildcard never goes with credentials.
         # Any request header: the openai and anthropic SDKs send their own (x-stainless-*,

@@ -162,7 +162,7 @@ def test_other_hosts_get_421_saying_how_to_allow_them(bound: BoundDaemon, host: 
 def test_no_cors_headers_for_a_foreign_origin(bound: BoundDaemon) -> None:
     origin = {"Origin": "http://evil.example"}
     r = httpx.get(bound.url + "/v1/models", headers=origin, timeout=30)
-    assert r.status_code == 200
+    assert_error(r, 403, code="origin_not_allowed")
     assert not [h for h in r.headers if h.lower().startswith("access-control-")]
     preflight = httpx.options(
         bound.url + "/v1/chat/completions",
@@ -171,6 +171,68 @@ def test_no_cors_headers_for_a_foreign_origin(bound: BoundDaemon) -> None:
     )
     assert preflight.status_code >= 400
     assert not [h for h in preflight.headers if h.lower().startswith("access-control-")]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/admin/budgets", '{"warm": "1MiB"}'),
+        ("/admin/models/tiny/load", "{}"),
+        (
+            "/v1/chat/completions",
+            '{"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}',
+        ),
+    ],
+)
+def test_a_foreign_page_cannot_drive_the_daemon_without_a_preflight(
+    bound: BoundDaemon, path: str, body: str
+) -> None:
+    """A page's text/plain POST needs no preflight: the daemon ran it (a budget changed,
+    a model loaded) for any site the user visited. It names its page in Origin."""
+    before = httpx.get(bound.url + "/admin/budgets", timeout=30).json()
+    for origin in ("http://evil.example", "https://evil.example:8443", "null"):
+        r = httpx.post(
+            bound.url + path,
+            content=body,
+            headers={"Origin": origin, "Content-Type": "text/plain"},
+            timeout=30,
+        )
+        err = assert_error(r, 403, code="origin_not_allowed")
+        assert "cors_origins" in err["message"] and "APPLIANCE_CORS_ORIGINS" in err["message"]
+    assert httpx.get(bound.url + "/admin/budgets", timeout=30).json() == before
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost:3000",
+        "http://127.0.0.1:5173",
+        "http://[::1]",
+        "app://chatbox",
+        "vscode-webview://abc",
+        "http://localhost:{port}",
+    ],
+)
+def test_local_pages_and_apps_are_served(bound: BoundDaemon, origin: str) -> None:
+    """Loopback pages (a developer's app, its dev server's proxy), local apps' schemes and
+    the daemon's own origin, as Ollama serves them; no Origin at all: every SDK."""
+    r = httpx.get(
+        bound.url + "/v1/models", headers={"Origin": origin.format(port=bound.port)}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_origin_policy() -> None:
+    from appliance.api.origin_check import origin_allowed
+
+    assert origin_allowed("http://box.lan:8750", "box.lan:8750", ())
+    assert not origin_allowed("http://box.lan:9999", "box.lan:8750", ())
+    assert origin_allowed("https://app.example", None, ("https://app.example",))
+    assert origin_allowed("https://any.example", None, ("*",))
+    assert not origin_allowed("null", None, ())
+    assert origin_allowed("null", None, ("null",))
+    assert not origin_allowed("http://localhost.evil.example", None, ())
+    assert not origin_allowed("http://[::1", None, ())
 
 
 def test_a_wildcard_bind_serves_ip_literals_but_not_names(tmp_path: Path, models_dir: Path) -> None:

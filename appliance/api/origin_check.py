@@ -1,0 +1,83 @@
+"""Requests from web pages: only from origins the operator named, or local ones.
+
+A browser lets any page send a "simple" cross-origin POST (`Content-Type: text/plain`)
+without asking first; the page cannot read the answer, but the request runs. The daemon
+reads JSON whatever the content type, so without this check any site the user visits
+could load, unload or pull models, change budgets or spend the box's compute (a user
+install has no API key). Browsers name the page in `Origin`; clients that are not
+browsers (SDKs, curl, a web app's own server) send none, and are served as before.
+
+Served: no `Origin`; an origin in `cors_origins` (or `*` there); the daemon's own origin;
+loopback pages (a developer's app on localhost, or its dev server's proxy, as Ollama
+allows them); and local apps' schemes (`app://`, `file://`, `tauri://`,
+`vscode-webview://`, ...), which no remote site can take. An opaque `null` origin (a
+sandboxed frame, which any site can make) is served only when listed.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from appliance.api.errors import APIError, error_response
+from appliance.api.host_check import LOOPBACK_NAMES
+
+__all__ = ["OriginCheckMiddleware", "origin_allowed"]
+
+
+def origin_allowed(origin: str, host: str | None, listed: tuple[str, ...]) -> bool:
+    """Whether a request from a page at `origin` (to the daemon at `host`) is served."""
+    origin = origin.strip()
+    if "*" in listed or origin in listed:
+        return True
+    if origin == "null":
+        return False
+    try:
+        parts = urlsplit(origin)
+        name = (parts.hostname or "").rstrip(".")  # lowercase, brackets taken off
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https"):
+        return bool(parts.scheme)  # a local app's own scheme
+    if name in LOOPBACK_NAMES:
+        return True
+    return host is not None and parts.netloc.lower() == host.strip().lower()
+
+
+def refused(origin: str) -> APIError:
+    """403: a page at `origin` may not drive this daemon."""
+    return APIError(
+        403,
+        f"requests from web pages at {origin!r} are refused (so that no site a user visits "
+        "can drive this daemon); to serve a browser app there, add its origin to "
+        "cors_origins in settings.toml or to APPLIANCE_CORS_ORIGINS and restart the daemon",
+        "invalid_request_error",
+        None,
+        "origin_not_allowed",
+    )
+
+
+class OriginCheckMiddleware:
+    """403 in the API's error shape for a request from a page the check refuses."""
+
+    def __init__(self, app: ASGIApp, listed: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.listed = tuple(o.strip() for o in listed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin: str | None = None
+        host: str | None = None
+        for key, value in scope.get("headers", []):
+            if key == b"origin":
+                origin = value.decode("latin-1")
+            elif key == b"host":
+                host = value.decode("latin-1")
+        if origin is None or origin_allowed(origin, host, self.listed):
+            await self.app(scope, receive, send)
+            return
+        shown = origin.strip()[:100]
+        await error_response(refused(shown))(scope, receive, send)
