@@ -17,7 +17,7 @@ import json
 import uuid
 from typing import Any
 
-from appliance.api.errors import invalid_request
+from appliance.api.errors import APIError, invalid_request
 
 Event = tuple[str, dict[str, Any]]  # (event name, data)
 
@@ -136,6 +136,15 @@ def to_chat_body(body: Any) -> dict[str, Any]:
         raise invalid_request("the request body must be a JSON object")
     if body.get("max_tokens") is None:
         raise invalid_request("'max_tokens' is required", "max_tokens")
+    if body.get("thread") not in (None, False):
+        # The SDKs' message threads (the server keeps the history) are not kept here: this
+        # error code makes them send the whole conversation instead.
+        raise APIError(
+            400,
+            "'thread' is not supported here: send the whole conversation in 'messages'",
+            param="thread",
+            details={"error_code": "thread_unsupported_request", "unsupported": []},
+        )
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
@@ -157,6 +166,13 @@ def to_chat_body(body: Any) -> dict[str, Any]:
         for i, tool in enumerate(tools):
             if not isinstance(tool, dict) or "name" not in tool:
                 raise invalid_request(f"'tools[{i}]' must be a tool with a name", f"tools[{i}]")
+            if tool.get("type") not in (None, "custom"):
+                raise invalid_request(
+                    f"'tools[{i}]' is Anthropic's {tool['type']!r} tool, which runs on "
+                    "Anthropic's side or needs its schema: only custom tools (a name and an "
+                    "input_schema) are served here",
+                    f"tools[{i}].type",
+                )
             fn = {
                 "name": tool["name"],
                 "parameters": tool.get("input_schema") or {"type": "object"},

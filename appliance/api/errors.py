@@ -52,8 +52,10 @@ class APIError(Exception):
         *,
         retry_after: float | None = None,
         retryable: bool = True,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.details = details  # Anthropic's `error.details` (its SDKs read error_code)
         self.status = status
         self.message = message
         self.type = type
@@ -76,10 +78,10 @@ class APIError(Exception):
     def to_anthropic_body(self) -> dict[str, Any]:
         """The JSON body of the error as the Anthropic API returns it (its clients read
         `error.type` and `error.message`; the status picks the SDK's exception class)."""
-        return {
-            "type": "error",
-            "error": {"type": anthropic_error_type(self.status), "message": self.message},
-        }
+        error: dict[str, Any] = {"type": anthropic_error_type(self.status), "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"type": "error", "error": error}
 
     def __repr__(self) -> str:
         return (

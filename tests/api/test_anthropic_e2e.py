@@ -5,7 +5,7 @@ cache, thinking blocks (their signature, and sent back in the history)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -241,3 +241,43 @@ def test_thinking_blocks_in_the_history_reach_the_template(qwen3_daemon: Daemon)
     redacted = count([{"type": "redacted_thinking", "data": "opaque"}, use])
     assert with_thinking > plain + 5
     assert redacted == plain
+
+
+def test_the_sdks_tool_runner_falls_back_from_message_threads(tools_daemon: Daemon) -> None:  # noqa: F811
+    """The SDK's tool runner asks the server to keep the history (`thread`). It was
+    ignored, so the runner's second turn sent only the tool result, without the tools
+    (a 400 under tool_choice any); the `thread_unsupported_request` error makes it send
+    the whole conversation, and the loop runs."""
+    calls: list[str] = []
+
+    @anthropic.beta_tool
+    def get_weather(city: Literal["Paris", "Oslo"]) -> str:
+        """The weather in a city (a closed list: the random model's strings run long)."""
+        calls.append(city)
+        return "18 C"
+
+    c = client(tools_daemon)
+    runner = c.beta.messages.tool_runner(
+        model="qwen-tools",
+        max_tokens=300,
+        tools=[get_weather],
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        max_iterations=2,
+        extra_body={"seed": 3},
+    )
+    replies = list(runner)
+    assert len(replies) == 2 and len(calls) == 2
+    assert all(r.stop_reason == "tool_use" for r in replies)
+    r = httpx.post(
+        tools_daemon.url + "/v1/messages",
+        json={
+            "model": "qwen-tools",
+            "max_tokens": 4,
+            "thread": {"type": "create"},
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        timeout=60,
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["details"]["error_code"] == "thread_unsupported_request"

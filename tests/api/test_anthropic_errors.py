@@ -86,6 +86,11 @@ def test_request_errors_in_anthropic_shape(keyed: Daemon) -> None:
     assert "JSON" in anthropic_error(bad_json, 400, "invalid_request_error")
     huge = {**body, "system": "x" * 70_000}
     assert "limit" in anthropic_error(post(keyed, "/v1/messages", huge), 413, "request_too_large")
+    server_tool = {**body, "tools": [{"type": "web_search_20250305", "name": "web_search"}]}
+    message = anthropic_error(
+        post(keyed, "/v1/messages", server_tool), 400, "invalid_request_error"
+    )
+    assert "web_search_20250305" in message and "custom tools" in message
     unknown = {**body, "model": "no-such-model"}
     anthropic_error(post(keyed, "/v1/messages", unknown), 404, "not_found_error")
     anthropic_error(post(keyed, "/v1/messages/count_tokens", unknown), 404, "not_found_error")
