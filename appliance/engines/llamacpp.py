@@ -357,7 +357,12 @@ class LlamaEngine:
     ) -> LlamaSequenceSampler:
         from llama_cpp import _internals
 
-        constraint = tool_constraint(self.tool_family, params, self.template.source)
+        try:
+            constraint = tool_constraint(self.tool_family, params, self.template.source)
+        except ValueError as exc:  # a schema no grammar can follow ($ref cycle, counts)
+            raise EngineRequestError(
+                f"tools: {exc}", code="invalid_tool_schema", param="tools"
+            ) from exc
         # With tools, the calls' grammar holds the response format where it applies.
         answer = self._answer_gbnf(params) if constraint is None else None
         seed = params.get("seed")

@@ -4,52 +4,54 @@ The rules come from llama-cpp-python's JSON-schema converter, which this module
 extends where it falls short: integer ranges, number ranges (non-negative lower
 bound), ``{m,n}`` counts for string lengths and array sizes, strict JSON strings (no
 raw control characters), exponents of at most two digits, and correct escaping of
-literals (backslashes, characters beyond the BMP). Its own module because it is the
-one part of the GBNF output that knows JSON Schema; :mod:`appliance.parsing.gbnf`
-only places its rules.
+literals (backslashes, characters beyond the BMP). Patterns are written here, from
+Python's own regex parse (the converter's takes no ``(?:``, ``\\d`` or escaped dots, and
+its counts nest too deep for llama.cpp); one that cannot be written is dropped alone,
+its ``format`` and every other constraint kept. What llama.cpp would refuse, a count
+beyond its limit or a ``$ref`` cycle, is a :class:`SchemaGrammarError`. Its own module
+because it is the one part of the GBNF output that knows JSON Schema;
+:mod:`appliance.parsing.gbnf` only places its rules.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from appliance.parsing.call_layout import repeat
+from appliance.parsing.gbnf_pattern import (
+    GRAMMAR_COUNT_LIMIT,
+    PatternWriter,
+    Unwritable,
+    gbnf_literal,
+    json_text,
+)
 from appliance.parsing.jsonscan import loads_strict
 from appliance.parsing.tool_schema import finite_number, nonnegative_int
 
-__all__ = ["convert_json", "gbnf_literal", "integer_range", "number_range"]
+__all__ = [
+    "GRAMMAR_COUNT_LIMIT",
+    "SchemaGrammarError",
+    "convert_json",
+    "gbnf_literal",
+    "integer_range",
+    "number_range",
+]
 
 # JSON strings: no raw control characters (the converter's own rule lets them in).
 _STRICT_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 _MAX_DIGITS = 16  # the converter's integers are at most 16 digits long
+# Formats the converter has rules for; any other leaves a plain string.
+_CONVERTER_FORMATS = re.compile(r"date|time|date-time|uuid[1-5]?")
 
 
-def gbnf_literal(text: str) -> str:
-    """``text`` as a GBNF string literal."""
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02X}")
-        elif 0xD800 <= ord(ch) <= 0xDFFF:  # a lone surrogate: unmatchable, but encodable
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+class SchemaGrammarError(ValueError):
+    """A schema no llama.cpp grammar can follow: callers report it as an invalid schema
+    rather than hand llama.cpp a grammar it refuses."""
 
 
 def _same_length(lo: str, hi: str) -> list[list[str]]:
@@ -153,12 +155,59 @@ def number_range(schema: Mapping[str, Any]) -> str | None:
     return "(" + " | ".join(parts) + ")" if parts else None
 
 
-def _json_text(value: Any) -> str:
-    """JSON text as a model writes it: non-ASCII characters as themselves."""
-    try:
-        return json.dumps(value, ensure_ascii=False).encode("utf-8").decode("utf-8")
-    except (UnicodeEncodeError, ValueError, TypeError):  # lone surrogates, odd values
-        return json.dumps(value, default=str)
+# --- $ref cycles -----------------------------------------------------------------------
+
+
+def _leading_refs(node: Any) -> list[str]:
+    """The refs a value of ``node`` may start with, before it writes a character (the
+    converter reads "$ref" first, then "oneOf" or "anyOf")."""
+    if not isinstance(node, dict):
+        return []
+    if isinstance(node.get("$ref"), str):
+        return [node["$ref"]]
+    alternatives = node.get("oneOf") or node.get("anyOf")
+    if isinstance(alternatives, list):
+        return [r for a in alternatives for r in _leading_refs(a)]
+    return []
+
+
+def _all_refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            elif key not in ("const", "enum"):
+                yield from _all_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _all_refs(value)
+
+
+def _check_ref_cycles(whole: Mapping[str, Any]) -> None:
+    """Refs that lead back to themselves before any character is written make a
+    left-recursive grammar, which llama.cpp refuses: say which."""
+    defs = whole.get("$defs") or {}
+    edges = {
+        ref: _leading_refs(defs.get(ref.removeprefix("#/$defs/")))
+        for ref in {*_all_refs(whole), *_leading_refs(whole)}
+    }
+    done: set[str] = set()
+
+    def walk(ref: str, path: list[str]) -> None:
+        if ref in path:
+            cycle = [*path[path.index(ref) :], ref]
+            raise SchemaGrammarError(
+                f"$ref cycle {' -> '.join(cycle)}: each refers to the next before any "
+                "value is written, a left-recursive grammar llama.cpp refuses"
+            )
+        if ref in done:
+            return
+        for nxt in edges.get(ref) or _leading_refs(defs.get(ref.removeprefix("#/$defs/"))):
+            walk(nxt, [*path, ref])
+        done.add(ref)
+
+    for ref in sorted(edges):
+        walk(ref, [])
 
 
 @functools.cache
@@ -175,6 +224,15 @@ def _converter_class() -> Any:
                 k in schema for k in ("$ref", "anyOf", "oneOf", "allOf", "const", "enum")
             ):
                 rule = name + "-" if name in RESERVED_NAMES else name or "root"
+                pattern = schema.get("pattern")
+                if schema.get("type") in (None, "string") and isinstance(pattern, str):
+                    before = dict(self._base._rules)
+                    try:
+                        written = PatternWriter(self._base._add_rule, rule).body(pattern)
+                        return self._base._add_rule(rule, rf'"\"" {written} "\"" space')
+                    except Unwritable:  # only this pattern goes; its format stays
+                        self._base._rules = before
+                        schema = {k: v for k, v in schema.items() if k != "pattern"}
                 body = self._custom(schema, name)
                 if body is not None:
                     return self._base._add_rule(rule, body)
@@ -191,11 +249,11 @@ def _converter_class() -> Any:
             if len(literal) >= 2 and literal[0] == literal[-1] == '"':
                 ok, value = loads_strict(literal)
                 if ok and isinstance(value, str):
-                    literal = _json_text(value)
+                    literal = json_text(value)
             return gbnf_literal(literal)
 
         def _generate_constant_rule(self, value: Any) -> str:
-            return gbnf_literal(_json_text(value))
+            return gbnf_literal(json_text(value))
 
         def _custom(self, schema: dict[str, Any], name: str) -> str | None:
             kind = schema.get("type")
@@ -213,31 +271,34 @@ def _converter_class() -> Any:
                 return f"{body} space" if body else None
             if (
                 kind == "string"
-                and not any(k in schema for k in ("pattern", "format"))
+                and "pattern" not in schema
+                and not _CONVERTER_FORMATS.fullmatch(str(schema.get("format", "")))
                 and ("minLength" in schema or "maxLength" in schema)
             ):
                 char = self._base._add_primitive("char", PRIMITIVE_RULES["char"])
-                low = nonnegative_int(schema.get("minLength")) or 0
-                high = nonnegative_int(schema.get("maxLength"))
+                low, high = _counts(schema, "minLength", "maxLength", 0)
                 return rf'"\"" {char}{repeat(low, high)} "\"" space'
-            if kind == "array" and "prefixItems" not in schema:
-                low = nonnegative_int(schema.get("minItems")) or 0
-                high = nonnegative_int(schema.get("maxItems"))
-                items = schema.get("items")
-                item = self.visit(
-                    items if isinstance(items, dict) else {}, f"{name}{'-' if name else ''}item"
-                )
-                if high == 0 or (high is not None and high < low):
-                    return '"[" space "]" space'
-                if high == 1:
-                    more = ""
-                else:
-                    count = repeat(max(low - 1, 0), None if high is None else high - 1)
-                    more = f'( "," space {item} ){count}'
-                if low == 0:
-                    return f'"[" space ( {item} {more} )? "]" space'
-                return f'"[" space {item} {more} "]" space'
+            if kind == "array":
+                low, high = _counts(schema, "minItems", "maxItems", 1)
+                if "prefixItems" not in schema:
+                    return self._array(schema, name, low, high)
             return None
+
+        def _array(self, schema: dict[str, Any], name: str, low: int, high: int | None) -> str:
+            items = schema.get("items")
+            item = self.visit(
+                items if isinstance(items, dict) else {}, f"{name}{'-' if name else ''}item"
+            )
+            if high == 0 or (high is not None and high < low):
+                return '"[" space "]" space'
+            if high == 1:
+                more = ""
+            else:
+                count = repeat(max(low - 1, 0), None if high is None else high - 1)
+                more = f'( "," space {item} ){count}'
+            if low == 0:
+                return f'"[" space ( {item} {more} )? "]" space'
+            return f'"[" space {item} {more} "]" space'
 
     return Converter
 
@@ -247,6 +308,9 @@ def convert_json(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[st
     whole = copy.deepcopy(dict(schema))
     if defs:
         whole["$defs"] = copy.deepcopy(dict(defs))
+    _check_ref_cycles(whole)
+    # Patterns the converter cannot take are dropped one by one as it goes; the
+    # second attempt is for anything else it asserts on.
     for attempt in (whole, _without(whole, ("pattern", "format"))):
         try:
             converter = _converter_class()(
@@ -260,14 +324,31 @@ def convert_json(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[st
             # "a": every rule made for a property is then named "a-..."
             top = converter.visit(attempt, "a")
             rules = dict(converter._rules)
+        except SchemaGrammarError:
+            raise
         except Exception:  # the converter asserts on what it cannot do
             continue
         _tighten(rules)
-        out = {str(k): str(v) for k, v in rules.items()}
-        if any(body.strip() == name for name, body in out.items()):
-            break  # a schema that is only a reference to itself: no grammar says that
-        return str(top), out
+        return str(top), {str(k): str(v) for k, v in rules.items()}
     return "object", _any_json()  # nothing fits: any JSON object
+
+
+def _counts(
+    schema: Mapping[str, Any], low_key: str, high_key: str, before: int
+) -> tuple[int, int | None]:
+    """(least, most) of a length or size, less the ``before`` items written ahead of the
+    repetition: a least beyond llama.cpp's limit is an error, a most beyond it no most
+    (llama.cpp would read it so)."""
+    low = nonnegative_int(schema.get(low_key)) or 0
+    high = nonnegative_int(schema.get(high_key))
+    if low - before > GRAMMAR_COUNT_LIMIT:
+        raise SchemaGrammarError(
+            f"{low_key} {low} is more than llama.cpp grammars can count: at most "
+            f"{GRAMMAR_COUNT_LIMIT + before}"
+        )
+    if high is not None and high - before > GRAMMAR_COUNT_LIMIT:
+        high = None
+    return low, high
 
 
 def _any_json() -> dict[str, str]:

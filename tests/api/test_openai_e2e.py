@@ -269,6 +269,50 @@ def test_a_grammar_llama_cpp_cannot_parse_is_a_400_and_the_model_keeps_serving(
     assert r.choices[0].finish_reason in ("length", "stop")
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "minLength": 100_000},
+        {"type": "array", "minItems": 1_000_000_000, "items": {"type": "integer"}},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    ],
+)
+def test_a_schema_no_grammar_can_follow_is_a_400_not_a_crashed_engine(
+    client: openai.OpenAI, schema: dict[str, Any]
+) -> None:
+    """These grammars made llama.cpp return no sampler: chained, the worker crashed
+    (SIGSEGV) with every other request on the model. Now a 400 names the parameter."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="tiny",
+            messages=USER,
+            max_tokens=2,
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+        )
+    body = refused.value.body
+    assert isinstance(body, dict) and body["code"] == "invalid_json_schema", body
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "parameters": {  # the definitions stay at the root, where "#/$defs/..." points
+                "type": "object",
+                "properties": {"a": {k: v for k, v in schema.items() if k != "$defs"}},
+                "required": ["a"],
+                **({"$defs": schema["$defs"]} if "$defs" in schema else {}),
+            },
+        },
+    }
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="tiny", messages=USER, max_tokens=2, tools=[tool], tool_choice="required"
+        )
+    body = refused.value.body
+    assert isinstance(body, dict) and body["param"] == "tools", body
+    r = client.chat.completions.create(model="tiny", messages=USER, max_tokens=2)
+    assert r.choices[0].finish_reason in ("length", "stop")
+
+
 def test_json_schema_response_format(client: openai.OpenAI) -> None:
     schema = {
         "type": "object",

@@ -21,7 +21,7 @@ from appliance.parsing.constraints import (
     tool_call_lark,
     tool_call_trigger,
 )
-from appliance.parsing.gbnf_schema import integer_range, number_range
+from appliance.parsing.gbnf_schema import SchemaGrammarError, integer_range, number_range
 from appliance.parsing.validate import schema_errors
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates"
@@ -370,7 +370,6 @@ def test_special_tokens_are_sampled_as_tokens(onnx_chat: Any) -> None:
 # --- odd schemas, errors, syntax choices ----------------------------------------------------
 
 ODD = [
-    {"$ref": "#", "type": None},  # only a reference to itself (found by hypothesis)
     None,
     {},
     {"type": "string"},
@@ -543,6 +542,10 @@ _schemas = st.recursive(
 def test_any_schema_gives_a_grammar_llama_cpp_accepts(llm: Any, params: Any) -> None:
     tools = [fn("f", params), fn("g", {"type": "object", "properties": {"a": params}})]
     for family in (Family.HERMES, Family.QWEN3_CODER):
-        gbnf = tool_call_gbnf(family, tools, parallel=True)
+        try:
+            gbnf = tool_call_gbnf(family, tools, parallel=True)
+        except SchemaGrammarError as exc:  # refs round to themselves: no grammar can
+            assert "$ref cycle" in str(exc)
+            return
         assert accepted_by_llama_cpp(llm, gbnf), (params, gbnf)
         tool_call_lark(family, tools, parallel=True)
