@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import struct
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ def key_dir_name(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+DISK_PAUSE_S = 60.0  # after a failed write, how long states stay out of the disk tier
+
+
 class StateStore:
     def __init__(
         self, key: str, ram_bytes: int, disk_dir: Path | None = None, disk_bytes: int = 0
@@ -49,6 +53,7 @@ class StateStore:
         self.disk_cap = max(0, disk_bytes) if disk_dir is not None else 0
         self.disk_dir = disk_dir / key_dir_name(key) if disk_dir is not None else None
         self.states: list[SavedState] = []
+        self.disk_paused_until = 0.0  # after a failed write (a full disk): RAM only till then
         if self.disk_dir is not None and self.disk_cap > 0:
             self._index_disk()
 
@@ -133,12 +138,26 @@ class StateStore:
         """Move one state from RAM to disk (or drop it when there is no disk tier)."""
         data, state.data = state.data, None
         fits = self.disk_dir is not None and state.size <= self.disk_cap
-        if data is not None and state.path is None and fits:
+        if data is not None and state.path is None and fits and self._disk_writable():
             self._fit_disk(state.size)
-            with contextlib.suppress(OSError):
+            try:
                 state.path = self._write(state.tokens, data)
+            except OSError as exc:
+                # A full disk: stop writing states for a while rather than try (and fail)
+                # at every spill; what cannot be written is dropped, as with no disk tier.
+                self.disk_paused_until = time.monotonic() + DISK_PAUSE_S
+                print(
+                    f"prompt states: cannot write to {self.disk_dir}: "
+                    f"{exc.strerror or type(exc).__name__}; states past the RAM cap are "
+                    f"dropped for {DISK_PAUSE_S:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if state.path is None:
             self._forget(state)
+
+    def _disk_writable(self) -> bool:
+        return time.monotonic() >= self.disk_paused_until
 
     def flush(self) -> None:
         """Write every RAM state to disk (the worker is about to stop)."""
@@ -167,10 +186,15 @@ class StateStore:
         name = hashlib.sha256(json.dumps(tokens).encode()).hexdigest()[:32] + ".state"
         path = self.disk_dir / name
         tmp = path.with_suffix(".partial")
-        with open(tmp, "wb") as f:
-            f.write(MAGIC + _LEN.pack(len(header)) + header)
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(MAGIC + _LEN.pack(len(header)) + header)
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # a partial file kept the disk full
+                tmp.unlink()
+            raise
         return path
 
     def _read_header(self, f: object) -> dict[str, object]:

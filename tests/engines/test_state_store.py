@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from pathlib import Path
+
+import pytest
 
 from appliance.engines.state_store import StateStore, key_dir_name
 
@@ -99,3 +104,27 @@ def test_disk_tier_keeps_under_its_cap(tmp_path: Path) -> None:
         store.put([i, i, i], bytes([i]) * 100)
     assert store.disk_used <= 250
     assert store.ram_used <= 100
+
+
+def test_a_full_disk_leaves_no_partial_file_and_pauses_the_disk_tier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A write that fails (here a real ENOSPC: the partial file's name links to /dev/full)
+    left its partial file, which kept the last free space taken; every later spill then
+    failed again. The partial file goes, the failure is said once, and states stay in
+    RAM only for a while."""
+    store = StateStore("k", ram_bytes=0, disk_dir=tmp_path, disk_bytes=10_000)
+    assert store.disk_dir is not None
+    store.disk_dir.mkdir(parents=True)
+    name = hashlib.sha256(json.dumps([1]).encode()).hexdigest()[:32]
+    (store.disk_dir / f"{name}.partial").symlink_to("/dev/full")
+    store.put([1], b"a" * 100)
+    assert store.states == [] and list(store.disk_dir.iterdir()) == []
+    assert "No space left on device" in capsys.readouterr().err
+    assert store.disk_paused_until > time.monotonic()
+    store.put([2], b"b" * 100)  # paused: not even tried
+    assert store.states == [] and list(store.disk_dir.iterdir()) == []
+    assert capsys.readouterr().err == ""
+    store.disk_paused_until = 0.0  # the pause is over
+    store.put([3], b"c" * 100)
+    assert store.disk_used == 100
