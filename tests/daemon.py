@@ -48,6 +48,9 @@ class Daemon:
     def post(self, path: str, **kw: Any) -> httpx.Response:
         return httpx.post(self.url + path, headers=self.headers(), timeout=120, **kw)
 
+    def delete(self, path: str, **kw: Any) -> httpx.Response:
+        return httpx.delete(self.url + path, headers=self.headers(), timeout=60, **kw)
+
     def model(self, name: str) -> dict[str, Any]:
         r = self.get(f"/admin/models/{name}")
         r.raise_for_status()

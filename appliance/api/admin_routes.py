@@ -175,7 +175,9 @@ async def set_budgets(request: Request) -> Response:
 async def delete_model(request: Request) -> Response:
     manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
-    await manager.unload(name, "deleted from the store")
+    # Nothing moves before the delete is known to go ahead: a catalog model named by a
+    # path has no file here (it was unloaded all the same), and a model being loaded
+    # would have its file taken from under the load (its waiters got a 500).
     if manager.store.get(name) is None:
         raise APIError(
             404,
@@ -184,10 +186,25 @@ async def delete_model(request: Request) -> Response:
             "name",
             "model_not_found",
         )
+    slot = manager.slots.get(name)
+    if slot is not None and (slot.active or slot.state in ("loading", "pulling")):
+        doing = f"serving {slot.active} request(s)" if slot.active else slot.state
+        raise APIError(
+            409, f"model '{name}' is {doing}; try again when it is idle", param="name", code="busy"
+        )
+    if slot is not None and manager.tier_of(slot) in ("hot", "warm"):
+        # To cold, not warm: pages held in RAM for a file that is gone were a "warm" model
+        # listed for ever, which a load then fetched again without a word.
+        await manager.set_tier(name, "cold", "deleted from the store")
     try:
         await asyncio.to_thread(manager.store.remove, name)
     except StoreError as exc:
         raise _store_error(exc) from exc
+    if slot is not None:
+        if manager.catalog.exact(name) is None:
+            manager.slots.pop(name, None)  # an import: nothing of it is left to show
+        else:
+            slot.state, slot.last_error = "unloaded", None
     manager.emit(name, "remove", "removed from the store")
     return JSONResponse({"deleted": name})
 
