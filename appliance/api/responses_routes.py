@@ -129,7 +129,12 @@ async def create_response(request: Request) -> Response:
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
-    name, frames, output, _ = await start_chat(request, req)
+    try:
+        name, frames, output, _ = await start_chat(request, req)
+    except APIError as err:
+        if err.param and err.param.startswith("messages"):
+            err.param = "input"  # this API's name for them (its own and earlier turns)
+        raise
     builder = ResponseBuilder(body, name, new_id("resp"), logprobs=req.params.logprobs is not None)
     conversation = list(chat_body["messages"])
 
@@ -188,9 +193,20 @@ async def create_response(request: Request) -> Response:
                 return
 
     async def stream() -> AsyncIterator[bytes]:
-        async with aclosing(frames):
-            async for data in events():
-                yield data
+        ended = False
+        try:
+            async with aclosing(frames):
+                async for data in events():
+                    yield data
+            ended = True
+        finally:
+            if not ended:
+                # The client stopped reading (a chat UI's Stop): the answer so far is kept as
+                # a cancelled response, so that a next turn naming it (previous_response_id)
+                # still has its conversation; it was a 404.
+                builder.finish("length", {})
+                builder.status = "cancelled"
+                keep()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 

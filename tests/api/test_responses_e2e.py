@@ -6,6 +6,7 @@ max_output_tokens (incomplete, as OpenAI's)."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import openai
@@ -324,3 +325,48 @@ def test_the_response_says_how_many_calls_the_request_allowed() -> None:
     assert parallel(tool_choice={"type": "function", "name": "f"}) is False
     assert parallel(tool_choice="required", parallel_tool_calls=True) is True
     assert parallel(parallel_tool_calls=False) is False
+
+
+def test_a_stream_the_client_stops_is_kept_as_cancelled(tools_daemon: Daemon) -> None:  # noqa: F811
+    """A chat UI's Stop closes the stream: the id it had was a 404 afterwards, so the next
+    turn (previous_response_id) lost the conversation. It is kept, cancelled, with the
+    text so far."""
+    c = client(tools_daemon)
+    stream = c.responses.create(
+        model="tiny-2k",
+        input="Write a long story",
+        max_output_tokens=1900,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    response_id = ""
+    deltas = 0
+    for event in stream:
+        if event.type == "response.created":
+            response_id = event.response.id
+        if event.type == "response.output_text.delta":
+            deltas += 1
+            if deltas == 3:
+                break
+    stream.close()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            kept = c.responses.retrieve(response_id)
+            break
+        except openai.NotFoundError:
+            assert time.monotonic() < deadline, "the stopped response was never kept"
+            time.sleep(0.2)
+    assert kept.status == "cancelled"
+    assert kept.output and kept.output[0].type == "message"
+    nxt = c.responses.create(
+        model="tiny-2k", input="go on", previous_response_id=response_id, max_output_tokens=2
+    )
+    assert nxt.usage is not None and nxt.usage.input_tokens > 5
+
+
+def test_a_prompt_over_the_context_names_input(tools_daemon: Daemon) -> None:  # noqa: F811
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(tools_daemon).responses.create(model="tiny", input="hello " * 3000)
+    body = refused.value.body
+    assert isinstance(body, dict) and body["param"] == "input", body
