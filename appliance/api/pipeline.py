@@ -108,6 +108,7 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
         if fmt is None or fmt.type == "text"
         else {"type": fmt.type, "schema": fmt.schema},
         "grammar": params.grammar,
+        "samplers": params.samplers,
     }
 
 

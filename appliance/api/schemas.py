@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn, cast
 
 from appliance.api.errors import invalid_request
+from appliance.api.samplers import llama_samplers
 from appliance.api.tools import ToolCallIn, Tools, parse_tool_calls, parse_tools
 
 __all__ = [
@@ -77,6 +78,7 @@ class SamplingParams:
     repeat_last_n: int | None = None  # tokens the penalties look back (64; -1 all, 0 none)
     response_format: ResponseFormat | None = None
     grammar: str | None = None  # llama-server's GBNF grammar (llama.cpp models only)
+    samplers: dict[str, Any] = field(default_factory=dict)  # llama-server's (`samplers.py`)
     ignore_eos: bool = False
     deterministic: bool = False  # computed as if alone: same request, same tokens
     logprobs: int | None = None  # None: none; N: each token's logprob and the N likeliest
@@ -442,6 +444,7 @@ def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> Sam
         repeat_last_n=cast("int | None", last_n),
         response_format=_response_format(body),
         grammar=_grammar(body),
+        samplers=llama_samplers(body),
         ignore_eos=_bool(body, "ignore_eos"),
         deterministic=_bool(body, "deterministic"),
     )

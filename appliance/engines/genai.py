@@ -45,6 +45,7 @@ class GenaiConfig:
 # Sampling parameters onnxruntime-genai has no equivalent for: refused, never ignored.
 UNSUPPORTED = {
     "grammar": "grammar (a GBNF grammar: llama.cpp's; use response_format's JSON schema)",
+    "samplers": "llama-server's samplers (typical_p, top_n_sigma, XTC, DRY, dynatemp, mirostat)",
     "logit_bias": "logit_bias",
     "frequency_penalty": "frequency_penalty",
     "presence_penalty": "presence_penalty",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,13 +25,13 @@ from appliance.engines.engine import (
     BatchEntry,
     EngineRequestError,
     KVFull,
+    TokenSampler,
     check_context,
     check_token_ids,
 )
-from appliance.engines.llama_log import captured_log, captured_stderr, resolved_flash_attn
-from appliance.engines.tool_grammar import tool_constraint
+from appliance.engines.llama_log import captured_log, resolved_flash_attn
+from appliance.engines.llama_sampling import LlamaSampling
 from appliance.parsing import detect_family
-from appliance.parsing.constraints import json_gbnf
 
 __all__ = ["EngineConfig", "EngineRequestError", "LlamaEngine", "default_threads"]
 
@@ -76,18 +75,6 @@ def default_threads() -> int:
     except Exception:  # psutil cannot tell on some containers
         physical = None
     return max(1, physical or os.cpu_count() or 1)
-
-
-class LlamaSequenceSampler:
-    """A llama.cpp sampler chain bound to the engine's context."""
-
-    def __init__(self, chain: Any, ctx: Any) -> None:
-        self._chain = chain
-        self._ctx = ctx
-
-    def sample(self, output_index: int) -> int:
-        # llama_sampler_sample applies the chain and accepts the token itself.
-        return int(self._chain.sample(self._ctx, output_index))
 
 
 class LlamaEngine:
@@ -204,6 +191,14 @@ class LlamaEngine:
         self._bos_text = bos
         self.tool_family = detect_family(template_src, override=cfg.tool_parser).value
         self._eog_ids = self._find_eog_ids()
+        self._sampling = LlamaSampling(
+            model=self._model,
+            ctx=self._ctx,
+            n_ctx=self.n_ctx,
+            eog_ids=self._eog_ids,
+            tool_family=self.tool_family,
+            template=self.template.source,
+        )
 
     def _warm_up(self) -> None:
         """One throwaway step at load, as llama-server does: the first request must not pay
@@ -274,136 +269,8 @@ class LlamaEngine:
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def _add_penalties(self, chain: Any, params: dict[str, Any], prompt: Sequence[int]) -> None:
-        """The repeat, frequency and presence penalties over the last `repeat_last_n`
-        tokens (64 by default, -1 the whole context, 0 none) of the prompt and the answer,
-        as llama-server and llama-cpp-python count them: the prompt's tokens are fed to the
-        penalties first (not to the grammar)."""
-        repeat = float(params.get("repeat_penalty") or 1.0)
-        freq = float(params.get("frequency_penalty") or 0.0)
-        present = float(params.get("presence_penalty") or 0.0)
-        last_n = params.get("repeat_last_n")
-        last_n = 64 if last_n is None else int(last_n)
-        if last_n < 0:
-            last_n = self.n_ctx
-        if (repeat, freq, present) == (1.0, 0.0, 0.0) or last_n == 0:
-            return
-        lib = self._llama_cpp
-        at = lib.llama_sampler_chain_n(chain.sampler)
-        chain.add_penalties(
-            n_vocab=self.n_vocab,
-            penalty_last_n=last_n,
-            penalty_repeat=repeat,
-            penalty_freq=freq,
-            penalty_present=present,
-        )
-        penalties = lib.llama_sampler_chain_get(chain.sampler, at)
-        for token in prompt[-last_n:]:
-            lib.llama_sampler_accept(penalties, token)
-
-    def _answer_gbnf(self, params: dict[str, Any]) -> tuple[str, str, str] | None:
-        """The GBNF of the request's own `grammar` or its response format, with the error
-        code and parameter a grammar llama.cpp refuses is reported under."""
-        if params.get("grammar"):
-            return str(params["grammar"]), "invalid_grammar", "grammar"
-        fmt = params.get("response_format")
-        kind = fmt.get("type") if fmt else None
-        if kind == "json_object":
-            from llama_cpp.llama_grammar import JSON_GBNF
-
-            return JSON_GBNF, "invalid_json_schema", "response_format"
-        if kind == "json_schema":
-            try:
-                gbnf = json_gbnf(fmt.get("schema") or {}) if fmt else ""
-            except Exception as exc:
-                raise EngineRequestError(
-                    f"response_format: the JSON schema cannot be turned into a grammar: {exc}",
-                    code="invalid_json_schema",
-                    param="response_format",
-                ) from exc
-            return gbnf, "invalid_json_schema", "response_format"
-        return None
-
-    def _add_grammar(
-        self, chain: Any, gbnf: str, trigger: str | None, code: str, param: str
-    ) -> None:
-        """Add a grammar sampler to `chain` (lazy: from `trigger` on). llama.cpp gives no
-        sampler for a grammar it cannot parse (it logs why); chained as is, that null
-        would crash the worker at the first token, so the request is refused instead."""
-        lib = self._llama_cpp
-        vocab = self._vocab
-        # The parser prints its reason ("Undefined rule identifier ...") on stderr itself.
-        with captured_log() as log, captured_stderr() as printed:
-            if trigger is None:
-                sampler = lib.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
-            else:
-                patterns = (ctypes.c_char_p * 1)(trigger.encode())
-                sampler = lib.llama_sampler_init_grammar_lazy_patterns(
-                    vocab, gbnf.encode(), b"root", patterns, 1, None, 0
-                )
-        if not sampler:
-            # The parser's first line says why; after it comes the whole grammar.
-            said = [line.strip() for line in printed[:1] + log if line.strip()]
-            why = " ".join(dict.fromkeys(said))[:500]
-            raise EngineRequestError(
-                f"{param}: llama.cpp cannot use this grammar: {why or 'it does not parse'}",
-                code=code,
-                param=param,
-            )
-        lib.llama_sampler_chain_add(chain.sampler, sampler)
-
-    def new_sampler(
-        self, params: dict[str, Any], prompt: Sequence[int] = ()
-    ) -> LlamaSequenceSampler:
-        from llama_cpp import _internals
-
-        try:
-            constraint = tool_constraint(self.tool_family, params, self.template.source)
-        except ValueError as exc:  # a schema no grammar can follow ($ref cycle, counts)
-            raise EngineRequestError(
-                f"tools: {exc}", code="invalid_tool_schema", param="tools"
-            ) from exc
-        # With tools, the calls' grammar holds the response format where it applies.
-        answer = self._answer_gbnf(params) if constraint is None else None
-        seed = params.get("seed")
-        seed = int(seed) & 0xFFFFFFFF if seed is not None else random.getrandbits(32)
-        sampler_cls: Any = _internals.LlamaSampler  # untyped in llama-cpp-python
-        s = sampler_cls()
-        bias: dict[int, float] = {}
-        for key, value in (params.get("logit_bias") or {}).items():
-            token = int(key)
-            if not 0 <= token < self.n_vocab:  # a bias meant for another model's tokens
-                raise EngineRequestError(
-                    f"logit_bias: token id {token} is not in this model's vocabulary "
-                    f"(0 to {self.n_vocab - 1})",
-                    code="invalid_logit_bias",
-                    param="logit_bias",
-                )
-            bias[token] = float(value)
-        if params.get("ignore_eos"):
-            for token in self._eog_ids:
-                bias[token] = float("-inf")
-        if bias:
-            s.add_logit_bias(self.n_vocab, bias)
-        self._add_penalties(s, params, prompt)
-        if answer is not None:
-            self._add_grammar(s, answer[0], None, answer[1], answer[2])
-        if constraint is not None:
-            self._add_grammar(
-                s, constraint.gbnf, constraint.trigger, "invalid_tool_schema", "tools"
-            )
-        temperature = float(params.get("temperature", 1.0))
-        if temperature <= 0.0 or float(params.get("top_p", 1.0)) <= 0.0:  # top_p 0: one token
-            s.add_greedy()
-        else:
-            top_k = params.get("top_k")
-            min_p = params.get("min_p")
-            s.add_top_k(int(top_k) if top_k is not None else 40)
-            s.add_top_p(float(params.get("top_p", 1.0)), 1)
-            s.add_min_p(float(min_p) if min_p is not None else 0.05, 1)
-            s.add_temp(temperature)
-            s.add_dist(seed)
-        return LlamaSequenceSampler(s, self._ctx)
+    def new_sampler(self, params: dict[str, Any], prompt: Sequence[int] = ()) -> TokenSampler:
+        return self._sampling.new_sampler(params, prompt)
 
     # -- log probabilities --------------------------------------------------------------------
 

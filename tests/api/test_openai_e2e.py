@@ -612,6 +612,38 @@ def test_penalties_count_the_prompt_as_llama_server_does(client: openai.OpenAI) 
     assert penalised != alone
 
 
+def test_llama_server_samplers_change_the_draw(client: openai.OpenAI) -> None:
+    """typical_p, top_n_sigma, XTC, dynamic temperature and Mirostat were ignored: the
+    same seed gave the same text whatever they said. DRY is taken (it changes nothing on
+    a text that repeats no sequence)."""
+
+    def text(**extra: object) -> str:
+        r = client.completions.create(
+            model="tiny",
+            prompt="once upon a time",
+            max_tokens=24,
+            temperature=1.0,
+            seed=7,
+            extra_body={"ignore_eos": True, **extra},
+        )
+        assert r.usage is not None and r.usage.completion_tokens == 24
+        return r.choices[0].text
+
+    plain = text()
+    assert text() == plain
+    assert text(typical_p=1.0, mirostat=0, xtc_probability=0) == plain  # all off
+    for extra in (
+        {"typical_p": 0.2},
+        {"top_n_sigma": 0.3},
+        {"xtc_probability": 1.0, "xtc_threshold": 0.001},
+        {"dynatemp_range": 0.9, "dynatemp_exponent": 2.0},
+        {"mirostat": 2, "mirostat_tau": 0.5},
+        {"mirostat": 1, "mirostat_tau": 0.5},
+    ):
+        assert text(**extra) != plain, extra
+    text(dry_multiplier=0.8, dry_allowed_length=1, dry_sequence_breakers=["\n"])
+
+
 def test_completions_batch_of_prompts_with_n_choices(client: openai.OpenAI) -> None:
     """Choice p * n + j completes prompt p; a batch gives what its prompts give alone.
     Deterministic, so that batching and cached prefixes cannot round a sample otherwise."""

@@ -153,6 +153,19 @@ def test_llama_server_forms_of_a_schema_and_a_grammar() -> None:
     assert parse_chat_request(none_chosen, **LIMITS).params.grammar == 'root ::= "a"'
 
 
+def test_llama_server_samplers_are_read_only_when_on() -> None:
+    def samplers(**extra: Any) -> dict[str, Any]:
+        return parse_chat_request(chat(**extra), **LIMITS).params.samplers
+
+    assert samplers() == {}
+    assert samplers(typical_p=1, mirostat=0, top_n_sigma=-1, dry_multiplier=0) == {}
+    on = samplers(mirostat=2, mirostat_tau=3)
+    assert (on["mirostat"], on["mirostat_tau"], on["mirostat_eta"]) == (2, 3, 0.1)
+    assert on["typical_p"] == 1.0 and on["dry_multiplier"] == 0.0  # the others stay off
+    dry = samplers(dry_multiplier=0.8)
+    assert dry["dry_sequence_breakers"] == ["\n", ":", '"', "*"] and dry["dry_base"] == 1.75
+
+
 def test_json_schema_response_format() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     body = chat(
@@ -218,6 +231,13 @@ def test_json_schema_response_format() -> None:
         (chat(min_p=2), "min_p"),
         (chat(repeat_penalty=0), "repeat_penalty"),
         (chat(repeat_last_n=-2), "repeat_last_n"),
+        (chat(mirostat=3), "mirostat"),
+        (chat(typical_p=1.5), "typical_p"),
+        (chat(xtc_probability="1"), "xtc_probability"),
+        (chat(dry_multiplier=float("inf")), "dry_multiplier"),
+        (chat(dry_allowed_length=1.5), "dry_allowed_length"),
+        (chat(dry_sequence_breakers="\n"), "dry_sequence_breakers"),
+        (chat(dry_sequence_breakers=[""]), "dry_sequence_breakers"),
         (chat(repeat_last_n=1.5), "repeat_last_n"),
         (chat(presence_penalty=3), "presence_penalty"),
         (chat(frequency_penalty=float("-inf")), "frequency_penalty"),

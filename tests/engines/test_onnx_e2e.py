@@ -135,6 +135,8 @@ def test_json_schema_output_always_parses(onnx_daemon: Daemon) -> None:
 def test_unsupported_parameters_and_bad_schemas_are_refused(onnx_daemon: Daemon) -> None:
     with pytest.raises(openai.BadRequestError, match="logit_bias"):
         chat(onnx_daemon, logit_bias={"5": 10})
+    with pytest.raises(openai.BadRequestError, match="mirostat"):
+        chat(onnx_daemon, extra_body={"mirostat": 2})
     with pytest.raises(openai.BadRequestError, match="GBNF"):
         chat(onnx_daemon, extra_body={"grammar": 'root ::= "yes" | "no"'})
     with pytest.raises(openai.BadRequestError, match="logprobs"):
