@@ -25,7 +25,7 @@ from tui.screens.chat import ChatScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.events import EventsScreen
 from tui.screens.models import ModelsScreen
-from tui.state import LiveState
+from tui.state import LiveState, is_demotion
 
 POLL_S = 2.0
 BACKOFF_MIN_S = 1.0
@@ -66,6 +66,7 @@ class ApplianceApp(App[None]):
         Binding("2,f2", "switch_mode('models')", "Models", show=False),
         Binding("3,f3", "switch_mode('events')", "Events", show=False),
         Binding("4,f4", "switch_mode('chat')", "Chat", show=False),
+        Binding("question_mark", "toggle_help", "Keys"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -78,6 +79,7 @@ class ApplianceApp(App[None]):
         self.state = LiveState(status=f"connecting to {self.base_url}…")
         self.chat_params: dict[str, Any] = {}
         self._wake = asyncio.Event()
+        self._told_reasons: set[str] = set()  # /health reasons already shown as a toast
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -108,9 +110,19 @@ class ApplianceApp(App[None]):
             self.client.health(), self.client.models(), self.client.budgets()
         )
         self.state.health = health
+        if self.live:
+            self._tell_new_reasons()
         self.state.models = models
         if not (self.state.telemetry and self.state.budgets):
             self.state.budgets = budgets
+
+    def _tell_new_reasons(self) -> None:
+        """A toast for each new /health reason (a model failed, no engine): seen on any page."""
+        reasons = self.state.health_reasons()
+        for reason in reasons:
+            if reason not in self._told_reasons:
+                self.notify(reason, title="daemon degraded", severity="error", timeout=10)
+        self._told_reasons = set(reasons)
 
     async def _fetch_once(self) -> None:
         """The live=False mode: one look at the daemon, no timers, no streams (snapshots)."""
@@ -211,9 +223,21 @@ class ApplianceApp(App[None]):
         if new:
             if any(ev.get("kind") in REFRESHING_KINDS for ev in new):
                 self.poll_now()
+            for ev in new:
+                if is_demotion(ev):  # the why is only in the event: say it where one looks
+                    self.notify(
+                        f"{ev.get('model')}: {ev.get('message')}", title="tier change", timeout=8
+                    )
             self.refresh_views()
 
     # -- command palette --------------------------------------------------------------------
+
+    def action_toggle_help(self) -> None:
+        """`?`: the keys panel the palette's "Keys" shows, and `?` again hides it."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -128,6 +128,7 @@ class LiveState:
     series: dict[str, deque[float]] = field(default_factory=dict)
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
     events_total: int = 0  # events ever added: views catch up from their own count
+    last_moves: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> its move
     _event_keys: set[tuple[Any, ...]] = field(default_factory=set)
 
     # -- models -----------------------------------------------------------------------------
@@ -148,6 +149,13 @@ class LiveState:
             slots=num(m.get("slots")),
             slots_busy=num(m.get("slots_busy")),
         )
+
+    def health_reasons(self) -> list[str]:
+        """Why the daemon is not ready (/health's reasons); none while it is."""
+        if str(self.health.get("status") or "ready") == "ready":
+            return []
+        reasons = self.health.get("reasons")
+        return [str(r) for r in reasons] if isinstance(reasons, list) else []
 
     def tier_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(TIERS, 0)
@@ -263,6 +271,8 @@ class LiveState:
                 self._event_keys = {event_key(e) for e in self.events}
             self._event_keys.add(key)
             item = dict(ev)
+            if item.get("kind") == "move" and item.get("model"):
+                self.last_moves[str(item["model"])] = item
             self.events.append(item)
             self.events_total += 1
             new.append(item)
@@ -274,6 +284,29 @@ class LiveState:
         if missing <= 0:
             return []
         return list(self.events)[-min(missing, len(self.events)) :]
+
+
+def move_tiers(ev: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A move event's (from, to) tiers: its data, or its message ("hot → warm: …")."""
+    data = ev.get("data")
+    if isinstance(data, dict) and data.get("src") and data.get("dst"):
+        return str(data["src"]), str(data["dst"])
+    head = str(ev.get("message") or "").split(":", 1)[0]
+    src, arrow, dst = head.partition(" → ")
+    return (src.strip(), dst.strip()) if arrow else None
+
+
+def is_demotion(ev: Mapping[str, Any]) -> bool:
+    """A move down the tiers that the operator did not ask for (an eviction, an idle drop)."""
+    tiers = move_tiers(ev)
+    if ev.get("kind") != "move" or tiers is None:
+        return False
+    src, dst = tiers
+    if src not in TIERS or dst not in TIERS or TIERS.index(dst) <= TIERS.index(src):
+        return False
+    data = ev.get("data")
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return reason not in ("operator request", "admin request")
 
 
 def gpu_util(gpu: Mapping[str, Any]) -> float | None:

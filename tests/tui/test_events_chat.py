@@ -108,3 +108,5 @@ async def test_chat_says_why_a_model_fails(daemon: Daemon) -> None:
         view = screen.query_one(TranscriptView)
         errors = [b.text for b in view.blocks if b.role == "error"]
         assert len(errors) == 1 and "broken" in errors[0], errors
+        assert "(empty)" not in view.plain_lines  # no empty reply above the error
+        assert screen.messages == []  # the failed question is not sent again with the next

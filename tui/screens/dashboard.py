@@ -25,6 +25,7 @@ from tui.state import (
 from tui.widgets.meter import Meter
 from tui.widgets.tables import state_cell, sync_rows, tier_cell
 
+NOT_SERVED = "-"  # a figure of a model with no engine worker (warm, cold, remote)
 COLUMNS = ("model", "tier", "state", "tok/s", "TTFT", "slots", "queue", "reqs")
 
 
@@ -73,6 +74,7 @@ class DashboardScreen(LiveScreen):
     MODE = "dashboard"
 
     def compose_page(self) -> ComposeResult:
+        yield Static(id="dash-health")  # why the daemon is degraded; hidden while ready
         table: DataTable[Any] = DataTable(id="dash-models", cursor_type="row", zebra_stripes=True)
         for column in COLUMNS:
             table.add_column(column, key=column)
@@ -88,10 +90,19 @@ class DashboardScreen(LiveScreen):
                 yield Vertical(id="budget-rows")
 
     def refresh_view(self, state: LiveState) -> None:
+        self._health(state)
         self._models(state)
         self._host(state)
         self._gpus(state)
         self._budgets(state)
+
+    def _health(self, state: LiveState) -> None:
+        line = self.query_one("#dash-health", Static)
+        reasons = state.health_reasons() if state.connected else []
+        line.display = bool(reasons)
+        if reasons:
+            status = str(state.health.get("status"))
+            line.update(Text(f"{status}: " + "; ".join(reasons), style="bold red"))
 
     def _models(self, state: LiveState) -> None:
         rows = []
@@ -99,6 +110,7 @@ class DashboardScreen(LiveScreen):
             name = str(m.get("name"))
             rates = state.rates_of(name)
             queue = rates.queue_depth
+            served = m.get("tier") == "hot"  # no worker, no rate and no queue: "-", not 0
             rows.append(
                 (
                     name,
@@ -106,10 +118,10 @@ class DashboardScreen(LiveScreen):
                         name,
                         tier_cell(m.get("tier")),
                         state_cell(m.get("state")),
-                        fmt_rate(rates.tokens_per_s),
+                        fmt_rate(rates.tokens_per_s) if served else NOT_SERVED,
                         fmt_ms(rates.ttft_ms),
-                        fmt_slots(rates.slots_busy, rates.slots),
-                        NA if queue is None else f"{queue:.0f}",
+                        fmt_slots(rates.slots_busy, rates.slots) if served else NOT_SERVED,
+                        NOT_SERVED if not served else NA if queue is None else f"{queue:.0f}",
                         str(m.get("requests_total", NA)),
                     ),
                 )

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 from tui.client import DaemonError
 from tui.screens.base import LiveScreen
 from tui.screens.modals import ConfirmScreen, InspectScreen, PullScreen
-from tui.state import NA, LiveState, fmt_bytes, guess_format, guess_quant
+from tui.state import NA, LiveState, fmt_bytes, fmt_time, guess_format, guess_quant
 from tui.widgets.pull_progress import PullProgress
 from tui.widgets.tables import selected_key, state_cell, sync_rows, tier_cell
 
@@ -41,6 +41,7 @@ class ModelsScreen(LiveScreen):
         Binding("x,delete", "delete", "Delete"),
         Binding("i", "inspect", "Inspect"),
         Binding("r", "refresh", "Refresh", show=False),
+        Binding("escape", "dismiss_pulls", "Dismiss"),
     ]
 
     def __init__(self) -> None:
@@ -127,6 +128,9 @@ class ModelsScreen(LiveScreen):
         text.append(f" · hot {fmt_bytes(m.get('hot_bytes'))}")
         if m.get("host_bytes"):  # a GPU model's host RAM, beside its VRAM
             text.append(f" + {fmt_bytes(m['host_bytes'])} host")
+        move = state.last_moves.get(str(name))
+        if move is not None:  # why it is where it is (an eviction, an idle drop, a request)
+            text.append(f"\nlast move {fmt_time(move.get('time'))}: {move.get('message')}")
         if m.get("last_error"):
             text.append(f"\nlast error: {m['last_error']}", style="red")
         self.query_one("#model-detail", Static).update(text)
@@ -238,6 +242,13 @@ class ModelsScreen(LiveScreen):
         self.app.push_screen(PullScreen(ref or ""), answered)
 
     def start_pull(self, ref: str, name: str | None = None) -> PullProgress:
+        for shown in self.query(PullProgress):
+            if shown.ref != ref:
+                continue
+            if shown.outcome is None:  # one transfer, one bar
+                self.notify(f"{ref} is already being pulled", timeout=3)
+                return shown
+            shown.remove()  # an earlier try's outcome: this one replaces it
         widget = PullProgress(ref)
         self.query_one("#pulls", Vertical).mount(widget)
         self.pull(widget, ref, name)
@@ -256,4 +267,18 @@ class ModelsScreen(LiveScreen):
         if widget.outcome is None:
             widget.failure("the daemon ended the stream before the pull finished")
         self.appliance.poll_now()
-        self.set_timer(15 if widget.outcome == "error" else 8, widget.remove)
+        if widget.outcome == "error":  # kept until dismissed or tried again
+            self.notify(str(widget.error), title=f"pull {ref} failed", severity="error", timeout=10)
+            self.refresh_bindings()
+        else:
+            self.set_timer(8, widget.remove)
+
+    async def action_dismiss_pulls(self) -> None:
+        """Take the failed pulls' messages away."""
+        await self.query(PullProgress).filter(".-failed").remove()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "dismiss_pulls":  # esc means something only while a failure shows
+            return any(w.outcome == "error" for w in self.query(PullProgress))
+        return True

@@ -1,4 +1,8 @@
-"""One pull in progress: what it is doing and a bar fed by the /admin/pull event stream."""
+"""One pull in progress: what it is doing and a bar fed by the /admin/pull event stream.
+
+A failed pull stays, its whole message wrapped and its bar gone, until it is dismissed
+(a click, or esc on the models page) or the same pull is tried again.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from tui.state import fmt_bytes, num
 
 class PullProgress(Vertical):
     DEFAULT_CSS = """
-    PullProgress { height: 2; }
+    PullProgress { height: auto; }
+    PullProgress Label { width: 1fr; }
     PullProgress ProgressBar { width: 1fr; }
     PullProgress Bar { width: 1fr; }
     PullProgress.-done Label { color: $success; }
@@ -24,6 +29,7 @@ class PullProgress(Vertical):
         super().__init__()
         self.ref = ref
         self.outcome: str | None = None  # None while running, then "success" or "error"
+        self.error: str | None = None
         self.seen: list[tuple[int, int | None]] = []  # (downloaded, total) as they came
 
     def compose(self) -> ComposeResult:
@@ -59,6 +65,13 @@ class PullProgress(Vertical):
         self.add_class("-done")
 
     def failure(self, message: str) -> None:
-        self.outcome = "error"
-        self.label.update(f"pull {self.ref} failed: {message}")
+        self.outcome, self.error = "error", message
+        self.query_one(ProgressBar).display = False  # no bar still "working" on a dead pull
+        self.label.update(f"pull {self.ref} failed: {message} (p: retry · esc or click: dismiss)")
         self.add_class("-failed")
+
+    async def on_click(self) -> None:
+        if self.outcome == "error":
+            screen = self.screen
+            await self.remove()
+            screen.refresh_bindings()  # esc has no failure left to dismiss

@@ -41,8 +41,8 @@ def sync_rows(table: DataTable[Any], rows: Sequence[tuple[str, Sequence[Any]]]) 
             for column, (before, after) in zip(
                 columns, zip(old, cells, strict=False), strict=False
             ):
-                if before != after:
-                    table.update_cell(key, column, after)
+                if before != after:  # the column grows to fit ("95.2" -> "95.2 s")
+                    table.update_cell(key, column, after, update_width=True)
                     changed = True
         return changed
     selected = None

@@ -17,7 +17,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-ROLES = ("user", "reasoning", "reply", "error")
+ROLES = ("user", "reasoning", "reply", "error", "note")
 
 
 @dataclass(eq=False)
@@ -36,6 +36,7 @@ class TranscriptView(ScrollView, can_focus=True):
         "transcript--reasoning",
         "transcript--reply",
         "transcript--error",
+        "transcript--note",
     }
     DEFAULT_CSS = """
     TranscriptView { height: 1fr; margin: 0 1; }
@@ -43,6 +44,7 @@ class TranscriptView(ScrollView, can_focus=True):
     TranscriptView > .transcript--reasoning { color: $text-muted; text-style: italic; }
     TranscriptView > .transcript--reply { color: $text; }
     TranscriptView > .transcript--error { color: $text-error; }
+    TranscriptView > .transcript--note { color: $text-muted; }
     """
 
     def __init__(self, id: str | None = None) -> None:
@@ -69,6 +71,14 @@ class TranscriptView(ScrollView, can_focus=True):
             block.done = []  # not an append: wrap it all again
         block.text = text
         for index in range(len(self.blocks) - 1, -1, -1):  # the last ones change most
+            if self.blocks[index] is block:
+                self._relayout(index)
+                return
+
+    def replace(self, block: Block, role: str, text: str) -> None:
+        """Turn a block into another kind in place (a reply's "…" into the error it met)."""
+        block.role, block.text, block.done = role, text, []
+        for index in range(len(self.blocks) - 1, -1, -1):
             if self.blocks[index] is block:
                 self._relayout(index)
                 return
