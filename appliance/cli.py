@@ -10,6 +10,7 @@ service starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -200,25 +201,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    label = args.name or args.model  # what the daemon calls this pull
+    if args.cancel:
+        with _client(args) as client:
+            client.cancel_pull(label)
+        print(f"cancelled the pull of {label}; its partial download is kept: pull again to resume")
+        return 0
     bar = ProgressBar(args.model)
     started = False
     try:
         with _client(args) as client:
-            for event in client.pull(args.model, args.name):
-                started = True
-                if event.get("status") == "success":
-                    bar.update("success", None, None)
-                    print(
-                        f"{event['model']}  sha256 {event['sha256']}  "
-                        f"{fmt_bytes(event['size'])}  revision {event.get('revision')}"
+            try:
+                for event in client.pull(args.model, args.name):
+                    started = True
+                    if event.get("status") == "success":
+                        bar.update("success", None, None)
+                        print(
+                            f"{event['model']}  sha256 {event['sha256']}  "
+                            f"{fmt_bytes(event['size'])}  revision {event.get('revision')}"
+                        )
+                        return 0
+                    bar.update(
+                        str(event.get("status")),
+                        event.get("downloaded"),
+                        event.get("total"),
+                        str(event.get("message") or ""),
                     )
-                    return 0
-                bar.update(
-                    str(event.get("status")),
-                    event.get("downloaded"),
-                    event.get("total"),
-                    str(event.get("message") or ""),
+            except KeyboardInterrupt:  # ctrl+c stops the download, as in Ollama
+                with contextlib.suppress(DaemonError, DaemonUnreachable):
+                    client.cancel_pull(label)
+                print(
+                    f"\ncancelled; the partial download is kept: pull {args.model} again to "
+                    "resume it",
+                    file=sys.stderr,
                 )
+                return 130
     except DaemonUnreachable:
         if started:  # it went away mid-pull: say where the download goes on
             print(
@@ -618,6 +635,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model")
     p.add_argument("--name", help="store name for an hf:// reference")
+    p.add_argument(
+        "--cancel",
+        action="store_true",
+        help="stop the daemon's pull of this model (its partial download is kept)",
+    )
     p = command(
         "import",
         cmd_import,

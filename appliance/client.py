@@ -79,6 +79,12 @@ class AdminClient:
         result: dict[str, Any] = self._call("POST", f"/admin/models/{name}/unload")
         return result
 
+    def cancel_pull(self, label: str) -> dict[str, Any]:
+        """Stop the daemon's pull of `label` (a model name, or the hf:// reference of a
+        pull without one); its partial download is kept for the next pull."""
+        result: dict[str, Any] = self._call("DELETE", f"/admin/pull/{label}")
+        return result
+
     def remove(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("DELETE", f"/admin/models/{name}")
         return result

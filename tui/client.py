@@ -114,6 +114,9 @@ class TuiClient:
             return dict(await self._call("DELETE", path, ACTION_TIMEOUT))
         return dict(await self._call("POST", path, ACTION_TIMEOUT, json={"tier": tier}))
 
+    async def cancel_pull(self, label: str) -> dict[str, Any]:
+        return dict(await self._call("DELETE", f"/admin/pull/{label}", ACTION_TIMEOUT))
+
     async def delete(self, name: str) -> dict[str, Any]:
         return dict(await self._call("DELETE", f"/admin/models/{name}", ACTION_TIMEOUT))
 

@@ -56,6 +56,7 @@ def _store_error(exc: StoreError) -> APIError:
         "DiskFullError": 507,
         "HubUnavailableError": 503,
         "IntegrityError": 502,
+        "PullCancelled": 409,
     }.get(name, 500)
     code = {
         "NotFoundError": "model_not_found",
@@ -64,6 +65,7 @@ def _store_error(exc: StoreError) -> APIError:
         "IntegrityError": "integrity_error",
         "InvalidNameError": "invalid_name",
         "AmbiguousFileError": "ambiguous_file",
+        "PullCancelled": "pull_cancelled",
     }.get(name)
     kind = "invalid_request_error" if status < 500 else "server_error"
     return APIError(status, str(exc), kind, None, code)
@@ -415,6 +417,25 @@ async def pull(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+async def cancel_pull(request: Request) -> Response:
+    """Stop a pull in flight (the partial download is kept, and the next pull resumes)."""
+    manager = manager_of(request)
+    label = request.path_params["name"]
+    entry = manager.catalog.resolve(label)
+    if entry is not None:
+        label = entry.name
+    if not manager.pulls.cancel(label):
+        raise APIError(
+            404,
+            f"no pull of '{label}' is in flight (pulls now: "
+            f"{', '.join(manager.pulls.in_flight()) or 'none'})",
+            "invalid_request_error",
+            "name",
+            "pull_not_found",
+        )
+    return JSONResponse({"cancelled": label})
+
+
 # -- import: only from allowed folders, and errors that never quote a file's bytes ----------
 
 
@@ -643,6 +664,7 @@ routes = [
     Route("/models/{name:path}", get_model, methods=["GET"]),
     Route("/models/{name:path}", delete_model, methods=["DELETE"]),
     Route("/pull", pull, methods=["POST"]),
+    Route("/pull/{name:path}", cancel_pull, methods=["DELETE"]),
     Route("/import", import_file, methods=["POST"]),
     Route("/events", events, methods=["GET"]),
     Route("/events/stream", event_stream, methods=["GET"]),

@@ -42,5 +42,9 @@ class DownloadInterruptedError(StoreError):
     """A transfer broke off; the partial file is kept and the next pull resumes it."""
 
 
+class PullCancelled(StoreError):
+    """An operator cancelled the pull; the partial file is kept and the next pull resumes it."""
+
+
 class GGUFError(StoreError):
     """A file is not a valid GGUF model (bad magic, truncated, absurd counts, ...)."""

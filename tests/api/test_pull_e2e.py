@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,3 +180,75 @@ def test_a_daemon_that_dies_mid_pull_leaves_the_cli_to_finish_it_and_say_so(
     assert "the daemon stopped answering; the pull goes on here" in err.decode()
     assert out.decode().startswith("slow  sha256 ")
     assert any(r and r.startswith("bytes=") for r in slow.ranges), slow.ranges  # resumed
+
+
+def test_a_pull_can_be_cancelled_and_resumes_where_it_stopped(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """There was no way to stop a pull (Ollama's ctrl+c does): the route stops it at its
+    next chunk, its waiters get a 409 saying so, the partial file stays, and the next pull
+    resumes it with a Range request; `appliance pull --cancel` says the same."""
+    data = (models_dir / "tiny.gguf").read_bytes()
+    with HubStub() as stub:
+        slow = stub.add_file("org/slow-GGUF", "slow-q4_k_m.gguf", data, revision_sha=COMMIT)
+        slow.delay = 0.05  # about 2 s for the whole file, in 16 KiB chunks
+        d = start_daemon(
+            tmp_path / "home", tmp_path / "none.toml", env={"HF_ENDPOINT": stub.endpoint}
+        )
+        try:
+            r = httpx.delete(d.url + "/admin/pull/slow", timeout=30)
+            assert r.status_code == 404 and r.json()["error"]["code"] == "pull_not_found"
+            body = {"model": f"hf://org/slow-GGUF/slow-q4_k_m.gguf@{COMMIT}", "name": "slow"}
+            events: list[dict[str, object]] = []
+            with httpx.stream("POST", d.url + "/admin/pull", json=body, timeout=60) as r:
+                for line in r.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    events.append(json.loads(line[6:]))
+                    if events[-1].get("status") == "downloading" and len(events) == 3:
+                        c = httpx.delete(d.url + "/admin/pull/slow", timeout=30)
+                        assert c.json() == {"cancelled": "slow"}, c.text
+            error = events[-1]["error"]
+            assert isinstance(error, dict) and error["code"] == "pull_cancelled", events[-1]
+            assert "pull again to resume" in str(error["message"])
+            assert d.get("/admin/models/slow").status_code == 404  # not in the store
+            partials = list((tmp_path / "home").rglob("*.partial"))
+            assert len(partials) == 1 and 0 < partials[0].stat().st_size < len(data)
+            kinds = [e["kind"] for e in d.get("/admin/events").json()["events"]]
+            assert "pull_cancelled" in kinds
+            r = run_cli("pull", "slow", "--cancel", "--url", d.url)
+            assert r.returncode == 1 and "no pull of 'slow' is in flight" in r.stderr
+            # ctrl+c in `appliance pull` stops the daemon's download too.
+            gets = slow.gets
+            cli = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "appliance.cli",
+                    "pull",
+                    str(body["model"]),
+                    "--name",
+                    "slow",
+                    "--url",
+                    d.url,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            deadline = time.monotonic() + 30
+            while slow.gets == gets and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            cli.send_signal(signal.SIGINT)
+            _, err = cli.communicate(timeout=30)
+            assert cli.returncode == 130 and "cancelled" in err.decode(), err.decode()
+            deadline = time.monotonic() + 10
+            while kinds.count("pull_cancelled") < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                kinds = [e["kind"] for e in d.get("/admin/events").json()["events"]]
+            assert kinds.count("pull_cancelled") == 2
+            r = run_cli("pull", str(body["model"]), "--name", "slow", "--url", d.url)
+            assert r.returncode == 0, r.stderr
+            assert slow.ranges[-1] is not None and slow.ranges[-1].startswith("bytes=")
+        finally:
+            d.stop()

@@ -180,3 +180,27 @@ async def test_pull_shows_live_progress(hub_daemon: Daemon, hub: HubStub) -> Non
         async with httpx.AsyncClient() as http:
             stored = (await http.get(hub_daemon.url + "/admin/store")).json()["models"]
         assert [m["name"] for m in stored] == ["remote-tiny"]
+
+
+async def test_a_pull_can_be_stopped_and_resumed(hub_daemon: Daemon, hub: HubStub) -> None:
+    """There was no way to stop a pull; 's' stops it (the partial download is kept) and
+    'p' resumes it from there."""
+    app = make_app(hub_daemon.url)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await select_row(app, "#models-table", "remote-tiny")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        assert not screen.check_action("cancel_pull", ())  # nothing to stop yet
+        progress = screen.start_pull("remote-tiny")
+        await wait_until(lambda: len(progress.seen) >= 2, timeout=30, what="downloading")
+        await pilot.press("s")
+        await wait_until(lambda: progress.outcome is not None, timeout=30, what="stopped")
+        assert progress.outcome == "cancelled", progress.label.render()
+        assert "partial download is kept" in str(progress.label.render())
+        assert cell(app, "#models-table", "remote-tiny", "tier") == "remote"
+        again = screen.start_pull("remote-tiny")
+        await wait_until(lambda: again.outcome is not None, timeout=30, what="resumed pull")
+        assert again.outcome == "success", again.label.render()
+        ranges = hub.file(REPO, "tiny-q4_k_m.gguf").ranges
+        assert ranges[-1] is not None and ranges[-1].startswith("bytes="), ranges

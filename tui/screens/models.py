@@ -42,6 +42,7 @@ class ModelsScreen(LiveScreen):
         Binding("i", "inspect", "Inspect"),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("escape", "dismiss_pulls", "Dismiss"),
+        Binding("s", "cancel_pull", "Stop pull"),
     ]
 
     def __init__(self) -> None:
@@ -249,9 +250,10 @@ class ModelsScreen(LiveScreen):
                 self.notify(f"{ref} is already being pulled", timeout=3)
                 return shown
             shown.remove()  # an earlier try's outcome: this one replaces it
-        widget = PullProgress(ref)
+        widget = PullProgress(ref, name)
         self.query_one("#pulls", Vertical).mount(widget)
         self.pull(widget, ref, name)
+        self.refresh_bindings()  # "Stop pull" now means something
         return widget
 
     @work(group="pulls")
@@ -263,15 +265,31 @@ class ModelsScreen(LiveScreen):
                 else:
                     widget.progress(event)
         except DaemonError as exc:
-            widget.failure(str(exc))
+            if exc.code == "pull_cancelled":
+                widget.cancelled()
+            else:
+                widget.failure(str(exc))
         if widget.outcome is None:
             widget.failure("the daemon ended the stream before the pull finished")
         self.appliance.poll_now()
         if widget.outcome == "error":  # kept until dismissed or tried again
             self.notify(str(widget.error), title=f"pull {ref} failed", severity="error", timeout=10)
-            self.refresh_bindings()
         else:
             self.set_timer(8, widget.remove)
+        self.refresh_bindings()
+
+    def action_cancel_pull(self) -> None:
+        """Stop the selected model's pull, or the only one running (its partial download
+        is kept, and the next pull resumes it)."""
+        running = [w for w in self.query(PullProgress) if w.outcome is None]
+        chosen = [w for w in running if self.selected in (w.ref, w.pull_name)] or running
+        if len(chosen) != 1:
+            self.notify("select the model whose pull to stop", timeout=3)
+            return
+        widget = chosen[0]
+        label = widget.pull_name or widget.ref
+        client = self.appliance.client
+        self.call_daemon(f"stopping the pull of {label}", lambda: client.cancel_pull(label), None)
 
     async def action_dismiss_pulls(self) -> None:
         """Take the failed pulls' messages away."""
@@ -281,4 +299,6 @@ class ModelsScreen(LiveScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "dismiss_pulls":  # esc means something only while a failure shows
             return any(w.outcome == "error" for w in self.query(PullProgress))
+        if action == "cancel_pull":
+            return any(w.outcome is None for w in self.query(PullProgress))
         return True

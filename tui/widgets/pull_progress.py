@@ -25,10 +25,13 @@ class PullProgress(Vertical):
     PullProgress.-failed Label { color: $error; }
     """
 
-    def __init__(self, ref: str) -> None:
+    def __init__(self, ref: str, name: str | None = None) -> None:
         super().__init__()
         self.ref = ref
-        self.outcome: str | None = None  # None while running, then "success" or "error"
+        self.pull_name = name  # the store name given to an hf:// reference
+        self.outcome: str | None = (
+            None  # None while running, then "success", "error" or "cancelled"
+        )
         self.error: str | None = None
         self.seen: list[tuple[int, int | None]] = []  # (downloaded, total) as they came
 
@@ -63,6 +66,11 @@ class PullProgress(Vertical):
         sha = str(event.get("sha256") or "")[:12]
         self.label.update(f"pulled {event.get('model')}: {fmt_bytes(size)}, sha256 {sha}…")
         self.add_class("-done")
+
+    def cancelled(self) -> None:
+        self.outcome = "cancelled"
+        self.query_one(ProgressBar).display = False
+        self.label.update(f"pull {self.ref} cancelled: the partial download is kept (p: resume)")
 
     def failure(self, message: str) -> None:
         self.outcome, self.error = "error", message
