@@ -826,6 +826,15 @@ def _paths() -> dict[str, Any]:
                 errors=(400, 404),
             )
         },
+        "/admin/pull/{name}": {
+            "delete": _op(
+                "stop a pull in flight (its partial download is kept)",
+                _ok(obj),
+                tag="admin",
+                errors=(404,),
+                params=[_NAME],
+            )
+        },
         "/admin/import": {
             "post": _op(
                 "import a local file or folder from import_dirs",
