@@ -139,6 +139,9 @@ async def budgets(request: Request) -> Response:
     return JSONResponse(manager_of(request).budgets_view())
 
 
+MAX_BUDGET = 1 << 50  # 1 PiB: past it, a typo ("99999999999999TiB"), not a box
+
+
 async def set_budgets(request: Request) -> Response:
     """Runtime budget overrides (not saved: settings.toml holds the lasting ones)."""
     manager = manager_of(request)
@@ -146,10 +149,23 @@ async def set_budgets(request: Request) -> Response:
     if not isinstance(body, dict):
         raise invalid_request('send {"warm": "2GiB", "hot": {"cpu": "8GiB"}, "cold": ...}')
     overrides: dict[str, int] = {}
+    # A key it does not know was a 200 that changed nothing ({"cpu": "0"}).
+    unknown = sorted(set(body) - {"warm", "cold", "hot"})
+    if unknown:
+        raise invalid_request(
+            f'no budget named {unknown[0]!r}: send warm, cold, or hot as {{"DEVICE": size}}',
+            unknown[0],
+        )
     items: list[tuple[str, Any]] = [(k, body[k]) for k in ("warm", "cold") if k in body]
     hot = body.get("hot", {})
     if not isinstance(hot, dict):
         raise invalid_request("hot must be an object of device: size", "hot")
+    devices = sorted(manager.budgets_view()["hot"])
+    for device in hot:
+        if device not in devices:
+            raise invalid_request(
+                f"no device {device!r} here: its devices are {', '.join(devices)}", f"hot.{device}"
+            )
     items += [(f"hot:{device}", size) for device, size in hot.items()]
     for key, value in items:
         try:
@@ -162,6 +178,11 @@ async def set_budgets(request: Request) -> Response:
             raise invalid_request(str(exc), key) from exc
         if size is None or size < 0:
             raise invalid_request(f"{key}: expected a size such as '8GiB'", key)
+        if size > MAX_BUDGET:
+            raise invalid_request(
+                f"{key}: {value!r} is more than any box holds (at most {fmt_bytes(MAX_BUDGET)})",
+                key,
+            )
         overrides[key] = size
     manager.budget_overrides.update(overrides)
     manager.emit(

@@ -28,11 +28,13 @@ Run = tuple[str, AsyncGenerator[Frame, None], ChatOutput, Frame]
 
 async def start_runs(request: Request, req: ChatRequest) -> list[Run]:
     runs: list[Run] = []
+    group = {"id": uuid.uuid4().hex, "size": req.n}
     try:
         for i in range(req.n):
             seed = req.params.seed
             params = req.params if seed is None else dataclasses.replace(req.params, seed=seed + i)
-            runs.append(await start_chat(request, dataclasses.replace(req, params=params, n=1)))
+            one = dataclasses.replace(req, params=params, n=1)
+            runs.append(await start_chat(request, one, group))
     except BaseException:
         for _, frames, _, _ in runs:  # the ones already admitted leave their slots
             await frames.aclose()

@@ -131,10 +131,13 @@ async def _start(request: Request, req: CompletionRequest, name: str) -> list[_C
     """Every choice admitted and started (an error before the first token is an HTTP
     error); when one cannot start, the ones already started leave their slots."""
     choices: list[_Choice] = []
+    # The choices are admitted all together or not at all (see the supervisor's `_admit`).
+    group = {"id": uuid.uuid4().hex, "size": len(req.prompts) * req.n}
     try:
         for p, prompt in enumerate(req.prompts):
             for j in range(req.n):
-                frames = worker_frames(request, name, _frame(req, prompt, j), want_embedding=False)
+                frame = {**_frame(req, prompt, j), "group": group}
+                frames = worker_frames(request, name, frame, want_embedding=False)
                 echo = prompt.text if req.echo and not req.params.echo else ""
                 choices.append(_Choice(p, echo, frames, prompt.text))
                 await first_frame(frames)

@@ -287,7 +287,7 @@ def _reasoning_mode(manager: ModelManager, name: str) -> str:
 
 
 async def start_chat(
-    request: Request, req: ChatRequest
+    request: Request, req: ChatRequest, group: dict[str, Any] | None = None
 ) -> tuple[str, AsyncGenerator[Frame, None], ChatOutput, Frame]:
     """The one chat pipeline under every API that chats (chat completions, Responses):
     the model resolved, the request sent to its worker, the first frame received (an
@@ -300,6 +300,8 @@ async def start_chat(
         "messages": [_message_frame(m) for m in req.messages],
         "params": params_frame(req.params),
     }
+    if group is not None:  # one of n choices: admitted all together or not at all
+        frame["group"] = group
     if req.tools.active:
         frame["tools"] = [t.openai() for t in req.tools.offered()]
         frame["params"]["tool_choice"] = {

@@ -38,13 +38,17 @@ class WorkerGone(RuntimeError):
     """The worker died or was killed while it held requests."""
 
 
+HOLD_S = 30.0  # how long the room held for a request's later choices stays held
+
+
 class QueueFull(RuntimeError):
     """Every slot is busy and the waiting line is at its bound: come back later."""
 
     def __init__(self, model: str, slots: int, max_queue: int, retry_after_s: int) -> None:
         super().__init__(
-            f"model '{model}' is busy: {slots} requests running and {max_queue} waiting, "
-            f"the most it queues; retry in about {retry_after_s} s"
+            f"model '{model}' is busy: {slots} sequences running and {max_queue} waiting "
+            f"(each choice of a request with n is one), the most it queues; retry in about "
+            f"{retry_after_s} s"
         )
         self.retry_after_s = retry_after_s
 
@@ -139,6 +143,9 @@ class WorkerProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._channel: AsyncChannel | None = None
         self._streams: dict[str, asyncio.Queue[Frame]] = {}
+        # Room held for the choices still to come of a request admitted with n of them:
+        # group id -> (choices left, when held). Held room lapses after HOLD_S.
+        self._held: dict[str, tuple[int, float]] = {}
         self._last_beat = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: asyncio.Future[Frame] | None = None
@@ -345,6 +352,27 @@ class WorkerProcess:
         if self._channel is not None:
             self._channel.close()
 
+    def _admit(self, group: Any) -> None:
+        """Room for one more sequence, or QueueFull. The first choice of a request with n
+        (`group`: {"id", "size"}) is admitted only if all n fit, and holds the room of the
+        others: they came one at a time, and three requests of n=8 on 20 places got
+        one answer and two 429s after their first choices had run."""
+        now = time.monotonic()
+        self._held = {g: h for g, h in self._held.items() if now - h[1] < HOLD_S}
+        gid = str(group["id"]) if isinstance(group, dict) else None
+        if gid is not None and gid in self._held:
+            left, since = self._held.pop(gid)
+            if left > 1:
+                self._held[gid] = (left - 1, since)
+            return
+        need = int(group.get("size", 1)) if isinstance(group, dict) else 1
+        held = sum(left for left, _ in self._held.values())
+        if self.in_flight + held + need > self.slots + self.spec.max_queue:
+            wait = retry_after_s(self.request_s, self.slots)
+            raise QueueFull(self.spec.model, self.slots, self.spec.max_queue, wait)
+        if gid is not None and need > 1:
+            self._held[gid] = (need - 1, now)
+
     async def request(self, frame: Frame) -> AsyncGenerator[Frame, None]:
         """Send one request and yield its frames until a terminal one.
 
@@ -352,9 +380,8 @@ class WorkerProcess:
         """
         if not self.alive or self._channel is None:
             raise WorkerGone(self.exit_reason or "not running")
-        if frame.get("type") == "generate" and self.in_flight >= self.slots + self.spec.max_queue:
-            wait = retry_after_s(self.request_s, self.slots)
-            raise QueueFull(self.spec.model, self.slots, self.spec.max_queue, wait)
+        if frame.get("type") == "generate":
+            self._admit(frame.get("group"))
         request_id = f"r{next(_ids)}"
         started = time.monotonic()
         stream: asyncio.Queue[Frame] = asyncio.Queue()

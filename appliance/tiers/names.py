@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from appliance.catalog import Catalog
+from appliance.catalog import Catalog, HubSource
 from appliance.store.errors import StoreError
 from appliance.tiers.errors import BadModelRequest, ModelNotFound
 
@@ -63,11 +63,19 @@ def _canonical(catalog: Catalog, store: Store, model: str) -> str:
 
 def shadowed_by_catalog(catalog: Catalog, name: str) -> str | None:
     """Why `name` cannot be a stored model's (None when it can): it is a catalog model's
-    alias, or its name ignoring case but not exactly, so requests for it would reach the
-    catalog's model, never the stored one."""
+    alias, or its name ignoring case but not exactly, or the name of a catalog model
+    served from a local path, so requests for it would reach the catalog's model, never
+    the stored one."""
     entry = catalog.resolve(name)
-    if entry is None or entry.name == name:
+    if entry is None:
         return None
+    if entry.name == name:
+        if isinstance(entry.source, HubSource):
+            return None  # the catalog model's own file, brought by hand (air-gapped)
+        return (
+            f"{name!r} is the catalog's model served from its own file {entry.source}: a "
+            "stored model of that name would never be served; choose another name"
+        )
     return (
         f"{name!r} names the catalog's model {entry.name!r} (names and aliases are matched "
         "ignoring case): choose another name"

@@ -79,5 +79,9 @@ def test_the_daemon_refuses_a_catalog_names_case_variant(tmp_path: Path, models_
         # A catalog alias is taken too: requests for it reach the catalog's model.
         r = httpx.post(d.url + "/admin/import", json={**body, "name": "tiny-alias"}, timeout=60)
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_name", r.text
+        # So is the exact name of a catalog model served from its own path: the stored
+        # copy was a 200 and never served (the catalog's path wins).
+        r = httpx.post(d.url + "/admin/import", json={**body, "name": "tiny"}, timeout=60)
+        assert r.status_code == 400 and "never be served" in r.text, r.text
     finally:
         d.stop()

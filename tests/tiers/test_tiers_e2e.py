@@ -195,6 +195,21 @@ def test_cli_tier_ps_and_budgets(tier_daemon: Daemon, small_budgets: dict[str, i
     assert r.returncode == 1 and "nope" in r.stderr
 
 
+def test_budgets_it_cannot_set_are_refused(tier_daemon: Daemon) -> None:
+    """An unknown key or device was a 200 that changed nothing; an absurd size was set."""
+    d = tier_daemon
+    before = d.get("/admin/budgets").json()
+    for body, param in (
+        ({"cpu": "0"}, "cpu"),
+        ({"hot": {"gpu7": "1GiB"}}, "hot.gpu7"),
+        ({"warm": "99999999999999999999999TiB"}, "warm"),
+        ({"warm": 2**60}, "warm"),
+    ):
+        r = d.post("/admin/budgets", json=body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    assert d.get("/admin/budgets").json()["hot"] == before["hot"]
+
+
 def test_model_too_big_for_the_budget_is_refused_with_numbers(
     tier_daemon: Daemon, small_budgets: dict[str, int]
 ) -> None:
