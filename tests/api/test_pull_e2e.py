@@ -234,6 +234,9 @@ def test_a_pull_can_be_cancelled_and_resumes_where_it_stopped(
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                # A shell's background job (CI's) ignores SIGINT, and a Python started so
+                # never turns it into KeyboardInterrupt: give the CLI a terminal's default.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
             deadline = time.monotonic() + 30
             while slow.gets == gets and time.monotonic() < deadline:
