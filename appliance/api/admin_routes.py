@@ -180,7 +180,7 @@ async def set_budgets(request: Request) -> Response:
             raise invalid_request(f"{key}: expected a size such as '8GiB'", key)
         if size > MAX_BUDGET:
             raise invalid_request(
-                f"{key}: {value!r} is more than any box holds (at most {fmt_bytes(MAX_BUDGET)})",
+                f"{key}: {value!r} is more than any box holds (at most 1 PiB)",
                 key,
             )
         overrides[key] = size

@@ -65,8 +65,14 @@ async def read_json(request: Request) -> Any:
         # A lone surrogate escape (a JavaScript client that cut an emoji in two) cannot be
         # encoded as UTF-8 further on: it becomes U+FFFD, as a browser's encoder writes it.
         return without_lone_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
-    except (ValueError, RecursionError) as exc:  # also: a 5000-digit number, deep nesting
+    except RecursionError as exc:
+        raise invalid_request("the request body is nested too deeply to read") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise invalid_request(f"the request body is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # int() of a number past Python's 4300 digits
+        raise invalid_request(
+            "the request body holds a number too long to read (over 4300 digits)"
+        ) from exc
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")

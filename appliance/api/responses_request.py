@@ -3,7 +3,8 @@
 Instructions -> system message, input items -> messages, reasoning items -> the next
 assistant turn's `reasoning_content`, flat function tools -> chat tools, `text.format` ->
 `response_format`, `max_output_tokens` -> `max_tokens`, `top_logprobs` or `include`
-`message.output_text.logprobs` -> `logprobs`; so validation, tools, grammars and parsing
+`message.output_text.logprobs` -> `logprobs`, and this server's own sampling settings
+(seed, top_k, min_p, ignore_eos, penalties, llama-server's samplers) as they are; so validation, tools, grammars and parsing
 are the chat ones. The answer goes back through `responses.ResponseBuilder`.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from appliance.api.errors import invalid_request
 from appliance.api.responses import new_id
+from appliance.api.samplers import SAMPLER_KEYS
 
 __all__ = ["ACCEPTED_INCLUDES", "LOGPROBS", "input_messages", "to_chat_body"]
 
@@ -179,6 +181,20 @@ def _include(value: Any) -> list[str]:
     return list(value)
 
 
+EXTRA_SAMPLING = (
+    "seed",
+    "top_k",
+    "min_p",
+    "ignore_eos",
+    "repeat_penalty",
+    "repeat_last_n",
+    "presence_penalty",
+    "frequency_penalty",
+    "deterministic",
+    *SAMPLER_KEYS,
+)
+
+
 def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
     """The chat completions body a Responses body means; `history` is the conversation of
     the `previous_response_id` (its messages and its answer)."""
@@ -205,6 +221,10 @@ def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
     ):
         if body.get(src) is not None:
             chat[dst] = body[src]
+    # The sampling settings this server takes beyond OpenAI's, as on chat completions.
+    for key in EXTRA_SAMPLING:
+        if body.get(key) is not None:
+            chat[key] = body[key]
     tools = _tools(body.get("tools"))
     if tools:
         chat["tools"] = tools

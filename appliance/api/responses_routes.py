@@ -124,16 +124,15 @@ async def create_response(request: Request) -> Response:
             raise _not_found(str(previous))
         history = record["history"]
     chat_body = to_chat_body(body, history)
-    req = parse_chat_request(
-        chat_body,
-        default_max_tokens=settings.default_max_tokens,
-        max_tokens_limit=settings.max_tokens_limit,
-    )
     try:
-        name, frames, output, _ = await start_chat(request, req)
+        req = parse_chat_request(
+            chat_body,
+            default_max_tokens=settings.default_max_tokens,
+            max_tokens_limit=settings.max_tokens_limit,
+        )
+        name, frames, output, started = await start_chat(request, req)
     except APIError as err:
-        if err.param and err.param.startswith("messages"):
-            err.param = "input"  # this API's name for them (its own and earlier turns)
+        err.param = _responses_param(err.param)
         raise
     builder = ResponseBuilder(body, name, new_id("resp"), logprobs=req.params.logprobs is not None)
     conversation = list(chat_body["messages"])
@@ -167,6 +166,9 @@ async def create_response(request: Request) -> Response:
         keep()
         return JSONResponse(builder.response())
 
+    generated = [0]  # tokens streamed so far: a cancelled response's usage
+    ended_well = [False]  # the answer (or an error) was sent whole
+
     async def events() -> AsyncIterator[bytes]:
         yield _named(builder.event("response.created", response=builder.response("in_progress")))
         yield _named(
@@ -174,15 +176,19 @@ async def create_response(request: Request) -> Response:
         )
         async for item in frames:
             if item["type"] == "token":
+                generated[0] += 1
                 for ev in on_token(item):
                     yield _named(ev)
             elif item["type"] == "error":
+                ended_well[0] = True  # an error event: nothing to keep
                 err = frame_error(item)
                 yield _named(
                     builder.event("error", code=err.code, message=err.message, param=err.param)
                 )
                 return
             elif item["type"] == "done":
+                if item.get("finish_reason") == "cancelled":
+                    return  # the client went away first: kept as cancelled (below)
                 for delta in output.finish():
                     for ev in builder.feed(delta):
                         yield _named(ev)
@@ -190,6 +196,7 @@ async def create_response(request: Request) -> Response:
                 for ev in builder.finish(reason, usage_of(item)):
                     yield _named(ev)
                 keep()
+                ended_well[0] = True
                 return
 
     async def stream() -> AsyncIterator[bytes]:
@@ -198,17 +205,30 @@ async def create_response(request: Request) -> Response:
             async with aclosing(frames):
                 async for data in events():
                     yield data
-            ended = True
+            ended = ended_well[0]
         finally:
             if not ended:
                 # The client stopped reading (a chat UI's Stop): the answer so far is kept as
                 # a cancelled response, so that a next turn naming it (previous_response_id)
                 # still has its conversation; it was a 404.
-                builder.finish("length", {})
+                prompt = int(started.get("prompt_tokens", 0))
+                builder.finish(
+                    "length",
+                    usage_of({"prompt_tokens": prompt, "completion_tokens": generated[0]}),
+                )
                 builder.status = "cancelled"
                 keep()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _responses_param(param: str | None) -> str | None:
+    """A chat parameter's name as this API calls it."""
+    if param is None:
+        return None
+    if param.startswith("messages"):
+        return "input"  # its own and earlier turns
+    return {"max_tokens": "max_output_tokens"}.get(param, param)
 
 
 def _named(event: dict[str, Any]) -> bytes:

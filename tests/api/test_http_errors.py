@@ -52,7 +52,9 @@ def test_json_python_cannot_hold_is_a_400_and_the_connection_stays_open(daemon: 
             b"[" * 100_000,
         ):
             r = http.post("/v1/chat/completions", content=body, headers=JSON)
-            assert "not valid JSON" in assert_error(r, 400)["message"]
+            message = assert_error(r, 400)["message"]
+            assert "too long" in message or "nested too deeply" in message, message
+            assert "sys." not in message and "recursion" not in message  # no Python internals
         r = http.post("/admin/import", content=b'{"path": "/tmp/x.gguf\\u0000x"}', headers=JSON)
         assert "NUL" in assert_error(r, 400, "path")["message"]
         r = http.post(

@@ -332,10 +332,12 @@ def test_a_stream_the_client_stops_is_kept_as_cancelled(tools_daemon: Daemon) ->
     turn (previous_response_id) lost the conversation. It is kept, cancelled, with the
     text so far."""
     c = client(tools_daemon)
+    # The slower model (about 1000 tokens/s): the tiny one wrote its whole answer into
+    # the socket's buffers before the client had read three deltas and closed.
     stream = c.responses.create(
-        model="tiny-2k",
+        model="slow-4k",
         input="Write a long story",
-        max_output_tokens=1900,
+        max_output_tokens=4000,
         stream=True,
         extra_body={"ignore_eos": True},
     )
@@ -357,16 +359,21 @@ def test_a_stream_the_client_stops_is_kept_as_cancelled(tools_daemon: Daemon) ->
         except openai.NotFoundError:
             assert time.monotonic() < deadline, "the stopped response was never kept"
             time.sleep(0.2)
-    assert kept.status == "cancelled"
+    assert kept.status == "cancelled", kept.model_dump_json()[:600]
     assert kept.output and kept.output[0].type == "message"
+    assert kept.usage is not None and kept.usage.output_tokens >= 3 and kept.usage.input_tokens > 0
     nxt = c.responses.create(
-        model="tiny-2k", input="go on", previous_response_id=response_id, max_output_tokens=2
+        model="slow-4k", input="go on", previous_response_id=response_id, max_output_tokens=2
     )
     assert nxt.usage is not None and nxt.usage.input_tokens > 5
 
 
-def test_a_prompt_over_the_context_names_input(tools_daemon: Daemon) -> None:  # noqa: F811
+def test_errors_name_this_apis_parameters(tools_daemon: Daemon) -> None:  # noqa: F811
     with pytest.raises(openai.BadRequestError) as refused:
         client(tools_daemon).responses.create(model="tiny", input="hello " * 3000)
     body = refused.value.body
     assert isinstance(body, dict) and body["param"] == "input", body
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(tools_daemon).responses.create(model="tiny", input="hi", max_output_tokens=0)
+    body = refused.value.body
+    assert isinstance(body, dict) and body["param"] == "max_output_tokens", body

@@ -73,6 +73,10 @@ context = 2048
 source = "{models_dir / "tiny.gguf"}"
 context = 2048
 
+[models.slow-4k]
+source = "{models_dir / "slow.gguf"}"
+context = 4096
+
 [models.tiny-read-as-hermes]
 source = "{models_dir / "tiny.gguf"}"
 tool_parser = "hermes"
