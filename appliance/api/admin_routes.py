@@ -160,7 +160,8 @@ async def set_budgets(request: Request) -> Response:
     hot = body.get("hot", {})
     if not isinstance(hot, dict):
         raise invalid_request("hot must be an object of device: size", "hot")
-    devices = sorted(manager.budgets_view()["hot"])
+    budgets = manager.budgets()
+    devices = sorted([*budgets.hot, *budgets.unknown])
     for device in hot:
         if device not in devices:
             raise invalid_request(

@@ -4,8 +4,9 @@ Instructions -> system message, input items -> messages, reasoning items -> the 
 assistant turn's `reasoning_content`, flat function tools -> chat tools, `text.format` ->
 `response_format`, `max_output_tokens` -> `max_tokens`, `top_logprobs` or `include`
 `message.output_text.logprobs` -> `logprobs`, and this server's own sampling settings
-(seed, top_k, min_p, ignore_eos, penalties, llama-server's samplers) as they are; so validation, tools, grammars and parsing
-are the chat ones. The answer goes back through `responses.ResponseBuilder`.
+(seed, top_k, min_p, ignore_eos, penalties, llama-server's samplers) as they are; so
+validation, tools, grammars and parsing are the chat ones. The answer goes back through
+`responses.ResponseBuilder`.
 """
 
 from __future__ import annotations

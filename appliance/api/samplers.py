@@ -36,15 +36,15 @@ _NUMBERS: dict[str, tuple[float, float | None, bool, float]] = {
     "mirostat_eta": (0.0, None, False, 0.1),
 }
 SAMPLER_KEYS = (*_NUMBERS, "dry_sequence_breakers")
-# Which key switches each sampler on, and the value that leaves it off.
-_SWITCHES = {
-    "typical_p": 1.0,
-    "top_n_sigma": -1.0,
-    "xtc_probability": 0.0,
-    "dry_multiplier": 0.0,
-    "dynatemp_range": 0.0,
-    "mirostat": 0,
-}
+# The key that switches each sampler on; its neutral value above leaves it off.
+_SWITCHES = (
+    "typical_p",
+    "top_n_sigma",
+    "xtc_probability",
+    "dry_multiplier",
+    "dynatemp_range",
+    "mirostat",
+)
 
 
 def _number(body: Mapping[str, Any], key: str) -> float | int | None:
@@ -84,7 +84,7 @@ def llama_samplers(body: Mapping[str, Any]) -> dict[str, Any]:
     missing ones at llama-server's defaults); empty when none is."""
     given = {key: _number(body, key) for key in _NUMBERS}
     breakers = _breakers(body)
-    on = {key for key, off in _SWITCHES.items() if given[key] is not None and given[key] != off}
+    on = {key for key in _SWITCHES if given[key] not in (None, _NUMBERS[key][3])}
     if given["top_n_sigma"] is not None and given["top_n_sigma"] <= 0:
         on.discard("top_n_sigma")  # llama-server: <= 0 is off
     if not on:
@@ -92,9 +92,7 @@ def llama_samplers(body: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, (_, _, _, neutral) in _NUMBERS.items():
         value = given[key]
-        out[key] = neutral if value is None else value
-    for key, off in _SWITCHES.items():
-        if key not in on:
-            out[key] = off
+        off = key in _SWITCHES and key not in on
+        out[key] = neutral if value is None or off else value
     out["dry_sequence_breakers"] = breakers if breakers is not None else ["\n", ":", '"', "*"]
     return out

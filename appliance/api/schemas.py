@@ -414,13 +414,9 @@ def _stream(body: Mapping[str, Any]) -> tuple[bool, bool]:
 
 
 def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> SamplingParams:
-    if body.get("grammar") and (
-        body.get("json_schema") is not None
-        or (
-            isinstance(body.get("response_format"), dict)
-            and body["response_format"].get("type") not in (None, "text")
-        )
-    ):
+    fmt = _response_format(body)
+    grammar = _grammar(body)
+    if grammar is not None and fmt is not None and fmt.type != "text":
         _fail("grammar", "Give either 'grammar' or a JSON schema ('response_format'), not both.")
     top_k = body.get("top_k")
     if top_k is not None and (not _is_int(top_k) or not 0 <= top_k <= _INT32_MAX):
@@ -442,8 +438,8 @@ def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> Sam
         frequency_penalty=_number(body, "frequency_penalty", 0.0, low=-2.0, high=2.0),
         repeat_penalty=repeat_penalty,
         repeat_last_n=cast("int | None", last_n),
-        response_format=_response_format(body),
-        grammar=_grammar(body),
+        response_format=fmt,
+        grammar=grammar,
         samplers=llama_samplers(body),
         ignore_eos=_bool(body, "ignore_eos"),
         deterministic=_bool(body, "deterministic"),

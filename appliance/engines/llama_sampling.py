@@ -170,17 +170,21 @@ class LlamaSampling:
         would crash the worker at the first token, so the request is refused instead."""
         lib = self._lib
         vocab = self._model.vocab
-        # The parser prints its reason ("Undefined rule identifier ...") on stderr itself.
-        with captured_log() as log, captured_stderr() as printed:
+
+        def init() -> Any:
             if trigger is None:
-                sampler = lib.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
-            else:
-                patterns = (ctypes.c_char_p * 1)(trigger.encode())
-                sampler = lib.llama_sampler_init_grammar_lazy_patterns(
-                    vocab, gbnf.encode(), b"root", patterns, 1, None, 0
-                )
+                return lib.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+            patterns = (ctypes.c_char_p * 1)(trigger.encode())
+            return lib.llama_sampler_init_grammar_lazy_patterns(
+                vocab, gbnf.encode(), b"root", patterns, 1, None, 0
+            )
+
+        sampler = init()
         if not sampler:
-            # The parser's first line says why; after it comes the whole grammar.
+            # Parsed again to hear why (parsing is deterministic): the parser prints its
+            # reason ("Undefined rule identifier ...") on stderr, then the whole grammar.
+            with captured_log() as log, captured_stderr() as printed:
+                init()
             said = [line.strip() for line in printed[:1] + log if line.strip()]
             why = " ".join(dict.fromkeys(said))[:500]
             raise EngineRequestError(

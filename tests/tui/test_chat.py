@@ -27,16 +27,22 @@ def stats(screen: ChatScreen) -> str:
     return str(screen.query_one("#chat-stats").render())
 
 
+async def slow_reply_begun(pilot: Any) -> tuple[ChatScreen, Any]:
+    """The chat page with "hi" sent and the first words of a slow reply shown."""
+    screen = await chat_page(pilot)
+    await pilot.press(*"hi", "enter")
+    reply = screen.reply
+    assert reply is not None
+    await wait_until(lambda: reply.content, what="the first words")
+    return screen, reply
+
+
 async def test_stop_keeps_the_partial_reply_and_says_so() -> None:
     fake = FakeDaemon()
     fake.word_delay = 0.2
     app = fake.app()
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await chat_page(pilot)
-        await pilot.press(*"hi", "enter")
-        reply = screen.reply
-        assert reply is not None
-        await wait_until(lambda: reply.content, what="the first words")
+        screen, reply = await slow_reply_begun(pilot)
         await pilot.press("escape")
         await wait_until(lambda: screen.last_stats, what="the stats")
         assert "stopped after" in stats(screen) and "TTFT" in stats(screen), stats(screen)
@@ -58,11 +64,7 @@ async def test_a_message_sent_mid_reply_follows_the_partial_answer() -> None:
     fake.word_delay = 0.2
     app = fake.app()
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await chat_page(pilot)
-        await pilot.press(*"hi", "enter")
-        first = screen.reply
-        assert first is not None
-        await wait_until(lambda: first.content, what="the first words")
+        _, first = await slow_reply_begun(pilot)
         fake.word_delay = 0.0
         await pilot.press(*"next", "enter")
         await wait_until(lambda: len(fake.chats) == 2, what="the second request")
