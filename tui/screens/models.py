@@ -112,7 +112,8 @@ class ModelsScreen(LiveScreen):
                 self.file_info[name] = {"format": "gguf", "quant": str(quant) if quant else None}
         finally:
             self._reading_files = False
-        self.refresh_view(self.appliance.state)
+        if self.query("#models-table"):  # not when the app closed while the files were read
+            self.refresh_view(self.appliance.state)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail(self.appliance.state)
