@@ -150,9 +150,13 @@ class TinyModelSpec:
     embedding: bool = False
     chat_template: str | None = CHATML_TEMPLATE
     seed: int = 0
+    fim: bool = False  # fill-in-the-middle tokens (a code model's), after the other specials
 
 
-def build_vocab(n_words: int) -> tuple[list[str], list[float], list[int]]:
+FIM_TOKENS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")
+
+
+def build_vocab(n_words: int, fim: bool = False) -> tuple[list[str], list[float], list[int]]:
     """A SentencePiece-style vocabulary: specials, 256 byte tokens, then word pieces."""
     tokens: list[str] = [
         "<unk>",
@@ -165,6 +169,9 @@ def build_vocab(n_words: int) -> tuple[list[str], list[float], list[int]]:
     ]
     # token types: 1 normal, 2 unknown, 3 control, 4 user defined, 6 byte
     types: list[int] = [2, 3, 3, 3, 3, 4, 4]
+    if fim:
+        tokens += FIM_TOKENS
+        types += [3, 3, 3]
     scores: list[float] = [0.0] * len(tokens)
     for b in range(256):
         tokens.append(f"<0x{b:02X}>")
@@ -235,7 +242,7 @@ def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
     spec = spec or TinyModelSpec()
     out = Path(path)
     rng = np.random.default_rng(spec.seed)
-    tokens, scores, types = build_vocab(spec.n_merged_words)
+    tokens, scores, types = build_vocab(spec.n_merged_words, fim=spec.fim)
     n_vocab = len(tokens)
     head_dim = spec.n_embd // spec.n_head
     kv_dim = head_dim * spec.n_head_kv
@@ -255,6 +262,9 @@ def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
     if spec.embedding:
         w.add_pooling_type(gguf.PoolingType.MEAN)
     _add_tokenizer(w, tokens, scores, types, spec.chat_template)
+    if spec.fim:
+        for key, text in zip(("pre", "suf", "mid"), FIM_TOKENS, strict=True):
+            w.add_uint32(f"tokenizer.ggml.fim_{key}_token_id", tokens.index(text))
 
     def tensor(name: str, *shape: int, scale: float = 0.08) -> None:
         data = (rng.standard_normal(shape) * scale).astype(np.float32)

@@ -21,6 +21,7 @@ from appliance import __version__
 from appliance.api import (
     admin_routes,
     anthropic_routes,
+    llama_native_routes,
     openai_routes,
     responses_routes,
     telemetry_routes,
@@ -171,6 +172,7 @@ def create_app(
                 ],
             ),
             Mount("/admin", routes=[*admin_routes.routes, *telemetry_routes.routes]),
+            *llama_native_routes.routes,
             # The same routes without /v1, for scripts written for llama-server or Ollama.
             *openai_routes.routes,
             *responses_routes.routes,

@@ -56,6 +56,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         421: "Host header not allowed (DNS rebinding protection)",
         429: "the model's queue is full (Retry-After)",
         500: "engine or internal failure",
+        501: "not supported by this model (infill without FIM tokens)",
         503: "unavailable: loading, out of memory or shutting down (Retry-After)",
         504: "past request_timeout",
         507: "not enough disk space",
@@ -873,6 +874,7 @@ def _paths() -> dict[str, Any]:
                 params=[{"name": "seconds", "in": "query", "schema": {"type": "number"}}],
             )
         },
+        **_llama_server_paths(obj),
         "/admin/telemetry/stream": {
             "get": _op(
                 "a sample a second and every event, as SSE",
@@ -882,6 +884,33 @@ def _paths() -> dict[str, Any]:
             )
         },
     }
+
+
+def _llama_server_paths(obj: dict[str, Any]) -> dict[str, Any]:
+    """llama-server's native routes (its field names and answers, `llama_native.py`)."""
+    native = {
+        "/completion": ("completion in llama-server's shape (SSE when stream)", True),
+        "/infill": ("fill-in-the-middle completion for code models (llama-server's)", True),
+        "/tokenize": ("text to token ids, optionally with pieces", False),
+        "/detokenize": ("token ids to text", False),
+        "/apply-template": ("the chat prompt the model's template makes of messages", False),
+    }
+    paths: dict[str, Any] = {
+        path: {
+            "post": _op(
+                summary,
+                _ok(obj, stream=stream),
+                body=_json_body(obj),
+                tag="llama-server",
+                errors=(400, 404, 413, 429, 500, 501, 504) if stream else (400, 404, 413),
+            )
+        }
+        for path, (summary, stream) in native.items()
+    }
+    model = [{"name": "model", "in": "query", "schema": {"type": "string"}}]
+    for path, summary in (("/props", "server properties"), ("/slots", "slots and their state")):
+        paths[path] = {"get": _op(summary, _ok(obj), tag="llama-server", params=model)}
+    return paths
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
@@ -903,6 +932,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         "tags": [
             {"name": "openai", "description": "OpenAI-compatible API"},
             {"name": "admin", "description": "models, tiers, store, events"},
+            {"name": "llama-server", "description": "llama-server's native routes"},
             {"name": "service", "description": "health, metrics, this document"},
         ],
     }

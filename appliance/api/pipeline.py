@@ -169,13 +169,15 @@ async def _finish_after(
 
 
 async def worker_frames(
-    request: Request, name: str, frame: Frame, want_embedding: bool
+    request: Request, name: str, frame: Frame, want_embedding: bool | None
 ) -> AsyncGenerator[Frame, None]:
+    """The frames of one request to `name`'s worker (loaded if it is not); `want_embedding`
+    None takes either kind of model."""
     track: RequestTrack | None = getattr(request.state, "track", None)
     if track is not None:
         track.model = name
     async with manager_of(request).use(name) as worker:
-        if worker.spec.embedding != want_embedding:
+        if want_embedding is not None and worker.spec.embedding != want_embedding:
             if want_embedding:
                 raise invalid_request(
                     f"model '{name}' is not an embedding model; use it with "
@@ -303,7 +305,7 @@ async def start_chat(
     frame: Frame = {
         "type": "generate",
         "mode": "chat",
-        "messages": [_message_frame(m) for m in req.messages],
+        "messages": [message_frame(m) for m in req.messages],
         "params": params_frame(req.params),
     }
     if group is not None:  # one of n choices: admitted all together or not at all
@@ -327,7 +329,7 @@ async def start_chat(
     return name, frames, output, started
 
 
-def _message_frame(m: ChatMessage) -> dict[str, Any]:
+def message_frame(m: ChatMessage) -> dict[str, Any]:
     """One message as the worker's chat template gets it."""
     out: dict[str, Any] = {"role": m.role, "content": m.content}
     for key, value in (

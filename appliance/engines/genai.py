@@ -147,6 +147,13 @@ class GenaiEngine:
     def prompt_tokens(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
 
+    def tokenize_text(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        """`/tokenize`: the tokenizer's own encoding (it adds what its config says)."""
+        return self.prompt_tokens(text)
+
+    def special_piece(self, token: int) -> bytes:
+        return str(self.tokenizer.decode([token])).encode("utf-8")
+
     def check_context(self, n_prompt: int, param: str) -> None:
         check_context(n_prompt, self.n_ctx, param)
 

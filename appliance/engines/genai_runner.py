@@ -16,7 +16,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from appliance.engines.engine import check_token_ids, error_frame, render_chat_frame
+from appliance.engines.engine import (
+    EngineRequestError,
+    check_token_ids,
+    error_frame,
+    render_chat_frame,
+)
 from appliance.engines.genai import GenaiEngine
 from appliance.engines.protocol import Frame
 from appliance.engines.request_inbox import RequestInbox
@@ -80,6 +85,13 @@ class Runner(RequestInbox):
         params = dict(frame.get("params") or {})
         try:
             reasoning_started = False
+            if frame.get("mode") == "infill":
+                raise EngineRequestError(
+                    "Infill (fill-in-the-middle) is served for GGUF models; this one is ONNX.",
+                    code="infill_unsupported",
+                    status=501,
+                    param="model",
+                )
             if frame.get("mode") == "chat":
                 text, reasoning_started = render_chat_frame(engine, frame, params)
                 param = "messages"

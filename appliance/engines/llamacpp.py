@@ -29,6 +29,7 @@ from appliance.engines.engine import (
     check_context,
     check_token_ids,
 )
+from appliance.engines.infill import FimTokens, infill_tokens
 from appliance.engines.llama_log import captured_log, resolved_flash_attn
 from appliance.engines.llama_sampling import LlamaSampling
 from appliance.parsing import detect_family
@@ -191,6 +192,7 @@ class LlamaEngine:
         self._bos_text = bos
         self.tool_family = detect_family(template_src, override=cfg.tool_parser).value
         self._eog_ids = self._find_eog_ids()
+        self.fim = self._fim_tokens()
         self._sampling = LlamaSampling(
             model=self._model,
             ctx=self._ctx,
@@ -235,6 +237,16 @@ class LlamaEngine:
             self._piece_cache[token] = cached
         return cached
 
+    def _fim_tokens(self) -> FimTokens:
+        lib, vocab = self._llama_cpp, self._vocab
+
+        def token(name: str) -> int | None:
+            fn = getattr(lib, f"llama_vocab_fim_{name}", None)
+            value = int(fn(vocab)) if fn is not None else -1
+            return value if 0 <= value < self.n_vocab else None
+
+        return FimTokens(token("pre"), token("suf"), token("mid"), token("rep"), token("sep"))
+
     def _find_eog_ids(self) -> list[int]:
         is_eog = self._llama_cpp.llama_vocab_is_eog
         found = [t for t in range(self.n_vocab) if is_eog(self._vocab, t)]
@@ -245,6 +257,29 @@ class LlamaEngine:
 
     def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
         return list(self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def tokenize_text(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        """llama-server's `/tokenize`: BOS only when asked, special tokens' text read as
+        those tokens unless `parse_special` is false."""
+        add = add_special and self._model.add_bos_token()
+        return list(self._model.tokenize(text.encode("utf-8"), add_bos=add, special=parse_special))
+
+    def special_piece(self, token: int) -> bytes:
+        """A token's text with special tokens spelled out (`/detokenize`, `/tokenize`'s pieces)."""
+        return self._piece(token, special=True)
+
+    def infill_prompt(self, request: dict[str, Any]) -> list[int]:
+        return infill_tokens(
+            lambda text: self.tokenize_text(text, add_special=False, parse_special=False),
+            self.fim,
+            request,
+            bos=self.bos_token_id if self._model.add_bos_token() else None,
+            # The budgets of llama-server's defaults (a 2048-token batch, no -n), whatever
+            # this engine's step size: a client tuned against it gets the same prompt.
+            n_batch=min(2048, self.n_ctx),
+            n_ctx=self.n_ctx,
+            n_predict=-1,
+        )
 
     # -- prompts ----------------------------------------------------------------------------
 
@@ -288,6 +323,7 @@ class LlamaEngine:
         def entry(t: int) -> dict[str, Any]:
             piece = self.piece(t)
             return {
+                "id": t,
                 "token": piece.decode("utf-8", "replace"),
                 "logprob": float(logits[t]) - norm,
                 "bytes": list(piece),
@@ -411,4 +447,6 @@ class LlamaEngine:
             "kv_unified": self.cfg.kv_unified and not self.cfg.embedding,
             "weight_repack": self.cfg.weight_repack,
             "tool_family": getattr(self, "tool_family", None),
+            "infill": not self.fim.missing(),
+            "chat_template": self.template.source,
         }

@@ -146,6 +146,9 @@ class Scheduler(RequestInbox):
                 text, reasoning_started = render_chat_frame(engine, frame, params)
                 tokens = engine.prompt_tokens(text, templated=True)
                 param = "messages"
+            elif frame.get("mode") == "infill":
+                tokens = engine.infill_prompt(dict(frame.get("infill") or {}))
+                param = "input_prefix"
             elif frame.get("prompt_ids"):
                 tokens = check_token_ids(frame["prompt_ids"], engine.n_vocab, "prompt")
                 param = "prompt"
@@ -372,10 +375,14 @@ class Scheduler(RequestInbox):
             except Exception as exc:
                 self._fail(seq, exc)
                 continue
+            if seq.params.get("token_ids") and not is_eog:
+                seq.ids.append(token)
             if text or seq.logprobs:
                 frame: Frame = {"type": "token", "id": seq.request_id, "text": text}
                 if seq.logprobs:  # sent with the text they belong to, or before it
                     frame["logprobs"], seq.logprobs = seq.logprobs, []
+                if seq.ids:
+                    frame["ids"], seq.ids = seq.ids, []
                 self.emit(frame)
             if seq.state == "done":
                 self._release(seq)

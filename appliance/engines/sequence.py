@@ -36,6 +36,7 @@ class Sequence:
     prompt_done_at: float = 0.0
     stops: StopBuffer = field(init=False)
     logprobs: list[dict[str, Any]] = field(default_factory=list)  # not yet sent
+    ids: list[int] = field(default_factory=list)  # token ids not yet sent (params token_ids)
     # Echo: the prompt's tokens are sent back once read, scored when prompt_logprobs is set.
     echo: bool = field(init=False)
     prompt_logprobs: int | None = field(init=False)

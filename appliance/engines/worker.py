@@ -34,6 +34,7 @@ from appliance.engines.genai_runner import Runner
 from appliance.engines.protocol import BlockingChannel, Frame, ProtocolError
 from appliance.engines.scheduler import Scheduler
 from appliance.engines.state_store import StateStore
+from appliance.engines.token_service import QUESTIONS, answer
 
 HEARTBEAT_INTERVAL_S = 1.0
 _PR_SET_PDEATHSIG = 1
@@ -83,7 +84,9 @@ class Worker:
             except (ProtocolError, OSError):
                 os._exit(0)  # the daemon closed our channel: nothing left to serve
             kind = frame["type"]
-            if self.scheduler is not None and kind in ("generate", "cancel", "shutdown"):
+            if kind in QUESTIONS:
+                self.channel.send(answer(self.engine, frame))
+            elif self.scheduler is not None and kind in ("generate", "cancel", "shutdown"):
                 self.scheduler.submit(frame)
             elif kind == "embed":
                 self.requests.put(frame)

@@ -23,6 +23,7 @@ import pytest
 from appliance.api import (
     admin_routes,
     anthropic_routes,
+    llama_native_routes,
     openai_routes,
     responses_routes,
     telemetry_routes,
@@ -534,6 +535,7 @@ def app_routes() -> set[tuple[str, str]]:
         ("/v1", anthropic_routes.routes),
         ("/admin", admin_routes.routes),
         ("/admin", telemetry_routes.routes),
+        ("", llama_native_routes.routes),
     )
     for prefix, routes in tables:
         for route in routes:

@@ -77,6 +77,9 @@ class FakeEngine:
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:
         return [int(t) for t in text.split()]
 
+    def infill_prompt(self, request: dict[str, Any]) -> list[int]:
+        raise EngineRequestError("no FIM tokens", code="infill_unsupported")
+
     def check_context(self, n_prompt: int, param: str) -> None:
         if n_prompt >= self.n_ctx:
             raise EngineRequestError("too long", "context_length_exceeded", 400, param)
