@@ -158,6 +158,51 @@ _RESPONSE: dict[str, Any] = {
     },
 }
 
+_INPUT_ITEM_QUERY: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "items per page",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+    {
+        "name": "order",
+        "in": "query",
+        "schema": {"enum": ["asc", "desc"], "default": "desc"},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "description": "the id of the item the page starts after",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "include",
+        "in": "query",
+        "description": "accepted (openai-python's values); changes nothing here",
+        "schema": {"type": "array", "items": {"type": "string"}},
+    },
+]
+
+_INPUT_ITEM_LIST: dict[str, Any] = {
+    "type": "object",
+    "required": ["object", "data", "first_id", "last_id", "has_more"],
+    "properties": {
+        "object": {"const": "list"},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "description": "an input item (message, function_call, function_call_output, "
+                "reasoning) with its id and status",
+            },
+        },
+        "first_id": {"type": ["string", "null"]},
+        "last_id": {"type": ["string", "null"]},
+        "has_more": {"type": "boolean"},
+    },
+}
+
 _TOKEN_IDS: dict[str, Any] = {
     "type": "array",
     "items": {"type": "integer", "minimum": 0},
@@ -762,6 +807,15 @@ def _paths() -> dict[str, Any]:
             "delete": _op(
                 "forget a stored response", _ok(obj), tag="openai", errors=(404,), params=[_RID]
             ),
+        },
+        "/v1/responses/{response_id}/input_items": {
+            "get": _op(
+                "a stored response's input items (its own input, not earlier turns')",
+                _ok(_INPUT_ITEM_LIST),
+                tag="openai",
+                errors=(400, 404),
+                params=[_RID, *_INPUT_ITEM_QUERY],
+            )
         },
         "/admin/models": {
             "get": _op("models, tiers and states", _ok(_ref("AdminModelList")), tag="admin")

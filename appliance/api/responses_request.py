@@ -18,7 +18,14 @@ from appliance.api.errors import invalid_request
 from appliance.api.responses import new_id
 from appliance.api.samplers import SAMPLER_KEYS
 
-__all__ = ["ACCEPTED_INCLUDES", "LOGPROBS", "input_messages", "to_chat_body"]
+__all__ = [
+    "ACCEPTED_INCLUDES",
+    "LISTED_INCLUDES",
+    "LOGPROBS",
+    "input_items",
+    "input_messages",
+    "to_chat_body",
+]
 
 
 def _text_of(content: Any, param: str) -> str:
@@ -126,6 +133,40 @@ def input_messages(value: Any) -> list[dict[str, Any]]:
     return messages
 
 
+# Each input item's id prefix when the client gave it none, as OpenAI's ids begin.
+_ID_PREFIXES = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+}
+
+
+def input_items(value: Any) -> list[dict[str, Any]]:
+    """The input (checked by `input_messages` first) as OpenAI lists a response's input
+    items: each with an id (the client's, or a new one), a type and a status, and a
+    message's text content as a list of parts (`input_text`, or `output_text` in an
+    assistant's turn). The instructions are no item, nor are the turns of a
+    `previous_response_id`: those are that response's input and output."""
+    if isinstance(value, str):
+        value = [{"type": "message", "role": "user", "content": value}]
+    items: list[dict[str, Any]] = []
+    for given in value:
+        item = dict(given)
+        kind = str(item.setdefault("type", "message"))
+        if kind == "message" and not isinstance(item.get("content"), list):
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            text: dict[str, Any] = {"type": part, "text": str(item.get("content") or "")}
+            if part == "output_text":
+                text["annotations"] = []
+            item["content"] = [text]
+        if not item.get("id"):
+            item["id"] = new_id(_ID_PREFIXES.get(kind, "item"))
+        item.setdefault("status", "completed")
+        items.append(item)
+    return items
+
+
 def _tools(value: Any) -> list[dict[str, Any]] | None:
     if value is None:
         return None
@@ -162,6 +203,23 @@ LOGPROBS = "message.output_text.logprobs"
 # `include` values that change nothing here: reasoning is never encrypted (it comes back
 # as summary text, which this server reads back from the input).
 ACCEPTED_INCLUDES = frozenset({LOGPROBS, "reasoning.encrypted_content"})
+
+
+# What a list of input items takes in `include` (the values of openai-python's
+# ResponseIncludable): none changes the items here, which hold no hosted tools' results,
+# images or logprobs.
+LISTED_INCLUDES = frozenset(
+    {
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+        "reasoning.encrypted_content",
+        LOGPROBS,
+    }
+)
 
 
 def _include(value: Any) -> list[str]:

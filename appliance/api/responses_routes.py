@@ -1,5 +1,6 @@
-"""POST /v1/responses (and GET/DELETE of a stored one): the Responses API over the chat
-pipeline, with stored responses so that `previous_response_id` carries a conversation.
+"""POST /v1/responses (and GET/DELETE of a stored one, GET of its input items): the
+Responses API over the chat pipeline, with stored responses so that
+`previous_response_id` carries a conversation.
 
 Stored responses live in the data folder (`responses/<id>.json`, beside the store),
 bounded by count and bytes, oldest dropped first; `store: false` keeps nothing.
@@ -30,7 +31,7 @@ from appliance.api.pipeline import (
     usage_of,
 )
 from appliance.api.responses import ResponseBuilder, new_id
-from appliance.api.responses_request import to_chat_body
+from appliance.api.responses_request import LISTED_INCLUDES, input_items, to_chat_body
 from appliance.api.schemas import parse_chat_request
 from appliance.api.sse import sse_event
 from appliance.engines.protocol import Frame
@@ -99,13 +100,13 @@ def _store(request: Request) -> ResponseStore:
     return store
 
 
-def _not_found(response_id: str) -> APIError:
+def _not_found(response_id: str, param: str | None = "previous_response_id") -> APIError:
     return APIError(
         404,
         f"no stored response '{response_id}' (responses are kept while there is room, and "
         "never with store: false)",
         "invalid_request_error",
-        "previous_response_id",
+        param,
         "response_not_found",
     )
 
@@ -124,6 +125,7 @@ async def create_response(request: Request) -> Response:
             raise _not_found(str(previous))
         history = record["history"]
     chat_body = to_chat_body(body, history)
+    items = input_items(body["input"])  # read by to_chat_body: well formed
     try:
         req = parse_chat_request(
             chat_body,
@@ -155,7 +157,11 @@ async def create_response(request: Request) -> Response:
         if body.get("store", True):
             store.put(
                 builder.id,
-                {"response": builder.response(), "history": conversation + builder.as_history()},
+                {
+                    "response": builder.response(),
+                    "history": conversation + builder.as_history(),
+                    "input_items": items,
+                },
             )
 
     if not req.stream:
@@ -243,6 +249,64 @@ async def get_response(request: Request) -> Response:
     return JSONResponse(record["response"])
 
 
+MAX_LIST_LIMIT = 100
+
+
+def _list_limit(value: str | None) -> int:
+    if value is None:
+        return 20
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise invalid_request(
+            f"'limit' must be an integer from 1 to {MAX_LIST_LIMIT}, not {value!r}", "limit"
+        )
+    return limit
+
+
+async def list_input_items(request: Request) -> Response:
+    """The stored response's own input items, as OpenAI lists them: `order` desc (the
+    default) or asc, `limit` of them (20; at most 100) after the item `after`. The
+    items of a `previous_response_id`'s turns are that response's, not this one's. A
+    response stored before items were kept lists none."""
+    response_id = request.path_params["response_id"]
+    query = request.query_params
+    limit = _list_limit(query.get("limit"))
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise invalid_request(f"'order' must be 'asc' or 'desc', not {order!r}", "order")
+    for name in query.getlist("include") + query.getlist("include[]"):
+        if name not in LISTED_INCLUDES:
+            raise invalid_request(f"'include': unknown value {name!r}", "include")
+    record = _store(request).get(response_id)
+    if record is None:
+        raise _not_found(response_id, None)
+    items: list[dict[str, Any]] = list(record.get("input_items") or [])
+    if order == "desc":
+        items.reverse()
+    start = 0
+    after = query.get("after")
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        if after not in ids:
+            raise invalid_request(
+                f"'after': no input item '{after}' in response '{response_id}'", "after"
+            )
+        start = ids.index(after) + 1
+    page = items[start : start + limit]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": start + limit < len(items),
+        }
+    )
+
+
 async def delete_response(request: Request) -> Response:
     response_id = request.path_params["response_id"]
     if not _store(request).delete(response_id):
@@ -254,4 +318,5 @@ routes = [
     Route("/responses", timed("/v1/responses", create_response), methods=["POST"]),
     Route("/responses/{response_id}", get_response, methods=["GET"]),
     Route("/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
 ]

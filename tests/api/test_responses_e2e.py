@@ -1,7 +1,7 @@
 """The Responses API with the official `openai` client: text (streamed and not), a
 function-call round trip, previous_response_id, the stored response, reasoning items
-sent back to the model, logprobs on the output text, and an answer cut by
-max_output_tokens (incomplete, as OpenAI's)."""
+sent back to the model, logprobs on the output text, an answer cut by
+max_output_tokens (incomplete, as OpenAI's), and a stored response's input items."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from appliance.api.errors import APIError
 from appliance.api.responses import ResponseBuilder
 from appliance.api.responses_request import input_messages, to_chat_body
+from tests.api.test_http_errors import assert_error
 from tests.api.test_tools_e2e import (  # noqa: F401  (the fixtures)
     WEATHER,
     qwen3_daemon,
@@ -101,6 +102,11 @@ def test_function_call_round_trip_with_previous_response_id(
     assert second.status in ("completed", "incomplete")
     assert second.usage is not None and first.usage is not None
     assert second.usage.input_tokens > first.usage.input_tokens  # the history was read
+    # Its input items are its own input (the output of its previous response is not one)
+    output: Any
+    (output,) = c.responses.input_items.list(second.id)
+    assert output.type == "function_call_output" and output.call_id == calls[0].call_id
+    assert output.id.startswith("fco_") and output.output == "18 C"
     with pytest.raises(openai.NotFoundError):
         c.responses.create(model="tiny", input="x", previous_response_id="resp_gone")
 
@@ -377,3 +383,76 @@ def test_errors_name_this_apis_parameters(tools_daemon: Daemon) -> None:  # noqa
         client(tools_daemon).responses.create(model="tiny", input="hi", max_output_tokens=0)
     body = refused.value.body
     assert isinstance(body, dict) and body["param"] == "max_output_tokens", body
+
+
+def test_input_items_of_a_stored_response(tools_daemon: Daemon) -> None:  # noqa: F811
+    """GET /v1/responses/{id}/input_items as OpenAI answers it: the response's input as
+    items with ids, newest first unless order=asc, in pages of `limit` after `after`;
+    the instructions and the turns of a previous_response_id are not this response's
+    input items."""
+    c = client(tools_daemon)
+    given: list[Any] = [
+        {"role": "user", "content": "one"},
+        {"type": "message", "role": "assistant", "content": "two"},
+        {"type": "message", "id": "msg_given", "role": "user", "content": "three"},
+        {"role": "developer", "content": [{"type": "input_text", "text": "four"}]},
+    ]
+    first = c.responses.create(
+        model="tiny", instructions="Be brief.", input=given, max_output_tokens=2
+    )
+    items: list[Any] = list(c.responses.input_items.list(first.id))  # desc: the default
+    assert [item.content[0].text for item in items] == ["four", "three", "two", "one"]
+    assert [item.role for item in items] == ["developer", "user", "assistant", "user"]
+    assert items[1].id == "msg_given"
+    assert all(item.id.startswith("msg_") and item.status == "completed" for item in items)
+    assert items[2].content[0].type == "output_text"
+    assert items[3].content[0].type == "input_text"
+    ids = [item.id for item in items]
+
+    page = c.responses.input_items.list(first.id, order="asc", limit=3)
+    assert [item.id for item in page.data] == ids[::-1][:3] and page.has_more
+    nxt = page.get_next_page()
+    assert [item.id for item in nxt.data] == [ids[0]] and not nxt.has_more
+    # the SDK's paging through every page, one item at a time, in both orders
+    assert [i.id for i in c.responses.input_items.list(first.id, limit=1)] == ids
+    every = c.responses.input_items.list(first.id, limit=1, order="asc")
+    assert [i.id for i in every] == ids[::-1]
+    r = tools_daemon.get(
+        f"/v1/responses/{first.id}/input_items",
+        params={"limit": 2, "after": ids[0], "include[]": "message.input_image.image_url"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "object": "list",
+        "data": [items[1].model_dump(exclude_unset=True), items[2].model_dump(exclude_unset=True)],
+        "first_id": ids[1],
+        "last_id": ids[2],
+        "has_more": True,
+    }
+    # a string input is one user message; the previous response's turns are not listed
+    second = c.responses.create(
+        model="tiny", input="five", previous_response_id=first.id, max_output_tokens=2
+    )
+    only: Any
+    (only,) = c.responses.input_items.list(second.id)
+    assert only.type == "message" and only.role == "user" and only.content[0].text == "five"
+    listed = c.responses.input_items.with_raw_response.list(second.id).http_response.json()
+    assert listed["first_id"] == listed["last_id"] == only.id and listed["has_more"] is False
+
+
+def test_input_items_errors(tools_daemon: Daemon) -> None:  # noqa: F811
+    c = client(tools_daemon)
+    with pytest.raises(openai.NotFoundError):
+        c.responses.input_items.list("resp_missing")
+    assert_error(tools_daemon.get("/v1/responses/resp_missing/input_items"), 404)
+    unstored = c.responses.create(model="tiny", input="hi", max_output_tokens=1, store=False)
+    assert_error(tools_daemon.get(f"/v1/responses/{unstored.id}/input_items"), 404)
+    kept = c.responses.create(model="tiny", input="hi", max_output_tokens=1)
+    path = f"/v1/responses/{kept.id}/input_items"
+    for limit in ("0", "101", "ten"):
+        assert_error(tools_daemon.get(path, params={"limit": limit}), 400, "limit")
+    assert_error(tools_daemon.get(path, params={"order": "newest"}), 400, "order")
+    assert_error(tools_daemon.get(path, params={"after": "msg_nowhere"}), 400, "after")
+    assert_error(tools_daemon.get(path, params={"include[]": "everything"}), 400, "include")
+    with pytest.raises(openai.BadRequestError, match="limit"):
+        c.responses.input_items.list(kept.id, limit=500)
