@@ -198,7 +198,9 @@ class MessageBuilder:
         self.id = f"msg_{uuid.uuid4().hex[:24]}"
         self.model = model
         self.input_tokens = input_tokens  # the whole prompt
-        self.cached_tokens = 0  # of which read from the prompt cache (known at the end)
+        # Of which read from the prompt cache: known once the worker admits the request
+        # (before message_start when streaming), or at the end.
+        self.cached_tokens = 0
         self.blocks: list[dict[str, Any]] = []
         self._open: str | None = None  # "thinking" | "text"
         self._calls: dict[int, dict[str, Any]] = {}
@@ -352,7 +354,7 @@ class MessageBuilder:
                         "stop_reason": self.stop_reason,
                         "stop_sequence": self.stop_sequence,
                     },
-                    # Cumulative, as Anthropic sends it: the cache split is known only now.
+                    # Cumulative, as Anthropic sends it (message_start had the same split).
                     "usage": self.usage(output_tokens),
                 },
             )

@@ -49,11 +49,23 @@ async def create_message(request: Request) -> Response:
         )
         return JSONResponse(builder.message())
 
+    def start() -> list[bytes]:
+        events = [sse_event(name_, data) for name_, data in builder.start()]
+        return [*events, sse_event("ping", {"type": "ping"})]
+
     async def events() -> AsyncIterator[bytes]:
-        for name_, data in builder.start():
-            yield sse_event(name_, data)
-        yield sse_event("ping", {"type": "ping"})
+        started_stream = False
         async for item in frames:
+            if not started_stream:
+                # message_start waits for the frame that says how much of the prompt was
+                # read from the cache (sent as the request gets its sequence, before the
+                # prompt is read), so that its usage has the final split, as Anthropic's.
+                # Engines without one: the first frame, whatever it is.
+                started_stream = True
+                if item["type"] in ("admitted", "done"):
+                    builder.cached_tokens = int(item.get("cached_tokens", 0))
+                for chunk in start():
+                    yield chunk
             if item["type"] == "token":
                 for delta in output.feed(str(item["text"])):
                     for name_, data in builder.feed(delta):
@@ -75,6 +87,9 @@ async def create_message(request: Request) -> Response:
                 for name_, data in ended:
                     yield sse_event(name_, data)
                 return
+        if not started_stream:
+            for chunk in start():
+                yield chunk
 
     async def stream() -> AsyncIterator[bytes]:
         async with aclosing(frames):

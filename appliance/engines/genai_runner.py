@@ -151,6 +151,8 @@ class Runner(RequestInbox):
             seq.state = "prefill"
             self.prompt_tokens_total += len(seq.prompt)
             self.active[seq.request_id] = _Active(seq, generator, self.engine.new_stream())
+            # As the scheduler's: nothing is read from a cache here.
+            self.emit({"type": "admitted", "id": seq.request_id, "cached_tokens": 0})
 
     def _step(self) -> None:
         if not self.active:

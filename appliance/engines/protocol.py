@@ -6,8 +6,9 @@ directions over one Unix socket pair; the worker side is blocking (threads),
 the daemon side is asyncio.
 
 daemon -> worker: generate, embed, cancel, shutdown
-worker -> daemon: ready, load_failed, heartbeat, started, token, prompt (scored prompt
-tokens), done, error, embeddings
+worker -> daemon: ready, load_failed, heartbeat, started, admitted (the request got its
+sequence: the prompt tokens read from the cache), token, prompt
+(scored prompt tokens), done, error, embeddings
 """
 
 from __future__ import annotations

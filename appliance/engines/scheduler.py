@@ -221,6 +221,11 @@ class Scheduler(RequestInbox):
             self.active[seq.seq_id] = seq
             self.prompt_tokens_total += len(seq.prompt)
             self.cached_tokens_total += seq.cached_tokens
+            # The prompt's cache split is known from now on (its `done` says the same):
+            # Anthropic's message_start reports it before the answer.
+            self.emit(
+                {"type": "admitted", "id": seq.request_id, "cached_tokens": seq.cached_tokens}
+            )
 
     # -- one step ---------------------------------------------------------------------------
 

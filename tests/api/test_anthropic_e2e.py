@@ -1,6 +1,7 @@
 """The Anthropic Messages API with the official `anthropic` client: text (streamed and
 not), tool use with a tool_result round trip, token counting, usage split by the prompt
-cache, thinking blocks (their signature, and sent back in the history)."""
+cache (message_start's usage too), thinking blocks (their signature, and sent back in
+the history)."""
 
 from __future__ import annotations
 
@@ -178,6 +179,39 @@ def test_usage_splits_the_prompt_cache_like_anthropic(qwen3_daemon: Daemon) -> N
     with client(qwen3_daemon).messages.stream(**sdk, extra_body={"temperature": 0}) as stream:
         final = stream.get_final_message()
     assert final.usage.cache_read_input_tokens > 0 and prompt_of(final.usage) == counted
+
+
+def test_message_start_has_the_final_cache_split(qwen3_daemon: Daemon) -> None:  # noqa: F811
+    """message_start's usage splits the prompt as the final usage does, as Anthropic's:
+    the same long prompt sent twice, the second read from the prompt cache."""
+    c = client(qwen3_daemon)
+    kw: dict[str, Any] = {
+        "model": "tiny",
+        "max_tokens": 3,
+        "system": "You keep a ledger of what the cache held. " * 12,
+        "messages": [{"role": "user", "content": "Which of these rows were cached twice?"}],
+        "extra_body": {"temperature": 0},
+    }
+    counted = c.messages.count_tokens(**{k: kw[k] for k in ("model", "system", "messages")})
+    assert counted.input_tokens > 100
+
+    def streamed() -> tuple[Any, Any]:
+        with c.messages.stream(**kw) as stream:
+            events = list(stream)
+            final = stream.get_final_message()
+        assert events[0].type == "message_start"
+        return events[0].message.usage, final.usage
+
+    for turn in range(2):
+        start, final = streamed()
+        split = (start.input_tokens, start.cache_read_input_tokens)
+        assert split == (final.input_tokens, final.cache_read_input_tokens), (turn, start, final)
+        assert prompt_of(start) == counted.input_tokens
+        assert start.output_tokens == 0 and final.output_tokens >= 1
+        assert start.cache_creation_input_tokens == 0
+    # the second read most of the prompt from the cache
+    assert start.cache_read_input_tokens > counted.input_tokens // 2
+    assert start.input_tokens < counted.input_tokens // 2
 
 
 def test_thinking_block_gets_a_signature_before_it_closes(qwen3_daemon: Daemon) -> None:  # noqa: F811

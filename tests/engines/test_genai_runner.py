@@ -90,6 +90,10 @@ def test_chunked_prefill_gives_the_runtimes_own_answer(engine: GenaiEngine) -> N
     done = next(f for f in frames if f["type"] == "done")
     assert done["prompt_tokens"] == len(tokens)
     assert texts(frames).get("a", "") == expected_text
+    # As the scheduler: an `admitted` frame (nothing cached here) before the answer
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("admitted") < kinds.index("token")
+    assert next(f for f in frames if f["type"] == "admitted")["cached_tokens"] == 0
 
 
 def test_a_long_prompt_does_not_stop_another_stream(engine: GenaiEngine) -> None:

@@ -179,6 +179,12 @@ def test_prefix_is_reused_across_requests_and_users() -> None:
     run.until_idle()
     assert run.done("again")["cached_tokens"] == 30
     assert run.text("again") == "<42><43><44><45>"
+    # The split is sent as the request gets its sequence, before its first token.
+    for rid, cached in (("first", 0), ("again", 30)):
+        (admitted,) = run.of(rid, "admitted")
+        assert admitted["cached_tokens"] == cached
+        ours = [f for f in run.frames if f["id"] == rid]
+        assert ours.index(admitted) < ours.index(run.of(rid, "token")[0])
 
 
 def test_identical_prompt_reevaluates_only_its_last_token() -> None:
