@@ -32,6 +32,7 @@ __all__ = [
     "from_model_error",
     "invalid_request",
     "is_anthropic_path",
+    "is_anthropic_request",
     "model_not_found",
     "payload_too_large",
     "unauthorized",
@@ -124,6 +125,21 @@ def is_anthropic_path(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS)
 
 
+MODELS_PATHS = ("/v1/models", "/models")
+
+
+def is_anthropic_request(scope: Scope) -> bool:
+    """Whether a request's errors take Anthropic's shape: on the Messages API's paths, and
+    on the models routes when it names an `anthropic-version` (the anthropic SDK's list
+    and retrieve, answered in Anthropic's shape)."""
+    path = str(scope.get("path", ""))
+    if is_anthropic_path(path):
+        return True
+    if not any(path == p or path.startswith(p + "/") for p in MODELS_PATHS):
+        return False
+    return any(name.lower() == b"anthropic-version" for name, _ in scope.get("headers", ()))
+
+
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
     """400: the request is malformed or names an unsupported value."""
     return APIError(400, message, "invalid_request_error", param, code)
@@ -212,9 +228,10 @@ class ErrorResponse(JSONResponse):
     """An error's response: its body in the OpenAI shape, or in Anthropic's when it is sent
     on the Anthropic Messages API's paths.
 
-    The shape is chosen as the response is sent, from the request's path, because the
-    middleware (API keys, the drain, the Host check) and the app's exception handlers that
-    render errors are shared by every API and see no more than the path.
+    The shape is chosen as the response is sent, from the request's path (and, on the
+    models routes, its `anthropic-version` header), because the middleware (API keys, the
+    drain, the Host check) and the app's exception handlers that render errors are shared
+    by every API and see no more than the request's scope.
     """
 
     def __init__(self, err: APIError, headers: dict[str, str] | None = None) -> None:
@@ -222,7 +239,7 @@ class ErrorResponse(JSONResponse):
         super().__init__(err.to_body(), status_code=err.status, headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if is_anthropic_path(str(scope.get("path", ""))):
+        if is_anthropic_request(scope):
             self.body = self.render(self.err.to_anthropic_body())
             self.headers["content-length"] = str(len(self.body))
         await super().__call__(scope, receive, send)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from appliance.api.anthropic_models import model_info, model_page, wants_anthropic
 from appliance.api.chat_choices import chat_choice, chat_n
 from appliance.api.completions import completions as text_completions
 from appliance.api.errors import APIError, error_response
@@ -196,16 +197,24 @@ def _model_object(manager: ModelManager, name: str) -> dict[str, Any]:
 
 async def list_models(request: Request) -> Response:
     """Every model a request can name: those on this box first (a UI that takes the first
-    entry gets one that answers now, also offline), then catalog models pulled on first use."""
+    entry gets one that answers now, also offline), then catalog models pulled on first use.
+    In Anthropic's shape, paged, for a request naming an `anthropic-version`."""
     manager = manager_of(request)
     models = [_model_object(manager, n) for n in manager.known_names()]
     models.sort(key=lambda m: m["meta"]["tier"] == "remote")  # stable: catalog order kept
+    if wants_anthropic(request.headers):
+        query = request.query_params
+        infos = [model_info(m["id"], m["created"]) for m in models]
+        lifecycles = query.getlist("lifecycle[]") + query.getlist("lifecycle")
+        return JSONResponse(model_page(infos, query, lifecycles))
     return JSONResponse({"object": "list", "data": models})
 
 
 async def get_model(request: Request) -> Response:
     manager = manager_of(request)
     name = manager.canonical(request.path_params["model"])
+    if wants_anthropic(request.headers):
+        return JSONResponse(model_info(name, _created(manager, name)))
     return JSONResponse(_model_object(manager, name))
 
 

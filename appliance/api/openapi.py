@@ -158,6 +158,40 @@ _RESPONSE: dict[str, Any] = {
     },
 }
 
+_ANTHROPIC_VERSION: dict[str, Any] = {
+    "name": "anthropic-version",
+    "in": "header",
+    "description": "any value (the anthropic SDK sends one): the answer in Anthropic's shape",
+    "schema": {"type": "string"},
+}
+
+_ANTHROPIC_MODEL_QUERY: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "with anthropic-version: models per page",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
+    },
+    {
+        "name": "after_id",
+        "in": "query",
+        "description": "with anthropic-version: the page after this model",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "before_id",
+        "in": "query",
+        "description": "with anthropic-version: the page before this model",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "lifecycle",
+        "in": "query",
+        "description": "with anthropic-version: only models in these stages (all are active)",
+        "schema": {"type": "array", "items": {"enum": ["active", "deprecated", "retired"]}},
+    },
+]
+
 _INPUT_ITEM_QUERY: list[dict[str, Any]] = [
     {
         "name": "limit",
@@ -608,6 +642,27 @@ _SCHEMAS: dict[str, Any] = {
             "data": {"type": "array", "items": _ref("Model")},
         },
     },
+    "AnthropicModel": {
+        "type": "object",
+        "required": ["type", "id", "display_name", "created_at"],
+        "properties": {
+            "type": {"const": "model"},
+            "id": {"type": "string"},
+            "display_name": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "lifecycle": {"const": "active"},
+        },
+    },
+    "AnthropicModelList": {
+        "type": "object",
+        "required": ["data", "has_more", "first_id", "last_id"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("AnthropicModel")},
+            "has_more": {"type": "boolean", "description": "more in the page's direction"},
+            "first_id": {"type": ["string", "null"]},
+            "last_id": {"type": ["string", "null"]},
+        },
+    },
     "AdminModel": {
         "type": "object",
         "description": "one model as the admin API shows it (name, tier, state, pin, ...)",
@@ -731,15 +786,20 @@ def _paths() -> dict[str, Any]:
             }
         },
         "/v1/models": {
-            "get": _op("list the models", _ok(_ref("ModelList")), tag="openai", errors=())
+            "get": _op(
+                "list the models (in Anthropic's shape, paged, with an anthropic-version)",
+                _ok({"oneOf": [_ref("ModelList"), _ref("AnthropicModelList")]}),
+                tag="openai",
+                params=[_ANTHROPIC_VERSION, *_ANTHROPIC_MODEL_QUERY],
+            )
         },
         "/v1/models/{model}": {
             "get": _op(
-                "one model",
-                _ok(_ref("Model")),
+                "one model (in Anthropic's shape with an anthropic-version)",
+                _ok({"oneOf": [_ref("Model"), _ref("AnthropicModel")]}),
                 tag="openai",
                 errors=(404,),
-                params=[{**_NAME, "name": "model"}],
+                params=[{**_NAME, "name": "model"}, _ANTHROPIC_VERSION],
             )
         },
         "/v1/chat/completions": {

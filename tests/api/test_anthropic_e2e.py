@@ -1,11 +1,13 @@
 """The Anthropic Messages API with the official `anthropic` client: text (streamed and
 not), tool use with a tool_result round trip, token counting, usage split by the prompt
 cache (message_start's usage too), thinking blocks (their signature, and sent back in
-the history)."""
+the history), and the models listed and read in Anthropic's shape."""
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -315,3 +317,64 @@ def test_the_sdks_tool_runner_falls_back_from_message_threads(tools_daemon: Daem
     )
     assert r.status_code == 400
     assert r.json()["error"]["details"]["error_code"] == "thread_unsupported_request"
+
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def anthropic_get(d: Daemon, path: str) -> Any:
+    r = httpx.get(d.url + path, headers={"anthropic-version": "2023-06-01"}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_models_in_anthropics_shape(tools_daemon: Daemon) -> None:  # noqa: F811
+    """The anthropic SDK's models.list() and retrieve() read Anthropic's shape, paged
+    with limit, after_id and before_id; the same paths without `anthropic-version` keep
+    OpenAI's shape."""
+    c = client(tools_daemon)
+    openai_shape = tools_daemon.get("/v1/models").json()
+    assert set(openai_shape) == {"object", "data"} and openai_shape["object"] == "list"
+    ids = [m["id"] for m in openai_shape["data"]]
+    assert len(ids) >= 6 and all(m["object"] == "model" for m in openai_shape["data"])
+
+    listed = list(c.models.list())
+    assert [m.id for m in listed] == ids  # the same models, in the same order
+    for m in listed:
+        assert m.type == "model" and m.display_name == m.id and m.lifecycle == "active"
+        assert isinstance(m.created_at, datetime)
+    raw = anthropic_get(tools_daemon, "/v1/models")
+    assert set(raw) == {"data", "has_more", "first_id", "last_id"}
+    assert raw["has_more"] is False and (raw["first_id"], raw["last_id"]) == (ids[0], ids[-1])
+    assert set(raw["data"][0]) == {"type", "id", "display_name", "created_at", "lifecycle"}
+    assert all(RFC3339.match(m["created_at"]) for m in raw["data"])
+
+    page = c.models.list(limit=2)
+    assert [m.id for m in page.data] == ids[:2] and page.has_more
+    assert (page.first_id, page.last_id) == (ids[0], ids[1])
+    assert [m.id for m in c.models.list(limit=2)] == ids  # the SDK pages through all
+    after = c.models.list(after_id=ids[1], limit=3)
+    assert [m.id for m in after.data] == ids[2:5] and after.has_more == (len(ids) > 5)
+    before = c.models.list(before_id=ids[4], limit=2)
+    assert [m.id for m in before.data] == ids[2:4] and before.has_more
+    # paging backwards from before_id reaches the first model
+    assert [m.id for m in c.models.list(before_id=ids[4], limit=3)] == ids[1:4] + ids[:1]
+    first = c.models.list(before_id=ids[2], limit=5)
+    assert [m.id for m in first.data] == ids[:2] and not first.has_more
+    assert c.models.list(lifecycle=["retired"]).data == []
+    assert [m.id for m in c.models.list(lifecycle=["active"], limit=100)] == ids
+
+    one = c.models.retrieve("tiny")
+    assert (one.type, one.id, one.display_name, one.lifecycle) == (
+        "model",
+        "tiny",
+        "tiny",
+        "active",
+    )
+    assert c.models.retrieve("tiny-alias").id == "tiny"  # an alias names its model
+    read = anthropic_get(tools_daemon, "/v1/models/tiny")
+    assert read == raw["data"][ids.index("tiny")]
+    assert tools_daemon.get("/v1/models/tiny").json()["object"] == "model"  # OpenAI's
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        c.models.retrieve("no-such-model")
+    assert missing.value.body["error"]["type"] == "not_found_error"

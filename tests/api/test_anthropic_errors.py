@@ -111,6 +111,41 @@ def test_request_errors_in_anthropic_shape(keyed: Daemon) -> None:
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
 
 
+def test_models_errors_in_anthropic_shape_when_asked_for(keyed: Daemon) -> None:
+    """The models routes answer a request naming `anthropic-version` in Anthropic's shape,
+    its errors too (the middleware's included); without it, OpenAI's."""
+    anthropic_headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+
+    def get(path: str, headers: dict[str, str], **params: str) -> httpx.Response:
+        return httpx.get(keyed.url + path, headers=headers, params=params, timeout=60)
+
+    bad = get("/v1/models", anthropic_headers, limit="0")
+    assert "limit" in anthropic_error(bad, 400, "invalid_request_error")
+    anthropic_error(
+        get("/v1/models", anthropic_headers, limit="1001"), 400, "invalid_request_error"
+    )
+    both = get("/v1/models", anthropic_headers, after_id="tiny", before_id="tiny")
+    assert "not both" in anthropic_error(both, 400, "invalid_request_error")
+    nowhere = get("/v1/models", anthropic_headers, after_id="no-such-model")
+    assert "no-such-model" in anthropic_error(nowhere, 400, "invalid_request_error")
+    lifecycle = get("/v1/models", anthropic_headers, **{"lifecycle[]": "forever"})
+    anthropic_error(lifecycle, 400, "invalid_request_error")
+    for path in ("/v1/models/no-such-model", "/models/no-such-model"):
+        anthropic_error(get(path, anthropic_headers), 404, "not_found_error")
+    wrong = {**anthropic_headers, "x-api-key": "wrong"}
+    anthropic_error(get("/v1/models", wrong), 401, "authentication_error")
+    assert get("/models", anthropic_headers).json()["data"][0]["type"] == "model"
+    with pytest.raises(anthropic.AuthenticationError):
+        client(keyed, key="wrong").models.list()
+    # Without the header: OpenAI's shape, its errors too.
+    openai_headers = {"Authorization": f"Bearer {KEY}"}
+    r = get("/v1/models/no-such-model", openai_headers)
+    assert r.status_code == 404 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+    r = get("/v1/models", {"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert get("/v1/models", openai_headers, limit="0").json()["object"] == "list"
+
+
 def test_the_sdk_raises_its_error_classes_with_the_body(keyed: Daemon) -> None:
     kw: dict[str, Any] = {"model": "tiny", "max_tokens": 4, "messages": HELLO}
     with pytest.raises(anthropic.NotFoundError) as not_found:
