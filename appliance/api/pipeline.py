@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -28,6 +29,8 @@ from appliance.engines.supervisor import QueueFull
 from appliance.telemetry.sampler import RequestTrack
 from appliance.tiers.errors import ModelError
 from appliance.tiers.manager import ModelManager
+
+log = logging.getLogger("appliance.api")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -168,14 +171,66 @@ async def _finish_after(
         track.finish(response.status_code)
 
 
+# Frames that show a request ran in its worker: after one, a crash is the request's too.
+_RAN = frozenset({"admitted", "token", "prompt", "done"})
+
+
 async def worker_frames(
     request: Request, name: str, frame: Frame, want_embedding: bool | None
 ) -> AsyncGenerator[Frame, None]:
     """The frames of one request to `name`'s worker (loaded if it is not); `want_embedding`
-    None takes either kind of model."""
+    None takes either kind of model. A generation its worker had queued but not yet run
+    when the worker crashed is sent once more, to the restarted worker: the crash was
+    another request's, and this one loses nothing (its client sees one answer)."""
     track: RequestTrack | None = getattr(request.state, "track", None)
     if track is not None:
         track.model = name
+    timeout_s: float = request.app.state.settings.request_timeout_s
+    deadline = time.monotonic() + timeout_s
+    started_sent = ran = False
+    for attempt in range(2):
+        crash: Frame | None = None
+        try:
+            async with aclosing(_attempt(request, name, frame, want_embedding, deadline)) as got:
+                async for item in got:
+                    if item["type"] == "started" and started_sent:
+                        continue  # the resubmission's: the consumer has its first already
+                    if attempt == 0 and not ran and _crashed(item, frame):
+                        crash = item
+                        break
+                    started_sent = started_sent or item["type"] == "started"
+                    ran = ran or item["type"] in _RAN
+                    if track is not None:
+                        track.frame(item)
+                    yield item
+        except (APIError, ModelError) as exc:
+            if attempt == 0:
+                raise
+            err = exc if isinstance(exc, APIError) else from_model_error(exc)
+            # Mid-answer for the consumer (its first frame came): an error frame, not a raise.
+            message = (
+                f"the engine worker for model '{name}' crashed while this request waited, "
+                f"and its restart failed: {err.message}"
+            )
+            yield {"type": "error", "status": err.status, "code": err.code, "message": message}
+            return
+        if crash is None:
+            return
+        log.warning("model %s: a request its crashed worker had not run is sent again", name)
+
+
+def _crashed(item: Frame, frame: Frame) -> bool:
+    """A report that the worker crashed, for a generation (which can be sent again)."""
+    return (
+        item["type"] == "error"
+        and item.get("code") == "engine_crashed"
+        and frame.get("type") == "generate"
+    )
+
+
+async def _attempt(
+    request: Request, name: str, frame: Frame, want_embedding: bool | None, deadline: float
+) -> AsyncGenerator[Frame, None]:
     async with manager_of(request).use(name) as worker:
         if want_embedding is not None and worker.spec.embedding != want_embedding:
             if want_embedding:
@@ -187,13 +242,12 @@ async def worker_frames(
             raise invalid_request(
                 f"model '{name}' is an embedding model; use it with /v1/embeddings", "model"
             )
-        if worker.spec.deterministic and frame.get("type") == "generate":
-            frame = {**frame, "params": {**frame.get("params", {}), "deterministic": True}}
+        sent = frame
+        if worker.spec.deterministic and sent.get("type") == "generate":
+            sent = {**sent, "params": {**sent.get("params", {}), "deterministic": True}}
         timeout_s: float = request.app.state.settings.request_timeout_s
         try:
-            async for item in _with_deadline(worker.request(frame), timeout_s):
-                if track is not None:
-                    track.frame(item)
+            async for item in _with_deadline(worker.request(sent), timeout_s, deadline):
                 yield item
         except QueueFull as exc:
             raise APIError(
@@ -207,11 +261,11 @@ async def worker_frames(
 
 
 async def _with_deadline(
-    frames: AsyncGenerator[Frame, None], timeout_s: float
+    frames: AsyncGenerator[Frame, None], timeout_s: float, deadline: float
 ) -> AsyncIterator[Frame]:
-    """The frames of one request until `timeout_s` has passed (queue wait included); then
-    the request is cancelled in the worker and ends with a `request_timeout` error frame."""
-    deadline = time.monotonic() + timeout_s
+    """The frames of one request until `deadline` (`timeout_s` after it came, queue wait
+    included); then the request is cancelled in the worker and ends with a
+    `request_timeout` error frame."""
     async with aclosing(frames):
         while True:
             remaining = deadline - time.monotonic()

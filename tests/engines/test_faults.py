@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,11 @@ keep_alive = "forever"
 [models.slow]
 source = "{models_dir / "slow.gguf"}"
 context = 4096
+
+[models.single]
+source = "{models_dir / "slow.gguf"}"
+context = 4096
+parallel = 1
 '''
     catalog = write_catalog(home / "catalog.toml", models_dir, extra)
     d = start_daemon(
@@ -75,6 +81,57 @@ def test_killed_worker_fails_its_stream_then_restarts(fault_daemon: Daemon) -> N
     r = client(fault_daemon).chat.completions.create(model="slow", messages=USER, max_tokens=2)
     assert r.choices
     assert fault_daemon.model("slow")["pid"] not in (None, pid)
+
+
+def test_requests_queued_in_a_crashed_worker_are_answered_by_its_restart(
+    fault_daemon: Daemon,
+) -> None:
+    """A crash fails the request that was running; the ones waiting behind it had not run,
+    so they are sent again to the restarted worker and answered, not failed."""
+    d = fault_daemon
+    pid = loaded_pid(d, "single")
+    running = client(d).chat.completions.create(
+        model="single",
+        messages=USER,
+        max_tokens=100000,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    next(iter(running))
+    results: dict[str, object] = {}
+
+    def ask(key: str, stream: bool) -> None:
+        try:
+            if stream:
+                chunks = client(d).chat.completions.create(
+                    model="single", messages=USER, max_tokens=4, stream=True
+                )
+                results[key] = [c.choices[0].finish_reason for c in chunks if c.choices]
+            else:
+                answer = client(d).chat.completions.create(
+                    model="single", messages=USER, max_tokens=4
+                )
+                results[key] = answer.usage
+        except Exception as exc:  # the assertions below say which failed
+            results[key] = exc
+
+    waiting = [threading.Thread(target=ask, args=(k, k == "stream")) for k in ("whole", "stream")]
+    for t in waiting:
+        t.start()
+    wait_for(lambda: d.model("single")["active_requests"] == 3)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(openai.APIError, match="killed by SIGKILL"):
+        for _ in running:
+            pass
+    for t in waiting:
+        t.join(120)
+    usage = results["whole"]
+    assert isinstance(usage, openai.types.CompletionUsage), usage
+    assert usage.completion_tokens == 4 and usage.prompt_tokens > 0
+    finishes = results["stream"]
+    assert isinstance(finishes, list) and finishes[-1] == "length", finishes
+    assert d.model("single")["pid"] not in (None, pid)
+    assert "sent again" in d.log()
 
 
 def test_a_model_pinned_hot_comes_back_up_after_its_worker_is_killed(
