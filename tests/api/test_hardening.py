@@ -144,7 +144,25 @@ def test_hosts_naming_the_daemon_are_served(bound: BoundDaemon, host: str) -> No
 
 
 @pytest.mark.parametrize(
-    "host", ["evil.example", "evil.example:{port}", "localhost.evil.example", "127.0.0.3", "[::2]"]
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "localhost.evil.example",
+        "127.0.0.3",
+        "[::2]",
+        # Malformed: a served name in front of something else is no served name.
+        "localhost:{port}@evil.example",
+        "localhost@evil.example",
+        "127.0.0.1:{port}/evil.example",
+        "[::1]evil.example",
+        "[::1]:{port}@evil.example",
+        "localhost:{port}:{port}",
+        "localhost:evil",
+        "localhost:999999",
+        "box.lan..",
+        "[localhost]",
+    ],
 )
 def test_other_hosts_get_421_saying_how_to_allow_them(bound: BoundDaemon, host: str) -> None:
     for path in ("/health", "/v1/models", "/admin/models"):
@@ -158,6 +176,66 @@ def test_other_hosts_get_421_saying_how_to_allow_them(bound: BoundDaemon, host: 
         timeout=30,
     )
     assert_error(r, 421, code="host_not_allowed")
+
+
+def test_a_host_header_is_a_name_or_ip_literal_with_an_optional_port() -> None:
+    from appliance.api.host_check import request_host
+
+    assert request_host("LocalHost.:8750") == "localhost"
+    assert request_host("[::1]:8750") == "::1"
+    assert request_host("[FE80::1]") == "fe80::1"
+    assert request_host("192.168.1.5") == "192.168.1.5"
+    assert request_host("box_1.lan:80") == "box_1.lan"
+    assert request_host("localhost:") == "localhost"  # an empty port is RFC 3986's
+    for bad in (
+        "localhost:8750@evil.example",
+        "user@localhost",
+        "[::1]evil",
+        "[::1",
+        "[evil.example]",
+        "::1",
+        "localhost:8750:8750",
+        "localhost:65536",
+        ".localhost",
+        "local host",
+        "",
+    ):
+        assert request_host(bad) is None, bad
+
+
+def test_a_request_with_two_host_headers_is_refused() -> None:
+    """h11 refuses it already; the check does not rely on the server's parser."""
+    import asyncio
+
+    from starlette.types import Message
+
+    from appliance.api.host_check import HostCheckMiddleware
+
+    served: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        served.append(True)
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    check = HostCheckMiddleware(app, bind_host="127.0.0.1")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/health",
+        "headers": [(b"host", b"localhost"), (b"host", b"evil.example")],
+    }
+    asyncio.run(check(scope, receive, send))
+    assert not served and sent[0]["status"] == 421
+    scope["headers"] = [(b"host", b"localhost")]
+    asyncio.run(check(scope, receive, send))
+    assert served
 
 
 def test_no_cors_headers_for_a_foreign_origin(bound: BoundDaemon) -> None:
