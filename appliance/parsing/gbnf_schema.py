@@ -8,7 +8,9 @@ literals (backslashes, characters beyond the BMP). Patterns are written here, fr
 Python's own regex parse (the converter's takes no ``(?:``, ``\\d`` or escaped dots, and
 its counts nest too deep for llama.cpp); one that cannot be written is dropped alone,
 its ``format`` and every other constraint kept. What llama.cpp would refuse, a count
-beyond its limit or a ``$ref`` cycle, is a :class:`SchemaGrammarError`. Its own module
+beyond its limit or a left-recursive ``$ref`` cycle, is a :class:`SchemaGrammarError`;
+so is a cycle through required parts, whose values never end (llama.cpp takes its
+grammar, and the model nests until its tokens run out). Its own module
 because it is the one part of the GBNF output that knows JSON Schema;
 :mod:`appliance.parsing.gbnf` only places its rules.
 """
@@ -210,6 +212,75 @@ def _check_ref_cycles(whole: Mapping[str, Any]) -> None:
         walk(ref, [])
 
 
+def _blocking_ref(node: Any, defs: Mapping[str, Any], ends: set[str]) -> str | None:
+    """None when a value of ``node`` can be written to its end, given that values of
+    the refs in ``ends`` can; else a ref, not in ``ends``, that every value of ``node``
+    must hold (through a required property, a prefix item or a least count of items).
+    Keywords are read in the converter's order: "$ref", then "oneOf" or "anyOf"."""
+    if not isinstance(node, dict):
+        return None
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        known = ref.removeprefix("#/$defs/") in defs
+        return ref if known and ref not in ends else None
+    alternatives = node.get("oneOf") or node.get("anyOf")
+    if isinstance(alternatives, list) and alternatives:
+        blocked = [_blocking_ref(a, defs, ends) for a in alternatives]
+        return None if None in blocked else blocked[0]
+    if "const" in node or "enum" in node:
+        return None
+    needed: list[Any] = []
+    all_of = node.get("allOf")
+    if isinstance(all_of, list):
+        needed += all_of
+    props, required = node.get("properties"), node.get("required")
+    if isinstance(props, dict) and isinstance(required, list):
+        needed += [props[r] for r in required if isinstance(r, str) and r in props]
+    prefix = node.get("prefixItems")
+    prefix = prefix if isinstance(prefix, list) else []
+    needed += prefix
+    items, least = node.get("items"), nonnegative_int(node.get("minItems")) or 0
+    if isinstance(items, dict) and least > len(prefix):
+        needed.append(items)
+    for part in needed:
+        blocking = _blocking_ref(part, defs, ends)
+        if blocking is not None:
+            return blocking
+    return None
+
+
+def _check_endless_refs(whole: Mapping[str, Any]) -> None:
+    """Refs whose every value holds another value of themselves (a required property
+    that refers back, ``{"properties": {"x": {"$ref": "#"}}, "required": ["x"]}``) have
+    no value that ends: the grammar would let the model nest forever. Say which cycle,
+    as for the left-recursive ones; recursion through an optional part is fine."""
+    defs = whole.get("$defs") or {}
+    refs = sorted({*_all_refs(whole)})
+    ends: set[str] = set()  # the refs that have values that end, to a fixed point
+    grown = True
+    while grown:
+        grown = False
+        for ref in refs:
+            target = defs.get(ref.removeprefix("#/$defs/"))
+            if ref not in ends and (target is None or _blocking_ref(target, defs, ends) is None):
+                ends.add(ref)
+                grown = True
+    endless = _blocking_ref(dict(whole), defs, ends) or next(
+        (r for r in refs if r not in ends), None
+    )
+    path: list[str] = []
+    while endless is not None and endless not in path:
+        path.append(endless)
+        endless = _blocking_ref(defs.get(endless.removeprefix("#/$defs/")), defs, ends)
+    if endless is not None:
+        cycle = [*path[path.index(endless) :], endless]
+        raise SchemaGrammarError(
+            f"$ref cycle {' -> '.join(cycle)}: a value of each must hold a value of the "
+            "next (a required property or item), so no value ever ends; make one of them "
+            "optional"
+        )
+
+
 @functools.cache
 def _converter_class() -> Any:
     from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
@@ -309,6 +380,7 @@ def convert_json(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[st
     if defs:
         whole["$defs"] = copy.deepcopy(dict(defs))
     _check_ref_cycles(whole)
+    _check_endless_refs(whole)
     # Patterns the converter cannot take are dropped one by one as it goes; the
     # second attempt is for anything else it asserts on.
     for attempt in (whole, _without(whole, ("pattern", "format"))):

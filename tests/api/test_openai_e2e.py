@@ -313,6 +313,57 @@ def test_a_schema_no_grammar_can_follow_is_a_400_not_a_crashed_engine(
     assert r.choices[0].finish_reason in ("length", "stop")
 
 
+def test_a_schema_whose_values_never_end_is_a_400_and_optional_recursion_is_served(
+    client: openai.OpenAI,
+) -> None:
+    """A node that must hold a node (its definitions inside the property that uses
+    them) has no value that ends: the model nested until max_tokens. It is a $ref
+    cycle, refused like the others; with the recursion optional it is served."""
+    node = {
+        "type": "object",
+        "properties": {"x": {"$ref": "#/properties/a/$defs/n"}},
+        "required": ["x"],
+    }
+    endless = {
+        "type": "object",
+        "properties": {"a": {"$defs": {"n": node}, "$ref": "#/properties/a/$defs/n"}},
+        "required": ["a"],
+    }
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="tiny",
+            messages=USER,
+            max_tokens=30,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": endless},
+            },
+        )
+    body = refused.value.body
+    assert isinstance(body, dict) and body["code"] == "invalid_json_schema", body
+    assert body["param"] == "response_format" and "$ref cycle" in body["message"], body
+    # (a shorter one: the tiny model's context holds the tools' description)
+    itself = {"type": "object", "properties": {"x": {"$ref": "#"}}, "required": ["x"]}
+    tool = {"type": "function", "function": {"name": "f", "parameters": itself}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="tiny", messages=USER, max_tokens=2, tools=[tool], tool_choice="required"
+        )
+    body = refused.value.body
+    assert isinstance(body, dict) and body["param"] == "tools", body
+    assert body["code"] == "invalid_tool_schema" and "$ref cycle" in body["message"], body
+    node.pop("required")
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=USER,
+        max_tokens=60,
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": endless}},
+    )
+    if r.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(r.choices[0].message.content or ""), dict)
+
+
 def test_json_schema_response_format(client: openai.OpenAI) -> None:
     schema = {
         "type": "object",

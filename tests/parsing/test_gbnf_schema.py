@@ -262,3 +262,93 @@ def test_ref_cycles_are_errors(llm: Any) -> None:
         tool_call_gbnf(Family.HERMES, tools, parallel=True)
     tree = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}}
     assert accepted_by_llama_cpp(llm, json_gbnf(tree))
+
+
+# A node whose "x" is a node again, its definitions inside the property that uses them.
+NESTED_NODE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "a": {
+            "$defs": {
+                "n": {"type": "object", "properties": {"x": {"$ref": "#/properties/a/$defs/n"}}}
+            },
+            "$ref": "#/properties/a/$defs/n",
+        }
+    },
+}
+
+
+def required(schema: dict[str, Any], *path: str) -> dict[str, Any]:
+    """``schema`` (a copy) with the property at the end of ``path`` required."""
+    out = json.loads(json.dumps(schema))
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node["required"] = [path[-1]]
+    return out
+
+
+def test_refs_whose_values_never_end_are_errors(llm: Any) -> None:
+    """A value that must hold another of itself (a required property or item that
+    refers back) never ends: llama.cpp takes the grammar, and the model nests until its
+    tokens run out. It is a cycle error like the left-recursive ones, wherever the
+    definitions sit; recursion through an optional part stays a grammar."""
+    inner = ("properties", "a", "$defs", "n", "x")
+    for schema in (
+        required(NESTED_NODE, *inner),
+        required(required(NESTED_NODE, *inner), "a"),
+        {"type": "object", "properties": {"x": {"$ref": "#"}}, "required": ["x"]},
+        {
+            "type": "object",
+            "properties": {"kids": {"type": "array", "items": {"$ref": "#"}, "minItems": 1}},
+            "required": ["kids"],
+        },
+        {"type": "array", "prefixItems": [{"$ref": "#"}]},
+        {
+            "$defs": {
+                "a": {
+                    "type": "object",
+                    "properties": {"b": {"$ref": "#/$defs/b"}},
+                    "required": ["b"],
+                },
+                "b": {"type": "array", "items": {"$ref": "#/$defs/a"}, "minItems": 2},
+            },
+            "type": "object",
+            "properties": {"a": {"$ref": "#/$defs/a"}},
+            "required": ["a"],
+        },
+        {
+            "definitions": {
+                "a": {
+                    "anyOf": [
+                        {"type": "object", "properties": {"x": {"$ref": "#/definitions/a"}}},
+                        {"type": "array", "items": {"$ref": "#/definitions/a"}},
+                    ],
+                    "required": ["x"],
+                    "minItems": 1,
+                }
+            },
+            "$ref": "#/definitions/a",
+        },
+    ):
+        with pytest.raises(SchemaGrammarError, match=r"\$ref cycle .*->.*no value ever ends"):
+            json_gbnf(schema)
+        if schema.get("type") == "array":
+            continue  # a tool's arguments are an object
+        tools = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+        with pytest.raises(SchemaGrammarError, match=r"\$ref cycle"):
+            tool_call_gbnf(Family.HERMES, tools, parallel=True)
+    linked = {
+        "type": "object",
+        "properties": {"next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}},
+        "required": ["next"],
+    }
+    for schema in (
+        NESTED_NODE,
+        required(NESTED_NODE, "a"),
+        linked,
+        {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}},
+        {"type": "array", "items": {"$ref": "#"}, "minItems": 0},
+        {"type": "object", "properties": {"x": {"$ref": "#/$defs/nowhere"}}, "required": ["x"]},
+    ):
+        assert accepted_by_llama_cpp(llm, json_gbnf(schema)), schema
