@@ -499,6 +499,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         or (path / "modules.json").is_file()
     ):
         info = read_model_info(path)
+        if info.format == "gguf":
+            from appliance.store.engine_arch import check_architecture
+
+            check_architecture(info.architecture)  # as an import would
         data = inspect_payload(info, serving_for(None, local, info), local.prompt_cache_ram_bytes)
     else:
         try:

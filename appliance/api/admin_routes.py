@@ -527,6 +527,16 @@ def _outside(path: Path, dirs: tuple[Path, ...]) -> APIError:
 
 
 _GGUF_PROBLEMS = (
+    (
+        "is not an architecture llama.cpp",
+        "its general.architecture is not one the engine's llama.cpp can load (a newer "
+        "llama-cpp-python may)",
+    ),
+    (
+        "is 0 but the layer has attention weights",
+        "its attention.head_count is 0 for a layer that has attention weights, which "
+        "llama.cpp cannot load",
+    ),
     ("old ", "it is in an old pre-GGUF llama.cpp format; convert it with a current llama.cpp"),
     ("not a regular file", "it is not a regular file"),
     ("is only", "it is too small to be a GGUF file"),

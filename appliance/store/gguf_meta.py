@@ -55,6 +55,8 @@ _PRINTABLE_NAME_RE = re.compile(r"[\x21-\x7e]{1,96}")
 # feature-width embeddings): their metadata is not held against it.
 _OWN_TENSOR_LAYOUT = frozenset({"wavtokenizer-dec"})
 _LAYER_RE = re.compile(r"(enc\.|dec\.)?blk\.(\d{1,9})\.")
+# A layer's attention query weights: llama.cpp sizes them by the layer's head count.
+_ATTENTION_RE = re.compile(r"(?:enc\.|dec\.)?blk\.(\d{1,9})\.attn_(?:q|qkv)\.weight")
 
 # Architectures that are embedding encoders even when no pooling type is written.
 EMBEDDING_ARCHITECTURES = frozenset(
@@ -656,6 +658,22 @@ def _check_consistent(
 
     if not tensor_names or arch in _OWN_TENSOR_LAYOUT:
         return  # a vocabulary-only file (or another layout): nothing to hold the numbers against
+
+    # 0 heads is an attention-free layer (Mamba, RWKV, a hybrid's recurrent layers); a
+    # layer with query weights and 0 heads fails llama.cpp's load ("wrong shape").
+    for name in tensor_names:
+        m = _ATTENTION_RE.fullmatch(name)
+        if m is None or not heads:
+            continue
+        layer = int(m.group(1))
+        if len(heads) == 1 or layer < len(heads):
+            n_head = heads[layer if len(heads) > 1 else 0]
+            if n_head == 0:
+                where = f" in layer {layer}" if len(heads) > 1 else ""
+                raise bad(
+                    f"{arch}.attention.head_count{where} is 0 but the layer has attention "
+                    f"weights ({name})"
+                )
 
     if n_embd and token_embd_dims and token_embd_dims[0] != n_embd:
         raise bad(

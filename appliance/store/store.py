@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from appliance.store.engine_arch import check_architecture
 from appliance.store.errors import (
     AmbiguousFileError,
     DiskFullError,
@@ -321,7 +322,8 @@ class Store:
             return import_folder(self, src, name)
         model_name = safe_model_name(name) if name is not None else default_model_name(src.name)
         self.layout.check_name_free(model_name)  # before copying: the manifest would refuse
-        validate_gguf(src)  # refuse garbage before copying anything
+        info = validate_gguf(src)  # refuse garbage before copying anything
+        check_architecture(info.architecture)  # and what llama.cpp cannot load
         size = src.stat().st_size
         self._check_disk(size, src.name)
         tmp = self.layout.tmp_dir / f"import-{uuid.uuid4().hex}.partial"

@@ -392,6 +392,39 @@ def test_import_errors_never_quote_the_file(bound: BoundDaemon, user_home: Path)
     assert "SECRET" not in err["message"]
 
 
+def test_imports_of_models_llama_cpp_cannot_load_are_refused(
+    bound: BoundDaemon, user_home: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    """An architecture this llama.cpp does not know, and attention layers without heads,
+    were imported and failed at the first load: refused at import, saying which (the
+    API in fixed words, the CLI on the box with the names)."""
+    from tests.store.test_gguf_lies import set_architecture, set_u32
+
+    tiny = (models_dir / "tiny.gguf").read_bytes()
+    alien = user_home / "alien.gguf"
+    alien.write_bytes(set_architecture(tiny, "fooba"))
+    headless = user_home / "headless.gguf"
+    headless.write_bytes(set_u32(tiny, "llama.attention.head_count", 0))
+    for path, said in (
+        (alien, "its general.architecture is not one the engine's llama.cpp can load"),
+        (headless, "its attention.head_count is 0 for a layer that has attention weights"),
+    ):
+        err = assert_error(import_path(bound, path), 400, "path")
+        assert str(path) in err["message"] and said in err["message"], err
+    listed = httpx.get(bound.url + "/admin/models", timeout=30).text
+    assert "alien" not in listed and "headless" not in listed
+
+    cli = ("--url", f"http://127.0.0.1:{free_port()}")  # no daemon: the local store
+    for path, said in (
+        (alien, "general.architecture 'fooba' is not an architecture llama.cpp"),
+        (headless, "llama.attention.head_count is 0 but the layer has attention weights"),
+    ):
+        r = run_cli("import", str(path), *cli, home=tmp_path / "home")
+        assert r.returncode == 1 and said in r.stderr, r.stderr
+        r = run_cli("inspect", str(path), home=tmp_path / "home")
+        assert r.returncode == 1 and said in r.stderr, r.stderr
+
+
 def test_imports_only_from_allowed_folders(
     bound: BoundDaemon, user_home: Path, models_dir: Path, tmp_path: Path
 ) -> None:

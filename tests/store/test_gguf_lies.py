@@ -39,6 +39,15 @@ def set_u32(data: bytes, key: str, value: int) -> bytes:
     return data[:at] + struct.pack("<I", value) + data[at + 4 :]
 
 
+def set_architecture(data: bytes, arch: str) -> bytes:
+    """A tiny llama GGUF as one of `arch` (as long as "llama"): its name and its keys."""
+    assert len(arch) == len("llama")
+    at = _key_at(data, "general.architecture")
+    assert data[at : at + 13] == struct.pack("<Q", 5) + b"llama"
+    data = data[:at] + struct.pack("<Q", 5) + arch.encode() + data[at + 13 :]
+    return data.replace(b"llama.", arch.encode() + b".")
+
+
 def rename(data: bytes, old: str, new: str) -> bytes:
     assert len(old) == len(new)
     return data.replace(old.encode(), new.encode())
@@ -98,6 +107,11 @@ def test_the_valid_file_passes(tmp_path: Path, valid: bytes) -> None:
             lambda d: set_u32(d, "llama.attention.head_count_kv", 8),
             r"head_count_kv \(8\) does not divide",
         ),
+        (  # llama.cpp sizes attn_q by the heads: it refused the load, not the import
+            lambda d: set_u32(d, "llama.attention.head_count", 0),
+            r"^inconsistent GGUF: llama\.attention\.head_count is 0 but the layer has "
+            r"attention weights \(blk\.0\.attn_q\.weight\)$",
+        ),
         (
             lambda d: set_u32(d, "llama.context_length", 0xFFFFFFFF),
             r"llama\.context_length is 4294967295 \(expected 1 to 67108864\)",
@@ -121,6 +135,7 @@ def test_the_valid_file_passes(tmp_path: Path, valid: bytes) -> None:
         "heads",
         "kv-heads",
         "kv-above-heads",
+        "zero-heads",
         "huge-context",
         "zero-context",
         "huge-embd",
@@ -149,6 +164,13 @@ def test_per_layer_head_counts_are_checked_per_layer(tmp_path: Path) -> None:
 
     bad = [kv_u32("llama.block_count", 2), kv_u32("llama.embedding_length", 64), heads(8, 6)]
     refused(tmp_path, build(bad, t, data_len=64), r"head_count in layer 1 \(6\) does not divide")
+    # A layer with 0 heads is one without attention: not one with attention weights.
+    attention = [tinfo("blk.0.w", [4], F32, 0), tinfo("blk.1.attn_qkv.weight", [4], F32, 32)]
+    refused(
+        tmp_path,
+        build(ok, attention, data_len=64),
+        r"head_count in layer 1 is 0 but the layer has attention weights \(blk\.1\.attn_qkv",
+    )
     short = [kv_u32("llama.block_count", 2), heads(8)]
     refused(tmp_path, build(short, t, data_len=64), r"head_count has 1 values but block_count is 2")
     # An explicit head size (Gemma: 16 heads x 256 > 3072) frees heads from dividing.
@@ -160,6 +182,13 @@ def test_per_layer_head_counts_are_checked_per_layer(tmp_path: Path) -> None:
     ]
     p.write_bytes(build(gemma, t, data_len=64))
     assert read_gguf_info(p).key_length == 256
+
+
+def test_attention_free_layers_have_no_heads(tmp_path: Path) -> None:
+    """Mamba (and RWKV) write head_count 0, as their converters do: not a contradiction."""
+    from appliance.tiny_model import write_tiny_mamba_gguf
+
+    assert read_gguf_info(write_tiny_mamba_gguf(tmp_path / "mamba.gguf")).head_count == 0
 
 
 def test_encoder_decoder_layers_count_against_their_own_keys(tmp_path: Path) -> None:

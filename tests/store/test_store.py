@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -321,6 +322,31 @@ def test_import_refuses_garbage(tmp_path: Path) -> None:
         store.import_file(junk)
     with pytest.raises(GGUFError, match="no such file"):
         store.import_file(tmp_path / "missing.gguf")
+    assert store_files(store) == {"blobs": [], "tmp": [], "manifests": []}
+
+
+def test_import_refuses_an_architecture_llama_cpp_cannot_load(
+    tmp_path: Path, tiny_bytes: bytes
+) -> None:
+    """A sound GGUF of an architecture this llama.cpp does not know was imported and
+    failed at its first load: it is refused before it is copied, by name."""
+    import importlib.metadata
+
+    from appliance.store.engine_arch import llama_cpp_knows
+    from tests.store.test_gguf_lies import set_architecture
+
+    assert llama_cpp_knows("llama") and llama_cpp_knows("mamba")
+    assert llama_cpp_knows("fooba") is False
+    store = make_store(tmp_path / "s")
+    alien = tmp_path / "alien.gguf"
+    alien.write_bytes(set_architecture(tiny_bytes, "fooba"))
+    version = importlib.metadata.version("llama-cpp-python")
+    with pytest.raises(
+        GGUFError,
+        match=rf"general\.architecture 'fooba' is not an architecture llama\.cpp "
+        rf"\(llama-cpp-python {re.escape(version)}\) can load",
+    ):
+        store.import_file(alien)
     assert store_files(store) == {"blobs": [], "tmp": [], "manifests": []}
 
 
