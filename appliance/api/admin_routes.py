@@ -219,7 +219,7 @@ async def delete_model(request: Request) -> Response:
     if slot is not None and manager.tier_of(slot) in ("hot", "warm"):
         # To cold, not warm: pages held in RAM for a file that is gone were a "warm" model
         # listed for ever, which a load then fetched again without a word.
-        await manager.set_tier(name, "cold", "deleted from the store")
+        await manager.set_tier(name, "cold", "deleted from the store", param="name")
     try:
         await asyncio.to_thread(manager.store.remove, name)
     except StoreError as exc:

@@ -434,8 +434,11 @@ class ModelManager:
             seconds=round(seconds, 3),
         )
 
-    async def set_tier(self, name: str, dst: str, reason: str = "operator request") -> None:
-        """Move a model to `dst` on request: promote (making room) or demote (pins allowing)."""
+    async def set_tier(
+        self, name: str, dst: str, reason: str = "operator request", *, param: str = "tier"
+    ) -> None:
+        """Move a model to `dst` on request: promote (making room) or demote (pins allowing).
+        `param`: what a refusal names, the request's field that asked for the move."""
         if dst == "hot":
             await self.load(name, reason=reason)
             return
@@ -453,14 +456,14 @@ class ModelManager:
                     raise ModelConflict(
                         f"model '{name}' is pinned {pin}; unpin it before moving it to {dst}",
                         code="pinned",
-                        param="tier",
+                        param=param,
                     )
                 if slot.active:
                     raise ModelConflict(
                         f"model '{name}' is serving {slot.active} request(s); "
                         "try again when it is idle",
                         code="busy",
-                        param="tier",
+                        param=param,
                     )
                 async with self.placement_lock:
                     if dst == "warm" and not self._warm_has_room(name, now):
@@ -940,7 +943,7 @@ class ModelManager:
             return False
         if self.pin_of(slot) == "hot":
             raise ModelConflict(f"model '{name}' is pinned hot; unpin it first", code="pinned")
-        await self.set_tier(name, "warm", reason)
+        await self.set_tier(name, "warm", reason, param="model")  # the model is all it names
         return True
 
     @contextlib.asynccontextmanager

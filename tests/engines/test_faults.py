@@ -222,6 +222,27 @@ def test_admin_load_and_unload(fault_daemon: Daemon) -> None:
     wait_for(lambda: not pid_alive(pid))
 
 
+def test_unloading_a_busy_model_is_a_409_naming_the_model(fault_daemon: Daemon) -> None:
+    """The unload names no tier (the path names the model): its 409 said param "tier"."""
+    loaded_pid(fault_daemon)
+    stream = long_stream(fault_daemon)
+    try:
+        next(iter(stream))
+        r = fault_daemon.post("/admin/models/slow/unload")
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert (error["code"], error["param"]) == ("busy", "model"), error
+        assert "serving 1 request(s)" in error["message"]
+        # A tier asked for in the body is still what a move's refusal names.
+        r = fault_daemon.post("/admin/models/slow/tier", json={"tier": "cold"})
+        assert r.status_code == 409 and r.json()["error"]["param"] == "tier", r.text
+    finally:
+        stream.close()
+    wait_for(lambda: fault_daemon.model("slow")["active_requests"] == 0)
+    r = fault_daemon.post("/admin/models/slow/unload")
+    assert r.status_code == 200 and r.json()["unloaded"] is True, r.text
+
+
 def test_killing_the_daemon_leaves_no_orphan_worker(tmp_path: Path, models_dir: Path) -> None:
     d = start_daemon(tmp_path / "home", write_catalog(tmp_path / "c.toml", models_dir))
     try:
