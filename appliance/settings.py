@@ -44,6 +44,8 @@ prompt_cache_min_save    APPLIANCE_PROMPT_CACHE_MIN_SAVE
                                                        "50ms" (keep a prompt's state only if
                                                        reading it again would take longer)
 request_timeout          APPLIANCE_REQUEST_TIMEOUT     "30m" (a generation's deadline)
+sse_ping_interval        APPLIANCE_SSE_PING_INTERVAL   "30s" (a comment line in a stream silent
+                                                       that long, as llama-server's; 0: none)
 weight_repack            APPLIANCE_WEIGHT_REPACK       true (llama.cpp's repacked CPU kernels;
                                                        off by itself after an illegal instruction)
 allowed_hosts            APPLIANCE_ALLOWED_HOSTS (a,b) [] (Host names served besides localhost,
@@ -133,6 +135,7 @@ class Settings:
     prompt_cache_disk_bytes: int = 2048 * MiB  # saved sequence states on disk, per model
     prompt_cache_min_save_s: float = 0.05  # a state is saved only if it spares this much
     request_timeout_s: float = 1800.0  # a generation running longer ends with an error
+    sse_ping_interval_s: float = 30.0  # a stream silent this long gets a comment line; 0: none
     weight_repack: bool = True  # llama.cpp's extra CPU buffer types (repacked weights, AMX)
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides the loopback ones
     import_dirs: tuple[Path, ...] | None = None  # None: the user's home; <store>/inbox always
@@ -584,6 +587,12 @@ OPTIONS: tuple[_Option, ...] = (
         "request_timeout",
         ("APPLIANCE_REQUEST_TIMEOUT",),
         _duration(True, False),
+    ),
+    _Option(
+        "sse_ping_interval_s",
+        "sse_ping_interval",
+        ("APPLIANCE_SSE_PING_INTERVAL",),
+        _duration(False, True),
     ),
     _Option("allowed_hosts", "allowed_hosts", ("APPLIANCE_ALLOWED_HOSTS",), _hosts),
     _Option("import_dirs", "import_dirs", ("APPLIANCE_IMPORT_DIRS",), _paths),

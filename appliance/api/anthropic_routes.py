@@ -22,7 +22,7 @@ from appliance.api.pipeline import (
     timed,
 )
 from appliance.api.schemas import parse_chat_request
-from appliance.api.sse import sse_event
+from appliance.api.sse import SSE_PING, sse_event
 
 
 async def create_message(request: Request) -> Response:
@@ -56,6 +56,9 @@ async def create_message(request: Request) -> Response:
     async def events() -> AsyncIterator[bytes]:
         started_stream = False
         async for item in frames:
+            if item["type"] == "ping":
+                yield SSE_PING
+                continue
             if not started_stream:
                 # message_start waits for the frame that says how much of the prompt was
                 # read from the cache (sent as the request gets its sequence, before the

@@ -20,7 +20,7 @@ from appliance.api.frames import collect_all_unless_gone, frame_error, interleav
 from appliance.api.logprobs import chat_logprobs
 from appliance.api.pipeline import SSE_HEADERS, start_chat, usage_of
 from appliance.api.schemas import ChatRequest
-from appliance.api.sse import SSE_DONE, sse_data, sse_error
+from appliance.api.sse import SSE_DONE, SSE_PING, sse_data, sse_error
 from appliance.engines.protocol import Frame
 
 Run = tuple[str, AsyncGenerator[Frame, None], ChatOutput, Frame]
@@ -119,7 +119,9 @@ async def _stream(
             yield chunk(i, {"role": "assistant", "content": ""})
         async for i, item in interleave(streams):
             output = runs[i][2]
-            if item["type"] == "token":
+            if item["type"] == "ping":
+                yield SSE_PING
+            elif item["type"] == "token":
                 deltas = output.feed(str(item["text"]))
                 entries = item.get("logprobs")
                 if entries and req.params.logprobs is not None:

@@ -29,7 +29,7 @@ from appliance.api.pipeline import (
     worker_frames,
 )
 from appliance.api.schemas import CompletionPrompt, CompletionRequest, parse_completion_request
-from appliance.api.sse import SSE_DONE, sse_data, sse_error
+from appliance.api.sse import SSE_DONE, SSE_PING, sse_data, sse_error
 from appliance.engines.protocol import Frame
 
 
@@ -198,7 +198,9 @@ async def _stream(
                 yield chunk(i, choice.echo)
                 choice.offset = len(choice.echo)
         async for i, item in interleave([choice.frames for choice in choices]):
-            if item["type"] == "prompt" and req.echo:  # echoed by the worker
+            if item["type"] == "ping":
+                yield SSE_PING
+            elif item["type"] == "prompt" and req.echo:  # echoed by the worker
                 choice = choices[i]
                 echoed = _echo_text(choice, list(item["tokens"]))
                 scored = None

@@ -43,7 +43,7 @@ from appliance.api.schemas import (
     parse_chat_request,
     parse_completion_request,
 )
-from appliance.api.sse import sse_data, sse_error
+from appliance.api.sse import SSE_PING, sse_data, sse_error
 from appliance.engines.protocol import Frame
 
 __all__ = ["routes"]
@@ -155,17 +155,20 @@ async def _start(
 
 async def _results(
     runs: list[_Run], settings: dict[str, Any], post_sampling: bool, n_probs: bool
-) -> AsyncIterator[tuple[int, dict[str, Any], bool]]:
-    """(index, result, final) for every partial and final result, as they come."""
+) -> AsyncIterator[tuple[int, dict[str, Any] | None, bool]]:
+    """(index, result, final) for every partial and final result, as they come; a result
+    None is a ping (a stream shows it is alive)."""
     merged = Interleaved([run.frames for run in runs])
     async for i, item in merged.items():
         run = runs[i]
         if run.ended:
             continue
         kind = item["type"]
-        if kind == "error":
+        if kind == "ping":
+            yield i, None, False
+        elif kind == "error":
             raise frame_error(item)
-        if kind == "token":
+        elif kind == "token":
             now = time.monotonic()
             text, stop = run.limits.feed(str(item["text"]), now)
             ids = [int(t) for t in item.get("ids") or ()]
@@ -232,6 +235,9 @@ async def _complete(request: Request, infill: bool) -> Response:
         async def stream() -> AsyncIterator[bytes]:
             try:
                 async for _, result, final in _results(runs, settings, post_sampling, n_probs):
+                    if result is None:
+                        yield SSE_PING
+                        continue
                     if final:  # the content and tokens went in the partial results
                         result = {**result, "content": "", "tokens": []}
                         result = select_fields(response_fields, result)
@@ -248,7 +254,7 @@ async def _complete(request: Request, infill: bool) -> Response:
 
     async def collect() -> None:
         async for i, result, final in _results(runs, settings, post_sampling, n_probs):
-            if final:
+            if result is not None and final:
                 if not return_tokens:
                     result = {**result, "tokens": []}
                 finals[i] = select_fields(response_fields, result)

@@ -43,7 +43,7 @@ from appliance.api.schemas import (
     parse_chat_request,
     parse_embedding_request,
 )
-from appliance.api.sse import SSE_DONE, sse_data, sse_error
+from appliance.api.sse import SSE_DONE, SSE_PING, sse_data, sse_error
 from appliance.engines.protocol import Frame
 from appliance.tiers.manager import ModelManager
 
@@ -96,7 +96,9 @@ async def chat_completions(request: Request) -> Response:
     async def _chat_stream() -> AsyncIterator[bytes]:
         yield chunk({"role": "assistant", "content": ""})
         async for item in frames:
-            if item["type"] == "token":
+            if item["type"] == "ping":
+                yield SSE_PING
+            elif item["type"] == "token":
                 deltas = output.feed(str(item["text"]))
                 entries = item.get("logprobs")
                 if entries and req.params.logprobs is not None:

@@ -247,7 +247,8 @@ async def _attempt(
             sent = {**sent, "params": {**sent.get("params", {}), "deterministic": True}}
         timeout_s: float = request.app.state.settings.request_timeout_s
         try:
-            async for item in _with_deadline(worker.request(sent), timeout_s, deadline):
+            ping_s: float = request.app.state.settings.sse_ping_interval_s
+            async for item in _with_deadline(worker.request(sent, ping_s), timeout_s, deadline):
                 yield item
         except QueueFull as exc:
             raise APIError(
@@ -290,7 +291,10 @@ async def _with_deadline(
 
 
 async def first_frame(frames: AsyncGenerator[Frame, None]) -> Frame:
+    """A request's first frame (pings passed over); an error one raised as the APIError."""
     first = await frames.__anext__()
+    while first["type"] == "ping":
+        first = await frames.__anext__()
     if first["type"] == "error":
         await frames.aclose()
         raise frame_error(first)

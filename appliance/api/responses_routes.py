@@ -33,7 +33,7 @@ from appliance.api.pipeline import (
 from appliance.api.responses import ResponseBuilder, new_id
 from appliance.api.responses_request import LISTED_INCLUDES, input_items, to_chat_body
 from appliance.api.schemas import parse_chat_request
-from appliance.api.sse import sse_event
+from appliance.api.sse import SSE_PING, sse_event
 from appliance.engines.protocol import Frame
 from appliance.tiers.manager import ModelManager
 
@@ -181,7 +181,9 @@ async def create_response(request: Request) -> Response:
             builder.event("response.in_progress", response=builder.response("in_progress"))
         )
         async for item in frames:
-            if item["type"] == "token":
+            if item["type"] == "ping":
+                yield SSE_PING
+            elif item["type"] == "token":
                 generated[0] += 1
                 for ev in on_token(item):
                     yield _named(ev)

@@ -10,9 +10,21 @@ from typing import Any
 
 from appliance.api.errors import RESPONSES_PATHS, APIError, is_anthropic_path
 
-__all__ = ["SSE_DONE", "follow", "sse_data", "sse_error", "sse_event", "sse_stream_error"]
+__all__ = [
+    "SSE_DONE",
+    "SSE_PING",
+    "follow",
+    "sse_data",
+    "sse_error",
+    "sse_event",
+    "sse_stream_error",
+]
 
 SSE_DONE = b"data: [DONE]\n\n"
+# A comment line: every SSE reader skips it; it tells a client (and any proxy between)
+# that a stream still waiting for its first token or a long prompt is alive. undici,
+# under Node's fetch and the JS SDKs, gives up on a body silent for 300 s.
+SSE_PING = b":\n\n"
 
 
 def sse_data(obj: Any) -> bytes:

@@ -373,8 +373,10 @@ class WorkerProcess:
         if gid is not None and need > 1:
             self._held[gid] = (need - 1, now)
 
-    async def request(self, frame: Frame) -> AsyncGenerator[Frame, None]:
-        """Send one request and yield its frames until a terminal one.
+    async def request(self, frame: Frame, ping_s: float = 0.0) -> AsyncGenerator[Frame, None]:
+        """Send one request and yield its frames until a terminal one; a generation gets a
+        `ping` frame after each `ping_s` (when above 0) without one, so that a stream can
+        show its client it is alive through a long queue wait or prompt.
 
         Leaving the iteration early (client gone) cancels the request in the worker.
         """
@@ -389,8 +391,14 @@ class WorkerProcess:
         finished = False
         try:
             await self._channel.send({**frame, "id": request_id})
+            pings = ping_s if ping_s > 0 and frame.get("type") == "generate" else None
             while True:
-                item = await stream.get()
+                try:
+                    # A get cancelled by the timeout loses no frame (it is taken after).
+                    item = await asyncio.wait_for(stream.get(), pings)
+                except TimeoutError:
+                    yield {"type": "ping", "id": request_id}
+                    continue
                 if item["type"] in TERMINAL_FRAMES:
                     finished = True
                     if item["type"] == "done" and frame.get("type") == "generate":
