@@ -22,6 +22,7 @@ from appliance.api import (
     admin_routes,
     anthropic_routes,
     llama_native_routes,
+    ollama_routes,
     openai_routes,
     responses_routes,
     telemetry_routes,
@@ -173,6 +174,7 @@ def create_app(
             ),
             Mount("/admin", routes=[*admin_routes.routes, *telemetry_routes.routes]),
             *llama_native_routes.routes,
+            *ollama_routes.routes,
             # The same routes without /v1, for scripts written for llama-server or Ollama.
             *openai_routes.routes,
             *responses_routes.routes,

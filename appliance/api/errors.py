@@ -33,6 +33,7 @@ __all__ = [
     "invalid_request",
     "is_anthropic_path",
     "is_anthropic_request",
+    "is_ollama_path",
     "model_not_found",
     "payload_too_large",
     "unauthorized",
@@ -126,6 +127,11 @@ def is_anthropic_path(path: str) -> bool:
 
 
 MODELS_PATHS = ("/v1/models", "/models")
+
+
+def is_ollama_path(path: str) -> bool:
+    """Whether a request's path is Ollama's API, whose errors are {"error": "message"}."""
+    return path.startswith("/api/")
 
 
 def is_anthropic_request(scope: Scope) -> bool:
@@ -241,6 +247,9 @@ class ErrorResponse(JSONResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if is_anthropic_request(scope):
             self.body = self.render(self.err.to_anthropic_body())
+            self.headers["content-length"] = str(len(self.body))
+        elif is_ollama_path(str(scope.get("path", ""))):
+            self.body = self.render({"error": self.err.message})
             self.headers["content-length"] = str(len(self.body))
         await super().__call__(scope, receive, send)
 

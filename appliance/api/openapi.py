@@ -989,6 +989,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         **_llama_server_paths(obj),
+        **_ollama_paths(obj),
         "/admin/telemetry/stream": {
             "get": _op(
                 "a sample a second and every event, as SSE",
@@ -1027,6 +1028,34 @@ def _llama_server_paths(obj: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def _ollama_paths(obj: dict[str, Any]) -> dict[str, Any]:
+    """Ollama's generating routes (NDJSON streams unless "stream": false; errors are
+    {"error": "message"})."""
+    ollama = {
+        "/api/chat": "chat in Ollama's shape (NDJSON stream by default)",
+        "/api/generate": "generate in Ollama's shape (templated, raw, or FIM with suffix)",
+        "/api/embed": "embeddings of one input or several",
+        "/api/embeddings": "the embedding of one prompt (Ollama's older route)",
+    }
+    return {
+        path: {
+            "post": _op(
+                summary,
+                {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/x-ndjson": {"schema": obj}, JSON: {"schema": obj}},
+                    }
+                },
+                body=_json_body(obj),
+                tag="ollama",
+                errors=(400, 404, 413, 429, 500, 501, 504),
+            )
+        }
+        for path, summary in ollama.items()
+    }
+
+
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     doc: dict[str, Any] = {
@@ -1047,6 +1076,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             {"name": "openai", "description": "OpenAI-compatible API"},
             {"name": "admin", "description": "models, tiers, store, events"},
             {"name": "llama-server", "description": "llama-server's native routes"},
+            {"name": "ollama", "description": "Ollama's API under /api"},
             {"name": "service", "description": "health, metrics, this document"},
         ],
     }

@@ -24,6 +24,7 @@ from appliance.api import (
     admin_routes,
     anthropic_routes,
     llama_native_routes,
+    ollama_routes,
     openai_routes,
     responses_routes,
     telemetry_routes,
@@ -647,6 +648,7 @@ def app_routes() -> set[tuple[str, str]]:
         ("/admin", admin_routes.routes),
         ("/admin", telemetry_routes.routes),
         ("", llama_native_routes.routes),
+        ("", ollama_routes.routes),
     )
     for prefix, routes in tables:
         for route in routes:
