@@ -49,7 +49,6 @@ IGNORED = (
     "n_keep",
     "n_discard",
     "n_cache_reuse",
-    "samplers",
     "timings_per_token",
     "return_progress",
     "sse_ping_interval",
@@ -59,32 +58,50 @@ IGNORED = (
 )
 
 
+# Where llama-server takes any value and the OpenAI routes' checks would refuse it (a
+# client's slider past OpenAI's range): the value llama.cpp would in effect use.
+_CLAMPED = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "min_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+}
+
+
+def clamp_sampling(out: dict[str, Any]) -> None:
+    """Numbers past the OpenAI routes' ranges brought into them; top_k <= 0 is off."""
+    for key, (low, high) in _CLAMPED.items():
+        value = out.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = min(max(value, low), high)
+    top_k = out.get("top_k")
+    if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k < 0:
+        out["top_k"] = 0
+
+
 def completion_body(body: Mapping[str, Any], max_tokens_limit: int) -> dict[str, Any]:
     """A llama-server `/completion` body as the `/v1/completions` body that asks the same."""
     out = {k: v for k, v in body.items() if k not in IGNORED}
     for key, value in LLAMA_SERVER_DEFAULTS.items():
         if out.get(key) is None:
             out[key] = value
+    clamp_sampling(out)
     n_predict = out.pop("n_predict", None)
     if n_predict is None:
         n_predict = out.pop("max_tokens", -1)
     if isinstance(n_predict, int) and not isinstance(n_predict, bool):
-        # llama-server takes any count (the context's end stops it); so do we.
-        n_predict = -1 if n_predict < 0 or n_predict > max_tokens_limit else n_predict
-        if n_predict == 0:
-            raise invalid_request(
-                "'n_predict': 0 (read the prompt into the cache only) is not supported; "
-                "ask for at least 1 token.",
-                param="n_predict",
-            )
+        # llama-server takes any count (the context's end stops it); so do we. 0 (editors
+        # send it to read context into the cache) makes one token, as llama-server does.
+        n_predict = -1 if n_predict < 0 or n_predict > max_tokens_limit else max(n_predict, 1)
     out["max_tokens"] = n_predict
     n_probs = out.pop("n_probs", None)
     if n_probs is not None:
-        if not isinstance(n_probs, int) or isinstance(n_probs, bool) or n_probs < 0:
+        if not isinstance(n_probs, int) or isinstance(n_probs, bool):
             raise invalid_request(
-                f"'n_probs' must be a non-negative integer, got {n_probs!r}.", param="n_probs"
+                f"'n_probs' must be an integer, got {n_probs!r}.", param="n_probs"
             )
-        out["logprobs"] = min(n_probs, MAX_TOP_LOGPROBS) if n_probs else None
+        out["logprobs"] = min(n_probs, MAX_TOP_LOGPROBS) if n_probs > 0 else None
     if "logit_bias" in out:
         out["logit_bias"] = _logit_bias(out["logit_bias"])
     n_cmpl = out.pop("n_cmpl", None)
@@ -225,14 +242,13 @@ class FimLimits:
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> FimLimits:
+        """The request's limits; a negative one is off, as llama-server takes it."""
         n_indent = body.get("n_indent") or 0
         t_max = body.get("t_max_predict_ms") or 0
         for key, value in (("n_indent", n_indent), ("t_max_predict_ms", t_max)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise invalid_request(
-                    f"'{key}' must be a non-negative number, got {value!r}.", param=key
-                )
-        return cls(int(n_indent), float(t_max))
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise invalid_request(f"'{key}' must be a number, got {value!r}.", param=key)
+        return cls(max(int(n_indent), 0), max(float(t_max), 0.0))
 
     def feed(self, piece: str, now: float) -> tuple[str, bool]:
         """The part of `piece` to send, and whether the answer ends with it."""

@@ -23,8 +23,22 @@ from appliance.api.pipeline import (
 )
 from appliance.api.schemas import parse_chat_request
 from appliance.engines.protocol import Frame
+from appliance.tiers.errors import ModelError
+from appliance.tiers.manager import ModelManager
 
 __all__ = ["routes"]
+
+
+def native_model(manager: ModelManager, requested: str) -> str:
+    """The model a llama-server client names, else the default: llama-server serves its
+    one model whatever `model` says (Continue sends a placeholder), so a name this
+    server does not know falls back to the default chat model."""
+    if requested:
+        try:
+            return manager.canonical(requested)
+        except ModelError:
+            pass
+    return model_name(manager, "", embedding=False)
 
 
 def request_object(body: Any) -> dict[str, Any]:
@@ -35,7 +49,7 @@ def request_object(body: Any) -> dict[str, Any]:
 
 async def _ask(request: Request, body: dict[str, Any], frame: Frame) -> Frame:
     """One question to the model's worker (loaded if it is not): its answer frame."""
-    name = model_name(manager_of(request), _model(body), embedding=False)
+    name = native_model(manager_of(request), _model(body))
     frames = worker_frames(request, name, frame, want_embedding=None)
     answer = await first_frame(frames)
     await frames.aclose()
@@ -101,10 +115,18 @@ async def apply_template(request: Request) -> Response:
 
 
 async def _loaded(request: Request) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """The model `?model=` names (else the default), loaded as llama-server's always is,
-    with its engine's facts and its view."""
+    """The model `?model=` names (else the default), loaded as llama-server's always is
+    (unless `autoload=false`, as llama-server's router takes it: llama.vscode asks so of
+    every model listed), with its engine's facts and its view."""
     manager = manager_of(request)
-    name = model_name(manager, request.query_params.get("model", ""), embedding=False)
+    name = native_model(manager, request.query_params.get("model", ""))
+    slot = manager.slots.get(name)
+    if slot is not None and slot.worker is not None and slot.worker.alive:
+        return name, dict(slot.worker.info), manager.describe(name)
+    if request.query_params.get("autoload", "true").lower() in ("false", "0", "no"):
+        entry = manager.catalog.exact(name)
+        context = entry.context if entry is not None else None
+        return name, {"n_ctx": context or manager.settings.default_context}, manager.describe(name)
     worker = await manager.load(name, reason="first request")
     return name, dict(worker.info), manager.describe(name)
 

@@ -29,12 +29,11 @@ from appliance.api.llama_native import (
     probabilities,
     select_fields,
 )
-from appliance.api.llama_native_model_routes import request_object
+from appliance.api.llama_native_model_routes import native_model, request_object
 from appliance.api.pipeline import (
     SSE_HEADERS,
     first_frame,
     manager_of,
-    model_name,
     params_frame,
     read_json,
     timed,
@@ -211,10 +210,8 @@ async def _complete(request: Request, infill: bool) -> Response:
         default_max_tokens=app_settings.default_max_tokens,
         max_tokens_limit=app_settings.max_tokens_limit,
     )
-    if infill and req.choices != 1:
-        raise invalid_request("'/infill' makes one completion at a time.", "n_cmpl")
     manager = manager_of(request)
-    name = model_name(manager, req.model, embedding=False)
+    name = native_model(manager, req.model)
     runs = await _start(request, req, name, body, fields)
     slot = manager.slots.get(name)
     n_ctx = slot.info.get("n_ctx") if slot is not None and slot.info else None
@@ -233,8 +230,9 @@ async def _complete(request: Request, infill: bool) -> Response:
                     if result is None:
                         yield SSE_PING
                         continue
-                    if final:  # the content and tokens went in the partial results
+                    if final:  # the content, tokens and probabilities went in the parts
                         result = {**result, "content": "", "tokens": []}
+                        result.pop("completion_probabilities", None)
                         result = select_fields(response_fields, result)
                     yield sse_data(result)
             except APIError as err:

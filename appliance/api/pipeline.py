@@ -118,6 +118,7 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
         else {"type": fmt.type, "schema": fmt.schema},
         "grammar": params.grammar,
         "samplers": params.samplers,
+        "sampler_order": list(params.sampler_order),
     }
 
 

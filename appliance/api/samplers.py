@@ -14,7 +14,7 @@ from typing import Any
 
 from appliance.api.errors import invalid_request
 
-__all__ = ["MAX_DRY_BREAKERS", "SAMPLER_KEYS", "llama_samplers"]
+__all__ = ["MAX_DRY_BREAKERS", "SAMPLER_KEYS", "llama_samplers", "sampler_order"]
 
 MAX_DRY_BREAKERS = 32
 _INT32_MAX = 2**31 - 1
@@ -96,3 +96,38 @@ def llama_samplers(body: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = neutral if value is None or off else value
     out["dry_sequence_breakers"] = breakers if breakers is not None else ["\n", ":", '"', "*"]
     return out
+
+
+# llama-server's names for the samplers that pick a token (and their aliases in
+# common_sampler_types_from_names); the penalties and DRY always come first, as there.
+_ORDER_NAMES = {
+    "top_k": "top_k",
+    "top-k": "top_k",
+    "typ_p": "typ_p",
+    "typ-p": "typ_p",
+    "typical_p": "typ_p",
+    "typical": "typ_p",
+    "top_p": "top_p",
+    "top-p": "top_p",
+    "nucleus": "top_p",
+    "min_p": "min_p",
+    "min-p": "min_p",
+    "xtc": "xtc",
+    "temperature": "temperature",
+    "temp": "temperature",
+    "top_n_sigma": "top_n_sigma",
+    "top-n-sigma": "top_n_sigma",
+    "infill": "infill",
+}
+
+
+def sampler_order(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """llama-server's `samplers`: the samplers that pick the token, in this order, and no
+    others (llama.vscode sends ["top_k", "top_p", "infill"], SillyTavern its own order).
+    Empty when not given: the default chain. Names it does not know are passed over, as
+    llama-server passes them over."""
+    value = body.get("samplers")
+    if not isinstance(value, list):
+        return ()
+    names = (_ORDER_NAMES.get(str(v).lower()) for v in value if isinstance(v, str))
+    return tuple(n for n in names if n is not None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn, cast
 
 from appliance.api.errors import invalid_request
-from appliance.api.samplers import llama_samplers
+from appliance.api.samplers import llama_samplers, sampler_order
 from appliance.api.tools import ToolCallIn, Tools, parse_tool_calls, parse_tools
 
 __all__ = [
@@ -79,6 +79,7 @@ class SamplingParams:
     response_format: ResponseFormat | None = None
     grammar: str | None = None  # llama-server's GBNF grammar (llama.cpp models only)
     samplers: dict[str, Any] = field(default_factory=dict)  # llama-server's (`samplers.py`)
+    sampler_order: tuple[str, ...] = ()  # llama-server's `samplers`: the draw, in order
     ignore_eos: bool = False
     deterministic: bool = False  # computed as if alone: same request, same tokens
     logprobs: int | None = None  # None: none; N: each token's logprob and the N likeliest
@@ -441,6 +442,7 @@ def _params(body: Mapping[str, Any], default_max_tokens: int, limit: int) -> Sam
         response_format=fmt,
         grammar=grammar,
         samplers=llama_samplers(body),
+        sampler_order=sampler_order(body),
         ignore_eos=_bool(body, "ignore_eos"),
         deterministic=_bool(body, "deterministic"),
     )

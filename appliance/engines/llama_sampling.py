@@ -122,6 +122,12 @@ class LlamaSampling:
             else:
                 chain.add_mirostat_v2(seed, tau, eta)
             return
+        order = [str(n) for n in params.get("sampler_order") or ()]
+        if order:
+            for name in order:
+                self._add_one(chain, name, params, extra, seed)
+            chain.add_dist(seed)
+            return
         if float(extra.get("top_n_sigma", -1.0)) > 0.0:
             chain.add_top_n_sigma(float(extra["top_n_sigma"]))
         top_k = params.get("top_k")
@@ -138,6 +144,37 @@ class LlamaSampling:
         else:
             chain.add_temp(temperature)
         chain.add_dist(seed)
+
+    def _add_one(
+        self, chain: Any, name: str, params: dict[str, Any], extra: dict[str, Any], seed: int
+    ) -> None:
+        """One sampler of a request's own order (llama-server's `samplers`), with the
+        request's settings or llama-server's defaults."""
+        if name == "top_k":
+            top_k = params.get("top_k")
+            chain.add_top_k(int(top_k) if top_k is not None else 40)
+        elif name == "typ_p":
+            chain.add_typical(float(extra.get("typical_p", 1.0)), 1)
+        elif name == "top_p":
+            chain.add_top_p(float(params.get("top_p", 1.0)), 1)
+        elif name == "min_p":
+            min_p = params.get("min_p")
+            chain.add_min_p(float(min_p) if min_p is not None else 0.05, 1)
+        elif name == "xtc" and float(extra.get("xtc_probability", 0.0)) > 0.0:
+            chain.add_xtc(float(extra["xtc_probability"]), float(extra["xtc_threshold"]), 1, seed)
+        elif name == "top_n_sigma" and float(extra.get("top_n_sigma", -1.0)) > 0.0:
+            chain.add_top_n_sigma(float(extra["top_n_sigma"]))
+        elif name == "temperature":
+            temperature = float(params.get("temperature", 1.0))
+            dynatemp = float(extra.get("dynatemp_range", 0.0))
+            if dynatemp > 0.0:
+                chain.add_temp_ext(temperature, dynatemp, float(extra["dynatemp_exponent"]))
+            else:
+                chain.add_temp(temperature)
+        elif name == "infill":
+            # Code completion: ends the middle early once the end of text is likely enough.
+            infill = self._lib.llama_sampler_init_infill(self._model.vocab)
+            self._lib.llama_sampler_chain_add(chain.sampler, infill)
 
     def _answer_gbnf(self, params: dict[str, Any]) -> tuple[str, str, str] | None:
         """The GBNF of the request's own `grammar` or its response format, with the error

@@ -29,9 +29,30 @@ def test_llama_server_fields_are_translated_or_refused() -> None:
     assert body["logprobs"] == 20 and body["n"] == 2
     assert body["logit_bias"] == {"5": -100.0, "6": 2.5}
     assert "cache_prompt" not in completion_body({"prompt": "x", "cache_prompt": True}, 9)
-    for bad in ({"lora": [{"id": 0, "scale": 1}]}, {"n_predict": 0}, {"n_probs": -1}):
+    for bad in ({"lora": [{"id": 0, "scale": 1}]}, {"n_probs": "3"}):
         with pytest.raises(APIError):
             completion_body({"prompt": "x", **bad}, 4096)
+
+
+def test_values_llama_server_takes_are_taken_as_llama_cpp_would_use_them() -> None:
+    """Sliders past OpenAI's ranges, and the editors' n_predict 0 (read the context into
+    the cache): llama-server answers them, so must this."""
+    body = completion_body(
+        {
+            "prompt": "x",
+            "n_predict": 0,
+            "n_probs": -1,
+            "temperature": 2.5,
+            "top_p": 1.5,
+            "presence_penalty": 5,
+            "top_k": -5,
+        },
+        4096,
+    )
+    assert body["max_tokens"] == 1 and body["logprobs"] is None
+    assert (body["temperature"], body["top_p"], body["presence_penalty"]) == (2.0, 1.0, 2.0)
+    assert body["top_k"] == 0  # off, as llama.cpp takes a top_k <= 0
+    assert FimLimits.of({"n_indent": -1, "t_max_predict_ms": -1}) == FimLimits()
 
 
 def test_stop_types() -> None:

@@ -119,6 +119,23 @@ def test_tokenize_and_detokenize_round_trip(daemon: Daemon) -> None:
     assert done["tokens_evaluated"] == len(ids) + 1
 
 
+def test_a_model_name_the_server_does_not_know_means_the_default(daemon: Daemon) -> None:
+    """llama-server serves its one model whatever `model` says (Continue sends a
+    placeholder): an unknown name falls back to the default model, a known one is used."""
+    client = http(daemon)
+    placeholder = {"prompt": "x", "n_predict": 1, "model": "MODEL_NAME"}
+    assert client.post("/completion", json=placeholder).json()["model"] == "tiny"
+    named = client.post("/completion", json={**placeholder, "model": "think"}).json()
+    assert named["model"] == "think"
+
+
+def test_props_with_autoload_false_loads_nothing(daemon: Daemon) -> None:
+    daemon.post("/admin/models/think/unload")
+    props = http(daemon).get("/props", params={"model": "think", "autoload": "false"})
+    assert props.json()["default_generation_settings"]["n_ctx"] == 512
+    assert daemon.model("think")["pid"] is None  # still not loaded
+
+
 def test_apply_template_props_and_slots(daemon: Daemon) -> None:
     client = http(daemon)
     prompt = client.post(
@@ -139,8 +156,7 @@ def test_apply_template_props_and_slots(daemon: Daemon) -> None:
     [
         ("/completion", {"prompt": "x", "n_predict": "many"}, "max_tokens"),
         ("/completion", {"prompt": "x", "logit_bias": [["hello", 1.0]]}, "logit_bias"),
-        ("/completion", {"prompt": "x", "n_indent": -1}, "n_indent"),
-        ("/completion", {"prompt": "x", "model": "nope"}, "model"),
+        ("/completion", {"prompt": "x", "n_indent": "deep"}, "n_indent"),
         ("/tokenize", {"text": "x"}, "content"),
         ("/detokenize", {"tokens": [1, "a"]}, "tokens"),
         ("/detokenize", {"tokens": [10**9]}, "tokens"),
@@ -194,6 +210,24 @@ def test_infill_reads_prefix_and_suffix_between_the_fim_tokens(coder: Daemon) ->
     ).json()
     separator = count("\n\n--- snippet ---\n\n") + count("x = 1")
     assert with_extra["tokens_evaluated"] == 4 + count(prefix) + count(suffix) + separator
+    # llama.vscode asks for 3 completions at once (n_cmpl): an array of 3 comes back.
+    three = client.post(
+        "/infill",
+        json={  # llama.vscode's body
+            "input_prefix": prefix,
+            "input_suffix": suffix,
+            "n_predict": 2,
+            "n_cmpl": 3,
+            "top_k": 40,
+            "top_p": 0.99,
+            "samplers": ["top_k", "top_p", "infill"],
+            "t_max_prompt_ms": 500,
+            "t_max_predict_ms": 2500,
+            "cache_prompt": True,
+            "id_slot": 0,
+        },
+    ).json()
+    assert isinstance(three, list) and [r["index"] for r in three] == [0, 1, 2]
 
 
 def test_n_indent_ends_the_answer_at_a_line_indented_less(coder: Daemon) -> None:
