@@ -42,6 +42,7 @@ from appliance.api.pipeline import (
 )
 from appliance.api.schemas import parse_chat_request, parse_completion_request
 from appliance.engines.protocol import Frame
+from appliance.settings import duration_value
 
 __all__ = ["routes"]
 
@@ -58,10 +59,22 @@ def _line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-def _loaded(request: Request, requested: str, embedding: bool) -> tuple[str, bool]:
-    """The model a request names (or the default) and whether it is loaded already."""
+def _loaded(
+    request: Request, requested: str, embedding: bool, body: dict[str, Any]
+) -> tuple[str, bool]:
+    """The model a request names (or the default) and whether it is loaded already; its
+    `keep_alive` (seconds, "5m", negative: for ever, 0: unload once answered) becomes
+    the model's, and a request without one puts back the configured one, as Ollama
+    keeps a model for what its last request said."""
     manager = manager_of(request)
     name = model_name(manager, requested, embedding=embedding)
+    seconds = None
+    if body.get("keep_alive") is not None:
+        try:
+            seconds = duration_value(body["keep_alive"])
+        except ValueError as exc:
+            raise invalid_request(f"'keep_alive': {exc}", "keep_alive") from None
+    manager.slot(name).keep_alive_override = seconds
     slot = manager.slots.get(name)
     return name, bool(slot is not None and slot.worker is not None and slot.worker.alive)
 
@@ -203,7 +216,7 @@ async def chat(request: Request) -> Response:
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
-    name, hot = _loaded(request, req.model, embedding=False)
+    name, hot = _loaded(request, req.model, False, body)
     name, frames, output, _ = await start_chat(request, req)
     load_s = 0.0 if hot else time.monotonic() - began
     answer = _Answer("chat", name, output, think=body.get("think") is not False)
@@ -234,7 +247,7 @@ async def generate(request: Request) -> Response:
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
-    name, hot = _loaded(request, req.model, embedding=False)
+    name, hot = _loaded(request, req.model, False, body)
     name, frames, output, _ = await start_chat(request, req)
     load_s = 0.0 if hot else time.monotonic() - began
     answer = _Answer("generate", name, output, think=body.get("think") is not False)
@@ -252,7 +265,7 @@ async def _generate_raw(
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
-    name, hot = _loaded(request, req.model, embedding=False)
+    name, hot = _loaded(request, req.model, False, body)
     frame: Frame = {
         "type": "generate",
         "mode": "completion",
@@ -272,9 +285,8 @@ async def _generate_raw(
 async def _load_only(request: Request, body: dict[str, Any], began: float) -> Response:
     """An empty prompt loads the model (Ollama's preload), or with keep_alive 0 unloads it."""
     manager = manager_of(request)
-    name = model_name(manager, str(body.get("model") or ""), embedding=False)
-    keep_alive = body.get("keep_alive")
-    if keep_alive in (0, "0", "0s", "0m"):
+    name, _ = _loaded(request, str(body.get("model") or ""), False, body)
+    if manager.keep_alive_s(manager.slot(name)) == 0:
         await manager.unload(name, reason="keep_alive 0 (Ollama's unload)")
         reason = "unload"
     else:
@@ -288,9 +300,9 @@ async def _load_only(request: Request, body: dict[str, Any], began: float) -> Re
 
 
 async def _embed_vectors(
-    request: Request, requested: str, inputs: list[str]
+    request: Request, body: dict[str, Any], inputs: list[str]
 ) -> tuple[str, list[list[float]], int]:
-    name = model_name(manager_of(request), requested, embedding=True)
+    name, _ = _loaded(request, str(body.get("model") or ""), True, body)
     frames = worker_frames(request, name, {"type": "embed", "inputs": inputs}, want_embedding=True)
     async with aclosing(frames):
         item = await first_frame(frames)
@@ -307,7 +319,7 @@ async def embed(request: Request) -> Response:
     inputs = [value] if isinstance(value, str) else value
     if not isinstance(inputs, list) or not inputs or not all(isinstance(x, str) for x in inputs):
         raise invalid_request("'input' must be a string or a non-empty list of strings.", "input")
-    name, vectors, tokens = await _embed_vectors(request, str(body.get("model") or ""), inputs)
+    name, vectors, tokens = await _embed_vectors(request, body, inputs)
     dimensions = body.get("dimensions")
     if isinstance(dimensions, int) and dimensions > 0:
         vectors = [v[:dimensions] for v in vectors]
@@ -328,7 +340,7 @@ async def embeddings(request: Request) -> Response:
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
         raise invalid_request("'prompt' must be a string.", "prompt")
-    _, vectors, _ = await _embed_vectors(request, str(body.get("model") or ""), [prompt])
+    _, vectors, _ = await _embed_vectors(request, body, [prompt])
     return JSONResponse({"embedding": vectors[0]})
 
 

@@ -193,6 +193,8 @@ class ModelManager:
         return slot
 
     def keep_alive_s(self, slot: Slot) -> float:
+        if slot.keep_alive_override is not None:
+            return slot.keep_alive_override
         if slot.entry is not None and slot.entry.keep_alive_s is not None:
             return slot.entry.keep_alive_s
         return self.settings.keep_alive_s

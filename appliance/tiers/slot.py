@@ -39,6 +39,8 @@ class Slot:
     requests_total: int = 0
     weight_repack: bool = True  # False after llama.cpp's repacked kernels hit SIGILL here
     loaded_at: float | None = None
+    # A keep-alive a request set (Ollama's `keep_alive`), over the catalog's and settings'.
+    keep_alive_override: float | None = None
 
     @property
     def busy(self) -> bool:

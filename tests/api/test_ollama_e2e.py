@@ -10,7 +10,7 @@ import httpx
 import ollama
 import pytest
 
-from tests.daemon import Daemon
+from tests.daemon import Daemon, wait_for
 
 USER = [{"role": "user", "content": "hello there"}]
 GREEDY = {"temperature": 0, "num_predict": 6}
@@ -111,3 +111,18 @@ def test_errors_are_in_ollamas_shape(daemon: Daemon) -> None:
     images = {"model": "tiny", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}
     r = httpx.post(daemon.url + "/api/chat", json=images, timeout=30)
     assert r.status_code == 400 and "Images" in r.json()["error"]
+
+
+def test_keep_alive_is_what_the_last_request_said(daemon: Daemon) -> None:
+    c = client(daemon)
+    c.chat(model="think", messages=USER, options=GREEDY, keep_alive="30m")
+    assert daemon.model("think")["keep_alive_s"] == 1800
+    c.chat(model="think", messages=USER, options=GREEDY, keep_alive=-1)
+    assert daemon.model("think")["keep_alive_s"] is None  # for ever
+    c.chat(model="think", messages=USER, options=GREEDY, keep_alive=0)
+    wait_for(lambda: daemon.model("think")["pid"] is None, timeout=20)  # unloaded once idle
+    c.chat(model="think", messages=USER, options=GREEDY)
+    assert daemon.model("think")["keep_alive_s"] == 300  # the configured one again
+    with pytest.raises(ollama.ResponseError) as err:
+        c.chat(model="think", messages=USER, keep_alive="soon")
+    assert err.value.status_code == 400 and "keep_alive" in err.value.error
