@@ -340,13 +340,20 @@ def _ps_memory(m: dict[str, Any]) -> str:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    """Models in RAM or VRAM (hot and warm), with what holds them there."""
+    """Models in RAM or VRAM (hot and warm), with what holds them there; then the pulls
+    in flight, if any."""
     with _client(args) as client:
         models = [
             m
             for m in client.models()
             if m["tier"] in ("hot", "warm") or m["state"] in ("loading", "pulling", "failed")
         ]
+        try:
+            pulls = client.pulls()
+        except DaemonError as exc:
+            if exc.status != 404:  # 404: a daemon from before GET /admin/pulls
+                raise
+            pulls = []
     rows = [
         [
             m["name"],
@@ -379,7 +386,31 @@ def cmd_ps(args: argparse.Namespace) -> int:
         "UNTIL",
     ]
     print(_table(rows, header))
+    if pulls:
+        print()
+        print(pulls_table(pulls, time.time()))
     return 0
+
+
+def pulls_table(pulls: list[dict[str, Any]], now: float) -> str:
+    """The daemon's pulls in flight (GET /admin/pulls) as `appliance ps` shows them."""
+    rows = []
+    for p in pulls:
+        done, total = p.get("downloaded") or 0, p.get("total")
+        rate, eta = p.get("rate_bytes_per_s"), p.get("eta_s")
+        rows.append(
+            [
+                str(p["model"]),
+                str(p["status"]),
+                f"{100 * done / total:.1f}%" if total else "-",
+                f"{fmt_bytes(done)} / {fmt_bytes(total)}" if total else fmt_bytes(done),
+                f"{fmt_bytes(rate)}/s" if rate is not None else "-",
+                fmt_duration(float(eta)) if eta is not None else "-",
+                f"{fmt_duration(now - float(p['started']))} ago",
+            ]
+        )
+    header = ["PULLING", "STATUS", "PROGRESS", "SIZE", "RATE", "ETA", "STARTED"]
+    return _table(rows, header)
 
 
 def _until(m: dict[str, Any]) -> str:

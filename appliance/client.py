@@ -79,6 +79,10 @@ class AdminClient:
         result: dict[str, Any] = self._call("POST", f"/admin/models/{name}/unload")
         return result
 
+    def pulls(self) -> list[dict[str, Any]]:
+        """The daemon's pulls in flight (GET /admin/pulls)."""
+        return list(self._call("GET", "/admin/pulls")["pulls"])
+
     def cancel_pull(self, label: str) -> dict[str, Any]:
         """Stop the daemon's pull of `label` (a model name, or the hf:// reference of a
         pull without one); its partial download is kept for the next pull."""

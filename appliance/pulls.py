@@ -2,9 +2,10 @@
 
 The store does the transfer in a thread; this turns its progress callbacks into
 events on the daemon's event log (at most four a second, every change of status
-and the end), which the admin pull route and the TUI stream. A pull is cancelled
-through its progress callback, which the transfer calls for every chunk: it raises,
-the store stops and keeps the partial file, and the next pull resumes it.
+and the end), which the admin pull route and the TUI stream, and keeps a record of
+each pull in flight (what, since when, how far, how fast) for GET /admin/pulls. A pull
+is cancelled through its progress callback, which the transfer calls for every chunk:
+it raises, the store stops and keeps the partial file, and the next pull resumes it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,76 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.events import EventLog
 from appliance.store.errors import PullCancelled
 from appliance.store.store import ProgressEvent, Store, StoredModel, StoreError
+
+RATE_WINDOW_S = 10.0  # the rate is the bytes of the last ten seconds
+
+
+@dataclass
+class PullRecord:
+    """One pull in flight, as GET /admin/pulls shows it."""
+
+    label: str  # what its events and DELETE /admin/pull/{label} call it: name or ref
+    ref: str
+    name: str | None
+    started: float  # wall clock
+    status: str = "starting"
+    downloaded: int = 0
+    total: int = 0
+    filename: str = ""
+    message: str = ""
+    updated: float = 0.0  # wall clock of the last progress
+    cancelling: bool = False
+    _window: deque[tuple[float, int]] = field(default_factory=deque)  # (monotonic, bytes)
+
+    def observe(self, ev: ProgressEvent, now: float) -> None:
+        """Take one progress report (on the event loop)."""
+        self.status, self.message = ev.status, ev.message
+        self.filename = ev.filename or self.filename
+        self.total = ev.total or self.total
+        if ev.status == "downloading" and ev.downloaded < self.downloaded:
+            self._window.clear()  # a transfer started over
+        if ev.status in ("downloading", "verifying", "done") or ev.downloaded:
+            self.downloaded = ev.downloaded
+        self.updated = time.time()
+        if ev.status == "downloading":
+            self._window.append((now, ev.downloaded))
+            while len(self._window) > 2 and now - self._window[0][0] > RATE_WINDOW_S:
+                self._window.popleft()
+        else:
+            self._window.clear()
+
+    def rate(self) -> float | None:
+        """Bytes a second over the last seconds of downloading; None when not known."""
+        if len(self._window) < 2:
+            return None
+        (t0, b0), (t1, b1) = self._window[0], self._window[-1]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = self.rate()
+        left = self.total - self.downloaded
+        eta = left / rate if rate and self.total and left >= 0 else None
+        return {
+            "model": self.label,
+            "ref": self.ref,
+            "name": self.name,
+            "status": "cancelling" if self.cancelling else self.status,
+            "downloaded": self.downloaded,
+            "total": self.total or None,
+            "filename": self.filename or None,
+            "message": self.message,
+            "started": self.started,
+            "updated": self.updated or self.started,
+            "rate_bytes_per_s": None if rate is None else round(rate, 1),
+            "eta_s": None if eta is None else round(eta, 1),
+        }
 
 
 class Pulls:
@@ -24,16 +90,22 @@ class Pulls:
         self.store = store
         self.events = events
         self._tasks: dict[str, asyncio.Task[StoredModel]] = {}
+        self._records: dict[str, PullRecord] = {}
         self._cancelled: set[str] = set()  # labels whose transfer stops at its next chunk
 
     def in_flight(self) -> list[str]:
         return list(self._tasks)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every pull in flight, the oldest first."""
+        return [r.to_dict() for r in sorted(self._records.values(), key=lambda r: r.started)]
 
     def cancel(self, label: str) -> bool:
         """Stop the pull labelled `label` (its partial file is kept); False if none runs."""
         if label not in self._tasks:
             return False
         self._cancelled.add(label)
+        self._records[label].cancelling = True
         return True
 
     async def pull(self, ref: str, name: str | None) -> StoredModel:
@@ -41,6 +113,7 @@ class Pulls:
         label = name or ref
         task = self._tasks.get(label)
         if task is None:
+            self._records[label] = PullRecord(label, ref, name, time.time())
             task = asyncio.create_task(self._pull(ref, name, label))
             self._tasks[label] = task
             task.add_done_callback(lambda _t: self._ended(label))
@@ -48,10 +121,12 @@ class Pulls:
 
     def _ended(self, label: str) -> None:
         self._tasks.pop(label, None)
+        self._records.pop(label, None)
         self._cancelled.discard(label)
 
     async def _pull(self, ref: str, name: str | None, label: str) -> StoredModel:
         loop = asyncio.get_running_loop()
+        record = self._records[label]
         last: list[Any] = [0.0, None]  # time and status of the last event sent
 
         def progress(ev: ProgressEvent) -> None:
@@ -75,7 +150,12 @@ class Pulls:
                 total=ev.total,
                 note=ev.message,
             )
-            loop.call_soon_threadsafe(emit)
+
+            def observed() -> None:
+                record.observe(ev, now)
+                emit()
+
+            loop.call_soon_threadsafe(observed)
 
         self.events.emit(label, "pull", f"pulling {ref}")
         try:

@@ -327,3 +327,44 @@ def test_a_pull_waiting_for_another_says_so(capsys: pytest.CaptureFixture[str]) 
     bar.last = 0.0
     bar.update("downloading", 500, 1000)
     assert " 50.0%" in capsys.readouterr().err
+
+
+def test_ps_shows_the_pulls_in_flight() -> None:
+    from appliance.cli import pulls_table
+
+    now = 1_000_000.0
+    pull = {
+        "model": "qwen",
+        "status": "downloading",
+        "downloaded": 512 << 20,
+        "total": 2 << 30,
+        "rate_bytes_per_s": 8 << 20,
+        "eta_s": 192.0,
+        "started": now - 150,
+    }
+    resolving = {
+        "model": "hf://org/r/x.gguf",
+        "status": "resolving",
+        "downloaded": 0,
+        "total": None,
+        "rate_bytes_per_s": None,
+        "eta_s": None,
+        "started": now - 2,
+    }
+    header, row, other = pulls_table([pull, resolving], now).splitlines()
+    assert header.split() == ["PULLING", "STATUS", "PROGRESS", "SIZE", "RATE", "ETA", "STARTED"]
+    assert row.split() == [
+        "qwen", "downloading", "25.0%", "512", "MiB", "/", "2.00", "GiB", "8", "MiB/s", "3m",
+        "2m", "ago",
+    ]  # fmt: skip
+    assert other.split() == [
+        "hf://org/r/x.gguf",
+        "resolving",
+        "-",
+        "0",
+        "MiB",
+        "-",
+        "-",
+        "2s",
+        "ago",
+    ]

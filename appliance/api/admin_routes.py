@@ -439,6 +439,12 @@ async def pull(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
+async def list_pulls(request: Request) -> Response:
+    """The pulls in flight, however they started (the API, the CLI, a request's first use
+    of a catalog model): what, since when, how far and how fast."""
+    return JSONResponse({"pulls": manager_of(request).pulls.listing()})
+
+
 async def cancel_pull(request: Request) -> Response:
     """Stop a pull in flight (the partial download is kept, and the next pull resumes)."""
     manager = manager_of(request)
@@ -696,6 +702,7 @@ routes = [
     Route("/models/{name:path}", get_model, methods=["GET"]),
     Route("/models/{name:path}", delete_model, methods=["DELETE"]),
     Route("/pull", pull, methods=["POST"]),
+    Route("/pulls", list_pulls, methods=["GET"]),
     Route("/pull/{name:path}", cancel_pull, methods=["DELETE"]),
     Route("/import", import_file, methods=["POST"]),
     Route("/events", events, methods=["GET"]),

@@ -716,6 +716,38 @@ _SCHEMAS: dict[str, Any] = {
             "revision": {"type": ["string", "null"]},
         },
     },
+    "Pull": {
+        "type": "object",
+        "description": "a pull in flight",
+        "required": ["model", "ref", "status", "downloaded", "started"],
+        "properties": {
+            "model": {
+                "type": "string",
+                "description": "its label: the model name, or the hf:// reference of a pull "
+                "without one (what DELETE /admin/pull/{name} takes and its events name)",
+            },
+            "ref": {"type": "string", "description": "hf://org/repo/file@revision"},
+            "name": {"type": ["string", "null"], "description": "the store name asked for"},
+            "status": {
+                "type": "string",
+                "description": "starting, resolving, downloading, verifying, done, error, "
+                "or cancelling (stopped at its next chunk)",
+            },
+            "downloaded": {"type": "integer"},
+            "total": {"type": ["integer", "null"], "description": "null until resolved"},
+            "filename": {"type": ["string", "null"]},
+            "message": {"type": "string"},
+            "started": {"type": "number", "description": "Unix time"},
+            "updated": {"type": "number", "description": "Unix time of the last progress"},
+            "rate_bytes_per_s": {"type": ["number", "null"], "description": "last 10 s"},
+            "eta_s": {"type": ["number", "null"]},
+        },
+    },
+    "PullList": {
+        "type": "object",
+        "required": ["pulls"],
+        "properties": {"pulls": {"type": "array", "items": _ref("Pull")}},
+    },
     "ImportRequest": {
         "type": "object",
         "required": ["path"],
@@ -939,6 +971,14 @@ def _paths() -> dict[str, Any]:
                 body=_json_body(_ref("PullRequest")),
                 tag="admin",
                 errors=(400, 404),
+            )
+        },
+        "/admin/pulls": {
+            "get": _op(
+                "the pulls in flight, however started: progress, rate, since when",
+                _ok(_ref("PullList")),
+                tag="admin",
+                errors=(),
             )
         },
         "/admin/pull/{name}": {

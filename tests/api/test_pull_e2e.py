@@ -255,3 +255,59 @@ def test_a_pull_can_be_cancelled_and_resumes_where_it_stopped(
             assert slow.ranges[-1] is not None and slow.ranges[-1].startswith("bytes=")
         finally:
             d.stop()
+
+
+def test_pulls_in_flight_are_listed_by_the_api_and_appliance_ps(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """There was no way to see the pulls in flight (one a request or another client
+    started): GET /admin/pulls lists each with its progress, and `appliance ps` shows them."""
+    import threading
+
+    data = (models_dir / "tiny.gguf").read_bytes()
+    with HubStub() as stub:
+        slow = stub.add_file("org/slow-GGUF", "slow-q4_k_m.gguf", data, revision_sha=COMMIT)
+        slow.delay = 0.1  # about 4 s for the whole file, in 16 KiB chunks
+        d = start_daemon(
+            tmp_path / "home", tmp_path / "none.toml", env={"HF_ENDPOINT": stub.endpoint}
+        )
+        try:
+            assert d.get("/admin/pulls").json() == {"pulls": []}
+            ref = f"hf://org/slow-GGUF/slow-q4_k_m.gguf@{COMMIT}"
+            body = {"model": ref, "name": "slow"}
+
+            def pull() -> None:
+                with httpx.stream("POST", d.url + "/admin/pull", json=body, timeout=60) as r:
+                    for _ in r.iter_lines():
+                        pass
+
+            caller = threading.Thread(target=pull, daemon=True)
+            caller.start()
+            deadline = time.monotonic() + 30
+            pulls: list[dict[str, object]] = []
+            while time.monotonic() < deadline:
+                pulls = d.get("/admin/pulls").json()["pulls"]
+                if pulls and pulls[0]["rate_bytes_per_s"]:
+                    break
+                time.sleep(0.1)
+            [entry] = pulls
+            assert entry["model"] == "slow" and entry["ref"] == ref
+            assert entry["status"] == "downloading" and entry["total"] == len(data)
+            assert isinstance(entry["downloaded"], int) and entry["downloaded"] > 0
+            r = run_cli("ps", "--url", d.url)
+            assert r.returncode == 0, r.stderr
+            lines = r.stdout.splitlines()
+            at = next(i for i, line in enumerate(lines) if line.startswith("PULLING"))
+            assert lines[at].split() == [
+                "PULLING", "STATUS", "PROGRESS", "SIZE", "RATE", "ETA", "STARTED"
+            ]  # fmt: skip
+            row = lines[at + 1].split()
+            assert row[:2] == ["slow", "downloading"] and row[2].endswith("%"), lines
+            assert row[-1] == "ago" and row[-2].endswith("s"), lines  # "3s ago"
+            assert httpx.delete(d.url + "/admin/pull/slow", timeout=30).status_code == 200
+            caller.join(30)
+            assert d.get("/admin/pulls").json() == {"pulls": []}
+            r = run_cli("ps", "--url", d.url)
+            assert "PULLING" not in r.stdout
+        finally:
+            d.stop()
