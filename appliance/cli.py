@@ -136,7 +136,7 @@ class ProgressBar:
             )
         else:
             text = f"{self.label}  {status}"
-        end = "\n" if status in ("done", "success", "error") else ""
+        end = "\n" if status in ("done", "success", "error", "cancelled") else ""
         print(f"\r{text:<79}", end=end, file=sys.stderr, flush=True)
 
 

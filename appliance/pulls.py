@@ -11,7 +11,6 @@ it raises, the store stops and keeps the partial file, and the next pull resumes
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +21,9 @@ from appliance.store.errors import PullCancelled
 from appliance.store.store import ProgressEvent, Store, StoredModel, StoreError
 
 RATE_WINDOW_S = 10.0  # the rate is the bytes of the last ten seconds
+# The statuses a pull's last progress event has: "cancelled" stands for the store's "error"
+# when an operator stopped it.
+ENDED = frozenset({"done", "error", "cancelled"})
 
 
 @dataclass
@@ -119,6 +121,23 @@ class Pulls:
             task.add_done_callback(lambda _t: self._ended(label))
         return await asyncio.shield(task)
 
+    def _progress_event(
+        self, record: PullRecord, status: str, downloaded: int, note: str, filename: str
+    ) -> None:
+        """One `pull_progress` event: labelled as the pull, with its ref and start time (which
+        tell one pull of a model from the next), status, bytes and the store's note."""
+        self.events.emit(
+            record.label,
+            "pull_progress",
+            note or f"{status} {filename}",
+            status=status,
+            downloaded=downloaded,
+            total=record.total,
+            note=note,
+            ref=record.ref,
+            started=record.started,
+        )
+
     def _ended(self, label: str) -> None:
         self._tasks.pop(label, None)
         self._records.pop(label, None)
@@ -130,42 +149,45 @@ class Pulls:
         last: list[Any] = [0.0, None]  # time and status of the last event sent
 
         def progress(ev: ProgressEvent) -> None:
-            if label in self._cancelled and ev.status not in ("error", "done"):
-                raise PullCancelled(
-                    f"the pull of {label} was cancelled after {ev.downloaded} bytes; the "
-                    "partial download is kept: pull again to resume it"
-                )
+            status: str = ev.status
+            if label in self._cancelled:
+                if ev.status not in ("error", "done"):
+                    raise PullCancelled(
+                        f"the pull of {label} was cancelled after {ev.downloaded} bytes; the "
+                        "partial download is kept: pull again to resume it"
+                    )
+                if ev.status == "error":  # the end of the cancelled transfer
+                    status = "cancelled"
             now = time.monotonic()
             done = ev.total and ev.downloaded >= ev.total
-            if ev.status == last[1] and now - last[0] < 0.25 and not done:
+            if status == last[1] and now - last[0] < 0.25 and not done:
                 return
-            last[0], last[1] = now, ev.status
-            emit = functools.partial(
-                self.events.emit,
-                label,
-                "pull_progress",
-                ev.message or f"{ev.status} {ev.filename}",
-                status=ev.status,
-                downloaded=ev.downloaded,
-                total=ev.total,
-                note=ev.message,
-            )
+            last[0], last[1] = now, status
 
             def observed() -> None:
                 record.observe(ev, now)
-                emit()
+                self._progress_event(record, status, ev.downloaded, ev.message, ev.filename)
 
             loop.call_soon_threadsafe(observed)
+
+        def ended(status: str, note: str) -> None:
+            """The last progress event, when the store's own did not say how it ended
+            (a reference refused before the transfer): watchers close their bars on it."""
+            if last[1] not in ENDED:
+                self._progress_event(record, status, record.downloaded, note, record.filename)
 
         self.events.emit(label, "pull", f"pulling {ref}")
         try:
             stored = await asyncio.to_thread(self.store.pull, ref, name, progress)
         except PullCancelled as exc:
+            ended("cancelled", str(exc))
             self.events.emit(label, "pull_cancelled", str(exc))
             raise
         except StoreError as exc:
+            ended("error", str(exc))
             self.events.emit(label, "error", f"pull failed: {exc}")
             raise
+        ended("done", "")
         self.events.emit(
             stored.name,
             "pull",

@@ -368,3 +368,14 @@ def test_ps_shows_the_pulls_in_flight() -> None:
         "2s",
         "ago",
     ]
+
+
+def test_a_pull_stopped_elsewhere_ends_its_progress_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A pull's last progress event says "cancelled" when another client stopped it: the
+    bar's line ends there, so the error that follows starts on a line of its own."""
+    from appliance.cli import ProgressBar
+
+    ProgressBar("tiny").update("cancelled", 0, 1000)
+    assert capsys.readouterr().err.endswith("tiny  cancelled".ljust(79) + "\n")

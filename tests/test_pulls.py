@@ -13,7 +13,7 @@ import pytest
 from appliance.events import EventLog
 from appliance.pulls import Pulls
 from appliance.store.errors import PullCancelled
-from appliance.store.store import Store
+from appliance.store.store import Store, StoreError
 from tests.hubstub import HubStub
 
 pytestmark = pytest.mark.anyio
@@ -73,3 +73,46 @@ async def test_the_listing_shows_each_pull_in_flight(tmp_path: Path, models_dir:
         with pytest.raises(PullCancelled):
             await task
         assert pulls.listing() == []
+
+
+async def test_progress_events_name_the_pull_and_how_it_ended(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """What the TUI follows every pull by: each `pull_progress` event carries the pull's ref
+    and start (one pull of a model from the next), and the last one says how it ended:
+    "cancelled" for a stopped pull (the store's "error"), "error" for a reference refused
+    before any transfer (no progress event at all before), "done" for a success."""
+    with HubStub() as hub:
+        slow_hub(hub, models_dir)
+        events = EventLog()
+        pulls = Pulls(make_store(tmp_path / "store", hub), events)
+        with events.subscribe() as queue:
+            task = asyncio.ensure_future(pulls.pull(REF, "slow"))
+            await until(lambda: any(p["downloaded"] for p in pulls.listing()))
+            pulls.cancel("slow")
+            with pytest.raises(PullCancelled):
+                await task
+            with pytest.raises(StoreError):
+                await pulls.pull("hf://org/slow-GGUF/nothing-here.gguf@" + COMMIT, "none")
+            with pytest.raises(StoreError):
+                await pulls.pull("hf://org/slow-GGUF/x.gguf", "bad/name")  # refused at once
+            hub.file(REPO, "slow-q4_k_m.gguf").delay = 0
+            await pulls.pull(REF, "slow")
+            seen = []
+            while not queue.empty():
+                seen.append(queue.get_nowait())
+    progress = [e for e in seen if e.kind == "pull_progress"]
+    by_label: dict[str, list[Any]] = {}
+    for e in progress:
+        by_label.setdefault(e.model, []).append(e)
+    slow = by_label["slow"]
+    runs = sorted({e.data["started"] for e in slow})
+    assert len(runs) == 2 and all(e.data["ref"] == REF for e in slow)
+    first = [e.data["status"] for e in slow if e.data["started"] == runs[0]]
+    second = [e.data["status"] for e in slow if e.data["started"] == runs[1]]
+    assert first[-1] == "cancelled" and "error" not in first, first
+    assert second[-1] == "done" and second.count("done") == 1, second
+    assert by_label["none"][-1].data["status"] == "error"
+    assert "nothing-here.gguf" in by_label["none"][-1].data["note"]
+    [refused] = by_label["bad/name"]  # the store said nothing: the pull's own last event
+    assert refused.data["status"] == "error" and refused.data["note"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
@@ -102,6 +103,21 @@ class ApplianceApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, LiveScreen) and screen.is_mounted:
                 screen.show_state(self.state)
+
+    def refresh_pulls(self) -> None:
+        """Show the pulls on the pages of the current stack that show them (progress ticks
+        come four times a second: the rest of each page stays as it is)."""
+        for screen in self.screen_stack:
+            if isinstance(screen, LiveScreen) and screen.is_mounted:
+                screen.show_pulls(self.state)
+
+    async def fetch_pulls(self) -> None:
+        """Every pull in flight now (GET /admin/pulls), however it started; an older daemon
+        without the list has only its live events."""
+        asked_at = time.monotonic()
+        with contextlib.suppress(RouteMissing):
+            self.state.set_pulls(await self.client.pulls(), asked_at)
+            self.refresh_pulls()
 
     # -- the poll ---------------------------------------------------------------------------
 
@@ -205,6 +221,7 @@ class ApplianceApp(App[None]):
                             self.state.load_history(await self.client.telemetry())
                         if self.state.add_events(await self.client.events()):
                             self.poll_now()
+                        await self.fetch_pulls()  # those started before this connection
                         self.refresh_views()
                 self._take(item)
 
@@ -218,6 +235,10 @@ class ApplianceApp(App[None]):
             item = item["event"]
             kind = item.get("kind")
         if kind == "hello" or "message" not in item:
+            return
+        if kind == "pull_progress":  # any pull's, whoever started it
+            if self.state.take_pull_event(item):
+                self.refresh_pulls()
             return
         new = self.state.add_events([item])
         if new:

@@ -114,6 +114,10 @@ class TuiClient:
             return dict(await self._call("DELETE", path, ACTION_TIMEOUT))
         return dict(await self._call("POST", path, ACTION_TIMEOUT, json={"tier": tier}))
 
+    async def pulls(self) -> list[dict[str, Any]]:
+        """The daemon's pulls in flight; raises RouteMissing on a daemon without the list."""
+        return list((await self._call("GET", "/admin/pulls"))["pulls"])
+
     async def cancel_pull(self, label: str) -> dict[str, Any]:
         return dict(await self._call("DELETE", f"/admin/pull/{label}", ACTION_TIMEOUT))
 

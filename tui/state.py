@@ -114,6 +114,15 @@ class ModelRates:
     slots_busy: float | None = None
 
 
+# A pull's last progress status -> how it ended (the daemon's "pull_progress" events).
+PULL_OUTCOMES = {
+    "done": "success",
+    "error": "error",
+    "cancelled": "cancelled",
+}
+ENDED_PULLS_KEPT = 50
+
+
 @dataclass
 class LiveState:
     connected: bool | None = None  # None: not tried yet
@@ -130,6 +139,12 @@ class LiveState:
     events_total: int = 0  # events ever added: views catch up from their own count
     last_moves: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> its move
     _event_keys: set[tuple[Any, ...]] = field(default_factory=set)
+    # Every pull the daemon runs, however it started, by its label (the model name, or the
+    # hf:// reference of a pull without one): model, ref, status, downloaded, total,
+    # message, started (which tells one pull of a model from the next), outcome (None while
+    # it runs, then one of PULL_OUTCOMES' values) and version (a change counter).
+    pulls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _pull_version: int = 0
 
     # -- models -----------------------------------------------------------------------------
 
@@ -255,6 +270,71 @@ class LiveState:
         for name, cols in models.items():
             if isinstance(cols, dict):
                 fill(f"model:{name}", cols.get("tokens_per_s"))
+
+    # -- pulls ------------------------------------------------------------------------------
+
+    def _put_pull(self, label: str, entry: dict[str, Any]) -> None:
+        self._pull_version += 1
+        self.pulls[label] = {**entry, "version": self._pull_version, "seen": time.monotonic()}
+        ended = [k for k, e in self.pulls.items() if e["outcome"] is not None]
+        for key in ended[: max(0, len(ended) - ENDED_PULLS_KEPT)]:
+            del self.pulls[key]
+
+    def take_pull_event(self, ev: Mapping[str, Any]) -> bool:
+        """Take a `pull_progress` event (from any pull); True when it changed something."""
+        label, data = ev.get("model"), ev.get("data")
+        if not label or not isinstance(data, dict):
+            return False
+        status = str(data.get("status") or "")
+        before = self.pulls.get(str(label)) or {}
+        entry = {
+            "model": str(label),
+            "ref": str(data.get("ref") or before.get("ref") or label),
+            "status": status,
+            "downloaded": num(data.get("downloaded")),
+            "total": num(data.get("total")) or None,
+            "message": str(data.get("note") or ""),
+            "started": num(data.get("started")),
+            "outcome": PULL_OUTCOMES.get(status),
+        }
+        if all(before.get(k) == v for k, v in entry.items()):
+            return False
+        self._put_pull(str(label), entry)
+        return True
+
+    def set_pulls(self, listing: Iterable[Mapping[str, Any]], asked_at: float) -> None:
+        """Take GET /admin/pulls (asked for at `asked_at`, time.monotonic()): what runs now.
+        A pull not in it that no event has mentioned since then ended unseen: dropped."""
+        listed = set()
+        for p in listing:
+            label = str(p.get("model") or "")
+            if not label:
+                continue
+            listed.add(label)
+            before = self.pulls.get(label)
+            started = num(p.get("started"))
+            if before is not None and before["started"] == started and before["seen"] > asked_at:
+                continue  # an event told more since the list was asked for
+            status = str(p.get("status") or "")
+            self._put_pull(
+                label,
+                {
+                    "model": label,
+                    "ref": str(p.get("ref") or label),
+                    "status": status,
+                    "downloaded": num(p.get("downloaded")),
+                    "total": num(p.get("total")) or None,
+                    "message": str(p.get("message") or ""),
+                    "started": started,
+                    "outcome": PULL_OUTCOMES.get(status),
+                },
+            )
+        for label, entry in list(self.pulls.items()):
+            if label not in listed and entry["outcome"] is None and entry["seen"] <= asked_at:
+                del self.pulls[label]
+
+    def running_pulls(self) -> list[dict[str, Any]]:
+        return [e for e in self.pulls.values() if e["outcome"] is None]
 
     # -- events -----------------------------------------------------------------------------
 

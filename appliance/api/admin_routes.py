@@ -408,6 +408,9 @@ async def pull(request: Request) -> Response:
                                     "downloaded": ev.data.get("downloaded"),
                                     "total": ev.data.get("total"),
                                     "message": ev.data.get("note") or "",
+                                    # The pull's label (GET /admin/pulls' model) and start.
+                                    "model": label,
+                                    "started": ev.data.get("started"),
                                 }
                             )
                     else:

@@ -705,11 +705,18 @@ _SCHEMAS: dict[str, Any] = {
     },
     "PullEvent": {
         "type": "object",
-        "description": "progress ({status, downloaded, total}), then success or an error",
+        "description": "progress ({status, downloaded, total, message, model: the pull's "
+        "label, started}), then success (model: the stored name) or an error",
         "properties": {
-            "status": {"type": "string"},
+            "status": {
+                "type": "string",
+                "description": "resolving, downloading, verifying, done, error, cancelled; "
+                "success last",
+            },
             "downloaded": {"type": ["integer", "null"]},
             "total": {"type": ["integer", "null"]},
+            "message": {"type": "string"},
+            "started": {"type": ["number", "null"], "description": "the pull's start (Unix)"},
             "model": {"type": "string"},
             "sha256": {"type": "string"},
             "size": {"type": "integer"},

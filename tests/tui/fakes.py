@@ -51,6 +51,10 @@ class FakeDaemon:
         self.context_chars: int | None = None  # longer conversations are refused
         self.chat_error: str | None = None  # every chat request fails with this message
         self.pull_error: str | None = None
+        self.pull_label: str | None = None  # the label its /admin/pull events carry ...
+        self.pull_started = 1.0  # ... and the pull's start
+        self.pulls: list[dict[str, Any]] | None = []  # GET /admin/pulls; None: no such route
+        self.cancelled: list[str] = []  # the labels of DELETE /admin/pull/{label}
 
     def app(self) -> ApplianceApp:
         app = make_app("http://fake.invalid")
@@ -60,6 +64,15 @@ class FakeDaemon:
     def push(self, item: dict[str, Any]) -> None:
         """Send an event or a sample on the live stream."""
         self.live.put_nowait(item)
+
+    def push_pull(self, label: str, status: str, downloaded: int = 0, **data: Any) -> None:
+        """A `pull_progress` event of the pull labelled `label` (started at 1.0 unless said)."""
+        data = {"status": status, "downloaded": downloaded, "total": 1 << 20, **data}
+        data.setdefault("started", 1.0)
+        data.setdefault("ref", f"hf://org/{label}/x.gguf@main")
+        self.push(
+            {"time": 2.0, "model": label, "kind": "pull_progress", "message": status, "data": data}
+        )
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -72,6 +85,12 @@ class FakeDaemon:
         }
         if path in plain:
             return httpx.Response(200, json=plain[path])
+        if path == "/admin/pulls" and self.pulls is not None:
+            return httpx.Response(200, json={"pulls": self.pulls})
+        if path.startswith("/admin/pull/") and request.method == "DELETE":
+            label = path.removeprefix("/admin/pull/")
+            self.cancelled.append(label)
+            return httpx.Response(200, json={"cancelled": label})
         if path == "/admin/telemetry/stream":
             return self._stream(self._live())
         if path == "/v1/chat/completions":
@@ -112,7 +131,8 @@ class FakeDaemon:
         yield _sse("[DONE]")
 
     async def _pull(self) -> AsyncIterator[bytes]:
-        yield _sse({"status": "downloading", "downloaded": 0, "total": 0})
+        label = {"model": self.pull_label, "started": self.pull_started} if self.pull_label else {}
+        yield _sse({"status": "downloading", "downloaded": 0, "total": 0, **label})
         await asyncio.sleep(0.3)
         if self.pull_error:
             yield _sse({"error": {"message": self.pull_error, "code": "checksum_mismatch"}})

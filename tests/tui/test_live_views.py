@@ -166,6 +166,91 @@ async def test_a_failed_pull_stays_whole_until_dismissed() -> None:
         await wait_until(lambda: not screen.query(PullProgress), what="dismissed")
 
 
+def bars(screen: Any) -> list[PullProgress]:
+    return list(screen.query(PullProgress))
+
+
+async def test_the_models_page_shows_every_pull_and_stops_any() -> None:
+    """The Models page showed only the pulls it started: a pull running before it opened
+    (from GET /admin/pulls) and one started elsewhere after (from the live events) get the
+    same bar, move with their events, end as their events say, and `s` stops either."""
+    fake = FakeDaemon()
+    fake.pulls = [
+        {
+            "model": "other",
+            "ref": "hf://org/other/x.gguf@main",
+            "status": "downloading",
+            "downloaded": 1 << 18,
+            "total": 1 << 20,
+            "message": "",
+            "started": 1.0,
+        }
+    ]
+    app = fake.app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        [bar] = await wait_until(lambda: bars(screen), what="the listed pull's bar")
+        assert not bar.owned and bar.key == "other"
+        await wait_until(lambda: "256 KiB / 1.0 MiB" in str(bar.label.render()), what="size")
+        assert screen.check_action("cancel_pull", ())  # `s` means something now
+        fake.push_pull("other", "downloading", 1 << 19)
+        await wait_until(lambda: "512 KiB / 1.0 MiB" in str(bar.label.render()), what="moved")
+        fake.push_pull("far", "resolving", started=5.0)  # a request's first use, say
+        await wait_until(lambda: len(bars(screen)) == 2, what="the new pull's bar")
+        far = next(b for b in bars(screen) if b.key == "far")
+        await select_row(app, "#models-table", "other")
+        await pilot.press("s")
+        await wait_until(lambda: fake.cancelled == ["other"], what="the stop asked for")
+        fake.push_pull("other", "cancelled", 1 << 19)
+        await wait_until(lambda: bar.outcome == "cancelled", what="stopped")
+        assert "partial download is kept" in str(bar.label.render())
+        fake.push_pull("far", "error", note="the hub has no org/far", started=5.0)
+        await wait_until(lambda: far.outcome == "error", what="failed")
+        assert "the hub has no org/far" in str(far.label.render())
+        assert any("the hub has no org/far" in t for t in toasts(app))
+        # The same model pulled again: a new bar replaces the failure's.
+        fake.push_pull("far", "downloading", 10, started=9.0)
+        await wait_until(
+            lambda: [b.run for b in bars(screen) if b.key == "far"] == [9.0], what="again"
+        )
+        assert far not in bars(screen)
+
+
+async def test_a_pull_this_page_started_has_one_bar() -> None:
+    """The events of a pull this page started (its own stream feeds its bar) add no second
+    bar, even when they came first and it was asked for by another spelling of its name."""
+    fake = FakeDaemon()
+    fake.pulls = None  # an older daemon without GET /admin/pulls: the events still show
+    fake.pull_label = "other"
+    app = fake.app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        await wait_until(lambda: app.state.connected, what="connected")
+        fake.push_pull("other", "resolving")
+        await wait_until(lambda: bars(screen), what="the event's bar")
+        own = screen.start_pull("Other")
+        await wait_until(lambda: own.outcome == "success", what="pulled")
+        fake.push_pull("other", "downloading", 1 << 19)
+        fake.push_pull("other", "done", 1 << 20)
+        await wait_until(lambda: app.state.pulls["other"]["outcome"] == "success", what="done")
+        await pilot.pause(0.2)
+        assert bars(screen) == [own] and own.key == "other"
+        # Started here again, its events coming too: one bar still.
+        fake.pull_started = 2.0
+        again = screen.start_pull("other")
+        fake.push_pull("other", "resolving", started=2.0)
+        fake.push_pull("other", "downloading", 1 << 19, started=2.0)
+        await wait_until(lambda: again.outcome == "success", what="pulled again")
+        fake.push_pull("other", "done", 1 << 20, started=2.0)
+        await wait_until(lambda: app.state.pulls["other"]["started"] == 2.0, what="events")
+        await pilot.pause(0.2)
+        assert bars(screen) == [again] and again.run == 2.0
+
+
 async def test_question_mark_toggles_the_keys_panel() -> None:
     fake = FakeDaemon()
     app = fake.app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,3 +205,46 @@ async def test_a_pull_can_be_stopped_and_resumed(hub_daemon: Daemon, hub: HubStu
         assert again.outcome == "success", again.label.render()
         ranges = hub.file(REPO, "tiny-q4_k_m.gguf").ranges
         assert ranges[-1] is not None and ranges[-1].startswith("bytes="), ranges
+
+
+async def test_a_pull_started_elsewhere_shows_and_can_be_stopped(
+    hub_daemon: Daemon, hub: HubStub
+) -> None:
+    """A pull the page did not start (here the API's, running before the TUI opened) showed
+    nowhere: it gets the same bar, moves with the daemon's events, and `s` stops it."""
+    import threading
+
+    hub.file(REPO, "tiny-q4_k_m.gguf").delay = 0.4  # about 7 s for the file
+    ended: list[str] = []
+
+    def pull() -> None:
+        with httpx.stream(
+            "POST", hub_daemon.url + "/admin/pull", json={"model": "remote-tiny"}, timeout=60
+        ) as r:
+            ended.extend(r.iter_lines())
+
+    caller = threading.Thread(target=pull, daemon=True)
+    caller.start()
+    deadline = time.monotonic() + 30
+    while not hub_daemon.get("/admin/pulls").json()["pulls"]:
+        assert time.monotonic() < deadline, "the pull never started"
+        time.sleep(0.05)
+    app = make_app(hub_daemon.url)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        bar = await wait_until(
+            lambda: screen.query(PullProgress).first() if screen.query(PullProgress) else None,
+            what="the pull's bar",
+        )
+        assert not bar.owned and bar.key == "remote-tiny"
+        await wait_until(lambda: len({d for d, _ in bar.seen}) >= 2, what="live progress")
+        await select_row(app, "#models-table", "remote-tiny")
+        await pilot.press("s")
+        await wait_until(lambda: bar.outcome is not None, timeout=30, what="stopped")
+        assert bar.outcome == "cancelled", bar.label.render()
+        assert len(screen.query(PullProgress)) == 1
+    caller.join(30)
+    assert any("pull_cancelled" in line for line in ended), ended  # its caller was told
+    assert hub_daemon.get("/admin/pulls").json() == {"pulls": []}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from tui.state import (
     LiveState,
     fmt_bytes,
@@ -92,3 +95,44 @@ def test_format_and_quantization_from_file_names() -> None:
     }
     for source, expected in cases.items():
         assert (guess_format(source), guess_quant(source)) == expected, source
+
+
+def _progress(label: str, status: str, downloaded: int = 0, started: float = 1.0) -> dict[str, Any]:
+    data = {"status": status, "downloaded": downloaded, "total": 100, "started": started}
+    return {
+        "model": label,
+        "kind": "pull_progress",
+        "message": status,
+        "data": {**data, "ref": "r"},
+    }
+
+
+def test_every_pull_is_kept_from_its_events_and_the_list() -> None:
+    """The TUI knew only the pulls it started: every pull's progress events and GET
+    /admin/pulls now say what runs, how far, and how each ended."""
+    state = LiveState()
+    assert state.take_pull_event(_progress("a", "downloading", 10))
+    assert not state.take_pull_event(_progress("a", "downloading", 10))  # nothing new
+    assert state.pulls["a"]["downloaded"] == 10 and state.pulls["a"]["outcome"] is None
+    assert state.pulls["a"]["ref"] == "r" and state.pulls["a"]["started"] == 1.0
+    assert state.take_pull_event(_progress("a", "cancelled", 40))
+    assert state.pulls["a"]["outcome"] == "cancelled" and state.running_pulls() == []
+    assert state.take_pull_event(_progress("a", "resolving", started=2.0))  # pulled again
+    assert [e["started"] for e in state.running_pulls()] == [2.0]
+    # The list: a pull started before the TUI looked is added; one that ended unseen (not
+    # listed, and no event since the list was asked for) is dropped.
+    asked = time.monotonic()
+    listed = {"model": "b", "ref": "hf://o/b/x.gguf", "status": "downloading", "downloaded": 5,
+              "total": 100, "started": 3.0, "message": ""}  # fmt: skip
+    state.set_pulls([listed], asked)
+    assert set(state.pulls) == {"b"} and state.pulls["b"]["downloaded"] == 5
+    # An event newer than the list asked for wins over the list's older figures.
+    asked = time.monotonic()
+    state.take_pull_event(_progress("b", "downloading", 50, started=3.0))
+    state.set_pulls([listed], asked)
+    assert state.pulls["b"]["downloaded"] == 50
+    asked = time.monotonic()
+    assert state.take_pull_event(_progress("c", "downloading", 1, started=4.0))
+    state.set_pulls([], asked)  # "b" ended unseen; "c" began after the list was asked for
+    assert set(state.pulls) == {"c"}
+    assert not state.take_pull_event({"model": "d", "kind": "pull_progress", "message": "x"})

@@ -51,5 +51,8 @@ class LiveScreen(Screen[None]):
     def refresh_view(self, state: LiveState) -> None:
         """The page's own rendering."""
 
+    def show_pulls(self, state: LiveState) -> None:
+        """Render the pulls in flight, on a page that shows them."""
+
     def notify_error(self, exc: Any) -> None:
         self.notify(str(exc), title="error", severity="error", timeout=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -61,6 +62,18 @@ class ModelsScreen(LiveScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#models-table", DataTable).focus()
+        self.list_pulls()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self.list_pulls()
+
+    @work(group="pull-list", exclusive=True)
+    async def list_pulls(self) -> None:
+        """Every pull in flight as the page opens, however it started; the live events
+        keep them up to date after."""
+        with contextlib.suppress(DaemonError):  # unreachable: the poll says so
+            await self.appliance.fetch_pulls()
 
     # -- view -------------------------------------------------------------------------------
 
@@ -89,6 +102,7 @@ class ModelsScreen(LiveScreen):
             )
         sync_rows(self.query_one("#models-table", DataTable), rows)
         self._detail(state)
+        self.show_pulls(state)
         missing = [
             str(m["name"])
             for m in state.models
@@ -243,9 +257,54 @@ class ModelsScreen(LiveScreen):
 
         self.app.push_screen(PullScreen(ref or ""), answered)
 
+    # -- pulls ------------------------------------------------------------------------------
+
+    def show_pulls(self, state: LiveState) -> None:
+        """A bar for every pull in flight: this page's own (fed by their streams) and the
+        others, whoever started them, from the state (one bar per pull, never two)."""
+        shown: dict[str, PullProgress] = {}
+        for w in self.query(PullProgress):
+            if w.owned or w.key not in shown:  # an own bar stands for its pull
+                shown[w.key] = w
+        for label, entry in list(state.pulls.items()):
+            bar = shown.get(label)
+            if (
+                bar is not None
+                and bar.owned
+                and (bar.outcome is None or bar.run == entry["started"])
+            ):
+                continue  # its own stream shows it
+            if bar is not None and not bar.owned and bar.run == entry["started"]:
+                ran = bar.outcome is None
+                bar.follow(entry)
+                if ran and bar.outcome is not None:
+                    self._pull_ended(bar)
+                continue
+            if entry["outcome"] is not None:
+                continue  # it ended before this page saw it run: nothing to show
+            if bar is not None:
+                bar.remove()  # an earlier pull's outcome: this one replaces it
+            new = PullProgress(label, owned=False)
+            new.follow(entry)
+            self.query_one("#pulls", Vertical).mount(new)
+            shown[label] = new
+            self.refresh_bindings()  # "Stop pull" now means something
+        for w in self.query(PullProgress):
+            if not w.owned and w.outcome is None and w.key not in state.pulls:
+                w.remove()  # it ended unseen (the list no longer has it)
+
+    def _pull_ended(self, widget: PullProgress) -> None:
+        if widget.outcome == "error":  # kept until dismissed or tried again
+            self.notify(
+                str(widget.error), title=f"pull {widget.ref} failed", severity="error", timeout=10
+            )
+        else:
+            self.set_timer(8, widget.remove)
+        self.refresh_bindings()
+
     def start_pull(self, ref: str, name: str | None = None) -> PullProgress:
         for shown in self.query(PullProgress):
-            if shown.ref != ref:
+            if shown.ref != ref and shown.key != (name or ref):
                 continue
             if shown.outcome is None:  # one transfer, one bar
                 self.notify(f"{ref} is already being pulled", timeout=3)
@@ -264,7 +323,10 @@ class ModelsScreen(LiveScreen):
                 if event.get("status") == "success":
                     widget.success(event)
                 else:
+                    key = widget.key
                     widget.progress(event)
+                    if widget.key != key:  # the daemon calls it otherwise (an alias typed)
+                        self._drop_followers(widget)
         except DaemonError as exc:
             if exc.code == "pull_cancelled":
                 widget.cancelled()
@@ -273,22 +335,24 @@ class ModelsScreen(LiveScreen):
         if widget.outcome is None:
             widget.failure("the daemon ended the stream before the pull finished")
         self.appliance.poll_now()
-        if widget.outcome == "error":  # kept until dismissed or tried again
-            self.notify(str(widget.error), title=f"pull {ref} failed", severity="error", timeout=10)
-        else:
-            self.set_timer(8, widget.remove)
-        self.refresh_bindings()
+        self._pull_ended(widget)
+
+    def _drop_followers(self, widget: PullProgress) -> None:
+        """The bar shown for `widget`'s pull from the events, before its stream named it."""
+        for w in self.query(PullProgress):
+            if not w.owned and w.key == widget.key:
+                w.remove()
 
     def action_cancel_pull(self) -> None:
-        """Stop the selected model's pull, or the only one running (its partial download
-        is kept, and the next pull resumes it)."""
+        """Stop the selected model's pull, or the only one running, whoever started it (its
+        partial download is kept, and the next pull resumes it)."""
         running = [w for w in self.query(PullProgress) if w.outcome is None]
-        chosen = [w for w in running if self.selected in (w.ref, w.pull_name)] or running
+        chosen = [w for w in running if self.selected in (w.ref, w.pull_name, w.key)] or running
         if len(chosen) != 1:
             self.notify("select the model whose pull to stop", timeout=3)
             return
         widget = chosen[0]
-        label = widget.pull_name or widget.ref
+        label = widget.key
         client = self.appliance.client
         self.call_daemon(f"stopping the pull of {label}", lambda: client.cancel_pull(label), None)
 

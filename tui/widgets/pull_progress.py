@@ -1,7 +1,11 @@
-"""One pull in progress: what it is doing and a bar fed by the /admin/pull event stream.
+"""One pull in progress: what it is doing and a bar.
 
-A failed pull stays, its whole message wrapped and its bar gone, until it is dismissed
-(a click, or esc on the models page) or the same pull is tried again.
+A pull this page started is fed by its own /admin/pull event stream; any other pull (the
+CLI's, the API's, a request's first use of a catalog model, one running before the TUI
+opened or resumed after a restart) follows the daemon's `pull_progress` events as the
+state keeps them (`follow`). A failed pull stays, its whole message wrapped and its bar
+gone, until it is dismissed (a click, or esc on the models page) or the same pull is
+tried again.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ class PullProgress(Vertical):
     PullProgress.-failed Label { color: $error; }
     """
 
-    def __init__(self, ref: str, name: str | None = None) -> None:
+    def __init__(self, ref: str, name: str | None = None, *, owned: bool = True) -> None:
         super().__init__()
         self.ref = ref
         self.pull_name = name  # the store name given to an hf:// reference
+        self.key = name or ref  # the daemon's label for the pull, once its stream says
+        self.owned = owned  # fed by its own /admin/pull stream, not by the state
+        self.run: float | None = None  # the pull's start time, which tells it from the next
         self.outcome: str | None = (
             None  # None while running, then "success", "error" or "cancelled"
         )
         self.error: str | None = None
         self.seen: list[tuple[int, int | None]] = []  # (downloaded, total) as they came
+        self._following: dict[str, Any] | None = None  # the state's entry it shows
+        self._applied = -1  # the version of it shown
 
     def compose(self) -> ComposeResult:
         yield Label(f"pull {self.ref}: starting…", classes="pull-label")
@@ -43,7 +52,31 @@ class PullProgress(Vertical):
     def label(self) -> Label:
         return self.query_one(Label)
 
+    def on_mount(self) -> None:
+        if self._following is not None:
+            self.follow(self._following)
+
+    def follow(self, entry: dict[str, Any]) -> None:
+        """Show the state's entry of a pull this page did not start (`LiveState.pulls`)."""
+        self._following = entry
+        self.run = entry.get("started")
+        if entry.get("version") == self._applied or not self.query(ProgressBar):
+            return  # nothing new, or not composed yet (on_mount shows it)
+        self._applied = int(entry.get("version") or 0)
+        outcome = entry.get("outcome")
+        if outcome is None:
+            self.progress(entry)
+        elif outcome == "success":
+            self.success({"model": self.key, "size": entry.get("total")})
+        elif outcome == "cancelled":
+            self.cancelled()
+        else:
+            self.failure(str(entry.get("message") or "the daemon gave no reason"))
+
     def progress(self, event: dict[str, Any]) -> None:
+        if self.owned and event.get("model"):  # the daemon's label and start of this pull
+            self.key = str(event["model"])
+            self.run = num(event.get("started"))
         downloaded = num(event.get("downloaded"))
         total = num(event.get("total"))
         status = str(event.get("status") or "…")
@@ -64,7 +97,8 @@ class PullProgress(Vertical):
         elif bar.total:
             bar.update(progress=bar.total)
         sha = str(event.get("sha256") or "")[:12]
-        self.label.update(f"pulled {event.get('model')}: {fmt_bytes(size)}, sha256 {sha}…")
+        text = f"pulled {event.get('model')}: {fmt_bytes(size)}"
+        self.label.update(text + (f", sha256 {sha}…" if sha else ""))
         self.add_class("-done")
 
     def cancelled(self) -> None:
