@@ -119,6 +119,7 @@ PULL_OUTCOMES = {
     "done": "success",
     "error": "error",
     "cancelled": "cancelled",
+    "interrupted": "interrupted",  # the daemon stopped: it resumes the pull when it starts
 }
 ENDED_PULLS_KEPT = 50
 

@@ -57,6 +57,7 @@ def _store_error(exc: StoreError) -> APIError:
         "HubUnavailableError": 503,
         "IntegrityError": 502,
         "PullCancelled": 409,
+        "PullInterrupted": 503,
     }.get(name, 500)
     code = {
         "NotFoundError": "model_not_found",
@@ -66,6 +67,7 @@ def _store_error(exc: StoreError) -> APIError:
         "InvalidNameError": "invalid_name",
         "AmbiguousFileError": "ambiguous_file",
         "PullCancelled": "pull_cancelled",
+        "PullInterrupted": "shutting_down",
     }.get(name)
     kind = "invalid_request_error" if status < 500 else "server_error"
     return APIError(status, str(exc), kind, None, code)

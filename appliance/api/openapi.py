@@ -710,7 +710,8 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "status": {
                 "type": "string",
-                "description": "resolving, downloading, verifying, done, error, cancelled; "
+                "description": "resolving, downloading, verifying, done, error, cancelled, "
+                "interrupted (the daemon stopped: it resumes the pull when it starts); "
                 "success last",
             },
             "downloaded": {"type": ["integer", "null"]},

@@ -46,5 +46,10 @@ class PullCancelled(StoreError):
     """An operator cancelled the pull; the partial file is kept and the next pull resumes it."""
 
 
+class PullInterrupted(StoreError):
+    """The daemon stopped during the pull; the partial file is kept and the daemon resumes
+    the pull when it starts again."""
+
+
 class GGUFError(StoreError):
     """A file is not a valid GGUF model (bad magic, truncated, absurd counts, ...)."""

@@ -32,7 +32,7 @@ from appliance.catalog import Catalog, HubSource, LocalSource
 from appliance.engines.supervisor import WorkerProcess, WorkerSpec, WorkerStartError
 from appliance.events import Event, EventLog
 from appliance.hardware import HardwareReport
-from appliance.pulls import Pulls
+from appliance.pulls import MAX_RESUMES, Pulls
 from appliance.settings import Settings
 from appliance.store.gguf_meta import GGUFInfo
 from appliance.store.integrity import files_to_hash
@@ -115,7 +115,7 @@ class ModelManager:
         self.residency = views.ResidencyCache()
         self._tasks: list[asyncio.Task[None]] = []
         self._restarts: set[asyncio.Task[None]] = set()  # pinned models coming back up
-        self.pulls = Pulls(store, self.event_log)
+        self.pulls = Pulls(store, self.event_log, data_dir / "pulls.json")
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -124,8 +124,48 @@ class ModelManager:
             asyncio.create_task(self._idle_loop(), name="idle-demoter"),
             asyncio.create_task(self._preload_pins(), name="preload-pins"),
         ]
+        self._resume_pulls()
+
+    def _resume_pulls(self) -> None:
+        """Resume, in the background, the pulls the daemon's last stop (a restart, a crash,
+        an upgrade) broke off, each from its partial file: once per start; one that fails
+        or is cancelled is not resumed again, nor one that MAX_RESUMES starts did not end."""
+        for pull in self.pulls.interrupted():
+            label, ref = pull.label, pull.ref
+            if pull.resumes >= MAX_RESUMES:
+                self.pulls.forget(label)
+                self.emit(
+                    label,
+                    "error",
+                    f"not resuming the pull of {label}: {pull.resumes + 1} restarts in a row "
+                    "interrupted it; pull it again to resume its partial download",
+                )
+                continue
+            if pull.catalog:  # at the catalog's revision of now (an upgrade may move it)
+                entry = self.catalog.exact(label)
+                if entry is None or not isinstance(entry.source, HubSource):
+                    self.pulls.forget(label)
+                    self.emit(
+                        label,
+                        "pull",
+                        f"not resuming the pull of {label}, interrupted by a restart: it is "
+                        "no longer a catalog model to pull",
+                    )
+                    continue
+                ref = f"{entry.source}@{entry.revision}"
+            self.emit(
+                label,
+                "pull",
+                f"resuming the pull of {label}, interrupted by a restart",
+                reason="restart",
+                ref=ref,
+            )
+            task = self.pulls.start(ref, pull.name, catalog=pull.catalog, resumes=pull.resumes + 1)
+            # Its end is an event already (pulled, or the failure); nobody awaits it.
+            task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
 
     async def shutdown(self) -> None:
+        self.pulls.shutdown()  # first: each transfer stops at its next chunk, to be resumed
         for task in [*self._tasks, *self._restarts]:
             task.cancel()
         # All at once: each worker may take its grace to write its prompt cache, and a box
@@ -280,7 +320,7 @@ class ModelManager:
                 f"model '{name}' is a local file ({entry.source}); there is nothing to pull",
                 code="not_pullable",
             )
-        return await self.pull_ref(f"{entry.source}@{entry.revision}", entry.name)
+        return await self.pulls.pull(f"{entry.source}@{entry.revision}", entry.name, catalog=True)
 
     async def pull_ref(self, ref: str, name: str | None) -> StoredModel:
         """Pull an hf:// reference once, however many callers ask; progress as events."""

@@ -311,3 +311,48 @@ def test_pulls_in_flight_are_listed_by_the_api_and_appliance_ps(
             assert "PULLING" not in r.stdout
         finally:
             d.stop()
+
+
+def test_a_pull_broken_off_by_a_restart_is_resumed_by_the_next_start(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """A restart (systemctl restart, an upgrade) left a pull partial until someone pulled
+    again, and held the stop until the download ended: the daemon stops at once, and the
+    next start resumes the pull in the background, from its partial file, and says why."""
+    data = (models_dir / "tiny.gguf").read_bytes()
+    with HubStub() as stub:
+        slow = stub.add_file("org/slow-GGUF", "slow-q4_k_m.gguf", data, revision_sha=COMMIT)
+        slow.delay = 0.5  # about 18 s for the whole file, in 16 KiB chunks
+        home = tmp_path / "home"
+        env = {"HF_ENDPOINT": stub.endpoint}
+        d = start_daemon(home, tmp_path / "none.toml", env=env)
+        try:
+            body = {"model": f"hf://org/slow-GGUF/slow-q4_k_m.gguf@{COMMIT}", "name": "slow"}
+            with httpx.stream("POST", d.url + "/admin/pull", json=body, timeout=60) as r:
+                for line in r.iter_lines():  # the pull goes on after its caller leaves
+                    if line.startswith("data: ") and json.loads(line[6:]).get("downloaded"):
+                        break
+            started = time.monotonic()
+            d.proc.send_signal(signal.SIGTERM)
+            assert d.proc.wait(30) == 0
+            assert time.monotonic() - started < 10, "the stop waited for the download"
+        finally:
+            d.stop()
+        assert slow.gets == 1
+        partials = list(home.rglob("*.partial"))
+        assert len(partials) == 1 and 0 < partials[0].stat().st_size < len(data)
+        slow.delay = 0.05
+        d = start_daemon(home, tmp_path / "none.toml", env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while d.get("/admin/models/slow").status_code != 200:
+                assert time.monotonic() < deadline, d.log()
+                time.sleep(0.2)
+            events = d.get("/admin/events").json()["events"]
+            said = [e["message"] for e in events if e["model"] == "slow"]
+            assert said[0] == "resuming the pull of slow, interrupted by a restart", said
+            assert slow.ranges[-1] is not None and slow.ranges[-1].startswith("bytes=")
+            assert d.get("/admin/store").json()["models"][0]["size"] == len(data)
+            assert not list(home.rglob("pulls.json"))  # nothing left to resume
+        finally:
+            d.stop()

@@ -218,6 +218,26 @@ async def test_the_models_page_shows_every_pull_and_stops_any() -> None:
         assert far not in bars(screen)
 
 
+async def test_a_pull_a_restart_breaks_off_says_it_comes_back() -> None:
+    """A pull the daemon's stop broke off is not a failure: its bar says the daemon resumes
+    it, and the resumed pull (a new start) takes its place."""
+    fake = FakeDaemon()
+    app = fake.app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        await wait_until(lambda: app.state.connected, what="connected")
+        fake.push_pull("other", "downloading", 1 << 18)
+        [bar] = await wait_until(lambda: bars(screen), what="the bar")
+        fake.push_pull("other", "interrupted", 1 << 18)
+        await wait_until(lambda: bar.outcome == "interrupted", what="interrupted")
+        assert "resumes the pull when it starts again" in str(bar.label.render())
+        assert not any("failed" in t for t in toasts(app))
+        fake.push_pull("other", "downloading", 1 << 19, started=7.0)  # resumed
+        await wait_until(lambda: [b.run for b in bars(screen)] == [7.0], what="resumed")
+
+
 async def test_a_pull_this_page_started_has_one_bar() -> None:
     """The events of a pull this page started (its own stream feeds its bar) add no second
     bar, even when they came first and it was asked for by another spelling of its name."""

@@ -330,6 +330,8 @@ class ModelsScreen(LiveScreen):
         except DaemonError as exc:
             if exc.code == "pull_cancelled":
                 widget.cancelled()
+            elif exc.code == "shutting_down" and widget.outcome is None:
+                widget.interrupted()  # the daemon resumes it when it starts again
             else:
                 widget.failure(str(exc))
         if widget.outcome is None:

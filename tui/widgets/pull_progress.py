@@ -37,7 +37,7 @@ class PullProgress(Vertical):
         self.owned = owned  # fed by its own /admin/pull stream, not by the state
         self.run: float | None = None  # the pull's start time, which tells it from the next
         self.outcome: str | None = (
-            None  # None while running, then "success", "error" or "cancelled"
+            None  # None while running, then "success", "error", "cancelled" or "interrupted"
         )
         self.error: str | None = None
         self.seen: list[tuple[int, int | None]] = []  # (downloaded, total) as they came
@@ -70,6 +70,8 @@ class PullProgress(Vertical):
             self.success({"model": self.key, "size": entry.get("total")})
         elif outcome == "cancelled":
             self.cancelled()
+        elif outcome == "interrupted":
+            self.interrupted()
         else:
             self.failure(str(entry.get("message") or "the daemon gave no reason"))
 
@@ -105,6 +107,14 @@ class PullProgress(Vertical):
         self.outcome = "cancelled"
         self.query_one(ProgressBar).display = False
         self.label.update(f"pull {self.ref} cancelled: the partial download is kept (p: resume)")
+
+    def interrupted(self) -> None:
+        self.outcome = "interrupted"
+        self.query_one(ProgressBar).display = False
+        self.label.update(
+            f"pull {self.ref} interrupted: the daemon stopped; it resumes the pull when it "
+            "starts again"
+        )
 
     def failure(self, message: str) -> None:
         self.outcome, self.error = "error", message
