@@ -242,7 +242,13 @@ class Pulls:
             log.warning("cannot record the pulls in flight in %s: %s", path, exc)
 
     def _progress_event(
-        self, record: PullRecord, status: str, downloaded: int, note: str, filename: str
+        self,
+        record: PullRecord,
+        status: str,
+        downloaded: int,
+        note: str,
+        filename: str,
+        sha256: str = "",
     ) -> None:
         """One `pull_progress` event: labelled as the pull, with its ref and start time (which
         tell one pull of a model from the next), status, bytes and the store's note."""
@@ -256,6 +262,8 @@ class Pulls:
             note=note,
             ref=record.ref,
             started=record.started,
+            sha256=sha256,  # the file's, once the hub named it (Ollama's "pulling <digest>")
+            filename=filename,
         )
 
     def _ended(self, label: str, task: asyncio.Task[StoredModel]) -> None:
@@ -298,7 +306,9 @@ class Pulls:
 
             def observed() -> None:
                 record.observe(ev, now)
-                self._progress_event(record, status, ev.downloaded, ev.message, ev.filename)
+                self._progress_event(
+                    record, status, ev.downloaded, ev.message, ev.filename, ev.sha256
+                )
 
             loop.call_soon_threadsafe(observed)
 

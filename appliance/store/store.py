@@ -119,6 +119,7 @@ class ProgressEvent:
     total: int
     status: ProgressStatus
     message: str = ""
+    sha256: str = ""  # the file's, once the hub named it ("" for a folder, which has many)
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -380,7 +381,9 @@ class Store:
         try:
             local = self._find_local(hub_ref, name)
             if local is not None:
-                emit.update(local.name, local.filename, local.size)
+                emit.update(
+                    local.name, local.filename, local.size, "" if local.files else local.sha256
+                )
                 emit("done", local.size, "already in the store")
                 return local
             emit("resolving", message=f"resolving {hub_ref}")
@@ -395,7 +398,7 @@ class Store:
             remote = found
             model_name = name or default_model_name(remote.filename)
             self.layout.check_name_free(model_name)  # before the download
-            emit.update(model_name, remote.filename, remote.size)
+            emit.update(model_name, remote.filename, remote.size, remote.sha256)
             model = self._fetch(remote, model_name, emit)
             emit("done", model.size)
             return model
@@ -644,14 +647,17 @@ class _Emitter:
         self.name = name
         self.filename = filename
         self.total = 0
+        self.sha256 = ""
 
-    def update(self, name: str, filename: str, total: int) -> None:
-        self.name, self.filename, self.total = name, filename, total
+    def update(self, name: str, filename: str, total: int, sha256: str = "") -> None:
+        self.name, self.filename, self.total, self.sha256 = name, filename, total, sha256
 
     def __call__(self, status: ProgressStatus, downloaded: int = 0, message: str = "") -> None:
         if self.callback is not None:
             self.callback(
-                ProgressEvent(self.name, self.filename, downloaded, self.total, status, message)
+                ProgressEvent(
+                    self.name, self.filename, downloaded, self.total, status, message, self.sha256
+                )
             )
 
 

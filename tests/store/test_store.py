@@ -84,6 +84,9 @@ def test_pull_verifies_and_publishes(tmp_path: Path, hub: HubStub, tiny_bytes: b
         len(tiny_bytes),
         len(tiny_bytes),
     )
+    # Once the hub named the file, each event carries its digest (Ollama's pull shows it).
+    assert events[0].sha256 == ""
+    assert {e.sha256 for e in events if e.status != "resolving"} == {model.sha256}
 
 
 def test_pull_again_returns_at_once(tmp_path: Path, hub: HubStub, tiny_bytes: bytes) -> None:
