@@ -1,6 +1,7 @@
-"""Errors in the OpenAI shape: ``{"error": {"message", "type", "param", "code"}}``, and
-on the Anthropic Messages API's paths in Anthropic's:
-``{"type": "error", "error": {"type", "message"}}``."""
+"""Errors in the OpenAI shape: ``{"error": {"message", "type", "param", "code"}}``, on
+the Anthropic Messages API's paths in Anthropic's:
+``{"type": "error", "error": {"type", "message"}}``, and on Ollama's native API (`/api/...`)
+in Ollama's: ``{"error": "message"}``."""
 
 from __future__ import annotations
 
@@ -85,6 +86,11 @@ class APIError(Exception):
             error["details"] = self.details
         return {"type": "error", "error": error}
 
+    def to_ollama_body(self) -> dict[str, Any]:
+        """The JSON body of the error as Ollama's API returns it: its clients (the ollama
+        SDKs, Open WebUI, LangChain's ChatOllama) read a string under `error`."""
+        return {"error": self.message}
+
     def __repr__(self) -> str:
         return (
             f"APIError(status={self.status!r}, message={self.message!r}, type={self.type!r}, "
@@ -128,10 +134,13 @@ def is_anthropic_path(path: str) -> bool:
 
 MODELS_PATHS = ("/v1/models", "/models")
 
+# Ollama's native API: every route under it (and an unknown one) answers errors in its shape.
+OLLAMA_PREFIX = "/api"
+
 
 def is_ollama_path(path: str) -> bool:
-    """Whether a request's path is Ollama's API, whose errors are {"error": "message"}."""
-    return path.startswith("/api/")
+    """Whether a request's path is Ollama's native API's (`/api/tags`, `/api/chat`, ...)."""
+    return path == OLLAMA_PREFIX or path.startswith(OLLAMA_PREFIX + "/")
 
 
 def is_anthropic_request(scope: Scope) -> bool:
@@ -231,8 +240,8 @@ def unavailable(message: str, retry_after: float | None = None) -> APIError:
 
 
 class ErrorResponse(JSONResponse):
-    """An error's response: its body in the OpenAI shape, or in Anthropic's when it is sent
-    on the Anthropic Messages API's paths.
+    """An error's response: its body in the OpenAI shape, in Anthropic's when it is sent
+    on the Anthropic Messages API's paths, in Ollama's on Ollama's (`/api/...`).
 
     The shape is chosen as the response is sent, from the request's path (and, on the
     models routes, its `anthropic-version` header), because the middleware (API keys, the
@@ -249,7 +258,7 @@ class ErrorResponse(JSONResponse):
             self.body = self.render(self.err.to_anthropic_body())
             self.headers["content-length"] = str(len(self.body))
         elif is_ollama_path(str(scope.get("path", ""))):
-            self.body = self.render({"error": self.err.message})
+            self.body = self.render(self.err.to_ollama_body())
             self.headers["content-length"] = str(len(self.body))
         await super().__call__(scope, receive, send)
 
