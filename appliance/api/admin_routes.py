@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from appliance.store.errors import InvalidNameError
 from appliance.store.gguf_meta import GGUFError
 from appliance.store.layout import default_model_name, safe_model_name
 from appliance.store.model_folder import ModelFolderError, read_model_info
-from appliance.store.store import Store, StoreError
+from appliance.store.store import Store, StoredModel, StoreError
 from appliance.tiers.estimate import estimate_memory
 from appliance.tiers.footprint import prompt_states_cap
 from appliance.tiers.manager import ModelManager
@@ -47,7 +47,7 @@ def manager_of(request: Request) -> ModelManager:
     return manager
 
 
-def _store_error(exc: StoreError) -> APIError:
+def store_error(exc: StoreError) -> APIError:
     name = type(exc).__name__
     status = {
         "NotFoundError": 404,
@@ -201,6 +201,14 @@ async def set_budgets(request: Request) -> Response:
 async def delete_model(request: Request) -> Response:
     manager = manager_of(request)
     name = manager.canonical(request.path_params["name"])
+    await delete_stored(manager, name)
+    return JSONResponse({"deleted": name})
+
+
+async def delete_stored(manager: ModelManager, name: str, param: str = "name") -> None:
+    """Remove a model's file from the store (moving it to cold first): 404 when it has no
+    file there, 409 while it is serving, loading or pulling. `DELETE /admin/models/NAME`
+    and Ollama's `DELETE /api/delete` (`param` "model")."""
     # Nothing moves before the delete is known to go ahead: a catalog model named by a
     # path has no file here (it was unloaded all the same), and a model being loaded
     # would have its file taken from under the load (its waiters got a 500).
@@ -209,30 +217,29 @@ async def delete_model(request: Request) -> Response:
             404,
             f"model '{name}' has no file in the store to delete",
             "invalid_request_error",
-            "name",
+            param,
             "model_not_found",
         )
     slot = manager.slots.get(name)
     if slot is not None and (slot.active or slot.state in ("loading", "pulling")):
         doing = f"serving {slot.active} request(s)" if slot.active else slot.state
         raise APIError(
-            409, f"model '{name}' is {doing}; try again when it is idle", param="name", code="busy"
+            409, f"model '{name}' is {doing}; try again when it is idle", param=param, code="busy"
         )
     if slot is not None and manager.tier_of(slot) in ("hot", "warm"):
         # To cold, not warm: pages held in RAM for a file that is gone were a "warm" model
         # listed for ever, which a load then fetched again without a word.
-        await manager.set_tier(name, "cold", "deleted from the store", param="name")
+        await manager.set_tier(name, "cold", "deleted from the store", param=param)
     try:
         await asyncio.to_thread(manager.store.remove, name)
     except StoreError as exc:
-        raise _store_error(exc) from exc
+        raise store_error(exc) from exc
     if slot is not None:
         if manager.catalog.exact(name) is None:
             manager.slots.pop(name, None)  # an import: nothing of it is left to show
         else:
             slot.state, slot.last_error = "unloaded", None
     manager.emit(name, "remove", "removed from the store")
-    return JSONResponse({"deleted": name})
 
 
 async def inspect_model(request: Request) -> Response:
@@ -358,6 +365,34 @@ def _check_hub_ref(ref: str, name: str | None) -> None:
         _check_name(name, "name")
 
 
+def start_pull(
+    manager: ModelManager, ref: str, name: str | None
+) -> tuple[Coroutine[Any, Any, StoredModel], str]:
+    """The pull of a catalog model or an hf:// reference (not started: the caller awaits it
+    once it listens to its progress), and the label its progress events carry.
+
+    Everything a pull can refuse without the network is refused here, as an HTTP error,
+    before the 200 of a progress stream."""
+    if ref.startswith("hf://"):
+        _check_hub_ref(ref, name)
+        if name is not None:
+            _check_free_name(manager, name, "name")
+        return manager.pull_ref(ref, name), (name if name is not None else ref)
+    entry = manager.catalog.resolve(ref)
+    if entry is None:
+        _check_name(ref, "model")
+        raise model_not_found(ref)
+    if not isinstance(entry.source, HubSource):
+        raise APIError(
+            400,
+            f"model '{entry.name}' is a local file ({entry.source}); there is nothing to pull",
+            "invalid_request_error",
+            "model",
+            "not_pullable",
+        )
+    return manager.pull(entry.name), entry.name
+
+
 async def pull(request: Request) -> Response:
     """Pull a catalog model or an hf:// reference; progress streams as SSE events."""
     manager = manager_of(request)
@@ -370,29 +405,7 @@ async def pull(request: Request) -> Response:
         raise invalid_request(
             "name must be a string: the store name for an hf:// reference", "name"
         )
-    # Everything a pull can refuse without the network is refused here, as an HTTP error,
-    # before the 200 of the event stream.
-    if ref.startswith("hf://"):
-        _check_hub_ref(ref, name)
-        if name is not None:
-            _check_free_name(manager, name, "name")
-        job = manager.pull_ref(ref, name)
-        label = name if name is not None else ref
-    else:
-        entry = manager.catalog.resolve(ref)
-        if entry is None:
-            _check_name(ref, "model")
-            raise model_not_found(ref)
-        if not isinstance(entry.source, HubSource):
-            raise APIError(
-                400,
-                f"model '{entry.name}' is a local file ({entry.source}); there is nothing to pull",
-                "invalid_request_error",
-                "model",
-                "not_pullable",
-            )
-        job = manager.pull(entry.name)
-        label = entry.name
+    job, label = start_pull(manager, ref, name)
 
     async def stream() -> AsyncIterator[bytes]:
         with manager.subscribe() as events:
@@ -420,7 +433,7 @@ async def pull(request: Request) -> Response:
                 exc = task.exception()
                 if exc is not None:
                     err = (
-                        _store_error(exc)
+                        store_error(exc)
                         if isinstance(exc, StoreError)
                         else APIError(500, str(exc), "server_error")
                     )
@@ -630,7 +643,7 @@ async def import_file(request: Request) -> Response:
             "path",
         ) from exc
     except StoreError as exc:
-        err = _store_error(exc)
+        err = store_error(exc)
         err.message = redact(err.message)
         raise err from exc
     except OSError as exc:
