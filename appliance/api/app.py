@@ -22,6 +22,7 @@ from appliance.api import (
     admin_routes,
     anthropic_routes,
     llama_native_routes,
+    ollama_model_routes,
     ollama_routes,
     openai_routes,
     responses_routes,
@@ -175,6 +176,8 @@ def create_app(
             Mount("/admin", routes=[*admin_routes.routes, *telemetry_routes.routes]),
             *llama_native_routes.routes,
             *ollama_routes.routes,
+            # Ollama's native API (`/api/...`, and its probe `GET /`).
+            *ollama_model_routes.routes,
             # The same routes without /v1, for scripts written for llama-server or Ollama.
             *openai_routes.routes,
             *responses_routes.routes,

@@ -1,4 +1,5 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 description of the /v1 and /admin routes.
+"""``GET /openapi.json``: an OpenAPI 3.1 description of the /v1, /admin and Ollama's /api
+routes.
 
 Written by hand rather than generated: the handlers parse their bodies themselves
 (`schemas.py`), so there is nothing to introspect, and a client generator or a
@@ -19,6 +20,7 @@ __all__ = ["openapi_document", "openapi_json"]
 
 JSON = "application/json"
 SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -1037,7 +1039,8 @@ def _paths() -> dict[str, Any]:
             )
         },
         **_llama_server_paths(obj),
-        **_ollama_paths(obj),
+        **_ollama_generating_paths(obj),
+        **_ollama_paths(),
         "/admin/telemetry/stream": {
             "get": _op(
                 "a sample a second and every event, as SSE",
@@ -1076,32 +1079,242 @@ def _llama_server_paths(obj: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
-def _ollama_paths(obj: dict[str, Any]) -> dict[str, Any]:
-    """Ollama's generating routes (NDJSON streams unless "stream": false; errors are
-    {"error": "message"})."""
-    ollama = {
-        "/api/chat": "chat in Ollama's shape (NDJSON stream by default)",
+def _ollama_generating_paths(obj: dict[str, Any]) -> dict[str, Any]:
+    """Ollama's generating routes (`ollama_routes.py`): NDJSON lines unless "stream":
+    false (then one object), the last with "done": true."""
+    summaries = {
+        "/api/chat": "chat in Ollama's shape",
         "/api/generate": "generate in Ollama's shape (templated, raw, or FIM with suffix)",
         "/api/embed": "embeddings of one input or several",
         "/api/embeddings": "the embedding of one prompt (Ollama's older route)",
     }
     return {
         path: {
-            "post": _op(
+            "post": _ollama_op(
                 summary,
-                {
-                    "200": {
-                        "description": "OK",
-                        "content": {"application/x-ndjson": {"schema": obj}, JSON: {"schema": obj}},
-                    }
-                },
-                body=_json_body(obj),
-                tag="ollama",
+                obj,
+                body=obj,
                 errors=(400, 404, 413, 429, 500, 501, 504),
+                content_type=JSON if path.startswith("/api/embed") else NDJSON,
             )
         }
-        for path, summary in ollama.items()
+        for path, summary in summaries.items()
     }
+
+
+def _ollama_errors(*statuses: int) -> dict[str, Any]:
+    """Errors of Ollama's routes, in its shape `{"error": "message"}`."""
+    texts = {
+        400: "invalid request",
+        401: "missing or wrong API key",
+        404: "unknown model",
+        409: "the model is serving, loading or pulling",
+        413: "request body too large",
+        429: "the model's queue is full (Retry-After)",
+        421: "Host header not allowed (DNS rebinding protection)",
+        500: "the model's file cannot be read, or an internal failure",
+        501: "not supported by this server (models are imported with `appliance import`)",
+        502: "the download did not match its sha256",
+        503: "the hub cannot be reached, or shutting down",
+        504: "past request_timeout",
+        507: "not enough disk space",
+    }
+    return {
+        str(s): {
+            "description": texts[s],
+            "content": {JSON: {"schema": _ref("OllamaError")}},
+        }
+        for s in (*statuses, 401, 421, 503)
+    }
+
+
+def _ollama_op(
+    summary: str,
+    schema: dict[str, Any] | None,
+    *,
+    body: dict[str, Any] | None = None,
+    errors: tuple[int, ...] = (),
+    content_type: str = JSON,
+) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "OK"}
+    if schema is not None:
+        ok["content"] = {content_type: {"schema": schema}}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": ["ollama"],
+        "responses": {"200": ok, **_ollama_errors(*errors)},
+    }
+    if body is not None:
+        op["requestBody"] = _json_body(body)
+    return op
+
+
+def _ollama_paths() -> dict[str, Any]:
+    """Ollama's native API: the routes that manage models (`ollama_model_routes.py`)."""
+    unsupported = _ollama_op(
+        "not supported here: 501 (models are imported with `appliance import`)",
+        None,
+        body=_ref("Object"),
+        errors=(501,),
+    )
+    pull_ok = {
+        "allOf": [_ref("OllamaProgress")],
+        "description": "NDJSON: one OllamaProgress per line (pulling manifest, pulling "
+        "<digest> with total and completed, verifying sha256 digest, writing manifest, "
+        "success); an error mid-stream is a line {error}. With stream false, one object.",
+    }
+    return {
+        "/": {
+            "get": _ollama_op(
+                'Ollama\'s probe: 200 "Ollama is running"',
+                {"type": "string"},
+                content_type="text/plain",
+            )
+        },
+        "/api/version": {
+            "get": _ollama_op("the Ollama version this server answers as", _ref("OllamaVersion"))
+        },
+        "/api/tags": {"get": _ollama_op("every model a request can name", _ref("OllamaTags"))},
+        "/api/show": {
+            "post": _ollama_op(
+                "one model: details, template, GGUF metadata, capabilities",
+                _ref("OllamaShow"),
+                body=_ref("OllamaModelRequest"),
+                errors=(400, 404, 500),
+            )
+        },
+        "/api/ps": {"get": _ollama_op("the loaded (hot) models", _ref("OllamaPs"))},
+        "/api/pull": {
+            "post": _ollama_op(
+                "pull a catalog model or an hf:// reference; progress as NDJSON",
+                pull_ok,
+                body=_ref("OllamaPullRequest"),
+                errors=(400, 404, 502, 507),
+                content_type=NDJSON,
+            )
+        },
+        "/api/delete": {
+            "delete": _ollama_op(
+                "delete a model from the store (an empty 200)",
+                None,
+                body=_ref("OllamaModelRequest"),
+                errors=(400, 404, 409),
+            )
+        },
+        "/api/copy": {"post": unsupported},
+        "/api/create": {"post": unsupported},
+        "/api/push": {"post": unsupported},
+        "/api/blobs/{digest}": {
+            "post": {
+                **unsupported,
+                "parameters": [
+                    {"name": "digest", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+            }
+        },
+    }
+
+
+_OLLAMA_DETAILS = {
+    "type": "object",
+    "properties": {
+        "parent_model": {"type": "string"},
+        "format": {"type": "string", "description": "gguf | onnx; empty until pulled"},
+        "family": {"type": "string", "description": "general.architecture"},
+        "families": {"type": "array", "items": {"type": "string"}},
+        "parameter_size": {"type": "string", "description": "e.g. 135M, 7.6B"},
+        "quantization_level": {"type": "string", "description": "e.g. Q4_K_M, F16"},
+    },
+}
+_OLLAMA_MODEL = {
+    "type": "object",
+    "required": ["name", "model", "modified_at", "size", "digest", "details"],
+    "properties": {
+        "name": {"type": "string", "description": "NAME:latest (a name without a tag)"},
+        "model": {"type": "string"},
+        "modified_at": {"type": "string", "format": "date-time"},
+        "size": {"type": "integer", "description": "bytes; 0 while not pulled"},
+        "digest": {"type": "string", "description": "sha256 hex of a stored model, else empty"},
+        "details": _ref("OllamaDetails"),
+    },
+}
+_OLLAMA_SCHEMAS: dict[str, Any] = {
+    "OllamaError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "OllamaVersion": {"type": "object", "properties": {"version": {"type": "string"}}},
+    "OllamaDetails": _OLLAMA_DETAILS,
+    "OllamaModel": _OLLAMA_MODEL,
+    "OllamaTags": {
+        "type": "object",
+        "properties": {"models": {"type": "array", "items": _ref("OllamaModel")}},
+    },
+    "OllamaModelRequest": {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "name": {"type": "string", "description": "the older name of `model`"},
+            "verbose": {"type": "boolean", "description": "accepted; arrays stay empty"},
+        },
+    },
+    "OllamaShow": {
+        "type": "object",
+        "properties": {
+            "modelfile": {"type": "string"},
+            "parameters": {"type": "string", "description": "num_ctx: the context served"},
+            "template": {"type": "string", "description": "the Jinja chat template"},
+            "details": _ref("OllamaDetails"),
+            "model_info": {"type": "object", "additionalProperties": True},
+            "capabilities": {
+                "type": "array",
+                "items": {"enum": ["completion", "tools", "thinking", "embedding"]},
+            },
+            "modified_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "OllamaPs": {
+        "type": "object",
+        "properties": {
+            "models": {
+                "type": "array",
+                "items": {
+                    "allOf": [
+                        _ref("OllamaModel"),
+                        {
+                            "type": "object",
+                            "properties": {
+                                "expires_at": {"type": "string", "format": "date-time"},
+                                "size_vram": {"type": "integer"},
+                                "context_length": {"type": "integer"},
+                            },
+                        },
+                    ]
+                },
+            }
+        },
+    },
+    "OllamaPullRequest": {
+        "type": "object",
+        "required": ["model"],
+        "properties": {
+            "model": {"type": "string", "description": "a catalog model or hf://org/repo/file"},
+            "insecure": {"type": "boolean", "description": "accepted, ignored"},
+            "stream": {"type": "boolean", "default": True},
+        },
+    },
+    "OllamaProgress": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string"},
+            "digest": {"type": "string"},
+            "total": {"type": "integer"},
+            "completed": {"type": "integer"},
+            "error": {"type": "string"},
+        },
+    },
+}
 
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
@@ -1112,11 +1325,12 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             "title": "appliance",
             "version": __version__,
             "description": "A self-hosted inference daemon: the OpenAI API under /v1, "
-            "model management under /admin. Errors are {error: {message, type, param, code}}.",
+            "model management under /admin, Ollama's API under /api. Errors are "
+            "{error: {message, type, param, code}}; on /api, Ollama's {error: message}.",
         },
         "paths": _paths(),
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, **_OLLAMA_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
@@ -1124,7 +1338,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             {"name": "openai", "description": "OpenAI-compatible API"},
             {"name": "admin", "description": "models, tiers, store, events"},
             {"name": "llama-server", "description": "llama-server's native routes"},
-            {"name": "ollama", "description": "Ollama's API under /api"},
+            {"name": "ollama", "description": "Ollama's API under /api (and its probe GET /)"},
             {"name": "service", "description": "health, metrics, this document"},
         ],
     }

@@ -24,6 +24,7 @@ from appliance.api import (
     admin_routes,
     anthropic_routes,
     llama_native_routes,
+    ollama_model_routes,
     ollama_routes,
     openai_routes,
     responses_routes,
@@ -649,6 +650,7 @@ def app_routes() -> set[tuple[str, str]]:
         ("/admin", telemetry_routes.routes),
         ("", llama_native_routes.routes),
         ("", ollama_routes.routes),
+        ("", ollama_model_routes.routes),
     )
     for prefix, routes in tables:
         for route in routes:
@@ -670,6 +672,7 @@ def test_openapi_describes_every_route(bound: BoundDaemon) -> None:
     assert {"tools", "tool_choice", "messages", "response_format", "stream"} <= set(chat)
     for name in ("CompletionRequest", "EmbeddingRequest", "ModelList", "ErrorResponse"):
         assert name in doc["components"]["schemas"]
+    assert "OllamaError" in doc["components"]["schemas"]  # Ollama's /api routes' errors
     refs = {m for m in _refs(doc)}
     assert refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])
     try:
