@@ -185,10 +185,34 @@ def to_chat_body(body: Any) -> dict[str, Any]:
         chat["tool_choice"] = choice
     if parallel is not None:
         chat["parallel_tool_calls"] = parallel
+    schema = _output_schema(body)
+    if schema is not None:
+        chat["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": True},
+        }
     if body.get("stream"):
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return chat
+
+
+def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Structured output's JSON schema: `output_config.format` (the SDK's `messages.parse`)
+    or the older beta `output_format`, both `{"type": "json_schema", "schema": ...}`."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    param = "output_config.format"
+    if fmt is None:
+        fmt, param = body.get("output_format"), "output_format"
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise invalid_request(f'\'{param}\' must be {{"type": "json_schema", ...}}', param)
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise invalid_request(f"'{param}.schema' must be a JSON schema object", param)
+    return schema
 
 
 class MessageBuilder:

@@ -14,9 +14,9 @@ from starlette.routing import Route
 
 from appliance.api.errors import invalid_request
 from appliance.api.pipeline import (
+    chat_frame,
     first_frame,
     manager_of,
-    message_frame,
     model_name,
     read_json,
     worker_frames,
@@ -105,12 +105,7 @@ async def apply_template(request: Request) -> Response:
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
-    frame: Frame = {
-        "type": "render",
-        "messages": [message_frame(m) for m in req.messages],
-        "params": {},
-    }
-    answer = await _ask(request, body, frame)
+    answer = await _ask(request, body, chat_frame(req, kind="render"))
     return JSONResponse({"prompt": answer.get("content", "")})
 
 

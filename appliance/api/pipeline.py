@@ -361,21 +361,9 @@ async def start_chat(
     error before it is an HTTP error), and the output parser ready for the text."""
     manager = manager_of(request)
     name = model_name(manager, req.model, embedding=False)
-    frame: Frame = {
-        "type": "generate",
-        "mode": "chat",
-        "messages": [message_frame(m) for m in req.messages],
-        "params": params_frame(req.params),
-    }
+    frame = chat_frame(req)
     if group is not None:  # one of n choices: admitted all together or not at all
         frame["group"] = group
-    if req.tools.active:
-        frame["tools"] = [t.openai() for t in req.tools.offered()]
-        frame["params"]["tool_choice"] = {
-            "mode": req.tools.choice.mode,
-            "name": req.tools.choice.name,
-            "parallel": req.tools.parallel,
-        }
     frames = worker_frames(request, name, frame, want_embedding=False)
     started = await first_frame(frames)
     split = _reasoning_mode(manager, name) != "off"
@@ -386,6 +374,25 @@ async def start_chat(
         tools=req.tools,
     )
     return name, frames, output, started
+
+
+def chat_frame(req: ChatRequest, kind: str = "generate") -> Frame:
+    """A chat request as the worker reads it: its messages, parameters and the tools the
+    prompt offers (also for `render`, which shows the prompt without generating)."""
+    frame: Frame = {
+        "type": kind,
+        "mode": "chat",
+        "messages": [message_frame(m) for m in req.messages],
+        "params": params_frame(req.params),
+    }
+    if req.tools.active:
+        frame["tools"] = [t.openai() for t in req.tools.offered()]
+        frame["params"]["tool_choice"] = {
+            "mode": req.tools.choice.mode,
+            "name": req.tools.choice.name,
+            "parallel": req.tools.parallel,
+        }
+    return frame
 
 
 def message_frame(m: ChatMessage) -> dict[str, Any]:

@@ -261,6 +261,18 @@ def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
         raise invalid_request("the request body must be a JSON object")
     if "input" not in body:
         raise invalid_request("'input' is required: a string or a list of items", "input")
+    # Kept elsewhere by OpenAI, nowhere here: answering without them would lose the
+    # conversation or the prompt's instructions without a word.
+    for key, what in (
+        ("conversation", "Conversations (a conversation's items kept by the server)"),
+        ("prompt", "Prompt templates ('prompt': {id, variables})"),
+    ):
+        if body.get(key) is not None:
+            raise invalid_request(
+                f"{what} are not supported by this server: send the items in 'input' (or "
+                "chain responses with 'previous_response_id')",
+                key,
+            )
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None:

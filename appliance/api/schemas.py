@@ -388,6 +388,19 @@ def _response_format(body: Mapping[str, Any]) -> ResponseFormat | None:
 MAX_N = 8
 
 
+def _refuse_outputs(body: Mapping[str, Any]) -> None:
+    """What a chat request asks for that these models cannot give: audio answers and web
+    search. Refused rather than answered with text alone, so the client knows."""
+    modalities = body.get("modalities")
+    if body.get("audio") is not None or (
+        isinstance(modalities, list) and any(m != "text" for m in modalities)
+    ):
+        param = "audio" if body.get("audio") is not None else "modalities"
+        _fail(param, "Audio output is not supported by this server: ask for text only.")
+    if body.get("web_search_options") is not None:
+        _fail("web_search_options", "Web search is not supported by this server.")
+
+
 def _refuse_unsupported(body: Mapping[str, Any], max_n: int = 1) -> int:
     """`n`, when this route supports it (chat: up to MAX_N choices)."""
     n = body.get("n")
@@ -550,6 +563,7 @@ def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: 
     obj = _body(body)
     model = _model(obj)
     messages = _messages(obj)
+    _refuse_outputs(obj)
     n = _refuse_unsupported(obj, MAX_N)
     stream, include_usage = _stream(obj)
     params = _params(obj, default_max_tokens, max_tokens_limit)

@@ -378,3 +378,38 @@ def test_models_in_anthropics_shape(tools_daemon: Daemon) -> None:  # noqa: F811
     with pytest.raises(anthropic.NotFoundError) as missing:
         c.models.retrieve("no-such-model")
     assert missing.value.body["error"]["type"] == "not_found_error"
+
+
+def test_structured_output_parses_into_the_callers_model(daemon: Daemon) -> None:
+    """The SDK's messages.parse sends output_config.format (older builds output_format): the
+    answer follows the schema, as Anthropic's does; it was free text and parse failed."""
+    from pydantic import BaseModel
+
+    class City(BaseModel):  # bounded fields: a random model cannot ramble in them
+        big: bool
+        size: Literal["small", "large"]
+
+    message = client(daemon).messages.parse(
+        model="tiny",
+        max_tokens=60,
+        output_format=City,
+        messages=[{"role": "user", "content": "a city"}],
+    )
+    assert isinstance(message.parsed_output, City)
+    schema = City.model_json_schema()
+    older = httpx.post(
+        daemon.url + "/v1/messages",
+        json={
+            "model": "tiny",
+            "max_tokens": 60,
+            "messages": [{"role": "user", "content": "a city"}],
+            "output_format": {"type": "json_schema", "schema": schema},
+        },
+        timeout=60,
+    ).json()
+    assert City.model_validate_json(older["content"][0]["text"])
+    bad = {"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    r = httpx.post(
+        daemon.url + "/v1/messages", json={**bad, "output_format": {"type": "xml"}}, timeout=60
+    )
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"

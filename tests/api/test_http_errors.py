@@ -97,6 +97,10 @@ def test_empty_body_and_non_object(daemon: Daemon) -> None:
         ("logit_bias", {"abc": 1}),
         ("seed", 2**70),
         ("messages", []),
+        # Asked of a model that cannot give it: refused, not answered with text alone.
+        ("modalities", ["text", "audio"]),
+        ("audio", {"voice": "alloy", "format": "wav"}),
+        ("web_search_options", {}),
     ],
 )
 def test_absurd_parameters_name_the_parameter(daemon: Daemon, field: str, value: Any) -> None:
@@ -160,3 +164,16 @@ def test_daemon_healthy_after_bad_input(daemon: Daemon) -> None:
     )
     assert r.status_code == 200
     assert daemon.get("/health").json()["status"] in ("ready", "degraded")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("conversation", "conv_123"), ("prompt", {"id": "pmpt_123", "variables": {}})],
+)
+def test_responses_features_kept_by_openai_are_refused(
+    daemon: Daemon, field: str, value: Any
+) -> None:
+    """A conversation or prompt template this server does not keep: a 400 naming it, not an
+    answer that silently lost the history or the instructions."""
+    body = {"model": "tiny", "input": "hi", field: value}
+    assert_error(httpx.post(daemon.v1 + "/responses", json=body, timeout=60), 400, field)

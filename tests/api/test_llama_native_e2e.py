@@ -143,6 +143,15 @@ def test_apply_template_props_and_slots(daemon: Daemon) -> None:
     ).json()["prompt"]
     assert "<|im_start|>user\nhi there<|im_end|>" in prompt
     assert prompt.endswith("<|im_start|>assistant\n")
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+    }
+    with_tools = client.post(
+        "/apply-template",
+        json={"messages": [{"role": "user", "content": "hi"}], "tools": [tool]},
+    ).json()["prompt"]
+    assert "get_weather" in with_tools  # the prompt a chat with these tools is given
     props = client.get("/props").json()
     assert props["default_generation_settings"]["n_ctx"] == 512  # the catalog's context
     assert props["total_slots"] >= 1 and "im_start" in props["chat_template"]
