@@ -26,6 +26,7 @@ from appliance.engines.tool_prompt import (
     example_call,
     example_turns,
     native_instructions,
+    tool_turns_as_text,
     with_generic_tools,
     with_instructions,
 )
@@ -59,9 +60,18 @@ def render_prompt(
             prefill,
         )
         return text, opens_reasoning(text)
+    if not tools and has_tool_turns(messages) and "tool_calls" not in template.source:
+        # A history with calls, sent without the tools (the final answer's turn, as
+        # LangChain sends it), to a template that never looks at calls: the calls and
+        # results as text, not an empty turn.
+        messages = tool_turns_as_text(messages, parallel=parallel)
     extra = {"tools": tools} if tools else {}
     text = _answer_after_tool_results(template, _render(template, messages, prefill, **extra))
     return text, opens_reasoning(text)
+
+
+def has_tool_turns(messages: Sequence[Mapping[str, Any]]) -> bool:
+    return any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
 
 
 def developer_as_system(

@@ -394,8 +394,11 @@ class WorkerProcess:
             pings = ping_s if ping_s > 0 and frame.get("type") == "generate" else None
             while True:
                 try:
-                    # A get cancelled by the timeout loses no frame (it is taken after).
-                    item = await asyncio.wait_for(stream.get(), pings)
+                    # asyncio.timeout, not wait_for: wait_for swallows a cancellation (a
+                    # client gone) that lands as a frame arrives, and the request then runs
+                    # on to its end. A get the timeout cancels loses no frame.
+                    async with asyncio.timeout(pings):
+                        item = await stream.get()
                 except TimeoutError:
                     yield {"type": "ping", "id": request_id}
                     continue

@@ -134,6 +134,16 @@ def with_generic_tools(
     `system_role` False puts the description at the start of the first user turn, for
     templates that refuse a system message."""
     text = instructions(tools, parallel=parallel)
+    return with_instructions(
+        tool_turns_as_text(messages, parallel=parallel), text, system_role=system_role
+    )
+
+
+def tool_turns_as_text(
+    messages: Sequence[Mapping[str, Any]], *, parallel: bool = True
+) -> list[Message]:
+    """`messages` with their tool calls and results written as text, for a template that
+    cannot show them (it would render an empty assistant turn and drop the results)."""
     out: list[Message] = []
     for m in messages:
         role = m.get("role")
@@ -152,4 +162,4 @@ def with_generic_tools(
         out.append(item)
     for item in out:
         item.pop("_results", None)
-    return with_instructions(out, text, system_role=system_role)
+    return out

@@ -168,3 +168,25 @@ def test_a_template_that_refuses_a_system_turn_gets_the_tools_in_the_first_user_
     )
     assert "Result of get_weather (call a):\n18 C" in turns[2]
     assert "Result of get_weather (call b):\n19 C" in turns[2]
+
+
+def test_a_history_of_calls_sent_without_tools_keeps_its_calls_and_results() -> None:
+    """The final answer's turn, as LangChain sends it (no `tools`): a template that cannot
+    show calls rendered an empty assistant turn and lost the call."""
+    from appliance.tiny_model import CHATML_TEMPLATE
+
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    messages = [
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "sunny"},
+    ]
+    assert not supports_tools(CHATML_TEMPLATE)
+    text, _ = render_prompt(ChatTemplate(CHATML_TEMPLATE), messages)
+    assert '"name": "get_weather"' in text and '"city": "Paris"' in text
+    assert "Result of get_weather (call call_1):\nsunny" in text
+    assert "<|im_start|>assistant\n<|im_end|>" not in text
