@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from appliance.api.errors import invalid_request
+from appliance.api.schemas import query_limit
 
 __all__ = ["ANTHROPIC_VERSION", "MAX_LIMIT", "model_info", "model_page", "wants_anthropic"]
 
@@ -41,20 +42,6 @@ def model_info(name: str, created: int) -> dict[str, Any]:
     }
 
 
-def _limit(value: str | None) -> int:
-    if value is None:
-        return 20
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise invalid_request(
-            f"'limit' must be an integer from 1 to {MAX_LIMIT}, not {value!r}", "limit"
-        )
-    return limit
-
-
 def _position(ids: list[str], cursor: str, param: str) -> int:
     if cursor not in ids:
         raise invalid_request(f"'{param}': no model '{cursor}' in the list", param)
@@ -76,7 +63,7 @@ def model_page(
                 f"'lifecycle[{i}]' must be one of {', '.join(LIFECYCLES)}, not {name!r}",
                 "lifecycle",
             )
-    limit = _limit(query.get("limit"))
+    limit = query_limit(query.get("limit"), MAX_LIMIT)
     after, before = query.get("after_id"), query.get("before_id")
     if after is not None and before is not None:
         raise invalid_request("give 'after_id' or 'before_id', not both", "before_id")

@@ -18,7 +18,7 @@ from appliance.api.pipeline import (
     first_frame,
     manager_of,
     model_name,
-    read_json,
+    read_object,
     worker_frames,
 )
 from appliance.api.schemas import parse_chat_request
@@ -41,12 +41,6 @@ def native_model(manager: ModelManager, requested: str) -> str:
     return model_name(manager, "", embedding=False)
 
 
-def request_object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object.", None)
-    return body
-
-
 async def _ask(request: Request, body: dict[str, Any], frame: Frame) -> Frame:
     """One question to the model's worker (loaded if it is not): its answer frame."""
     name = native_model(manager_of(request), _model(body))
@@ -64,7 +58,7 @@ def _model(body: dict[str, Any]) -> str:
 
 
 async def tokenize(request: Request) -> Response:
-    body = request_object(await read_json(request))
+    body = await read_object(request)
     content = body.get("content")
     if not isinstance(content, str):
         raise invalid_request("'content' is required: the text to tokenize.", "content")
@@ -86,7 +80,7 @@ async def tokenize(request: Request) -> Response:
 
 
 async def detokenize(request: Request) -> Response:
-    body = request_object(await read_json(request))
+    body = await read_object(request)
     tokens = body.get("tokens", [])
     if not isinstance(tokens, list) or not all(
         isinstance(t, int) and not isinstance(t, bool) for t in tokens
@@ -99,7 +93,7 @@ async def detokenize(request: Request) -> Response:
 async def apply_template(request: Request) -> Response:
     """The chat prompt the model's template makes of `messages`, generating nothing."""
     settings = request.app.state.settings
-    body = request_object(await read_json(request))
+    body = await read_object(request)
     req = parse_chat_request(
         {**body, "stream": False, "max_tokens": 1},
         default_max_tokens=settings.default_max_tokens,

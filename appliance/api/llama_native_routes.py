@@ -29,13 +29,13 @@ from appliance.api.llama_native import (
     probabilities,
     select_fields,
 )
-from appliance.api.llama_native_model_routes import native_model, request_object
+from appliance.api.llama_native_model_routes import native_model
 from appliance.api.pipeline import (
     SSE_HEADERS,
     first_frame,
     manager_of,
     params_frame,
-    read_json,
+    read_object,
     timed,
     worker_frames,
 )
@@ -199,7 +199,7 @@ def _final(
 
 async def _complete(request: Request, infill: bool) -> Response:
     app_settings = request.app.state.settings
-    body = request_object(await read_json(request))
+    body = await read_object(request)
     FimLimits.of(body)  # checked before anything starts
     translated = completion_body(body, app_settings.max_tokens_limit)
     fields = _infill_fields(body) if infill else None

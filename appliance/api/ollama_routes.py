@@ -35,7 +35,7 @@ from appliance.api.pipeline import (
     manager_of,
     model_name,
     params_frame,
-    read_json,
+    read_object,
     start_chat,
     timed,
     worker_frames,
@@ -47,12 +47,6 @@ from appliance.settings import duration_value
 __all__ = ["routes"]
 
 NDJSON = "application/x-ndjson"
-
-
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise invalid_request("The request body must be a JSON object.", None)
-    return body
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -209,7 +203,7 @@ def _chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str
 
 async def chat(request: Request) -> Response:
     settings = request.app.state.settings
-    body = _object(await read_json(request))
+    body = await read_object(request)
     began = time.monotonic()
     req = parse_chat_request(
         _chat_body(body, chat_messages(body.get("messages") or [])),
@@ -225,7 +219,7 @@ async def chat(request: Request) -> Response:
 
 async def generate(request: Request) -> Response:
     settings = request.app.state.settings
-    body = _object(await read_json(request))
+    body = await read_object(request)
     began = time.monotonic()
     if body.get("images"):
         raise invalid_request(
@@ -313,7 +307,7 @@ async def _embed_vectors(
 
 
 async def embed(request: Request) -> Response:
-    body = _object(await read_json(request))
+    body = await read_object(request)
     began = time.monotonic()
     value = body.get("input")
     inputs = [value] if isinstance(value, str) else value
@@ -336,7 +330,7 @@ async def embed(request: Request) -> Response:
 
 async def embeddings(request: Request) -> Response:
     """The older single-prompt form: {"embedding": [...]}."""
-    body = _object(await read_json(request))
+    body = await read_object(request)
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
         raise invalid_request("'prompt' must be a string.", "prompt")

@@ -63,10 +63,18 @@ def _errors(*statuses: int) -> dict[str, Any]:
         504: "past request_timeout",
         507: "not enough disk space",
     }
+    return _error_responses(statuses, texts, "ErrorResponse")
+
+
+def _error_responses(
+    statuses: tuple[int, ...], texts: dict[int, str], schema: str
+) -> dict[str, Any]:
+    """The error responses of an operation: those it names, and the three any route can
+    give (a missing key, a refused Host, the daemon shutting down)."""
     return {
         str(s): {
             "description": texts[s],
-            "content": {JSON: {"schema": _ref("ErrorResponse")}},
+            "content": {JSON: {"schema": _ref(schema)}},
         }
         for s in (*statuses, 401, 421, 503)
     }
@@ -1119,13 +1127,7 @@ def _ollama_errors(*statuses: int) -> dict[str, Any]:
         504: "past request_timeout",
         507: "not enough disk space",
     }
-    return {
-        str(s): {
-            "description": texts[s],
-            "content": {JSON: {"schema": _ref("OllamaError")}},
-        }
-        for s in (*statuses, 401, 421, 503)
-    }
+    return _error_responses(statuses, texts, "OllamaError")
 
 
 def _ollama_op(

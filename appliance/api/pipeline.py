@@ -122,6 +122,14 @@ def params_frame(params: SamplingParams) -> dict[str, Any]:
     }
 
 
+async def read_object(request: Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object (the routes that take no list)."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.", None)
+    return body
+
+
 def manager_of(request: Request) -> ModelManager:
     manager: ModelManager = request.app.state.manager
     return manager

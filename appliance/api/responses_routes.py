@@ -32,7 +32,7 @@ from appliance.api.pipeline import (
 )
 from appliance.api.responses import ResponseBuilder, new_id
 from appliance.api.responses_request import LISTED_INCLUDES, input_items, to_chat_body
-from appliance.api.schemas import parse_chat_request
+from appliance.api.schemas import parse_chat_request, query_limit
 from appliance.api.sse import SSE_PING, sse_event
 from appliance.engines.protocol import Frame
 from appliance.tiers.manager import ModelManager
@@ -254,20 +254,6 @@ async def get_response(request: Request) -> Response:
 MAX_LIST_LIMIT = 100
 
 
-def _list_limit(value: str | None) -> int:
-    if value is None:
-        return 20
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise invalid_request(
-            f"'limit' must be an integer from 1 to {MAX_LIST_LIMIT}, not {value!r}", "limit"
-        )
-    return limit
-
-
 async def list_input_items(request: Request) -> Response:
     """The stored response's own input items, as OpenAI lists them: `order` desc (the
     default) or asc, `limit` of them (20; at most 100) after the item `after`. The
@@ -275,7 +261,7 @@ async def list_input_items(request: Request) -> Response:
     response stored before items were kept lists none."""
     response_id = request.path_params["response_id"]
     query = request.query_params
-    limit = _list_limit(query.get("limit"))
+    limit = query_limit(query.get("limit"), MAX_LIST_LIMIT)
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise invalid_request(f"'order' must be 'asc' or 'desc', not {order!r}", "order")

@@ -770,3 +770,18 @@ def parse_embedding_request(body: Any) -> EmbeddingRequest:
         cast("int | None", dimensions),
         ids,
     )
+
+
+def query_limit(value: str | None, maximum: int, default: int = 20) -> int:
+    """A list route's `limit` query parameter: 1 to `maximum`, `default` when absent."""
+    if value is None:
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= maximum:
+        raise invalid_request(
+            f"'limit' must be an integer from 1 to {maximum}, not {value!r}", "limit"
+        )
+    return limit
