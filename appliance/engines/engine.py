@@ -74,8 +74,10 @@ def check_context(n_prompt: int, n_ctx: int, param: str) -> None:
     """A prompt must leave at least one token of the context for the answer."""
     if n_prompt >= n_ctx:
         raise EngineRequestError(
-            f"This model's maximum context length is {n_ctx} tokens, but the prompt "
-            f"has {n_prompt} tokens (at least one token must be left for the answer). "
+            # "prompt is too long" (Anthropic's words): LangChain raises its
+            # ContextOverflowError on it, and Claude clients compact their history.
+            f"The prompt is too long: {n_prompt} tokens, and this model's maximum context "
+            f"length is {n_ctx} tokens (at least one token must be left for the answer). "
             "Shorten the prompt or load the model with a larger context.",
             code="context_length_exceeded",
             status=400,

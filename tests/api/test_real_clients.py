@@ -251,3 +251,14 @@ def test_openai_agents_sdk_agent_with_tools_and_a_typed_output(
     )
     result = agents.Runner.run_sync(agent, "What is the weather in Paris?", max_turns=4)
     assert isinstance(result.final_output, Report)
+
+
+def test_a_prompt_over_the_context_is_a_context_overflow_to_langchain(daemon: Daemon) -> None:
+    """LangChain raises its ContextOverflowError (which its agents' middleware acts on) when
+    the error says "prompt is too long", as Anthropic's do; Claude clients compact then."""
+    from langchain_core.exceptions import ContextOverflowError
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=daemon.v1, api_key="x", model="tiny", max_retries=0)  # type: ignore[arg-type]
+    with pytest.raises(ContextOverflowError, match="prompt is too long"):
+        llm.invoke("hello " * 600)  # the tiny model's context is 512 tokens
