@@ -243,11 +243,16 @@ def cmd_pull(args: argparse.Namespace) -> int:
                 "the download where it stopped",
                 file=sys.stderr,
             )
+    from appliance.store.errors import NotFoundError
+    from appliance.store.hf_names import hf_name
     from appliance.store.store import ProgressEvent
 
     _, settings = _paths_settings(args)
     ref = args.model
-    if not ref.startswith("hf://"):
+    hf = hf_name(ref)  # an Ollama hf.co/ORG/REPO:TAG name: its references, in turn
+    if hf is not None:
+        args.name = hf.store_name
+    elif not ref.startswith("hf://"):
         entry = _catalog(settings).resolve(ref)
         if entry is None:
             raise CLIError(
@@ -258,7 +263,17 @@ def cmd_pull(args: argparse.Namespace) -> int:
     def progress(ev: ProgressEvent) -> None:
         bar.update(ev.status, ev.downloaded, ev.total, ev.message)
 
-    stored = _local_store(args, write=True).pull(ref, args.name, progress)
+    refs = list(hf.refs) if hf is not None else [ref]
+    store = _local_store(args, write=True)
+    stored = store.get(hf.store_name) if hf is not None else None  # as `canonical` finds it
+    for i, each in enumerate([] if stored is not None else refs):
+        try:
+            stored = store.pull(each, args.name, progress)
+            break
+        except NotFoundError:
+            if i + 1 == len(refs):
+                raise
+    assert stored is not None  # a pull returned, or the last one raised
     bar.update("done", None, None)
     print(
         f"{stored.name}  sha256 {stored.sha256}  {fmt_bytes(stored.size)}  "

@@ -27,8 +27,9 @@ from appliance.api.pipeline import SSE_HEADERS, read_json
 from appliance.api.sse import follow, sse_data
 from appliance.catalog import HubSource
 from appliance.settings import Settings, parse_size
-from appliance.store.errors import InvalidNameError
+from appliance.store.errors import AmbiguousFileError, InvalidNameError, NotFoundError
 from appliance.store.gguf_meta import GGUFError
+from appliance.store.hf_names import HfName, hf_name
 from appliance.store.layout import default_model_name, safe_model_name
 from appliance.store.model_folder import ModelFolderError, read_model_info
 from appliance.store.store import Store, StoredModel, StoreError
@@ -372,7 +373,26 @@ def start_pull(
     once it listens to its progress), and the label its progress events carry.
 
     Everything a pull can refuse without the network is refused here, as an HTTP error,
-    before the 200 of a progress stream."""
+    before the 200 of a progress stream.
+
+    An Ollama Hugging Face name (`hf.co/ORG/REPO:TAG`) is pulled under the store name
+    `hf_names.hf_name` gives it, the one requests naming it resolve to."""
+    try:
+        hf = hf_name(ref)
+    except InvalidNameError as exc:
+        raise APIError(400, str(exc), "invalid_request_error", "model", "invalid_ref") from exc
+    if hf is not None:
+        if name is not None and name != hf.store_name:
+            raise APIError(
+                400,
+                f"{ref} is kept under the name {hf.store_name!r}, the one requests naming it "
+                "resolve to; to choose another, pull an hf://ORG/REPO/FILE.gguf reference",
+                "invalid_request_error",
+                "name",
+                "invalid_name",
+            )
+        _check_free_name(manager, hf.store_name, "model")
+        return _pull_hf(manager, hf), hf.store_name
     if ref.startswith("hf://"):
         _check_hub_ref(ref, name)
         if name is not None:
@@ -391,6 +411,28 @@ def start_pull(
             "not_pullable",
         )
     return manager.pull(entry.name), entry.name
+
+
+async def _pull_hf(manager: ModelManager, hf: HfName) -> StoredModel:
+    """Pull an Ollama Hugging Face name: its references in turn (the default tag's file,
+    then the repo's only GGUF) until one names a file; refusals say which name was asked.
+    A model stored under its name already is that name's, as for `canonical`: returned
+    without the network (whatever case the name was typed in; the hub's repo ids are not
+    case-sensitive but the store's references are)."""
+    stored = manager.store.get(hf.store_name)
+    if stored is not None:
+        return stored
+    why = "a tag picks the one .gguf whose file name contains it, ignoring case"
+    for i, ref in enumerate(hf.refs):
+        try:
+            return await manager.pull_ref(ref, hf.store_name)
+        except NotFoundError as exc:
+            if i + 1 < len(hf.refs):
+                continue
+            raise NotFoundError(f"{hf.shown}: {exc} ({why})") from exc
+        except AmbiguousFileError as exc:
+            raise AmbiguousFileError(f"{hf.shown}: {exc} ({why})") from exc
+    raise AssertionError("an hf.co name has at least one reference")
 
 
 async def pull(request: Request) -> Response:

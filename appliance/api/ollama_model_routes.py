@@ -36,6 +36,7 @@ from appliance.events import Event
 from appliance.parsing.families import Family, detect_family, reasoning_openers
 from appliance.store.errors import StoreError
 from appliance.store.gguf_meta import GGUFError, GGUFInfo
+from appliance.store.hf_names import is_hf_name
 from appliance.store.store import StoredModel
 from appliance.tiers.errors import ModelNotFound
 from appliance.tiers.manager import MAX_TEMPLATE_BYTES, ModelManager
@@ -457,7 +458,7 @@ def _ollama_pull(
     """The pull a name asks for, and the label of its events: an hf:// reference, or a
     catalog model from the hub (at once when it is stored). A model with nothing to fetch
     (a catalog model's own file, an import) is here already: its stored record, or None."""
-    if model.startswith("hf://"):
+    if model.startswith("hf://") or is_hf_name(model):
         return start_pull(manager, model, None)
     name = _canonical(manager, model)
     entry = manager.catalog.exact(name)

@@ -39,10 +39,10 @@ class ModelNotFound(ModelError):
 
     code = "model_not_found"
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, hint: str = "") -> None:
         super().__init__(
             f"The model '{model}' does not exist or you do not have access to it. "
-            "List the available models with GET /v1/models."
+            + (hint or "List the available models with GET /v1/models.")
         )
 
 

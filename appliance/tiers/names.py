@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from appliance.catalog import Catalog, HubSource
-from appliance.store.errors import StoreError
+from appliance.store.errors import InvalidNameError, StoreError
+from appliance.store.hf_names import hf_name
 from appliance.tiers.errors import BadModelRequest, ModelNotFound
 
 if TYPE_CHECKING:
@@ -24,7 +25,24 @@ __all__ = ["canonical", "shadowed_by_catalog"]
 
 def canonical(catalog: Catalog, store: Store, model: str) -> str:
     """The model's name for `model` (a name, an alias, either ignoring case, or with
-    `:latest`), or ModelNotFound naming what was asked; BadModelRequest when ambiguous."""
+    `:latest`), or ModelNotFound naming what was asked; BadModelRequest when ambiguous.
+
+    An Ollama Hugging Face name (`hf.co/ORG/REPO:TAG`, any case) means the stored model
+    its pull made (`hf_names.hf_name`, the mapping the pull uses), and only that: not yet
+    pulled, ModelNotFound says to pull it (it is never pulled on a request)."""
+    try:
+        hf = hf_name(model)
+    except InvalidNameError:
+        hf = None  # an unknown model, like any other name
+    if hf is not None:
+        try:
+            if store.get(hf.store_name) is not None:
+                return hf.store_name
+        except StoreError:
+            pass
+        raise ModelNotFound(
+            model, hint=f"Pull it first: `ollama pull {model}` or `appliance pull {model}`."
+        )
     try:
         return _canonical(catalog, store, model)
     except ModelNotFound:

@@ -85,3 +85,22 @@ def test_the_daemon_refuses_a_catalog_names_case_variant(tmp_path: Path, models_
         assert r.status_code == 400 and "never be served" in r.text, r.text
     finally:
         d.stop()
+
+
+def test_an_hf_co_name_means_the_store_name_its_pull_gives_and_nothing_else(
+    tmp_path: Path, tiny_gguf: Path
+) -> None:
+    from appliance.store.hf_names import hf_name
+
+    manager = make_manager(tmp_path)
+    typed = "hf.co/Org/Tiny-GGUF:Q4_K_M"
+    with pytest.raises(ModelNotFound, match=r"Pull it first: `ollama pull hf\.co/Org/Tiny-GGUF"):
+        manager.canonical(typed)
+    stored = hf_name(typed)
+    assert stored is not None
+    manager.store.import_file(tiny_gguf, stored.store_name)
+    for name in (typed, typed.upper(), "huggingface.co/org/tiny-gguf:q4_k_m"):
+        assert manager.canonical(name) == "org-tiny-gguf-q4_k_m"
+    with pytest.raises(ModelNotFound, match="Pull it first"):
+        manager.canonical("hf.co/Org/Tiny-GGUF")  # another name: Ollama's default tag
+    asyncio.run(manager.shutdown())
