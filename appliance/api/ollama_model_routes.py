@@ -19,7 +19,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -237,14 +237,31 @@ def _template(entry: CatalogEntry | None, info: GGUFInfo | None) -> str:
     return (info.chat_template if info is not None else None) or ""
 
 
-def capabilities(entry: CatalogEntry | None, template: str, embedding: bool) -> list[str]:
+FIM_KEYS = tuple(f"tokenizer.ggml.fim_{k}_token_id" for k in ("pre", "suf", "mid"))
+
+
+def fills_in(info: GGUFInfo | None, engine: Mapping[str, Any]) -> bool:
+    """Whether `/api/generate`'s `suffix` works: the loaded engine found the FIM tokens, or
+    (not loaded) the header names all three. A model whose FIM tokens llama.cpp finds only
+    by their text is known once loaded."""
+    if "infill" in engine:
+        return bool(engine["infill"])
+    return info is not None and all(k in info.metadata for k in FIM_KEYS)
+
+
+def capabilities(
+    entry: CatalogEntry | None, template: str, embedding: bool, insert: bool = False
+) -> list[str]:
     """What the model does, as Ollama names it: "embedding" for an embedding model, else
-    "completion", with "tools" when its template renders the request's tools and
+    "completion", with "tools" when its template renders the request's tools,
     "thinking" when its answers start with reasoning the appliance splits off (the
-    template opens its family's reasoning block, or models.toml says `reasoning = "on"`)."""
+    template opens its family's reasoning block, or models.toml says `reasoning = "on"`),
+    and "insert" when it fills in the middle (code models: editors ask it for `suffix`)."""
     if embedding:
         return ["embedding"]
     out = ["completion"]
+    if insert:
+        out.append("insert")
     if template and supports_tools(template):
         out.append("tools")
     mode = entry.reasoning if entry is not None else "auto"
@@ -342,7 +359,7 @@ async def show(request: Request) -> Response:
             "template": template,
             "details": details(info, entry),
             "model_info": model_info(info),
-            "capabilities": capabilities(entry, template, embedding),
+            "capabilities": capabilities(entry, template, embedding, fills_in(info, engine)),
             "modified_at": _modified_at(manager, name),
         }
     )

@@ -17,12 +17,13 @@ from appliance.api.ollama_model_routes import (
     _human_count,
     capabilities,
     details,
+    fills_in,
     model_info,
 )
 from appliance.catalog import CatalogEntry, LocalSource
 from appliance.store.gguf_meta import read_gguf_info
 from appliance.store.model_folder import read_model_info
-from appliance.tiny_model import CHATML_TEMPLATE
+from appliance.tiny_model import CHATML_TEMPLATE, TinyModelSpec, write_tiny_gguf
 from tests.conftest import THINK_TEMPLATE
 from tests.daemon import Daemon, start_daemon
 from tests.hubstub import HubStub
@@ -97,6 +98,16 @@ def test_capabilities_follow_the_template_and_models_toml() -> None:
     assert capabilities(entry, THINK_TEMPLATE, False) == ["completion"]
     entry = CatalogEntry(name="m", source=LocalSource(Path("/m.gguf")), reasoning="on")
     assert capabilities(entry, CHATML_TEMPLATE, False) == ["completion", "thinking"]
+
+
+def test_a_code_model_that_fills_in_the_middle_says_insert(tmp_path: Path) -> None:
+    """Editors (Continue, Zed) read "insert" to send `suffix`: from the header's FIM keys
+    before a load, from what the loaded engine found after."""
+    coder = read_gguf_info(write_tiny_gguf(tmp_path / "coder.gguf", TinyModelSpec(fim=True)))
+    plain = read_gguf_info(write_tiny_gguf(tmp_path / "plain.gguf"))
+    assert fills_in(coder, {}) and not fills_in(plain, {})
+    assert fills_in(plain, {"infill": True}) and not fills_in(coder, {"infill": False})
+    assert capabilities(None, CHATML_TEMPLATE, False, insert=True) == ["completion", "insert"]
 
 
 def test_an_onnx_folder_shows_its_facts_under_gguf_keys() -> None:
