@@ -201,24 +201,31 @@ def _chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str
     return out
 
 
-async def chat(request: Request) -> Response:
+async def _chat_answer(
+    request: Request, body: dict[str, Any], messages: list[dict[str, Any]], kind: str
+) -> Response:
+    """`messages` answered through the chat pipeline, written as `kind` ("chat": a message,
+    "generate": a `response`)."""
     settings = request.app.state.settings
-    body = await read_object(request)
     began = time.monotonic()
     req = parse_chat_request(
-        _chat_body(body, chat_messages(body.get("messages") or [])),
+        _chat_body(body, messages),
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
     )
     name, hot = _loaded(request, req.model, False, body)
     name, frames, output, _ = await start_chat(request, req)
     load_s = 0.0 if hot else time.monotonic() - began
-    answer = _Answer("chat", name, output, think=body.get("think") is not False)
+    answer = _Answer(kind, name, output, think=body.get("think") is not False)
     return await _respond(request, body, answer, frames, began, load_s)
 
 
+async def chat(request: Request) -> Response:
+    body = await read_object(request)
+    return await _chat_answer(request, body, chat_messages(body.get("messages") or []), "chat")
+
+
 async def generate(request: Request) -> Response:
-    settings = request.app.state.settings
     body = await read_object(request)
     began = time.monotonic()
     if body.get("images"):
@@ -236,16 +243,7 @@ async def generate(request: Request) -> Response:
     if body.get("system"):
         messages.append({"role": "system", "content": str(body["system"])})
     messages.append({"role": "user", "content": prompt})
-    req = parse_chat_request(
-        _chat_body(body, messages),
-        default_max_tokens=settings.default_max_tokens,
-        max_tokens_limit=settings.max_tokens_limit,
-    )
-    name, hot = _loaded(request, req.model, False, body)
-    name, frames, output, _ = await start_chat(request, req)
-    load_s = 0.0 if hot else time.monotonic() - began
-    answer = _Answer("generate", name, output, think=body.get("think") is not False)
-    return await _respond(request, body, answer, frames, began, load_s)
+    return await _chat_answer(request, body, messages, "generate")
 
 
 async def _generate_raw(
