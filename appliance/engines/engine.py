@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from appliance.engines.jump_forward import ForcedText
+
 
 class EngineRequestError(Exception):
     """A request the engine refuses; `code` and `status` travel to the client."""
@@ -130,8 +132,15 @@ class BatchEntry:
 class TokenSampler(Protocol):
     """One sequence's sampler chain (its own grammar, seed, biases and penalties)."""
 
+    forced: ForcedText | None  # text its grammar allows in one way only (jump_forward)
+
     def sample(self, output_index: int) -> int:
         """Sample from the logits at `output_index` of the last step, and accept the token."""
+        ...
+
+    def accept(self, token: int) -> bool:
+        """Take `token` unsampled (forced text); False, taking nothing, if the grammar
+        refuses it."""
         ...
 
 
@@ -160,6 +169,11 @@ class BatchEngine(ChatRenderer, Protocol):
     def check_context(self, n_prompt: int, param: str) -> None: ...
 
     def piece(self, token: int) -> bytes: ...
+
+    def forced_tokens(self, text: str) -> list[int]:
+        """Forced text as the tokenizer splits it (no BOS), cut where the tokens stop
+        spelling it."""
+        ...
 
     def is_eog(self, token: int) -> bool: ...
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from appliance.engines.engine import EngineRequestError
+from appliance.engines.jump_forward import ForcedText
 from appliance.engines.llama_log import captured_log, captured_stderr
 from appliance.engines.tool_grammar import tool_constraint
 from appliance.parsing.constraints import json_gbnf
@@ -23,13 +24,34 @@ __all__ = ["LlamaSampling", "LlamaSequenceSampler"]
 class LlamaSequenceSampler:
     """A llama.cpp sampler chain bound to the engine's context."""
 
-    def __init__(self, chain: Any, ctx: Any) -> None:
+    def __init__(
+        self, chain: Any, ctx: Any, grammar: Any = None, forced: ForcedText | None = None
+    ) -> None:
+        import llama_cpp
+
+        self._lib: Any = llama_cpp
         self._chain = chain
         self._ctx = ctx
+        self._grammar = grammar  # the chain's grammar sampler, None without one
+        self.forced = forced
 
     def sample(self, output_index: int) -> int:
         # llama_sampler_sample applies the chain and accepts the token itself.
         return int(self._chain.sample(self._ctx, output_index))
+
+    def accept(self, token: int) -> bool:
+        """Take `token` as if sampled; False (and nothing taken) where the grammar refuses
+        it: llama.cpp's grammar aborts the process on a token it cannot accept."""
+        lib = self._lib
+        if self._grammar is not None:
+            data = (lib.llama_token_data * 1)()
+            data[0].id, data[0].logit, data[0].p = token, 0.0, 0.0
+            candidates = lib.llama_token_data_array(data=data, size=1, selected=-1, sorted=False)
+            lib.llama_sampler_apply(self._grammar, ctypes.byref(candidates))
+            if data[0].logit == float("-inf"):
+                return False
+        lib.llama_sampler_accept(self._chain.sampler, token)
+        return True
 
 
 class LlamaSampling:
@@ -201,7 +223,7 @@ class LlamaSampling:
 
     def _add_grammar(
         self, chain: Any, gbnf: str, trigger: str | None, code: str, param: str
-    ) -> None:
+    ) -> Any:
         """Add a grammar sampler to `chain` (lazy: from `trigger` on). llama.cpp gives no
         sampler for a grammar it cannot parse (it logs why); chained as is, that null
         would crash the worker at the first token, so the request is refused instead."""
@@ -230,6 +252,7 @@ class LlamaSampling:
                 param=param,
             )
         lib.llama_sampler_chain_add(chain.sampler, sampler)
+        return sampler
 
     def new_sampler(
         self, params: dict[str, Any], prompt: Sequence[int] = ()
@@ -269,11 +292,16 @@ class LlamaSampling:
         self._add_penalties(s, params, prompt)
         if params.get("samplers"):
             self._add_dry(s, params["samplers"], prompt)
+        grammar = None
         if answer is not None:
-            self._add_grammar(s, answer[0], None, answer[1], answer[2])
+            grammar = self._add_grammar(s, answer[0], None, answer[1], answer[2])
+        forced = None
         if constraint is not None:
-            self._add_grammar(
+            grammar = self._add_grammar(
                 s, constraint.gbnf, constraint.trigger, "invalid_tool_schema", "tools"
             )
+            # Log probabilities are reported for sampled tokens only: none are skipped.
+            if params.get("logprobs") is None:
+                forced = constraint.forced
         self._add_draw(s, params, seed)
-        return LlamaSequenceSampler(s, self._ctx)
+        return LlamaSequenceSampler(s, self._ctx, grammar, forced)

@@ -264,6 +264,32 @@ class LlamaEngine:
         add = add_special and self._model.add_bos_token()
         return list(self._model.tokenize(text.encode("utf-8"), add_bos=add, special=parse_special))
 
+    def forced_tokens(self, text: str) -> list[int]:
+        """`text` as the tokenizer splits it, to write without sampling: the tokens whose
+        pieces spell a start of it."""
+        tokens = self._spelling(text, self.tokenize(text, add_bos=False))
+        if tokens or not text:
+            return tokens
+        # A SentencePiece tokenizer puts a space before a text's first word: the text is
+        # read after a newline, whose tokens are dropped.
+        head = self.tokenize("\n", add_bos=False)
+        both = self.tokenize("\n" + text, add_bos=False)
+        if both[: len(head)] != head:
+            return []
+        return self._spelling(text, both[len(head) :])
+
+    def _spelling(self, text: str, tokens: list[int]) -> list[int]:
+        """The first of `tokens` whose pieces spell a start of `text`."""
+        want = text.encode("utf-8")
+        out: list[int] = []
+        spelled = b""
+        for token in tokens:
+            spelled += self.special_piece(token)
+            if not want.startswith(spelled):
+                break
+            out.append(token)
+        return out
+
     def special_piece(self, token: int) -> bytes:
         """A token's text with special tokens spelled out (`/detokenize`, `/tokenize`'s pieces)."""
         return self._piece(token, special=True)

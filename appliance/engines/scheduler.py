@@ -33,6 +33,7 @@ from appliance.engines.engine import (
     error_frame,
     render_chat_frame,
 )
+from appliance.engines.jump_forward import Jump
 from appliance.engines.kv_streams import KVStreams
 from appliance.engines.protocol import Frame
 from appliance.engines.request_inbox import RequestInbox
@@ -186,6 +187,7 @@ class Scheduler(RequestInbox):
             max_tokens=max(max_tokens, least),
             sampler=sampler,
             deterministic=bool(params.get("deterministic")),
+            jump=Jump(sampler.forced) if sampler.forced is not None else None,
         )
 
     def _cancel(self, request_id: str) -> None:
@@ -236,9 +238,10 @@ class Scheduler(RequestInbox):
             self.suspects &= self.active.keys()
         running = [self.active[min(self.suspects)]] if self.suspects else self.active.values()
         for seq in running:
-            if seq.state == "decode":
-                batch.append((seq, BatchEntry(seq.seq_id, seq.next_chunk(1), seq.n_past, True)))
-                budget -= 1
+            if seq.state == "decode":  # the last sampled token, and any forced after it
+                chunk = seq.next_chunk(len(seq.tokens) - seq.n_past)
+                batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, True)))
+                budget -= len(chunk)
         prefill = sorted((s for s in running if s.state == "prefill"), key=lambda s: s.started_at)
         sizes = self._prompt_chunks([len(s.prompt) - s.n_past for s in prefill], budget)
         for seq, size in zip(prefill, sizes, strict=True):
@@ -368,20 +371,11 @@ class Scheduler(RequestInbox):
                     seq.finish("length")
                     self._release(seq)
                     continue
-            index = indices[-1]
             try:
-                assert seq.sampler is not None
-                token = seq.sampler.sample(index)
-                is_eog = self.engine.is_eog(token)
-                top_n = seq.params.get("logprobs")
-                if top_n is not None and not is_eog:
-                    seq.logprobs.append(self.engine.token_logprobs(index, token, int(top_n)))
-                text = seq.accept(token, self.engine.piece(token), is_eog)
+                text = self._next_tokens(seq, indices[-1])
             except Exception as exc:
                 self._fail(seq, exc)
                 continue
-            if seq.params.get("token_ids") and not is_eog:
-                seq.ids.append(token)
             if text or seq.logprobs:
                 frame: Frame = {"type": "token", "id": seq.request_id, "text": text}
                 if seq.logprobs:  # sent with the text they belong to, or before it
@@ -391,6 +385,42 @@ class Scheduler(RequestInbox):
                 self.emit(frame)
             if seq.state == "done":
                 self._release(seq)
+
+    def _next_tokens(self, seq: Sequence, index: int) -> str:
+        """Sample the sequence's next token from the logits at `index`, with any text its
+        grammar then forces (`jump_forward`); return the text now safe to send."""
+        assert seq.sampler is not None
+        jump = seq.jump
+        opening = jump.at_start() if jump is not None else ""
+        if opening:  # a forced call: its opening is written, the model goes on from there
+            return self._force(seq, opening)
+        token = seq.sampler.sample(index)
+        is_eog = self.engine.is_eog(token)
+        top_n = seq.params.get("logprobs")
+        if top_n is not None and not is_eog:
+            seq.logprobs.append(self.engine.token_logprobs(index, token, int(top_n)))
+        piece = self.engine.piece(token)
+        text = seq.accept(token, piece, is_eog)
+        if seq.params.get("token_ids") and not is_eog:
+            seq.ids.append(token)
+        if jump is not None and seq.state != "done":
+            rest = jump.after(piece)
+            if rest:
+                text += self._force(seq, rest)
+        return text
+
+    def _force(self, seq: Sequence, text: str) -> str:
+        """Take `text`'s tokens as if sampled (read in the next step, with the last
+        sampled token): as far as the grammar, the stop strings and max_tokens allow."""
+        assert seq.sampler is not None
+        out = ""
+        for token in self.engine.forced_tokens(text):
+            if seq.state == "done" or not seq.sampler.accept(token):
+                break
+            out += seq.accept(token, self.engine.piece(token), False)
+            if seq.params.get("token_ids"):
+                seq.ids.append(token)
+        return out
 
     def _score_prompt(self, seq: Sequence, start: int, indices: list[int]) -> None:
         """Score a chunk of the prompt read from position `start`: each output gives the

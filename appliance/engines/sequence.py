@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.engines.engine import TokenSampler
+from appliance.engines.jump_forward import Jump
 from appliance.engines.stopping import StopBuffer
 
 
@@ -24,6 +25,7 @@ class Sequence:
     max_tokens: int
     sampler: TokenSampler | None = None
     deterministic: bool = False
+    jump: Jump | None = None  # watches for text the grammar forces (a call's opening)
     seq_id: int = -1
     tokens: list[int] = field(default_factory=list)  # prompt + sampled tokens, in order
     n_past: int = 0  # tokens of `tokens` already in the KV

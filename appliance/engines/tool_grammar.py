@@ -18,14 +18,24 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.engines.jump_forward import ForcedText
 from appliance.parsing import Family
-from appliance.parsing.constraints import ANY_OBJECT, tool_call_gbnf, tool_call_trigger
+from appliance.parsing.constraints import (
+    ANY_OBJECT,
+    tool_call_forced,
+    tool_call_gbnf,
+    tool_call_trigger,
+)
+
+# What a reasoning template writes between the closed block and the answer.
+AFTER_REASONING = "\n\n"
 
 
 @dataclass(frozen=True)
 class ToolConstraint:
     gbnf: str
     trigger: str | None  # a full-match regex (grammar from its first group), None: from the start
+    forced: ForcedText | None = None  # the opening it allows in one way only
 
 
 def _with_prefix(gbnf: str, prefix: str) -> str:
@@ -53,21 +63,29 @@ def tool_constraint(
     fam = Family(family)
     parallel = bool(choice.get("parallel", True))
     answer = answer_schema(params.get("response_format")) if mode == "auto" else None
+    name = choice.get("name")
     gbnf = tool_call_gbnf(
-        fam, tools, parallel=parallel, name=choice.get("name"), template=template, answer=answer
+        fam, tools, parallel=parallel, name=name, template=template, answer=answer
+    )
+    text = tool_call_forced(
+        fam, tools, parallel=parallel, name=name, template=template, answer=answer
     )
     started = bool(params.get("reasoning_started"))
     if mode in ("required", "named") or answer is not None:
         if started:  # let it reason; once it closes the block, a call must follow
-            return ToolConstraint(_with_prefix(gbnf, "</think>"), r"^[\s\S]*?(</think>)[\s\S]*$")
-        return ToolConstraint(gbnf, None)
-    opener = re.escape(tool_call_trigger(fam, parallel=parallel))
+            trigger = r"^[\s\S]*?(</think>)[\s\S]*$"
+            forced = ForcedText("</think>" + AFTER_REASONING + text, trigger, "</think>")
+            return ToolConstraint(_with_prefix(gbnf, "</think>"), trigger, forced if text else None)
+        return ToolConstraint(gbnf, None, ForcedText(text) if text else None)
+    literal = tool_call_trigger(fam, parallel=parallel)
+    opener = re.escape(literal)
     if started:
-        return ToolConstraint(gbnf, rf"^[\s\S]*?</think>[\s\S]*?({opener})[\s\S]*$")
-    # Not inside a reasoning block: either none, or one that has closed.
-    return ToolConstraint(
-        gbnf, rf"^(?:\s*<think>[\s\S]*?</think>)?\s*(?!<think>)[\s\S]*?({opener})[\s\S]*$"
-    )
+        trigger = rf"^[\s\S]*?</think>[\s\S]*?({opener})[\s\S]*$"
+    else:  # not inside a reasoning block: either none, or one that has closed
+        trigger = rf"^(?:\s*<think>[\s\S]*?</think>)?\s*(?!<think>)[\s\S]*?({opener})[\s\S]*$"
+    # Written once the model has opened a call, when there is more to it than the opener.
+    worth = len(text) > len(literal) and text.startswith(literal)
+    return ToolConstraint(gbnf, trigger, ForcedText(text, trigger, literal) if worth else None)
 
 
 def answer_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:

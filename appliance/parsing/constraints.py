@@ -67,6 +67,7 @@ from appliance.parsing.call_layout import (
     build_layout,
 )
 from appliance.parsing.families import Family
+from appliance.parsing.forced_text import forced_prefix
 from appliance.parsing.gbnf import render_gbnf
 from appliance.parsing.lark import render_lark
 from appliance.parsing.tool_schema import normalize_schema, read_tools
@@ -75,6 +76,7 @@ __all__ = [
     "ANY_OBJECT",
     "json_gbnf",
     "special_token_ids",
+    "tool_call_forced",
     "tool_call_gbnf",
     "tool_call_lark",
     "tool_call_trigger",
@@ -120,6 +122,20 @@ def tool_call_gbnf(
     "auto" with a ``response_format``). Raises ValueError when no tool is left to call.
     """
     return render_gbnf(_layout(family, tools, parallel, name, template, answer))
+
+
+def tool_call_forced(
+    family: Family,
+    tools: list[dict[str, Any]],
+    *,
+    parallel: bool,
+    name: str | None = None,
+    template: str | None = None,
+    answer: Mapping[str, Any] | None = None,
+) -> str:
+    """The text every output of :func:`tool_call_gbnf` (same arguments) starts with,
+    to be written without sampling: a named call's opening up to its arguments."""
+    return forced_prefix(_layout(family, tools, parallel, name, template, answer))
 
 
 def json_gbnf(schema: Mapping[str, Any]) -> str:

@@ -8,19 +8,33 @@ so an answer is a function of the prompt alone, whichever batch it was in.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull
+from appliance.engines.jump_forward import ForcedText
 
 EOS = 0
 
 
 class FakeSampler:
+    """Its "grammar" forces `params["forced"]` (ForcedText's fields) and refuses the
+    tokens in `params["refuse"]` when forced."""
+
     def __init__(self, engine: FakeEngine, params: dict[str, Any]) -> None:
         self.engine = engine
         self.params = params
+        forced = params.get("forced")
+        self.forced = ForcedText(**forced) if forced else None
+        self.accepted: list[int] = []  # taken unsampled
+
+    def accept(self, token: int) -> bool:
+        if token in (self.params.get("refuse") or ()):
+            return False
+        self.accepted.append(token)
+        return True
 
     def sample(self, output_index: int) -> int:
         last = self.engine.last_outputs[output_index]
@@ -55,6 +69,7 @@ class FakeEngine:
         self.last_outputs: list[int] = []
         self.steps: list[list[BatchEntry]] = []
         self.copies: list[tuple[int, int, int]] = []
+        self.samplers: list[FakeSampler] = []
 
     def used(self) -> int:
         return sum(len(t) for t in self.kv.values())
@@ -87,13 +102,18 @@ class FakeEngine:
     def piece(self, token: int) -> bytes:
         return f"<{token}>".encode()
 
+    def forced_tokens(self, text: str) -> list[int]:
+        return [int(t) for t in re.findall(r"<(\d+)>", text)]
+
     def is_eog(self, token: int) -> bool:
         return token == EOS
 
     def new_sampler(self, params: dict[str, Any], prompt: Sequence[int] = ()) -> FakeSampler:
         if params.get("bad_grammar"):
             raise EngineRequestError("bad schema", "invalid_json_schema", 400, "response_format")
-        return FakeSampler(self, params)
+        sampler = FakeSampler(self, params)
+        self.samplers.append(sampler)
+        return sampler
 
     def decode(self, entries: Sequence[BatchEntry]) -> list[int]:
         if self.step_s:

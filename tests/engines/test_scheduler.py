@@ -630,3 +630,47 @@ def test_the_gather_wait_is_a_share_of_the_prompt_time_and_none_before_it_is_mea
     assert run.scheduler._gather_window(a) == pytest.approx(GATHER_SHARE * 2.0)
     run.scheduler.last_busy_peak = 1  # one at a time: no wait
     assert run.scheduler._gather_window(a) == 0.0
+
+
+# -- forced text (jump_forward) ------------------------------------------------------------
+
+
+def test_a_forced_opening_is_written_unsampled_and_read_in_one_step() -> None:
+    run = Run()
+    run.submit("a", [5, 6, 7], max_tokens=6, forced={"text": "<20><21><22>"})
+    run.until_idle()
+    # The opening, then the model's own tokens from after it (the fake answers last + 1).
+    assert run.text("a") == "<20><21><22><23><24><25>"
+    assert run.done("a")["completion_tokens"] == 6
+    assert run.engine.samplers[0].accepted == [20, 21, 22]
+    # The three forced tokens are read together, as one entry asking for the next token.
+    rows = [e for step in run.engine.steps for e in step if e.seq_id == 0]
+    assert [list(e.tokens) for e in rows[:3]] == [[5, 6, 7], [20, 21, 22], [23]]
+    assert rows[1].logits and rows[1].pos == 3
+
+
+def test_forced_text_after_its_trigger_follows_the_sampled_token() -> None:
+    run = Run()
+    forced = {"text": "<9><30><31>", "start": r"^[\s\S]*?(<9>)[\s\S]*$", "marker": "<9>"}
+    run.submit("a", [5, 6], max_tokens=7, forced=forced)
+    run.until_idle()
+    # 7, 8 and 9 sampled; 9 opens the forced text, whose rest is written at once.
+    assert run.text("a") == "<7><8><9><30><31><32><33>"
+    assert run.engine.samplers[0].accepted == [30, 31]
+    assert run.done("a")["completion_tokens"] == 7
+
+
+def test_forced_text_stops_where_the_grammar_or_the_limits_stop() -> None:
+    run = Run()
+    run.submit("refused", [5], max_tokens=4, forced={"text": "<20><21><22>"}, refuse=[21])
+    run.submit("short", [5], max_tokens=2, forced={"text": "<20><21><22>"})
+    run.submit("stop", [5], max_tokens=6, forced={"text": "<20><21><22>"}, stop=["<21>"])
+    run.until_idle()
+    # The grammar refused 21: 20 stays written, and the model goes on from it.
+    assert run.text("refused") == "<20><21><22><23>"
+    assert run.engine.samplers[0].accepted == [20]
+    assert run.text("short") == "<20><21>"
+    assert run.done("short")["finish_reason"] == "length"
+    assert run.done("short")["completion_tokens"] == 2
+    assert run.text("stop") == "<20>"
+    assert run.done("stop")["finish_reason"] == "stop"

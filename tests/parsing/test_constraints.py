@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from appliance.parsing import Family, detect_family, parse_output
 from appliance.parsing.constraints import (
     special_token_ids,
+    tool_call_forced,
     tool_call_gbnf,
     tool_call_lark,
     tool_call_trigger,
@@ -196,10 +197,13 @@ def test_gbnf_samples_parse_into_valid_calls(
     source = template(tpl) if tpl else None
     gbnf = tool_call_gbnf(family, TOOLS, parallel=parallel, template=source)
     trigger = tool_call_trigger(family, parallel=parallel)
+    # What the scheduler writes unsampled: every output of the grammar starts with it.
+    forced = tool_call_forced(family, TOOLS, parallel=parallel, template=source)
     finished = 0
     for seed in range(3):
         text, done = sample_gbnf(llm, gbnf, seed, 500 if parallel else 250)
         assert text.startswith(trigger) or (family is Family.GENERIC and text.startswith("{"))
+        assert text.startswith(forced)
         if done:  # a sample cut at max_tokens is an unfinished call, as expected
             finished += 1
             assert problems(text, family, parallel=parallel) == [], text
@@ -210,9 +214,12 @@ def test_gbnf_samples_parse_into_valid_calls(
 @pytest.mark.parametrize("tool", NAMES)
 def test_gbnf_named_tool(llm: Any, family: Family, tool: str) -> None:
     gbnf = tool_call_gbnf(family, TOOLS, parallel=False, name=tool)
+    forced = tool_call_forced(family, TOOLS, parallel=False, name=tool)
+    assert tool in forced
     for seed in range(2):
         text, done = sample_gbnf(llm, gbnf, seed, 400)
         assert done, text
+        assert text.startswith(forced)
         assert problems(text, family, parallel=False, name=tool) == [], text
 
 

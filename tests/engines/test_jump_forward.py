@@ -1,0 +1,96 @@
+"""When a sequence's forced text is due, and what of it is left to write (pure)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from appliance.engines.jump_forward import ForcedText, Jump
+from appliance.engines.tool_grammar import tool_constraint
+
+TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+OPENING = '<tool_call>\n{"name": "get_weather", "arguments":'
+
+
+def _params(mode: str, started: bool = False) -> dict[str, Any]:
+    choice: dict[str, Any] = {"mode": mode, "parallel": False}
+    if mode == "named":
+        choice["name"] = "get_weather"
+    return {"tools": [TOOL], "tool_choice": choice, "reasoning_started": started}
+
+
+def _feed(jump: Jump, pieces: list[str]) -> list[str]:
+    return [jump.after(p.encode()) for p in pieces]
+
+
+def test_a_forced_call_is_written_from_the_start_once() -> None:
+    constraint = tool_constraint("hermes", _params("named"))
+    assert constraint is not None and constraint.forced == ForcedText(OPENING)
+    jump = Jump(constraint.forced)
+    assert jump.at_start() == OPENING
+    assert jump.at_start() == "" and _feed(jump, ["<tool_call>"]) == [""]
+
+
+def test_after_reasoning_the_call_follows_the_closed_block() -> None:
+    constraint = tool_constraint("hermes", _params("required", started=True))
+    assert constraint is not None and constraint.forced is not None
+    jump = Jump(constraint.forced)
+    assert jump.at_start() == ""
+    # Written once the block closes: the blank line a template puts there, then the call.
+    assert _feed(jump, ["I think", " the tool", "</think>"]) == ["", "", "\n\n" + OPENING]
+    assert _feed(jump, ["\n"]) == [""]  # once only
+    # The model's own blank line is kept, and the rest written after it.
+    jump = Jump(constraint.forced)
+    assert _feed(jump, ["ok</think>\n\n"]) == [OPENING]
+    # Blank space a template would not write: the model goes on alone (the grammar holds).
+    jump = Jump(constraint.forced)
+    assert _feed(jump, ["</think> ", "<tool_call>"]) == ["", ""]
+
+
+def test_auto_writes_the_rest_once_the_model_opens_a_call() -> None:
+    constraint = tool_constraint("hermes", _params("auto"))
+    assert constraint is not None and constraint.forced is not None
+    assert re.fullmatch(constraint.trigger or "", "x<tool_call>")
+    jump = Jump(constraint.forced)
+    assert jump.at_start() == ""
+    assert _feed(jump, ["Let me", " look.", "<tool", "_call>"]) == ["", "", "", OPENING[11:]]
+
+
+def test_auto_waits_for_a_call_opened_after_the_reasoning() -> None:
+    constraint = tool_constraint("hermes", _params("auto", started=True))
+    assert constraint is not None and constraint.forced is not None
+    jump = Jump(constraint.forced)
+    # A call written inside the reasoning is not one: the grammar does not hold there.
+    got = _feed(jump, ["maybe <tool_call>", " no", "</think>", "\n\n", "<tool_call>", "\n"])
+    assert got == ["", "", "", "", OPENING[11:], ""]
+
+
+def test_the_marker_is_found_across_pieces_and_in_multibyte_text() -> None:
+    forced = ForcedText("<b>rest", r"^[\s\S]*?(<b>)[\s\S]*$", "<b>")
+    jump = Jump(forced)
+    pieces = ["é".encode()[:1], "é".encode()[1:] + b"<", b"b", b">"]
+    assert [jump.after(p) for p in pieces] == ["", "", "", "rest"]
+
+
+def test_text_that_leaves_the_forced_opening_gets_nothing() -> None:
+    forced = ForcedText("<b>rest", r"^[\s\S]*?(<b>)[\s\S]*$", "<b>")
+    jump = Jump(forced)
+    assert _feed(jump, ["<b>x"]) == [""]
+    assert _feed(jump, ["<b>"]) == [""]  # it does not come back
+
+
+def test_no_forced_text_without_a_call_to_force() -> None:
+    assert tool_constraint("hermes", {"tools": [TOOL], "tool_choice": {"mode": "none"}}) is None
+    answer = {**_params("auto"), "response_format": {"type": "json_object"}}
+    constraint = tool_constraint("hermes", answer)
+    assert constraint is not None and constraint.forced is None  # a call or a JSON answer

@@ -1,0 +1,79 @@
+"""The text a forced call's grammar allows in one way only (written without sampling)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from appliance.parsing import Family
+from appliance.parsing.constraints import tool_call_forced
+
+CITY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+}
+
+
+def _tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": CITY}}
+
+
+@pytest.mark.parametrize(
+    ("family", "opening"),
+    [
+        (Family.HERMES, '<tool_call>\n{"name": "final_result", "arguments":'),
+        (Family.QWEN3_CODER, "<tool_call>\n<function=final_result>\n<parameter=city>"),
+        (Family.LLAMA3, '{"name": "final_result", "parameters":'),
+        (Family.MISTRAL, "[TOOL_CALLS]final_result[ARGS]"),
+        (
+            Family.DEEPSEEK,
+            "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>final_result\n```json",
+        ),
+        (
+            Family.HARMONY,
+            "<|channel|>commentary to=functions.final_result <|constrain|>json<|message|>",
+        ),
+        (Family.GENERIC, '{"name": "final_result", "arguments":'),
+    ],
+)
+def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str) -> None:
+    tools = [_tool("final_result"), _tool("final_other")]
+    assert tool_call_forced(family, tools, parallel=False, name="final_result") == opening
+    # One tool, required: the same opening; several calls allowed: the first's too.
+    one = [_tool("final_result")]
+    assert tool_call_forced(family, one, parallel=False) == opening
+    if family is not Family.GENERIC:  # GENERIC's parallel calls may be a list or one call
+        assert tool_call_forced(family, one, parallel=True) == opening
+
+
+@pytest.mark.parametrize(
+    ("family", "opening"),
+    [
+        (Family.HERMES, '<tool_call>\n{"name":'),
+        (Family.QWEN3_CODER, "<tool_call>\n<function="),
+        (Family.MISTRAL, "[TOOL_CALLS]"),
+        (Family.HARMONY, "<|channel|>commentary to=functions."),
+    ],
+)
+def test_between_tools_the_name_is_left_whole_to_the_model(family: Family, opening: str) -> None:
+    # The names share "final_": forcing it would split a token the model writes whole.
+    tools = [_tool("final_result"), _tool("final_other")]
+    assert tool_call_forced(family, tools, parallel=False) == opening
+
+
+def test_an_optional_first_parameter_and_an_answer_stop_the_forced_text() -> None:
+    loose = {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    assert tool_call_forced(Family.QWEN3_CODER, [loose], parallel=False) == (
+        "<tool_call>\n<function=f>"
+    )
+    # A call or a JSON answer: nothing is the same in both.
+    answer = {"type": "object"}
+    assert tool_call_forced(Family.HERMES, [_tool("f")], parallel=False, answer=answer) == ""
