@@ -22,16 +22,16 @@ from appliance.parsing.call_layout import (
     Seq,
     TextSyntax,
 )
-from appliance.parsing.gbnf_schema import convert_json, gbnf_literal
+from appliance.parsing.gbnf_schema import NOT_UNICODE, convert_json, gbnf_literal
 
 __all__ = ["render_gbnf"]
 
 _GBNF_TOKEN = re.compile(
     r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[0-9, ]*\}|[A-Za-z0-9_-]+|\s+|.', re.DOTALL
 )
-_RAW_PLAIN = r"[^<\x00-\x08\x0B-\x1F\x7F]"
-_RAW_CHAR = rf'({_RAW_PLAIN} | "<" [^/pft<\x00-\x08\x0B-\x1F\x7F])'
-_RAW_FIRST = r"[^<\x00-\x20\x7F0-9{\[tfn-]"  # what JSON cannot start with
+_RAW_PLAIN = rf"[^<\x00-\x08\x0B-\x1F\x7F{NOT_UNICODE}]"
+_RAW_CHAR = rf'({_RAW_PLAIN} | "<" [^/pft<\x00-\x08\x0B-\x1F\x7F{NOT_UNICODE}])'
+_RAW_FIRST = rf"[^<\x00-\x20\x7F{NOT_UNICODE}0-9{{\[tfn-]"  # what JSON cannot start with
 _GBNF_TEXT = TextSyntax(_RAW_PLAIN, _RAW_CHAR, _RAW_FIRST, " ", '""')
 
 

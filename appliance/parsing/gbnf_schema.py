@@ -37,6 +37,7 @@ from appliance.parsing.tool_schema import finite_number, nonnegative_int
 
 __all__ = [
     "GRAMMAR_COUNT_LIMIT",
+    "NOT_UNICODE",
     "SchemaGrammarError",
     "convert_json",
     "gbnf_literal",
@@ -44,8 +45,14 @@ __all__ = [
     "number_range",
 ]
 
+# What llama.cpp's grammar reads as a character though it is no Unicode one: past
+# U+10FFFF (lead bytes F5-F7, which a model with byte tokens can write). Such text is not
+# UTF-8: each byte reads back as U+FFFD, and a string bounded to 16 characters came back
+# with 19. llama.cpp refuses a lead byte whose range meets an excluded one: F4 goes too
+# (plane 16, private use only). Surrogates stay allowed: ED also leads Hangul U+D000-D7A3.
+NOT_UNICODE = r"\U00110000-\U001FFFFF"
 # JSON strings: no raw control characters (the converter's own rule lets them in).
-_STRICT_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+_STRICT_CHAR = rf'[^"\\\x7F\x00-\x1F{NOT_UNICODE}] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{{4}})'
 _MAX_DIGITS = 16  # the converter's integers are at most 16 digits long
 # Formats the converter has rules for; any other leaves a plain string.
 _CONVERTER_FORMATS = re.compile(r"date|time|date-time|uuid[1-5]?")
