@@ -151,6 +151,9 @@ class TinyModelSpec:
     chat_template: str | None = CHATML_TEMPLATE
     seed: int = 0
     fim: bool = False  # fill-in-the-middle tokens (a code model's), after the other specials
+    # Its end tokens' output rows are zero: their logit is 0 among hundreds of random ones,
+    # so a greedy answer never ends (a stream that outlives a test's deadline).
+    endless: bool = False
 
 
 FIM_TOKENS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")
@@ -272,7 +275,10 @@ def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
 
     tensor("token_embd.weight", n_vocab, spec.n_embd, scale=0.5)
     w.add_tensor("output_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
-    tensor("output.weight", n_vocab, spec.n_embd, scale=0.5)
+    output = (rng.standard_normal((n_vocab, spec.n_embd)) * 0.5).astype(np.float32)
+    if spec.endless:
+        output[[tokens.index("</s>"), tokens.index("<|im_end|>")]] = 0.0
+    w.add_tensor("output.weight", output)
     for i in range(spec.n_layer):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))

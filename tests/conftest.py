@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +35,11 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hostile = "{{ ''.__class__.__mro__[1].__subclasses__() }}{{ messages[0]['content'] }}"
     write_tiny_gguf(d / "hostile.gguf", TinyModelSpec(chat_template=hostile))
     # Slower (about 1000 tokens/s here, 4096 context): long answers stay in flight.
-    write_tiny_gguf(
-        d / "slow.gguf", TinyModelSpec(n_embd=256, n_layer=4, n_ff=768, n_ctx_train=4096)
-    )
+    slow = TinyModelSpec(n_embd=256, n_layer=4, n_ff=768, n_ctx_train=4096)
+    write_tiny_gguf(d / "slow.gguf", slow)
+    # The same, but a greedy answer never ends: for streams that must outlive a deadline
+    # (the Messages API has no ignore_eos; a greedy story ended after 973 tokens).
+    write_tiny_gguf(d / "endless.gguf", dataclasses.replace(slow, endless=True))
     data = (d / "tiny.gguf").read_bytes()
     (d / "broken.gguf").write_bytes(data[: len(data) // 2])
     return d

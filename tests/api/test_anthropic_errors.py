@@ -39,7 +39,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterato
     """A daemon with an API key, a small body limit, a short request timeout, and `one`:
     a slow model with one slot and no queue (a second request gets 429)."""
     home = tmp_path_factory.mktemp("anthropic-errors")
-    extra = EXTRA_ONE.format(slow=models_dir / "slow.gguf")
+    extra = EXTRA_ONE.format(slow=models_dir / "endless.gguf")
     env = {"APPLIANCE_MAX_BODY_BYTES": "65536", "APPLIANCE_REQUEST_TIMEOUT": "1s"}
     d = start_daemon(home, write_catalog(home / "catalog.toml", models_dir, extra), env, KEY)
     yield d
@@ -191,8 +191,8 @@ def test_a_full_queue_is_a_rate_limit_error_with_retry_after(queueless: Daemon) 
 
 def test_an_error_after_the_stream_started_is_an_error_event(keyed: Daemon) -> None:
     """The request timeout (1 s here) ends a long answer under way: Anthropic's `error`
-    event, which the SDK raises. (Greedy, this prompt's answer runs on for thousands of
-    tokens; the Messages API has no ignore_eos.)"""
+    event, which the SDK raises. (`one` is the endless model: a greedy answer never ends,
+    and the Messages API has no ignore_eos.)"""
     story = [{"role": "user", "content": "Write a long story."}]
     body = {"model": "one", "max_tokens": 100000, "messages": story, "temperature": 0}
     events: list[tuple[str, dict[str, Any]]] = []

@@ -493,7 +493,9 @@ def test_local_import_reads_any_path(models_dir: Path, tmp_path: Path) -> None:
 
 
 def test_sigterm_drains_then_ends_streams_and_exits_zero(tmp_path: Path, models_dir: Path) -> None:
-    extra = f'[models.slow]\nsource = "{models_dir / "slow.gguf"}"\ncontext = 4096\n'
+    # Greedy answers never end: the Anthropic stream below outlives the drain however fast
+    # this box is (a greedy story once ended after 973 tokens, within it).
+    extra = f'[models.slow]\nsource = "{models_dir / "endless.gguf"}"\ncontext = 4096\n'
     catalog = write_catalog(tmp_path / "catalog.toml", models_dir, extra)
     d = start_daemon(tmp_path / "home", catalog, env={"APPLIANCE_DRAIN_TIMEOUT": "1"})
     try:
@@ -518,7 +520,7 @@ def test_sigterm_drains_then_ends_streams_and_exits_zero(tmp_path: Path, models_
         long.start()
         wait_for(lambda: len(events["long"]) > 5, timeout=30, interval=0.01)
         # An Anthropic Messages stream is cut with its own named error event (the anthropic
-        # SDK skips an unnamed one). Greedy, this prompt's answer runs for thousands of tokens.
+        # SDK skips an unnamed one).
         story = {
             "model": "slow",
             "max_tokens": 3800,
