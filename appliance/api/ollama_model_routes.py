@@ -39,8 +39,9 @@ from appliance.store.gguf_meta import GGUFError, GGUFInfo
 from appliance.store.hf_names import is_hf_name
 from appliance.store.store import StoredModel
 from appliance.tiers.errors import ModelNotFound
-from appliance.tiers.manager import MAX_TEMPLATE_BYTES, ModelManager
+from appliance.tiers.manager import ModelManager
 from appliance.tiers.serving import serving_for
+from appliance.tiers.workers import MAX_TEMPLATE_BYTES
 
 __all__ = ["OLLAMA_VERSION", "ollama_name", "routes"]
 

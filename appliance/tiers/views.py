@@ -133,7 +133,7 @@ def _format(manager: ModelManager, stored: str | None, path: Path | None) -> str
 def budgets_view(manager: ModelManager) -> dict[str, Any]:
     """Each tier's budget, use and room, per device for hot; None where unknown."""
     budgets = manager.budgets()
-    used = usage(manager.states(time.monotonic()), manager._plan_budgets())
+    used = usage(manager.states(time.monotonic()), manager.plan_budgets())
     hot: dict[str, dict[str, int | None]] = {
         device: {"budget": room.budget, "used": room.used, "free": room.free}
         for device, room in used.hot.items()

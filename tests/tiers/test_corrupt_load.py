@@ -73,11 +73,11 @@ def test_unchanged_files_are_not_hashed_again(tmp_path: Path, tiny_gguf: Path) -
     manager = make_manager(tmp_path)
     model = manager.store.import_file(tiny_gguf, "tiny")
     slot = manager.slot("tiny")
-    asyncio.run(manager._check_stored_bytes(slot, model.path))  # recorded at import
+    asyncio.run(manager.files.check_stored_bytes(slot, model.path))  # recorded at import
     assert [e for e in manager.events if e.kind == "verify"] == []
     manager.store.layout.record_path(model.sha256).unlink()  # e.g. a store from before records
-    asyncio.run(manager._check_stored_bytes(slot, model.path))
-    asyncio.run(manager._check_stored_bytes(slot, model.path))
+    asyncio.run(manager.files.check_stored_bytes(slot, model.path))
+    asyncio.run(manager.files.check_stored_bytes(slot, model.path))
     assert len([e for e in manager.events if e.kind == "verify"]) == 1  # hashed once
 
 
