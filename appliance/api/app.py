@@ -11,7 +11,6 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -32,7 +31,7 @@ from appliance.api.drain import Drain, DrainMiddleware
 from appliance.api.errors import APIError, error_response, from_model_error, unauthorized
 from appliance.api.host_check import HostCheckMiddleware
 from appliance.api.openapi import openapi_json
-from appliance.api.origin_check import OriginCheckMiddleware
+from appliance.api.origin_check import OriginCheckMiddleware, PageCORSMiddleware
 from appliance.catalog import Catalog
 from appliance.hardware import HardwareReport
 from appliance.settings import Settings
@@ -203,21 +202,9 @@ def create_app(
     if settings.api_keys:
         app.add_middleware(APIKeyMiddleware, keys=settings.api_keys)
     app.add_middleware(DrainMiddleware, drain=drain)
-    # After CORS (which answers the preflights it allows): a page's own requests.
+    # After CORS (which answers the preflights of the pages it serves): a page's own requests.
     app.add_middleware(OriginCheckMiddleware, listed=settings.cors_origins)
-    if settings.cors_origins:
-        # Before the keys: a preflight carries none. A wildcard never goes with credentials.
-        # Any request header: the openai and anthropic SDKs send their own (x-stainless-*,
-        # anthropic-version, ...) on every request, and a fixed list refused their
-        # preflights. The retry headers are exposed so that a browser's SDK can read them.
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=["retry-after", "retry-after-ms", "x-should-retry"],
-            allow_credentials="*" not in settings.cors_origins,
-            max_age=600,
-        )
+    # Before the keys: a preflight carries none.
+    app.add_middleware(PageCORSMiddleware, listed=settings.cors_origins)
     app.add_middleware(HostCheckMiddleware, bind_host=settings.host, extra=settings.allowed_hosts)
     return app

@@ -12,18 +12,24 @@ loopback pages (a developer's app on localhost, or its dev server's proxy, as Ol
 allows them); and local apps' schemes (`app://`, `file://`, `tauri://`,
 `vscode-webview://`, ...), which no remote site can take. An opaque `null` origin (a
 sandboxed frame, which any site can make) is served only when listed.
+
+CORS headers go to the same pages (`PageCORSMiddleware`): a page that is served but may
+not read the answer is not served at all, and a browser app on a developer's localhost
+(openai-node with `dangerouslyAllowBrowser`, `ollama/browser`) works with no settings, as
+with Ollama.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appliance.api.errors import APIError, error_response
 from appliance.api.host_check import LOOPBACK_NAMES
 
-__all__ = ["OriginCheckMiddleware", "origin_allowed"]
+__all__ = ["OriginCheckMiddleware", "PageCORSMiddleware", "origin_allowed"]
 
 
 def origin_allowed(origin: str, host: str | None, listed: tuple[str, ...]) -> bool:
@@ -81,3 +87,45 @@ class OriginCheckMiddleware:
             return
         shown = origin.strip()[:100]
         await error_response(refused(shown))(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class PageCORSMiddleware(CORSMiddleware):
+    """CORS for exactly the pages `origin_allowed` serves; any other page's request, its
+    preflight too, goes on to the Origin check's 403 (no CORS headers at all)."""
+
+    def __init__(self, app: ASGIApp, listed: tuple[str, ...] = ()) -> None:
+        listed = tuple(o.strip() for o in listed)
+        # Any request header: the openai and anthropic SDKs send their own (x-stainless-*,
+        # anthropic-version, ...) on every request. The retry headers are exposed so that
+        # a browser's SDK can read them. A wildcard never goes with credentials.
+        super().__init__(
+            app,
+            allow_origins=list(listed),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["retry-after", "retry-after-ms", "x-should-retry"],
+            allow_credentials="*" not in listed,
+            max_age=600,
+        )
+        self.listed = listed
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        """Only pages `origin_allowed` serves reach here (`__call__` sent the others on),
+        and that check needs the request's Host, which this method is not given."""
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = _header(scope, b"origin") if scope["type"] == "http" else None
+        if origin is not None:
+            host = _header(scope, b"host")
+            if not origin_allowed(origin, host, self.listed):
+                await self.app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

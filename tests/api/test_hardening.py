@@ -296,11 +296,27 @@ def test_a_foreign_page_cannot_drive_the_daemon_without_a_preflight(
 )
 def test_local_pages_and_apps_are_served(bound: BoundDaemon, origin: str) -> None:
     """Loopback pages (a developer's app, its dev server's proxy), local apps' schemes and
-    the daemon's own origin, as Ollama serves them; no Origin at all: every SDK."""
-    r = httpx.get(
-        bound.url + "/v1/models", headers={"Origin": origin.format(port=bound.port)}, timeout=30
-    )
+    the daemon's own origin, as Ollama serves them; no Origin at all: every SDK. With no
+    cors_origins set, their preflights pass and the answers carry CORS headers: without
+    them the browser ran the request but kept the answer from the page (openai-node's
+    dangerouslyAllowBrowser, ollama/browser, a Vite app on localhost:5173 all failed)."""
+    origin = origin.format(port=bound.port)
+    r = httpx.get(bound.url + "/v1/models", headers={"Origin": origin}, timeout=30)
     assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == origin
+    preflight = httpx.options(
+        bound.url + "/v1/chat/completions",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-stainless-os",
+        },
+        timeout=30,
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert "x-stainless-os" in preflight.headers["access-control-allow-headers"].lower()
+    assert "POST" in preflight.headers["access-control-allow-methods"]
 
 
 def test_origin_policy() -> None:
