@@ -37,6 +37,14 @@ def _reasoning(text: str) -> Delta:
     return {"reasoning_content": text, "reasoning": text}
 
 
+def opening_delta(first: Delta | None) -> Delta:
+    """The stream's first delta, the role, sent just before the answer's `first` delta (None:
+    the answer is empty): content "" before text, null before a call or reasoning, as OpenAI
+    sends it. A "" there opened an empty text part in clients that keep one per delta kind
+    (the AI SDK's openai provider gave every tool-call step a blank text part)."""
+    return {"role": "assistant", "content": "" if first is None or "content" in first else None}
+
+
 class ChatOutput:
     def __init__(
         self,

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from appliance.api.anthropic_models import model_info, model_page, wants_anthropic
 from appliance.api.chat_choices import chat_choice, chat_n
+from appliance.api.chat_output import opening_delta
 from appliance.api.completions import completions as text_completions
 from appliance.api.errors import APIError, error_response
 from appliance.api.frames import collect_unless_gone, frame_error
@@ -93,8 +94,16 @@ async def chat_completions(request: Request) -> Response:
             async for data in _chat_stream():
                 yield data
 
+    opened = False
+
+    def opening(first: dict[str, Any] | None) -> list[bytes]:
+        nonlocal opened
+        if opened:
+            return []
+        opened = True
+        return [chunk(opening_delta(first))]
+
     async def _chat_stream() -> AsyncIterator[bytes]:
-        yield chunk({"role": "assistant", "content": ""})
         async for item in frames:
             if item["type"] == "ping":
                 yield SSE_PING
@@ -102,17 +111,25 @@ async def chat_completions(request: Request) -> Response:
                 deltas = output.feed(str(item["text"]))
                 entries = item.get("logprobs")
                 if entries and req.params.logprobs is not None:
+                    for data in opening(deltas[0] if deltas else None):
+                        yield data
                     logprobs = chat_logprobs(entries)
                     yield chunk(deltas[0] if deltas else {}, logprobs=logprobs)
                     deltas = deltas[1:]
                 for delta in deltas:
+                    for data in opening(delta):
+                        yield data
                     yield chunk(delta)
             elif item["type"] == "error":
                 yield sse_error(frame_error(item))
                 return
             elif item["type"] == "done":
                 for delta in output.finish():
+                    for data in opening(delta):
+                        yield data
                     yield chunk(delta)
+                for data in opening(None):
+                    yield data
                 warnings = output.warnings()
                 extra = {"warnings": warnings} if warnings else {}
                 reason = output.finish_reason(str(item.get("finish_reason", "stop")))

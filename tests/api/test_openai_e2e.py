@@ -131,6 +131,18 @@ def test_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI) -> N
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 16
     assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content == ""  # before text, as OpenAI's
+
+
+def test_an_empty_answer_still_opens_with_the_role(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny", messages=USER, max_tokens=8, stream=True, logit_bias={"4": 100}
+        )
+    )  # EOS (id 4) first: no text at all
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert deltas[0].role == "assistant" and deltas[0].content == ""
+    assert [c.choices[0].finish_reason for c in chunks][-1] == "stop"
 
 
 def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:

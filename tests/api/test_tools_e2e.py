@@ -319,6 +319,16 @@ def test_streamed_call_arrives_as_openai_deltas(tools_daemon: Daemon) -> None:
         assert set(args) == {"city", "unit"}
 
 
+def test_a_streamed_call_opens_with_a_null_content(tools_daemon: Daemon) -> None:
+    """The role's delta before a call says content null, as OpenAI's: a "" there made the
+    AI SDK's openai provider open an empty text part in every tool-call step."""
+    stream = ask(tools_daemon, tools=[WEATHER], tool_choice="required", stream=True, seed=4)
+    deltas = [c.choices[0].delta for c in stream if c.choices]
+    assert deltas[0].role == "assistant" and deltas[0].content is None
+    assert not deltas[0].tool_calls and deltas[1].tool_calls
+    assert all(d.content is None for d in deltas)
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_two_step_agent_loop(tools_daemon: Daemon, stream: bool) -> None:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "What is the weather in Paris?"}]
