@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from appliance.api.chat_output import ChatOutput
+from appliance.api.embedding_dims import shorten
 from appliance.api.errors import invalid_request
 from appliance.api.frames import collect_unless_gone, frame_error
 from appliance.api.ollama import (
@@ -314,7 +315,7 @@ async def embed(request: Request) -> Response:
     name, vectors, tokens = await _embed_vectors(request, body, inputs)
     dimensions = body.get("dimensions")
     if isinstance(dimensions, int) and dimensions > 0:
-        vectors = [v[:dimensions] for v in vectors]
+        vectors = [shorten(v, dimensions) for v in vectors]
     return JSONResponse(
         {
             "model": name,

@@ -25,6 +25,7 @@ from appliance.api.anthropic_models import model_info, model_page, wants_anthrop
 from appliance.api.chat_choices import chat_choice, chat_n
 from appliance.api.chat_output import opening_delta
 from appliance.api.completions import completions as text_completions
+from appliance.api.embedding_dims import shorten
 from appliance.api.errors import APIError, error_response
 from appliance.api.frames import collect_unless_gone, frame_error
 from appliance.api.logprobs import chat_logprobs
@@ -157,9 +158,7 @@ async def embeddings(request: Request) -> Response:
         if item["type"] == "embeddings":
             data = []
             for i, vector in enumerate(item["data"]):
-                values = [float(x) for x in vector]
-                if req.dimensions is not None:
-                    values = values[: req.dimensions]
+                values = shorten([float(x) for x in vector], req.dimensions)
                 embedding: Any = values
                 if req.encoding_format == "base64":
                     embedding = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()

@@ -100,6 +100,10 @@ def test_embed_and_the_older_embeddings(daemon: Daemon) -> None:
     assert math.isclose(sum(x * x for x in vectors[0]), 1.0, rel_tol=1e-3)
     single = c.embeddings(model="tiny-embed", prompt="one").embedding
     assert single == pytest.approx(vectors[0], rel=1e-4)
+    short = c.embed(model="tiny-embed", input="one", dimensions=8).embeddings[0]
+    assert len(short) == 8 and math.isclose(sum(x * x for x in short), 1.0, rel_tol=1e-3)
+    scale = short[0] / vectors[0][0]
+    assert short == pytest.approx([x * scale for x in vectors[0][:8]], rel=1e-3)
 
 
 def test_errors_are_in_ollamas_shape(daemon: Daemon) -> None:
