@@ -32,10 +32,11 @@ def one_slot(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iter
 
 
 def hold_the_slot(d: Daemon) -> threading.Thread:
-    """A long answer that keeps the one slot busy for a few seconds."""
+    """A long answer that keeps the one slot busy for a second or more (1000 tokens took
+    a quarter of a second on a quiet moment of this box: too few pings for the test)."""
 
     def run() -> None:
-        body = {"model": "single", "prompt": "x", "max_tokens": 1000, "ignore_eos": True}
+        body = {"model": "single", "prompt": "x", "max_tokens": 4000, "ignore_eos": True}
         httpx.post(d.v1 + "/completions", json=body, timeout=120).raise_for_status()
 
     thread = threading.Thread(target=run)
