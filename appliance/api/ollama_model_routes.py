@@ -31,7 +31,6 @@ from appliance.api.admin_routes import delete_stored, gguf_problem, start_pull, 
 from appliance.api.errors import APIError, invalid_request
 from appliance.api.pipeline import manager_of, read_json
 from appliance.catalog import CatalogEntry, HubSource
-from appliance.engines.chat_prompt import supports_tools
 from appliance.events import Event
 from appliance.parsing.families import Family, detect_family, reasoning_openers
 from appliance.store.errors import StoreError
@@ -254,17 +253,18 @@ def capabilities(
     entry: CatalogEntry | None, template: str, embedding: bool, insert: bool = False
 ) -> list[str]:
     """What the model does, as Ollama names it: "embedding" for an embedding model, else
-    "completion", with "tools" when its template renders the request's tools,
+    "completion" and "tools" (every chat model takes tools here: a template that does not
+    render them gets them described, and the calls are held to their schemas; Ollama says
+    "tools" only for templates that render them, and editors such as VS Code's and Zed's
+    offer agent tools only to models that say it),
     "thinking" when its answers start with reasoning the appliance splits off (the
     template opens its family's reasoning block, or models.toml says `reasoning = "on"`),
     and "insert" when it fills in the middle (code models: editors ask it for `suffix`)."""
     if embedding:
         return ["embedding"]
-    out = ["completion"]
+    out = ["completion", "tools"]
     if insert:
         out.append("insert")
-    if template and supports_tools(template):
-        out.append("tools")
     mode = entry.reasoning if entry is not None else "auto"
     family = detect_family(template, entry.tool_parser if entry is not None else None)
     opens = family is Family.HARMONY or any(tag in template for tag in reasoning_openers(family))

@@ -70,7 +70,8 @@ def test_show_reads_the_header_template_and_capabilities(daemon: Daemon) -> None
     client = ollama.Client(host=daemon.url)
     shown = client.show("tiny:latest")
     assert shown.template == CHATML_TEMPLATE
-    assert shown.capabilities == ["completion"]
+    # Its template does not render tools, but the appliance takes them for every chat model.
+    assert shown.capabilities == ["completion", "tools"]
     assert shown.details is not None and shown.details.family == "llama"
     info = shown.modelinfo or {}
     assert info["general.architecture"] == "llama"
@@ -85,19 +86,19 @@ def test_show_reads_the_header_template_and_capabilities(daemon: Daemon) -> None
     assert client.show("TINY-alias").template == CHATML_TEMPLATE
     legacy = daemon.post("/api/show", json={"name": "tiny"})
     assert legacy.status_code == 200 and legacy.json()["template"] == CHATML_TEMPLATE
-    assert client.show("think").capabilities == ["completion", "thinking"]
+    assert client.show("think").capabilities == ["completion", "tools", "thinking"]
     assert client.show("tiny-embed").capabilities == ["embedding"]
 
 
 def test_capabilities_follow_the_template_and_models_toml() -> None:
     tools = "{% if tools %}{{ tools | tojson }}{% endif %}" + CHATML_TEMPLATE
     assert capabilities(None, tools, False) == ["completion", "tools"]
-    assert capabilities(None, THINK_TEMPLATE, False) == ["completion", "thinking"]
+    assert capabilities(None, THINK_TEMPLATE, False) == ["completion", "tools", "thinking"]
     assert capabilities(None, "", True) == ["embedding"]
     entry = CatalogEntry(name="m", source=LocalSource(Path("/m.gguf")), reasoning="off")
-    assert capabilities(entry, THINK_TEMPLATE, False) == ["completion"]
+    assert capabilities(entry, THINK_TEMPLATE, False) == ["completion", "tools"]
     entry = CatalogEntry(name="m", source=LocalSource(Path("/m.gguf")), reasoning="on")
-    assert capabilities(entry, CHATML_TEMPLATE, False) == ["completion", "thinking"]
+    assert capabilities(entry, CHATML_TEMPLATE, False) == ["completion", "tools", "thinking"]
 
 
 def test_a_code_model_that_fills_in_the_middle_says_insert(tmp_path: Path) -> None:
@@ -107,7 +108,11 @@ def test_a_code_model_that_fills_in_the_middle_says_insert(tmp_path: Path) -> No
     plain = read_gguf_info(write_tiny_gguf(tmp_path / "plain.gguf"))
     assert fills_in(coder, {}) and not fills_in(plain, {})
     assert fills_in(plain, {"infill": True}) and not fills_in(coder, {"infill": False})
-    assert capabilities(None, CHATML_TEMPLATE, False, insert=True) == ["completion", "insert"]
+    assert capabilities(None, CHATML_TEMPLATE, False, insert=True) == [
+        "completion",
+        "tools",
+        "insert",
+    ]
 
 
 def test_an_onnx_folder_shows_its_facts_under_gguf_keys() -> None:
