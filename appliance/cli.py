@@ -147,7 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from appliance.api.app import create_app
-    from appliance.api.server import DaemonServer
+    from appliance.api.server import DaemonServer, listening_sockets
     from appliance.catalog import CatalogError
     from appliance.hardware import detect
     from appliance.sd_notify import Notifier
@@ -180,14 +180,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, catalog, store, hardware, paths.data_dir)
     log.info("serving the OpenAI API at %s/v1", settings.base_url)
     drain = app.state.drain
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,  # after the drain, which already ended every request
+    )
+    sockets = listening_sockets(config, settings.ollama_port)
     server = DaemonServer(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            timeout_graceful_shutdown=10,  # after the drain, which already ended every request
-        ),
+        config,
         drain=drain,
         drain_timeout_s=settings.drain_timeout_s,
         notifier=notifier,
@@ -195,7 +197,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # Event streams end when the drain starts (SIGTERM) or uvicorn stops.
     app.state.shutting_down = lambda: drain.draining or server.should_exit
-    server.run()
+    server.run(sockets=sockets)
     log.info("stopped")
     return 0
 

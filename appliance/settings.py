@@ -8,6 +8,9 @@ settings.toml key        environment                   default
 =======================  ============================  ===============================
 host                     APPLIANCE_HOST                "127.0.0.1"
 port                     APPLIANCE_PORT                8750 (0 = any free port)
+ollama_port              APPLIANCE_OLLAMA_PORT         0 (off; 11434 serves the same API on
+                                                       Ollama's port too, for tools that
+                                                       assume it)
 api_keys                 APPLIANCE_API_KEYS (a,b,c),   [] (no authentication)
                          APPLIANCE_API_KEY (one key)
 catalog                  APPLIANCE_CATALOG             config_dir/models.toml if it
@@ -105,6 +108,7 @@ class SettingsError(ValueError):
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8750
+    ollama_port: int = 0  # also listen here (Ollama's 11434), 0: not
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     catalog_path: Path | None = None
     default_context: int = 4096
@@ -475,6 +479,12 @@ class _Option:
 OPTIONS: tuple[_Option, ...] = (
     _Option("host", "host", ("APPLIANCE_HOST",), _host),
     _Option("port", "port", ("APPLIANCE_PORT",), _int_range(0, 65535, "a port number 0-65535")),
+    _Option(
+        "ollama_port",
+        "ollama_port",
+        ("APPLIANCE_OLLAMA_PORT",),
+        _int_range(0, 65535, "a port number 1-65535, or 0 for none"),
+    ),
     _Option("api_keys", "api_keys", ("APPLIANCE_API_KEYS", "APPLIANCE_API_KEY"), _api_keys),
     _Option("catalog_path", "catalog", ("APPLIANCE_CATALOG",), _path),
     _Option(

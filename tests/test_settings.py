@@ -163,6 +163,7 @@ def test_environment_variables(paths: Paths, tmp_path: Path) -> None:
         "HF_TOKEN": "hf_abc",
         "APPLIANCE_KEEP_ALIVE": "-1",
         "APPLIANCE_PORT": "",  # empty: unset
+        "APPLIANCE_OLLAMA_PORT": "11434",
     }
     settings = load_settings(paths, env=env)
     assert settings.host == "::"
@@ -179,6 +180,7 @@ def test_environment_variables(paths: Paths, tmp_path: Path) -> None:
     assert settings.hf_token == "hf_abc"
     assert settings.keep_alive_s == math.inf
     assert settings.port == 8750
+    assert settings.ollama_port == 11434
 
 
 def test_every_env_var_is_read(paths: Paths) -> None:
@@ -241,6 +243,7 @@ def test_unknown_key_names_the_key_and_file(paths: Paths) -> None:
         ('port = "8750"', "port", "expected a port number"),
         ("port = 70000", "port", "expected a port number"),
         ("port = true", "port", "got true"),
+        ("ollama_port = 70000", "ollama_port", "port number 1-65535, or 0 for none"),
         ("default_context = 0", "default_context", "positive integer"),
         ("default_context = 1.5", "default_context", "positive integer"),
         ('keep_alive = "soon"', "keep_alive", "duration"),

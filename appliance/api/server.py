@@ -23,7 +23,7 @@ from appliance.api.drain import Drain
 from appliance.sd_notify import Notifier
 from appliance.tiers.manager import ModelManager
 
-__all__ = ["DaemonServer", "serving_status"]
+__all__ = ["DaemonServer", "listening_sockets", "serving_status"]
 
 log = logging.getLogger("appliance")
 
@@ -38,6 +38,28 @@ def serving_status(manager: ModelManager) -> str:
         known = len(manager.slots)
     hot = sum(1 for s in manager.slots.values() if s.worker is not None and s.worker.alive)
     return f"serving {known} model{'s' if known != 1 else ''}, {hot} hot"
+
+
+def listening_sockets(config: uvicorn.Config, ollama_port: int) -> list[socket.socket] | None:
+    """The sockets to serve on when the same API is also served on Ollama's port (tools
+    that assume localhost:11434); None for the configured one alone (uvicorn binds it).
+    A port already taken (Ollama itself running) is a warning: the daemon serves on."""
+    if not ollama_port or ollama_port == config.port:
+        return None
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    extra = socket.socket(family, socket.SOCK_STREAM)
+    extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        extra.bind((config.host, ollama_port))
+    except OSError as exc:
+        extra.close()
+        log.warning(
+            "not serving on Ollama's port %s too: %s (is Ollama running?)", ollama_port, exc
+        )
+        return None
+    host = f"[{config.host}]" if family == socket.AF_INET6 else config.host
+    log.info("serving the same API on Ollama's port too: http://%s:%s", host, ollama_port)
+    return [config.bind_socket(), extra]
 
 
 class DaemonServer(uvicorn.Server):
