@@ -27,7 +27,6 @@ __all__ = [
     "APIError",
     "ErrorResponse",
     "anthropic_error_type",
-    "context_length_exceeded",
     "engine_error",
     "error_response",
     "from_model_error",
@@ -188,20 +187,6 @@ def from_model_error(exc: ModelError) -> APIError:
         exc.code,
         retry_after=exc.retry_after,
         retryable=exc.retryable,
-    )
-
-
-def context_length_exceeded(
-    prompt_tokens: int, max_context: int, *, param: str = "messages"
-) -> APIError:
-    """400: the prompt alone does not fit in the model's context window."""
-    return APIError(
-        400,
-        f"This model's maximum context length is {max_context} tokens. However, your "
-        f"prompt is {prompt_tokens} tokens. Please shorten the prompt or the messages.",
-        "invalid_request_error",
-        param,
-        "context_length_exceeded",
     )
 
 

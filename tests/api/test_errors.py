@@ -2,7 +2,6 @@ import json
 
 from appliance.api.errors import (
     APIError,
-    context_length_exceeded,
     engine_error,
     error_response,
     invalid_request,
@@ -33,13 +32,6 @@ def test_model_not_found() -> None:
     assert (err.status, err.code, err.param) == (404, "model_not_found", "model")
     assert "The model 'gpt-9' does not exist" in err.message
     assert "/v1/models" in err.message
-
-
-def test_context_length_exceeded_names_both_counts() -> None:
-    err = context_length_exceeded(5000, 4096)
-    assert (err.status, err.code, err.param) == (400, "context_length_exceeded", "messages")
-    assert "5000" in err.message and "4096" in err.message
-    assert context_length_exceeded(1, 0, param="prompt").param == "prompt"
 
 
 def test_other_constructors() -> None:
