@@ -366,6 +366,9 @@ class LlamaEngine:
 
     def decode(self, entries: Sequence[BatchEntry]) -> list[int]:
         batch = self._batch
+        total = sum(len(entry.tokens) for entry in entries)
+        if total > self.n_batch:  # checked first: the batch's arrays hold n_batch tokens
+            raise ValueError(f"a step of {total} tokens exceeds n_batch {self.n_batch}")
         n = 0
         outputs: list[int] = []
         for entry in entries:
@@ -380,8 +383,6 @@ class LlamaEngine:
                 if wanted:
                     outputs.append(n)
                 n += 1
-        if n > self.n_batch:
-            raise ValueError(f"a step of {n} tokens exceeds n_batch {self.n_batch}")
         batch.n_tokens = n
         rc = int(self._llama_cpp.llama_decode(self._ctx.ctx, batch))
         if rc == 1:

@@ -237,11 +237,17 @@ class Scheduler(RequestInbox):
         if self.suspects:
             self.suspects &= self.active.keys()
         running = [self.active[min(self.suspects)]] if self.suspects else self.active.values()
-        for seq in running:
-            if seq.state == "decode":  # the last sampled token, and any forced after it
-                chunk = seq.next_chunk(len(seq.tokens) - seq.n_past)
-                batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, True)))
-                budget -= len(chunk)
+        decoding = [s for s in running if s.state == "decode"]
+        budget -= len(decoding)  # a token each, first: the last one sampled
+        for seq in decoding:
+            # Forced text written after it (jump_forward) takes what the step has left, the
+            # rest in the next steps: the next token is wanted once all of it is read.
+            pending = len(seq.tokens) - seq.n_past
+            extra = min(pending - 1, max(budget, 0))
+            budget -= extra
+            chunk = seq.next_chunk(1 + extra)
+            wanted = seq.n_past + len(chunk) == len(seq.tokens)
+            batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, wanted)))
         prefill = sorted((s for s in running if s.state == "prefill"), key=lambda s: s.started_at)
         sizes = self._prompt_chunks([len(s.prompt) - s.n_past for s in prefill], budget)
         for seq, size in zip(prefill, sizes, strict=True):

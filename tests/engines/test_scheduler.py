@@ -674,3 +674,15 @@ def test_forced_text_stops_where_the_grammar_or_the_limits_stop() -> None:
     assert run.done("short")["completion_tokens"] == 2
     assert run.text("stop") == "<20>"
     assert run.done("stop")["finish_reason"] == "stop"
+
+
+def test_forced_text_past_the_steps_budget_is_read_over_several_steps() -> None:
+    run = Run()  # the fake engine's steps carry at most 16 tokens
+    opening = "".join(f"<{t}>" for t in range(20, 32))  # 12 tokens
+    run.submit("a", [5], max_tokens=14, forced={"text": opening})
+    run.submit("b", [6], max_tokens=14, forced={"text": opening})
+    run.until_idle()
+    for rid in ("a", "b"):
+        assert run.text(rid) == opening + "<32><33>"
+        assert run.done(rid)["completion_tokens"] == 14
+    assert max(sum(len(e.tokens) for e in step) for step in run.engine.steps) == 16
