@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from appliance.api.logprobs import chat_logprobs
+from appliance.api.responses_tools import namespaces
 
 Item = dict[str, Any]
 
@@ -45,6 +46,7 @@ class ResponseBuilder:
         self.seq = 0
         self.logprobs = logprobs
         self._pending: list[dict[str, Any]] = []  # logprobs of tokens not yet in a delta
+        self._namespaces = namespaces(body.get("tools"))
 
     def add_logprobs(self, entries: list[dict[str, Any]] | None) -> None:
         if self.logprobs and entries:
@@ -189,6 +191,9 @@ class ResponseBuilder:
                 "arguments": "",
                 "status": "in_progress",
             }
+            namespace = self._namespaces.get(item["name"])
+            if namespace is not None:
+                item["namespace"] = namespace
             self.items.append(item)
             self._calls[call["index"]] = item
             events.append(

@@ -1,12 +1,12 @@
 """A Responses API body as the chat completions body it means (pure, no I/O).
 
 Instructions -> system message, input items -> messages, reasoning items -> the next
-assistant turn's `reasoning_content`, flat function tools -> chat tools, `text.format` ->
-`response_format`, `max_output_tokens` -> `max_tokens`, `top_logprobs` or `include`
-`message.output_text.logprobs` -> `logprobs`, and this server's own sampling settings
-(seed, top_k, min_p, ignore_eos, penalties, llama-server's samplers) as they are; so
-validation, tools, grammars and parsing are the chat ones. The answer goes back through
-`responses.ResponseBuilder`.
+assistant turn's `reasoning_content`, function tools -> chat tools (`responses_tools`),
+`text.format` -> `response_format`, `max_output_tokens` -> `max_tokens`, `top_logprobs`
+or `include` `message.output_text.logprobs` -> `logprobs`, and this server's own
+sampling settings (seed, top_k, min_p, ignore_eos, penalties, llama-server's samplers)
+as they are; so validation, tools, grammars and parsing are the chat ones. The answer
+goes back through `responses.ResponseBuilder`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from appliance.api.errors import invalid_request
 from appliance.api.responses import new_id
+from appliance.api.responses_tools import chat_tool_choice, chat_tools
 from appliance.api.samplers import SAMPLER_KEYS
 
 __all__ = [
@@ -167,28 +168,6 @@ def input_items(value: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _tools(value: Any) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise invalid_request("'tools' must be a list", "tools")
-    out = []
-    for i, tool in enumerate(value):
-        if not isinstance(tool, dict) or tool.get("type") != "function":
-            raise invalid_request(
-                f"'tools[{i}]': only function tools are supported by this server", f"tools[{i}]"
-            )
-        fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
-        out.append({"type": "function", "function": fn})
-    return out
-
-
-def _tool_choice(value: Any) -> Any:
-    if isinstance(value, dict) and value.get("type") == "function":
-        return {"type": "function", "function": {"name": value.get("name")}}
-    return value
-
-
 def _format(text: Any) -> dict[str, Any] | None:
     fmt = text.get("format") if isinstance(text, dict) else None
     if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
@@ -296,11 +275,11 @@ def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
     for key in EXTRA_SAMPLING:
         if body.get(key) is not None:
             chat[key] = body[key]
-    tools = _tools(body.get("tools"))
+    tools = chat_tools(body.get("tools"))
     if tools:
         chat["tools"] = tools
     if body.get("tool_choice") is not None:
-        chat["tool_choice"] = _tool_choice(body["tool_choice"])
+        chat["tool_choice"] = chat_tool_choice(body["tool_choice"])
     fmt = _format(body.get("text"))
     if fmt is not None:
         chat["response_format"] = fmt

@@ -111,6 +111,62 @@ def test_function_call_round_trip_with_previous_response_id(
         c.responses.create(model="tiny", input="x", previous_response_id="resp_gone")
 
 
+def test_codex_tools_namespaced_functions_and_web_search(
+    tools_daemon: Daemon,  # noqa: F811
+) -> None:
+    """Codex offers its sub-agent tools in a `namespace` and a `web_search` tool by
+    default: every request was a 400 ('only function tools'). The namespace's functions
+    are offered by their names and a call to one names its namespace, streamed and not;
+    web search is left out; a tool_choice demanding it, or an unknown tool, is refused."""
+    c = client(tools_daemon)
+    tools: Any = [
+        {
+            "type": "namespace",
+            "name": "weather_v1",
+            "description": "Weather.",
+            "tools": [{**FLAT_WEATHER, "defer_loading": True}],
+        },
+        {"type": "web_search", "external_web_access": False},
+    ]
+    kw: Any = {
+        "model": "qwen-tools",
+        "input": "Weather in Paris?",
+        "tools": tools,
+        "tool_choice": "required",
+        "max_output_tokens": 300,
+    }
+    r = c.responses.create(**kw)
+    (call,) = [o for o in r.output if o.type == "function_call"]
+    assert (call.namespace, call.name) == ("weather_v1", "get_weather")
+    assert set(json.loads(call.arguments)) == {"city", "unit"}
+    added = done = None
+    with c.responses.stream(**kw) as stream:
+        for event in stream:
+            if event.type == "response.output_item.added" and event.item.type == "function_call":
+                added = event.item
+            if event.type == "response.output_item.done" and event.item.type == "function_call":
+                done = event.item
+    assert added is not None and done is not None
+    assert added.namespace == done.namespace == "weather_v1" and done.name == "get_weather"
+    # The call replayed as input (Codex sends the whole history) goes back to the model.
+    again = c.responses.create(
+        model="qwen-tools",
+        input=[
+            {"type": "message", "role": "user", "content": "Weather in Paris?"},
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "18 C"},
+        ],
+        tools=tools,
+        max_output_tokens=4,
+    )
+    assert again.usage is not None and r.usage is not None
+    assert again.usage.input_tokens > r.usage.input_tokens
+    with pytest.raises(openai.BadRequestError, match="tool_choice"):
+        c.responses.create(**{**kw, "tool_choice": {"type": "web_search"}})
+    with pytest.raises(openai.BadRequestError, match=r"tools\[1\]"):
+        c.responses.create(**{**kw, "tools": [FLAT_WEATHER, {"type": "file_search"}]})
+
+
 def test_structured_output_and_bad_input(tools_daemon: Daemon) -> None:  # noqa: F811
     c = client(tools_daemon)
     r = c.responses.create(model="tiny", input="answer in JSON", text=JSON_OK, max_output_tokens=60)
