@@ -1,10 +1,11 @@
 """The Anthropic Messages API as a thin translation over the chat pipeline (pure).
 
-A Messages body becomes a chat completions body: `system` -> a system message,
-content blocks -> messages (`tool_use` blocks -> the assistant's tool calls, `thinking`
-blocks -> its `reasoning_content`, `tool_result` blocks -> `tool` messages), `tools`
-(`input_schema`) -> function tools, `tool_choice` any/tool/none -> required/named/none,
-`stop_sequences` -> `stop`. The answer's chat deltas become content blocks (thinking,
+A Messages body becomes a chat completions body: `system` -> a system message (a
+`system` message among the turns -> a system message there), content blocks ->
+messages (`tool_use` blocks -> the assistant's tool calls, `thinking` blocks -> its
+`reasoning_content`, `tool_result` blocks -> `tool` messages), `tools` (`input_schema`)
+-> function tools, `tool_choice` any/tool/none -> required/named/none, `stop_sequences`
+-> `stop`. The answer's chat deltas become content blocks (thinking,
 text, tool_use) and, when streaming, Anthropic's events (message_start,
 content_block_start/delta/stop, message_delta, message_stop). Usage splits the prompt
 as Anthropic does: `input_tokens` not read from the prompt cache,
@@ -44,9 +45,16 @@ def _messages(value: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, msg in enumerate(value):
         param = f"messages[{i}]"
-        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-            raise invalid_request(f"'{param}.role' must be 'user' or 'assistant'", f"{param}.role")
+        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant", "system"):
+            raise invalid_request(
+                f"'{param}.role' must be 'user', 'assistant' or 'system'", f"{param}.role"
+            )
         role, content = msg["role"], msg.get("content")
+        if role == "system":
+            # A mid-conversation system message (Claude Code sends one after the first user
+            # turn): instructions from here on, a system turn where it stands.
+            out.append({"role": "system", "content": _text(content, f"{param}.content")})
+            continue
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 
+from appliance.api.anthropic import to_chat_body as anthropic_to_chat
 from tests.api.test_tools_e2e import (  # noqa: F401  (the fixtures)
     WEATHER,
     qwen3_daemon,
@@ -132,6 +133,38 @@ def test_count_tokens_matches_the_prompt(tools_daemon: Daemon) -> None:  # noqa:
     counted = c.messages.count_tokens(**kw)
     m = c.messages.create(max_tokens=1, **kw)
     assert counted.input_tokens == prompt_of(m.usage) > 0
+
+
+def test_a_system_message_among_the_turns(tools_daemon: Daemon) -> None:  # noqa: F811
+    """Claude Code (2.1, beta mid-conversation-system) sends a `system` message after the
+    first user turn: every request was a 400 ('messages[1].role' must be 'user' or
+    'assistant'). It is a system turn where it stands, read by the model (counted and
+    answered)."""
+    turns: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": "hello"}]},
+        {"role": "system", "content": "Agents available: Explore, Plan."},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "user", "content": "List the files."},
+    ]
+    chat = anthropic_to_chat({"max_tokens": 8, "system": "Be brief.", "messages": turns})
+    assert [(m["role"], m["content"]) for m in chat["messages"][:3]] == [
+        ("system", "Be brief."),
+        ("user", "hello"),
+        ("system", "Agents available: Explore, Plan."),
+    ]
+    body: dict[str, Any] = {"model": "tiny", "messages": turns}
+    without = [t for t in turns if t["role"] != "system"]
+    url = tools_daemon.url + "/v1/messages"
+    counted = httpx.post(url + "/count_tokens?beta=true", json=body, timeout=60)
+    fewer = httpx.post(url + "/count_tokens", json={**body, "messages": without}, timeout=60)
+    assert counted.status_code == 200, counted.text
+    assert counted.json()["input_tokens"] > fewer.json()["input_tokens"]
+    events = sse_events(tools_daemon, {**body, "max_tokens": 4, "stream": True})
+    assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+    with pytest.raises(anthropic.BadRequestError, match=re.escape("messages[0].role")):
+        client(tools_daemon).messages.create(
+            model="tiny", max_tokens=4, messages=[{"role": "tool", "content": "x"}]
+        )
 
 
 def sse_events(d: Daemon, body: dict[str, Any]) -> list[dict[str, Any]]:
