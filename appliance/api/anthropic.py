@@ -226,10 +226,11 @@ def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 class MessageBuilder:
     """Content blocks from the chat deltas, and the stream events that announce them."""
 
-    def __init__(self, model: str, input_tokens: int) -> None:
+    def __init__(self, model: str, input_tokens: int, max_tokens: int | None = None) -> None:
         self.id = f"msg_{uuid.uuid4().hex[:24]}"
         self.model = model
         self.input_tokens = input_tokens  # the whole prompt
+        self.max_tokens = max_tokens  # the request's: an answer cut short of it hit the context
         # Of which read from the prompt cache: known once the worker admits the request
         # (before message_start when streaming), or at the end.
         self.cached_tokens = 0
@@ -373,6 +374,10 @@ class MessageBuilder:
             except json.JSONDecodeError:
                 block["input"] = {}
         self.stop_reason = STOP_REASONS.get(finish_reason, "end_turn")
+        if self.stop_reason == "max_tokens" and output_tokens < (self.max_tokens or 0):
+            # Cut at the context's end, as Anthropic says it: Claude Code then reports the
+            # context window (it said the answer "exceeded the 32000 output token maximum").
+            self.stop_reason = "model_context_window_exceeded"
         self.stop_sequence = stop_sequence if self.stop_reason == "end_turn" else None
         if self.stop_sequence is not None:
             self.stop_reason = "stop_sequence"  # one of the request's stop_sequences matched

@@ -34,7 +34,7 @@ async def create_message(request: Request) -> Response:
         max_tokens_limit=settings.max_tokens_limit,
     )
     name, frames, output, started = await start_chat(request, req)
-    builder = MessageBuilder(name, int(started.get("prompt_tokens", 0)))
+    builder = MessageBuilder(name, int(started.get("prompt_tokens", 0)), req.params.max_tokens)
 
     if not req.stream:
         text, done = await collect_unless_gone(request, frames)

@@ -446,3 +446,27 @@ def test_structured_output_parses_into_the_callers_model(daemon: Daemon) -> None
         daemon.url + "/v1/messages", json={**bad, "output_format": {"type": "xml"}}, timeout=60
     )
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_an_answer_cut_at_the_context_end_says_so(daemon: Daemon) -> None:
+    """Claude Code asks for max_tokens 32000: an answer cut at the context's end said
+    "max_tokens", and Claude Code told the user it exceeded the 32000-token maximum. It
+    is "model_context_window_exceeded", as Anthropic's; max_tokens reached stays so."""
+    long_text = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 2000}},
+        "required": ["text"],
+    }
+    body: dict[str, Any] = {
+        "model": "tiny",  # a 512-token context
+        "messages": [{"role": "user", "content": "write"}],
+        "output_config": {"format": {"type": "json_schema", "schema": long_text}},
+    }
+    cut = client(daemon).messages.create(max_tokens=32000, **body)
+    assert cut.stop_reason == "model_context_window_exceeded"
+    assert prompt_of(cut.usage) + cut.usage.output_tokens == 512
+    events = sse_events(daemon, {**body, "max_tokens": 32000, "stream": True})
+    (delta,) = [e for e in events if e["type"] == "message_delta"]
+    assert delta["delta"]["stop_reason"] == "model_context_window_exceeded"
+    short = client(daemon).messages.create(max_tokens=5, **body)
+    assert short.stop_reason == "max_tokens" and short.usage.output_tokens == 5
