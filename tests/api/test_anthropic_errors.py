@@ -158,11 +158,11 @@ def test_the_sdk_raises_its_error_classes_with_the_body(keyed: Daemon) -> None:
     assert denied.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.BadRequestError) as bad:
         client(keyed).messages.count_tokens(
-            model="tiny", messages=[{"role": "system", "content": "x"}]
+            model="tiny", messages=[{"role": "tool", "content": "x"}]
         )
     assert bad.value.body["error"] == {
         "type": "invalid_request_error",
-        "message": "'messages[0].role' must be 'user' or 'assistant'",
+        "message": "'messages[0].role' must be 'user', 'assistant' or 'system'",
     }
 
 
