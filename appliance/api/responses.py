@@ -23,6 +23,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
+def _reasoning(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's reasoning settings, echoed as OpenAI echoes them (effort and summary;
+    a model here reasons as its template lets it, whatever the effort)."""
+    asked = body.get("reasoning")
+    asked = asked if isinstance(asked, dict) else {}
+    return {"effort": asked.get("effort"), "summary": asked.get("summary")}
+
+
 class ResponseBuilder:
     """Output items from the chat deltas, and the events that announce them.
 
@@ -275,7 +283,7 @@ class ResponseBuilder:
             "output": self.items if status != "in_progress" else [],
             "parallel_tool_calls": _parallel(body),
             "previous_response_id": body.get("previous_response_id"),
-            "reasoning": {"effort": None, "summary": None},
+            "reasoning": _reasoning(body),
             "store": bool(body.get("store", True)),
             "temperature": body.get("temperature", 1.0),
             "text": body.get("text") or {"format": {"type": "text"}},

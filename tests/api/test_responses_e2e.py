@@ -389,6 +389,15 @@ def test_the_response_says_how_many_calls_the_request_allowed() -> None:
     assert parallel(parallel_tool_calls=False) is False
 
 
+def test_the_response_echoes_the_reasoning_settings_asked() -> None:
+    def reasoning(**body: object) -> object:
+        return ResponseBuilder(dict(body), "m", "r").response("completed")["reasoning"]
+
+    assert reasoning() == {"effort": None, "summary": None}
+    asked = {"effort": "low", "summary": "auto"}
+    assert reasoning(reasoning=asked) == asked  # Codex sends both; it said null
+
+
 def test_a_stream_the_client_stops_is_kept_as_cancelled(tools_daemon: Daemon) -> None:  # noqa: F811
     """A chat UI's Stop closes the stream: the id it had was a 404 afterwards, so the next
     turn (previous_response_id) lost the conversation. It is kept, cancelled, with the
