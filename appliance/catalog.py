@@ -143,7 +143,7 @@ class CatalogEntry:
     threads: int | None = None  # None: settings.threads
     reasoning: Reasoning = "auto"
     parallel: int | None = None  # None: settings.parallel (auto: from memory)
-    max_queue: int | None = None  # None: settings.max_queue (auto: 4 x slots, at least 8)
+    max_queue: int | None = None  # None: settings.max_queue (auto: 16 x slots, at least 64)
     flash_attn: FlashAttn | None = None  # None: settings.flash_attn
     deterministic: bool = False  # every request computed as if alone (no batching, no cache)
     kv_unified: bool = False  # one KV pool for all slots, not a stream per slot (GGUF)

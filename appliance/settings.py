@@ -37,7 +37,7 @@ memory_margin            APPLIANCE_MEMORY_MARGIN       "1GiB"
 warm_keep_alive          APPLIANCE_WARM_KEEP_ALIVE     "1h" (idle warm -> cold)
 telemetry_interval       APPLIANCE_TELEMETRY_INTERVAL  "1s" ("0": no periodic sampling)
 parallel                 APPLIANCE_PARALLEL            "auto" (slots per model, from memory)
-max_queue                APPLIANCE_MAX_QUEUE           "auto" (4 x slots, at least 8)
+max_queue                APPLIANCE_MAX_QUEUE           "auto" (16 x slots, at least 64)
 flash_attn               APPLIANCE_FLASH_ATTN          "auto" (llama.cpp decides per backend)
 prompt_cache_ram         APPLIANCE_PROMPT_CACHE_RAM    "512MiB" (saved prompt states per model,
                                                        at most twice its slots' KV; counted

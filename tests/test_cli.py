@@ -85,7 +85,7 @@ def test_inspect_a_file(models_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "llama" in r.stdout and "F32" in r.stdout and "memory at 1024 ctx x 4" in r.stdout
     # The tiny model's KV is small: the automatic four slots, each a whole context.
-    assert "4 slot(s) of 1024 tokens, queue 16, flash attention auto" in r.stdout
+    assert "4 slot(s) of 1024 tokens, queue 64, flash attention auto" in r.stdout
     # Twice its slots' KV: less than prompt_cache_ram's 512 MiB for so small a model.
     [states] = [line for line in r.stdout.splitlines() if line.startswith("prompt states")]
     assert "of host RAM while loaded" in states and "512 MiB" not in states, states

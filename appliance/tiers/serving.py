@@ -62,7 +62,10 @@ def serving_for(entry: CatalogEntry | None, settings: Settings, info: ModelHeade
     elif settings.max_queue is not None:
         max_queue = settings.max_queue
     else:
-        max_queue = max(8, 4 * slots)
+        # Deep, as Ollama's 512 and llama-server's unbounded one: a batch client's
+        # threads (DSPy's batch, eval harnesses) wait their turn rather than fail on 429s
+        # their retries do not outlast (24 threads on 2 slots and 8 places: 5 of 24 failed).
+        max_queue = max(64, 16 * slots)
 
     flash_attn = entry.flash_attn if entry and entry.flash_attn else settings.flash_attn
     return Serving(

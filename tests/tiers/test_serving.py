@@ -35,7 +35,7 @@ def test_defaults_come_from_settings_and_the_model() -> None:
     s = serving_for(None, Settings(), Header())
     assert s.n_ctx == 4096 and not s.embedding
     assert s.slots == 4  # 512 MiB of KV per slot: the extra slots weigh less than the weights
-    assert s.max_queue == 16 and s.flash_attn == "auto" and not s.deterministic
+    assert s.max_queue == 64 and s.flash_attn == "auto" and not s.deterministic
     assert s.slots_auto  # chosen here: fewer are fine when memory is short
     assert not serving_for(entry(parallel=4), Settings(), Header()).slots_auto
 
