@@ -95,6 +95,15 @@ def namespaces(value: Any) -> dict[str, str]:
 def chat_tool_choice(value: Any) -> Any:
     if isinstance(value, dict) and value.get("type") == "function":
         return {"type": "function", "function": {"name": value.get("name")}}
+    if isinstance(value, dict) and value.get("type") == "allowed_tools":
+        # Responses: mode and tools at the top, each tool {"type": "function", "name"}.
+        listed = value.get("tools")
+        tools = [
+            {"type": "function", "function": {"name": t.get("name")}} if isinstance(t, dict) else t
+            for t in (listed if isinstance(listed, list) else [])
+        ]
+        mode = value.get("mode", "auto")
+        return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": tools}}
     if isinstance(value, dict) and value.get("type") in UNSERVED_OPTIONAL:
         raise invalid_request(
             f"'tool_choice': {value.get('type')!r} is not served by this server", "tool_choice"

@@ -46,6 +46,7 @@ class ToolSpec:
 class ToolChoice:
     mode: ToolMode = "auto"
     name: str | None = None  # for "named"
+    allowed: tuple[str, ...] = ()  # `allowed_tools`: only these may be called (empty: all)
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,12 @@ class Tools:
         return {t.name for t in self.specs}
 
     def offered(self) -> tuple[ToolSpec, ...]:
-        """The tools the prompt describes: only the named one when the choice names one."""
+        """The tools the prompt describes: only the named one when the choice names one,
+        only the allowed ones when it lists them."""
         if self.choice.mode == "named":
             return tuple(t for t in self.specs if t.name == self.choice.name)
+        if self.choice.allowed:
+            return tuple(t for t in self.specs if t.name in self.choice.allowed)
         return self.specs
 
 
@@ -166,6 +170,8 @@ def _choice(body: Mapping[str, Any], names: set[str]) -> ToolChoice:
         return ToolChoice("auto")
     if value in ("none", "auto", "required"):
         choice = ToolChoice(value)
+    elif isinstance(value, dict) and key == "tool_choice" and value.get("type") == "allowed_tools":
+        choice = _allowed(value.get("allowed_tools"), names)
     elif isinstance(value, dict):
         fn = value.get("function") if key == "tool_choice" else value
         if key == "tool_choice" and value.get("type", "function") != "function":
@@ -177,7 +183,7 @@ def _choice(body: Mapping[str, Any], names: set[str]) -> ToolChoice:
     else:
         _fail(
             key,
-            f"'{key}' must be 'none', 'auto', 'required' or a named function, "
+            f"'{key}' must be 'none', 'auto', 'required', a named function or allowed_tools, "
             f"got {json.dumps(value)[:60]}.",
         )
     if choice.mode in ("required", "named") and not names:
@@ -185,6 +191,32 @@ def _choice(body: Mapping[str, Any], names: set[str]) -> ToolChoice:
     if choice.mode == "named" and choice.name not in names:
         _fail(key, f"'{key}' names '{choice.name}', which is not among the given tools.")
     return choice
+
+
+def _allowed(value: Any, names: set[str]) -> ToolChoice:
+    """`{"type": "allowed_tools", "allowed_tools": {"mode": "auto" | "required", "tools":
+    [{"type": "function", "function": {"name": ...}}, ...]}}`: the model may (or must)
+    call only these of the tools given."""
+    param = "tool_choice.allowed_tools"
+    if not isinstance(value, dict):
+        _fail(param, f"'{param}' must be an object with 'mode' and 'tools'.")
+    mode = value.get("mode", "auto")
+    if mode not in ("auto", "required"):
+        _fail(f"{param}.mode", f"'{param}.mode' must be 'auto' or 'required'.")
+    listed = value.get("tools")
+    if not isinstance(listed, list) or not listed:
+        _fail(f"{param}.tools", f"'{param}.tools' must list at least one tool.")
+    allowed: list[str] = []
+    for i, tool in enumerate(listed):
+        p = f"{param}.tools[{i}]"
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(fn, dict):
+            _fail(p, f'\'{p}\' must name a function: {{"type": "function", ...}}.')
+        name = _name(fn.get("name"), f"{p}.function.name")
+        if name not in names:
+            _fail(p, f"'{p}' names '{name}', which is not among the given tools.")
+        allowed.append(name)
+    return ToolChoice(mode, None, tuple(dict.fromkeys(allowed)))
 
 
 def parse_tools(body: Mapping[str, Any]) -> Tools:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -287,6 +288,62 @@ def test_named_choice_calls_that_function(tools_daemon: Daemon) -> None:
     assert calls is not None and len(calls) == 1
     check_call(calls[0], ADD)
     assert r.choices[0].message.content is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_allowed_tools_limit_the_calls_to_them(tools_daemon: Daemon, seed: int) -> None:
+    third = {"type": "function", "function": {**ADD["function"], "name": "subtract"}}
+    allowed = {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "required",
+            "tools": [
+                {"type": "function", "function": {"name": "add"}},
+                {"type": "function", "function": {"name": "subtract"}},
+            ],
+        },
+    }
+    r = ask(tools_daemon, tools=[WEATHER, ADD, third], tool_choice=allowed, seed=seed)
+    calls = r.choices[0].message.tool_calls
+    assert calls is not None and len(calls) == 1  # required: one call, as a forced choice
+    assert calls[0].function.name in ("add", "subtract")
+    check_call(calls[0], ADD if calls[0].function.name == "add" else third)
+    # The Responses API's form: mode and tools at the top.
+    response = client(tools_daemon).responses.create(
+        model="qwen-tools",
+        input="What is the weather in Paris?",
+        tools=[{"type": "function", **t["function"]} for t in (WEATHER, ADD)],
+        tool_choice={"type": "allowed_tools", "mode": "required", "tools": [
+            {"type": "function", "name": "add"}
+        ]},
+        max_output_tokens=300,
+    )  # fmt: skip
+    (call,) = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "add"
+
+
+def test_allowed_tools_are_checked(tools_daemon: Daemon) -> None:
+    def refused(choice: Any) -> str:
+        r = httpx.post(
+            tools_daemon.v1 + "/chat/completions",
+            json={
+                "model": "qwen-tools",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [WEATHER, ADD],
+                "tool_choice": choice,
+            },
+            timeout=60,
+        )
+        assert r.status_code == 400, r.text
+        return str(r.json()["error"]["param"])
+
+    def allowed(mode: str, *names: str) -> dict[str, Any]:
+        tools = [{"type": "function", "function": {"name": n}} for n in names]
+        return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": tools}}
+
+    assert refused(allowed("required", "nope")) == "tool_choice.allowed_tools.tools[0]"
+    assert refused(allowed("none", "add")) == "tool_choice.allowed_tools.mode"
+    assert refused(allowed("auto")) == "tool_choice.allowed_tools.tools"
 
 
 def test_streamed_call_arrives_as_openai_deltas(tools_daemon: Daemon) -> None:
