@@ -291,7 +291,7 @@ class ResponseBuilder:
             "tools": body.get("tools") or [],
             "top_p": body.get("top_p", 1.0),
             "top_logprobs": body.get("top_logprobs"),
-            "truncation": "disabled",
+            "truncation": "auto" if body.get("truncation") == "auto" else "disabled",
             "usage": getattr(self, "usage", None) if status != "in_progress" else None,
             "metadata": body.get("metadata") or {},
         }

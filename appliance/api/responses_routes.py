@@ -25,6 +25,8 @@ from appliance.api.errors import APIError, invalid_request
 from appliance.api.frames import collect_unless_gone, frame_error
 from appliance.api.pipeline import (
     SSE_HEADERS,
+    manager_of,
+    model_name,
     read_json,
     start_chat,
     timed,
@@ -32,8 +34,9 @@ from appliance.api.pipeline import (
 )
 from appliance.api.responses import ResponseBuilder, new_id
 from appliance.api.responses_request import LISTED_INCLUDES, input_items, to_chat_body
-from appliance.api.schemas import parse_chat_request, query_limit
+from appliance.api.schemas import ChatRequest, parse_chat_request, query_limit
 from appliance.api.sse import SSE_PING, sse_event
+from appliance.api.truncation import fit_to_context
 from appliance.engines.protocol import Frame
 from appliance.tiers.manager import ModelManager
 
@@ -126,13 +129,28 @@ async def create_response(request: Request) -> Response:
         history = record["history"]
     chat_body = to_chat_body(body, history)
     items = input_items(body["input"])  # read by to_chat_body: well formed
-    try:
-        req = parse_chat_request(
-            chat_body,
+
+    def parse(chat: dict[str, Any]) -> ChatRequest:
+        return parse_chat_request(
+            chat,
             default_max_tokens=settings.default_max_tokens,
             max_tokens_limit=settings.max_tokens_limit,
         )
-        name, frames, output, started = await start_chat(request, req)
+
+    try:
+        req = parse(chat_body)
+        try:
+            name, frames, output, started = await start_chat(request, req)
+        except APIError as err:
+            if err.code != "context_length_exceeded" or body.get("truncation") != "auto":
+                raise
+            # Its oldest turns dropped until it fits, as OpenAI's: else the same error.
+            name = model_name(manager_of(request), req.model, embedding=False)
+            fitted = await fit_to_context(request, name, chat_body, parse)
+            if fitted is None:
+                raise
+            chat_body, req = fitted, parse(fitted)
+            name, frames, output, started = await start_chat(request, req)
     except APIError as err:
         err.param = _responses_param(err.param)
         raise

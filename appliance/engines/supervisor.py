@@ -26,7 +26,7 @@ from appliance.engines.protocol import AsyncChannel, Frame, ProtocolError
 
 log = logging.getLogger("appliance.supervisor")
 
-TERMINAL_FRAMES = frozenset({"done", "error", "embeddings", "tokens", "text"})
+TERMINAL_FRAMES = frozenset({"done", "error", "embeddings", "tokens", "text", "count"})
 _ids = itertools.count(1)
 
 

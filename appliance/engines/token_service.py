@@ -1,7 +1,8 @@
 """The worker's quick answers that run no model step: llama-server's `/tokenize`,
-`/detokenize` and `/apply-template`. They read only the vocabulary and the chat template,
-so the worker's reader thread answers them at once, beside the scheduler's steps (as
-llama-server's HTTP threads tokenize beside its decode loop)."""
+`/detokenize` and `/apply-template`, and a chat prompt's token count (`count`: what the
+Responses API's `truncation: "auto"` fits to the context). They read only the vocabulary
+and the chat template, so the worker's reader thread answers them at once, beside the
+scheduler's steps (as llama-server's HTTP threads tokenize beside its decode loop)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from appliance.engines.protocol import Frame
 
 __all__ = ["QUESTIONS", "answer"]
 
-QUESTIONS = frozenset({"tokenize", "detokenize", "render"})
+QUESTIONS = frozenset({"tokenize", "detokenize", "render", "count"})
 
 
 class Vocabulary(ChatRenderer, Protocol):
@@ -27,6 +28,10 @@ class Vocabulary(ChatRenderer, Protocol):
     def tokenize_text(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]: ...
 
     def special_piece(self, token: int) -> bytes: ...
+
+    n_ctx: int
+
+    def prompt_tokens(self, text: str, *, templated: bool) -> list[int]: ...
 
 
 def _piece_json(piece: bytes) -> str | list[int]:
@@ -58,6 +63,9 @@ def _answer(engine: Any, frame: Frame) -> Frame:
         text = b"".join(vocab.special_piece(t) for t in ids).decode("utf-8", "replace")
         return {"type": "text", "id": request_id, "content": text}
     prompt, _ = render_chat_frame(vocab, frame, dict(frame.get("params") or {}))
+    if kind == "count":
+        n = len(vocab.prompt_tokens(prompt, templated=True))
+        return {"type": "count", "id": request_id, "tokens": n, "n_ctx": vocab.n_ctx}
     return {"type": "text", "id": request_id, "content": prompt}
 
 
