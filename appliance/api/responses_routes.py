@@ -146,9 +146,12 @@ async def create_response(request: Request) -> Response:
                 raise
             # Its oldest turns dropped until it fits, as OpenAI's: else the same error.
             name = model_name(manager_of(request), req.model, embedding=False)
-            fitted = await fit_to_context(request, name, chat_body, parse)
+            try:
+                fitted = await fit_to_context(request, name, chat_body, parse)
+            except APIError:  # an engine that cannot count (ONNX): the context error
+                fitted = None
             if fitted is None:
-                raise
+                raise err from None
             chat_body, req = fitted, parse(fitted)
             name, frames, output, started = await start_chat(request, req)
     except APIError as err:
