@@ -166,6 +166,11 @@ def to_chat_body(body: Any) -> dict[str, Any]:
             chat[key] = body[key]
     if body.get("stop_sequences"):
         chat["stop"] = body["stop_sequences"]
+    thinking = body.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind in ("enabled", "disabled", "adaptive"):
+        # Qwen3's template variable: "disabled" closes the reasoning block before the answer.
+        chat["chat_template_kwargs"] = {"enable_thinking": kind != "disabled"}
     tools = body.get("tools")
     if tools:
         if not isinstance(tools, list):

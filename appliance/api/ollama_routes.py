@@ -199,6 +199,11 @@ def _chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str
     }
     if body.get("tools"):
         out["tools"] = body["tools"]
+    think = body.get("think")
+    if isinstance(think, bool):  # Qwen3's switch: false answers without thinking first
+        out["chat_template_kwargs"] = {"enable_thinking": think}
+    elif think in ("low", "medium", "high"):  # gpt-oss's levels
+        out["reasoning_effort"] = think
     return out
 
 

@@ -393,6 +393,8 @@ def chat_frame(req: ChatRequest, kind: str = "generate") -> Frame:
         "messages": [message_frame(m) for m in req.messages],
         "params": params_frame(req.params),
     }
+    if req.template_vars:
+        frame["template_vars"] = dict(req.template_vars)
     if req.tools.active:
         frame["tools"] = [t.openai() for t in req.tools.offered()]
         frame["params"]["tool_choice"] = {

@@ -18,6 +18,7 @@ from appliance.api.errors import invalid_request
 from appliance.api.responses import new_id
 from appliance.api.responses_tools import chat_tool_choice, chat_tools
 from appliance.api.samplers import SAMPLER_KEYS
+from appliance.api.template_vars import EFFORTS
 
 __all__ = [
     "ACCEPTED_INCLUDES",
@@ -275,6 +276,10 @@ def to_chat_body(body: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
     for key in EXTRA_SAMPLING:
         if body.get(key) is not None:
             chat[key] = body[key]
+    reasoning = body.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    if effort in EFFORTS:  # the template's reasoning_effort ("none": no thinking)
+        chat["reasoning_effort"] = effort
     tools = chat_tools(body.get("tools"))
     if tools:
         chat["tools"] = tools

@@ -18,6 +18,7 @@ from typing import Any, Literal, NoReturn, cast
 
 from appliance.api.errors import invalid_request
 from appliance.api.samplers import llama_samplers, sampler_order
+from appliance.api.template_vars import template_vars
 from appliance.api.tools import ToolCallIn, Tools, parse_tool_calls, parse_tools
 
 __all__ = [
@@ -108,6 +109,7 @@ class ChatRequest:
     params: SamplingParams
     tools: Tools = field(default_factory=Tools)
     n: int = 1  # choices, decoded together in the batch
+    template_vars: Mapping[str, Any] = field(default_factory=dict)  # see template_vars.py
 
 
 @dataclass(frozen=True)
@@ -573,7 +575,8 @@ def parse_chat_request(body: Any, *, default_max_tokens: int, max_tokens_limit: 
     tools = parse_tools(obj)
     if params.grammar is not None and tools.active:
         _fail("grammar", "'grammar' cannot be used with tools: the tool calls have their own.")
-    return ChatRequest(model, messages, stream, include_usage, params, tools, n)
+    variables = template_vars(obj)
+    return ChatRequest(model, messages, stream, include_usage, params, tools, n, variables)
 
 
 # --- completions ------------------------------------------------------------------------

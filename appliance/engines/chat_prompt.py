@@ -39,6 +39,7 @@ def render_prompt(
     *,
     family: str = "generic",
     parallel: bool = True,
+    variables: Mapping[str, Any] | None = None,
 ) -> tuple[str, bool]:
     """The prompt for a chat request, and whether it opens a reasoning block.
 
@@ -47,6 +48,7 @@ def render_prompt(
     them described in a system message; one whose template writes calls in another
     syntax, with an example call the template wrote. A template that can write no call
     is refused (400 naming `tools`): the model would answer without knowing them."""
+    template = template.bound(variables or {})
     messages = developer_as_system(template.source, messages)
     prefill = is_prefill(messages)
     if tools and not supports_tools(template.source):

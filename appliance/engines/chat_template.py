@@ -19,6 +19,7 @@ input data with no call and no output inside, or a filter chain that multiplies 
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import json
 import re
@@ -286,6 +287,8 @@ class ChatTemplate:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
+        # A request's own variables (`enable_thinking`, `reasoning_effort`): see `bound`.
+        self.variables: dict[str, Any] = {}
         self.max_output_chars = max_output_chars
         self.timeout_s = timeout_s
         self._env = _make_environment()
@@ -298,6 +301,16 @@ class ChatTemplate:
         except Exception as exc:  # any compile failure is the template's
             raise ChatTemplateError(f"chat template does not compile: {exc}") from exc
 
+    def bound(self, variables: Mapping[str, Any]) -> ChatTemplate:
+        """This template with a request's variables in every render (llama-server's and
+        vLLM's `chat_template_kwargs`: Qwen3's `enable_thinking`, gpt-oss's
+        `reasoning_effort`); the compiled template is shared."""
+        if not variables:
+            return self
+        bound = copy.copy(self)
+        bound.variables = {**self.variables, **variables}
+        return bound
+
     def render(
         self,
         messages: Sequence[Mapping[str, Any]],
@@ -309,6 +322,7 @@ class ChatTemplate:
         variables: dict[str, Any] = {
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
+            **self.variables,
         }
         variables.update(extra)
         variables["messages"] = [dict(m) for m in messages]

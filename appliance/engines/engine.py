@@ -96,6 +96,7 @@ class ChatRenderer(Protocol):
         messages: Sequence[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         parallel: bool = True,
+        variables: dict[str, Any] | None = None,
     ) -> tuple[str, bool]: ...
 
 
@@ -109,6 +110,7 @@ def render_chat_frame(
         frame.get("messages") or [],
         frame.get("tools") or None,
         parallel=bool(choice.get("parallel", True)),
+        variables=dict(frame.get("template_vars") or {}),
     )
 
 

@@ -139,9 +139,15 @@ class GenaiEngine:
         messages: Sequence[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         parallel: bool = True,
+        variables: dict[str, Any] | None = None,
     ) -> tuple[str, bool]:
         return render_prompt(
-            self.template, messages, tools, family=self.tool_family, parallel=parallel
+            self.template,
+            messages,
+            tools,
+            family=self.tool_family,
+            parallel=parallel,
+            variables=variables,
         )
 
     def prompt_tokens(self, text: str) -> list[int]:

@@ -314,9 +314,15 @@ class LlamaEngine:
         messages: Sequence[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         parallel: bool = True,
+        variables: dict[str, Any] | None = None,
     ) -> tuple[str, bool]:
         return render_prompt(
-            self.template, messages, tools, family=self.tool_family, parallel=parallel
+            self.template,
+            messages,
+            tools,
+            family=self.tool_family,
+            parallel=parallel,
+            variables=variables,
         )
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:

@@ -86,6 +86,7 @@ class FakeEngine:
         messages: Sequence[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         parallel: bool = True,
+        variables: dict[str, Any] | None = None,
     ) -> tuple[str, bool]:
         return " ".join(str(m.get("content", "")) for m in messages), False
 
