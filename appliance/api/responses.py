@@ -279,6 +279,8 @@ class ResponseBuilder:
             else None,
             "instructions": body.get("instructions"),
             "max_output_tokens": body.get("max_output_tokens"),
+            # Echoed: it bounds hosted tools' calls, and no hosted tool runs here.
+            "max_tool_calls": body.get("max_tool_calls"),
             "model": self.model,
             "output": self.items if status != "in_progress" else [],
             "parallel_tool_calls": _parallel(body),

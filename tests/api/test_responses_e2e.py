@@ -396,6 +396,8 @@ def test_the_response_echoes_the_reasoning_settings_asked() -> None:
     assert reasoning() == {"effort": None, "summary": None}
     asked = {"effort": "low", "summary": "auto"}
     assert reasoning(reasoning=asked) == asked  # Codex sends both; it said null
+    echoed = ResponseBuilder({"max_tool_calls": 3}, "m", "r").response("completed")
+    assert echoed["max_tool_calls"] == 3
 
 
 def test_a_stream_the_client_stops_is_kept_as_cancelled(tools_daemon: Daemon) -> None:  # noqa: F811
