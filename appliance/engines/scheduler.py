@@ -399,7 +399,10 @@ class Scheduler(RequestInbox):
         jump = seq.jump
         opening = jump.at_start() if jump is not None else ""
         if opening:  # a forced call: its opening is written, the model goes on from there
-            return self._force(seq, opening)
+            text = self._force(seq, opening)
+            if len(seq.tokens) > seq.n_past or seq.state == "done":
+                return text
+            # Nothing written (the tokenizer cannot spell it, the grammar refused): sampled.
         token = seq.sampler.sample(index)
         is_eog = self.engine.is_eog(token)
         top_n = seq.params.get("logprobs")

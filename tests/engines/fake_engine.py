@@ -126,6 +126,7 @@ class FakeEngine:
         outputs: list[int] = []
         self.last_outputs = []
         for entry in entries:
+            assert entry.tokens, f"seq {entry.seq_id}: an entry with no tokens (no output)"
             held = self.kv.setdefault(entry.seq_id, [])
             assert entry.pos == len(held), f"seq {entry.seq_id}: pos {entry.pos} != {len(held)}"
             held.extend(entry.tokens)

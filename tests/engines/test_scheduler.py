@@ -686,3 +686,13 @@ def test_forced_text_past_the_steps_budget_is_read_over_several_steps() -> None:
         assert run.text(rid) == opening + "<32><33>"
         assert run.done(rid)["completion_tokens"] == 14
     assert max(sum(len(e.tokens) for e in step) for step in run.engine.steps) == 16
+
+
+def test_a_forced_opening_nothing_of_which_is_taken_leaves_the_model_to_sample() -> None:
+    run = Run()
+    run.submit("a", [5, 6], max_tokens=3, forced={"text": "<20><21>"}, refuse=[20])
+    run.submit("b", [5, 6], max_tokens=3, forced={"text": "no tokens here"})
+    run.until_idle()
+    for rid in ("a", "b"):
+        assert run.text(rid) == "<7><8><9>"  # as without forced text
+        assert run.done(rid)["finish_reason"] == "length"
