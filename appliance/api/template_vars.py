@@ -4,8 +4,9 @@
 Qwen3's `{"enable_thinking": false}` closes the reasoning block before the answer, so a
 model that would think answers at once. OpenAI's `reasoning_effort` is the template's
 `reasoning_effort` (gpt-oss's "Reasoning: low"), and "none" also turns Qwen3's thinking
-off. Ollama's `think`, Anthropic's `thinking` and the Responses API's `reasoning.effort`
-map onto the same two variables. The names the prompt is built from (`messages`,
+off; `enable_thinking` at the body's top level (as Qwen's own API takes it) is the same
+switch. Ollama's `think`, Anthropic's `thinking` and the Responses API's
+`reasoning.effort` map onto the same two variables. The names the prompt is built from (`messages`,
 `tools`, ...) cannot be set: a 400 names them.
 """
 
@@ -40,6 +41,11 @@ def template_vars(body: Mapping[str, Any]) -> dict[str, Any]:
         out["reasoning_effort"] = effort
         if effort == "none":
             out["enable_thinking"] = False
+    enable = body.get("enable_thinking")  # Qwen's own API takes it at the top level
+    if enable is not None:
+        if not isinstance(enable, bool):
+            raise invalid_request("'enable_thinking' must be true or false", "enable_thinking")
+        out["enable_thinking"] = enable
     kwargs = body.get("chat_template_kwargs")
     if kwargs is None:
         return out

@@ -30,6 +30,7 @@ def test_the_template_gets_the_requests_variables(qwen3_daemon: Daemon) -> None:
     off = _template(qwen3_daemon, chat_template_kwargs={"enable_thinking": False})
     assert off.json()["prompt"].endswith(CLOSED)
     assert _template(qwen3_daemon, reasoning_effort="none").json()["prompt"].endswith(CLOSED)
+    assert _template(qwen3_daemon, enable_thinking=False).json()["prompt"].endswith(CLOSED)
     assert _template(qwen3_daemon, reasoning_effort="high").json()["prompt"] == plain
 
 
@@ -41,6 +42,7 @@ def test_variables_that_would_change_the_prompts_parts_are_refused(
         ({"chat_template_kwargs": {"not a name": 1}}, "chat_template_kwargs.not a name"),
         ({"chat_template_kwargs": ["enable_thinking"]}, "chat_template_kwargs"),
         ({"reasoning_effort": "max"}, "reasoning_effort"),
+        ({"enable_thinking": "no"}, "enable_thinking"),
     ):
         r = qwen3_daemon.post(
             "/v1/chat/completions", json={"model": "qwen3", "messages": USER, **body}
