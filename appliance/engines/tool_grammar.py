@@ -20,12 +20,9 @@ from typing import Any
 
 from appliance.engines.jump_forward import ForcedText
 from appliance.parsing import Family
-from appliance.parsing.constraints import (
-    ANY_OBJECT,
-    tool_call_forced,
-    tool_call_gbnf,
-    tool_call_trigger,
-)
+from appliance.parsing.constraints import ANY_OBJECT, tool_call_layout, tool_call_trigger
+from appliance.parsing.forced_text import forced_prefix
+from appliance.parsing.gbnf import render_gbnf
 
 # What a reasoning template writes between the closed block and the answer.
 AFTER_REASONING = "\n\n"
@@ -64,12 +61,10 @@ def tool_constraint(
     parallel = bool(choice.get("parallel", True))
     answer = answer_schema(params.get("response_format")) if mode == "auto" else None
     name = choice.get("name")
-    gbnf = tool_call_gbnf(
+    layout = tool_call_layout(
         fam, tools, parallel=parallel, name=name, template=template, answer=answer
     )
-    text = tool_call_forced(
-        fam, tools, parallel=parallel, name=name, template=template, answer=answer
-    )
+    gbnf, text = render_gbnf(layout), forced_prefix(layout)
     started = bool(params.get("reasoning_started"))
     if mode in ("required", "named") or answer is not None:
         if started:  # let it reason; once it closes the block, a call must follow

@@ -67,7 +67,6 @@ from appliance.parsing.call_layout import (
     build_layout,
 )
 from appliance.parsing.families import Family
-from appliance.parsing.forced_text import forced_prefix
 from appliance.parsing.gbnf import render_gbnf
 from appliance.parsing.lark import render_lark
 from appliance.parsing.tool_schema import normalize_schema, read_tools
@@ -76,9 +75,9 @@ __all__ = [
     "ANY_OBJECT",
     "json_gbnf",
     "special_token_ids",
-    "tool_call_forced",
     "tool_call_gbnf",
     "tool_call_lark",
+    "tool_call_layout",
     "tool_call_trigger",
 ]
 
@@ -121,21 +120,11 @@ def tool_call_gbnf(
     ``answer``: a JSON schema the output may follow instead of calling (tool_choice
     "auto" with a ``response_format``). Raises ValueError when no tool is left to call.
     """
-    return render_gbnf(_layout(family, tools, parallel, name, template, answer))
-
-
-def tool_call_forced(
-    family: Family,
-    tools: list[dict[str, Any]],
-    *,
-    parallel: bool,
-    name: str | None = None,
-    template: str | None = None,
-    answer: Mapping[str, Any] | None = None,
-) -> str:
-    """The text every output of :func:`tool_call_gbnf` (same arguments) starts with,
-    to be written without sampling: a named call's opening up to its arguments."""
-    return forced_prefix(_layout(family, tools, parallel, name, template, answer))
+    return render_gbnf(
+        tool_call_layout(
+            family, tools, parallel=parallel, name=name, template=template, answer=answer
+        )
+    )
 
 
 def json_gbnf(schema: Mapping[str, Any]) -> str:
@@ -150,14 +139,18 @@ def _json(schema: Mapping[str, Any]) -> Json:
     return Json(normalized, normalized.get("$defs") or {})
 
 
-def _layout(
+def tool_call_layout(
     family: Family,
     tools: list[dict[str, Any]],
+    *,
     parallel: bool,
-    name: str | None,
-    template: str | None,
-    answer: Mapping[str, Any] | None,
+    name: str | None = None,
+    template: str | None = None,
+    answer: Mapping[str, Any] | None = None,
 ) -> Node:
+    """The calls :func:`tool_call_gbnf` allows (same arguments), as a layout: what the
+    grammars are written from, and what `forced_text.forced_prefix` reads the text every
+    output starts with from (one layout for both, built once per request)."""
     calls = build_layout(family, read_tools(tools, name), parallel, template)
     return calls if answer is None else Alt((calls, _json(answer)))
 
@@ -181,7 +174,9 @@ def tool_call_lark(
     (``[TOOL_CALLS]``, ``<|channel|>``, ``<｜tool▁sep｜>``, ...) must be written
     ``<[id]>``: pass the model's. Without it every marker is plain text.
     """
-    layout = _layout(family, tools, parallel, name, template, answer)
+    layout = tool_call_layout(
+        family, tools, parallel=parallel, name=name, template=template, answer=answer
+    )
     return render_lark(layout, special_tokens or {})
 
 

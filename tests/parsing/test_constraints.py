@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from appliance.parsing import Family, detect_family, parse_output
 from appliance.parsing.constraints import (
     special_token_ids,
-    tool_call_forced,
     tool_call_gbnf,
     tool_call_lark,
     tool_call_trigger,
 )
 from appliance.parsing.gbnf_schema import SchemaGrammarError, integer_range, number_range
 from appliance.parsing.validate import schema_errors
+from tests.parsing.test_forced_text import tool_call_forced
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates"
 ONNX_CHAT = Path(__file__).resolve().parents[1] / "fixtures" / "onnx" / "tiny-chat-int4"

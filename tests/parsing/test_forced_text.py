@@ -7,13 +7,19 @@ from typing import Any
 import pytest
 
 from appliance.parsing import Family
-from appliance.parsing.constraints import tool_call_forced
+from appliance.parsing.constraints import tool_call_layout
+from appliance.parsing.forced_text import forced_prefix
 
 CITY: dict[str, Any] = {
     "type": "object",
     "properties": {"city": {"type": "string"}},
     "required": ["city"],
 }
+
+
+def tool_call_forced(family: Family, tools: list[dict[str, Any]], **layout: Any) -> str:
+    """What the scheduler writes unsampled for these tools."""
+    return forced_prefix(tool_call_layout(family, tools, **layout))
 
 
 def _tool(name: str) -> dict[str, Any]:
