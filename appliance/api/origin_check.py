@@ -75,13 +75,7 @@ class OriginCheckMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin: str | None = None
-        host: str | None = None
-        for key, value in scope.get("headers", []):
-            if key == b"origin":
-                origin = value.decode("latin-1")
-            elif key == b"host":
-                host = value.decode("latin-1")
+        origin, host = _origin_and_host(scope)
         if origin is None or origin_allowed(origin, host, self.listed):
             await self.app(scope, receive, send)
             return
@@ -89,11 +83,16 @@ class OriginCheckMiddleware:
         await error_response(refused(shown))(scope, receive, send)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _origin_and_host(scope: Scope) -> tuple[str | None, str | None]:
+    """The request's Origin and Host headers (None where absent)."""
+    origin: str | None = None
+    host: str | None = None
     for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        if key == b"origin":
+            origin = value.decode("latin-1")
+        elif key == b"host":
+            host = value.decode("latin-1")
+    return origin, host
 
 
 class PageCORSMiddleware(CORSMiddleware):
@@ -122,10 +121,8 @@ class PageCORSMiddleware(CORSMiddleware):
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        origin = _header(scope, b"origin") if scope["type"] == "http" else None
-        if origin is not None:
-            host = _header(scope, b"host")
-            if not origin_allowed(origin, host, self.listed):
-                await self.app(scope, receive, send)
-                return
+        origin, host = _origin_and_host(scope) if scope["type"] == "http" else (None, None)
+        if origin is not None and not origin_allowed(origin, host, self.listed):
+            await self.app(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)

@@ -32,6 +32,30 @@ from appliance.engines.tool_prompt import (
 )
 
 
+class TemplateChat:
+    """An engine's `render_chat` (engine.ChatRenderer) from its chat template and tool
+    family, the same for every engine."""
+
+    template: ChatTemplate
+    tool_family: str
+
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
+        variables: dict[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        return render_prompt(
+            self.template,
+            messages,
+            tools,
+            family=self.tool_family,
+            parallel=parallel,
+            variables=variables,
+        )
+
+
 def render_prompt(
     template: ChatTemplate,
     messages: Sequence[Mapping[str, Any]],

@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.engines.chat_prompt import render_prompt
+from appliance.engines.chat_prompt import TemplateChat
 from appliance.engines.chat_template import ChatTemplate
 from appliance.engines.engine import EngineRequestError, check_context
 from appliance.engines.llamacpp import FALLBACK_TEMPLATE, default_threads
@@ -78,7 +77,7 @@ def choose_provider(
     return "cpu", "the model is placed on the CPU"
 
 
-class GenaiEngine:
+class GenaiEngine(TemplateChat):
     def __init__(self, cfg: GenaiConfig) -> None:
         import onnxruntime_genai as og
 
@@ -133,22 +132,6 @@ class GenaiEngine:
         return bos if bos is not None and bos >= 0 else 0
 
     # -- prompts ----------------------------------------------------------------------------
-
-    def render_chat(
-        self,
-        messages: Sequence[dict[str, Any]],
-        tools: list[dict[str, Any]] | None = None,
-        parallel: bool = True,
-        variables: dict[str, Any] | None = None,
-    ) -> tuple[str, bool]:
-        return render_prompt(
-            self.template,
-            messages,
-            tools,
-            family=self.tool_family,
-            parallel=parallel,
-            variables=variables,
-        )
 
     def prompt_tokens(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.engines.chat_prompt import render_prompt
+from appliance.engines.chat_prompt import TemplateChat
 from appliance.engines.chat_template import ChatTemplate
 from appliance.engines.engine import (
     BatchEntry,
@@ -78,7 +78,7 @@ def default_threads() -> int:
     return max(1, physical or os.cpu_count() or 1)
 
 
-class LlamaEngine:
+class LlamaEngine(TemplateChat):
     def __init__(self, cfg: EngineConfig) -> None:
         import llama_cpp
         from llama_cpp import _internals, _logger
@@ -308,22 +308,6 @@ class LlamaEngine:
         )
 
     # -- prompts ----------------------------------------------------------------------------
-
-    def render_chat(
-        self,
-        messages: Sequence[dict[str, Any]],
-        tools: list[dict[str, Any]] | None = None,
-        parallel: bool = True,
-        variables: dict[str, Any] | None = None,
-    ) -> tuple[str, bool]:
-        return render_prompt(
-            self.template,
-            messages,
-            tools,
-            family=self.tool_family,
-            parallel=parallel,
-            variables=variables,
-        )
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:
         # A rendered template that already starts with BOS must not get a second one.
