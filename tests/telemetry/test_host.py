@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -16,7 +17,11 @@ def test_reads_the_real_host(tmp_path: Path) -> None:
     reader = HostReader()
     first = reader.read(tmp_path)
     assert first.cpu_pct is None  # no baseline yet: unknown, not 0.0
-    sum(i * i for i in range(200_000))  # some CPU between the readings
+    # Some CPU between the readings, for longer than the kernel's 10 ms ticks: 200k
+    # squares once took under one, and the two readings were the same (unknown, None).
+    until = time.monotonic() + 0.1
+    while time.monotonic() < until:
+        sum(i * i for i in range(10_000))
     second = reader.read(tmp_path)
     assert second.cpu_pct is not None and 0.0 <= second.cpu_pct <= 100.0
     assert second.ram_total == psutil.virtual_memory().total
