@@ -36,8 +36,8 @@ void *_ZN13llama_context14process_ubatchERK12llama_ubatch14llm_graph_typeP22llam
     void *out = real(self, u, graph_type, mctx, status);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
-    fprintf(log, "%d %ld.%03ld %u %u %u %.1f\n", (int) getpid(), (long) t0.tv_sec,
-            t0.tv_nsec / 1000000, u->n_tokens, u->n_seq_tokens, u->n_seqs, ms);
+    fprintf(log, "%d %ld.%06ld %u %u %u %.3f\n", (int) getpid(), (long) t0.tv_sec,
+            t0.tv_nsec / 1000, u->n_tokens, u->n_seq_tokens, u->n_seqs, ms);
     fflush(log);
     return out;
 }
