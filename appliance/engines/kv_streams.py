@@ -56,13 +56,9 @@ class KVStreams:
             seq.seq_id = self.free_id()  # every prompt token is read, to be scored
             return
         usable = len(seq.prompt) - 1  # the last prompt token is always evaluated
-        entry: CacheEntry | None = None
-        n = 0
-        if engine.can_truncate:
-            entry, n = self.index.best(seq.prompt)
-            n = min(n, usable)
-        if self.states is not None and engine.can_truncate:
-            saved, m = self.states.best(seq.prompt)
+        entry, n = self.best(seq.prompt)
+        if self.states is not None:
+            saved, m = self.states.best(seq.prompt, whole=not engine.can_truncate)
             m = min(m, usable)
             gain = m - n
             if (
@@ -78,8 +74,7 @@ class KVStreams:
                     return
                 # The failed restore evicted entries for room (`entry` may be one): what
                 # is cached now?
-                entry, n = self.index.best(seq.prompt)
-                n = min(n, usable)
+                entry, n = self.best(seq.prompt)
         if entry is not None and n > 0:
             entry.hits += 1
             entry.last_used = time.monotonic()
@@ -89,7 +84,8 @@ class KVStreams:
                 self.index.remove(entry.seq_id)
                 if len(entry.tokens) - n > MIN_USEFUL_PREFIX:  # a shorter tail never pays back
                     self.save(entry)
-                engine.seq_truncate(entry.seq_id, n)
+                if n < len(entry.tokens):
+                    engine.seq_truncate(entry.seq_id, n)
                 seq.seq_id = entry.seq_id
             else:
                 seq.seq_id = self.free_id(keep=entry.seq_id)
@@ -98,11 +94,21 @@ class KVStreams:
             return
         seq.seq_id = self.free_id()
 
+    def best(self, prompt: Tokens[int]) -> tuple[CacheEntry | None, int]:
+        """The cache entry a prompt can start from and the tokens it saves (never the
+        prompt's last, which is read for its logits). A recurrent model's entry serves only
+        a prompt that extends it whole: its state cannot be cut back to a shorter prefix."""
+        if not self.engine.can_truncate:
+            return self.index.best(prompt, whole=True)
+        entry, n = self.index.best(prompt)
+        return entry, min(n, len(prompt) - 1)
+
     def _restore(self, seq: Sequence, data: bytes, n: int) -> bool:
         for _ in range(2):
             seq_id = self.free_id()
             if self.engine.seq_restore(seq_id, data):
-                self.engine.seq_truncate(seq_id, n)
+                if self.engine.can_truncate:  # else the state is all a prefix (`best`)
+                    self.engine.seq_truncate(seq_id, n)
                 seq.seq_id = seq_id
                 seq.n_past = seq.cached_tokens = n
                 return True

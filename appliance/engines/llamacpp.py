@@ -129,14 +129,10 @@ class LlamaEngine(TemplateChat):
             recurrent = bool(
                 llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model)
             )
-            # A recurrent state cannot be cut back to a prefix: one sequence, no prefix reuse.
+            # A recurrent state cannot be cut back to a prefix: its sequences decode together
+            # like any others, but a cached one serves only a prompt that extends it whole.
             self.can_truncate = not recurrent
-            self.n_slots = 1 if recurrent else max(1, cfg.n_slots)
-            self.slots_reason = (
-                "recurrent or hybrid model: its state cannot be truncated, so one slot"
-                if recurrent and cfg.n_slots > 1
-                else None
-            )
+            self.n_slots = max(1, cfg.n_slots)
             # Split KV (a stream per slot, llama-server's layout) keeps every row's attention
             # to its own slot's cells; unified KV shares prefix cells between sequences but
             # makes each row scan (and, in mixed steps, compute over) every slot's cells.
@@ -152,6 +148,8 @@ class LlamaEngine(TemplateChat):
             cache_seqs = max(0, cfg.n_cache_seqs) if self.prefix_copy else 0
             limit = int(llama_cpp.llama_max_parallel_sequences())
             self.n_seq_max = min(self.n_slots + cache_seqs, limit)
+            if self.n_slots > self.n_seq_max:
+                self.slots_reason = f"llama.cpp decodes at most {limit} sequences together"
             self.n_slots = min(self.n_slots, self.n_seq_max)
             cparams = llama_cpp.llama_context_default_params()
             # Every slot can hold a whole context at once; cache entries use what is free.

@@ -63,12 +63,16 @@ class PrefixIndex:
             self._tokens -= len(entry.tokens)
         return entry
 
-    def best(self, tokens: Sequence[int]) -> tuple[CacheEntry | None, int]:
-        """The entry sharing the longest prefix with `tokens`, and that length."""
+    def best(self, tokens: Sequence[int], whole: bool = False) -> tuple[CacheEntry | None, int]:
+        """The entry sharing the longest prefix with `tokens`, and that length. With `whole`,
+        only an entry that is all a prefix of `tokens`, shorter than them: a recurrent
+        state cannot be cut back, and the prompt's last token must be read."""
         best: CacheEntry | None = None
         best_n = 0
         for entry in self.entries.values():
             n = common_prefix(entry.tokens, tokens)
+            if whole and not len(entry.tokens) == n < len(tokens):
+                continue
             if n > best_n:
                 best, best_n = entry, n
         return best, best_n

@@ -133,7 +133,7 @@ class Scheduler(RequestInbox):
         """
         if first.deterministic or self.costs.prefill_tps is None or self.last_busy_peak < 2:
             return 0.0
-        _, cached = self.kv.index.best(first.prompt)
+        _, cached = self.kv.best(first.prompt)
         to_read = max(1, len(first.prompt) - cached)
         return min(self.gather_max_s, GATHER_SHARE * self.costs.prefill_s(to_read))
 
@@ -382,7 +382,8 @@ class Scheduler(RequestInbox):
             except Exception as exc:
                 self._fail(seq, exc)
                 continue
-            if text or seq.logprobs:
+            # Ids of tokens with no text yet go with the next text, or here at the end.
+            if text or seq.logprobs or (seq.ids and seq.state == "done"):
                 frame: Frame = {"type": "token", "id": seq.request_id, "text": text}
                 if seq.logprobs:  # sent with the text they belong to, or before it
                     frame["logprobs"], seq.logprobs = seq.logprobs, []
@@ -452,7 +453,7 @@ class Scheduler(RequestInbox):
         if seq.finish_reason != "error":
             self._done_frame(seq)
         self.active.pop(seq.seq_id, None)
-        if keep and self.engine.can_truncate and seq.n_past > 0:
+        if keep and seq.n_past > 0:
             self.kv.keep(seq.seq_id, seq.kv_tokens)
         else:
             self.kv.drop(seq.seq_id)

@@ -78,11 +78,15 @@ class StateStore:
 
     # -- lookups ----------------------------------------------------------------------------
 
-    def best(self, tokens: Sequence[int]) -> tuple[SavedState | None, int]:
+    def best(self, tokens: Sequence[int], whole: bool = False) -> tuple[SavedState | None, int]:
+        """As `PrefixIndex.best`: the longest shared prefix, or with `whole` only a state
+        that is all a prefix of `tokens`, shorter than them."""
         best: SavedState | None = None
         best_n = 0
         for state in self.states:
             n = common_prefix(state.tokens, tokens)
+            if whole and not len(state.tokens) == n < len(tokens):
+                continue
             if n > best_n:
                 best, best_n = state, n
         return best, best_n

@@ -696,3 +696,20 @@ def test_a_forced_opening_nothing_of_which_is_taken_leaves_the_model_to_sample()
     for rid in ("a", "b"):
         assert run.text(rid) == "<7><8><9>"  # as without forced text
         assert run.done(rid)["finish_reason"] == "length"
+
+
+class SilentToken(FakeEngine):
+    """Token 7 spells nothing (as a control token's piece does)."""
+
+    def piece(self, token: int) -> bytes:
+        return b"" if token == 7 else super().piece(token)
+
+
+def test_the_id_of_a_last_token_with_no_text_is_still_sent() -> None:
+    run = Run(engine=SilentToken())
+    run.submit("a", [3], max_tokens=4, token_ids=True)  # 4, 5, 6, then 7: no text
+    run.submit("b", [5], max_tokens=4, token_ids=True)  # 6, then 7 mid-answer, 8, 9
+    run.until_idle()
+    for rid, ids, text in (("a", [4, 5, 6, 7], "<4><5><6>"), ("b", [6, 7, 8, 9], "<6><8><9>")):
+        assert [t for f in run.of(rid, "token") for t in f.get("ids", [])] == ids
+        assert run.text(rid) == text

@@ -38,11 +38,11 @@ def engine(models_dir: Path) -> LlamaEngine:
 class Serve(Run):
     """A scheduler over the engine (its KV emptied first), fed text prompts."""
 
-    def __init__(self, engine: LlamaEngine) -> None:
+    def __init__(self, engine: LlamaEngine, **kw: Any) -> None:
         for seq_id in range(engine.n_seq_max):
             engine.seq_clear(seq_id)
         self.recorder = Recorder(engine)
-        super().__init__(engine=self.recorder, slots=3)  # type: ignore[arg-type]
+        super().__init__(engine=self.recorder, slots=3, **kw)  # type: ignore[arg-type]
 
     def __call__(self, requests: dict[str, tuple[str, int]]) -> None:
         for rid, (prompt, max_tokens) in requests.items():

@@ -1,0 +1,87 @@
+"""The scheduler over a fake recurrent engine: its sequences decode together, and a
+cached state serves only a prompt that extends it whole (a state cannot be cut back)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.engines.state_store import StateStore
+from tests.engines.fake_engine import FakeEngine
+from tests.engines.test_scheduler import Run
+
+
+class Recurrent(FakeEngine):
+    """Mamba's rules: a sequence is cleared whole or not at all, and never copied."""
+
+    can_truncate = False
+
+    def __init__(self, n_seq_max: int = 3) -> None:
+        super().__init__(n_seq_max=n_seq_max, n_vocab=200, prefix_copy=False)
+
+    def seq_truncate(self, seq_id: int, n_keep: int) -> None:
+        held = self.kv.get(seq_id, [])
+        assert n_keep <= 0 or n_keep >= len(held), f"cut {seq_id} from {len(held)} to {n_keep}"
+        super().seq_truncate(seq_id, n_keep)
+
+    def seq_restore(self, seq_id: int, data: bytes) -> bool:
+        self.restored = getattr(self, "restored", 0) + 1
+        return super().seq_restore(seq_id, data)
+
+
+DOC = list(range(1, 31))
+
+
+def test_a_recurrent_models_sequences_decode_together() -> None:
+    run = Run(engine=Recurrent(), slots=3)
+    for rid, first in (("a", 10), ("b", 50), ("c", 90)):
+        run.submit(rid, [first, first + 1])
+    run.until_idle()
+    assert run.text("a") == "<12><13><14><15>"
+    assert run.text("b") == "<52><53><54><55>"
+    assert run.text("c") == "<92><93><94><95>"
+    assert max(len(step) for step in run.engine.steps) == 3
+
+
+def test_a_cached_state_serves_only_a_prompt_that_extends_it_whole() -> None:
+    run = Run(engine=Recurrent(), slots=2)
+    run.submit("a", [*DOC, 40])
+    run.until_idle()
+    assert run.text("a") == "<41><42><43><44>"
+    # The entry holds what was read: the prompt and the answer less its last token.
+    held = [*DOC, 40, 41, 42, 43]
+    assert [e.tokens for e in run.scheduler.kv.index.entries.values()] == [held]
+
+    run.submit("same", [*DOC, 40])  # the entry is longer than this prompt: not cut back
+    run.submit("partial", [*DOC, 99])  # shares 30 tokens, but not all of the entry
+    run.until_idle()
+    assert run.done("same")["cached_tokens"] == 0
+    assert run.done("partial")["cached_tokens"] == 0
+    assert run.text("same") == "<41><42><43><44>"
+    assert run.text("partial") == "<100><101><102><103>"
+
+    run.submit("next turn", [*DOC, 40, 41, 42, 43, 44, 7])
+    run.until_idle()
+    assert run.done("next turn")["cached_tokens"] == 34
+    assert run.text("next turn") == "<8><9><10><11>"
+
+
+def test_a_saved_recurrent_state_comes_back_only_whole(tmp_path: Path) -> None:
+    engine = Recurrent(n_seq_max=1)
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    run = Run(engine=engine, slots=1, states=states)
+    run.submit("doc", [*DOC, 40])
+    run.until_idle()
+    run.submit("other", [7] * 20)  # takes the one sequence: the doc's state is saved
+    run.until_idle()
+    assert any(s.tokens == [*DOC, 40, 41, 42, 43] for s in states.states)
+
+    run.submit("partial", [*DOC, 40, 41, 99])
+    run.until_idle()
+    assert run.done("partial")["cached_tokens"] == 0
+    assert getattr(engine, "restored", 0) == 0
+
+    run.submit("whole", [*DOC, 40, 41, 42, 43, 44, 45])
+    run.until_idle()
+    assert run.done("whole")["cached_tokens"] == 34
+    assert engine.restored == 1
+    assert run.text("whole") == "<46><47><48><49>"
