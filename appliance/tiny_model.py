@@ -294,6 +294,38 @@ def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
     return _publish(w, out)
 
 
+# Mamba-1 layer shapes shared by the mamba and jamba writers.
+_D_STATE, _D_CONV, _DT_RANK = 16, 4, 4
+
+
+def _add_ssm_keys(w: Any, n_embd: int) -> None:
+    """The Mamba-1 hyperparameters (llama.cpp supports only an expansion factor of 2)."""
+    w.add_ssm_conv_kernel(_D_CONV)
+    w.add_ssm_inner_size(2 * n_embd)
+    w.add_ssm_state_size(_D_STATE)
+    w.add_ssm_time_step_rank(_DT_RANK)
+
+
+def _add_mamba_layer(w: Any, rng: np.random.Generator, p: str, n_embd: int) -> None:
+    """One Mamba-1 layer's tensors (numpy shapes: ggml's ne order reversed)."""
+    d_inner = 2 * n_embd
+
+    def tensor(name: str, *shape: int, scale: float = 0.08) -> None:
+        w.add_tensor(p + name, (rng.standard_normal(shape) * scale).astype(np.float32))
+
+    tensor("ssm_in.weight", 2 * d_inner, n_embd)
+    tensor("ssm_conv1d.weight", d_inner, _D_CONV, scale=0.3)
+    tensor("ssm_conv1d.bias", d_inner)
+    tensor("ssm_x.weight", _DT_RANK + 2 * _D_STATE, d_inner)
+    tensor("ssm_dt.weight", d_inner, _DT_RANK)
+    tensor("ssm_dt.bias", d_inner)
+    # A = -exp(A_log) must be negative for a stable state (the converters store it so).
+    a = -np.exp(rng.standard_normal((d_inner, _D_STATE)) * 0.5).astype(np.float32)
+    w.add_tensor(p + "ssm_a", a)
+    w.add_tensor(p + "ssm_d", np.ones(d_inner, dtype=np.float32))
+    tensor("ssm_out.weight", n_embd, d_inner)
+
+
 def write_tiny_mamba_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
     """Write a Mamba-1 (llama.cpp arch "mamba") GGUF with random F32 weights to `path`.
 
@@ -305,8 +337,6 @@ def write_tiny_mamba_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
 
     spec = TinyModelSpec(seed=seed)
     n_embd, n_layer = spec.n_embd, spec.n_layer
-    d_inner = 2 * n_embd  # llama.cpp supports only an expansion factor of 2
-    d_state, d_conv, dt_rank = 16, 4, 4
     rng = np.random.default_rng(seed)
     tokens, scores, types = build_vocab(spec.n_merged_words)
     n_vocab = len(tokens)
@@ -318,10 +348,7 @@ def write_tiny_mamba_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
     w.add_block_count(n_layer)
     w.add_feed_forward_length(0)  # no FFN and no attention; written as converters do
     w.add_head_count(0)
-    w.add_ssm_conv_kernel(d_conv)
-    w.add_ssm_inner_size(d_inner)
-    w.add_ssm_state_size(d_state)
-    w.add_ssm_time_step_rank(dt_rank)
+    _add_ssm_keys(w, n_embd)
     w.add_ssm_dt_b_c_rms(False)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
@@ -338,17 +365,68 @@ def write_tiny_mamba_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
     for i in range(n_layer):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        tensor(p + "ssm_in.weight", 2 * d_inner, n_embd)
-        tensor(p + "ssm_conv1d.weight", d_inner, d_conv, scale=0.3)
-        tensor(p + "ssm_conv1d.bias", d_inner)
-        tensor(p + "ssm_x.weight", dt_rank + 2 * d_state, d_inner)
-        tensor(p + "ssm_dt.weight", d_inner, dt_rank)
-        tensor(p + "ssm_dt.bias", d_inner)
-        # A = -exp(A_log) must be negative for a stable state (the converters store it so).
-        a = -np.exp(rng.standard_normal((d_inner, d_state)) * 0.5).astype(np.float32)
-        w.add_tensor(p + "ssm_a", a)
-        w.add_tensor(p + "ssm_d", np.ones(d_inner, dtype=np.float32))
-        tensor(p + "ssm_out.weight", n_embd, d_inner)
+        _add_mamba_layer(w, rng, p, n_embd)
+    return _publish(w, Path(path))
+
+
+def write_tiny_hybrid_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Write a Jamba (llama.cpp arch "jamba") GGUF with random F32 weights to `path`.
+
+    A hybrid model: Mamba-1 layers, each with a fixed-size state per sequence, between
+    attention layers with a KV cache (a layer with no KV heads is a Mamba one). llama.cpp
+    keeps both for every sequence, and neither can be cut back to a prefix without the
+    other. Jamba's attention uses no RoPE; its Mamba layers are `write_tiny_mamba_gguf`'s
+    plus RMS norms of dt, B and C. Same vocabulary, tokenizer and chat template too.
+    """
+    import gguf
+
+    spec = TinyModelSpec(seed=seed)
+    n_embd, n_head, n_ff = spec.n_embd, spec.n_head, spec.n_ff
+    head_dim = n_embd // n_head
+    heads_kv = [0, spec.n_head_kv, 0]  # Mamba, attention, Mamba
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = build_vocab(spec.n_merged_words)
+    n_vocab = len(tokens)
+
+    w = gguf.GGUFWriter(None, "jamba")
+    w.add_name("tiny-jamba")
+    w.add_context_length(spec.n_ctx_train)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(len(heads_kv))
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(heads_kv)
+    _add_ssm_keys(w, n_embd)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    _add_tokenizer(w, tokens, scores, types, spec.chat_template)
+
+    def tensor(name: str, *shape: int, scale: float = 0.08) -> None:
+        w.add_tensor(name, (rng.standard_normal(shape) * scale).astype(np.float32))
+
+    def ones(name: str, n: int) -> None:
+        w.add_tensor(name, np.ones(n, dtype=np.float32))
+
+    tensor("token_embd.weight", n_vocab, n_embd, scale=0.5)
+    ones("output_norm.weight", n_embd)
+    tensor("output.weight", n_vocab, n_embd, scale=0.5)
+    for i, n_kv in enumerate(heads_kv):
+        p = f"blk.{i}."
+        ones(p + "attn_norm.weight", n_embd)
+        if n_kv == 0:
+            _add_mamba_layer(w, rng, p, n_embd)
+            ones(p + "ssm_dt_norm.weight", _DT_RANK)
+            ones(p + "ssm_b_norm.weight", _D_STATE)
+            ones(p + "ssm_c_norm.weight", _D_STATE)
+        else:
+            tensor(p + "attn_q.weight", n_embd, n_embd)
+            tensor(p + "attn_k.weight", n_kv * head_dim, n_embd)
+            tensor(p + "attn_v.weight", n_kv * head_dim, n_embd)
+            tensor(p + "attn_output.weight", n_embd, n_embd)
+        ones(p + "ffn_norm.weight", n_embd)
+        tensor(p + "ffn_gate.weight", n_ff, n_embd)
+        tensor(p + "ffn_up.weight", n_ff, n_embd)
+        tensor(p + "ffn_down.weight", n_embd, n_ff)
     return _publish(w, Path(path))
 
 
