@@ -40,6 +40,8 @@ class KVStreams:
         self.costs = costs
         self.cache_tokens = cache_tokens
         self.index = PrefixIndex()
+        if states is not None:
+            states.whole = not engine.can_truncate
         self.free_ids: list[int] = list(range(engine.n_seq_max - 1, -1, -1))
 
     # -- a request's sequence ----------------------------------------------------------------
@@ -58,7 +60,7 @@ class KVStreams:
         usable = len(seq.prompt) - 1  # the last prompt token is always evaluated
         entry, n = self.best(seq.prompt)
         if self.states is not None:
-            saved, m = self.states.best(seq.prompt, whole=not engine.can_truncate)
+            saved, m = self.states.best(seq.prompt)
             m = min(m, usable)
             gain = m - n
             if (
@@ -129,6 +131,40 @@ class KVStreams:
         if victim is None:
             raise NoFreeSequence("no free sequence: more active sequences than the engine holds")
         return self.evict(victim)
+
+    # -- recurrent checkpoints --------------------------------------------------------------
+
+    def plan_checkpoint(self, seq: Sequence) -> None:
+        """A recurrent model's state is saved just before a prompt's last token is read,
+        when reading that much again would cost more than the copy.
+
+        Its finished sequence serves only a prompt that extends it whole, and the next turn
+        of a conversation often does not: templates drop a reasoning block, re-render a tool
+        call's JSON. From this state the next turn reads only the last answer and what
+        follows, and the same prompt asked again (a retry) only its last token. llama-server
+        keeps checkpoints for the same reason.
+        """
+        end = len(seq.prompt) - 1
+        if (
+            self.states is None
+            or self.engine.can_truncate
+            or seq.deterministic
+            or seq.prompt_logprobs is not None
+            or end <= seq.n_past
+            or not self.costs.worth_saving(end - seq.n_past)
+        ):
+            return
+        seq.checkpoint_at = end
+
+    def checkpoint(self, seq: Sequence) -> None:
+        """Save the state `plan_checkpoint` asked for, now that it is read."""
+        seq.checkpoint_at = None
+        if self.states is None:
+            return
+        try:
+            self.states.put(seq.kv_tokens, self.engine.seq_save(seq.seq_id))
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
 
     # -- when a request ends -----------------------------------------------------------------
 

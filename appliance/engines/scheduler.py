@@ -218,6 +218,7 @@ class Scheduler(RequestInbox):
             except Exception as exc:
                 self._error(seq.request_id, exc)
                 continue
+            self.kv.plan_checkpoint(seq)
             seq.state = "prefill"
             seq.started_at = time.monotonic()
             self.active[seq.seq_id] = seq
@@ -249,11 +250,11 @@ class Scheduler(RequestInbox):
             wanted = seq.n_past + len(chunk) == len(seq.tokens)
             batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, wanted)))
         prefill = sorted((s for s in running if s.state == "prefill"), key=lambda s: s.started_at)
-        sizes = self._prompt_chunks([len(s.prompt) - s.n_past for s in prefill], budget)
+        sizes = self._prompt_chunks([s.prompt_left for s in prefill], budget)
         for seq, size in zip(prefill, sizes, strict=True):
             if size <= 0:
                 continue
-            chunk = seq.next_chunk(size)
+            chunk = seq.next_chunk(min(size, seq.prompt_left))
             last = seq.n_past + len(chunk) >= len(seq.prompt)
             scored = seq.prompt_logprobs is not None
             batch.append((seq, BatchEntry(seq.seq_id, chunk, seq.n_past, last, scored)))
@@ -358,6 +359,8 @@ class Scheduler(RequestInbox):
         for seq, entry in batch:
             start = seq.n_past
             due = seq.evaluated(len(entry.tokens))
+            if seq.checkpoint_at == seq.n_past:
+                self.kv.checkpoint(seq)
             if entry.all_logits:
                 indices = [next(out) for _ in entry.tokens]
                 try:

@@ -30,6 +30,7 @@ class Sequence:
     tokens: list[int] = field(default_factory=list)  # prompt + sampled tokens, in order
     n_past: int = 0  # tokens of `tokens` already in the KV
     cached_tokens: int = 0
+    checkpoint_at: int | None = None  # a recurrent state is saved once this much is read
     generated: int = 0
     state: str = "waiting"  # waiting | prefill | decode | done
     finish_reason: str = "length"
@@ -73,6 +74,12 @@ class Sequence:
     @property
     def prefilling(self) -> bool:
         return self.state == "prefill"
+
+    @property
+    def prompt_left(self) -> int:
+        """Prompt tokens to read before the next stop: the checkpoint, else the end."""
+        end = self.checkpoint_at if self.checkpoint_at is not None else len(self.prompt)
+        return max(end - self.n_past, 0)
 
     def next_chunk(self, budget: int) -> list[int]:
         """Tokens to evaluate in this step: a prompt chunk, or the last sampled token."""

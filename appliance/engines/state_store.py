@@ -53,6 +53,10 @@ class StateStore:
         self.disk_cap = max(0, disk_bytes) if disk_dir is not None else 0
         self.disk_dir = disk_dir / key_dir_name(key) if disk_dir is not None else None
         self.states: list[SavedState] = []
+        # True for a recurrent model (set by its KV streams): a state cannot be cut back,
+        # so it serves only prompts that extend it whole, and a longer one does not stand
+        # in for a shorter one.
+        self.whole = False
         self.disk_paused_until = 0.0  # after a failed write (a full disk): RAM only till then
         if self.disk_dir is not None and self.disk_cap > 0:
             self._index_disk()
@@ -78,14 +82,14 @@ class StateStore:
 
     # -- lookups ----------------------------------------------------------------------------
 
-    def best(self, tokens: Sequence[int], whole: bool = False) -> tuple[SavedState | None, int]:
-        """As `PrefixIndex.best`: the longest shared prefix, or with `whole` only a state
-        that is all a prefix of `tokens`, shorter than them."""
+    def best(self, tokens: Sequence[int]) -> tuple[SavedState | None, int]:
+        """As `PrefixIndex.best`: the longest shared prefix, or (`whole`) only a state that
+        is all a prefix of `tokens`, shorter than them."""
         best: SavedState | None = None
         best_n = 0
         for state in self.states:
             n = common_prefix(state.tokens, tokens)
-            if whole and not len(state.tokens) == n < len(tokens):
+            if self.whole and not len(state.tokens) == n < len(tokens):
                 continue
             if n > best_n:
                 best, best_n = state, n
@@ -117,6 +121,10 @@ class StateStore:
             return
         tokens = list(tokens)
         for old in list(self.states):
+            if self.whole:
+                if old.tokens == tokens:
+                    self._forget(old)
+                continue
             # A state whose tokens the new one extends is worth nothing more.
             if len(old.tokens) <= len(tokens) and tokens[: len(old.tokens)] == old.tokens:
                 self._forget(old)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appliance.engines.cache_costs import CacheCosts
 from appliance.engines.state_store import StateStore
 from tests.engines.fake_engine import FakeEngine
 from tests.engines.test_scheduler import Run
@@ -29,6 +30,13 @@ class Recurrent(FakeEngine):
 
 
 DOC = list(range(1, 31))
+
+
+def with_states(tmp_path: Path, n_seq_max: int, **kw: object) -> tuple[Recurrent, StateStore, Run]:
+    """A one-slot run over a recurrent engine with saved states."""
+    engine = Recurrent(n_seq_max=n_seq_max)
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    return engine, states, Run(engine=engine, slots=1, states=states, **kw)
 
 
 def test_a_recurrent_models_sequences_decode_together() -> None:
@@ -66,22 +74,46 @@ def test_a_cached_state_serves_only_a_prompt_that_extends_it_whole() -> None:
 
 
 def test_a_saved_recurrent_state_comes_back_only_whole(tmp_path: Path) -> None:
-    engine = Recurrent(n_seq_max=1)
-    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
-    run = Run(engine=engine, slots=1, states=states)
+    engine, states, run = with_states(tmp_path, 1)
     run.submit("doc", [*DOC, 40])
     run.until_idle()
     run.submit("other", [7] * 20)  # takes the one sequence: the doc's state is saved
     run.until_idle()
-    assert any(s.tokens == [*DOC, 40, 41, 42, 43] for s in states.states)
+    finished = [*DOC, 40, 41, 42, 43]
+    assert finished in [s.tokens for s in states.states]
 
-    run.submit("partial", [*DOC, 40, 41, 99])
-    run.until_idle()
-    assert run.done("partial")["cached_tokens"] == 0
-    assert getattr(engine, "restored", 0) == 0
-
-    run.submit("whole", [*DOC, 40, 41, 42, 43, 44, 45])
+    run.submit("whole", [*finished, 44, 45])
     run.until_idle()
     assert run.done("whole")["cached_tokens"] == 34
     assert engine.restored == 1
     assert run.text("whole") == "<46><47><48><49>"
+
+
+def test_a_recurrent_prompt_is_saved_before_its_last_token(tmp_path: Path) -> None:
+    engine, states, run = with_states(tmp_path, 2)
+    run.submit("doc", [*DOC, 40])
+    run.until_idle()
+    # The prompt was read up to its last token, saved there, then the last token read.
+    # (The fake engine's steps hold 16 tokens.)
+    assert [[len(e.tokens) for e in step] for step in engine.steps[:3]] == [[16], [14], [1]]
+    assert DOC in [s.tokens for s in states.states]
+
+    # Asked again: the finished sequence is longer than the prompt, the checkpoint is not.
+    run.submit("retry", [*DOC, 40])
+    run.until_idle()
+    assert run.done("retry")["cached_tokens"] == 30
+    assert run.text("retry") == run.text("doc") == "<41><42><43><44>"
+    # A next turn whose template renders the answer otherwise: from the checkpoint too.
+    run.submit("re-rendered", [*DOC, 40, 99, 98, 7])
+    run.until_idle()
+    assert run.done("re-rendered")["cached_tokens"] == 30
+    assert run.text("re-rendered") == "<8><9><10><11>"
+
+
+def test_a_short_prompt_is_read_in_one_piece_and_not_saved(tmp_path: Path) -> None:
+    costs = CacheCosts(min_saved_s=0, min_saved_tokens=100, measure=False)
+    engine, states, run = with_states(tmp_path, 3, costs=costs)
+    run.submit("doc", [*DOC, 40])
+    run.until_idle()
+    assert [[len(e.tokens) for e in step] for step in engine.steps[:2]] == [[16], [15]]
+    assert not states.states
