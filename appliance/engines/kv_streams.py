@@ -151,7 +151,7 @@ class KVStreams:
             or seq.deterministic
             or seq.prompt_logprobs is not None
             or end <= seq.n_past
-            or not self.costs.worth_saving(end - seq.n_past)
+            or not self.costs.worth_saving(end)
         ):
             return
         seq.checkpoint_at = end

@@ -117,3 +117,16 @@ def test_a_short_prompt_is_read_in_one_piece_and_not_saved(tmp_path: Path) -> No
     run.until_idle()
     assert [[len(e.tokens) for e in step] for step in engine.steps[:2]] == [[16], [15]]
     assert not states.states
+
+
+def test_a_prompt_served_from_the_cache_is_saved_too(tmp_path: Path) -> None:
+    costs = CacheCosts(min_saved_s=0, min_saved_tokens=32, measure=False)
+    engine, states, run = with_states(tmp_path, 2, costs=costs)
+    run.submit("first", [*DOC, 40])  # 30 tokens before its last: too short to save
+    run.until_idle()
+    assert not states.states
+    run.submit("next", [*DOC, 40, 41, 42, 43, 44, 7])  # 34 from the cache, 36 in all
+    run.until_idle()
+    assert run.done("next")["cached_tokens"] == 34
+    # What a state before its last token saves is all 35 tokens, not the one read here.
+    assert [*DOC, 40, 41, 42, 43, 44] in [s.tokens for s in states.states]
