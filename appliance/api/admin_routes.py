@@ -305,7 +305,7 @@ def inspect_payload(info: Any, serving: Serving, states_cap: int = 0) -> dict[st
     be served (every slot's KV), with the host RAM its saved prompt states may take while it
     is loaded (`states_cap`, the `prompt_cache_ram` setting: GGUF chat models)."""
     n_ctx = serving.n_ctx
-    est = estimate_memory(info, n_ctx * serving.slots)
+    est = estimate_memory(info, n_ctx * serving.slots, n_seqs=serving.slots)
     return {
         "path": str(info.path),
         "format": info.format,

@@ -24,6 +24,7 @@ from typing import BinaryIO
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from appliance.store.errors import GGUFError
+from appliance.store.layer_kinds import layer_kinds
 
 __all__ = ["EMBEDDING_ARCHITECTURES", "GGUFError", "GGUFInfo", "read_gguf_info"]
 
@@ -161,6 +162,8 @@ class GGUFInfo:
     metadata: Mapping[str, MetaValue] = field(repr=False, compare=False, hash=False)
     # "gguf", or for a model folder "onnx" (an onnxruntime-genai LLM) or "onnx-encoder".
     format: str = "gguf"
+    kv_layers: int | None = None  # layers with a KV cache (None: all); see layer_kinds
+    recurrent_state_bytes: int = 0  # one sequence's recurrent state (Mamba, hybrids)
 
 
 class _Cursor:
@@ -333,7 +336,7 @@ def _read_value(cur: _Cursor, key: str, vtype: int, kv: _KV) -> None:
         return
 
     code = _SCALAR_CODES[etype]
-    if etype in _INT_TYPES and count <= MAX_KEPT_INT_ARRAY:
+    if (etype in _INT_TYPES or etype == _T_BOOL) and count <= MAX_KEPT_INT_ARRAY:
         raw = cur.read(count * min_item, f"array {shown}")
         kv.int_arrays[key] = [int(v) for v in struct.unpack(f"{cur.endian}{count}{code}", raw)]
     else:
@@ -570,6 +573,8 @@ def _build_info(
 
     metadata: dict[str, MetaValue] = dict(kv.scalars)
     metadata.update(kv.summaries)
+    n_layer = get_int(f"{arch}.block_count")
+    kinds = layer_kinds(arch, n_layer, n_embd, lambda key: _scalar_int(kv, key), kv.int_arrays)
 
     return GGUFInfo(
         path=path,
@@ -581,7 +586,7 @@ def _build_info(
         quantization=quant,
         context_length=get_int(f"{arch}.context_length"),
         embedding_length=n_embd,
-        block_count=get_int(f"{arch}.block_count"),
+        block_count=n_layer,
         head_count=n_head,
         head_count_kv=n_head_kv,
         key_length=key_length,
@@ -601,6 +606,8 @@ def _build_info(
         alignment=alignment,
         data_offset=data_offset,
         metadata=metadata,
+        kv_layers=kinds.attention,
+        recurrent_state_bytes=kinds.state_bytes,
     )
 
 

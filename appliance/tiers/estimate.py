@@ -5,11 +5,13 @@ used for placement until a measured footprint exists. It errs on the high side:
 the box must never be driven into OOM by an optimistic guess.
 
 - weights: the tensor data as stored (`tensor_bytes`); llama.cpp maps/copies it as is.
-- KV cache: K and V for every layer and every context position:
+- KV cache: K and V for every attention layer (all of them but in recurrent and hybrid
+  models: `kv_layers`) and every context position:
   `n_layer * n_ctx * n_head_kv * (key_length + value_length) * kv_bytes_per_elem`,
   i.e. `2 * n_layer * n_ctx * n_head_kv * head_dim * kv_bytes` when K and V have
   the same head size. `kv_bytes_per_elem` is 2.0 for an f16 cache, 34/32 for q8_0,
-  18/32 for q4_0.
+  18/32 for q4_0. A recurrent or hybrid model adds its fixed state per sequence
+  (`recurrent_state_bytes`, F32).
 - compute buffer (a heuristic shaped like llama.cpp's graph allocator, without
   flash attention): with `ub = min(n_ubatch, n_ctx)` tokens per micro-batch,
     attention scores   ub * n_ctx * n_head * 4 bytes  (KQ, f32)
@@ -20,6 +22,7 @@ the box must never be driven into OOM by an optimistic guess.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +52,10 @@ class ModelShape(Protocol):
     def value_length(self) -> int | None: ...
     @property
     def vocab_size(self) -> int | None: ...
+    @property
+    def kv_layers(self) -> int | None: ...
+    @property
+    def recurrent_state_bytes(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,12 @@ def _head_dims(info: ModelShape) -> tuple[int, int, int]:
 def kv_cache_bytes(
     info: ModelShape, n_ctx: int, kv_bytes_per_elem: float = 2.0, n_layers: int | None = None
 ) -> int:
-    """Bytes of K and V cache for `n_ctx` positions over `n_layers` (default: all) layers."""
-    layers = (info.block_count or 0) if n_layers is None else n_layers
+    """Bytes of K and V cache for `n_ctx` positions over `n_layers` (default: all) layers,
+    of which only the attention layers keep one (`kv_layers`: a hybrid model's share)."""
+    n_layer = info.block_count or 0
+    layers = n_layer if n_layers is None else n_layers
+    if info.kv_layers is not None and n_layer:
+        layers = math.ceil(layers * info.kv_layers / n_layer)
     n_head_kv, k, v = _head_dims(info)
     return int(layers * max(n_ctx, 0) * n_head_kv * (k + v) * kv_bytes_per_elem)
 
@@ -99,8 +110,11 @@ def estimate_memory(
     kv_bytes_per_elem: float = 2.0,
     n_gpu_layers: int | None = None,
     n_ubatch: int = 512,
+    n_seqs: int = 1,
 ) -> MemoryEstimate:
-    """Estimate the footprint of serving `info` with an `n_ctx` context.
+    """Estimate the footprint of serving `info` with an `n_ctx` context over `n_seqs`
+    sequences (each keeps a recurrent state in a recurrent or hybrid model, counted with
+    the KV cache).
 
     `n_gpu_layers=None` gives the whole footprint (a CPU engine, or everything
     offloaded). With `n_gpu_layers=k` it gives the part that lands on the GPU, the
@@ -111,9 +125,10 @@ def estimate_memory(
     if n_ctx < 0:
         raise ValueError(f"n_ctx must be >= 0, got {n_ctx}")
     compute = compute_buffer_bytes(info, n_ctx, n_ubatch)
+    states = info.recurrent_state_bytes * max(n_seqs, 1)
     if n_gpu_layers is None:
         weights = info.tensor_bytes
-        kv = kv_cache_bytes(info, n_ctx, kv_bytes_per_elem)
+        kv = kv_cache_bytes(info, n_ctx, kv_bytes_per_elem) + states
     else:
         n_layer = info.block_count or 0
         k = max(n_gpu_layers, 0)
@@ -122,6 +137,7 @@ def estimate_memory(
         non_block = max(info.tensor_bytes - info.block_tensor_bytes, 0)
         weights = int(info.block_tensor_bytes * frac) + (non_block if k > n_layer else 0)
         kv = kv_cache_bytes(info, n_ctx, kv_bytes_per_elem, n_layers=on_device)
+        kv += int(states * frac)
         if k == 0:
             compute = 0
     return MemoryEstimate(
@@ -143,7 +159,7 @@ def auto_slots(info: ModelShape, n_ctx: int, kv_bytes_per_elem: float = 2.0) -> 
     Each slot can hold a whole `n_ctx` context, so a model with a long context and a
     large KV per token gets fewer slots rather than a surprise out-of-memory.
     """
-    per_slot = kv_cache_bytes(info, n_ctx, kv_bytes_per_elem)
+    per_slot = kv_cache_bytes(info, n_ctx, kv_bytes_per_elem) + info.recurrent_state_bytes
     if per_slot <= 0:
         return MAX_AUTO_SLOTS
     room = max(info.tensor_bytes, MIN_KV_ROOM_BYTES)

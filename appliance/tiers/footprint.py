@@ -43,12 +43,14 @@ def gpu_layers(device: str, n_gpu_layers: int) -> int | None:
     return None if device == HOST or n_gpu_layers < 0 else n_gpu_layers
 
 
-def cpu_layers_bytes(info: ModelShape, n_ctx: int, layers: int | None) -> tuple[int, int]:
+def cpu_layers_bytes(
+    info: ModelShape, n_ctx: int, layers: int | None, n_seqs: int = 1
+) -> tuple[int, int]:
     """(weights, KV cache) of the layers a GPU model leaves on the CPU."""
     if layers is None:
         return 0, 0
-    full = estimate_memory(info, n_ctx)
-    on_gpu = estimate_memory(info, n_ctx, n_gpu_layers=layers)
+    full = estimate_memory(info, n_ctx, n_seqs=n_seqs)
+    on_gpu = estimate_memory(info, n_ctx, n_gpu_layers=layers, n_seqs=n_seqs)
     return (
         max(full.weights_bytes - on_gpu.weights_bytes, 0),
         max(full.kv_cache_bytes - on_gpu.kv_cache_bytes, 0),
@@ -61,13 +63,14 @@ def expected(
     device: str,
     n_gpu_layers: int,
     measured: Measurement | None,
+    n_seqs: int = 1,
 ) -> Footprint:
     """Before a load: what an earlier load with these settings measured, else the estimate
-    (`n_ctx`: the context of all slots together)."""
+    (`n_ctx`: the context of all `n_seqs` slots together)."""
     if device == HOST:
         if measured is not None:
             return Footprint(device, measured.hot_bytes, measured=True)
-        est = estimate_memory(info, n_ctx)
+        est = estimate_memory(info, n_ctx, n_seqs=n_seqs)
         return Footprint(device, est.total_bytes + WORKER_OVERHEAD_BYTES)
     layers = gpu_layers(device, n_gpu_layers)
     # A record without host bytes predates them: its hot bytes were host RAM, not VRAM.
@@ -76,8 +79,8 @@ def expected(
         if measured.hot_bytes > 0:  # 0: its VRAM could not be measured
             return Footprint(device, measured.hot_bytes, host, measured=True)
     else:
-        host = sum(cpu_layers_bytes(info, n_ctx, layers)) + WORKER_OVERHEAD_BYTES
-    on_gpu = estimate_memory(info, n_ctx, n_gpu_layers=layers)
+        host = sum(cpu_layers_bytes(info, n_ctx, layers, n_seqs)) + WORKER_OVERHEAD_BYTES
+    on_gpu = estimate_memory(info, n_ctx, n_gpu_layers=layers, n_seqs=n_seqs)
     return Footprint(device, on_gpu.total_bytes + GPU_RUNTIME_BYTES, host)
 
 

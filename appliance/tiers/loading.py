@@ -94,9 +94,9 @@ async def load(manager: ModelManager, name: str, reason: str = "requested") -> W
         )
         measured = manager.measurements.get(key)
         before = footprint.expected(
-            info, n_ctx * slots, slot.device, placement.n_gpu_layers, measured
+            info, n_ctx * slots, slot.device, placement.n_gpu_layers, measured, slots
         )
-        kv_bytes = estimate_memory(info, n_ctx * slots).kv_cache_bytes
+        kv_bytes = estimate_memory(info, n_ctx * slots, n_seqs=slots).kv_cache_bytes
         reserve = prompt_cache_reserve(manager, serving, path, kv_bytes)
         set_footprint(slot, before.plus_host(reserve))
         if measured is not None:
@@ -174,7 +174,7 @@ def placement_input(
     manager: ModelManager, slot: Slot, info: GGUFInfo, n_ctx: int, slots: int
 ) -> PlacementInput:
     """The numbers placement weighs for `slots` sequences of `n_ctx` each."""
-    est = estimate_memory(info, n_ctx * slots)
+    est = estimate_memory(info, n_ctx * slots, n_seqs=slots)
     hw = manager.hardware
     requested = slot.entry.n_gpu_layers if slot.entry else None
     if requested is None:

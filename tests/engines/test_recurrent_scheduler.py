@@ -121,7 +121,7 @@ def test_a_short_prompt_is_read_in_one_piece_and_not_saved(tmp_path: Path) -> No
 
 def test_a_prompt_served_from_the_cache_is_saved_too(tmp_path: Path) -> None:
     costs = CacheCosts(min_saved_s=0, min_saved_tokens=32, measure=False)
-    engine, states, run = with_states(tmp_path, 2, costs=costs)
+    _, states, run = with_states(tmp_path, 2, costs=costs)
     run.submit("first", [*DOC, 40])  # 30 tokens before its last: too short to save
     run.until_idle()
     assert not states.states

@@ -10,6 +10,7 @@ import pytest
 from appliance.store.gguf_meta import read_gguf_info
 from appliance.tiers.estimate import (
     COMPUTE_OVERHEAD_BYTES,
+    auto_slots,
     compute_buffer_bytes,
     estimate_memory,
     kv_cache_bytes,
@@ -29,6 +30,8 @@ class Shape:
     key_length: int | None = None
     value_length: int | None = None
     vocab_size: int | None = 128256
+    kv_layers: int | None = None
+    recurrent_state_bytes: int = 0
 
 
 def test_kv_cache_formula() -> None:
@@ -93,3 +96,19 @@ def test_estimate_from_real_header(tiny_gguf: Path) -> None:
     assert est.weights_bytes == info.tensor_bytes
     assert est.kv_cache_bytes == 2 * 2 * 512 * 2 * 16 * 2  # K+V, 2 layers, 2 kv heads, dim 16
     assert est.total_bytes > info.tensor_bytes
+
+
+def test_a_hybrid_model_keeps_a_kv_cache_in_its_attention_layers_only() -> None:
+    hybrid = Shape(kv_layers=4, recurrent_state_bytes=64 << 20)  # 4 of 32 layers attend
+    assert kv_cache_bytes(hybrid, 8192) == GiB // 8
+    assert kv_cache_bytes(hybrid, 8192, n_layers=16) == GiB // 16  # half the layers: 2
+    # Each sequence's recurrent state comes with the KV cache.
+    est = estimate_memory(hybrid, 4 * 8192, n_seqs=4)
+    assert est.kv_cache_bytes == GiB // 2 + 4 * (64 << 20)
+    on_gpu = estimate_memory(hybrid, 4 * 8192, n_gpu_layers=16, n_seqs=4)
+    assert on_gpu.kv_cache_bytes == GiB // 4 + 2 * (64 << 20)
+    # Mamba: no KV cache at all, so its state alone decides the slots.
+    mamba = Shape(kv_layers=0, recurrent_state_bytes=32 << 20)
+    assert estimate_memory(mamba, 4 * 8192, n_seqs=4).kv_cache_bytes == 4 * (32 << 20)
+    assert auto_slots(mamba, 8192) == 4
+    assert auto_slots(Shape(), 65536) < 4  # an attention model at the same long context

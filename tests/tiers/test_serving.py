@@ -25,6 +25,8 @@ class Header:
     vocab_size: int | None = 32000
     context_length: int | None = 32768
     is_embedding: bool = False
+    kv_layers: int | None = None
+    recurrent_state_bytes: int = 0
 
 
 def entry(**kw: object) -> CatalogEntry:
