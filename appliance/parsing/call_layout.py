@@ -59,6 +59,11 @@ def _variant(family: Family, template: str | None) -> str:
         if template and "```json" not in template and "tool▁sep" in template:
             return "v3.1"
         return "r1"
+    if family is Family.GLM:
+        # GLM 4.5 and 4.6 write a newline after the name and after each tag, 4.7 none.
+        if template and "<arg_key>" in template and "</arg_key>\n" not in template:
+            return "compact"
+        return "lines"
     return ""
 
 
@@ -211,6 +216,19 @@ def _xml_call(tool: Tool, index: int) -> Node:
     return Seq(tuple(parts))
 
 
+def _glm_call(tool: Tool, index: int, nl: str) -> Node:
+    top = _resolve(tool.schema, tool.schema.get("$defs") or {})
+    props = top.get("properties")
+    required = set(top.get("required") or ())
+    parts: list[Node] = [Lit(f"{TOOL_CALL}{tool.name}{nl}")]
+    for j, (prop, sub) in enumerate((props or {}).items()):
+        value = _xml_value(tool, prop, sub, f"</arg_value>{nl}")
+        item = Rule(f"p{index}-{j}", _seq(f"<arg_key>{prop}</arg_key>{nl}<arg_value>", value))
+        parts.append(item if prop in required else Opt(item))
+    parts.append(Lit(TOOL_CALL_END))
+    return Seq(tuple(parts))
+
+
 def build_layout(family: Family, tools: list[Tool], parallel: bool, template: str | None) -> Node:
     """The whole output: the calls in the family's syntax."""
     variant = _variant(family, template)
@@ -222,6 +240,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _seq(f"{TOOL_CALL}\n", _json_call(tool, "arguments"), f"\n{TOOL_CALL_END}")
         elif family is Family.QWEN3_CODER:
             call = _xml_call(tool, i)
+        elif family is Family.GLM:
+            call = _glm_call(tool, i, "\n" if variant == "lines" else "")
         elif family is Family.LLAMA3:
             call = _json_call(tool, "parameters")
         elif family is Family.MISTRAL and variant == "args":
@@ -241,6 +261,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
     separators = {
         Family.HERMES: "\n",
         Family.QWEN3_CODER: "\n",
+        Family.GLM: "\n" if variant == "lines" else "",
         Family.LLAMA3: "; ",
         Family.MISTRAL: ", " if variant == "list" else "",
         Family.DEEPSEEK: "\n" if variant == "r1" else "",

@@ -21,6 +21,7 @@ __all__ = [
     "calls_from_json_text",
     "calls_from_json_value",
     "deepseek_calls",
+    "glm_calls",
     "mistral_named_call",
     "python_tag_calls",
     "xml_calls",
@@ -350,3 +351,39 @@ def _builtin_call(text: str) -> RawCall | None:
         except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
             return None
     return RawCall(node.func.value.id, arguments)
+
+
+# --- GLM 4.5-4.7 ---------------------------------------------------------------------
+
+_ARG_PAIR = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.DOTALL)
+
+
+def glm_calls(text: str, schemas: ToolSchemas) -> list[RawCall] | None:
+    """``NAME<arg_key>K</arg_key><arg_value>V</arg_value>...``: one call's region.
+
+    GLM 4.5 and 4.6 put a newline after the name and after each tag, 4.7 none. A value is
+    the text itself for a string parameter and JSON for others, as the templates write
+    it (``tojson`` unless a string); a JSON body is read as JSON.
+    """
+    if text.strip().startswith("{"):
+        return calls_from_json_text(text)
+    head, _, _ = text.partition("<arg_key>")
+    name = head.strip()
+    if not name or any(c in name for c in "<>\n"):
+        return None
+    schema = schemas.get(name)
+    properties = schema.get("properties") if schema else None
+    if not isinstance(properties, Mapping):
+        properties = {}
+    arguments: dict[str, Any] = {}
+    pos = len(head)
+    for m in _ARG_PAIR.finditer(text, pos):
+        key = m.group(1).strip()
+        if text[pos : m.start()].strip() or not key:
+            return None
+        sub = properties.get(key)
+        arguments[key] = _xml_value(m.group(2), sub if isinstance(sub, Mapping) else None)
+        pos = m.end()
+    if text[pos:].strip():
+        return None
+    return [RawCall(name, arguments)]

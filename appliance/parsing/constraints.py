@@ -89,7 +89,7 @@ def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
     """The literal text that opens a call in ``family``: where a lazy grammar starts.
     The grammars built with the same ``parallel`` begin with it (GENERIC's parallel
     grammar, a list, with ``[{"name"``; its single call, with ``{"name"``)."""
-    if family in (Family.HERMES, Family.QWEN3_CODER):
+    if family in (Family.HERMES, Family.QWEN3_CODER, Family.GLM):
         return TOOL_CALL
     if family is Family.MISTRAL:
         return MISTRAL_CALLS

@@ -15,6 +15,7 @@ __all__ = ["Family", "detect_family", "family_from_name", "prompt_opens_reasonin
 class Family(StrEnum):
     HERMES = "hermes"  # <tool_call>{json}</tool_call>: Hermes 2/3, Qwen2.5, Qwen3, QwQ
     QWEN3_CODER = "qwen3_coder"  # <tool_call><function=..><parameter=..>: Qwen3-Coder, 3.5
+    GLM = "glm"  # <tool_call>name<arg_key>..</arg_key><arg_value>..</arg_value>: GLM 4.5-4.7
     LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
@@ -36,6 +37,10 @@ _ALIASES: dict[str, Family] = {
     "llama3.1": Family.LLAMA3,
     "llama3.2": Family.LLAMA3,
     "llama3.3": Family.LLAMA3,
+    "glm-4.5": Family.GLM,
+    "glm-4.6": Family.GLM,
+    "glm-4.7": Family.GLM,
+    "glm4": Family.GLM,
     "deepseek-r1": Family.DEEPSEEK,
     "deepseek-v3": Family.DEEPSEEK,
     "deepseek-v3.1": Family.DEEPSEEK,
@@ -46,7 +51,7 @@ _ALIASES: dict[str, Family] = {
 # Markers of formats this package does not read; their templates get GENERIC so a
 # lookalike marker (GLM's <tool_call>name<arg_key>...) is not misread as Hermes.
 _FOREIGN = (
-    "<arg_key>",  # GLM 4.5+
+    "<arg_key>",  # Ling 3.0 (GLM's markers with <role> sections: read as GLM above)
     "｜DSML｜",  # DeepSeek V3.2+
     "<seed:tool_call>",  # Seed-OSS
     "<minimax:tool_call>",  # MiniMax
@@ -86,6 +91,8 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         return Family.DEEPSEEK
     if "[TOOL_CALLS]" in t:
         return Family.MISTRAL
+    if "<arg_key>" in t and "<arg_value>" in t and "<role>ASSISTANT</role>" not in t:
+        return Family.GLM
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:

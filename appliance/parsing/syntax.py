@@ -10,6 +10,7 @@ from appliance.parsing.calls import (
     ToolSchemas,
     calls_from_json_text,
     deepseek_calls,
+    glm_calls,
     python_tag_calls,
     xml_calls,
 )
@@ -89,6 +90,15 @@ def _xml_tag(opener: str, ctx: Context) -> Region:
     )
 
 
+def _glm_tag(opener: str, ctx: Context) -> Region:
+    return TaggedRegion(
+        opener,
+        (TOOL_CALL_END,),
+        lambda inner, _closed: glm_calls(inner, ctx.schemas),
+        restarts=(TOOL_CALL,),
+    )
+
+
 def _deepseek(opener: str, ctx: Context) -> Region:
     prefix = opener if opener == CALL_BEGIN else ""
     return TaggedRegion(
@@ -114,6 +124,7 @@ _SYNTAX: dict[Family, Syntax] = {
     Family.QWEN3_CODER: Syntax(
         (THINK,), (TOOL_CALL, FUNCTION), _xml_tag, after_call=(TOOL_CALL_END,)
     ),
+    Family.GLM: Syntax((THINK,), (TOOL_CALL,), _glm_tag),
     Family.LLAMA3: Syntax(
         (THINK,),
         ("<|python_tag|>",),

@@ -813,6 +813,135 @@ QWEN3_CODER = [
 ]
 
 
+# --- GLM 4.5-4.7: <tool_call>name<arg_key>..</arg_key><arg_value>..</arg_value> ----------
+
+G = Family.GLM
+
+
+def _glm(name: str, *params: tuple[str, str], nl: str = "") -> str:
+    """GLM 4.7's compact form, or with ``nl="\n"`` the lines of 4.5 and 4.6."""
+    body = "".join(f"<arg_key>{k}</arg_key>{nl}<arg_value>{v}</arg_value>{nl}" for k, v in params)
+    return f"<tool_call>{name}{nl}{body}</tool_call>"
+
+
+_GCALL = _glm("special_function", ("arg1", "1"))
+_GOPT = _glm("special_function_with_opt", ("arg1", "1"), ("arg2", "2"))
+_GCALL_LINES = _glm("special_function", ("arg1", "1"), nl="\n")
+_GOPT_LINES = _glm("special_function_with_opt", ("arg1", "1"), ("arg2", "2"), nl="\n")
+_TWO = (("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2}))
+
+GLM = [
+    Case("glm-content", G, HELLO, HELLO),
+    Case("glm4.6-call", G, _GCALL_LINES, calls=(("special_function", ARG1),)),
+    Case("glm4.7-call", G, _GCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "glm4.7-reasoning-content",
+        G,
+        "I'm\nthinking</think>" + HELLO,
+        HELLO,
+        reasoning=THINKING,
+        started=True,
+    ),
+    Case(
+        "glm4.7-call-thoughts",
+        G,
+        "I'm\nthinking</think>" + _GCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case("glm4.7-parallel", G, _GCALL + _GOPT, calls=_TWO),
+    Case("glm4.6-parallel", G, _GCALL_LINES + "\n" + _GOPT_LINES, calls=_TWO),
+    Case("glm-no-args", G, "<tool_call>empty_args</tool_call>", calls=(("empty_args", {}),)),
+    Case("glm4.6-no-args", G, "<tool_call>empty_args\n</tool_call>", calls=(("empty_args", {}),)),
+    Case(
+        "glm-content-then-call",
+        G,
+        "Let me read the diff content.\n" + _GCALL_LINES,
+        "Let me read the diff content.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "glm-think-then-call",
+        G,
+        "<think>\nI'm\nthinking\n</think>\n" + _GCALL_LINES,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "glm-string-stays-text",
+        G,
+        _glm("get_time", ("city", "123")),
+        calls=(("get_time", {"city": "123"}),),
+    ),
+    Case(
+        "glm-typed-values",
+        G,
+        _glm("magic_int", ("ref", "42"), ("name", "x"), nl="\n"),
+        calls=(("magic_int", {"ref": 42, "name": "x"}),),
+    ),
+    Case(
+        "glm-boolean",
+        G,
+        _glm("toggle", ("enabled", "true")),
+        calls=(("toggle", {"enabled": True}),),
+    ),
+    Case(
+        "glm-object-value",
+        G,
+        _glm("set_config", ("config", '{"theme": "dark", "size": 3}')),
+        calls=(("set_config", {"config": {"theme": "dark", "size": 3}}),),
+    ),
+    Case(
+        "glm-array-value",
+        G,
+        _glm("todo_list", ("todos", '[{"item": "Check stuff", "selected": false}]')),
+        calls=(("todo_list", {"todos": [{"item": "Check stuff", "selected": False}]}),),
+    ),
+    Case(
+        "glm-multiline-code",
+        G,
+        _glm("python", ("code", PY_HELLO), nl="\n"),
+        calls=(("python", {"code": PY_HELLO}),),
+    ),
+    Case("glm-unicode", G, _glm("python", ("code", "格")), calls=(("python", {"code": "格"}),)),
+    Case(
+        "glm-html-value",
+        G,
+        _glm("html", ("markup", "<html>\n <head>\n  <title>Hello!</title>\n </head>\n</html>")),
+        calls=(
+            ("html", {"markup": "<html>\n <head>\n  <title>Hello!</title>\n </head>\n</html>"}),
+        ),
+    ),
+    Case(
+        "glm-nullable",
+        G,
+        _glm("set_nullable_str", ("name", "null")),
+        calls=(("set_nullable_str", {"name": None}),),
+    ),
+    Case(
+        "ours-glm-json-body",
+        G,
+        '<tool_call>{"name": "special_function", "arguments": {"arg1": 1}}</tool_call>',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-glm-key-without-value",
+        G,
+        "<tool_call>special_function<arg_key>arg1</arg_key></tool_call>",
+        "<tool_call>special_function<arg_key>arg1</arg_key></tool_call>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-glm-truncated",
+        G,
+        "<tool_call>special_function\n<arg_key>arg1</arg_key>\n<arg_val",
+        "<tool_call>special_function\n<arg_key>arg1</arg_key>\n<arg_val",
+        flags=MALFORMED,
+    ),
+]
+
+
 # --- Llama 3.1-3.3: {"name", "parameters"} and <|python_tag|> ---------------------------
 
 L = Family.LLAMA3
@@ -1685,4 +1814,4 @@ GENERIC = [
     Case("ours-generic-backtick-text", J, "`code` here", "`code` here"),
 ]
 
-ALL: list[Case] = HERMES + QWEN3_CODER + LLAMA3 + MISTRAL + DEEPSEEK + HARMONY + GENERIC
+ALL: list[Case] = HERMES + QWEN3_CODER + GLM + LLAMA3 + MISTRAL + DEEPSEEK + HARMONY + GENERIC

@@ -31,6 +31,7 @@ def _tool(name: str) -> dict[str, Any]:
     [
         (Family.HERMES, '<tool_call>\n{"name": "final_result", "arguments":'),
         (Family.QWEN3_CODER, "<tool_call>\n<function=final_result>\n<parameter=city>"),
+        (Family.GLM, "<tool_call>final_result\n<arg_key>city</arg_key>\n<arg_value>"),
         (Family.LLAMA3, '{"name": "final_result", "parameters":'),
         (Family.MISTRAL, "[TOOL_CALLS]final_result[ARGS]"),
         (
@@ -59,6 +60,7 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
     [
         (Family.HERMES, '<tool_call>\n{"name":'),
         (Family.QWEN3_CODER, "<tool_call>\n<function="),
+        (Family.GLM, "<tool_call>"),
         (Family.MISTRAL, "[TOOL_CALLS]"),
         (Family.HARMONY, "<|channel|>commentary to=functions."),
     ],
