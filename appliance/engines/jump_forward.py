@@ -27,11 +27,14 @@ class ForcedText:
     """`text` is what the grammar allows in one way only, starting where it takes hold:
     at the output's start (`start` None), or where group 1 of the regex `start` begins
     once it matches the whole output (a lazy grammar's trigger). `marker` is the literal
-    that opens group 1: the regex is tried only when it appears."""
+    that opens group 1: the regex is tried only when it appears. `required`: the output
+    may not end before it (a call required after the reasoning block the prompt opened),
+    so an end of the answer inside the block is replaced by it."""
 
     text: str
     start: str | None = None
     marker: str = ""
+    required: bool = False
 
 
 class Jump:
@@ -46,6 +49,15 @@ class Jump:
     def at_start(self) -> str:
         """The text to write before the first token is sampled ("" for none)."""
         if self.done or self.forced.start is not None:
+            return ""
+        self.done = True
+        return self.forced.text
+
+    def at_end(self) -> str:
+        """The text to write instead of the end the model sampled ("" to let it end): all
+        of a required forced text not yet begun (llama-server's grammar, which holds the
+        reasoning too, cannot end there either)."""
+        if self.done or not self.forced.required:
             return ""
         self.done = True
         return self.forced.text

@@ -409,6 +409,12 @@ class Scheduler(RequestInbox):
             # Nothing written (the tokenizer cannot spell it, the grammar refused): sampled.
         token = seq.sampler.sample(index)
         is_eog = self.engine.is_eog(token)
+        if is_eog and jump is not None and not seq.params.get("ignore_eos"):
+            closing = jump.at_end()
+            if closing:  # a required call the model tried to end before: written instead
+                text = self._force(seq, closing)
+                if len(seq.tokens) > seq.n_past or seq.state == "done":
+                    return text
         top_n = seq.params.get("logprobs")
         if top_n is not None and not is_eog:
             seq.logprobs.append(self.engine.token_logprobs(index, token, int(top_n)))

@@ -69,8 +69,9 @@ def tool_constraint(
     if mode in ("required", "named") or answer is not None:
         if started:  # let it reason; once it closes the block, a call must follow
             trigger = r"^[\s\S]*?(</think>)[\s\S]*$"
-            forced = ForcedText("</think>" + AFTER_REASONING + text, trigger, "</think>")
-            return ToolConstraint(_with_prefix(gbnf, "</think>"), trigger, forced if text else None)
+            closing = "</think>" + AFTER_REASONING + text
+            forced = ForcedText(closing, trigger, "</think>", required=True)
+            return ToolConstraint(_with_prefix(gbnf, "</think>"), trigger, forced)
         return ToolConstraint(gbnf, None, ForcedText(text) if text else None)
     literal = tool_call_trigger(fam, parallel=parallel)
     opener = re.escape(literal)

@@ -94,3 +94,18 @@ def test_no_forced_text_without_a_call_to_force() -> None:
     answer = {**_params("auto"), "response_format": {"type": "json_object"}}
     constraint = tool_constraint("hermes", answer)
     assert constraint is not None and constraint.forced is None  # a call or a JSON answer
+
+
+def test_a_required_text_replaces_an_end_inside_the_reasoning_once() -> None:
+    trigger = r"^[\s\S]*?(</think>)[\s\S]*$"
+    required = ForcedText("</think>\n\n<tool_call>", trigger, "</think>", required=True)
+    jump = Jump(required)
+    assert jump.after(b"let me think") == ""
+    assert jump.at_end() == "</think>\n\n<tool_call>"  # the model tried to end here
+    assert jump.at_end() == "" and jump.after(b"</think>") == ""  # written once
+    # Once the model closed the block itself, the rest was written then: nothing to add.
+    closed = Jump(required)
+    assert closed.after(b"hmm</think>") == "\n\n<tool_call>"
+    assert closed.at_end() == ""
+    # Without `required` (a call allowed, not required), the model may end.
+    assert Jump(ForcedText("<tool_call>", r"^[\s\S]*?(<tool_call>)$", "<tool_call>")).at_end() == ""

@@ -713,3 +713,22 @@ def test_the_id_of_a_last_token_with_no_text_is_still_sent() -> None:
     for rid, ids, text in (("a", [4, 5, 6, 7], "<4><5><6>"), ("b", [6, 7, 8, 9], "<6><8><9>")):
         assert [t for f in run.of(rid, "token") for t in f.get("ids", [])] == ids
         assert run.text(rid) == text
+
+
+def test_an_end_before_a_required_text_is_replaced_by_it() -> None:
+    run = Run()  # the fake samples last + 1; 0 (after 49) is its end of sequence
+    required = {
+        "text": "<9><30><31>",
+        "start": r"^[\s\S]*?(<9>)[\s\S]*$",
+        "marker": "<9>",
+        "required": True,
+    }
+    run.submit("a", [47], max_tokens=6, forced=required)
+    run.submit("b", [47], max_tokens=6, forced={**required, "required": False})
+    run.until_idle()
+    # 48 and 49 sampled, then the end: the required text is written instead, and the
+    # model goes on from it.
+    assert run.text("a") == "<48><49><9><30><31><32>"
+    assert run.done("a")["finish_reason"] == "length"
+    assert run.text("b") == "<48><49>"  # not required: it ends
+    assert run.done("b")["finish_reason"] == "stop"
