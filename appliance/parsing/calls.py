@@ -8,6 +8,7 @@ Arguments are always a JSON object.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = [
     "calls_from_json_text",
     "calls_from_json_value",
     "deepseek_calls",
+    "gemma4_calls",
     "glm_calls",
     "mistral_named_call",
     "python_tag_calls",
@@ -387,3 +389,119 @@ def glm_calls(text: str, schemas: ToolSchemas) -> list[RawCall] | None:
     if text[pos:].strip():
         return None
     return [RawCall(name, arguments)]
+
+
+# --- Gemma 4 ---------------------------------------------------------------------------
+
+GEMMA_QUOTE = '<|"|>'
+_GEMMA_NAME = re.compile(r"\s*call:([^\s{}<>:,\[\]]+)\{")
+_GEMMA_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_GEMMA_WORDS = {"true": True, "false": False, "null": None}
+_GEMMA_WORD = re.compile(r"true|false|null")
+_GEMMA_DEPTH = 100
+
+
+class _Notation:
+    """Gemma 4's value notation, as its template's ``format_argument`` writes it:
+    strings between ``<|"|>`` marks (taken as they are, no escapes), numbers, ``true``,
+    ``false`` and ``null`` bare, ``[a,b]`` lists and ``{key:value}`` objects whose keys
+    are bare (or quoted, as the template quotes them elsewhere). Blank space is allowed
+    between the parts, as llama.cpp's parser allows it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def _blank(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def _take(self, literal: str) -> bool:
+        self._blank()
+        if self.text.startswith(literal, self.pos):
+            self.pos += len(literal)
+            return True
+        return False
+
+    def value(self, depth: int) -> tuple[bool, Any]:
+        if depth > _GEMMA_DEPTH:
+            return False, None
+        self._blank()
+        text, pos = self.text, self.pos
+        if text.startswith(GEMMA_QUOTE, pos):
+            end = text.find(GEMMA_QUOTE, pos + len(GEMMA_QUOTE))
+            if end < 0:
+                return False, None
+            self.pos = end + len(GEMMA_QUOTE)
+            return True, text[pos + len(GEMMA_QUOTE) : end]
+        if text.startswith("{", pos):
+            self.pos += 1
+            obj = self.members(depth + 1)
+            return obj is not None, obj
+        if text.startswith("[", pos):
+            self.pos += 1
+            return self._items(depth + 1)
+        m = _GEMMA_NUMBER.match(text, pos) or _GEMMA_WORD.match(text, pos)
+        if m is None or m.end() == pos:
+            return False, None
+        self.pos = m.end()
+        word = m.group()
+        return True, _GEMMA_WORDS[word] if word in _GEMMA_WORDS else json.loads(word)
+
+    def _items(self, depth: int) -> tuple[bool, Any]:
+        items: list[Any] = []
+        if self._take("]"):
+            return True, items
+        while True:
+            ok, item = self.value(depth)
+            if not ok:
+                return False, None
+            items.append(item)
+            if self._take("]"):
+                return True, items
+            if not self._take(","):
+                return False, None
+
+    def members(self, depth: int) -> dict[str, Any] | None:
+        """An object's members after its ``{``, through its ``}``."""
+        obj: dict[str, Any] = {}
+        if self._take("}"):
+            return obj
+        while True:
+            self._blank()
+            if self.text.startswith(GEMMA_QUOTE, self.pos):
+                ok, key = self.value(depth)
+                if not ok or not self._take(":"):
+                    return None
+            else:
+                colon = self.text.find(":", self.pos)
+                key = self.text[self.pos : colon].strip() if colon >= 0 else ""
+                if not key or any(c in key for c in "}{[],<>\n"):
+                    return None
+                self.pos = colon + 1
+            ok, value = self.value(depth)
+            if not ok:
+                return None
+            obj[key] = value
+            if self._take("}"):
+                return obj
+            if not self._take(","):
+                return None
+
+
+def gemma4_calls(text: str) -> list[RawCall] | None:
+    """``call:NAME{key:value,...}``: one call's region (between ``<|tool_call>`` and
+    ``<tool_call|>``), the arguments in Gemma's notation (see :class:`_Notation`); a
+    JSON body is read as JSON. The notation says each value's type, so no schema is
+    needed."""
+    if text.strip().startswith("{"):
+        return calls_from_json_text(text)
+    m = _GEMMA_NAME.match(text)
+    if m is None:
+        return None
+    notation = _Notation(text)
+    notation.pos = m.end()
+    arguments = notation.members(1)
+    if arguments is None or text[notation.pos :].strip():
+        return None
+    return [RawCall(m.group(1), arguments)]

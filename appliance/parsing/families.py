@@ -16,6 +16,7 @@ class Family(StrEnum):
     HERMES = "hermes"  # <tool_call>{json}</tool_call>: Hermes 2/3, Qwen2.5, Qwen3, QwQ
     QWEN3_CODER = "qwen3_coder"  # <tool_call><function=..><parameter=..>: Qwen3-Coder, 3.5
     GLM = "glm"  # <tool_call>name<arg_key>..</arg_key><arg_value>..</arg_value>: GLM 4.5-4.7
+    GEMMA4 = "gemma4"  # <|tool_call>call:name{key:value}<tool_call|>: Gemma 4
     LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
@@ -41,6 +42,9 @@ _ALIASES: dict[str, Family] = {
     "glm-4.6": Family.GLM,
     "glm-4.7": Family.GLM,
     "glm4": Family.GLM,
+    "gemma-4": Family.GEMMA4,
+    "gemma4-it": Family.GEMMA4,
+    "gemma-4-it": Family.GEMMA4,
     "deepseek-r1": Family.DEEPSEEK,
     "deepseek-v3": Family.DEEPSEEK,
     "deepseek-v3.1": Family.DEEPSEEK,
@@ -93,6 +97,8 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         return Family.MISTRAL
     if "<arg_key>" in t and "<arg_value>" in t and "<role>ASSISTANT</role>" not in t:
         return Family.GLM
+    if "<|tool_call>" in t and "<tool_call|>" in t:
+        return Family.GEMMA4
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:
@@ -109,6 +115,7 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
 _OPENERS: dict[Family, tuple[str, ...]] = {
     Family.MISTRAL: ("[THINK]", "<think>"),
     Family.HARMONY: ("<|channel|>analysis<|message|>",),
+    Family.GEMMA4: ("<|channel>thought",),
 }
 
 

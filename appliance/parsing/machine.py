@@ -39,6 +39,8 @@ class TextMachine:
         self._opens = tuple(o for o, _ in syntax.think)
         self._all_closes = tuple(c for _, c in syntax.think)
         self._closes = self._all_closes
+        later = self._opens if syntax.later_reasoning else ()
+        self._content_markers = syntax.openers + later + syntax.strays
         self._buf = ""
         self._region: Region | None = None
         self._held: list[str] = []
@@ -197,15 +199,31 @@ class TextMachine:
             if verdict is Viability.MAYBE and not eof:
                 return False
             self._bare_ok = False
-        hit = find_first(self._buf, self._syn.openers)
+        markers = self._content_markers
+        hit = find_first(self._buf, markers)
         if hit is not None:
             pos, marker = hit
+            if marker in self._syn.openers:
+                self._content_text(self._buf[:pos])
+                self._buf = self._buf[pos + len(marker) :]
+                self._region = self._syn.region(marker, self._ctx)
+                self._state = "region"
+                return True
+            rest = self._buf[pos:]
+            if not eof and any(len(m) > len(rest) and m.startswith(rest) for m in markers):
+                # A stray that may yet be the start of a longer marker: wait for more.
+                self._content_text(self._buf[:pos])
+                self._buf = rest
+                return False
             self._content_text(self._buf[:pos])
-            self._buf = self._buf[pos + len(marker) :]
-            self._region = self._syn.region(marker, self._ctx)
-            self._state = "region"
+            self._buf = rest[len(marker) :]
+            if marker in self._syn.strays:
+                return True
+            self._closes = tuple(c for o, c in self._syn.think if o == marker)
+            self._out.append(Seg(Kind.OPENED))
+            self._state = "reasoning"
             return True
-        keep = 0 if eof else held_suffix(self._buf, self._syn.openers)
+        keep = 0 if eof else held_suffix(self._buf, markers)
         self._content_text(self._buf[: len(self._buf) - keep])
         self._buf = self._buf[len(self._buf) - keep :]
         return False

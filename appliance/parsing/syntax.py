@@ -10,6 +10,7 @@ from appliance.parsing.calls import (
     ToolSchemas,
     calls_from_json_text,
     deepseek_calls,
+    gemma4_calls,
     glm_calls,
     python_tag_calls,
     xml_calls,
@@ -28,6 +29,8 @@ __all__ = ["Context", "Syntax", "syntax_for"]
 THINK = ("<think>", "</think>")
 TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 FUNCTION, FUNCTION_END = "<function=", "</function>"
+GEMMA_THOUGHT = ("<|channel>thought", "<channel|>")
+GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 DEEPSEEK_BEGINS = (
     "<｜tool▁calls▁begin｜>",
     "<｜tool_calls_begin｜>",
@@ -52,7 +55,10 @@ class Syntax:
     tool-call region. ``bare``: calls as bare JSON at the start of the content.
     ``after_call``: leftovers dropped right after a call (a stray ``</tool_call>``,
     Llama's ``;`` between calls). ``id_length``: 9 for Mistral templates, which
-    refuse other ids; None for ``call_`` ids."""
+    refuse other ids; None for ``call_`` ids. ``later_reasoning``: a reasoning block
+    may open in the content too, not only at the start (Gemma 4 writes an empty one
+    at the end of some answers). ``strays``: markers dropped from the content (Gemma
+    4's unmatched ``<channel|>``, an empty ``<|channel>``)."""
 
     think: tuple[tuple[str, str], ...]
     openers: tuple[str, ...]
@@ -60,6 +66,8 @@ class Syntax:
     bare: BareJson | None = None
     after_call: tuple[str, ...] = ()
     id_length: int | None = None
+    later_reasoning: bool = False
+    strays: tuple[str, ...] = ()
 
 
 def _json_tag(opener: str, ctx: Context) -> Region:
@@ -99,6 +107,15 @@ def _glm_tag(opener: str, ctx: Context) -> Region:
     )
 
 
+def _gemma4_tag(opener: str, ctx: Context) -> Region:
+    return TaggedRegion(
+        opener,
+        (GEMMA_CALL_END,),
+        lambda inner, _closed: gemma4_calls(inner),
+        restarts=(GEMMA_CALL,),
+    )
+
+
 def _deepseek(opener: str, ctx: Context) -> Region:
     prefix = opener if opener == CALL_BEGIN else ""
     return TaggedRegion(
@@ -125,6 +142,13 @@ _SYNTAX: dict[Family, Syntax] = {
         (THINK,), (TOOL_CALL, FUNCTION), _xml_tag, after_call=(TOOL_CALL_END,)
     ),
     Family.GLM: Syntax((THINK,), (TOOL_CALL,), _glm_tag),
+    Family.GEMMA4: Syntax(
+        (GEMMA_THOUGHT,),
+        (GEMMA_CALL,),
+        _gemma4_tag,
+        later_reasoning=True,
+        strays=("<channel|>", "<|channel>"),
+    ),
     Family.LLAMA3: Syntax(
         (THINK,),
         ("<|python_tag|>",),

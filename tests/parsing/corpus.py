@@ -942,6 +942,277 @@ GLM = [
 ]
 
 
+# --- Gemma 4: <|tool_call>call:name{key:value}<tool_call|>, <|channel>thought ------------
+
+G4 = Family.GEMMA4
+Q = '<|"|>'  # Gemma's string mark
+
+
+def _g4(name: str, body: str) -> str:
+    return f"<|tool_call>call:{name}{{{body}}}<tool_call|>"
+
+
+_G4_THOUGHT = "<|channel>thought\nI'm\nthinking<channel|>"
+_G4_PARIS = _g4("get_time", f"city:{Q}Paris{Q}")
+_PARIS = (("get_time", {"city": "Paris"}),)
+
+GEMMA4 = [
+    Case("gemma4-content", G4, HELLO, HELLO),
+    Case("gemma4-reasoning-content", G4, _G4_THOUGHT + HELLO, HELLO, reasoning=THINKING),
+    Case(
+        "gemma4-empty-reasoning",
+        G4,
+        "<|channel>thought<channel|>" + HELLO,
+        HELLO,
+        reasoning="",
+    ),
+    Case(
+        "gemma4-call",
+        G4,
+        _g4("get_time", f"city:{Q}London{Q}"),
+        calls=(("get_time", {"city": "London"}),),
+    ),
+    Case(
+        "gemma4-call-space",
+        G4,
+        _g4("get_time", f"city:{Q}San Francisco{Q}"),
+        calls=(("get_time", {"city": "San Francisco"}),),
+    ),
+    Case("gemma4-empty-args", G4, _g4("empty_args", ""), calls=(("empty_args", {}),)),
+    Case("gemma4-content-then-call", G4, HELLO + _G4_PARIS, HELLO, calls=_PARIS),
+    Case(
+        "gemma4-reasoning-then-call",
+        G4,
+        _G4_THOUGHT + _G4_PARIS,
+        reasoning=THINKING,
+        calls=_PARIS,
+    ),
+    Case(
+        "gemma4-parallel",
+        G4,
+        _g4("get_time", f"city:{Q}London{Q}") + _g4("get_weather", f"city:{Q}Paris{Q}"),
+        calls=(("get_time", {"city": "London"}), ("get_weather", {"city": "Paris"})),
+    ),
+    Case(
+        "gemma4-integer",
+        G4,
+        _g4("special_function", "arg1:42"),
+        calls=(("special_function", {"arg1": 42}),),
+    ),
+    Case(
+        "gemma4-negative",
+        G4,
+        _g4("special_function", "arg1:-7"),
+        calls=(("special_function", {"arg1": -7}),),
+    ),
+    Case("gemma4-decimal", G4, _g4("amount", "orig:3.14"), calls=(("amount", {"orig": 3.14}),)),
+    Case(
+        "gemma4-exponent", G4, _g4("amount", "orig:1.5e10"), calls=(("amount", {"orig": 1.5e10}),)
+    ),
+    Case("gemma4-true", G4, _g4("toggle", "enabled:true"), calls=(("toggle", {"enabled": True}),)),
+    Case(
+        "gemma4-false", G4, _g4("toggle", "enabled:false"), calls=(("toggle", {"enabled": False}),)
+    ),
+    Case(
+        "gemma4-null",
+        G4,
+        _g4("set_nullable_str", "name:null"),
+        calls=(("set_nullable_str", {"name": None}),),
+    ),
+    Case(
+        "gemma4-array",
+        G4,
+        _g4("todo_list", f"todos:[{Q}buy milk{Q},{Q}walk dog{Q}]"),
+        calls=(("todo_list", {"todos": ["buy milk", "walk dog"]}),),
+    ),
+    Case(
+        "gemma4-object",
+        G4,
+        _g4("set_config", f"config:{{theme:{Q}dark{Q},count:3}}"),
+        calls=(("set_config", {"config": {"theme": "dark", "count": 3}}),),
+    ),
+    Case(
+        "gemma4-empty-array",
+        G4,
+        _g4("todo_list", "todos:[]"),
+        calls=(("todo_list", {"todos": []}),),
+    ),
+    Case(
+        "gemma4-empty-object",
+        G4,
+        _g4("set_config", "config:{}"),
+        calls=(("set_config", {"config": {}}),),
+    ),
+    Case(
+        "gemma4-later-empty-reasoning",
+        G4,
+        "<|channel>thought\n<channel|>" + HELLO + "<|channel>thought\n<channel|>",
+        HELLO,
+        reasoning="",
+    ),
+    Case(
+        "gemma4-stray-channel-end",
+        G4,
+        "<|channel>thought\n<channel|>" + HELLO + "<channel|>",
+        HELLO,
+        reasoning="",
+    ),
+    Case(
+        "gemma4-later-reasoning-and-stray",
+        G4,
+        "<|channel>thought\n<channel|>" + HELLO + "<|channel>thought\n<channel|><channel|>",
+        HELLO,
+        reasoning="",
+    ),
+    Case(
+        "gemma4-doubled-channel",
+        G4,
+        "<|channel><|channel>thought\n<channel|>" + HELLO,
+        HELLO,
+        reasoning="",
+    ),
+    Case(
+        "ours-gemma4-string-punctuation",
+        G4,
+        _g4("python", f"code:{Q}{PY_HELLO}{Q}"),
+        calls=(("python", {"code": PY_HELLO}),),
+    ),
+    Case(
+        "ours-gemma4-string-with-marks",
+        G4,
+        _g4(
+            "edit",
+            f'filename:{Q}a.c{Q},oldString:{Q}if (x) {{ f(a, "b"); }}{Q},newString:{Q}x: [1,2]}}{Q},replaceAll:false',
+        ),
+        calls=(
+            (
+                "edit",
+                {
+                    "filename": "a.c",
+                    "oldString": 'if (x) { f(a, "b"); }',
+                    "newString": "x: [1,2]}",
+                    "replaceAll": False,
+                },
+            ),
+        ),
+    ),
+    Case(
+        "ours-gemma4-unicode",
+        G4,
+        _g4("python", f"code:{Q}格 — ☃ 🎉{Q}"),
+        calls=(("python", {"code": "格 — ☃ 🎉"}),),
+    ),
+    Case(
+        "ours-gemma4-nested",
+        G4,
+        _g4(
+            "todo_list",
+            f"todos:[{{item:{Q}Check, then {{fix}}{Q},tags:[[1,2],[]],done:false,note:null}},[{Q}a{Q}]]",
+        ),
+        calls=(
+            (
+                "todo_list",
+                {
+                    "todos": [
+                        {
+                            "item": "Check, then {fix}",
+                            "tags": [[1, 2], []],
+                            "done": False,
+                            "note": None,
+                        },
+                        ["a"],
+                    ]
+                },
+            ),
+        ),
+    ),
+    Case(
+        "ours-gemma4-blank-space",
+        G4,
+        '<|tool_call>call:set_config{config:{ theme:<|"|>dark<|"|>, count: 3 }, level: [ 1, 2 ] }\n<tool_call|>',
+        calls=(("set_config", {"config": {"theme": "dark", "count": 3}, "level": [1, 2]}),),
+    ),
+    Case(
+        "ours-gemma4-quoted-keys",
+        G4,
+        _g4("set_config", f"config:{{{Q}the theme{Q}:{Q}dark{Q}}}"),
+        calls=(("set_config", {"config": {"the theme": "dark"}}),),
+    ),
+    Case(
+        "ours-gemma4-multiline-content-calls",
+        G4,
+        "Let me check both.\n" + _G4_PARIS + "\n" + _g4("get_weather", f"city:{Q}Paris{Q}"),
+        "Let me check both.",
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})),
+    ),
+    Case(
+        "ours-gemma4-json-body",
+        G4,
+        '<|tool_call>{"name": "special_function", "arguments": {"arg1": 1}}<tool_call|>',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-gemma4-unclosed-string",
+        G4,
+        _g4("get_time", f"city:{Q}Paris"),
+        _g4("get_time", f"city:{Q}Paris"),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-gemma4-bare-word",
+        G4,
+        _g4("get_time", "city:Paris"),
+        _g4("get_time", "city:Paris"),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-gemma4-no-call-prefix",
+        G4,
+        "<|tool_call>get_time{}<tool_call|>",
+        "<|tool_call>get_time{}<tool_call|>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-gemma4-truncated",
+        G4,
+        HELLO + f"<|tool_call>call:get_time{{city:{Q}Par",
+        HELLO + f"<|tool_call>call:get_time{{city:{Q}Par",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-gemma4-restart",
+        G4,
+        "<|tool_call>call:get_time{city:" + _G4_PARIS,
+        "<|tool_call>call:get_time{city:",
+        calls=_PARIS,
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-gemma4-call-in-unclosed-reasoning",
+        G4,
+        "<|channel>thought\nI'm\nthinking" + _G4_PARIS,
+        reasoning=THINKING,
+        calls=_PARIS,
+        flags=RECOVERED,
+    ),
+    Case(
+        "ours-gemma4-call-inside-reasoning",
+        G4,
+        "<|channel>thought\nmaybe " + _G4_PARIS + "<channel|>" + HELLO,
+        HELLO,
+        reasoning="maybe " + _G4_PARIS,
+    ),
+    Case(
+        "ours-gemma4-prompt-opened",
+        G4,
+        "I'm\nthinking<channel|>" + _G4_PARIS,
+        reasoning=THINKING,
+        calls=_PARIS,
+        started=True,
+    ),
+]
+
+
 # --- Llama 3.1-3.3: {"name", "parameters"} and <|python_tag|> ---------------------------
 
 L = Family.LLAMA3
@@ -1814,4 +2085,6 @@ GENERIC = [
     Case("ours-generic-backtick-text", J, "`code` here", "`code` here"),
 ]
 
-ALL: list[Case] = HERMES + QWEN3_CODER + GLM + LLAMA3 + MISTRAL + DEEPSEEK + HARMONY + GENERIC
+ALL: list[Case] = (
+    HERMES + QWEN3_CODER + GLM + GEMMA4 + LLAMA3 + MISTRAL + DEEPSEEK + HARMONY + GENERIC
+)

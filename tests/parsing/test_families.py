@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from appliance.parsing import (
     parse_output,
     prompt_opens_reasoning,
 )
+from tests.gemma4_like import GEMMA4_LIKE
 
 TEMPLATES = Path(__file__).parent.parent / "fixtures" / "chat_templates"
 
@@ -60,6 +62,8 @@ LLAMA_LIKE = (
 def _source(name: str) -> str:
     if name == "llama-like":
         return LLAMA_LIKE
+    if name == "gemma4-like":
+        return GEMMA4_LIKE
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
@@ -78,6 +82,13 @@ def test_detect_family(name: str, family: Family) -> None:
 
 def test_detect_family_llama_and_fallbacks() -> None:
     assert detect_family(LLAMA_LIKE) is Family.LLAMA3
+    # Gemma 4 (its own templates are not shipped: see tests/gemma4_like.py); Granite's
+    # <|tool_call|> is another marker.
+    assert detect_family(GEMMA4_LIKE) is Family.GEMMA4
+    assert detect_family("{{ '<|tool_call>call:' + name + '{' }}{{ '}<tool_call|>' }}") is (
+        Family.GEMMA4
+    )
+    assert detect_family("{{ '<|tool_call|>' }}") is Family.GENERIC
     assert detect_family("{{ '<|python_tag|>' }}") is Family.LLAMA3
     assert detect_family(None) is Family.GENERIC
     assert detect_family("") is Family.GENERIC
@@ -108,6 +119,9 @@ def test_override_wins() -> None:
         ("json", Family.GENERIC),
         ("glm", Family.GLM),
         ("GLM-4.6", Family.GLM),
+        ("gemma4", Family.GEMMA4),
+        ("Gemma-4", Family.GEMMA4),
+        ("gemma_4_it", Family.GEMMA4),
     ],
 )
 def test_family_from_name(name: str, family: Family) -> None:
@@ -136,6 +150,10 @@ USER = {"role": "user", "content": "Hi"}
         ("Qwen-Qwen2.5-7B-Instruct.jinja", {}, False),
         ("mistralai-Ministral-3-14B-Reasoning-2512.jinja", {}, False),
         ("openai-gpt-oss-120b.jinja", {}, False),
+        # Gemma 4 closes an empty thought channel unless thinking; with it, the model
+        # opens the channel itself.
+        ("gemma4-like", {}, False),
+        ("gemma4-like", {"enable_thinking": True}, False),
     ],
 )
 def test_prompt_opens_reasoning(name: str, variables: dict[str, Any], opens: bool) -> None:
@@ -151,6 +169,8 @@ def test_prompt_opens_reasoning_markers() -> None:
         "<|start|>assistant<|channel|>analysis<|message|>", Family.HARMONY
     )
     assert not prompt_opens_reasoning("<think></think>", Family.DEEPSEEK)
+    assert prompt_opens_reasoning("<|turn>model\n<|channel>thought\n", Family.GEMMA4)
+    assert not prompt_opens_reasoning("<|channel>thought\n<channel|>", Family.GEMMA4)
 
 
 TOOLS = [
@@ -187,6 +207,7 @@ EOT = (
     "<|return|>",
     "<|end|>",
     "<|eot_id|>",
+    "<turn|>",
 )
 
 ROUND_TRIP = [
@@ -205,6 +226,9 @@ ROUND_TRIP = [
     # repeat ("<|assistant|></think>..."), so no past turn extends the prompt; its call
     # form is in the corpus.
     "llama-like",
+    # Not gemma4-like (nor Gemma 4's own templates): without thinking its prompt ends
+    # with an empty closed thought channel that a past turn does not repeat; see
+    # test_gemma4_renders_typed_values_and_reasoning_it_reads.
 ]
 
 
@@ -244,3 +268,50 @@ def test_template_renders_content_its_family_reads(name: str) -> None:
     message = parse_output(output, family, reasoning_started=prompt_opens_reasoning(prompt, family))
     assert message.content == "The time is 10:00.", output
     assert message.tool_calls == ()
+
+
+def test_gemma4_renders_typed_values_and_reasoning_it_reads() -> None:
+    """Gemma 4's notation for every kind of value, and a past turn's reasoning, as its
+    style of template renders them, parse back to the same call and reasoning."""
+    arguments = {
+        "city": 'Paris, "France" {x}\nline 2 — 格',
+        "days": 3,
+        "ratio": -0.5,
+        "metric": False,
+        "none": None,
+        "tags": ["a", 1, [True], {"k": "v"}],
+        "nested": {"inner": {"deep": [], "empty": {}}},
+    }
+    message = {
+        "role": "assistant",
+        "content": "",
+        "reasoning_content": "I'm\nthinking",
+        "tool_calls": [
+            {
+                "id": "c",
+                "type": "function",
+                "function": {"name": "get_time", "arguments": arguments},
+            }
+        ],
+    }
+    template = ChatTemplate(GEMMA4_LIKE, bos_token="<s>", eos_token="</s>")
+    answer = {"role": "assistant", "content": "The time is 10:00."}
+    outputs = []
+    for past in (message, answer):
+        # With thinking on, the prompt ends "<|turn>model\n", as a past turn starts.
+        prompt = template.render([USER], tools=TOOLS, enable_thinking=True)
+        full = template.render(
+            [USER, past], add_generation_prompt=False, tools=TOOLS, enable_thinking=True
+        )
+        assert full.startswith(prompt)
+        outputs.append(full[len(prompt) :].removesuffix("<turn|>\n"))
+    parsed = parse_output(outputs[0], Family.GEMMA4)
+    assert parsed.reasoning == "I'm\nthinking"
+    assert [(c.name, json.loads(c.arguments)) for c in parsed.tool_calls] == [
+        ("get_time", arguments)
+    ], outputs[0]
+    assert parsed.content == ""
+    assert not parsed.malformed_tool_call
+    parsed = parse_output(outputs[1], Family.GEMMA4)
+    assert parsed.content == "The time is 10:00."
+    assert parsed.tool_calls == ()
