@@ -26,6 +26,15 @@ from appliance.parsing.gbnf import render_gbnf
 
 # What a reasoning template writes between the closed block and the answer.
 AFTER_REASONING = "\n\n"
+# Gemma 4 reasons in a thought channel, and writes its answer right after it.
+_GEMMA_REASONING = ("<|channel>thought", "<channel|>", "")
+
+
+def _reasoning_tags(family: Family) -> tuple[str, str, str]:
+    """(open, close, what follows the close) of the family's reasoning block."""
+    if family is Family.GEMMA4:
+        return _GEMMA_REASONING
+    return "<think>", "</think>", AFTER_REASONING
 
 
 @dataclass(frozen=True)
@@ -66,19 +75,21 @@ def tool_constraint(
     )
     gbnf, text = render_gbnf(layout), forced_prefix(layout)
     started = bool(params.get("reasoning_started"))
+    open_tag, close, after = _reasoning_tags(fam)
+    open_re, close_re = re.escape(open_tag), re.escape(close)
     if mode in ("required", "named") or answer is not None:
         if started:  # let it reason; once it closes the block, a call must follow
-            trigger = r"^[\s\S]*?(</think>)[\s\S]*$"
-            closing = "</think>" + AFTER_REASONING + text
-            forced = ForcedText(closing, trigger, "</think>", required=True)
-            return ToolConstraint(_with_prefix(gbnf, "</think>"), trigger, forced)
+            trigger = rf"^[\s\S]*?({close_re})[\s\S]*$"
+            closing = close + after + text
+            forced = ForcedText(closing, trigger, close, required=True)
+            return ToolConstraint(_with_prefix(gbnf, close), trigger, forced)
         return ToolConstraint(gbnf, None, ForcedText(text) if text else None)
     literal = tool_call_trigger(fam, parallel=parallel)
     opener = re.escape(literal)
     if started:
-        trigger = rf"^[\s\S]*?</think>[\s\S]*?({opener})[\s\S]*$"
+        trigger = rf"^[\s\S]*?{close_re}[\s\S]*?({opener})[\s\S]*$"
     else:  # not inside a reasoning block: either none, or one that has closed
-        trigger = rf"^(?:\s*<think>[\s\S]*?</think>)?\s*(?!<think>)[\s\S]*?({opener})[\s\S]*$"
+        trigger = rf"^(?:\s*{open_re}[\s\S]*?{close_re})?\s*(?!{open_re})[\s\S]*?({opener})[\s\S]*$"
     # Written once the model has opened a call, when there is more to it than the opener.
     worth = len(text) > len(literal) and text.startswith(literal)
     return ToolConstraint(gbnf, trigger, ForcedText(text, trigger, literal) if worth else None)

@@ -21,10 +21,13 @@ from appliance.parsing.tool_schema import Tool, nonnegative_int
 
 __all__ = [
     "DS_CALLS_BEGIN",
+    "GEMMA_CALL",
+    "GEMMA_QUOTE",
     "HARMONY_CALL",
     "MISTRAL_CALLS",
     "TOOL_CALL",
     "Alt",
+    "GemmaAny",
     "Json",
     "Lit",
     "Node",
@@ -47,6 +50,7 @@ DS_SEP = "<｜tool▁sep｜>"
 HARMONY_CALL = "<|channel|>commentary to=functions."
 HARMONY_MESSAGE = " <|constrain|>json<|message|>"
 MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
+GEMMA_CALL, GEMMA_CALL_END, GEMMA_QUOTE = "<|tool_call>", "<tool_call|>", '<|"|>'
 
 
 def _variant(family: Family, template: str | None) -> str:
@@ -94,6 +98,17 @@ class Raw:
     max_len: int | None
     tail: str
     guarded: bool = False
+    gemma: bool = False  # a Gemma 4 string: no "<|" (its marks), "<t" or "<<" either
+
+
+@dataclass(frozen=True, slots=True)
+class GemmaAny:
+    """Any value in Gemma 4's notation (strings between ``<|"|>`` marks, JSON's numbers,
+    ``true``, ``false``, ``null``, ``[..]`` lists, ``{key:value}`` objects with bare
+    keys): for a schema the layout does not spell out. ``members``: an object's
+    ``key:value`` list without its braces (one or more)."""
+
+    members: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +143,7 @@ class Repeat:
     optional_sep: bool = False
 
 
-Node = Lit | Json | Raw | Seq | Alt | Opt | Rule | Repeat
+Node = Lit | Json | Raw | GemmaAny | Seq | Alt | Opt | Rule | Repeat
 
 
 def _seq(*items: Node | str) -> Seq:
@@ -229,6 +244,108 @@ def _glm_call(tool: Tool, index: int, nl: str) -> Node:
     return Seq(tuple(parts))
 
 
+# --- Gemma 4: call:NAME{key:value,...} --------------------------------------------------
+
+_GEMMA_DEPTH = 6
+_SCALARS = {"integer", "number", "boolean", "null"}
+
+
+def _gemma_literal(value: Any) -> str:
+    """A constant in Gemma's notation, as its template writes it."""
+    if isinstance(value, str):
+        return GEMMA_QUOTE + value + GEMMA_QUOTE
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{_gemma_literal(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_gemma_literal(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+class _Gemma:
+    """A tool's arguments in Gemma's notation, following its schema: strings as raw text
+    between ``<|"|>`` marks, numbers, booleans and null as JSON writes them, lists and
+    objects spelled out (an object's keys sorted, as the template's ``dictsort`` writes
+    them), and any value where the schema says too little or nests too deep."""
+
+    def __init__(self, defs: Mapping[str, Any], prefix: str) -> None:
+        self.defs = defs
+        self.prefix = prefix
+        self.count = 0
+
+    def _name(self) -> str:
+        self.count += 1
+        return f"{self.prefix}-{self.count}"
+
+    def value(self, schema: Any, depth: int) -> Node:
+        schema = _resolve(schema, self.defs)
+        if depth > _GEMMA_DEPTH or not schema:
+            return GemmaAny()
+        if "const" in schema or "enum" in schema:
+            values = [schema["const"]] if "const" in schema else list(schema["enum"])
+            options = tuple(Lit(_gemma_literal(v)) for v in values)
+            return Alt(options) if len(options) != 1 else options[0]
+        alternatives = schema.get("anyOf") or schema.get("oneOf")
+        if isinstance(alternatives, list) and alternatives:
+            return Alt(tuple(self.value(alt, depth + 1) for alt in alternatives))
+        kind = schema.get("type")
+        if kind == "string":
+            low = nonnegative_int(schema.get("minLength")) or 0
+            high = nonnegative_int(schema.get("maxLength"))
+            if "pattern" in schema or "format" in schema:
+                low, high = 0, None
+            return _seq(GEMMA_QUOTE, Raw(low, high, GEMMA_QUOTE, gemma=True))
+        if kind in _SCALARS:
+            return Json(schema, self.defs)
+        if kind == "array":
+            items = schema.get("items")
+            if not isinstance(items, Mapping) or schema.get("prefixItems"):
+                return GemmaAny()
+            item = Rule(self._name(), self.value(items, depth + 1))
+            some = _seq("[", Repeat(item, ","), "]")
+            return (
+                some
+                if (nonnegative_int(schema.get("minItems")) or 0) > 0
+                else Alt((Lit("[]"), some))
+            )
+        if kind == "object":
+            return _seq("{", self.members(schema, depth + 1), "}")
+        return GemmaAny()
+
+    def members(self, schema: Mapping[str, Any], depth: int) -> Node:
+        """An object's ``key:value`` list between its braces (what may be left out, left
+        out with its comma)."""
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        if not isinstance(props, Mapping) or (extra is not None and extra is not False):
+            return Opt(GemmaAny(members=True))
+        required = set(schema.get("required") or ())
+        items = [
+            (Rule(self._name(), _seq(f"{key}:", self.value(props[key], depth))), key in required)
+            for key in sorted(props)
+        ]
+        if not items:
+            return Seq(())
+
+        def after(i: int) -> list[Node]:
+            return [_seq(",", kv) if req else Opt(_seq(",", kv)) for kv, req in items[i:]]
+
+        firsts: list[Node] = []
+        for i, (kv, req) in enumerate(items):
+            firsts.append(Seq((kv, *after(i + 1))))
+            if req:
+                break
+        else:
+            firsts.append(Seq(()))
+        return Alt(tuple(firsts)) if len(firsts) > 1 else firsts[0]
+
+
+def _gemma_call(tool: Tool, index: int) -> Node:
+    gemma = _Gemma(tool.schema.get("$defs") or {}, f"g{index}")
+    top = _resolve(tool.schema, gemma.defs)
+    members = gemma.members(top, 1)
+    return _seq(f"{GEMMA_CALL}call:{tool.name}{{", members, f"}}{GEMMA_CALL_END}")
+
+
 def build_layout(family: Family, tools: list[Tool], parallel: bool, template: str | None) -> Node:
     """The whole output: the calls in the family's syntax."""
     variant = _variant(family, template)
@@ -242,6 +359,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _xml_call(tool, i)
         elif family is Family.GLM:
             call = _glm_call(tool, i, "\n" if variant == "lines" else "")
+        elif family is Family.GEMMA4:
+            call = _gemma_call(tool, i)
         elif family is Family.LLAMA3:
             call = _json_call(tool, "parameters")
         elif family is Family.MISTRAL and variant == "args":
@@ -262,6 +381,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.HERMES: "\n",
         Family.QWEN3_CODER: "\n",
         Family.GLM: "\n" if variant == "lines" else "",
+        Family.GEMMA4: "",
         Family.LLAMA3: "; ",
         Family.MISTRAL: ", " if variant == "list" else "",
         Family.DEEPSEEK: "\n" if variant == "r1" else "",

@@ -58,6 +58,7 @@ from typing import Any
 
 from appliance.parsing.call_layout import (
     DS_CALLS_BEGIN,
+    GEMMA_CALL,
     HARMONY_CALL,
     MISTRAL_CALLS,
     TOOL_CALL,
@@ -91,6 +92,8 @@ def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
     grammar, a list, with ``[{"name"``; its single call, with ``{"name"``)."""
     if family in (Family.HERMES, Family.QWEN3_CODER, Family.GLM):
         return TOOL_CALL
+    if family is Family.GEMMA4:
+        return GEMMA_CALL
     if family is Family.MISTRAL:
         return MISTRAL_CALLS
     if family is Family.DEEPSEEK:

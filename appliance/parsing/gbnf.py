@@ -11,7 +11,9 @@ import re
 from collections.abc import Mapping
 
 from appliance.parsing.call_layout import (
+    GEMMA_QUOTE,
     Alt,
+    GemmaAny,
     Json,
     Lit,
     Node,
@@ -33,6 +35,22 @@ _RAW_PLAIN = rf"[^<\x00-\x08\x0B-\x1F\x7F{NOT_UNICODE}]"
 _RAW_CHAR = rf'({_RAW_PLAIN} | "<" [^/pft<\x00-\x08\x0B-\x1F\x7F{NOT_UNICODE}])'
 _RAW_FIRST = rf"[^<\x00-\x20\x7F{NOT_UNICODE}0-9{{\[tfn-]"  # what JSON cannot start with
 _GBNF_TEXT = TextSyntax(_RAW_PLAIN, _RAW_CHAR, _RAW_FIRST, " ", '""')
+# A Gemma 4 string's text: no "<|" (its marks, its call markers), "<t" or "<<".
+_GEMMA_CHAR = rf'({_RAW_PLAIN} | "<" [^|t<\x00-\x08\x0B-\x1F\x7F{NOT_UNICODE}])'
+_GBNF_GEMMA_TEXT = TextSyntax(_RAW_PLAIN, _GEMMA_CHAR, _RAW_FIRST, " ", '""')
+_QUOTE = gbnf_literal(GEMMA_QUOTE)
+# Any value in Gemma's notation (see call_layout.GemmaAny).
+_GEMMA_RULES = {
+    "tc-gemma-value": (
+        'tc-gemma-string | "{" tc-gemma-members? "}" '
+        '| "[" (tc-gemma-value ("," tc-gemma-value)*)? "]" '
+        '| tc-gemma-number | "true" | "false" | "null"'
+    ),
+    "tc-gemma-members": 'tc-gemma-key ":" tc-gemma-value ("," tc-gemma-key ":" tc-gemma-value)*',
+    "tc-gemma-key": "[A-Za-z_] [A-Za-z0-9_]{0,63}",
+    "tc-gemma-string": f"{_QUOTE} {_GEMMA_CHAR}* {_QUOTE}",
+    "tc-gemma-number": '"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?',
+}
 
 
 def _rename(body: str, names: Mapping[str, str]) -> str:
@@ -43,7 +61,7 @@ class _Gbnf:
     def __init__(self) -> None:
         self.rules: dict[str, str] = {}
         self._converted = 0
-        self._raw: dict[tuple[int, int | None, bool], str] = {}
+        self._raw: dict[tuple[int, int | None, bool, bool], str] = {}
 
     def expr(self, node: Node) -> str:
         if isinstance(node, Lit):
@@ -63,15 +81,19 @@ class _Gbnf:
             self.rules[name] = self.expr(node.body)
             return name
         if isinstance(node, Raw):
-            text = self._raw_rule(node.min_len, node.max_len, node.guarded)
+            text = self._raw_rule(node.min_len, node.max_len, node.guarded, node.gemma)
             return f"{text} {gbnf_literal(node.tail)}"
+        if isinstance(node, GemmaAny):
+            self.rules.update(_GEMMA_RULES)
+            return "tc-gemma-members" if node.members else "tc-gemma-value"
         return self._json(node)
 
-    def _raw_rule(self, low: int, high: int | None, guarded: bool) -> str:
-        key = (low, high, guarded)
+    def _raw_rule(self, low: int, high: int | None, guarded: bool, gemma: bool) -> str:
+        key = (low, high, guarded, gemma)
         if key not in self._raw:
             name = f"tc-text{len(self._raw)}"
-            self.rules[name] = _GBNF_TEXT.text(low, high, guarded)
+            syntax = _GBNF_GEMMA_TEXT if gemma else _GBNF_TEXT
+            self.rules[name] = syntax.text(low, high, guarded)
             self._raw[key] = name
         return self._raw[key]
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from appliance.parsing.call_layout import (
     Alt,
+    GemmaAny,
     Lit,
     Node,
     Opt,
@@ -39,6 +40,24 @@ _LARK_TEXT = TextSyntax(
     sep="",
     empty="",
 )
+_LARK_GEMMA_TEXT = TextSyntax(
+    plain=r"[^<\x00-\x08\x0B-\x1F\x7F]",
+    char=r"([^<\x00-\x08\x0B-\x1F\x7F]|<[^|t<\x00-\x08\x0B-\x1F\x7F])",
+    first="",
+    sep="",
+    empty="",
+)
+# Any value in Gemma's notation (see call_layout.GemmaAny).
+_GEMMA_RULES = {
+    "gemma_value": (
+        'GEMMA_STRING | "{" gemma_members? "}" | "[" (gemma_value ("," gemma_value)*)? "]" '
+        '| GEMMA_NUMBER | "true" | "false" | "null"'
+    ),
+    "gemma_members": 'GEMMA_KEY ":" gemma_value ("," GEMMA_KEY ":" gemma_value)*',
+    "GEMMA_KEY": r"/[A-Za-z_][A-Za-z0-9_]{0,63}/",
+    "GEMMA_STRING": r'/<\|"\|>' + _LARK_GEMMA_TEXT.char + r'*<\|"\|>/',
+    "GEMMA_NUMBER": r"/-?(0|[1-9][0-9]{0,15})(\.[0-9]{1,16})?([eE][\-+]?[0-9]{1,2})?/",
+}
 _REGEX_META = set(".+*?()|[]{}^$#&-~/\\")
 
 
@@ -96,10 +115,14 @@ class _Lark:
         if isinstance(node, Raw):
             name = f"TEXT_{self._raw}"
             self._raw += 1
-            body = _LARK_TEXT.text(node.min_len, node.max_len, node.guarded)
+            syntax = _LARK_GEMMA_TEXT if node.gemma else _LARK_TEXT
+            body = syntax.text(node.min_len, node.max_len, node.guarded)
             # One lexeme up to the closing tag, which the text cannot contain.
             self.rules[name] = f"/{body}{_regex_literal(node.tail)}/"
             return name
+        if isinstance(node, GemmaAny):
+            self.rules.update(_GEMMA_RULES)
+            return "gemma_members" if node.members else "gemma_value"
         name = f"json_{self._json}"
         self._json += 1
         schema = {"x-guidance": _X_GUIDANCE, **node.schema}

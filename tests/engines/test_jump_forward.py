@@ -109,3 +109,21 @@ def test_a_required_text_replaces_an_end_inside_the_reasoning_once() -> None:
     assert closed.at_end() == ""
     # Without `required` (a call allowed, not required), the model may end.
     assert Jump(ForcedText("<tool_call>", r"^[\s\S]*?(<tool_call>)$", "<tool_call>")).at_end() == ""
+
+
+def test_gemma4_reasons_in_its_thought_channel() -> None:
+    # Lazy: a call written inside the thought channel is not one; after it, it is.
+    constraint = tool_constraint("gemma4", _params("auto"))
+    assert constraint is not None and constraint.trigger is not None
+    thought = "<|channel>thought\nmaybe <|tool_call>call:get_weather{}<tool_call|><channel|>"
+    match = re.fullmatch(constraint.trigger, thought + "ok")
+    assert match is None
+    match = re.fullmatch(constraint.trigger, thought + "<|tool_call>call:")
+    assert match is not None and match.start(1) == len(thought)
+    # Required after a thought channel the prompt opened: the call follows its close.
+    constraint = tool_constraint("gemma4", _params("required", started=True))
+    assert constraint is not None and constraint.forced is not None
+    jump = Jump(constraint.forced)
+    opening = '<|tool_call>call:get_weather{city:<|"|>'
+    assert _feed(jump, ["I think", "<channel|>"]) == ["", opening]
+    assert constraint.gbnf.startswith('root ::= "<channel|>"')

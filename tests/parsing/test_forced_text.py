@@ -32,6 +32,7 @@ def _tool(name: str) -> dict[str, Any]:
         (Family.HERMES, '<tool_call>\n{"name": "final_result", "arguments":'),
         (Family.QWEN3_CODER, "<tool_call>\n<function=final_result>\n<parameter=city>"),
         (Family.GLM, "<tool_call>final_result\n<arg_key>city</arg_key>\n<arg_value>"),
+        (Family.GEMMA4, '<|tool_call>call:final_result{city:<|"|>'),
         (Family.LLAMA3, '{"name": "final_result", "parameters":'),
         (Family.MISTRAL, "[TOOL_CALLS]final_result[ARGS]"),
         (
@@ -61,6 +62,7 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
         (Family.HERMES, '<tool_call>\n{"name":'),
         (Family.QWEN3_CODER, "<tool_call>\n<function="),
         (Family.GLM, "<tool_call>"),
+        (Family.GEMMA4, "<|tool_call>call:"),
         (Family.MISTRAL, "[TOOL_CALLS]"),
         (Family.HARMONY, "<|channel|>commentary to=functions."),
     ],
