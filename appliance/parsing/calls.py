@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "deepseek_calls",
     "gemma4_calls",
     "glm_calls",
+    "lfm2_calls",
     "mistral_named_call",
     "python_tag_calls",
     "xml_calls",
@@ -505,3 +508,131 @@ def gemma4_calls(text: str) -> list[RawCall] | None:
     if arguments is None or text[notation.pos :].strip():
         return None
     return [RawCall(m.group(1), arguments)]
+
+
+# --- LFM2 / LFM2.5 -------------------------------------------------------------------
+
+LFM2_CALL, LFM2_CALL_END = "<|tool_call_start|>", "<|tool_call_end|>"
+
+# JSON's literals, which LFM2 writes inside values as often as Python's (llama.cpp reads
+# both), as the names Python parses them to.
+_JSON_NAMES: dict[str, Any] = {"true": True, "false": False, "null": None}
+
+
+class _NotLiteral(Exception):
+    pass
+
+
+def _python_value(node: ast.expr, source: str) -> Any:
+    """A literal's value, read as JSON where the text is JSON: a double-quoted string
+    is decoded as JSON (``\\/``, surrogate pairs), anything else as Python would
+    (``literal_eval``'s rules, never evaluated). Raises _NotLiteral otherwise."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, str):
+            raw = ast.get_source_segment(source, node) or ""
+            if raw.startswith('"') and not raw.startswith('"""'):
+                ok, loaded = loads_strict(raw)
+                if ok and isinstance(loaded, str):
+                    return loaded
+            return value
+        if value is None or isinstance(value, bool | int):
+            return value
+        if isinstance(value, float) and math.isfinite(value):
+            return value
+        raise _NotLiteral
+    if isinstance(node, ast.Name) and node.id in _JSON_NAMES:
+        return _JSON_NAMES[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = _python_value(node.operand, source)
+        if isinstance(operand, bool) or not isinstance(operand, int | float):
+            raise _NotLiteral
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.List | ast.Tuple):
+        return [_python_value(item, source) for item in node.elts]
+    if isinstance(node, ast.Dict):
+        out: dict[str, Any] = {}
+        for key, item in zip(node.keys, node.values, strict=True):
+            k = _python_value(key, source) if key is not None else None
+            if not isinstance(k, str):
+                raise _NotLiteral
+            out[k] = _python_value(item, source)
+        return out
+    raise _NotLiteral
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``name`` or ``Calendar.create_event``: a call's function, as its text."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return f"{head}.{node.attr}" if head else None
+    return None
+
+
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_raw_controls(source: str) -> str:
+    """Newlines and tabs written raw inside a quoted string (a model writing code),
+    escaped: Python and JSON refuse them there, and they mean themselves."""
+    out: list[str] = []
+    quote = ""
+    escaped = False
+    for ch in source:
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+            elif ch in _CONTROL_ESCAPES:
+                out.append(_CONTROL_ESCAPES[ch])
+                continue
+        elif ch in "\"'":
+            quote = ch
+        out.append(ch)
+    return "".join(out)
+
+
+def lfm2_calls(text: str) -> list[RawCall] | None:
+    """``[name(key=VALUE, ...), ...]``: the calls between LFM2's ``<|tool_call_start|>``
+    and ``<|tool_call_end|>``, as Python syntax (parsed, never evaluated).
+
+    Values are Python literals (strings in either quote, True/False/None, lists,
+    dicts) or JSON ones (``true``, ``null``), as LFM2 writes both; keyword arguments
+    only. A lone call without the brackets is read too, and a JSON body as JSON.
+    """
+    source = text.strip()
+    if source.startswith("{") or source.startswith("[{"):
+        return calls_from_json_text(source)
+    parsed = _escape_raw_controls(source)
+    try:
+        with warnings.catch_warnings():  # JSON's "\/" is an invalid escape to Python
+            warnings.simplefilter("ignore")
+            tree = ast.parse(parsed, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    body = tree.body
+    nodes = body.elts if isinstance(body, ast.List) else [body]
+    if not nodes:
+        return None
+    calls: list[RawCall] = []
+    for node in nodes:
+        if not isinstance(node, ast.Call) or node.args:
+            return None
+        name = _dotted(node.func)
+        if not name:
+            return None
+        arguments: dict[str, Any] = {}
+        for kw in node.keywords:
+            if kw.arg is None:  # **spread
+                return None
+            try:
+                arguments[kw.arg] = _python_value(kw.value, parsed)
+            except (_NotLiteral, RecursionError):
+                return None
+        calls.append(RawCall(name, arguments))
+    return calls

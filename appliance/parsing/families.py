@@ -17,6 +17,7 @@ class Family(StrEnum):
     QWEN3_CODER = "qwen3_coder"  # <tool_call><function=..><parameter=..>: Qwen3-Coder, 3.5
     GLM = "glm"  # <tool_call>name<arg_key>..</arg_key><arg_value>..</arg_value>: GLM 4.5-4.7
     GEMMA4 = "gemma4"  # <|tool_call>call:name{key:value}<tool_call|>: Gemma 4
+    LFM2 = "lfm2"  # <|tool_call_start|>[name(key=value, ...)]<|tool_call_end|>: LFM2, LFM2.5
     LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
@@ -45,6 +46,9 @@ _ALIASES: dict[str, Family] = {
     "gemma-4": Family.GEMMA4,
     "gemma4-it": Family.GEMMA4,
     "gemma-4-it": Family.GEMMA4,
+    "lfm": Family.LFM2,
+    "lfm2.5": Family.LFM2,
+    "liquid": Family.LFM2,
     "deepseek-r1": Family.DEEPSEEK,
     "deepseek-v3": Family.DEEPSEEK,
     "deepseek-v3.1": Family.DEEPSEEK,
@@ -99,6 +103,8 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         return Family.GLM
     if "<|tool_call>" in t and "<tool_call|>" in t:
         return Family.GEMMA4
+    if _is_lfm2(t):
+        return Family.LFM2
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:
@@ -110,6 +116,18 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
     if "<|start_header_id|>" in t and '"parameters"' in t:
         return Family.LLAMA3
     return Family.GENERIC
+
+
+def _is_lfm2(t: str) -> bool:
+    """LFM2 writes calls with <|tool_call_start|>, lists tools between
+    <|tool_list_start|> and <|tool_list_end|> (LFM2-8B-A1B's template shows no call at
+    all) or, in LFM2.5-Instruct's template, as a plain "List of tools: [" with neither
+    (llama.cpp's is_lfm2_template and its LFM2.5 check)."""
+    if "<|tool_call_start|>" in t:
+        return True
+    if "<|tool_list_start|>" in t and "<|tool_list_end|>" in t:
+        return True
+    return "List of tools: [" in t
 
 
 _OPENERS: dict[Family, tuple[str, ...]] = {

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 from appliance.parsing.calls import (
     CALL_BEGIN,
+    LFM2_CALL,
+    LFM2_CALL_END,
     ToolSchemas,
     calls_from_json_text,
     deepseek_calls,
     gemma4_calls,
     glm_calls,
+    lfm2_calls,
     python_tag_calls,
     xml_calls,
 )
@@ -116,6 +119,15 @@ def _gemma4_tag(opener: str, ctx: Context) -> Region:
     )
 
 
+def _lfm2(opener: str, ctx: Context) -> Region:
+    return TaggedRegion(
+        opener,
+        (LFM2_CALL_END,),
+        lambda inner, _closed: lfm2_calls(inner),
+        restarts=(LFM2_CALL,),
+    )
+
+
 def _deepseek(opener: str, ctx: Context) -> Region:
     prefix = opener if opener == CALL_BEGIN else ""
     return TaggedRegion(
@@ -149,6 +161,7 @@ _SYNTAX: dict[Family, Syntax] = {
         later_reasoning=True,
         strays=("<channel|>", "<|channel>"),
     ),
+    Family.LFM2: Syntax((THINK,), (LFM2_CALL,), _lfm2),
     Family.LLAMA3: Syntax(
         (THINK,),
         ("<|python_tag|>",),

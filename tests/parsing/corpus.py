@@ -1213,6 +1213,231 @@ GEMMA4 = [
 ]
 
 
+# --- LFM2 / LFM2.5: <|tool_call_start|>[name(key=value, ...)]<|tool_call_end|> ----------
+
+F = Family.LFM2
+
+
+def _lfm(*calls: str) -> str:
+    return "<|tool_call_start|>[" + ", ".join(calls) + "]<|tool_call_end|>"
+
+
+_FCALL = _lfm("special_function(arg1=1)")
+_FTIME = _lfm('get_time(city="Paris")')
+
+LFM2 = [
+    Case("lfm2-content", F, HELLO, HELLO),
+    Case("lfm2-call", F, _FCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "lfm2-string-arg",
+        F,
+        _lfm('get_time(city="XYZCITY")'),
+        calls=(("get_time", {"city": "XYZCITY"}),),
+    ),
+    Case(
+        "lfm2-python-true",
+        F,
+        _lfm("toggle(enabled=True)"),
+        calls=(("toggle", {"enabled": True}),),
+    ),
+    Case(
+        "lfm2-python-none",
+        F,
+        _lfm("set_nullable_str(name=None)"),
+        calls=(("set_nullable_str", {"name": None}),),
+    ),
+    Case(
+        "lfm2-nested-python-literal",
+        F,
+        _lfm('set_config(config={"enabled": True, "count": 3})'),
+        calls=(("set_config", {"config": {"enabled": True, "count": 3}}),),
+    ),
+    Case(
+        "lfm2-json-literals",
+        F,
+        _lfm('set_config(config={"enabled": true, "note": null})'),
+        calls=(("set_config", {"config": {"enabled": True, "note": None}}),),
+    ),
+    Case(
+        "lfm2-dotted-name",
+        F,
+        _lfm(
+            'Calendar.create_event(title="demo", participants=["Alice", "Bob"], '
+            'metadata={"priority": "high", "reminder": true})'
+        ),
+        calls=(
+            (
+                "Calendar.create_event",
+                {
+                    "title": "demo",
+                    "participants": ["Alice", "Bob"],
+                    "metadata": {"priority": "high", "reminder": True},
+                },
+            ),
+        ),
+    ),
+    Case(
+        "lfm2-markdown-links-stay-content",
+        F,
+        "Use this format: [link text](url). Example: [Wikipedia](https://www.wikipedia.org).",
+        "Use this format: [link text](url). Example: [Wikipedia](https://www.wikipedia.org).",
+    ),
+    Case(
+        "lfm2-multiline-code",
+        F,
+        _lfm("python(code=\"def hello():\\n    print('hey')\")"),
+        calls=(("python", {"code": "def hello():\n    print('hey')"}),),
+    ),
+    Case(
+        "lfm2-escapes",
+        F,
+        _lfm('python(code="First line\\nSecond line\\tindented")'),
+        calls=(("python", {"code": "First line\nSecond line\tindented"}),),
+    ),
+    Case(
+        "lfm2-escaped-quotes",
+        F,
+        _lfm('python(code="print(\\"hi\\")")'),
+        calls=(("python", {"code": 'print("hi")'}),),
+    ),
+    Case(
+        "lfm2-content-then-call",
+        F,
+        "Let me check the time." + _FTIME,
+        "Let me check the time.",
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "lfm2-parallel",
+        F,
+        _lfm("special_function(arg1=1)", "special_function_with_opt(arg1=1, arg2=2)"),
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+    ),
+    Case("lfm2-empty-args", F, _lfm("empty_args()"), calls=(("empty_args", {}),)),
+    Case(
+        "lfm2.5-call-thoughts",
+        F,
+        "<think>I'm\nthinking</think>" + _FCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "lfm2.5-reasoning-content-call",
+        F,
+        "<think>I need to call a function</think>Let me check the time." + _FTIME,
+        "Let me check the time.",
+        reasoning="I need to call a function",
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "lfm2.5-call-inside-reasoning",
+        F,
+        "<think>Let me think about " + _FCALL + " hmm</think>" + _FCALL,
+        reasoning="Let me think about " + _FCALL + " hmm",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "lfm2.5-reasoning-content",
+        F,
+        "<think>I'm\nthinking</think>" + HELLO,
+        HELLO,
+        reasoning=THINKING,
+    ),
+    Case(
+        "ours-lfm2-single-quotes",
+        F,
+        _lfm("get_time(city='Paris, \"FR\" (yes)')"),
+        calls=(("get_time", {"city": 'Paris, "FR" (yes)'}),),
+    ),
+    Case(
+        "ours-lfm2-commas-parens-brackets",
+        F,
+        _lfm("run_in_terminal(command=\"echo (a, b)]; ls [x], 'y'\")"),
+        calls=(("run_in_terminal", {"command": "echo (a, b)]; ls [x], 'y'"}),),
+    ),
+    Case(
+        "ours-lfm2-raw-newlines-in-string",
+        F,
+        _lfm('python(code="' + PY_HELLO.replace('"', "'") + '")'),
+        calls=(("python", {"code": PY_HELLO.replace('"', "'")}),),
+    ),
+    Case(
+        "ours-lfm2-unicode",
+        F,
+        _lfm('python(code="格 ✓ \\u00e9 \\ud83d\\ude00 a\\/b")'),
+        calls=(("python", {"code": "格 ✓ é 😀 a/b"}),),
+    ),
+    Case(
+        "ours-lfm2-numbers",
+        F,
+        _lfm("amount(orig=-12.5e3)", 'magic_int(ref=42, name="42")'),
+        calls=(("amount", {"orig": -12500.0}), ("magic_int", {"ref": 42, "name": "42"})),
+    ),
+    Case(
+        "ours-lfm2-python-list-repr",
+        F,
+        _lfm("todo_list(todos=['a', \"b\", None, False, 1.5, {'item': 'x', 'done': True}])"),
+        calls=(
+            ("todo_list", {"todos": ["a", "b", None, False, 1.5, {"item": "x", "done": True}]}),
+        ),
+    ),
+    Case(
+        "ours-lfm2-spaces-and-newlines",
+        F,
+        "<|tool_call_start|>[\n  special_function( arg1 = 1 ),\n  empty_args()\n]<|tool_call_end|>",
+        calls=(("special_function", ARG1), ("empty_args", {})),
+    ),
+    Case(
+        "ours-lfm2-json-body",
+        F,
+        '<|tool_call_start|>[{"name": "special_function", "arguments": {"arg1": 1}}]<|tool_call_end|>',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-lfm2-unclosed-at-the-end",
+        F,
+        "<|tool_call_start|>[special_function(arg1=1)]",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-lfm2-positional-argument",
+        F,
+        _lfm("special_function(1)"),
+        _lfm("special_function(1)"),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-lfm2-not-a-call",
+        F,
+        _lfm("1, 2"),
+        _lfm("1, 2"),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-lfm2-code-is-not-evaluated",
+        F,
+        _lfm('python(code=__import__("os").getcwd())'),
+        _lfm('python(code=__import__("os").getcwd())'),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-lfm2-truncated",
+        F,
+        "<|tool_call_start|>[special_function(arg1=",
+        "<|tool_call_start|>[special_function(arg1=",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-lfm2-broken-call-then-a-call",
+        F,
+        "<|tool_call_start|>[special_function(arg1=" + _FCALL,
+        "<|tool_call_start|>[special_function(arg1=",
+        calls=(("special_function", ARG1),),
+        flags=MALFORMED,
+    ),
+]
+
+
 # --- Llama 3.1-3.3: {"name", "parameters"} and <|python_tag|> ---------------------------
 
 L = Family.LLAMA3
@@ -2086,5 +2311,5 @@ GENERIC = [
 ]
 
 ALL: list[Case] = (
-    HERMES + QWEN3_CODER + GLM + GEMMA4 + LLAMA3 + MISTRAL + DEEPSEEK + HARMONY + GENERIC
+    HERMES + QWEN3_CODER + GLM + GEMMA4 + LFM2 + LLAMA3 + MISTRAL + DEEPSEEK + HARMONY + GENERIC
 )

@@ -58,12 +58,32 @@ LLAMA_LIKE = (
     "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 
+# LFM2's templates are under Liquid's LFM Open License, not shipped: a small one in the
+# style of LFM2.5-8B-A1B's (a tool list in the system turn, calls as a Python list of
+# keyword calls between <|tool_call_start|> and <|tool_call_end|>, strings quoted).
+LFM2_LIKE = (
+    "{{- bos_token -}}{%- if tools -%}"
+    "{{- '<|im_start|>system\\nList of tools: <|tool_list_start|>' + tools | tojson"
+    " + '<|tool_list_end|><|im_end|>\\n' -}}{%- endif -%}"
+    "{%- for message in messages -%}{{- '<|im_start|>' + message.role + '\\n' -}}"
+    "{%- if message.content is string -%}{{- message.content -}}{%- endif -%}"
+    "{%- if message.tool_calls -%}{{- '<|tool_call_start|>[' -}}"
+    "{%- for call in message.tool_calls -%}{{- call.function.name + '(' -}}"
+    "{%- for key, value in call.function.arguments.items() -%}"
+    "{{- key + '=' + value | tojson -}}{{- ', ' if not loop.last -}}{%- endfor -%}"
+    "{{- ')' + (', ' if not loop.last else '') -}}{%- endfor -%}"
+    "{{- ']<|tool_call_end|>' -}}{%- endif -%}{{- '<|im_end|>\\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
 
 def _source(name: str) -> str:
     if name == "llama-like":
         return LLAMA_LIKE
     if name == "gemma4-like":
         return GEMMA4_LIKE
+    if name == "lfm2-like":
+        return LFM2_LIKE
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
@@ -93,6 +113,14 @@ def test_detect_family_llama_and_fallbacks() -> None:
     assert detect_family(None) is Family.GENERIC
     assert detect_family("") is Family.GENERIC
     assert detect_family("{{ messages[0].content }}") is Family.GENERIC
+    assert detect_family(LFM2_LIKE) is Family.LFM2
+    # llama.cpp's tests: LFM2-8B-A1B's template lists tools between markers and shows
+    # no call; LFM2.5-Instruct's lists them plainly; LFM2.5-8B-A1B's writes calls.
+    assert detect_family("'List of tools: <|tool_list_start|>[' ']<|tool_list_end|>'") is (
+        Family.LFM2
+    )
+    assert detect_family("'List of tools: [' + tools + ']'") is Family.LFM2
+    assert detect_family("'<|tool_call_start|>[' + calls + ']<|tool_call_end|>'") is Family.LFM2
     # Functionary v3.1 mentions <|python_tag|> but calls with <function=...>{json}.
     assert detect_family("'<|python_tag|>' '<function=' + name + '>'") is Family.GENERIC
 
@@ -122,6 +150,9 @@ def test_override_wins() -> None:
         ("gemma4", Family.GEMMA4),
         ("Gemma-4", Family.GEMMA4),
         ("gemma_4_it", Family.GEMMA4),
+        ("lfm2", Family.LFM2),
+        ("LFM2.5", Family.LFM2),
+        ("liquid", Family.LFM2),
     ],
 )
 def test_family_from_name(name: str, family: Family) -> None:
@@ -229,6 +260,7 @@ ROUND_TRIP = [
     # Not gemma4-like (nor Gemma 4's own templates): without thinking its prompt ends
     # with an empty closed thought channel that a past turn does not repeat; see
     # test_gemma4_renders_typed_values_and_reasoning_it_reads.
+    "lfm2-like",
 ]
 
 
