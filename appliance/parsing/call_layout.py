@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.parsing.calls import LFM2_CALL, LFM2_CALL_END
 from appliance.parsing.calls import _types as xml_declared_types
 from appliance.parsing.families import Family
 from appliance.parsing.jsonscan import loads_strict
@@ -24,6 +25,7 @@ __all__ = [
     "GEMMA_CALL",
     "GEMMA_QUOTE",
     "HARMONY_CALL",
+    "LFM2_CALL",
     "MISTRAL_CALLS",
     "TOOL_CALL",
     "Alt",
@@ -346,6 +348,60 @@ def _gemma_call(tool: Tool, index: int) -> Node:
     return _seq(f"{GEMMA_CALL}call:{tool.name}{{", members, f"}}{GEMMA_CALL_END}")
 
 
+_LFM2_PLAIN_KEYS = frozenset({"anyOf", "description", "title", "default", "examples"})
+
+
+def _lfm2_value(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Node:
+    """An argument's value as LFM2's template writes it: a boolean and null in Python's
+    spelling (True, False, None), anything else as JSON, which Python reads the same
+    (the parser takes JSON's true and null too, and strings as JSON)."""
+    resolved = _resolve(schema, defs)
+    if "enum" not in resolved and "const" not in resolved:
+        if resolved.get("type") == "boolean":
+            return Alt((Lit("True"), Lit("False")))
+        if resolved.get("type") == "null":
+            return Lit("None")
+    alternatives = resolved.get("anyOf")
+    if isinstance(alternatives, list) and alternatives and set(resolved) <= _LFM2_PLAIN_KEYS:
+        options = [_lfm2_value(a, defs) for a in alternatives if isinstance(a, Mapping)]
+        if len(options) == len(alternatives):
+            return Alt(tuple(options)) if len(options) > 1 else options[0]
+    return Json(schema, defs)
+
+
+def _lfm2_call(tool: Tool, index: int) -> Node:
+    """``name(key=VALUE, ...)``: the properties in the schema's order, each optional one
+    left out or written, with ", " between those written."""
+    defs = tool.schema.get("$defs") or {}
+    top = _resolve(tool.schema, defs)
+    props = list((top.get("properties") or {}).items())
+    required = set(top.get("required") or ())
+    items = [
+        Rule(f"p{index}-{j}", _seq(f"{prop}=", _lfm2_value(sub, defs)))
+        for j, (prop, sub) in enumerate(props)
+    ]
+    needed = [j for j, (prop, _) in enumerate(props) if prop in required]
+    args: Node
+    if needed:
+        first = needed[0]
+        parts: list[Node] = [Opt(_seq(items[j], ", ")) for j in range(first)]
+        parts.append(items[first])
+        for j in range(first + 1, len(items)):
+            item = _seq(", ", items[j])
+            parts.append(item if j in needed else Opt(item))
+        args = Seq(tuple(parts))
+    elif items:
+        # None required: any of them first, then any of those after it. The tails are
+        # rules, shared by the alternatives.
+        tails: list[Node] = [Lit("")] * len(items)  # what may follow item j
+        for j in range(len(items) - 2, -1, -1):
+            tails[j] = Rule(f"t{index}-{j}", Seq((Opt(_seq(", ", items[j + 1])), tails[j + 1])))
+        args = Opt(Alt(tuple(_seq(items[j], tails[j]) for j in range(len(items)))))
+    else:
+        args = Lit("")
+    return _seq(f"{tool.name}(", args, ")")
+
+
 def build_layout(family: Family, tools: list[Tool], parallel: bool, template: str | None) -> Node:
     """The whole output: the calls in the family's syntax."""
     variant = _variant(family, template)
@@ -361,6 +417,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _glm_call(tool, i, "\n" if variant == "lines" else "")
         elif family is Family.GEMMA4:
             call = _gemma_call(tool, i)
+        elif family is Family.LFM2:
+            call = _lfm2_call(tool, i)
         elif family is Family.LLAMA3:
             call = _json_call(tool, "parameters")
         elif family is Family.MISTRAL and variant == "args":
@@ -382,6 +440,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.QWEN3_CODER: "\n",
         Family.GLM: "\n" if variant == "lines" else "",
         Family.GEMMA4: "",
+        Family.LFM2: ", ",
         Family.LLAMA3: "; ",
         Family.MISTRAL: ", " if variant == "list" else "",
         Family.DEEPSEEK: "\n" if variant == "r1" else "",
@@ -392,6 +451,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
     # R1's template puts a newline between calls; the parser (and llama.cpp's own
     # grammar) take them with or without one.
     body: Node = Repeat(any_call, separators[family], optional_sep=r1) if many else calls
+    if family is Family.LFM2:
+        return _seq(f"{LFM2_CALL}[", body, f"]{LFM2_CALL_END}")
     if family is Family.MISTRAL and variant == "list":
         return _seq(f"{MISTRAL_CALLS}[", body, "]")
     if family is Family.DEEPSEEK:

@@ -561,23 +561,26 @@ def _python_value(node: ast.expr, source: str) -> Any:
     raise _NotLiteral
 
 
-def _dotted(node: ast.expr) -> str | None:
-    """``name`` or ``Calendar.create_event``: a call's function, as its text."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return f"{head}.{node.attr}" if head else None
-    return None
-
-
 _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Outside strings, a call's name (after "[" or ",", before "(") and an argument's (after
+# "(" or ",", before "="): tool and parameter names need not be Python names
+# ("get-weather", "from"), so each stands in as one while the text is parsed.
+_NAMES = re.compile(r"((?:^|[\[(,])\s*)([^\s=()'\"\[\]{}:,]+)(?=\s*(?:\(|=(?!=)))")
 
 
-def _escape_raw_controls(source: str) -> str:
-    """Newlines and tabs written raw inside a quoted string (a model writing code),
-    escaped: Python and JSON refuse them there, and they mean themselves."""
+def _pythonic(source: str) -> tuple[str, list[str]]:
+    """``source`` as Python can parse it, and the names that stand in for ``_n{i}``:
+    call and argument names replaced, and newlines and tabs written raw inside a
+    quoted string (a model writing code) escaped, as Python and JSON refuse them there
+    and they mean themselves."""
+    names: list[str] = []
+
+    def stand_in(m: re.Match[str]) -> str:
+        names.append(m.group(2))
+        return f"{m.group(1)}_n{len(names) - 1}"
+
     out: list[str] = []
+    code: list[str] = []
     quote = ""
     escaped = False
     for ch in source:
@@ -591,10 +594,21 @@ def _escape_raw_controls(source: str) -> str:
             elif ch in _CONTROL_ESCAPES:
                 out.append(_CONTROL_ESCAPES[ch])
                 continue
+            out.append(ch)
         elif ch in "\"'":
+            out.append(_NAMES.sub(stand_in, "".join(code)) + ch)
+            code = []
             quote = ch
-        out.append(ch)
-    return "".join(out)
+        else:
+            code.append(ch)
+    out.append(_NAMES.sub(stand_in, "".join(code)))
+    return "".join(out), names
+
+
+def _name(stand_in: str | None, names: list[str]) -> str | None:
+    if stand_in and stand_in.startswith("_n") and stand_in[2:].isdigit():
+        return names[int(stand_in[2:])]
+    return None
 
 
 def lfm2_calls(text: str) -> list[RawCall] | None:
@@ -608,7 +622,7 @@ def lfm2_calls(text: str) -> list[RawCall] | None:
     source = text.strip()
     if source.startswith("{") or source.startswith("[{"):
         return calls_from_json_text(source)
-    parsed = _escape_raw_controls(source)
+    parsed, names = _pythonic(source)
     try:
         with warnings.catch_warnings():  # JSON's "\/" is an invalid escape to Python
             warnings.simplefilter("ignore")
@@ -623,15 +637,16 @@ def lfm2_calls(text: str) -> list[RawCall] | None:
     for node in nodes:
         if not isinstance(node, ast.Call) or node.args:
             return None
-        name = _dotted(node.func)
+        name = _name(node.func.id if isinstance(node.func, ast.Name) else None, names)
         if not name:
             return None
         arguments: dict[str, Any] = {}
         for kw in node.keywords:
-            if kw.arg is None:  # **spread
+            key = _name(kw.arg, names)
+            if key is None or key in arguments:  # **spread, or a name given twice
                 return None
             try:
-                arguments[kw.arg] = _python_value(kw.value, parsed)
+                arguments[key] = _python_value(kw.value, parsed)
             except (_NotLiteral, RecursionError):
                 return None
         calls.append(RawCall(name, arguments))

@@ -60,6 +60,7 @@ from appliance.parsing.call_layout import (
     DS_CALLS_BEGIN,
     GEMMA_CALL,
     HARMONY_CALL,
+    LFM2_CALL,
     MISTRAL_CALLS,
     TOOL_CALL,
     Alt,
@@ -94,6 +95,8 @@ def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
         return TOOL_CALL
     if family is Family.GEMMA4:
         return GEMMA_CALL
+    if family is Family.LFM2:
+        return LFM2_CALL
     if family is Family.MISTRAL:
         return MISTRAL_CALLS
     if family is Family.DEEPSEEK:

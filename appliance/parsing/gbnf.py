@@ -78,7 +78,8 @@ class _Gbnf:
             return f"{item} ({sep} {item})*" if node.sep else f"{item}+"
         if isinstance(node, Rule):
             name = f"tc-{node.name}"
-            self.rules[name] = self.expr(node.body)
+            if name not in self.rules:  # a rule several places share is written once
+                self.rules[name] = self.expr(node.body)
             return name
         if isinstance(node, Raw):
             text = self._raw_rule(node.min_len, node.max_len, node.guarded, node.gemma)

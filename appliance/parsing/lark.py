@@ -110,7 +110,8 @@ class _Lark:
             return f"{item} ({sep} {item})*" if node.sep else f"{item}+"
         if isinstance(node, Rule):
             name = node.name.replace("-", "_")
-            self.rules[name] = self.expr(node.body)
+            if name not in self.rules:  # a rule several places share is written once
+                self.rules[name] = self.expr(node.body)
             return name
         if isinstance(node, Raw):
             name = f"TEXT_{self._raw}"

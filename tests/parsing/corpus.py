@@ -1400,6 +1400,19 @@ LFM2 = [
         calls=(("special_function", ARG1),),
     ),
     Case(
+        "ours-lfm2-names-python-refuses",
+        F,
+        _lfm('get-weather(from="Paris", in=3)'),
+        calls=(("get-weather", {"from": "Paris", "in": 3}),),
+    ),
+    Case(
+        "ours-lfm2-argument-twice",
+        F,
+        _lfm("special_function(arg1=1, arg1=2)"),
+        _lfm("special_function(arg1=1, arg1=2)"),
+        flags=MALFORMED,
+    ),
+    Case(
         "ours-lfm2-positional-argument",
         F,
         _lfm("special_function(1)"),

@@ -109,6 +109,7 @@ CASES = [
     ("glm", Family.GLM, None),
     ("glm-compact", Family.GLM, "GLM-4.7-Flash.jinja"),
     ("gemma4", Family.GEMMA4, None),
+    ("lfm2", Family.LFM2, None),
     ("llama3", Family.LLAMA3, None),
     ("mistral", Family.MISTRAL, None),
     ("mistral-list", Family.MISTRAL, "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
@@ -214,7 +215,9 @@ def test_gbnf_samples_parse_into_valid_calls(
     assert finished >= 2
 
 
-@pytest.mark.parametrize("family", [Family.HERMES, Family.QWEN3_CODER, Family.GLM, Family.GEMMA4])
+@pytest.mark.parametrize(
+    "family", [Family.HERMES, Family.QWEN3_CODER, Family.GLM, Family.GEMMA4, Family.LFM2]
+)
 @pytest.mark.parametrize("tool", NAMES)
 def test_gbnf_named_tool(llm: Any, family: Family, tool: str) -> None:
     gbnf = tool_call_gbnf(family, TOOLS, parallel=False, name=tool)
@@ -298,7 +301,9 @@ def test_lark_deepseek_compiles(onnx_chat: Any, tpl: str | None, parallel: bool)
     lark_generator(onnx_chat, lark, 0, 8)
 
 
-@pytest.mark.parametrize("family", [Family.HERMES, Family.QWEN3_CODER, Family.GLM, Family.GEMMA4])
+@pytest.mark.parametrize(
+    "family", [Family.HERMES, Family.QWEN3_CODER, Family.GLM, Family.GEMMA4, Family.LFM2]
+)
 @pytest.mark.parametrize("tool", NAMES)
 def test_lark_named_tool(onnx_chat: Any, family: Family, tool: str) -> None:
     lark = tool_call_lark(family, TOOLS, parallel=False, name=tool)
@@ -418,7 +423,14 @@ ODD = [
 @pytest.mark.parametrize("params", ODD, ids=[str(i) for i in range(len(ODD))])
 def test_odd_schemas_still_give_grammars(llm: Any, onnx_chat: Any, params: Any) -> None:
     tools = [fn("odd", params)]
-    for family in (Family.HERMES, Family.QWEN3_CODER, Family.GLM, Family.GEMMA4, Family.GENERIC):
+    for family in (
+        Family.HERMES,
+        Family.QWEN3_CODER,
+        Family.GLM,
+        Family.GEMMA4,
+        Family.LFM2,
+        Family.GENERIC,
+    ):
         assert accepted_by_llama_cpp(llm, tool_call_gbnf(family, tools, parallel=True))
         lark_generator(onnx_chat, tool_call_lark(family, tools, parallel=True), 0, 8)
 
@@ -447,6 +459,7 @@ def test_the_syntax_follows_the_template() -> None:
             assert ("```json" in gbnf) is fenced, path.name
     assert tool_call_trigger(Family.HERMES) == "<tool_call>"
     assert tool_call_trigger(Family.QWEN3_CODER) == "<tool_call>"
+    assert tool_call_trigger(Family.LFM2) == "<|tool_call_start|>"
     assert tool_call_trigger(Family.LLAMA3) == '{"name"'
     assert tool_call_trigger(Family.MISTRAL) == "[TOOL_CALLS]"
     assert tool_call_trigger(Family.DEEPSEEK) == "<｜tool▁calls▁begin｜>"
@@ -554,7 +567,7 @@ _schemas = st.recursive(
 @given(params=_schemas)
 def test_any_schema_gives_a_grammar_llama_cpp_accepts(llm: Any, params: Any) -> None:
     tools = [fn("f", params), fn("g", {"type": "object", "properties": {"a": params}})]
-    for family in (Family.HERMES, Family.QWEN3_CODER, Family.GLM, Family.GEMMA4):
+    for family in (Family.HERMES, Family.QWEN3_CODER, Family.GLM, Family.GEMMA4, Family.LFM2):
         try:
             gbnf = tool_call_gbnf(family, tools, parallel=True)
         except SchemaGrammarError as exc:  # refs round to themselves: no grammar can

@@ -33,6 +33,7 @@ def _tool(name: str) -> dict[str, Any]:
         (Family.QWEN3_CODER, "<tool_call>\n<function=final_result>\n<parameter=city>"),
         (Family.GLM, "<tool_call>final_result\n<arg_key>city</arg_key>\n<arg_value>"),
         (Family.GEMMA4, '<|tool_call>call:final_result{city:<|"|>'),
+        (Family.LFM2, "<|tool_call_start|>[final_result(city="),
         (Family.LLAMA3, '{"name": "final_result", "parameters":'),
         (Family.MISTRAL, "[TOOL_CALLS]final_result[ARGS]"),
         (
@@ -63,6 +64,7 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
         (Family.QWEN3_CODER, "<tool_call>\n<function="),
         (Family.GLM, "<tool_call>"),
         (Family.GEMMA4, "<|tool_call>call:"),
+        (Family.LFM2, "<|tool_call_start|>["),
         (Family.MISTRAL, "[TOOL_CALLS]"),
         (Family.HARMONY, "<|channel|>commentary to=functions."),
     ],
@@ -84,6 +86,7 @@ def test_an_optional_first_parameter_and_an_answer_stop_the_forced_text() -> Non
     assert tool_call_forced(Family.QWEN3_CODER, [loose], parallel=False) == (
         "<tool_call>\n<function=f>"
     )
+    assert tool_call_forced(Family.LFM2, [loose], parallel=False) == "<|tool_call_start|>[f("
     # A call or a JSON answer: nothing is the same in both.
     answer = {"type": "object"}
     assert tool_call_forced(Family.HERMES, [_tool("f")], parallel=False, answer=answer) == ""
