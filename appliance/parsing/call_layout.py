@@ -24,9 +24,11 @@ __all__ = [
     "DS_CALLS_BEGIN",
     "GEMMA_CALL",
     "GEMMA_QUOTE",
+    "GRANITE_CALL",
     "HARMONY_CALL",
     "LFM2_CALL",
     "MISTRAL_CALLS",
+    "NEMOTRON_CALL",
     "TOOL_CALL",
     "Alt",
     "GemmaAny",
@@ -53,6 +55,8 @@ HARMONY_CALL = "<|channel|>commentary to=functions."
 HARMONY_MESSAGE = " <|constrain|>json<|message|>"
 MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
 GEMMA_CALL, GEMMA_CALL_END, GEMMA_QUOTE = "<|tool_call>", "<tool_call|>", '<|"|>'
+NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
+GRANITE_CALL = "<|tool_call|>"
 
 
 def _variant(family: Family, template: str | None) -> str:
@@ -430,7 +434,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _seq(f"{DS_CALL_BEGIN}{name}{DS_SEP}", _args(tool), DS_CALL_END)
         elif family is Family.HARMONY:
             call = _seq(f"{HARMONY_CALL}{name}{HARMONY_MESSAGE}", _args(tool))
-        else:  # GENERIC, Mistral's list
+        else:  # GENERIC, Mistral's list, Nemotron Nano v2, Granite 3
             call = _json_call(tool, "arguments")
         one.append(Rule(f"tool{i}", call))
     calls: Node = Alt(tuple(one)) if len(one) > 1 else one[0]
@@ -441,6 +445,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.GLM: "\n" if variant == "lines" else "",
         Family.GEMMA4: "",
         Family.LFM2: ", ",
+        Family.NEMOTRON_V2: ", ",
+        Family.GRANITE3: ", ",
         Family.LLAMA3: "; ",
         Family.MISTRAL: ", " if variant == "list" else "",
         Family.DEEPSEEK: "\n" if variant == "r1" else "",
@@ -455,6 +461,11 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         return _seq(f"{LFM2_CALL}[", body, f"]{LFM2_CALL_END}")
     if family is Family.MISTRAL and variant == "list":
         return _seq(f"{MISTRAL_CALLS}[", body, "]")
+    # Nemotron Nano v2's and Granite 3's templates write a list even of one call.
+    if family is Family.NEMOTRON_V2:
+        return _seq(f"{NEMOTRON_CALL}[", body, f"]{NEMOTRON_CALL_END}")
+    if family is Family.GRANITE3:
+        return _seq(f"{GRANITE_CALL}[", body, "]")
     if family is Family.DEEPSEEK:
         if r1:
             return _seq(DS_CALLS_BEGIN, body, Opt(Lit("\n")), DS_CALLS_END)

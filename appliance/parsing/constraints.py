@@ -59,9 +59,11 @@ from typing import Any
 from appliance.parsing.call_layout import (
     DS_CALLS_BEGIN,
     GEMMA_CALL,
+    GRANITE_CALL,
     HARMONY_CALL,
     LFM2_CALL,
     MISTRAL_CALLS,
+    NEMOTRON_CALL,
     TOOL_CALL,
     Alt,
     Json,
@@ -97,6 +99,10 @@ def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
         return GEMMA_CALL
     if family is Family.LFM2:
         return LFM2_CALL
+    if family is Family.NEMOTRON_V2:
+        return NEMOTRON_CALL
+    if family is Family.GRANITE3:
+        return GRANITE_CALL
     if family is Family.MISTRAL:
         return MISTRAL_CALLS
     if family is Family.DEEPSEEK:

@@ -18,6 +18,8 @@ class Family(StrEnum):
     GLM = "glm"  # <tool_call>name<arg_key>..</arg_key><arg_value>..</arg_value>: GLM 4.5-4.7
     GEMMA4 = "gemma4"  # <|tool_call>call:name{key:value}<tool_call|>: Gemma 4
     LFM2 = "lfm2"  # <|tool_call_start|>[name(key=value, ...)]<|tool_call_end|>: LFM2, LFM2.5
+    NEMOTRON_V2 = "nemotron_v2"  # <TOOLCALL>[{json}, ...]</TOOLCALL>: Nemotron Nano v2
+    GRANITE3 = "granite3"  # <|tool_call|>[{json}, ...] (no close): Granite 3.x
     LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
@@ -49,6 +51,12 @@ _ALIASES: dict[str, Family] = {
     "lfm": Family.LFM2,
     "lfm2.5": Family.LFM2,
     "liquid": Family.LFM2,
+    "nemotron-nano-v2": Family.NEMOTRON_V2,
+    "nemotron-v2": Family.NEMOTRON_V2,
+    "nemotron-nano-2": Family.NEMOTRON_V2,
+    "granite-3": Family.GRANITE3,
+    "granite3.3": Family.GRANITE3,
+    "granite-3.3": Family.GRANITE3,
     "deepseek-r1": Family.DEEPSEEK,
     "deepseek-v3": Family.DEEPSEEK,
     "deepseek-v3.1": Family.DEEPSEEK,
@@ -66,7 +74,7 @@ _FOREIGN = (
     '<invoke name="',  # MiniMax M3 (inside <tool_call>)
     "<|tool_call_begin|>",  # Kimi K2
     "<|tool_calls_section_begin|>",  # Kimi K2
-    "<|tool_call|>",  # Granite 3, Phi-4-mini
+    "<|tool_call|>",  # Phi-4-mini (Granite 3's, with <|start_of_role|>, is read above)
     "functools[",  # FireFunction
     "<|START_ACTION|>",  # Command R7B
 )
@@ -105,6 +113,12 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         return Family.GEMMA4
     if _is_lfm2(t):
         return Family.LFM2
+    if "<TOOLCALL>" in t:
+        return Family.NEMOTRON_V2
+    if "<|tool_call|>" in t and "<|start_of_role|>" in t:
+        # Granite 3.x writes roles as <|start_of_role|>..<|end_of_role|>; Phi-4-mini,
+        # whose tokenizer has <|tool_call|> too, writes <|user|>, <|assistant|>.
+        return Family.GRANITE3
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:

@@ -24,6 +24,7 @@ from appliance.parsing.text import MarkerSearch
 __all__ = [
     "BareJson",
     "BareJsonRegion",
+    "JsonRegion",
     "MistralRegion",
     "Outcome",
     "PythonTagRegion",
@@ -247,6 +248,42 @@ class MistralRegion(Region):
             calls = calls_from_json_value(value, require_arguments=False) if ok else None
         else:
             calls = mistral_named_call(body)
+        return Outcome(calls, False) if calls else MALFORMED
+
+
+class JsonRegion(Region):
+    """After a marker with no closing one (Granite 3's ``<|tool_call|>``): one JSON
+    value, a list of calls or a call, that ends the region where it ends. Text that
+    does not start JSON ends it at once, invalid."""
+
+    def __init__(self, opener: str, reader: Callable[[str], list[RawCall] | None]) -> None:
+        super().__init__(opener)
+        self._reader = reader
+        self._lead = True
+        self._json = JsonEnd()
+        self._done = False
+
+    def feed(self, piece: str) -> str | None:
+        if self._lead:
+            j = _first_non_space(piece, 0)
+            if j < 0:
+                self._parts.append(piece)
+                return None
+            self._parts.append(piece[:j])
+            piece = piece[j:]
+            if piece[0] not in "[{":
+                return piece  # not JSON: invalid, the rest is content again
+            self._lead = False
+        end = self._json.feed(piece)
+        if end is None:
+            self._parts.append(piece)
+            return None
+        self._parts.append(piece[:end])
+        self._done = True
+        return piece[end:]
+
+    def outcome(self) -> Outcome:
+        calls = self._reader(self.body) if self._done else None
         return Outcome(calls, False) if calls else MALFORMED
 
 

@@ -21,6 +21,7 @@ from appliance.parsing.calls import (
 from appliance.parsing.families import Family
 from appliance.parsing.regions import (
     BareJson,
+    JsonRegion,
     MistralRegion,
     PythonTagRegion,
     Region,
@@ -34,6 +35,8 @@ TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 FUNCTION, FUNCTION_END = "<function=", "</function>"
 GEMMA_THOUGHT = ("<|channel>thought", "<channel|>")
 GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
+NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
+GRANITE_CALL = "<|tool_call|>"
 DEEPSEEK_BEGINS = (
     "<｜tool▁calls▁begin｜>",
     "<｜tool_calls_begin｜>",
@@ -128,6 +131,20 @@ def _lfm2(opener: str, ctx: Context) -> Region:
     )
 
 
+def _nemotron(opener: str, ctx: Context) -> Region:
+    return TaggedRegion(
+        opener,
+        (NEMOTRON_CALL_END,),
+        lambda inner, _closed: calls_from_json_text(inner),
+        json_body=True,
+        restarts=(NEMOTRON_CALL,),
+    )
+
+
+def _granite(opener: str, ctx: Context) -> Region:
+    return JsonRegion(opener, calls_from_json_text)
+
+
 def _deepseek(opener: str, ctx: Context) -> Region:
     prefix = opener if opener == CALL_BEGIN else ""
     return TaggedRegion(
@@ -162,6 +179,12 @@ _SYNTAX: dict[Family, Syntax] = {
         strays=("<channel|>", "<|channel>"),
     ),
     Family.LFM2: Syntax((THINK,), (LFM2_CALL,), _lfm2),
+    Family.NEMOTRON_V2: Syntax((THINK,), (NEMOTRON_CALL,), _nemotron),
+    # Granite 3.3 thinks in <think></think>, then answers in <response></response>:
+    # the answer's tags are dropped.
+    Family.GRANITE3: Syntax(
+        (THINK,), (GRANITE_CALL,), _granite, strays=("<response>", "</response>")
+    ),
     Family.LLAMA3: Syntax(
         (THINK,),
         ("<|python_tag|>",),

@@ -2323,6 +2323,325 @@ GENERIC = [
     Case("ours-generic-backtick-text", J, "`code` here", "`code` here"),
 ]
 
+
+# --- NVIDIA Nemotron Nano v2: <TOOLCALL>[{json}, ...]</TOOLCALL> --------------------
+
+N = Family.NEMOTRON_V2
+_NCALL = '<TOOLCALL>[{"name": "special_function", "arguments": {"arg1": 1}}]</TOOLCALL>'
+
+
+def _ncalls(*calls: str) -> str:
+    return "<TOOLCALL>[" + ", ".join(calls) + "]</TOOLCALL>"
+
+
+def _jcall(name: str, args: str) -> str:
+    return '{"name": "' + name + '", "arguments": ' + args + "}"
+
+
+NEMOTRON_V2 = [
+    # llama.cpp's two NVIDIA-Nemotron-Nano-v2 cases: the prompt opens <think>.
+    Case(
+        "nemotron-v2-thoughts-call",
+        N,
+        "I'm\nthinking\n</think>\n" + _NCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case(
+        "nemotron-v2-thoughts-call-newlines",
+        N,
+        "I'm\nthinking\n</think>\n\n" + _NCALL + "\n",
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case("nemotron-v2-continuation", N, "</think>" + HELLO, HELLO, "", started=True),
+    Case("ours-nemotron-v2-content", N, HELLO, HELLO),
+    Case("ours-nemotron-v2-thoughts", N, "<think>I'm\nthinking</think>" + HELLO, HELLO, THINKING),
+    Case("ours-nemotron-v2-call", N, _NCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "ours-nemotron-v2-content-then-call",
+        N,
+        "Let me check.\n" + _ncalls(_jcall("get_time", '{"city": "Paris"}')),
+        "Let me check.",
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-nemotron-v2-parallel",
+        N,
+        _ncalls(
+            _jcall("get_time", '{"city": "Paris"}'), _jcall("get_weather", '{"city": "Tokyo"}')
+        ),
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {"city": "Tokyo"})),
+    ),
+    Case(
+        "ours-nemotron-v2-brackets-and-markers-in-strings",
+        N,
+        _ncalls(_jcall("python", '{"code": "x = [1, 2]\\nprint(\\"</TOOLCALL>]\\")"}')),
+        calls=(("python", {"code": 'x = [1, 2]\nprint("</TOOLCALL>]")'}),),
+    ),
+    Case(
+        "ours-nemotron-v2-unicode",
+        N,
+        _ncalls(_jcall("get_time", '{"city": "São Paulo \\u2013 東京"}')),
+        calls=(("get_time", {"city": "São Paulo – 東京"}),),
+    ),
+    Case(
+        "ours-nemotron-v2-nested",
+        N,
+        _ncalls(_jcall("set_config", '{"config": {"a": [1, {"b": null}], "c": true}}')),
+        calls=(("set_config", {"config": {"a": [1, {"b": None}], "c": True}}),),
+    ),
+    Case(
+        "ours-nemotron-v2-arguments-as-string",
+        N,
+        _ncalls(_jcall("special_function", '"{\\"arg1\\": 1}"')),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-nemotron-v2-empty-arguments",
+        N,
+        _ncalls(_jcall("empty_args", "{}")),
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "ours-nemotron-v2-single-object",
+        N,
+        "<TOOLCALL>" + _jcall("special_function", '{"arg1": 1}') + "</TOOLCALL>",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-nemotron-v2-unclosed-at-end",
+        N,
+        "<TOOLCALL>[" + _jcall("special_function", '{"arg1": 1}') + "]",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-nemotron-v2-call-then-text",
+        N,
+        _NCALL + "\nDone.",
+        "Done.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-nemotron-v2-broken-json",
+        N,
+        '<TOOLCALL>[{"name": "special_function", "arguments": {"arg1": 1]</TOOLCALL>',
+        '<TOOLCALL>[{"name": "special_function", "arguments": {"arg1": 1]</TOOLCALL>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-nemotron-v2-not-json",
+        N,
+        "<TOOLCALL>special_function(arg1=1)</TOOLCALL>",
+        "<TOOLCALL>special_function(arg1=1)</TOOLCALL>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-nemotron-v2-entry-without-name",
+        N,
+        '<TOOLCALL>[{"arguments": {}}]</TOOLCALL>',
+        '<TOOLCALL>[{"arguments": {}}]</TOOLCALL>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-nemotron-v2-cut-off",
+        N,
+        '<TOOLCALL>[{"name": "special_function", "arguments": {"ar',
+        '<TOOLCALL>[{"name": "special_function", "arguments": {"ar',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-nemotron-v2-empty-list",
+        N,
+        "<TOOLCALL>[]</TOOLCALL>",
+        "<TOOLCALL>[]</TOOLCALL>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-nemotron-v2-call-in-reasoning-stays",
+        N,
+        "<think>maybe " + _NCALL + "</think>" + HELLO,
+        HELLO,
+        "maybe " + _NCALL,
+    ),
+    Case(
+        "ours-nemotron-v2-lookalike",
+        N,
+        "Write <TOOL_CALL> or <TOOLCAL>, a < b.",
+        "Write <TOOL_CALL> or <TOOLCAL>, a < b.",
+    ),
+    Case(
+        "ours-nemotron-v2-unknown-tool",
+        N,
+        _ncalls(_jcall("other", "{}")),
+        calls=(("other", {}),),
+        known=frozenset({"special_function"}),
+        unknown=("other",),
+    ),
+]
+
+
+# --- IBM Granite 3.x: <|tool_call|>[{json}, ...] (the list ends the answer) --------
+
+G3 = Family.GRANITE3
+_G3CALL = '<|tool_call|>[{"name": "special_function", "arguments": {"arg1": 1}}]'
+
+
+def _g3calls(*calls: str) -> str:
+    return "<|tool_call|>[" + ", ".join(calls) + "]"
+
+
+GRANITE3 = [
+    # llama.cpp's ibm-granite-granite-3.3-2B-Instruct cases.
+    Case("granite3-content", G3, HELLO, HELLO),
+    Case("granite3-thoughts", G3, "<think>I'm\nthinking</think>" + HELLO, HELLO, THINKING),
+    # Its pending WRAPPED_WITH_REASONING case: the answer's <response> tags are dropped.
+    Case(
+        "granite3-thoughts-response",
+        G3,
+        "<think>I'm\nthinking</think><response>" + HELLO + "</response>",
+        HELLO,
+        THINKING,
+    ),
+    Case("granite3-continuation", G3, " thinking</think>" + HELLO, HELLO, "thinking", started=True),
+    # The rest are ours (llama.cpp's autoparser has no Granite 3 call case).
+    Case("ours-granite3-call", G3, _G3CALL, calls=(("special_function", ARG1),)),
+    Case(
+        "ours-granite3-content-then-call",
+        G3,
+        "Let me check. " + _g3calls(_jcall("get_time", '{"city": "Paris"}')),
+        "Let me check.",
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-granite3-parallel",
+        G3,
+        _g3calls(
+            _jcall("get_time", '{"city": "Paris"}'), _jcall("get_weather", '{"city": "Tokyo"}')
+        ),
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {"city": "Tokyo"})),
+    ),
+    Case(
+        "ours-granite3-thoughts-then-call",
+        G3,
+        "<think>I'm\nthinking</think>" + _G3CALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-granite3-call-in-response",
+        G3,
+        "<think>ok</think><response>" + _G3CALL + "</response>",
+        reasoning="ok",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-granite3-brackets-quotes-in-strings",
+        G3,
+        _g3calls(_jcall("python", '{"code": "a = [\\"]\\"]\\n# <|tool_call|> {"}')),
+        calls=(("python", {"code": 'a = ["]"]\n# <|tool_call|> {'}),),
+    ),
+    Case(
+        "ours-granite3-unicode",
+        G3,
+        _g3calls(_jcall("get_time", '{"city": "Zürich 🌧 \\ud83c\\udf1e"}')),
+        calls=(("get_time", {"city": "Zürich 🌧 🌞"}),),
+    ),
+    Case(
+        "ours-granite3-nested",
+        G3,
+        _g3calls(_jcall("todo_list", '{"todos": [{"id": 1, "tags": ["a", "b"]}, []]}')),
+        calls=(("todo_list", {"todos": [{"id": 1, "tags": ["a", "b"]}, []]}),),
+    ),
+    Case(
+        "ours-granite3-arguments-as-string",
+        G3,
+        _g3calls(_jcall("get_time", '"{\\"city\\": \\"Paris\\"}"')),
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-granite3-space-after-marker",
+        G3,
+        "<|tool_call|> \n" + _g3calls(_jcall("empty_args", "{}"))[len("<|tool_call|>") :],
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "ours-granite3-single-object",
+        G3,
+        "<|tool_call|>" + _jcall("special_function", '{"arg1": 1}'),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-granite3-call-then-text",
+        G3,
+        _G3CALL + "\nDone.",
+        "Done.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-granite3-not-json",
+        G3,
+        "<|tool_call|>special_function(arg1=1)",
+        "<|tool_call|>special_function(arg1=1)",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-granite3-broken-json",
+        G3,
+        '<|tool_call|>[{"name": "special_function", "arguments": {"arg1": 1]}',
+        '<|tool_call|>[{"name": "special_function", "arguments": {"arg1": 1]}',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-granite3-cut-off",
+        G3,
+        '<|tool_call|>[{"name": "special_function", "argu',
+        '<|tool_call|>[{"name": "special_function", "argu',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-granite3-bare-marker",
+        G3,
+        "<|tool_call|>",
+        "<|tool_call|>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-granite3-arguments-not-object",
+        G3,
+        '<|tool_call|>[{"name": "get_time", "arguments": [1]}]',
+        '<|tool_call|>[{"name": "get_time", "arguments": [1]}]',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-granite3-lookalike",
+        G3,
+        "Use <|tool_calls|> or <tool_call>, a < b.",
+        "Use <|tool_calls|> or <tool_call>, a < b.",
+    ),
+    Case(
+        "ours-granite3-unclosed-think",
+        G3,
+        "<think>still going",
+        reasoning="still going",
+        flags=UNCLOSED,
+    ),
+]
+
+
 ALL: list[Case] = (
-    HERMES + QWEN3_CODER + GLM + GEMMA4 + LFM2 + LLAMA3 + MISTRAL + DEEPSEEK + HARMONY + GENERIC
+    HERMES
+    + QWEN3_CODER
+    + GLM
+    + GEMMA4
+    + LFM2
+    + NEMOTRON_V2
+    + GRANITE3
+    + LLAMA3
+    + MISTRAL
+    + DEEPSEEK
+    + HARMONY
+    + GENERIC
 )

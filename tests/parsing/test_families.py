@@ -37,7 +37,7 @@ EXPECTED = {
     "deepseek-ai-DeepSeek-V3.2.jinja": Family.GENERIC,
     "GLM-4.6.jinja": Family.GLM,
     "GLM-4.7-Flash.jinja": Family.GLM,
-    "ibm-granite-granite-3.3-2B-Instruct.jinja": Family.GENERIC,
+    "ibm-granite-granite-3.3-2B-Instruct.jinja": Family.GRANITE3,
     "HuggingFaceTB-SmolLM3-3B.jinja": Family.GENERIC,
     "microsoft-Phi-3.5-mini-instruct.jinja": Family.GENERIC,
 }
@@ -76,6 +76,34 @@ LFM2_LIKE = (
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
 
+# Nemotron Nano v2's template is under the NVIDIA Open Model License, not shipped: a small
+# one in its style (tools in <AVAILABLE_TOOLS>, calls as a JSON list between <TOOLCALL>
+# and </TOOLCALL>, results in <TOOL_RESPONSE>, the answer's reasoning opened by the
+# generation prompt unless /no_think).
+NEMOTRON_V2_LIKE = (
+    "{{- '<SPECIAL_10>System\n' -}}{%- if tools -%}"
+    "{{- 'You can use the following tools to assist the user if required:\n"
+    "<AVAILABLE_TOOLS>' + tools | tojson + '</AVAILABLE_TOOLS>\n\n' -}}"
+    "{%- endif -%}{{- '\n\n' -}}"
+    "{%- for message in messages -%}"
+    "{%- if message.role == 'tool' -%}"
+    "{{- '<SPECIAL_11>User\n<TOOL_RESPONSE>[' + message.content + ']</TOOL_RESPONSE>\n' -}}"
+    "{%- elif message.role == 'assistant' -%}"
+    "{{- '<SPECIAL_11>Assistant\n' + (message.content or '') -}}"
+    "{%- if message.tool_calls -%}{{- '<TOOLCALL>[' -}}"
+    "{%- for call in message.tool_calls -%}"
+    '{{- \'{"name": "\' + call.function.name + \'", "arguments": \' -}}'
+    "{%- if call.function.arguments is string -%}{{- call.function.arguments -}}"
+    "{%- else -%}{{- call.function.arguments | tojson -}}{%- endif -%}"
+    "{{- '}' + (', ' if not loop.last else '') -}}{%- endfor -%}"
+    "{{- ']</TOOLCALL>' -}}{%- endif -%}{{- '\n<SPECIAL_12>\n' -}}"
+    "{%- else -%}{{- '<SPECIAL_11>' + message.role | capitalize + '\n' + message.content"
+    " + '\n' -}}{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<SPECIAL_11>Assistant\n' -}}"
+    "{%- if enable_thinking is defined and not enable_thinking -%}{{- '<think></think>' -}}"
+    "{%- else -%}{{- '<think>\n' -}}{%- endif -%}{%- endif -%}"
+)
+
 
 def _source(name: str) -> str:
     if name == "llama-like":
@@ -84,6 +112,8 @@ def _source(name: str) -> str:
         return GEMMA4_LIKE
     if name == "lfm2-like":
         return LFM2_LIKE
+    if name == "nemotron-v2-like":
+        return NEMOTRON_V2_LIKE
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
@@ -108,7 +138,11 @@ def test_detect_family_llama_and_fallbacks() -> None:
     assert detect_family("{{ '<|tool_call>call:' + name + '{' }}{{ '}<tool_call|>' }}") is (
         Family.GEMMA4
     )
+    # Phi-4-mini's <|tool_call|> (no Granite <|start_of_role|>) stays generic.
     assert detect_family("{{ '<|tool_call|>' }}") is Family.GENERIC
+    assert detect_family("'<|start_of_role|>' ' <|tool_call|> '") is Family.GRANITE3
+    assert detect_family(NEMOTRON_V2_LIKE) is Family.NEMOTRON_V2
+    assert detect_family("'<TOOLCALL>[' + calls + ']</TOOLCALL>'") is Family.NEMOTRON_V2
     assert detect_family("{{ '<|python_tag|>' }}") is Family.LLAMA3
     assert detect_family(None) is Family.GENERIC
     assert detect_family("") is Family.GENERIC
@@ -146,6 +180,12 @@ def test_override_wins() -> None:
         (" gpt-oss ", Family.HARMONY),
         ("json", Family.GENERIC),
         ("glm", Family.GLM),
+        ("nemotron_v2", Family.NEMOTRON_V2),
+        ("Nemotron-Nano-v2", Family.NEMOTRON_V2),
+        ("nemotron-v2", Family.NEMOTRON_V2),
+        ("granite3", Family.GRANITE3),
+        ("granite-3", Family.GRANITE3),
+        ("Granite3.3", Family.GRANITE3),
         ("GLM-4.6", Family.GLM),
         ("gemma4", Family.GEMMA4),
         ("Gemma-4", Family.GEMMA4),
@@ -185,6 +225,8 @@ USER = {"role": "user", "content": "Hi"}
         # opens the channel itself.
         ("gemma4-like", {}, False),
         ("gemma4-like", {"enable_thinking": True}, False),
+        ("nemotron-v2-like", {}, True),
+        ("nemotron-v2-like", {"enable_thinking": False}, False),
     ],
 )
 def test_prompt_opens_reasoning(name: str, variables: dict[str, Any], opens: bool) -> None:
@@ -347,3 +389,21 @@ def test_gemma4_renders_typed_values_and_reasoning_it_reads() -> None:
     parsed = parse_output(outputs[1], Family.GEMMA4)
     assert parsed.content == "The time is 10:00."
     assert parsed.tool_calls == ()
+
+
+def test_nemotron_v2_renders_calls_it_reads() -> None:
+    """Past calls as a Nemotron Nano v2-style template renders them (arguments as an
+    object or as the JSON string a client sends) parse back to the same calls. Not in
+    ROUND_TRIP: the prompt opens <think>, which a past turn does not repeat."""
+    second = {"id": "b", "type": "function", "function": {"name": "get_time"}}
+    second["function"]["arguments"] = '{"city": "Zürich \\"Z\\""}'
+    turn = {**CALL, "tool_calls": [*CALL["tool_calls"], second]}
+    template = ChatTemplate(NEMOTRON_V2_LIKE, bos_token="<s>", eos_token="</s>")
+    text = template.render([USER, turn], add_generation_prompt=False)
+    output = text.rsplit("<SPECIAL_11>Assistant\n", 1)[1].split("\n<SPECIAL_12>")[0]
+    message = parse_output(output, Family.NEMOTRON_V2)
+    assert [(c.name, c.arguments) for c in message.tool_calls] == [
+        ("get_time", '{"city": "Paris"}'),
+        ("get_time", '{"city": "Zürich \\"Z\\""}'),
+    ], output
+    assert message.content == ""

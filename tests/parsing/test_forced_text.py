@@ -34,6 +34,8 @@ def _tool(name: str) -> dict[str, Any]:
         (Family.GLM, "<tool_call>final_result\n<arg_key>city</arg_key>\n<arg_value>"),
         (Family.GEMMA4, '<|tool_call>call:final_result{city:<|"|>'),
         (Family.LFM2, "<|tool_call_start|>[final_result(city="),
+        (Family.NEMOTRON_V2, '<TOOLCALL>[{"name": "final_result", "arguments":'),
+        (Family.GRANITE3, '<|tool_call|>[{"name": "final_result", "arguments":'),
         (Family.LLAMA3, '{"name": "final_result", "parameters":'),
         (Family.MISTRAL, "[TOOL_CALLS]final_result[ARGS]"),
         (
@@ -65,6 +67,8 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
         (Family.GLM, "<tool_call>"),
         (Family.GEMMA4, "<|tool_call>call:"),
         (Family.LFM2, "<|tool_call_start|>["),
+        (Family.NEMOTRON_V2, '<TOOLCALL>[{"name":'),
+        (Family.GRANITE3, '<|tool_call|>[{"name":'),
         (Family.MISTRAL, "[TOOL_CALLS]"),
         (Family.HARMONY, "<|channel|>commentary to=functions."),
     ],
