@@ -24,19 +24,23 @@ from appliance.parsing.call_layout import (
     Seq,
     TextSyntax,
 )
-from appliance.parsing.gbnf_schema import NOT_UNICODE, convert_json, gbnf_literal
+from appliance.parsing.gbnf_schema import char_class, convert_json, gbnf_literal
 
 __all__ = ["render_gbnf"]
 
 _GBNF_TOKEN = re.compile(
     r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[0-9, ]*\}|[A-Za-z0-9_-]+|\s+|.', re.DOTALL
 )
-_RAW_PLAIN = rf"[^<\x00-\x08\x0B-\x1F\x7F{NOT_UNICODE}]"
-_RAW_CHAR = rf'({_RAW_PLAIN} | "<" [^/pft<\x00-\x08\x0B-\x1F\x7F{NOT_UNICODE}])'
-_RAW_FIRST = rf"[^<\x00-\x20\x7F{NOT_UNICODE}0-9{{\[tfn-]"  # what JSON cannot start with
+_CONTROLS = ((0, 0x08), (0x0B, 0x1F))  # tab and newline stay
+_RAW_PLAIN = char_class("<\x7f", _CONTROLS)
+_RAW_AFTER_LT = char_class("/pft<\x7f", _CONTROLS)
+_RAW_CHAR = f'({_RAW_PLAIN} | "<" {_RAW_AFTER_LT})'
+# What JSON cannot start with.
+_RAW_FIRST = char_class("<\x7f0123456789{[tfn-", ((0, 0x20),))
 _GBNF_TEXT = TextSyntax(_RAW_PLAIN, _RAW_CHAR, _RAW_FIRST, " ", '""')
 # A Gemma 4 string's text: no "<|" (its marks, its call markers), "<t" or "<<".
-_GEMMA_CHAR = rf'({_RAW_PLAIN} | "<" [^|t<\x00-\x08\x0B-\x1F\x7F{NOT_UNICODE}])'
+_GEMMA_AFTER_LT = char_class("|t<\x7f", _CONTROLS)
+_GEMMA_CHAR = f'({_RAW_PLAIN} | "<" {_GEMMA_AFTER_LT})'
 _GBNF_GEMMA_TEXT = TextSyntax(_RAW_PLAIN, _GEMMA_CHAR, _RAW_FIRST, " ", '""')
 _QUOTE = gbnf_literal(GEMMA_QUOTE)
 # Any value in Gemma's notation (see call_layout.GemmaAny).

@@ -37,22 +37,58 @@ from appliance.parsing.tool_schema import finite_number, nonnegative_int
 
 __all__ = [
     "GRAMMAR_COUNT_LIMIT",
-    "NOT_UNICODE",
     "SchemaGrammarError",
+    "char_class",
     "convert_json",
     "gbnf_literal",
     "integer_range",
     "number_range",
 ]
 
-# What llama.cpp's grammar reads as a character though it is no Unicode one: past
-# U+10FFFF (lead bytes F5-F7, which a model with byte tokens can write). Such text is not
-# UTF-8: each byte reads back as U+FFFD, and a string bounded to 16 characters came back
-# with 19. llama.cpp refuses a lead byte whose range meets an excluded one: F4 goes too
-# (plane 16, private use only). Surrogates stay allowed: ED also leads Hangul U+D000-D7A3.
-NOT_UNICODE = r"\U00110000-\U001FFFFF"
+# Every character a grammar may write: Unicode but the surrogates, which UTF-8 cannot
+# carry. llama.cpp's grammar reads more: past U+10FFFF (lead bytes F5-F7) and the
+# surrogates (ED A0-BF), which a model with byte tokens can write and no decoder reads
+# back (each byte became U+FFFD: a string bounded to 12 characters came back with 14).
+_UNICODE = ((0, 0xD7FF), (0xE000, 0x10FFFF))
+
+
+def _escape(cp: int) -> str:
+    if cp < 0x100:
+        return f"\\x{cp:02X}"
+    if cp < 0x10000:
+        return f"\\u{cp:04X}"
+    return f"\\U{cp:08X}"
+
+
+def char_class(excluded: str = "", ranges: tuple[tuple[int, int], ...] = ()) -> str:
+    """A GBNF class of every Unicode character but those in `excluded` and `ranges`.
+
+    Written as the ranges it allows, not as a negated class: llama.cpp takes a token that
+    ends mid-character when what it may still become meets the class. A negated class
+    refuses every lead byte whose range meets an exclusion (ED leads the surrogates and
+    Hangul U+D000-D7A3 alike; F4, plane 16 and what lies past Unicode); a positive one
+    refuses only the byte that makes an excluded character.
+    """
+    cut = sorted([(ord(c), ord(c)) for c in excluded] + list(ranges))
+    allowed: list[tuple[int, int]] = []
+    for low, high in _UNICODE:
+        start = low
+        for a, b in cut:
+            if b < start or a > high:
+                continue
+            if a > start:
+                allowed.append((start, a - 1))
+            start = max(start, b + 1)
+        if start <= high:
+            allowed.append((start, high))
+    body = "".join(_escape(a) if a == b else f"{_escape(a)}-{_escape(b)}" for a, b in allowed)
+    return f"[{body}]"
+
+
 # JSON strings: no raw control characters (the converter's own rule lets them in).
-_STRICT_CHAR = rf'[^"\\\x7F\x00-\x1F{NOT_UNICODE}] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{{4}})'
+_STRICT_CHAR = (
+    char_class('"\\\x7f', ((0, 0x1F),)) + ' | "\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+)
 _MAX_DIGITS = 16  # the converter's integers are at most 16 digits long
 # Formats the converter has rules for; any other leaves a plain string.
 _CONVERTER_FORMATS = re.compile(r"date|time|date-time|uuid[1-5]?")

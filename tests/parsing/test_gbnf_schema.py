@@ -16,7 +16,7 @@ import pytest
 
 from appliance.parsing import Family
 from appliance.parsing.constraints import json_gbnf, tool_call_gbnf
-from appliance.parsing.gbnf_schema import GRAMMAR_COUNT_LIMIT, NOT_UNICODE, SchemaGrammarError
+from appliance.parsing.gbnf_schema import GRAMMAR_COUNT_LIMIT, SchemaGrammarError
 
 # What zod 4.6 writes (z.toJSONSchema) for .datetime(), .email(), .uuid(), z.ipv4(),
 # z.ipv6(), z.base64(), z.e164(), z.nanoid(), z.ulid(), z.cidrv4(), z.iso.date(),
@@ -124,8 +124,7 @@ def as_regex(rules: dict[str, str], name: str = "root") -> str:
             j = i + 1
             while body[j] != "]":
                 j += 2 if body[j] == "\\" else 1
-            # Past U+10FFFF: no Python string holds it, and Python's regexes cannot say it.
-            out.append(body[i : j + 1].replace(NOT_UNICODE, ""))
+            out.append(body[i : j + 1])
             i = j + 1
         elif c == "{":
             j = body.index("}", i)
