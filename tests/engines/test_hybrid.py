@@ -1,4 +1,5 @@
-"""A hybrid model (Jamba: Mamba layers between attention layers) on the real engine.
+"""A hybrid model (Jamba: Mamba layers between attention layers) on the real engine;
+test_recurrent.py runs its engine tests on it too.
 
 llama.cpp keeps a recurrent state and a KV cache for each of its sequences. They decode
 together like any model's; neither part can be cut back to a shorter prefix, so a cached
@@ -34,27 +35,6 @@ def test_a_hybrid_model_gets_the_slots_asked_and_no_truncation(
     assert not llama_cpp.llama_model_is_recurrent(model)
     assert hybrid_engine.can_truncate is False
     assert hybrid_engine.n_slots == 3 and hybrid_engine.n_seq_max == 3
-
-
-def test_concurrent_sequences_are_read_in_one_step_each_as_if_alone(
-    hybrid_engine: LlamaEngine,
-) -> None:
-    prompts = {
-        "a": ("request number zero, a prompt of some length", 12),
-        "b": ("request number one", 6),
-        "c": ("request number two: " * 3, 12),
-    }
-    alone = {}
-    for rid, request in prompts.items():
-        serve = Serve(hybrid_engine)
-        serve({rid: request})
-        alone[rid] = serve.text(rid)
-    together = Serve(hybrid_engine)
-    together(prompts)
-    # llama.cpp read the three prompts, each with its own state and KV, in one step.
-    assert max(len(step) for step in together.recorder.steps) == 3
-    for rid in prompts:
-        assert together.text(rid) == alone[rid] != ""
 
 
 def test_a_cached_sequence_serves_only_a_prompt_that_extends_it_whole(

@@ -17,7 +17,7 @@ import pytest
 
 from appliance.engines.llamacpp import EngineConfig, LlamaEngine
 from appliance.engines.state_store import StateStore
-from appliance.tiny_model import write_tiny_mamba_gguf
+from appliance.tiny_model import write_tiny_hybrid_gguf, write_tiny_mamba_gguf
 from tests.daemon import Daemon, start_daemon, wait_for
 from tests.engines.test_step_shape_llamacpp import Serve
 
@@ -76,15 +76,18 @@ def completion(d: Daemon, prompt: str | list[int], **kw: Any) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-def mamba_engine(tmp_path_factory: pytest.TempPathFactory) -> LlamaEngine:
-    path = write_tiny_mamba_gguf(tmp_path_factory.mktemp("mamba-engine") / "mamba.gguf")
+@pytest.fixture(scope="module", params=[write_tiny_mamba_gguf, write_tiny_hybrid_gguf])
+def recurrent_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """The engine on a tiny Mamba, then on a tiny hybrid (Jamba): the same rules hold."""
+    path = request.param(tmp_path_factory.mktemp("recurrent-engine") / "model.gguf")
     cfg = EngineConfig(str(path), n_ctx=256, n_threads=1, n_slots=3, weight_repack=False)
     return LlamaEngine(cfg)
 
 
 def test_concurrent_sequences_are_read_in_one_step_each_as_if_alone(
-    mamba_engine: LlamaEngine,
+    recurrent_engine: LlamaEngine,
 ) -> None:
     prompts = {
         "a": ("request number zero, a prompt of some length", 12),
@@ -93,10 +96,10 @@ def test_concurrent_sequences_are_read_in_one_step_each_as_if_alone(
     }
     alone = {}
     for rid, request in prompts.items():
-        serve = Serve(mamba_engine)
+        serve = Serve(recurrent_engine)
         serve({rid: request})
         alone[rid] = serve.text(rid)
-    together = Serve(mamba_engine)
+    together = Serve(recurrent_engine)
     together(prompts)
     # llama.cpp read the three prompts, each in its own state, in one step.
     assert max(len(step) for step in together.recorder.steps) == 3
@@ -105,10 +108,10 @@ def test_concurrent_sequences_are_read_in_one_step_each_as_if_alone(
 
 
 def test_a_saved_state_comes_back_for_the_next_turn(
-    mamba_engine: LlamaEngine, tmp_path: Path
+    recurrent_engine: LlamaEngine, tmp_path: Path
 ) -> None:
     states = StateStore("mamba|test", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
-    serve = Serve(mamba_engine, states=states)
+    serve = Serve(recurrent_engine, states=states)
     serve({"doc": (DOC[:120], 8)})
     [entry] = serve.scheduler.kv.index.entries.values()
     held = list(entry.tokens)
@@ -129,10 +132,10 @@ def test_a_saved_state_comes_back_for_the_next_turn(
 
 
 def test_a_prompt_saved_before_its_last_token_serves_a_retry_and_a_changed_turn(
-    mamba_engine: LlamaEngine, tmp_path: Path
+    recurrent_engine: LlamaEngine, tmp_path: Path
 ) -> None:
     states = StateStore("mamba|test", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
-    serve = Serve(mamba_engine, states=states)
+    serve = Serve(recurrent_engine, states=states)
     prompt = DOC[:120]
     serve({"first": (prompt, 8)})
     read = serve.done("first")["prompt_tokens"] - 1
@@ -144,7 +147,7 @@ def test_a_prompt_saved_before_its_last_token_serves_a_retry_and_a_changed_turn(
     turn = prompt + " an answer written otherwise, then a new question"
     serve({"turn": (turn, 8)})
     assert serve.done("turn")["cached_tokens"] == read
-    fresh = Serve(mamba_engine)
+    fresh = Serve(recurrent_engine)
     fresh({"turn": (turn, 8)})
     assert fresh.done("turn")["cached_tokens"] == 0
     assert serve.text("turn") == fresh.text("turn") != ""
