@@ -28,12 +28,16 @@ from appliance.parsing.gbnf import render_gbnf
 AFTER_REASONING = "\n\n"
 # Gemma 4 reasons in a thought channel, and writes its answer right after it.
 _GEMMA_REASONING = ("<|channel>thought", "<channel|>", "")
+# Seed-OSS's template writes a newline between its closed block and the answer.
+_SEED_REASONING = ("<seed:think>", "</seed:think>", "\n")
 
 
 def _reasoning_tags(family: Family) -> tuple[str, str, str]:
     """(open, close, what follows the close) of the family's reasoning block."""
     if family is Family.GEMMA4:
         return _GEMMA_REASONING
+    if family is Family.SEED_OSS:
+        return _SEED_REASONING
     return "<think>", "</think>", AFTER_REASONING
 
 

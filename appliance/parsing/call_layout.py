@@ -29,6 +29,7 @@ __all__ = [
     "LFM2_CALL",
     "MISTRAL_CALLS",
     "NEMOTRON_CALL",
+    "SEED_CALL",
     "TOOL_CALL",
     "Alt",
     "GemmaAny",
@@ -48,6 +49,7 @@ __all__ = [
 # --- markers ------------------------------------------------------------------------
 
 TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+SEED_CALL, SEED_CALL_END = "<seed:tool_call>", "</seed:tool_call>"
 DS_CALLS_BEGIN, DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
 DS_CALL_BEGIN, DS_CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>"
 DS_SEP = "<｜tool▁sep｜>"
@@ -224,16 +226,20 @@ def _xml_option(
     return [_seq(Json(schema, defs), tail)]
 
 
-def _xml_call(tool: Tool, index: int) -> Node:
+def _xml_call(
+    tool: Tool, index: int, tags: tuple[str, str] = (TOOL_CALL, TOOL_CALL_END), nl: str = "\n"
+) -> Node:
+    """Qwen3-Coder's call (``nl``: the newline around each value), or Seed-OSS's: the
+    same in ``<seed:tool_call>`` tags, values with no newline around them."""
     top = _resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties")
     required = set(top.get("required") or ())
-    parts: list[Node] = [Lit(f"{TOOL_CALL}\n<function={tool.name}>\n")]
+    parts: list[Node] = [Lit(f"{tags[0]}\n<function={tool.name}>\n")]
     for j, (prop, sub) in enumerate((props or {}).items()):
-        value = _xml_value(tool, prop, sub, "\n</parameter>\n")
-        item = Rule(f"p{index}-{j}", _seq(f"<parameter={prop}>\n", value))
+        value = _xml_value(tool, prop, sub, f"{nl}</parameter>\n")
+        item = Rule(f"p{index}-{j}", _seq(f"<parameter={prop}>{nl}", value))
         parts.append(item if prop in required else Opt(item))
-    parts.append(Lit(f"</function>\n{TOOL_CALL_END}"))
+    parts.append(Lit(f"</function>\n{tags[1]}"))
     return Seq(tuple(parts))
 
 
@@ -417,6 +423,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _seq(f"{TOOL_CALL}\n", _json_call(tool, "arguments"), f"\n{TOOL_CALL_END}")
         elif family is Family.QWEN3_CODER:
             call = _xml_call(tool, i)
+        elif family is Family.SEED_OSS:
+            call = _xml_call(tool, i, (SEED_CALL, SEED_CALL_END), "")
         elif family is Family.GLM:
             call = _glm_call(tool, i, "\n" if variant == "lines" else "")
         elif family is Family.GEMMA4:
@@ -442,6 +450,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
     separators = {
         Family.HERMES: "\n",
         Family.QWEN3_CODER: "\n",
+        Family.SEED_OSS: "\n",
         Family.GLM: "\n" if variant == "lines" else "",
         Family.GEMMA4: "",
         Family.LFM2: ", ",

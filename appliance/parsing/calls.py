@@ -174,7 +174,9 @@ def _strip_one_newline(value: str) -> str:
     return value
 
 
-def _xml_parameters(body: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _xml_parameters(
+    body: str, schema: Mapping[str, Any] | None, strip: bool
+) -> dict[str, Any] | None:
     properties = schema.get("properties") if schema else None
     if not isinstance(properties, Mapping):
         properties = {}
@@ -199,14 +201,16 @@ def _xml_parameters(body: str, schema: Mapping[str, Any] | None) -> dict[str, An
             return None
         sub = properties.get(name)
         arguments[name] = _xml_value(
-            _strip_one_newline(raw), sub if isinstance(sub, Mapping) else None
+            _strip_one_newline(raw) if strip else raw, sub if isinstance(sub, Mapping) else None
         )
 
 
-def xml_calls(text: str, schemas: ToolSchemas) -> list[RawCall] | None:
+def xml_calls(text: str, schemas: ToolSchemas, *, strip: bool = True) -> list[RawCall] | None:
     """``<function=NAME><parameter=P>value</parameter>...</function>``, one or more.
 
     A JSON body (a Qwen3 model answering in the Hermes form) is read as JSON.
+    ``strip``: drop one newline at each end of a value, as Qwen3-Coder's template
+    writes them; Seed-OSS's writes the value with none, so its text is kept whole.
     """
     if text.strip().startswith("{"):
         return calls_from_json_text(text)
@@ -224,7 +228,7 @@ def xml_calls(text: str, schemas: ToolSchemas) -> list[RawCall] | None:
         name = m.group(1).strip()
         if not name:
             return None
-        arguments = _xml_parameters(text[m.end() : end], schemas.get(name))
+        arguments = _xml_parameters(text[m.end() : end], schemas.get(name), strip)
         if arguments is None:
             return None
         calls.append(RawCall(name, arguments))

@@ -64,6 +64,7 @@ from appliance.parsing.call_layout import (
     LFM2_CALL,
     MISTRAL_CALLS,
     NEMOTRON_CALL,
+    SEED_CALL,
     TOOL_CALL,
     Alt,
     Json,
@@ -95,6 +96,8 @@ def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
     grammar, a list, with ``[{"name"``; its single call, with ``{"name"``)."""
     if family in (Family.HERMES, Family.QWEN3_CODER, Family.GLM):
         return TOOL_CALL
+    if family is Family.SEED_OSS:
+        return SEED_CALL
     if family is Family.GEMMA4:
         return GEMMA_CALL
     if family is Family.LFM2:

@@ -15,6 +15,7 @@ __all__ = ["Family", "detect_family", "family_from_name", "prompt_opens_reasonin
 class Family(StrEnum):
     HERMES = "hermes"  # <tool_call>{json}</tool_call>: Hermes 2/3, Qwen2.5, Qwen3, QwQ
     QWEN3_CODER = "qwen3_coder"  # <tool_call><function=..><parameter=..>: Qwen3-Coder, 3.5
+    SEED_OSS = "seed_oss"  # <seed:tool_call><function=..><parameter=..>: Seed-OSS
     GLM = "glm"  # <tool_call>name<arg_key>..</arg_key><arg_value>..</arg_value>: GLM 4.5-4.7
     GEMMA4 = "gemma4"  # <|tool_call>call:name{key:value}<tool_call|>: Gemma 4
     LFM2 = "lfm2"  # <|tool_call_start|>[name(key=value, ...)]<|tool_call_end|>: LFM2, LFM2.5
@@ -41,6 +42,8 @@ _ALIASES: dict[str, Family] = {
     "llama3.1": Family.LLAMA3,
     "llama3.2": Family.LLAMA3,
     "llama3.3": Family.LLAMA3,
+    "seed": Family.SEED_OSS,
+    "seed-oss-36b": Family.SEED_OSS,
     "glm-4.5": Family.GLM,
     "glm-4.6": Family.GLM,
     "glm-4.7": Family.GLM,
@@ -69,7 +72,6 @@ _ALIASES: dict[str, Family] = {
 _FOREIGN = (
     "<arg_key>",  # Ling 3.0 (GLM's markers with <role> sections: read as GLM above)
     "｜DSML｜",  # DeepSeek V3.2+
-    "<seed:tool_call>",  # Seed-OSS
     "<minimax:tool_call>",  # MiniMax
     '<invoke name="',  # MiniMax M3 (inside <tool_call>)
     "<|tool_call_begin|>",  # Kimi K2
@@ -119,6 +121,8 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         # Granite 3.x writes roles as <|start_of_role|>..<|end_of_role|>; Phi-4-mini,
         # whose tokenizer has <|tool_call|> too, writes <|user|>, <|assistant|>.
         return Family.GRANITE3
+    if "<seed:tool_call>" in t:
+        return Family.SEED_OSS
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:
@@ -148,6 +152,7 @@ _OPENERS: dict[Family, tuple[str, ...]] = {
     Family.MISTRAL: ("[THINK]", "<think>"),
     Family.HARMONY: ("<|channel|>analysis<|message|>",),
     Family.GEMMA4: ("<|channel>thought",),
+    Family.SEED_OSS: ("<seed:think>",),
 }
 
 

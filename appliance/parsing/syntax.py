@@ -32,6 +32,8 @@ __all__ = ["Context", "Syntax", "syntax_for"]
 
 THINK = ("<think>", "</think>")
 TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+SEED_THINK = ("<seed:think>", "</seed:think>")
+SEED_CALL, SEED_CALL_END = "<seed:tool_call>", "</seed:tool_call>"
 FUNCTION, FUNCTION_END = "<function=", "</function>"
 GEMMA_THOUGHT = ("<|channel>thought", "<channel|>")
 GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
@@ -104,6 +106,16 @@ def _xml_tag(opener: str, ctx: Context) -> Region:
     )
 
 
+def _seed_tag(opener: str, ctx: Context) -> Region:
+    # Qwen3-Coder's calls in Seed's tags, each value written with no newline around it.
+    return TaggedRegion(
+        opener,
+        (SEED_CALL_END,),
+        lambda inner, _closed: xml_calls(inner, ctx.schemas, strip=False),
+        restarts=(SEED_CALL,),
+    )
+
+
 def _glm_tag(opener: str, ctx: Context) -> Region:
     return TaggedRegion(
         opener,
@@ -170,6 +182,7 @@ _SYNTAX: dict[Family, Syntax] = {
     Family.QWEN3_CODER: Syntax(
         (THINK,), (TOOL_CALL, FUNCTION), _xml_tag, after_call=(TOOL_CALL_END,)
     ),
+    Family.SEED_OSS: Syntax((SEED_THINK,), (SEED_CALL,), _seed_tag),
     Family.GLM: Syntax((THINK,), (TOOL_CALL,), _glm_tag),
     Family.GEMMA4: Syntax(
         (GEMMA_THOUGHT,),

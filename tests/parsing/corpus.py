@@ -942,6 +942,163 @@ GLM = [
 ]
 
 
+# --- Seed-OSS: <seed:tool_call><function=..><parameter=..>value</parameter>, <seed:think> --
+
+S = Family.SEED_OSS
+
+
+def _seed(name: str, *params: tuple[str, str]) -> str:
+    """A call as Seed-OSS's template writes it: no newline around a value."""
+    body = "".join(f"<parameter={k}>{v}</parameter>\n" for k, v in params)
+    return f"<seed:tool_call>\n<function={name}>\n{body}</function>\n</seed:tool_call>"
+
+
+_SCALL = _seed("special_function", ("arg1", "1"))
+_SOPT = _seed("special_function_with_opt", ("arg1", "1"), ("arg2", "2"))
+_OLD = 'def foo(arg = "14"):\n    return arg + "bar"\n'
+_NEW = 'def foo(arg = "15"):\n    pass\n'
+
+SEED_OSS = [
+    Case("seed-content", S, HELLO, HELLO),
+    Case(
+        "seed-reasoning",
+        S,
+        "<seed:think>I'm thinking about the answer</seed:think>\nHello, world!",
+        "Hello, world!",
+        reasoning="I'm thinking about the answer",
+    ),
+    Case("seed-call", S, _SCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "seed-parallel",
+        S,
+        _SCALL + "\n" + _SOPT,
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+    ),
+    Case(
+        "seed-todo-list",
+        S,
+        _seed(
+            "todo_list",
+            (
+                "todos",
+                '[{"item": "Check stuff", "selected": false}, {"item": "Prepare stuff", "selected": true}]',
+            ),
+        ),
+        calls=(
+            (
+                "todo_list",
+                {
+                    "todos": [
+                        {"item": "Check stuff", "selected": False},
+                        {"item": "Prepare stuff", "selected": True},
+                    ]
+                },
+            ),
+        ),
+    ),
+    # llama.cpp keeps a value's text whole, its last newline too.
+    Case(
+        "seed-inside-quotes",
+        S,
+        _seed("edit", ("filename", "foo.cpp"), ("oldString", _OLD), ("newString", _NEW)),
+        calls=(("edit", {"filename": "foo.cpp", "oldString": _OLD, "newString": _NEW}),),
+    ),
+    # llama.cpp's continuations: the prefilled "Hello, " and "I'm" are not in the output.
+    Case("seed-continue-content", S, "world!\nWhat's up?", "world!\nWhat's up?"),
+    Case(
+        "seed-continue-reasoning",
+        S,
+        " thinking</seed:think>\nHello, world!\nWhat's up?",
+        HELLO,
+        reasoning="thinking",
+        started=True,
+    ),
+    Case(
+        "ours-seed-think-then-call",
+        S,
+        "<seed:think>I'm\nthinking</seed:think>\n" + _SCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-seed-content-then-call",
+        S,
+        "Let me check.\n" + _SCALL,
+        "Let me check.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-seed-no-args",
+        S,
+        "<seed:tool_call>\n<function=empty_args>\n</function>\n</seed:tool_call>",
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "ours-seed-string-stays-text",
+        S,
+        _seed("get_time", ("city", "123")),
+        calls=(("get_time", {"city": "123"}),),
+    ),
+    Case(
+        "ours-seed-typed-values",
+        S,
+        _seed("magic_int", ("ref", "42"), ("name", "x")),
+        calls=(("magic_int", {"ref": 42, "name": "x"}),),
+    ),
+    Case(
+        "ours-seed-boolean",
+        S,
+        _seed("toggle", ("enabled", "true")),
+        calls=(("toggle", {"enabled": True}),),
+    ),
+    Case(
+        "ours-seed-object-value",
+        S,
+        _seed("set_config", ("config", '{"theme": "dark", "size": 3}')),
+        calls=(("set_config", {"config": {"theme": "dark", "size": 3}}),),
+    ),
+    Case(
+        "ours-seed-multiline-code",
+        S,
+        _seed("python", ("code", PY_HELLO)),
+        calls=(("python", {"code": PY_HELLO}),),
+    ),
+    Case(
+        "ours-seed-nullable",
+        S,
+        _seed("set_nullable_str", ("name", "null")),
+        calls=(("set_nullable_str", {"name": None}),),
+    ),
+    Case(
+        "ours-seed-call-in-reasoning",
+        S,
+        "<seed:think>maybe " + _SCALL + "</seed:think>\nNo call needed.",
+        "No call needed.",
+        reasoning="maybe " + _SCALL,
+    ),
+    Case(
+        "ours-seed-plain-think-is-content",
+        S,
+        "<think>not Seed's</think>Hi",
+        "<think>not Seed's</think>Hi",
+    ),
+    Case(
+        "ours-seed-truncated",
+        S,
+        "<seed:tool_call>\n<function=special_function>\n<parameter=arg1>1",
+        "<seed:tool_call>\n<function=special_function>\n<parameter=arg1>1",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-seed-unclosed-think",
+        S,
+        "<seed:think>still going",
+        reasoning="still going",
+        flags=UNCLOSED,
+    ),
+]
+
+
 # --- Gemma 4: <|tool_call>call:name{key:value}<tool_call|>, <|channel>thought ------------
 
 G4 = Family.GEMMA4
@@ -2635,6 +2792,7 @@ ALL: list[Case] = (
     HERMES
     + QWEN3_CODER
     + GLM
+    + SEED_OSS
     + GEMMA4
     + LFM2
     + NEMOTRON_V2

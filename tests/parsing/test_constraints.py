@@ -108,6 +108,7 @@ CASES = [
     ("qwen3_coder", Family.QWEN3_CODER, None),
     ("glm", Family.GLM, None),
     ("glm-compact", Family.GLM, "GLM-4.7-Flash.jinja"),
+    ("seed_oss", Family.SEED_OSS, "ByteDance-Seed-OSS.jinja"),
     ("gemma4", Family.GEMMA4, None),
     ("lfm2", Family.LFM2, None),
     ("nemotron_v2", Family.NEMOTRON_V2, None),

@@ -37,6 +37,7 @@ EXPECTED = {
     "deepseek-ai-DeepSeek-V3.2.jinja": Family.GENERIC,
     "GLM-4.6.jinja": Family.GLM,
     "GLM-4.7-Flash.jinja": Family.GLM,
+    "ByteDance-Seed-OSS.jinja": Family.SEED_OSS,
     "ibm-granite-granite-3.3-2B-Instruct.jinja": Family.GRANITE3,
     "HuggingFaceTB-SmolLM3-3B.jinja": Family.GENERIC,
     "microsoft-Phi-3.5-mini-instruct.jinja": Family.GENERIC,
@@ -187,6 +188,9 @@ def test_override_wins() -> None:
         ("granite-3", Family.GRANITE3),
         ("Granite3.3", Family.GRANITE3),
         ("GLM-4.6", Family.GLM),
+        ("seed_oss", Family.SEED_OSS),
+        ("Seed-OSS", Family.SEED_OSS),
+        ("seed", Family.SEED_OSS),
         ("gemma4", Family.GEMMA4),
         ("Gemma-4", Family.GEMMA4),
         ("gemma_4_it", Family.GEMMA4),
@@ -244,6 +248,8 @@ def test_prompt_opens_reasoning_markers() -> None:
     assert not prompt_opens_reasoning("<think></think>", Family.DEEPSEEK)
     assert prompt_opens_reasoning("<|turn>model\n<|channel>thought\n", Family.GEMMA4)
     assert not prompt_opens_reasoning("<|channel>thought\n<channel|>", Family.GEMMA4)
+    assert prompt_opens_reasoning("<seed:bos>assistant\n<seed:think>", Family.SEED_OSS)
+    assert not prompt_opens_reasoning("<seed:bos>assistant\n<think>", Family.SEED_OSS)
 
 
 TOOLS = [
@@ -281,6 +287,7 @@ EOT = (
     "<|end|>",
     "<|eot_id|>",
     "<turn|>",
+    "<seed:eos>",
 )
 
 ROUND_TRIP = [
@@ -295,6 +302,7 @@ ROUND_TRIP = [
     "deepseek-ai-DeepSeek-V3.1.jinja",
     "openai-gpt-oss-120b.jinja",
     "GLM-4.6.jinja",
+    "ByteDance-Seed-OSS.jinja",
     # Not GLM-4.7-Flash: its prompt ends with an opened <think> that a past turn does not
     # repeat ("<|assistant|></think>..."), so no past turn extends the prompt; its call
     # form is in the corpus.
