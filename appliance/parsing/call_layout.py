@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.parsing.calls import LFM2_CALL, LFM2_CALL_END
 from appliance.parsing.calls import _types as xml_declared_types
 from appliance.parsing.families import Family
 from appliance.parsing.jsonscan import loads_strict
+from appliance.parsing.notation_calls import GEMMA_QUOTE, LFM2_CALL, LFM2_CALL_END
 from appliance.parsing.tool_schema import Tool, nonnegative_int
 
 __all__ = [
@@ -56,7 +56,7 @@ DS_SEP = "<｜tool▁sep｜>"
 HARMONY_CALL = "<|channel|>commentary to=functions."
 HARMONY_MESSAGE = " <|constrain|>json<|message|>"
 MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
-GEMMA_CALL, GEMMA_CALL_END, GEMMA_QUOTE = "<|tool_call>", "<tool_call|>", '<|"|>'
+GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
 GRANITE_CALL = "<|tool_call|>"
 

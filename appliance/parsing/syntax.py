@@ -7,18 +7,15 @@ from dataclasses import dataclass
 
 from appliance.parsing.calls import (
     CALL_BEGIN,
-    LFM2_CALL,
-    LFM2_CALL_END,
     ToolSchemas,
     calls_from_json_text,
     deepseek_calls,
-    gemma4_calls,
     glm_calls,
-    lfm2_calls,
     python_tag_calls,
     xml_calls,
 )
 from appliance.parsing.families import Family
+from appliance.parsing.notation_calls import LFM2_CALL, LFM2_CALL_END, gemma4_calls, lfm2_calls
 from appliance.parsing.regions import (
     BareJson,
     JsonRegion,
