@@ -27,6 +27,7 @@ __all__ = [
     "GRANITE_CALL",
     "HARMONY_CALL",
     "LFM2_CALL",
+    "MINIMAX_CALL",
     "MISTRAL_CALLS",
     "NEMOTRON_CALL",
     "SEED_CALL",
@@ -50,6 +51,7 @@ __all__ = [
 
 TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 SEED_CALL, SEED_CALL_END = "<seed:tool_call>", "</seed:tool_call>"
+MINIMAX_CALL, MINIMAX_CALL_END = "<minimax:tool_call>", "</minimax:tool_call>"
 DS_CALLS_BEGIN, DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
 DS_CALL_BEGIN, DS_CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>"
 DS_SEP = "<｜tool▁sep｜>"
@@ -243,6 +245,21 @@ def _xml_call(
     return Seq(tuple(parts))
 
 
+def _minimax_invoke(tool: Tool, index: int) -> Node:
+    """One ``<invoke>`` as MiniMax M2's template writes it: each value with no newline
+    around it, each parameter and the invoke followed by one."""
+    top = _resolve(tool.schema, tool.schema.get("$defs") or {})
+    props = top.get("properties")
+    required = set(top.get("required") or ())
+    parts: list[Node] = [Lit(f'<invoke name="{tool.name}">\n')]
+    for j, (prop, sub) in enumerate((props or {}).items()):
+        value = _xml_value(tool, prop, sub, "</parameter>\n")
+        item = Rule(f"p{index}-{j}", _seq(f'<parameter name="{prop}">', value))
+        parts.append(item if prop in required else Opt(item))
+    parts.append(Lit("</invoke>\n"))
+    return Seq(tuple(parts))
+
+
 def _glm_call(tool: Tool, index: int, nl: str) -> Node:
     top = _resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties")
@@ -425,6 +442,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _xml_call(tool, i)
         elif family is Family.SEED_OSS:
             call = _xml_call(tool, i, (SEED_CALL, SEED_CALL_END), "")
+        elif family is Family.MINIMAX_M2:
+            call = _minimax_invoke(tool, i)
         elif family is Family.GLM:
             call = _glm_call(tool, i, "\n" if variant == "lines" else "")
         elif family is Family.GEMMA4:
@@ -451,6 +470,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.HERMES: "\n",
         Family.QWEN3_CODER: "\n",
         Family.SEED_OSS: "\n",
+        Family.MINIMAX_M2: "",
         Family.GLM: "\n" if variant == "lines" else "",
         Family.GEMMA4: "",
         Family.LFM2: ", ",
@@ -475,6 +495,9 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         return _seq(f"{NEMOTRON_CALL}[", body, f"]{NEMOTRON_CALL_END}")
     if family is Family.GRANITE3:
         return _seq(f"{GRANITE_CALL}[", body, "]")
+    # MiniMax M2's template writes every call of a turn in one block.
+    if family is Family.MINIMAX_M2:
+        return _seq(f"{MINIMAX_CALL}\n", body, MINIMAX_CALL_END)
     if family is Family.DEEPSEEK:
         if r1:
             return _seq(DS_CALLS_BEGIN, body, Opt(Lit("\n")), DS_CALLS_END)

@@ -170,7 +170,7 @@ def _strip_one_newline(value: str) -> str:
 
 
 def _xml_parameters(
-    body: str, schema: Mapping[str, Any] | None, strip: bool
+    body: str, schema: Mapping[str, Any] | None, strip: bool, pattern: re.Pattern[str] = _PARAMETER
 ) -> dict[str, Any] | None:
     properties = schema.get("properties") if schema else None
     if not isinstance(properties, Mapping):
@@ -178,14 +178,14 @@ def _xml_parameters(
     arguments: dict[str, Any] = {}
     pos = 0
     while True:
-        m = _PARAMETER.search(body, pos)
+        m = pattern.search(body, pos)
         if m is None:
             return arguments if not body[pos:].strip() else None
         if body[pos : m.start()].strip():
             return None
         name = m.group(1).strip()
         end = body.find(_PARAMETER_END, m.end())
-        following = _PARAMETER.search(body, m.end())
+        following = pattern.search(body, m.end())
         if end < 0 or (following is not None and following.start() < end):
             # A missing </parameter>: the value runs to the next parameter or the end.
             stop = following.start() if following is not None else len(body)
@@ -228,6 +228,43 @@ def xml_calls(text: str, schemas: ToolSchemas, *, strip: bool = True) -> list[Ra
             return None
         calls.append(RawCall(name, arguments))
         pos = end + len(_FUNCTION_END)
+    if not calls or text[pos:].strip():
+        return None
+    return calls
+
+
+# --- MiniMax M2 ---------------------------------------------------------------------
+
+_INVOKE = re.compile(r'<invoke name="([^"\n]*)">')
+_INVOKE_END = "</invoke>"
+_MINIMAX_PARAMETER = re.compile(r'<parameter name="([^"\n]*)">')
+
+
+def minimax_calls(text: str, schemas: ToolSchemas) -> list[RawCall] | None:
+    """``<invoke name="NAME"><parameter name="P">value</parameter>...</invoke>``, one or
+    more (inside ``<minimax:tool_call>``). MiniMax M2's template writes a string as its
+    text and any other value as JSON, with no newline around it: the text is kept whole
+    and read as Qwen3-Coder's values are, by the schema."""
+    calls: list[RawCall] = []
+    pos = 0
+    while True:
+        m = _INVOKE.search(text, pos)
+        if m is None:
+            break
+        if text[pos : m.start()].strip():
+            return None
+        end = text.find(_INVOKE_END, m.end())
+        if end < 0:
+            return None
+        name = m.group(1).strip()
+        if not name:
+            return None
+        body = text[m.end() : end]
+        arguments = _xml_parameters(body, schemas.get(name), False, _MINIMAX_PARAMETER)
+        if arguments is None:
+            return None
+        calls.append(RawCall(name, arguments))
+        pos = end + len(_INVOKE_END)
     if not calls or text[pos:].strip():
         return None
     return calls

@@ -62,6 +62,7 @@ from appliance.parsing.call_layout import (
     GRANITE_CALL,
     HARMONY_CALL,
     LFM2_CALL,
+    MINIMAX_CALL,
     MISTRAL_CALLS,
     NEMOTRON_CALL,
     SEED_CALL,
@@ -98,6 +99,8 @@ def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
         return TOOL_CALL
     if family is Family.SEED_OSS:
         return SEED_CALL
+    if family is Family.MINIMAX_M2:
+        return MINIMAX_CALL
     if family is Family.GEMMA4:
         return GEMMA_CALL
     if family is Family.LFM2:

@@ -16,6 +16,7 @@ class Family(StrEnum):
     HERMES = "hermes"  # <tool_call>{json}</tool_call>: Hermes 2/3, Qwen2.5, Qwen3, QwQ
     QWEN3_CODER = "qwen3_coder"  # <tool_call><function=..><parameter=..>: Qwen3-Coder, 3.5
     SEED_OSS = "seed_oss"  # <seed:tool_call><function=..><parameter=..>: Seed-OSS
+    MINIMAX_M2 = "minimax_m2"  # <minimax:tool_call><invoke name=..><parameter name=..>: M2
     GLM = "glm"  # <tool_call>name<arg_key>..</arg_key><arg_value>..</arg_value>: GLM 4.5-4.7
     GEMMA4 = "gemma4"  # <|tool_call>call:name{key:value}<tool_call|>: Gemma 4
     LFM2 = "lfm2"  # <|tool_call_start|>[name(key=value, ...)]<|tool_call_end|>: LFM2, LFM2.5
@@ -44,6 +45,8 @@ _ALIASES: dict[str, Family] = {
     "llama3.3": Family.LLAMA3,
     "seed": Family.SEED_OSS,
     "seed-oss-36b": Family.SEED_OSS,
+    "minimax": Family.MINIMAX_M2,
+    "minimax-m2.1": Family.MINIMAX_M2,
     "glm-4.5": Family.GLM,
     "glm-4.6": Family.GLM,
     "glm-4.7": Family.GLM,
@@ -72,8 +75,7 @@ _ALIASES: dict[str, Family] = {
 _FOREIGN = (
     "<arg_key>",  # Ling 3.0 (GLM's markers with <role> sections: read as GLM above)
     "｜DSML｜",  # DeepSeek V3.2+
-    "<minimax:tool_call>",  # MiniMax
-    '<invoke name="',  # MiniMax M3 (inside <tool_call>)
+    '<invoke name="',  # MiniMax M3 (]<]minimax[>[<invoke ..>, its parameters as tags)
     "<|tool_call_begin|>",  # Kimi K2
     "<|tool_calls_section_begin|>",  # Kimi K2
     "<|tool_call|>",  # Phi-4-mini (Granite 3's, with <|start_of_role|>, is read above)
@@ -123,6 +125,8 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         return Family.GRANITE3
     if "<seed:tool_call>" in t:
         return Family.SEED_OSS
+    if "<minimax:tool_call>" in t:
+        return Family.MINIMAX_M2
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:

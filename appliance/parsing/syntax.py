@@ -11,6 +11,7 @@ from appliance.parsing.calls import (
     calls_from_json_text,
     deepseek_calls,
     glm_calls,
+    minimax_calls,
     python_tag_calls,
     xml_calls,
 )
@@ -31,6 +32,7 @@ THINK = ("<think>", "</think>")
 TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 SEED_THINK = ("<seed:think>", "</seed:think>")
 SEED_CALL, SEED_CALL_END = "<seed:tool_call>", "</seed:tool_call>"
+MINIMAX_CALL, MINIMAX_CALL_END = "<minimax:tool_call>", "</minimax:tool_call>"
 FUNCTION, FUNCTION_END = "<function=", "</function>"
 GEMMA_THOUGHT = ("<|channel>thought", "<channel|>")
 GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
@@ -113,6 +115,16 @@ def _seed_tag(opener: str, ctx: Context) -> Region:
     )
 
 
+def _minimax_tag(opener: str, ctx: Context) -> Region:
+    # <invoke name=..><parameter name=..>value</parameter></invoke>, values kept whole.
+    return TaggedRegion(
+        opener,
+        (MINIMAX_CALL_END,),
+        lambda inner, _closed: minimax_calls(inner, ctx.schemas),
+        restarts=(MINIMAX_CALL,),
+    )
+
+
 def _glm_tag(opener: str, ctx: Context) -> Region:
     return TaggedRegion(
         opener,
@@ -180,6 +192,7 @@ _SYNTAX: dict[Family, Syntax] = {
         (THINK,), (TOOL_CALL, FUNCTION), _xml_tag, after_call=(TOOL_CALL_END,)
     ),
     Family.SEED_OSS: Syntax((SEED_THINK,), (SEED_CALL,), _seed_tag),
+    Family.MINIMAX_M2: Syntax((THINK,), (MINIMAX_CALL,), _minimax_tag),
     Family.GLM: Syntax((THINK,), (TOOL_CALL,), _glm_tag),
     Family.GEMMA4: Syntax(
         (GEMMA_THOUGHT,),

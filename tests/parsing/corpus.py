@@ -1099,6 +1099,180 @@ SEED_OSS = [
 ]
 
 
+# --- MiniMax M2: <minimax:tool_call><invoke name=..><parameter name=..>, <think> -------
+
+MM = Family.MINIMAX_M2
+
+
+def _invoke(name: str, *params: tuple[str, str]) -> str:
+    """An invoke as MiniMax M2's template writes it: no newline around a value."""
+    body = "".join(f'<parameter name="{k}">{v}</parameter>\n' for k, v in params)
+    return f'<invoke name="{name}">\n{body}</invoke>\n'
+
+
+def _mm(*invokes: str) -> str:
+    return "<minimax:tool_call>\n" + "".join(invokes) + "</minimax:tool_call>"
+
+
+_MMCALL = _mm(_invoke("special_function", ("arg1", "1")))
+
+MINIMAX_M2 = [
+    # llama.cpp's cases: the prompt opens <think>, so the output starts inside it.
+    Case("minimax-content", MM, "\n</think>\n\n" + HELLO, HELLO, "", started=True),
+    Case(
+        "minimax-reasoning",
+        MM,
+        "I'm\nthinking\n</think>\n\n" + HELLO,
+        HELLO,
+        THINKING,
+        started=True,
+    ),
+    Case(
+        "minimax-empty-args",
+        MM,
+        "Let's call a tool:\n</think>\n\n"
+        '<minimax:tool_call>\n<invoke name="empty_args">\n</invoke>\n</minimax:tool_call>',
+        reasoning="Let's call a tool:",
+        calls=(("empty_args", {}),),
+        started=True,
+    ),
+    Case(
+        "minimax-call",
+        MM,
+        "\n</think>\n\n" + _MMCALL,
+        reasoning="",
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    # llama.cpp's continuations: the prefilled "Hello, " and "I'm" are not in the output.
+    Case("minimax-continue-content", MM, "world!\nWhat's up?", "world!\nWhat's up?"),
+    Case(
+        "minimax-continue-reasoning",
+        MM,
+        " thinking\n</think>\n\n" + HELLO,
+        HELLO,
+        reasoning="thinking",
+        started=True,
+    ),
+    Case("ours-minimax-call", MM, _MMCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "ours-minimax-parallel-one-block",
+        MM,
+        _mm(
+            _invoke("special_function", ("arg1", "1")),
+            _invoke("special_function_with_opt", ("arg1", "1"), ("arg2", "2")),
+        ),
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+    ),
+    Case(
+        "ours-minimax-parallel-two-blocks",
+        MM,
+        _mm(_invoke("get_time", ("city", "Paris")))
+        + "\n"
+        + _mm(_invoke("get_weather", ("city", "Paris"))),
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"})),
+    ),
+    Case(
+        "ours-minimax-content-then-call",
+        MM,
+        "Let me check.\n" + _MMCALL,
+        "Let me check.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-minimax-think-then-call",
+        MM,
+        "<think>\nI'm\nthinking\n</think>\n\n" + _MMCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-minimax-string-stays-text",
+        MM,
+        _mm(_invoke("get_time", ("city", "123"))),
+        calls=(("get_time", {"city": "123"}),),
+    ),
+    Case(
+        "ours-minimax-typed-values",
+        MM,
+        _mm(_invoke("magic_int", ("ref", "-14"), ("name", "foo bar"))),
+        calls=(("magic_int", {"ref": -14, "name": "foo bar"}),),
+    ),
+    Case(
+        "ours-minimax-number",
+        MM,
+        _mm(_invoke("amount", ("orig", "3.14"))),
+        calls=(("amount", {"orig": 3.14}),),
+    ),
+    Case(
+        "ours-minimax-boolean",
+        MM,
+        _mm(_invoke("toggle", ("enabled", "true"))),
+        calls=(("toggle", {"enabled": True}),),
+    ),
+    Case(
+        "ours-minimax-object-value",
+        MM,
+        _mm(_invoke("set_config", ("config", '{"theme": "dark", "size": 3}'))),
+        calls=(("set_config", {"config": {"theme": "dark", "size": 3}}),),
+    ),
+    Case(
+        "ours-minimax-array-value",
+        MM,
+        _mm(_invoke("todo_list", ("todos", '[{"item": "Check stuff", "selected": false}]'))),
+        calls=(("todo_list", {"todos": [{"item": "Check stuff", "selected": False}]}),),
+    ),
+    Case(
+        "ours-minimax-multiline-code",
+        MM,
+        _mm(_invoke("python", ("code", PY_HELLO))),
+        calls=(("python", {"code": PY_HELLO}),),
+    ),
+    Case(
+        "ours-minimax-nullable",
+        MM,
+        _mm(_invoke("set_nullable_str", ("name", "null"))),
+        calls=(("set_nullable_str", {"name": None}),),
+    ),
+    Case(
+        "ours-minimax-markup-in-value",
+        MM,
+        _mm(_invoke("html", ("markup", '<p class="x">a &amp; b</p>'))),
+        calls=(("html", {"markup": '<p class="x">a &amp; b</p>'}),),
+    ),
+    Case(
+        "ours-minimax-call-in-reasoning",
+        MM,
+        "maybe " + _MMCALL + "\n</think>\n\nNo call needed.",
+        "No call needed.",
+        reasoning="maybe " + _MMCALL,
+        started=True,
+    ),
+    Case(
+        "ours-minimax-truncated",
+        MM,
+        '<minimax:tool_call>\n<invoke name="special_function">\n<parameter name="arg1">1',
+        '<minimax:tool_call>\n<invoke name="special_function">\n<parameter name="arg1">1',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-minimax-qwen-form-is-malformed",
+        MM,
+        "<minimax:tool_call>\n<function=special_function>\n</function>\n</minimax:tool_call>",
+        "<minimax:tool_call>\n<function=special_function>\n</function>\n</minimax:tool_call>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-minimax-unclosed-think",
+        MM,
+        "still going",
+        reasoning="still going",
+        started=True,
+        flags=UNCLOSED,
+    ),
+]
+
+
 # --- Gemma 4: <|tool_call>call:name{key:value}<tool_call|>, <|channel>thought ------------
 
 G4 = Family.GEMMA4
@@ -2793,6 +2967,7 @@ ALL: list[Case] = (
     + QWEN3_CODER
     + GLM
     + SEED_OSS
+    + MINIMAX_M2
     + GEMMA4
     + LFM2
     + NEMOTRON_V2

@@ -105,6 +105,34 @@ NEMOTRON_V2_LIKE = (
     "{%- else -%}{{- '<think>\n' -}}{%- endif -%}{%- endif -%}"
 )
 
+# MiniMax M2's template in small (MiniMax's own is not shipped: its licence could not be
+# checked here): tools as JSON, a past call's values as text when strings and as JSON
+# otherwise, and a generation prompt that opens <think>.
+MINIMAX_M2_LIKE = (
+    "{{- ']~!b[]~b]system\n' -}}{%- if tools -%}"
+    "{{- '# Tools\n<tools>\n' -}}{%- for tool in tools -%}"
+    "{{- '<tool>' + tool.function | tojson + '</tool>\n' -}}{%- endfor -%}"
+    "{{- '</tools>\nWhen making tool calls, use XML format:\n<minimax:tool_call>\n"
+    '<invoke name="tool-name">\n<parameter name="key">value</parameter>\n'
+    "</invoke>\n</minimax:tool_call>' -}}{%- endif -%}{{- '[e~[\n' -}}"
+    "{%- for message in messages -%}"
+    "{%- if message.role == 'assistant' -%}{{- ']~b]ai\n' + (message.content or '') -}}"
+    "{%- if message.tool_calls -%}{{- '\n<minimax:tool_call>\n' -}}"
+    "{%- for call in message.tool_calls -%}"
+    "{%- set args = call.function.arguments -%}"
+    "{{- '<invoke name=\"' + call.function.name + '\">\n' -}}"
+    "{%- for k, v in args.items() -%}"
+    "{{- '<parameter name=\"' + k + '\">' -}}"
+    "{{- v | tojson if v is not string else v -}}{{- '</parameter>\n' -}}"
+    "{%- endfor -%}{{- '</invoke>\n' -}}{%- endfor -%}"
+    "{{- '</minimax:tool_call>' -}}{%- endif -%}{{- '[e~[\n' -}}"
+    "{%- elif message.role == 'tool' -%}"
+    "{{- ']~b]tool\n<response>' + message.content + '</response>[e~[\n' -}}"
+    "{%- else -%}{{- ']~b]' + message.role + '\n' + message.content + '[e~[\n' -}}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- ']~b]ai\n<think>\n' -}}{%- endif -%}"
+)
+
 
 def _source(name: str) -> str:
     if name == "llama-like":
@@ -115,6 +143,8 @@ def _source(name: str) -> str:
         return LFM2_LIKE
     if name == "nemotron-v2-like":
         return NEMOTRON_V2_LIKE
+    if name == "minimax-m2-like":
+        return MINIMAX_M2_LIKE
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
@@ -143,6 +173,10 @@ def test_detect_family_llama_and_fallbacks() -> None:
     assert detect_family("{{ '<|tool_call|>' }}") is Family.GENERIC
     assert detect_family("'<|start_of_role|>' ' <|tool_call|> '") is Family.GRANITE3
     assert detect_family(NEMOTRON_V2_LIKE) is Family.NEMOTRON_V2
+    assert detect_family(MINIMAX_M2_LIKE) is Family.MINIMAX_M2
+    # MiniMax M3 writes its parameters as tags in ]<]minimax[>[ markers: not M2's form.
+    m3 = "{%- set ns_token = ']<]minimax[>[' -%}{{ ns_token + '<invoke name=\"x\">' }}"
+    assert detect_family(m3) is Family.GENERIC
     assert detect_family("'<TOOLCALL>[' + calls + ']</TOOLCALL>'") is Family.NEMOTRON_V2
     assert detect_family("{{ '<|python_tag|>' }}") is Family.LLAMA3
     assert detect_family(None) is Family.GENERIC
@@ -191,6 +225,9 @@ def test_override_wins() -> None:
         ("seed_oss", Family.SEED_OSS),
         ("Seed-OSS", Family.SEED_OSS),
         ("seed", Family.SEED_OSS),
+        ("minimax_m2", Family.MINIMAX_M2),
+        ("minimax-m2", Family.MINIMAX_M2),
+        ("MiniMax", Family.MINIMAX_M2),
         ("gemma4", Family.GEMMA4),
         ("Gemma-4", Family.GEMMA4),
         ("gemma_4_it", Family.GEMMA4),
@@ -231,6 +268,7 @@ USER = {"role": "user", "content": "Hi"}
         ("gemma4-like", {"enable_thinking": True}, False),
         ("nemotron-v2-like", {}, True),
         ("nemotron-v2-like", {"enable_thinking": False}, False),
+        ("minimax-m2-like", {}, True),
     ],
 )
 def test_prompt_opens_reasoning(name: str, variables: dict[str, Any], opens: bool) -> None:
@@ -415,3 +453,23 @@ def test_nemotron_v2_renders_calls_it_reads() -> None:
         ("get_time", '{"city": "Zürich \\"Z\\""}'),
     ], output
     assert message.content == ""
+
+
+def test_minimax_m2_renders_calls_it_reads() -> None:
+    """Past calls as a MiniMax M2-style template renders them (strings as text, other
+    values as JSON, every call in one block) parse back to the same calls. Not in
+    ROUND_TRIP: the prompt opens <think>, which a past turn does not repeat."""
+    arguments = {"city": 'Paris "x"\nline 2', "days": 3, "metric": False, "tags": ["a", 1]}
+    second = {"id": "b", "type": "function", "function": {"name": "get_time"}}
+    second["function"]["arguments"] = arguments
+    turn = {**CALL, "tool_calls": [*CALL["tool_calls"], second]}
+    template = ChatTemplate(MINIMAX_M2_LIKE, bos_token="<s>", eos_token="</s>")
+    text = template.render([USER, turn], add_generation_prompt=False, tools=TOOLS)
+    output = text.rsplit("]~b]ai\n", 1)[1].split("[e~[")[0]
+    message = parse_output(output, Family.MINIMAX_M2)
+    assert [(c.name, json.loads(c.arguments)) for c in message.tool_calls] == [
+        ("get_time", {"city": "Paris"}),
+        ("get_time", arguments),
+    ], output
+    assert message.content == ""
+    assert not message.malformed_tool_call

@@ -33,6 +33,10 @@ def _tool(name: str) -> dict[str, Any]:
         (Family.QWEN3_CODER, "<tool_call>\n<function=final_result>\n<parameter=city>"),
         (Family.GLM, "<tool_call>final_result\n<arg_key>city</arg_key>\n<arg_value>"),
         (Family.SEED_OSS, "<seed:tool_call>\n<function=final_result>\n<parameter=city>"),
+        (
+            Family.MINIMAX_M2,
+            '<minimax:tool_call>\n<invoke name="final_result">\n<parameter name="city">',
+        ),
         (Family.GEMMA4, '<|tool_call>call:final_result{city:<|"|>'),
         (Family.LFM2, "<|tool_call_start|>[final_result(city="),
         (Family.NEMOTRON_V2, '<TOOLCALL>[{"name": "final_result", "arguments":'),
@@ -67,6 +71,7 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
         (Family.QWEN3_CODER, "<tool_call>\n<function="),
         (Family.GLM, "<tool_call>"),
         (Family.SEED_OSS, "<seed:tool_call>\n<function="),
+        (Family.MINIMAX_M2, "<minimax:tool_call>\n<invoke name="),
         (Family.GEMMA4, "<|tool_call>call:"),
         (Family.LFM2, "<|tool_call_start|>["),
         (Family.NEMOTRON_V2, '<TOOLCALL>[{"name":'),
