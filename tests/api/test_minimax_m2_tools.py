@@ -1,11 +1,11 @@
 """MiniMax M2's tool calls through the daemon and the official `openai` client, on a tiny
-model with a small MiniMax M2-style template (its prompt opens <think>). A named call
-only: with tool_choice "required" the tiny model does not reach a call within the test's
-budget (it rambles in the opened <think>), which is still to be looked into."""
+model with a small MiniMax M2-style template (its prompt opens <think>, in which the
+tiny model rambles: the required call is made by pushing it to end there)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -66,3 +66,17 @@ def test_a_named_call_then_its_result_in_the_next_turn(minimax: Daemon) -> None:
     )
     assert r.choices[0].finish_reason in ("stop", "length")
     assert not r.choices[0].message.tool_calls
+
+
+def test_a_required_call_after_the_opened_reasoning(minimax: Daemon) -> None:
+    # Loaded first: the end-of-sequence id is known from then on.
+    client(minimax).chat.completions.create(model="minimax", messages=ASK, max_tokens=1)
+    info = next(m for m in minimax.get("/v1/models").json()["data"] if m["id"] == "minimax")
+    bias = {str(info["meta"]["eos_token_id"]): 100}
+    kw: dict[str, Any] = {"model": "minimax", "messages": ASK, "tools": [WEATHER]}
+    kw |= {"tool_choice": "required", "max_tokens": 600, "logit_bias": bias, "seed": 1}
+    r = client(minimax).chat.completions.create(**kw)
+    assert r.choices[0].finish_reason == "tool_calls"
+    [call] = r.choices[0].message.tool_calls or []
+    assert call.type == "function"
+    assert isinstance(check(call, WEATHER)["metric"], bool)
