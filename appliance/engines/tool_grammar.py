@@ -23,22 +23,22 @@ from appliance.parsing import Family
 from appliance.parsing.constraints import ANY_OBJECT, tool_call_layout, tool_call_trigger
 from appliance.parsing.forced_text import forced_prefix
 from appliance.parsing.gbnf import render_gbnf
+from appliance.parsing.syntax import GEMMA_THOUGHT, SEED_THINK, THINK
 
 # What a reasoning template writes between the closed block and the answer.
 AFTER_REASONING = "\n\n"
-# Gemma 4 reasons in a thought channel, and writes its answer right after it.
-_GEMMA_REASONING = ("<|channel>thought", "<channel|>", "")
-# Seed-OSS's template writes a newline between its closed block and the answer.
-_SEED_REASONING = ("<seed:think>", "</seed:think>", "\n")
+# What follows a closed block where a family's template writes otherwise: Gemma 4
+# answers right after its thought channel, Seed-OSS after one newline.
+_REASONING: dict[Family, tuple[tuple[str, str], str]] = {
+    Family.GEMMA4: (GEMMA_THOUGHT, ""),
+    Family.SEED_OSS: (SEED_THINK, "\n"),
+}
 
 
 def _reasoning_tags(family: Family) -> tuple[str, str, str]:
     """(open, close, what follows the close) of the family's reasoning block."""
-    if family is Family.GEMMA4:
-        return _GEMMA_REASONING
-    if family is Family.SEED_OSS:
-        return _SEED_REASONING
-    return "<think>", "</think>", AFTER_REASONING
+    (open_tag, close), after = _REASONING.get(family, (THINK, AFTER_REASONING))
+    return open_tag, close, after
 
 
 @dataclass(frozen=True)

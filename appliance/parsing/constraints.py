@@ -91,30 +91,30 @@ __all__ = [
 ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 
 
+# Where each family's calls open (GENERIC's and LLAMA3's bare JSON: below).
+_TRIGGERS: dict[Family, str] = {
+    Family.HERMES: TOOL_CALL,
+    Family.QWEN3_CODER: TOOL_CALL,
+    Family.GLM: TOOL_CALL,
+    Family.SEED_OSS: SEED_CALL,
+    Family.MINIMAX_M2: MINIMAX_CALL,
+    Family.GEMMA4: GEMMA_CALL,
+    Family.LFM2: LFM2_CALL,
+    Family.NEMOTRON_V2: NEMOTRON_CALL,
+    Family.GRANITE3: GRANITE_CALL,
+    Family.MISTRAL: MISTRAL_CALLS,
+    Family.DEEPSEEK: DS_CALLS_BEGIN,
+    Family.HARMONY: HARMONY_CALL,
+}
+
+
 def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
     """The literal text that opens a call in ``family``: where a lazy grammar starts.
     The grammars built with the same ``parallel`` begin with it (GENERIC's parallel
     grammar, a list, with ``[{"name"``; its single call, with ``{"name"``)."""
-    if family in (Family.HERMES, Family.QWEN3_CODER, Family.GLM):
-        return TOOL_CALL
-    if family is Family.SEED_OSS:
-        return SEED_CALL
-    if family is Family.MINIMAX_M2:
-        return MINIMAX_CALL
-    if family is Family.GEMMA4:
-        return GEMMA_CALL
-    if family is Family.LFM2:
-        return LFM2_CALL
-    if family is Family.NEMOTRON_V2:
-        return NEMOTRON_CALL
-    if family is Family.GRANITE3:
-        return GRANITE_CALL
-    if family is Family.MISTRAL:
-        return MISTRAL_CALLS
-    if family is Family.DEEPSEEK:
-        return DS_CALLS_BEGIN
-    if family is Family.HARMONY:
-        return HARMONY_CALL
+    opener = _TRIGGERS.get(family)
+    if opener is not None:
+        return opener
     if family is Family.GENERIC and parallel:
         return '[{"name"'
     return '{"name"'

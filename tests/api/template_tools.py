@@ -82,3 +82,55 @@ def one_call_whole_and_streamed(d: Daemon, tool: dict[str, Any], **kw: Any) -> A
     assert name == "get_weather"
     assert json.loads(arguments) == json.loads(call.function.arguments)
     return call
+
+
+def named_call_then_next_turn(d: Daemon, model: str, tool: Any, **kw: Any) -> tuple[Any, Any]:
+    """A named call of `tool`, then the call and its result sent back through the
+    template (arguments as the client sends them: a JSON string), whose answer is text.
+    Returns the first response and its call."""
+    first = client(d).chat.completions.create(
+        model=model,
+        messages=ASK,
+        tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        **kw,
+    )
+    [call] = first.choices[0].message.tool_calls or []
+    assert call.type == "function"
+    check(call, tool)
+    history = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": call.function.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'},
+    ]
+    r = client(d).chat.completions.create(
+        model=model, messages=history, tools=[tool], tool_choice="none", max_tokens=8
+    )
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert not r.choices[0].message.tool_calls
+    return first, call
+
+
+def required_call_ending_at_once(d: Daemon, model: str, tool: Any) -> Any:
+    """A required call from a model pushed to end at once (its end-of-sequence token
+    biased +100): where the prompt opened a reasoning block, it ends inside it, and the
+    call must still come. Returns the response, whose one call is checked."""
+    info = next(m for m in d.get("/v1/models").json()["data"] if m["id"] == model)
+    bias = {str(info["meta"]["eos_token_id"]): 100}
+    kw: dict[str, Any] = {"model": model, "messages": ASK, "tools": [tool]}
+    kw |= {"tool_choice": "required", "max_tokens": 600, "logit_bias": bias, "seed": 1}
+    r = client(d).chat.completions.create(**kw)
+    assert r.choices[0].finish_reason == "tool_calls"
+    [call] = r.choices[0].message.tool_calls or []
+    check(call, tool)
+    return r

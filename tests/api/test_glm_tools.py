@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.api.template_tools import (
-    ASK,
-    check,
-    client,
     one_call_whole_and_streamed,
+    required_call_ending_at_once,
     start_template_daemon,
     weather,
 )
@@ -45,12 +42,5 @@ def test_a_model_that_ends_inside_its_reasoning_still_makes_the_required_call(
     glm: Daemon,
 ) -> None:
     # GLM 4.7's prompt opens <think>; the model is pushed to end at once, inside it.
-    eos = next(m for m in glm.get("/v1/models").json()["data"] if m["id"] == "glm47")
-    bias = {str(eos["meta"]["eos_token_id"]): 100}
-    kw: dict[str, Any] = {"model": "glm47", "messages": ASK, "tools": [WEATHER]}
-    kw |= {"tool_choice": "required", "max_tokens": 600, "logit_bias": bias, "seed": 1}
-    r = client(glm).chat.completions.create(**kw)
-    assert r.choices[0].finish_reason == "tool_calls"
-    [call] = r.choices[0].message.tool_calls or []
-    check(call, WEATHER)
+    r = required_call_ending_at_once(glm, "glm47", WEATHER)
     assert not r.choices[0].message.content

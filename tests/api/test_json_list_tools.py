@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.api.template_tools import (
-    ASK,
-    check,
-    client,
+    named_call_then_next_turn,
     one_call_whole_and_streamed,
+    required_call_ending_at_once,
     start_template_daemon,
     weather,
 )
@@ -47,59 +46,14 @@ def test_a_required_call_comes_back_as_a_tool_call(daemon: Daemon, model: str) -
 
 @pytest.mark.parametrize("model", ["nemotron", "granite"])
 def test_a_named_call_then_its_result_in_the_next_turn(daemon: Daemon, model: str) -> None:
-    first = client(daemon).chat.completions.create(
-        model=model,
-        messages=ASK,
-        tools=[WEATHER],
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=600,
-        seed=1,
-    )
+    first, _ = named_call_then_next_turn(daemon, model, WEATHER, max_tokens=600, seed=1)
     assert first.choices[0].finish_reason == "tool_calls"
-    [call] = first.choices[0].message.tool_calls or []
-    assert call.type == "function"
-    check(call, WEATHER)
     assert not first.choices[0].message.content
-    # The call goes back through the template (arguments as the client sends them: a
-    # JSON string) with its result; the answer is text.
-    history = [
-        *ASK,
-        {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": call.function.arguments},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'},
-    ]
-    r = client(daemon).chat.completions.create(
-        model=model, messages=history, tools=[WEATHER], tool_choice="none", max_tokens=8
-    )
-    assert r.choices[0].finish_reason in ("stop", "length")
-    assert not r.choices[0].message.tool_calls
 
 
 def test_nemotron_ending_inside_its_reasoning_still_makes_the_required_call(
     daemon: Daemon,
 ) -> None:
     # The prompt opens <think>; the model is pushed to end at once, inside it.
-    eos = next(m for m in daemon.get("/v1/models").json()["data"] if m["id"] == "nemotron")
-    bias = {str(eos["meta"]["eos_token_id"]): 100}
-    r = client(daemon).chat.completions.create(
-        model="nemotron",
-        messages=ASK,
-        tools=[WEATHER],
-        tool_choice="required",
-        max_tokens=600,
-        logit_bias=bias,
-        seed=1,
-    )
-    assert r.choices[0].finish_reason == "tool_calls"
-    [call] = r.choices[0].message.tool_calls or []
-    check(call, WEATHER)
+    r = required_call_ending_at_once(daemon, "nemotron", WEATHER)
     assert not r.choices[0].message.content

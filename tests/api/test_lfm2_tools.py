@@ -9,9 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.api.template_tools import (
-    ASK,
-    check,
-    client,
+    named_call_then_next_turn,
     one_call_whole_and_streamed,
     start_template_daemon,
     weather,
@@ -38,36 +36,4 @@ def test_a_required_call_comes_back_as_a_tool_call(lfm2: Daemon) -> None:
 
 
 def test_a_named_call_then_its_result_in_the_next_turn(lfm2: Daemon) -> None:
-    first = client(lfm2).chat.completions.create(
-        model="lfm2",
-        messages=ASK,
-        tools=[WEATHER],
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=400,
-        seed=2,
-    )
-    [call] = first.choices[0].message.tool_calls or []
-    assert call.type == "function"
-    check(call, WEATHER)
-    # The call goes back through the template (arguments as the client sends them: a
-    # JSON string) with its result; the answer is text.
-    history = [
-        *ASK,
-        {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": call.function.arguments},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'},
-    ]
-    r = client(lfm2).chat.completions.create(
-        model="lfm2", messages=history, tools=[WEATHER], tool_choice="none", max_tokens=8
-    )
-    assert r.choices[0].finish_reason in ("stop", "length")
-    assert not r.choices[0].message.tool_calls
+    named_call_then_next_turn(lfm2, "lfm2", WEATHER, max_tokens=400, seed=2)

@@ -5,7 +5,6 @@ tiny model rambles: the required call is made by pushing it to end there)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -14,6 +13,8 @@ from tests.api.template_tools import (
     ASK,
     check,
     client,
+    named_call_then_next_turn,
+    required_call_ending_at_once,
     start_template_daemon,
     weather,
 )
@@ -33,50 +34,14 @@ def minimax(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 
 def test_a_named_call_then_its_result_in_the_next_turn(minimax: Daemon) -> None:
-    first = client(minimax).chat.completions.create(
-        model="minimax",
-        messages=ASK,
-        tools=[WEATHER],
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=600,
-        seed=1,
-    )
-    [call] = first.choices[0].message.tool_calls or []
-    assert call.type == "function"
+    _, call = named_call_then_next_turn(minimax, "minimax", WEATHER, max_tokens=600, seed=1)
     assert isinstance(check(call, WEATHER)["metric"], bool)
-    # The call goes back through the template (arguments as the client sends them: a
-    # JSON string) with its result; the answer is text.
-    history = [
-        *ASK,
-        {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": call.function.arguments},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'},
-    ]
-    r = client(minimax).chat.completions.create(
-        model="minimax", messages=history, tools=[WEATHER], tool_choice="none", max_tokens=8
-    )
-    assert r.choices[0].finish_reason in ("stop", "length")
-    assert not r.choices[0].message.tool_calls
 
 
 def test_a_required_call_after_the_opened_reasoning(minimax: Daemon) -> None:
     # Loaded first: the end-of-sequence id is known from then on.
     client(minimax).chat.completions.create(model="minimax", messages=ASK, max_tokens=1)
-    info = next(m for m in minimax.get("/v1/models").json()["data"] if m["id"] == "minimax")
-    bias = {str(info["meta"]["eos_token_id"]): 100}
-    kw: dict[str, Any] = {"model": "minimax", "messages": ASK, "tools": [WEATHER]}
-    kw |= {"tool_choice": "required", "max_tokens": 600, "logit_bias": bias, "seed": 1}
-    r = client(minimax).chat.completions.create(**kw)
-    assert r.choices[0].finish_reason == "tool_calls"
+    r = required_call_ending_at_once(minimax, "minimax", WEATHER)
     [call] = r.choices[0].message.tool_calls or []
     assert call.type == "function"
     assert isinstance(check(call, WEATHER)["metric"], bool)

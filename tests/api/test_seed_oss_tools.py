@@ -10,9 +10,8 @@ import pytest
 
 from appliance.parsing import Family, detect_family
 from tests.api.template_tools import (
-    ASK,
     check,
-    client,
+    named_call_then_next_turn,
     one_call_whole_and_streamed,
     start_template_daemon,
     weather,
@@ -39,36 +38,5 @@ def test_a_required_call_comes_back_as_a_tool_call(seed_oss: Daemon) -> None:
 
 
 def test_a_named_call_then_its_result_in_the_next_turn(seed_oss: Daemon) -> None:
-    first = client(seed_oss).chat.completions.create(
-        model="seed",
-        messages=ASK,
-        tools=[WEATHER],
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=600,
-        seed=1,
-    )
-    [call] = first.choices[0].message.tool_calls or []
-    assert call.type == "function"
+    _, call = named_call_then_next_turn(seed_oss, "seed", WEATHER, max_tokens=600, seed=1)
     assert isinstance(check(call, WEATHER)["metric"], bool)
-    # The call goes back through the template (arguments as the client sends them: a
-    # JSON string) with its result; the answer is text.
-    history = [
-        *ASK,
-        {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": call.function.arguments},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "sunny"}'},
-    ]
-    r = client(seed_oss).chat.completions.create(
-        model="seed", messages=history, tools=[WEATHER], tool_choice="none", max_tokens=8
-    )
-    assert r.choices[0].finish_reason in ("stop", "length")
-    assert not r.choices[0].message.tool_calls

@@ -441,8 +441,8 @@ def test_nemotron_v2_renders_calls_it_reads() -> None:
     """Past calls as a Nemotron Nano v2-style template renders them (arguments as an
     object or as the JSON string a client sends) parse back to the same calls. Not in
     ROUND_TRIP: the prompt opens <think>, which a past turn does not repeat."""
-    second = {"id": "b", "type": "function", "function": {"name": "get_time"}}
-    second["function"]["arguments"] = '{"city": "Zürich \\"Z\\""}'
+    call: dict[str, Any] = {"name": "get_time", "arguments": '{"city": "Zürich \\"Z\\""}'}
+    second = {"id": "b", "type": "function", "function": call}
     turn = {**CALL, "tool_calls": [*CALL["tool_calls"], second]}
     template = ChatTemplate(NEMOTRON_V2_LIKE, bos_token="<s>", eos_token="</s>")
     text = template.render([USER, turn], add_generation_prompt=False)
@@ -460,8 +460,11 @@ def test_minimax_m2_renders_calls_it_reads() -> None:
     values as JSON, every call in one block) parse back to the same calls. Not in
     ROUND_TRIP: the prompt opens <think>, which a past turn does not repeat."""
     arguments = {"city": 'Paris "x"\nline 2', "days": 3, "metric": False, "tags": ["a", 1]}
-    second = {"id": "b", "type": "function", "function": {"name": "get_time"}}
-    second["function"]["arguments"] = arguments
+    second = {
+        "id": "b",
+        "type": "function",
+        "function": {"name": "get_time", "arguments": arguments},
+    }
     turn = {**CALL, "tool_calls": [*CALL["tool_calls"], second]}
     template = ChatTemplate(MINIMAX_M2_LIKE, bos_token="<s>", eos_token="</s>")
     text = template.render([USER, turn], add_generation_prompt=False, tools=TOOLS)
