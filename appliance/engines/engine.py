@@ -12,7 +12,7 @@ positions 0..n-1, and the next token it evaluates goes at position n.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -162,6 +162,10 @@ class BatchEngine(ChatRenderer, Protocol):
     tool_family: str  # how its output spells tool calls (appliance.parsing.Family)
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]: ...
+
+    def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
+        """The text its chat template opens an answer with ("" when unknown)."""
+        ...
 
     def infill_prompt(self, request: dict[str, Any]) -> list[int]:
         """A fill-in-the-middle request's prompt (`infill.py`); raises EngineRequestError

@@ -135,16 +135,18 @@ class KVStreams:
     # -- recurrent checkpoints --------------------------------------------------------------
 
     def plan_checkpoint(self, seq: Sequence) -> None:
-        """A recurrent model's state is saved just before a prompt's last token is read,
-        when reading that much again would cost more than the copy.
+        """A recurrent model's state is saved where a chat prompt's history ends (before the
+        template's generation prompt), or else just before a prompt's last token, when
+        reading that much again would cost more than the copy.
 
         Its finished sequence serves only a prompt that extends it whole, and the next turn
-        of a conversation often does not: templates drop a reasoning block, re-render a tool
-        call's JSON. From this state the next turn reads only the last answer and what
-        follows, and the same prompt asked again (a retry) only its last token. llama-server
-        keeps checkpoints for the same reason.
+        of a conversation often does not: templates drop a reasoning block (Qwen3.5's
+        generation prompt opens `<think>`, its history shows none), re-render a tool call's
+        JSON. From the history's end the next turn reads only the last answer and what
+        follows, and the same prompt asked again (a retry) only its generation prompt.
+        llama-server keeps checkpoints for the same reason, a few tokens before the end.
         """
-        end = len(seq.prompt) - 1
+        end = seq.history_end or len(seq.prompt) - 1
         if (
             self.states is None
             or self.engine.can_truncate

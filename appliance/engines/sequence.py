@@ -31,6 +31,7 @@ class Sequence:
     n_past: int = 0  # tokens of `tokens` already in the KV
     cached_tokens: int = 0
     checkpoint_at: int | None = None  # a recurrent state is saved once this much is read
+    history_end: int | None = None  # a chat prompt's tokens before its generation prompt
     generated: int = 0
     state: str = "waiting"  # waiting | prefill | decode | done
     finish_reason: str = "length"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull
@@ -89,6 +89,9 @@ class FakeEngine:
         variables: dict[str, Any] | None = None,
     ) -> tuple[str, bool]:
         return " ".join(str(m.get("content", "")) for m in messages), False
+
+    def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
+        return ""
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:
         return [int(t) for t in text.split()]

@@ -24,10 +24,20 @@ from tests.engines.test_step_shape_llamacpp import Serve
 DOC = " ".join(f"line {i} of the shared document says the same thing again." for i in range(6))
 
 
+# Qwen3.5's way: the generation prompt opens a reasoning block, the history shows none.
+OPENS_THINK = """{%- for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}{%- if add_generation_prompt %}<|im_start|>assistant
+<think>
+{% endif %}"""
+
+
 @pytest.fixture(scope="module")
 def mamba_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("recurrent")
     model = write_tiny_mamba_gguf(home / "mamba.gguf")
+    think = home / "think.jinja"
+    think.write_text(OPENS_THINK)
     catalog = home / "catalog.toml"
     catalog.write_text(f'''
 [models.mamba]
@@ -35,6 +45,13 @@ source = "{model}"
 context = 512
 parallel = 4
 keep_alive = "forever"
+
+[models.mamba-think]
+source = "{model}"
+context = 512
+parallel = 2
+keep_alive = "forever"
+chat_template = "{think}"
 ''')
     env = {"APPLIANCE_PROMPT_CACHE_MIN_SAVE": "0", "APPLIANCE_WEIGHT_REPACK": "false"}
     d = start_daemon(home, catalog, env=env)
@@ -197,6 +214,29 @@ def test_the_same_prompt_gives_the_same_text(mamba_daemon: Daemon) -> None:
     assert first.choices[0].message.content == second.choices[0].message.content
     assert first.usage.prompt_tokens == second.usage.prompt_tokens > 40
     # The first answer's state is longer than the prompt and cannot serve it again; the
-    # state saved before the prompt's last token does (the daemon saves any worth it).
+    # state saved where the history ends does (the daemon saves any worth it): only the
+    # generation prompt, `<|im_start|>assistant\n`, is read again.
     assert first.usage.prompt_tokens_details.cached_tokens == 0
-    assert second.usage.prompt_tokens_details.cached_tokens == second.usage.prompt_tokens - 1
+    history = second.usage.prompt_tokens_details.cached_tokens
+    assert 0 < second.usage.prompt_tokens - history <= len("<|im_start|>assistant\n")
+
+
+def test_the_next_turn_starts_where_the_history_ended(mamba_daemon: Daemon) -> None:
+    """The prompt opens a reasoning block its next turn does not show (Qwen3.5's template):
+    the next turn still reads only from where the last prompt's history ended, and so does
+    a retry."""
+
+    def chat(*messages: dict[str, str]) -> Any:
+        return client(mamba_daemon).chat.completions.create(
+            model="mamba-think", messages=list(messages), max_tokens=6, temperature=0
+        )
+
+    question = {"role": "user", "content": DOC + " what comes next?"}
+    first = chat(question)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    retry = chat(question)
+    history = retry.usage.prompt_tokens_details.cached_tokens
+    assert 0 < first.usage.prompt_tokens - history <= len("<|im_start|>assistant\n<think>\n")
+    answer = {"role": "assistant", "content": "An answer."}
+    turn = chat(question, answer, {"role": "user", "content": "And before?"})
+    assert turn.usage.prompt_tokens_details.cached_tokens == history

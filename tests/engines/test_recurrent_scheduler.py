@@ -3,7 +3,9 @@ cached state serves only a prompt that extends it whole (a state cannot be cut b
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from appliance.engines.cache_costs import CacheCosts
 from appliance.engines.state_store import StateStore
@@ -130,3 +132,70 @@ def test_a_prompt_served_from_the_cache_is_saved_too(tmp_path: Path) -> None:
     assert run.done("next")["cached_tokens"] == 34
     # What a state before its last token saves is all 35 tokens, not the one read here.
     assert [*DOC, 40, 41, 42, 43, 44] in [s.tokens for s in states.states]
+
+
+class ReasoningChat(Recurrent):
+    """A template whose generation prompt opens a reasoning block (tokens 90 91, as Qwen3.5's
+    `<|im_start|>assistant\\n<think>\\n`) and whose history shows an answer without it."""
+
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
+        variables: dict[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        turns = " ".join(str(m["content"]) for m in messages)
+        return turns + " 90 91", True
+
+    def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
+        return " 90 91"
+
+
+def chat(run: Run, request_id: str, *contents: list[int]) -> None:
+    messages = [{"role": "user", "content": " ".join(map(str, c))} for c in contents]
+    run.scheduler.submit(
+        {
+            "type": "generate",
+            "id": request_id,
+            "mode": "chat",
+            "messages": messages,
+            "params": {"max_tokens": 4},
+        }
+    )
+    run.until_idle()
+
+
+def test_a_chat_is_saved_where_its_history_ends_and_the_next_turn_starts_there(
+    tmp_path: Path,
+) -> None:
+    engine = ReasoningChat(n_seq_max=2)
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    run = Run(engine=engine, slots=1, states=states)
+    chat(run, "first", DOC)
+    assert DOC in [s.tokens for s in states.states]  # not [*DOC, 90]: the history's end
+    assert run.text("first") == "<92><93><94><95>"
+
+    # The next turn shows the answer without the opened block: neither the finished
+    # sequence nor a state before the last prompt token is a prefix of it.
+    answer = [92, 93, 94, 95]
+    chat(run, "next", DOC, answer, [7, 8])
+    assert run.done("next")["cached_tokens"] == len(DOC)
+    assert [*DOC, *answer, 7, 8] in [s.tokens for s in states.states]
+    # A retry reads the generation prompt again, from the same state.
+    chat(run, "retry", DOC, answer, [7, 8])
+    assert run.done("retry")["cached_tokens"] == len(DOC) + 6
+    assert run.text("retry") == run.text("next") == "<92><93><94><95>"
+
+
+def test_a_prompt_that_does_not_end_with_the_generation_prompt_is_saved_before_its_last_token(
+    tmp_path: Path,
+) -> None:
+    class Prefill(ReasoningChat):
+        def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
+            return " 89 90 91"  # what render_chat writes does not end so
+
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    run = Run(engine=Prefill(n_seq_max=2), slots=1, states=states)
+    chat(run, "first", DOC)
+    assert [*DOC, 90] in [s.tokens for s in states.states]
