@@ -135,32 +135,46 @@ class KVStreams:
     # -- recurrent checkpoints --------------------------------------------------------------
 
     def plan_checkpoint(self, seq: Sequence) -> None:
-        """A recurrent model's state is saved where a chat prompt's history ends (before the
-        template's generation prompt), or else just before a prompt's last token, when
-        reading that much again would cost more than the copy.
+        """Where a recurrent model's prompt is saved on the way, when reading that much
+        again would cost more than the copy: its finished sequence serves only a prompt
+        that extends it whole, and a state cannot be cut back to a prefix.
 
-        Its finished sequence serves only a prompt that extends it whole, and the next turn
-        of a conversation often does not: templates drop a reasoning block (Qwen3.5's
-        generation prompt opens `<think>`, its history shows none), re-render a tool call's
-        JSON. From the history's end the next turn reads only the last answer and what
-        follows, and the same prompt asked again (a retry) only its generation prompt.
-        llama-server keeps checkpoints for the same reason, a few tokens before the end.
+        - Where a chat prompt's history ends (before the template's generation prompt), or
+          else before its last token. The next turn of a conversation often does not extend
+          the last one: templates drop a reasoning block (Qwen3.5's generation prompt opens
+          `<think>`, its history shows none), re-render a tool call's JSON. From there it
+          reads only the last answer and what follows, and a retry only the generation
+          prompt. llama-server keeps checkpoints for the same reason.
+        - Where it parts from every prompt cached or saved: the system prompt and tools
+          a new conversation shares with earlier ones (an agent's, several thousand
+          tokens), read once more here and then by none of the conversations after it.
         """
-        end = seq.history_end or len(seq.prompt) - 1
         if (
             self.states is None
             or self.engine.can_truncate
             or seq.deterministic
             or seq.prompt_logprobs is not None
-            or end <= seq.n_past
-            or not self.costs.worth_saving(end)
         ):
             return
-        seq.checkpoint_at = end
+        history = seq.history_end or len(seq.prompt) - 1
+        branch = self.shared_prefix(seq.prompt)
+        ends = {history} if self.costs.worth_saving(history) else set()
+        if (
+            branch < len(seq.prompt) - 1
+            and self.costs.worth_saving(branch)
+            and branch - seq.n_past >= self.costs.min_saved_tokens  # not the next turn's
+        ):
+            ends.add(branch)
+        seq.checkpoints = sorted(e for e in ends if e > seq.n_past)
+
+    def shared_prefix(self, prompt: Tokens[int]) -> int:
+        """The most tokens `prompt` shares with a cache entry or a saved state."""
+        _, n = self.index.best(prompt)
+        return max(n, self.states.shared_prefix(prompt) if self.states is not None else 0)
 
     def checkpoint(self, seq: Sequence) -> None:
         """Save the state `plan_checkpoint` asked for, now that it is read."""
-        seq.checkpoint_at = None
+        seq.checkpoints.pop(0)
         if self.states is None:
             return
         try:

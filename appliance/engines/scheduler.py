@@ -374,7 +374,7 @@ class Scheduler(RequestInbox):
         for seq, entry in batch:
             start = seq.n_past
             due = seq.evaluated(len(entry.tokens))
-            if seq.checkpoint_at == seq.n_past:
+            if seq.checkpoints and seq.checkpoints[0] == seq.n_past:
                 self.kv.checkpoint(seq)
             if entry.all_logits:
                 indices = [next(out) for _ in entry.tokens]

@@ -30,7 +30,7 @@ class Sequence:
     tokens: list[int] = field(default_factory=list)  # prompt + sampled tokens, in order
     n_past: int = 0  # tokens of `tokens` already in the KV
     cached_tokens: int = 0
-    checkpoint_at: int | None = None  # a recurrent state is saved once this much is read
+    checkpoints: list[int] = field(default_factory=list)  # recurrent states saved there
     history_end: int | None = None  # a chat prompt's tokens before its generation prompt
     generated: int = 0
     state: str = "waiting"  # waiting | prefill | decode | done
@@ -78,8 +78,8 @@ class Sequence:
 
     @property
     def prompt_left(self) -> int:
-        """Prompt tokens to read before the next stop: the checkpoint, else the end."""
-        end = self.checkpoint_at if self.checkpoint_at is not None else len(self.prompt)
+        """Prompt tokens to read before the next stop: a checkpoint, else the end."""
+        end = self.checkpoints[0] if self.checkpoints else len(self.prompt)
         return max(end - self.n_past, 0)
 
     def next_chunk(self, budget: int) -> list[int]:

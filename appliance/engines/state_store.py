@@ -95,6 +95,10 @@ class StateStore:
                 best, best_n = state, n
         return best, best_n
 
+    def shared_prefix(self, tokens: Sequence[int]) -> int:
+        """The most tokens `tokens` shares with a saved state, whole or not."""
+        return max((common_prefix(s.tokens, tokens) for s in self.states), default=0)
+
     def load(self, state: SavedState) -> bytes | None:
         """The state's bytes, or None (and the state forgotten) when its file is bad."""
         state.last_used = time.monotonic()

@@ -240,3 +240,32 @@ def test_the_next_turn_starts_where_the_history_ended(mamba_daemon: Daemon) -> N
     answer = {"role": "assistant", "content": "An answer."}
     turn = chat(question, answer, {"role": "user", "content": "And before?"})
     assert turn.usage.prompt_tokens_details.cached_tokens == history
+
+
+def test_a_system_prompt_two_conversations_share_serves_the_ones_after_them(
+    mamba_daemon: Daemon,
+) -> None:
+    """An agent's system prompt and tools start every conversation: a recurrent state cannot
+    be cut back to them, so the second conversation saves where it parts from the first,
+    and the third starts there (answering as it would from scratch)."""
+    system = {"role": "system", "content": "You answer from this document. " + DOC}
+
+    def chat(question: str, **extra: Any) -> Any:
+        messages = [system, {"role": "user", "content": question}]
+        return client(mamba_daemon).chat.completions.create(
+            model="mamba", messages=messages, max_tokens=6, temperature=0, extra_body=extra
+        )
+
+    assert chat("Alpha?").usage.prompt_tokens_details.cached_tokens == 0
+    assert chat("Bravo?").usage.prompt_tokens_details.cached_tokens == 0
+    third = chat("Charlie?")
+    n_system = len(
+        mamba_daemon.post("/tokenize", json={"content": system["content"]}).json()["tokens"]
+    )
+    assert n_system < third.usage.prompt_tokens_details.cached_tokens
+    assert third.usage.prompt_tokens_details.cached_tokens < third.usage.prompt_tokens - len(
+        "Charlie?"
+    )
+    fresh = chat("Charlie?", deterministic=True)
+    assert fresh.usage.prompt_tokens_details.cached_tokens == 0
+    assert third.choices[0].message.content == fresh.choices[0].message.content

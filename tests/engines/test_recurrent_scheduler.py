@@ -199,3 +199,24 @@ def test_a_prompt_that_does_not_end_with_the_generation_prompt_is_saved_before_i
     run = Run(engine=Prefill(n_seq_max=2), slots=1, states=states)
     chat(run, "first", DOC)
     assert [*DOC, 90] in [s.tokens for s in states.states]
+
+
+def test_a_prefix_two_prompts_share_is_saved_for_the_prompts_after_them(tmp_path: Path) -> None:
+    costs = CacheCosts(min_saved_s=0, min_saved_tokens=8, measure=False)
+    _, states, run = with_states(tmp_path, 2, costs=costs)
+    system = list(range(100, 140))  # a system prompt and tools every conversation starts with
+    run.submit("a", [*system, 50, 51, 52])
+    run.until_idle()
+    assert system not in [s.tokens for s in states.states]  # nobody shared it yet
+    run.submit("b", [*system, 60, 61])
+    run.until_idle()
+    assert run.done("b")["cached_tokens"] == 0
+    assert system in [s.tokens for s in states.states]  # where b parted from a
+    run.submit("c", [*system, 70, 71, 72])
+    run.until_idle()
+    assert run.done("c")["cached_tokens"] == len(system)
+    assert run.text("c") == "<73><74><75><76>"
+    # c parted from the others where it started: it saved only its prompt (before its
+    # last token), no second state of the shared part.
+    assert [s.tokens for s in states.states if s.tokens[40:41] == [70]] == [[*system, 70, 71]]
+    assert [s.tokens for s in states.states].count(system) == 1
