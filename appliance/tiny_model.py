@@ -326,16 +326,20 @@ def _add_mamba_layer(w: Any, rng: np.random.Generator, p: str, n_embd: int) -> N
     tensor("ssm_out.weight", n_embd, d_inner)
 
 
-def write_tiny_mamba_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
+def write_tiny_mamba_gguf(
+    path: str | os.PathLike[str], seed: int = 0, spec: TinyModelSpec | None = None
+) -> Path:
     """Write a Mamba-1 (llama.cpp arch "mamba") GGUF with random F32 weights to `path`.
 
     A recurrent model: llama.cpp keeps one fixed-size state per sequence instead of a
     KV cache, so the state cannot be cut back to a prefix. Same vocabulary, tokenizer
-    and chat template as `write_tiny_gguf`'s default model.
+    and chat template as `write_tiny_gguf`'s default model; `spec` sets its width and
+    depth (benchmarks).
     """
     import gguf
 
-    spec = TinyModelSpec(seed=seed)
+    spec = spec or TinyModelSpec(seed=seed)
+    seed = spec.seed
     n_embd, n_layer = spec.n_embd, spec.n_layer
     rng = np.random.default_rng(seed)
     tokens, scores, types = build_vocab(spec.n_merged_words)
@@ -369,21 +373,26 @@ def write_tiny_mamba_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
     return _publish(w, Path(path))
 
 
-def write_tiny_hybrid_gguf(path: str | os.PathLike[str], seed: int = 0) -> Path:
+def write_tiny_hybrid_gguf(
+    path: str | os.PathLike[str], seed: int = 0, spec: TinyModelSpec | None = None
+) -> Path:
     """Write a Jamba (llama.cpp arch "jamba") GGUF with random F32 weights to `path`.
 
     A hybrid model: Mamba-1 layers, each with a fixed-size state per sequence, between
     attention layers with a KV cache (a layer with no KV heads is a Mamba one). llama.cpp
     keeps both for every sequence, and neither can be cut back to a prefix without the
     other. Jamba's attention uses no RoPE; its Mamba layers are `write_tiny_mamba_gguf`'s
-    plus RMS norms of dt, B and C. Same vocabulary, tokenizer and chat template too.
+    plus RMS norms of dt, B and C. Same vocabulary, tokenizer and chat template too;
+    `spec` sets its width and depth (benchmarks: every third layer attends).
     """
     import gguf
 
-    spec = TinyModelSpec(seed=seed)
+    spec = spec or TinyModelSpec(seed=seed)
+    seed = spec.seed
     n_embd, n_head, n_ff = spec.n_embd, spec.n_head, spec.n_ff
     head_dim = n_embd // n_head
-    heads_kv = [0, spec.n_head_kv, 0]  # Mamba, attention, Mamba
+    # Mamba, attention, Mamba, ...
+    heads_kv = [spec.n_head_kv if i % 3 == 1 else 0 for i in range(max(3, spec.n_layer))]
     rng = np.random.default_rng(seed)
     tokens, scores, types = build_vocab(spec.n_merged_words)
     n_vocab = len(tokens)

@@ -30,8 +30,9 @@ from appliance.engines.tool_prompt import (
     with_generic_tools,
     with_instructions,
 )
+from appliance.engines.turn_marks import TurnMarkers, template_markers
 
-MAX_OPENINGS_KEPT = 32
+MAX_MARKERS_KEPT = 32
 
 
 class TemplateChat:
@@ -40,7 +41,7 @@ class TemplateChat:
 
     template: ChatTemplate
     tool_family: str
-    _openings: dict[str, str]
+    _markers: dict[str, TurnMarkers]
 
     def render_chat(
         self,
@@ -58,28 +59,15 @@ class TemplateChat:
             variables=variables,
         )
 
-    def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
-        """The text the template ends a prompt with to open the answer, with a request's
-        variables ("" when it writes none, or not at the end)."""
-        if not hasattr(self, "_openings") or len(self._openings) >= MAX_OPENINGS_KEPT:
-            self._openings = {}  # clients choose the variables: the memory is bounded
+    def turn_markers(self, variables: Mapping[str, Any] | None = None) -> TurnMarkers:
+        """The template's generation prompt and user-turn opening, with a request's
+        variables (`turn_marks`)."""
+        if not hasattr(self, "_markers") or len(self._markers) >= MAX_MARKERS_KEPT:
+            self._markers = {}  # clients choose the variables: the memory is bounded
         key = repr(sorted((variables or {}).items()))
-        if key not in self._openings:
-            self._openings[key] = generation_prompt(self.template.bound(variables or {}))
-        return self._openings[key]
-
-
-def generation_prompt(template: ChatTemplate) -> str:
-    """What `add_generation_prompt` adds after a user's message: `<|im_start|>assistant\n`,
-    Qwen3.5's with `<think>\n` too. A turn's history ends before it, and the next turn
-    renders the same history (what follows it, the answer, the template may rewrite)."""
-    probe = [{"role": "user", "content": "Hello."}]
-    try:
-        opened = template.render(probe, add_generation_prompt=True)
-        closed = template.render(probe, add_generation_prompt=False)
-    except ChatTemplateError:
-        return ""
-    return opened[len(closed) :] if opened.startswith(closed) else ""
+        if key not in self._markers:
+            self._markers[key] = template_markers(self.template.bound(variables or {}))
+        return self._markers[key]
 
 
 def render_prompt(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from appliance.engines.jump_forward import ForcedText
+from appliance.engines.turn_marks import TurnMarkers
 
 
 class EngineRequestError(Exception):
@@ -163,8 +164,8 @@ class BatchEngine(ChatRenderer, Protocol):
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]: ...
 
-    def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
-        """The text its chat template opens an answer with ("" when unknown)."""
+    def turn_markers(self, variables: Mapping[str, Any] | None = None) -> TurnMarkers:
+        """Its chat template's generation prompt and user-turn opening (`turn_marks`)."""
         ...
 
     def infill_prompt(self, request: dict[str, Any]) -> list[int]:

@@ -139,15 +139,15 @@ class KVStreams:
         again would cost more than the copy: its finished sequence serves only a prompt
         that extends it whole, and a state cannot be cut back to a prefix.
 
-        - Where a chat prompt's history ends (before the template's generation prompt), or
-          else before its last token. The next turn of a conversation often does not extend
-          the last one: templates drop a reasoning block (Qwen3.5's generation prompt opens
-          `<think>`, its history shows none), re-render a tool call's JSON. From there it
-          reads only the last answer and what follows, and a retry only the generation
-          prompt. llama-server keeps checkpoints for the same reason.
-        - Where it parts from every prompt cached or saved: the system prompt and tools
-          a new conversation shares with earlier ones (an agent's, several thousand
-          tokens), read once more here and then by none of the conversations after it.
+        - At a chat prompt's turn edges (`turn_marks`), or else before its last token:
+          where its last user turn starts (a new conversation on the same system prompt
+          and tools starts there) and where its history ends (the next turn starts there
+          even when it does not extend the last one: templates drop a reasoning block,
+          re-render a tool call's JSON; a retry reads only the generation prompt).
+          llama-server keeps checkpoints for the same reasons.
+        - Where it parts from every prompt cached or saved: a prefix other prompts share
+          (a raw completion's, or a system prompt whose user turn the template does not
+          mark), read once more here and by none of the prompts after it.
         """
         if (
             self.states is None
@@ -156,9 +156,9 @@ class KVStreams:
             or seq.prompt_logprobs is not None
         ):
             return
-        history = seq.history_end or len(seq.prompt) - 1
+        marks = seq.chat_marks or [len(seq.prompt) - 1]
         branch = self.shared_prefix(seq.prompt)
-        ends = {history} if self.costs.worth_saving(history) else set()
+        ends = {m for m in marks if self.costs.worth_saving(m)}
         if (
             branch < len(seq.prompt) - 1
             and self.costs.worth_saving(branch)

@@ -35,12 +35,12 @@ from appliance.engines.engine import (
 )
 from appliance.engines.jump_forward import Jump
 from appliance.engines.kv_streams import KVStreams
-from appliance.engines.prefix_cache import common_prefix
 from appliance.engines.protocol import Frame
 from appliance.engines.request_inbox import RequestInbox
 from appliance.engines.sequence import Sequence
 from appliance.engines.state_store import StateStore
 from appliance.engines.step_plan import gap_fillers, oldest_first, whole_then_equal
+from appliance.engines.turn_marks import chat_marks
 
 Emit = Callable[[Frame], None]
 
@@ -142,16 +142,18 @@ class Scheduler(RequestInbox):
         """Tokenize and check a request; it gets its `started` frame or its error now."""
         engine = self.engine
         params = dict(frame.get("params") or {})
-        history_end = None
+        marks: list[int] = []
         try:
             reasoning_started = False
             if frame.get("mode") == "chat":
                 text, reasoning_started = render_chat_frame(engine, frame, params)
                 tokens = engine.prompt_tokens(text, templated=True)
                 param = "messages"
-                if not engine.can_truncate:
-                    variables = dict(frame.get("template_vars") or {})
-                    history_end = self._history_end(text, tokens, variables)
+                if not engine.can_truncate:  # a recurrent model saves its state there
+                    markers = engine.turn_markers(dict(frame.get("template_vars") or {}))
+                    marks = chat_marks(
+                        text, tokens, markers, lambda t: engine.prompt_tokens(t, templated=True)
+                    )
             elif frame.get("mode") == "infill":
                 tokens = engine.infill_prompt(dict(frame.get("infill") or {}))
                 param = "input_prefix"
@@ -193,17 +195,8 @@ class Scheduler(RequestInbox):
             sampler=sampler,
             deterministic=bool(params.get("deterministic")),
             jump=Jump(sampler.forced) if sampler.forced is not None else None,
-            history_end=history_end,
+            chat_marks=marks,
         )
-
-    def _history_end(self, text: str, tokens: list[int], variables: dict[str, Any]) -> int | None:
-        """How many of a chat prompt's tokens come before the template's generation prompt:
-        where a recurrent model's state is saved (`KVStreams.plan_checkpoint`)."""
-        opening = self.engine.generation_prompt(variables)
-        if not opening or not text.endswith(opening):
-            return None  # a prefill, or a template whose answer opens otherwise
-        n = common_prefix(tokens, self.engine.prompt_tokens(text[: -len(opening)], templated=True))
-        return n if 0 < n < len(tokens) else None
 
     def _cancel(self, request_id: str) -> None:
         for seq in self.waiting:

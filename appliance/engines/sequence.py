@@ -31,7 +31,7 @@ class Sequence:
     n_past: int = 0  # tokens of `tokens` already in the KV
     cached_tokens: int = 0
     checkpoints: list[int] = field(default_factory=list)  # recurrent states saved there
-    history_end: int | None = None  # a chat prompt's tokens before its generation prompt
+    chat_marks: list[int] = field(default_factory=list)  # its turns' edges (turn_marks)
     generated: int = 0
     state: str = "waiting"  # waiting | prefill | decode | done
     finish_reason: str = "length"

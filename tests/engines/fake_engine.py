@@ -15,6 +15,7 @@ from typing import Any
 
 from appliance.engines.engine import BatchEntry, EngineRequestError, KVFull
 from appliance.engines.jump_forward import ForcedText
+from appliance.engines.turn_marks import TurnMarkers
 
 EOS = 0
 
@@ -90,8 +91,8 @@ class FakeEngine:
     ) -> tuple[str, bool]:
         return " ".join(str(m.get("content", "")) for m in messages), False
 
-    def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
-        return ""
+    def turn_markers(self, variables: Mapping[str, Any] | None = None) -> TurnMarkers:
+        return TurnMarkers()
 
     def prompt_tokens(self, text: str, *, templated: bool) -> list[int]:
         return [int(t) for t in text.split()]

@@ -242,12 +242,10 @@ def test_the_next_turn_starts_where_the_history_ended(mamba_daemon: Daemon) -> N
     assert turn.usage.prompt_tokens_details.cached_tokens == history
 
 
-def test_a_system_prompt_two_conversations_share_serves_the_ones_after_them(
-    mamba_daemon: Daemon,
-) -> None:
+def test_the_next_conversation_on_a_system_prompt_starts_after_it(mamba_daemon: Daemon) -> None:
     """An agent's system prompt and tools start every conversation: a recurrent state cannot
-    be cut back to them, so the second conversation saves where it parts from the first,
-    and the third starts there (answering as it would from scratch)."""
+    be cut back to them, so the state is saved where the user's turn starts, and the next
+    conversation starts there (answering as it would from scratch)."""
     system = {"role": "system", "content": "You answer from this document. " + DOC}
 
     def chat(question: str, **extra: Any) -> Any:
@@ -257,15 +255,11 @@ def test_a_system_prompt_two_conversations_share_serves_the_ones_after_them(
         )
 
     assert chat("Alpha?").usage.prompt_tokens_details.cached_tokens == 0
-    assert chat("Bravo?").usage.prompt_tokens_details.cached_tokens == 0
-    third = chat("Charlie?")
-    n_system = len(
-        mamba_daemon.post("/tokenize", json={"content": system["content"]}).json()["tokens"]
-    )
-    assert n_system < third.usage.prompt_tokens_details.cached_tokens
-    assert third.usage.prompt_tokens_details.cached_tokens < third.usage.prompt_tokens - len(
-        "Charlie?"
-    )
-    fresh = chat("Charlie?", deterministic=True)
+    second = chat("Bravo?")
+    block = f"<|im_start|>system\n{system['content']}<|im_end|>\n"
+    ids = mamba_daemon.post("/tokenize", json={"content": block, "add_special": True}).json()
+    n_block = len(ids["tokens"])  # with the BOS the prompt starts with
+    assert second.usage.prompt_tokens_details.cached_tokens == n_block
+    fresh = chat("Bravo?", deterministic=True)
     assert fresh.usage.prompt_tokens_details.cached_tokens == 0
-    assert third.choices[0].message.content == fresh.choices[0].message.content
+    assert second.choices[0].message.content == fresh.choices[0].message.content

@@ -9,6 +9,7 @@ from typing import Any
 
 from appliance.engines.cache_costs import CacheCosts
 from appliance.engines.state_store import StateStore
+from appliance.engines.turn_marks import TurnMarkers
 from tests.engines.fake_engine import FakeEngine
 from tests.engines.test_scheduler import Run
 
@@ -148,8 +149,8 @@ class ReasoningChat(Recurrent):
         turns = " ".join(str(m["content"]) for m in messages)
         return turns + " 90 91", True
 
-    def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
-        return " 90 91"
+    def turn_markers(self, variables: Mapping[str, Any] | None = None) -> TurnMarkers:
+        return TurnMarkers(opening=" 90 91")
 
 
 def chat(run: Run, request_id: str, *contents: list[int]) -> None:
@@ -192,8 +193,8 @@ def test_a_prompt_that_does_not_end_with_the_generation_prompt_is_saved_before_i
     tmp_path: Path,
 ) -> None:
     class Prefill(ReasoningChat):
-        def generation_prompt(self, variables: Mapping[str, Any] | None = None) -> str:
-            return " 89 90 91"  # what render_chat writes does not end so
+        def turn_markers(self, variables: Mapping[str, Any] | None = None) -> TurnMarkers:
+            return TurnMarkers(opening=" 89 90 91")  # what render_chat writes does not end so
 
     states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
     run = Run(engine=Prefill(n_seq_max=2), slots=1, states=states)
