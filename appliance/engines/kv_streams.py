@@ -149,6 +149,7 @@ class KVStreams:
           (a raw completion's, or a system prompt whose user turn the template does not
           mark), read once more here and by none of the prompts after it.
         """
+        seq.checkpoints = []
         if (
             self.states is None
             or self.engine.can_truncate
@@ -165,7 +166,15 @@ class KVStreams:
             and branch - seq.n_past >= self.costs.min_saved_tokens  # not the next turn's
         ):
             ends.add(branch)
-        seq.checkpoints = sorted(e for e in ends if e > seq.n_past)
+        # Each stop costs a pass over the weights: of two close ones, the first is enough
+        # (from it, the tokens to the other are few to read again), and none close after
+        # a saved state the request started from.
+        held = seq.prompt[: seq.n_past]
+        last = seq.n_past if held and self.states.holds(held) else 0
+        for end in sorted(ends):
+            if end - last >= self.costs.min_saved_tokens:
+                seq.checkpoints.append(end)
+                last = end
 
     def shared_prefix(self, prompt: Tokens[int]) -> int:
         """The most tokens `prompt` shares with a cache entry or a saved state."""

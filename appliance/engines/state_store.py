@@ -95,6 +95,10 @@ class StateStore:
                 best, best_n = state, n
         return best, best_n
 
+    def holds(self, tokens: Sequence[int]) -> bool:
+        """Whether a state of exactly `tokens` is saved."""
+        return any(len(s.tokens) == len(tokens) and s.tokens == list(tokens) for s in self.states)
+
     def shared_prefix(self, tokens: Sequence[int]) -> int:
         """The most tokens `tokens` shares with a saved state, whole or not."""
         return max((common_prefix(s.tokens, tokens) for s in self.states), default=0)

@@ -217,7 +217,53 @@ def test_a_prefix_two_prompts_share_is_saved_for_the_prompts_after_them(tmp_path
     run.until_idle()
     assert run.done("c")["cached_tokens"] == len(system)
     assert run.text("c") == "<73><74><75><76>"
-    # c parted from the others where it started: it saved only its prompt (before its
-    # last token), no second state of the shared part.
-    assert [s.tokens for s in states.states if s.tokens[40:41] == [70]] == [[*system, 70, 71]]
+    # c parted from the others where it started, and the end of its prompt is too close to
+    # that state to pay for a stop (a pass over the weights): it saved nothing more.
+    assert [s.tokens for s in states.states if s.tokens[40:41] == [70]] == []
     assert [s.tokens for s in states.states].count(system) == 1
+
+
+class RoleChat(Recurrent):
+    """A template that opens a system turn with token 70, a user's with 80, and the answer
+    with 90 91."""
+
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
+        variables: dict[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        opens = {"system": "70", "user": "80", "assistant": "85"}
+        turns = " ".join(f"{opens[m['role']]} {m['content']}" for m in messages)
+        return turns + " 90 91", False
+
+    def turn_markers(self, variables: Mapping[str, Any] | None = None) -> TurnMarkers:
+        return TurnMarkers(opening=" 90 91", user_start=" 80")
+
+
+def test_a_chat_is_saved_where_its_user_turn_starts_and_close_stops_are_one(
+    tmp_path: Path,
+) -> None:
+    costs = CacheCosts(min_saved_s=0, min_saved_tokens=8, measure=False)
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    engine = RoleChat(n_seq_max=2)
+    run = Run(engine=engine, slots=1, states=states, costs=costs)
+
+    def ask(request_id: str, question: list[int]) -> None:
+        messages = [
+            {"role": "system", "content": " ".join(map(str, DOC))},
+            {"role": "user", "content": " ".join(map(str, question))},
+        ]
+        frame = {"type": "generate", "id": request_id, "mode": "chat", "messages": messages}
+        run.scheduler.submit({**frame, "params": {"max_tokens": 4}})
+        run.until_idle()
+
+    ask("first", [1, 2, 3])
+    # Its user turn starts after 31 tokens and its history ends 4 later: one stop, the
+    # first (a pass over the weights each), and the prompt read in two pieces.
+    assert [s.tokens for s in states.states] == [[70, *DOC]]
+    assert [[len(e.tokens) for e in step] for step in engine.steps[:3]] == [[16], [15], [6]]
+    ask("next conversation", [4, 5])
+    assert run.done("next conversation")["cached_tokens"] == 31
+    assert run.text("next conversation") == "<92><93><94><95>"
