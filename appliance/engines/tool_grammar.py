@@ -88,7 +88,7 @@ def tool_constraint(
             forced = ForcedText(closing, trigger, close, required=True)
             return ToolConstraint(_with_prefix(gbnf, close), trigger, forced)
         return ToolConstraint(gbnf, None, ForcedText(text) if text else None)
-    literal = tool_call_trigger(fam, parallel=parallel)
+    literal = tool_call_trigger(fam, parallel=parallel, template=template)
     opener = re.escape(literal)
     if started:
         trigger = rf"^[\s\S]*?{close_re}[\s\S]*?({opener})[\s\S]*$"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.parsing.calls import DSML
 from appliance.parsing.calls import _types as xml_declared_types
 from appliance.parsing.families import Family
 from appliance.parsing.jsonscan import loads_strict
@@ -44,6 +45,7 @@ __all__ = [
     "Seq",
     "TextSyntax",
     "build_layout",
+    "dsml_block",
     "repeat",
 ]
 
@@ -61,6 +63,14 @@ MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
 GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
 GRANITE_CALL = "<|tool_call|>"
+
+
+def dsml_block(template: str | None) -> str:
+    """The tag that opens DeepSeek's DSML block of calls: V3.2's template names it
+    function_calls, V4's tool_calls (the newer one, taken when there is no template,
+    as llama.cpp takes it)."""
+    name = "function_calls" if template and "function_calls" in template else "tool_calls"
+    return f"<{DSML}{name}>"
 
 
 def _variant(family: Family, template: str | None) -> str:
@@ -260,6 +270,61 @@ def _minimax_invoke(tool: Tool, index: int) -> Node:
     return Seq(tuple(parts))
 
 
+def _dsml_invoke(tool: Tool, index: int, v4: bool) -> Node:
+    """One ``<｜DSML｜invoke>`` as DeepSeek's templates write it: each parameter on a line
+    of its own, its value with no newline around it; V4's writes an empty line for a
+    call without arguments."""
+    top = _resolve(tool.schema, tool.schema.get("$defs") or {})
+    props = top.get("properties") or {}
+    required = set(top.get("required") or ())
+    parts: list[Node] = [Lit(f'<{DSML}invoke name="{tool.name}">\n')]
+    for j, (prop, sub) in enumerate(props.items()):
+        item = Rule(f"p{index}-{j}", _dsml_parameter(tool, prop, sub))
+        parts.append(item if prop in required else Opt(item))
+    if v4 and not required:
+        parts.append(Lit("\n") if not props else Opt(Lit("\n")))
+    parts.append(Lit(f"</{DSML}invoke>\n"))
+    return Seq(tuple(parts))
+
+
+def _dsml_parameter(tool: Tool, prop: str, schema: Mapping[str, Any]) -> Node:
+    """``<｜DSML｜parameter name="KEY" string="true">text`` for a string, ``string="false">``
+    and JSON for any other value, then the closing tag: where the schema allows both,
+    either, each as the parser reads it back."""
+    defs = tool.schema.get("$defs") or {}
+    tail = f"</{DSML}parameter>\n"
+    resolved = _resolve(schema, defs)
+    alternatives = resolved.get("anyOf")
+    texts: list[Node] = []
+    others: list[Any] = []
+    for alt in alternatives if isinstance(alternatives, list) else [resolved]:
+        alt = _resolve(alt, defs)
+        if "const" in alt or "enum" in alt:
+            values = [alt["const"]] if "const" in alt else list(alt["enum"])
+            texts += [Lit(v + tail) for v in values if isinstance(v, str)]
+            rest = [v for v in values if not isinstance(v, str)]
+            others += [{"enum": rest}] if rest else []
+        elif alt.get("type") == "string":
+            bounded = "pattern" not in alt and "format" not in alt
+            low = (nonnegative_int(alt.get("minLength")) or 0) if bounded else 0
+            high = nonnegative_int(alt.get("maxLength")) if bounded else None
+            texts.append(Raw(low, high, tail))
+        else:
+            if not alt:  # any value: text, or JSON
+                texts.append(Raw(0, None, tail))
+            others.append(alt)
+    head = f'<{DSML}parameter name="{prop}" string='
+    options: list[Node] = []
+    if texts:
+        options.append(_seq(f'{head}"true">', Alt(tuple(texts)) if len(texts) > 1 else texts[0]))
+    if others:
+        value = Json(others[0] if len(others) == 1 else {"anyOf": others}, defs)
+        options.append(_seq(f'{head}"false">', value, tail))
+    if not options:  # no value at all (an empty enum): the schema's grammar says so
+        return _seq(f'{head}"false">', Json(schema, defs), tail)
+    return Alt(tuple(options)) if len(options) > 1 else options[0]
+
+
 def _glm_call(tool: Tool, index: int, nl: str) -> Node:
     top = _resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties")
@@ -444,6 +509,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _xml_call(tool, i, (SEED_CALL, SEED_CALL_END), "")
         elif family is Family.MINIMAX_M2:
             call = _minimax_invoke(tool, i)
+        elif family is Family.DEEPSEEK_DSML:
+            call = _dsml_invoke(tool, i, dsml_block(template).endswith("tool_calls>"))
         elif family is Family.GLM:
             call = _glm_call(tool, i, "\n" if variant == "lines" else "")
         elif family is Family.GEMMA4:
@@ -471,6 +538,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.QWEN3_CODER: "\n",
         Family.SEED_OSS: "\n",
         Family.MINIMAX_M2: "",
+        Family.DEEPSEEK_DSML: "",
         Family.GLM: "\n" if variant == "lines" else "",
         Family.GEMMA4: "",
         Family.LFM2: ", ",
@@ -498,6 +566,9 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
     # MiniMax M2's template writes every call of a turn in one block.
     if family is Family.MINIMAX_M2:
         return _seq(f"{MINIMAX_CALL}\n", body, MINIMAX_CALL_END)
+    if family is Family.DEEPSEEK_DSML:
+        block = dsml_block(template)
+        return _seq(f"{block}\n", body, "</" + block[1:])
     if family is Family.DEEPSEEK:
         if r1:
             return _seq(DS_CALLS_BEGIN, body, Opt(Lit("\n")), DS_CALLS_END)

@@ -16,12 +16,17 @@ from typing import Any
 from appliance.parsing.jsonscan import loads_strict
 
 __all__ = [
+    "DSML",
+    "DSML_TAGS",
+    "MINIMAX_TAGS",
+    "InvokeTags",
     "RawCall",
     "ToolSchemas",
     "calls_from_json_text",
     "calls_from_json_value",
     "deepseek_calls",
     "glm_calls",
+    "invoke_calls",
     "mistral_named_call",
     "python_tag_calls",
     "xml_calls",
@@ -170,8 +175,15 @@ def _strip_one_newline(value: str) -> str:
 
 
 def _xml_parameters(
-    body: str, schema: Mapping[str, Any] | None, strip: bool, pattern: re.Pattern[str] = _PARAMETER
+    body: str,
+    schema: Mapping[str, Any] | None,
+    strip: bool,
+    tags: tuple[re.Pattern[str], str] = (_PARAMETER, _PARAMETER_END),
 ) -> dict[str, Any] | None:
+    """The parameters of one call's body; ``tags``: the opening tag's pattern (its
+    first group the key, a second, where it has one, DSML's ``string`` attribute) and
+    the closing tag."""
+    pattern, end_tag = tags
     properties = schema.get("properties") if schema else None
     if not isinstance(properties, Mapping):
         properties = {}
@@ -184,20 +196,36 @@ def _xml_parameters(
         if body[pos : m.start()].strip():
             return None
         name = m.group(1).strip()
-        end = body.find(_PARAMETER_END, m.end())
+        end = body.find(end_tag, m.end())
         following = pattern.search(body, m.end())
         if end < 0 or (following is not None and following.start() < end):
-            # A missing </parameter>: the value runs to the next parameter or the end.
+            # A missing closing tag: the value runs to the next parameter or the end.
             stop = following.start() if following is not None else len(body)
             raw, pos = body[m.end() : stop], stop
         else:
-            raw, pos = body[m.end() : end], end + len(_PARAMETER_END)
+            raw, pos = body[m.end() : end], end + len(end_tag)
         if not name:
             return None
         sub = properties.get(name)
-        arguments[name] = _xml_value(
-            _strip_one_newline(raw) if strip else raw, sub if isinstance(sub, Mapping) else None
-        )
+        text = _strip_one_newline(raw) if strip else raw
+        sub = sub if isinstance(sub, Mapping) else None
+        flag = m.group(2) if pattern.groups > 1 else None
+        arguments[name] = _xml_value(text, sub) if flag is None else _flagged_value(text, sub, flag)
+
+
+def _flagged_value(text: str, schema: Mapping[str, Any] | None, string: str) -> Any:
+    """A DSML value, which says whether it is a string (``string="true"``: the text as
+    written) or JSON (``"false"``). Where that cannot be (a string for a parameter
+    that declares no string type, JSON that does not load), the schema decides, as
+    for a value that says nothing."""
+    types = _types(schema)
+    if string == "true" and (not types or "string" in types):
+        return text
+    if string == "false":
+        ok, loaded = loads_strict(text)
+        if ok:
+            return loaded
+    return _xml_value(text, schema)
 
 
 def xml_calls(text: str, schemas: ToolSchemas, *, strip: bool = True) -> list[RawCall] | None:
@@ -233,38 +261,70 @@ def xml_calls(text: str, schemas: ToolSchemas, *, strip: bool = True) -> list[Ra
     return calls
 
 
-# --- MiniMax M2 ---------------------------------------------------------------------
-
-_INVOKE = re.compile(r'<invoke name="([^"\n]*)">')
-_INVOKE_END = "</invoke>"
-_MINIMAX_PARAMETER = re.compile(r'<parameter name="([^"\n]*)">')
+# --- <invoke name=..> calls: MiniMax M2, DeepSeek V3.2 and V4 (DSML) ----------------
 
 
-def minimax_calls(text: str, schemas: ToolSchemas) -> list[RawCall] | None:
+@dataclass(frozen=True, slots=True)
+class InvokeTags:
+    """The tags of a family that writes a call as ``<invoke name="NAME">`` with a
+    ``<parameter name="KEY">`` per argument: the patterns' first group is the name,
+    a parameter's second (DSML's) its ``string`` attribute."""
+
+    invoke: re.Pattern[str]
+    invoke_end: str
+    parameter: re.Pattern[str]
+    parameter_end: str
+    json_body: bool = False  # an invoke may hold its arguments as one JSON object
+
+
+MINIMAX_TAGS = InvokeTags(
+    re.compile(r'<invoke name="([^"\n]*)">'),
+    "</invoke>",
+    re.compile(r'<parameter name="([^"\n]*)">'),
+    "</parameter>",
+)
+DSML = "｜DSML｜"
+DSML_TAGS = InvokeTags(
+    re.compile(rf'<{DSML}invoke name="([^"\n]*)">'),
+    f"</{DSML}invoke>",
+    re.compile(rf'<{DSML}parameter name="([^"\n]*)"(?: string="(true|false)")?>'),
+    f"</{DSML}parameter>",
+    json_body=True,
+)
+
+
+def invoke_calls(text: str, schemas: ToolSchemas, tags: InvokeTags) -> list[RawCall] | None:
     """``<invoke name="NAME"><parameter name="P">value</parameter>...</invoke>``, one or
-    more (inside ``<minimax:tool_call>``). MiniMax M2's template writes a string as its
-    text and any other value as JSON, with no newline around it: the text is kept whole
-    and read as Qwen3-Coder's values are, by the schema."""
+    more, in ``tags``' spelling. MiniMax M2's and DeepSeek's templates write a string as
+    its text and any other value as JSON, with no newline around it: the text is kept
+    whole and read as Qwen3-Coder's values are, by the schema (DSML's ``string``
+    attribute says which it is). With ``json_body``, an invoke whose body is a JSON
+    object takes it as the arguments (DeepSeek models sometimes write them so)."""
     calls: list[RawCall] = []
     pos = 0
     while True:
-        m = _INVOKE.search(text, pos)
+        m = tags.invoke.search(text, pos)
         if m is None:
             break
         if text[pos : m.start()].strip():
             return None
-        end = text.find(_INVOKE_END, m.end())
+        end = text.find(tags.invoke_end, m.end())
         if end < 0:
             return None
         name = m.group(1).strip()
         if not name:
             return None
         body = text[m.end() : end]
-        arguments = _xml_parameters(body, schemas.get(name), False, _MINIMAX_PARAMETER)
+        arguments: dict[str, Any] | None
+        if tags.json_body and body.strip().startswith("{"):
+            arguments = _arguments(body.strip())
+        else:
+            params = (tags.parameter, tags.parameter_end)
+            arguments = _xml_parameters(body, schemas.get(name), False, params)
         if arguments is None:
             return None
         calls.append(RawCall(name, arguments))
-        pos = end + len(_INVOKE_END)
+        pos = end + len(tags.invoke_end)
     if not calls or text[pos:].strip():
         return None
     return calls

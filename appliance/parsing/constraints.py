@@ -27,7 +27,8 @@ source) picks the one it renders for assistant tool calls: MISTRAL writes
 ``[TOOL_CALLS]name[ARGS]{...}`` (Small 3.2, Devstral, Magistral, Ministral; the
 default) or ``[TOOL_CALLS][{"name": ..., "arguments": {...}}]`` (v0.3, Nemo);
 DEEPSEEK writes ``function<｜tool▁sep｜>name`` and a fenced JSON block (R1, V3; the
-default) or ``name<｜tool▁sep｜>{...}`` (V3.1).
+default) or ``name<｜tool▁sep｜>{...}`` (V3.1); DEEPSEEK_DSML opens its block with
+``<｜DSML｜function_calls>`` (V3.2) or ``<｜DSML｜tool_calls>`` (V4; the default).
 
 Qwen3-Coder's XML values are written the way the parser types them back, which is
 by the parameter's *declared* schema: text for a declared string (no ``<`` that
@@ -71,6 +72,7 @@ from appliance.parsing.call_layout import (
     Json,
     Node,
     build_layout,
+    dsml_block,
 )
 from appliance.parsing.families import Family
 from appliance.parsing.gbnf import render_gbnf
@@ -108,10 +110,15 @@ _TRIGGERS: dict[Family, str] = {
 }
 
 
-def tool_call_trigger(family: Family, *, parallel: bool = False) -> str:
+def tool_call_trigger(
+    family: Family, *, parallel: bool = False, template: str | None = None
+) -> str:
     """The literal text that opens a call in ``family``: where a lazy grammar starts.
-    The grammars built with the same ``parallel`` begin with it (GENERIC's parallel
-    grammar, a list, with ``[{"name"``; its single call, with ``{"name"``)."""
+    The grammars built with the same ``parallel`` and ``template`` begin with it
+    (GENERIC's parallel grammar, a list, with ``[{"name"``; its single call, with
+    ``{"name"``; DeepSeek DSML's with the block its template names)."""
+    if family is Family.DEEPSEEK_DSML:
+        return dsml_block(template)
     opener = _TRIGGERS.get(family)
     if opener is not None:
         return opener
@@ -134,7 +141,8 @@ def tool_call_gbnf(
     ``tools``: OpenAI function tools (``{"type": "function", "function": {"name",
     "description", "parameters"}}``). ``parallel``: one or more calls, else exactly
     one. ``name``: only that function (tool_choice naming one). ``template``: the
-    chat template, to pick between a family's syntaxes (MISTRAL, DEEPSEEK).
+    chat template, to pick between a family's syntaxes (MISTRAL, DEEPSEEK,
+    DEEPSEEK_DSML).
     ``answer``: a JSON schema the output may follow instead of calling (tool_choice
     "auto" with a ``response_format``). Raises ValueError when no tool is left to call.
     """

@@ -25,6 +25,7 @@ class Family(StrEnum):
     LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
+    DEEPSEEK_DSML = "deepseek_dsml"  # <｜DSML｜invoke name=..><｜DSML｜parameter ..>: V3.2, V4
     HARMONY = "harmony"  # <|channel|>: gpt-oss
     GENERIC = "generic"  # bare JSON calls (and <tool_call> tags) for anything else
 
@@ -66,6 +67,9 @@ _ALIASES: dict[str, Family] = {
     "deepseek-r1": Family.DEEPSEEK,
     "deepseek-v3": Family.DEEPSEEK,
     "deepseek-v3.1": Family.DEEPSEEK,
+    "dsml": Family.DEEPSEEK_DSML,
+    "deepseek-v3.2": Family.DEEPSEEK_DSML,
+    "deepseek-v4": Family.DEEPSEEK_DSML,
     "gpt-oss": Family.HARMONY,
     "json": Family.GENERIC,
 }
@@ -74,7 +78,6 @@ _ALIASES: dict[str, Family] = {
 # lookalike marker (GLM's <tool_call>name<arg_key>...) is not misread as Hermes.
 _FOREIGN = (
     "<arg_key>",  # Ling 3.0 (GLM's markers with <role> sections: read as GLM above)
-    "｜DSML｜",  # DeepSeek V3.2+
     '<invoke name="',  # MiniMax M3 (]<]minimax[>[<invoke ..>, its parameters as tags)
     "<|tool_call_begin|>",  # Kimi K2
     "<|tool_calls_section_begin|>",  # Kimi K2
@@ -109,6 +112,9 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         return Family.HARMONY
     if "tool▁calls▁begin" in t or "tool▁call▁begin" in t:
         return Family.DEEPSEEK
+    if "｜DSML｜" in t:
+        # DeepSeek V3.2 and V4 name the token (dsml_token) and build their tags from it.
+        return Family.DEEPSEEK_DSML
     if "[TOOL_CALLS]" in t:
         return Family.MISTRAL
     if "<arg_key>" in t and "<arg_value>" in t and "<role>ASSISTANT</role>" not in t:

@@ -33,7 +33,8 @@ _GBNF_TOKEN = re.compile(
 )
 _CONTROLS = ((0, 0x08), (0x0B, 0x1F))  # tab and newline stay
 _RAW_PLAIN = char_class("<\x7f", _CONTROLS)
-_RAW_AFTER_LT = char_class("/pft<\x7f", _CONTROLS)
+# After "<", not what opens a tag: </..>, <parameter, <function, <tool_call, DSML's <｜.
+_RAW_AFTER_LT = char_class("/pft<｜\x7f", _CONTROLS)
 _RAW_CHAR = f'({_RAW_PLAIN} | "<" {_RAW_AFTER_LT})'
 # What JSON cannot start with.
 _RAW_FIRST = char_class("<\x7f0123456789{[tfn-", ((0, 0x20),))

@@ -35,7 +35,7 @@ _X_GUIDANCE = {
 }
 _LARK_TEXT = TextSyntax(
     plain=r"[^<\x00-\x08\x0B-\x1F\x7F]",
-    char=r"([^<\x00-\x08\x0B-\x1F\x7F]|<[^\/pft<\x00-\x08\x0B-\x1F\x7F])",
+    char=r"([^<\x00-\x08\x0B-\x1F\x7F]|<[^\/pft<｜\x00-\x08\x0B-\x1F\x7F])",
     first=r"[^<\x00-\x20\x7F0-9{\[tfn\-]",
     sep="",
     empty="",

@@ -7,11 +7,15 @@ from dataclasses import dataclass
 
 from appliance.parsing.calls import (
     CALL_BEGIN,
+    DSML,
+    DSML_TAGS,
+    MINIMAX_TAGS,
+    InvokeTags,
     ToolSchemas,
     calls_from_json_text,
     deepseek_calls,
     glm_calls,
-    minimax_calls,
+    invoke_calls,
     python_tag_calls,
     xml_calls,
 )
@@ -32,7 +36,7 @@ THINK = ("<think>", "</think>")
 TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 SEED_THINK = ("<seed:think>", "</seed:think>")
 SEED_CALL, SEED_CALL_END = "<seed:tool_call>", "</seed:tool_call>"
-MINIMAX_CALL, MINIMAX_CALL_END = "<minimax:tool_call>", "</minimax:tool_call>"
+MINIMAX_CALL = "<minimax:tool_call>"
 FUNCTION, FUNCTION_END = "<function=", "</function>"
 GEMMA_THOUGHT = ("<|channel>thought", "<channel|>")
 GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
@@ -46,6 +50,8 @@ DEEPSEEK_BEGINS = (
     "<｜tool▁calls｜>",
 )
 DEEPSEEK_ENDS = ("<｜tool▁calls▁end｜>", "<｜tool_calls_end｜>", "<｜tool calls end｜>")
+# DeepSeek V3.2 opens its block with function_calls, V4 with tool_calls.
+DSML_BLOCKS = (f"<{DSML}function_calls>", f"<{DSML}tool_calls>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +121,23 @@ def _seed_tag(opener: str, ctx: Context) -> Region:
     )
 
 
-def _minimax_tag(opener: str, ctx: Context) -> Region:
-    # <invoke name=..><parameter name=..>value</parameter></invoke>, values kept whole.
+def _invoke_block(opener: str, ctx: Context, tags: InvokeTags, restarts: tuple[str, ...]) -> Region:
+    """A block of <invoke name=..><parameter name=..>value</parameter></invoke> calls,
+    values kept whole, closed by the opener's closing tag."""
     return TaggedRegion(
         opener,
-        (MINIMAX_CALL_END,),
-        lambda inner, _closed: minimax_calls(inner, ctx.schemas),
-        restarts=(MINIMAX_CALL,),
+        ("</" + opener[1:],),
+        lambda inner, _closed: invoke_calls(inner, ctx.schemas, tags),
+        restarts=restarts,
     )
+
+
+def _minimax_tag(opener: str, ctx: Context) -> Region:
+    return _invoke_block(opener, ctx, MINIMAX_TAGS, (MINIMAX_CALL,))
+
+
+def _dsml_block(opener: str, ctx: Context) -> Region:
+    return _invoke_block(opener, ctx, DSML_TAGS, DSML_BLOCKS)
 
 
 def _glm_tag(opener: str, ctx: Context) -> Region:
@@ -219,6 +234,7 @@ _SYNTAX: dict[Family, Syntax] = {
         (("[THINK]", "[/THINK]"), THINK), ("[TOOL_CALLS]",), _mistral, id_length=9
     ),
     Family.DEEPSEEK: Syntax((THINK,), (*DEEPSEEK_BEGINS, CALL_BEGIN), _deepseek),
+    Family.DEEPSEEK_DSML: Syntax((THINK,), DSML_BLOCKS, _dsml_block),
     Family.GENERIC: Syntax(
         (THINK,),
         (TOOL_CALL,),

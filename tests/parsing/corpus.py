@@ -1273,6 +1273,308 @@ MINIMAX_M2 = [
 ]
 
 
+# --- DeepSeek V3.2 and V4: <｜DSML｜invoke name=..><｜DSML｜parameter name=.. string=..> -------
+
+DS = Family.DEEPSEEK_DSML
+_DSML = "｜DSML｜"
+
+
+def _dparam(key: str, value: str, string: bool) -> str:
+    flag = "true" if string else "false"
+    return f'<{_DSML}parameter name="{key}" string="{flag}">{value}</{_DSML}parameter>\n'
+
+
+def _dinvoke(name: str, *params: str, empty: str = "") -> str:
+    """An invoke as DeepSeek's templates write it (V4's writes a line for no arguments)."""
+    return f'<{_DSML}invoke name="{name}">\n' + ("".join(params) or empty) + f"</{_DSML}invoke>\n"
+
+
+def _dsml(*invokes: str, block: str = "function_calls") -> str:
+    return f"<{_DSML}{block}>\n" + "".join(invokes) + f"</{_DSML}{block}>"
+
+
+def _v4(*invokes: str) -> str:
+    return _dsml(*invokes, block="tool_calls")
+
+
+_ARG1_FALSE = _dparam("arg1", "1", False)
+_DSCALL = _dsml(_dinvoke("special_function", _ARG1_FALSE))
+_TOKYO = _dinvoke("get_time", _dparam("city", "Tokyo", True))
+_BOTH = (
+    _dinvoke("get_time", _dparam("city", "Paris", True)),
+    _dinvoke("get_weather", _dparam("city", "Paris", True)),
+)
+_PARIS_BOTH = (("get_time", {"city": "Paris"}), ("get_weather", {"city": "Paris"}))
+_MULTI = _dinvoke("magic_int", _dparam("ref", "42", False), _dparam("name", "foo bar", True))
+
+
+def _dtyped(label: str, invoke: str, call: tuple[str, dict[str, Any]]) -> Case:
+    """llama.cpp's typed-value cases: thinking, then one call in V3.2's block."""
+    return Case(
+        f"dsml-{label}",
+        DS,
+        f"Test {label}</think>\n\n" + _dsml(invoke),
+        reasoning=f"Test {label}",
+        calls=(call,),
+        started=True,
+    )
+
+
+DEEPSEEK_DSML = [
+    # llama.cpp's V3.2 cases: with thinking the prompt opens <think>, without it the
+    # prompt closes an empty block and the output is the answer.
+    Case("dsml-content", DS, HELLO, HELLO),
+    Case("dsml-thoughts", DS, "I'm\nthinking</think>" + HELLO, HELLO, THINKING, started=True),
+    Case(
+        "dsml-thinking-call",
+        DS,
+        "Let me check the time</think>\n\n" + _dsml(_TOKYO),
+        reasoning="Let me check the time",
+        calls=(("get_time", {"city": "Tokyo"}),),
+        started=True,
+    ),
+    Case("dsml-call", DS, _DSCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "dsml-parallel",
+        DS,
+        "Calling both</think>\n\n" + _dsml(*_BOTH),
+        reasoning="Calling both",
+        calls=_PARIS_BOTH,
+        started=True,
+    ),
+    Case(
+        "dsml-content-then-call",
+        DS,
+        "Thinking about it</think>Let me call the function.\n\n" + _DSCALL,
+        "Let me call the function.",
+        "Thinking about it",
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    _dtyped(
+        "negative",
+        _dinvoke("magic_int", _dparam("ref", "-14", False)),
+        ("magic_int", {"ref": -14}),
+    ),
+    _dtyped(
+        "decimal", _dinvoke("amount", _dparam("orig", "3.14", False)), ("amount", {"orig": 3.14})
+    ),
+    _dtyped(
+        "boolean",
+        _dinvoke("toggle", _dparam("enabled", "true", False)),
+        ("toggle", {"enabled": True}),
+    ),
+    _dtyped(
+        "array",
+        _dinvoke("todo_list", _dparam("todos", '["buy milk","walk dog"]', False)),
+        ("todo_list", {"todos": ["buy milk", "walk dog"]}),
+    ),
+    _dtyped(
+        "object",
+        _dinvoke("set_config", _dparam("config", '{"theme":"dark","level":2}', False)),
+        ("set_config", {"config": {"theme": "dark", "level": 2}}),
+    ),
+    Case(
+        "dsml-empty-reasoning",
+        DS,
+        "</think>\n\n" + _dsml(_dinvoke("get_time", _dparam("city", "XYZCITY", True))),
+        reasoning="",
+        calls=(("get_time", {"city": "XYZCITY"}),),
+        started=True,
+    ),
+    Case(
+        "dsml-multi-arg",
+        DS,
+        "Multi-arg call</think>\n\n" + _dsml(_MULTI),
+        reasoning="Multi-arg call",
+        calls=(("magic_int", {"ref": 42, "name": "foo bar"}),),
+        started=True,
+    ),
+    # llama.cpp's continuations: the prefilled "Hello, " and "I'm" are not in the output.
+    Case("dsml-continue-content", DS, "world!\nWhat's up?", "world!\nWhat's up?"),
+    Case(
+        "dsml-continue-reasoning",
+        DS,
+        " thinking</think>" + HELLO,
+        HELLO,
+        reasoning="thinking",
+        started=True,
+    ),
+    # llama.cpp's V4 cases: the block is tool_calls.
+    Case(
+        "dsml-v4-thinking-call",
+        DS,
+        "Let me check the time</think>\n\n" + _v4(_TOKYO),
+        reasoning="Let me check the time",
+        calls=(("get_time", {"city": "Tokyo"}),),
+        started=True,
+    ),
+    Case(
+        "dsml-v4-call",
+        DS,
+        _v4(_dinvoke("special_function", _ARG1_FALSE)),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "dsml-v4-parallel",
+        DS,
+        "Calling both</think>\n\n" + _v4(*_BOTH),
+        reasoning="Calling both",
+        calls=_PARIS_BOTH,
+        started=True,
+    ),
+    Case(
+        "dsml-v4-content-then-call",
+        DS,
+        "Thinking about it</think>Let me call the function.\n\n"
+        + _v4(_dinvoke("special_function", _ARG1_FALSE)),
+        "Let me call the function.",
+        "Thinking about it",
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case(
+        "dsml-v4-multi-arg",
+        DS,
+        "Multi-arg call</think>\n\n" + _v4(_MULTI),
+        reasoning="Multi-arg call",
+        calls=(("magic_int", {"ref": 42, "name": "foo bar"}),),
+        started=True,
+    ),
+    # The block opened in the reasoning, never closed: llama.cpp ends the reasoning
+    # there, as this package does for calls in an unclosed block.
+    Case(
+        "dsml-v4-call-in-open-thinking",
+        DS,
+        "Let me check the time\n\n" + _v4(_TOKYO),
+        reasoning="Let me check the time",
+        calls=(("get_time", {"city": "Tokyo"}),),
+        started=True,
+        flags=RECOVERED,
+    ),
+    # V4-Flash-0731: the separator before the block is not content.
+    Case(
+        "dsml-v4-flash-separator",
+        DS,
+        "\n\n" + _v4(_dinvoke("special_function", _ARG1_FALSE)),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-dsml-empty-args",
+        DS,
+        _dsml(_dinvoke("empty_args")),
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "ours-dsml-v4-empty-args-line",
+        DS,
+        _v4(_dinvoke("empty_args", empty="\n")),
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "ours-dsml-two-blocks",
+        DS,
+        _dsml(_BOTH[0]) + "\n\n" + _dsml(_BOTH[1]),
+        calls=_PARIS_BOTH,
+    ),
+    Case(
+        "ours-dsml-string-stays-text",
+        DS,
+        _dsml(_dinvoke("get_time", _dparam("city", "123", True))),
+        calls=(("get_time", {"city": "123"}),),
+    ),
+    # The attribute says which a value is where the schema allows both.
+    Case(
+        "ours-dsml-union-by-attribute",
+        DS,
+        _dsml(
+            _dinvoke(
+                "set_union",
+                _dparam("value", '{"a": 1}', True),
+                _dparam("amount", "12", False),
+            )
+        ),
+        calls=(("set_union", {"value": '{"a": 1}', "amount": 12}),),
+    ),
+    # No schema: the attribute alone.
+    Case(
+        "ours-dsml-unknown-tool-by-attribute",
+        DS,
+        _dsml(_dinvoke("lookup", _dparam("id", "42", True), _dparam("n", "42", False))),
+        calls=(("lookup", {"id": "42", "n": 42}),),
+    ),
+    # Where the attribute cannot be right, the schema reads the value.
+    Case(
+        "ours-dsml-attribute-overruled",
+        DS,
+        _dsml(_dinvoke("magic_int", _dparam("ref", "7", True), _dparam("name", "a b", False))),
+        calls=(("magic_int", {"ref": 7, "name": "a b"}),),
+    ),
+    Case(
+        "ours-dsml-no-attribute",
+        DS,
+        _dsml(
+            f'<{_DSML}invoke name="special_function">\n<{_DSML}parameter name="arg1">1</{_DSML}parameter>\n</{_DSML}invoke>\n'
+        ),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-dsml-json-body",
+        DS,
+        _dsml(f'<{_DSML}invoke name="special_function">\n{{"arg1": 1}}\n</{_DSML}invoke>\n'),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-dsml-multiline-code",
+        DS,
+        _v4(_dinvoke("python", _dparam("code", PY_HELLO, True))),
+        calls=(("python", {"code": PY_HELLO}),),
+    ),
+    Case(
+        "ours-dsml-markup-in-value",
+        DS,
+        _dsml(_dinvoke("html", _dparam("markup", '<p class="x">a &amp; b</p>', True))),
+        calls=(("html", {"markup": '<p class="x">a &amp; b</p>'}),),
+    ),
+    Case(
+        "ours-dsml-nullable",
+        DS,
+        _dsml(_dinvoke("set_nullable_str", _dparam("name", "null", False))),
+        calls=(("set_nullable_str", {"name": None}),),
+    ),
+    Case(
+        "ours-dsml-call-in-reasoning",
+        DS,
+        "maybe " + _DSCALL + "</think>\n\nNo call needed.",
+        "No call needed.",
+        reasoning="maybe " + _DSCALL,
+        started=True,
+    ),
+    Case(
+        "ours-dsml-truncated",
+        DS,
+        f'<{_DSML}tool_calls>\n<{_DSML}invoke name="special_function">\n<{_DSML}parameter name="arg1" string="false">1',
+        f'<{_DSML}tool_calls>\n<{_DSML}invoke name="special_function">\n<{_DSML}parameter name="arg1" string="false">1',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-dsml-minimax-form-is-malformed",
+        DS,
+        f'<{_DSML}function_calls>\n<invoke name="special_function">\n</invoke>\n</{_DSML}function_calls>',
+        f'<{_DSML}function_calls>\n<invoke name="special_function">\n</invoke>\n</{_DSML}function_calls>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-dsml-unclosed-think",
+        DS,
+        "still going",
+        reasoning="still going",
+        started=True,
+        flags=UNCLOSED,
+    ),
+]
+
+
 # --- Gemma 4: <|tool_call>call:name{key:value}<tool_call|>, <|channel>thought ------------
 
 G4 = Family.GEMMA4
@@ -2968,6 +3270,7 @@ ALL: list[Case] = (
     + GLM
     + SEED_OSS
     + MINIMAX_M2
+    + DEEPSEEK_DSML
     + GEMMA4
     + LFM2
     + NEMOTRON_V2

@@ -11,6 +11,7 @@ import pytest
 from appliance.engines.chat_template import ChatTemplate
 from appliance.parsing import (
     Family,
+    ParsedMessage,
     detect_family,
     family_from_name,
     parse_output,
@@ -34,7 +35,9 @@ EXPECTED = {
     "deepseek-ai-DeepSeek-V3.1.jinja": Family.DEEPSEEK,
     "llama-cpp-deepseek-r1.jinja": Family.DEEPSEEK,
     "openai-gpt-oss-120b.jinja": Family.HARMONY,
-    "deepseek-ai-DeepSeek-V3.2.jinja": Family.GENERIC,
+    "deepseek-ai-DeepSeek-V3.2.jinja": Family.DEEPSEEK_DSML,
+    "deepseek-ai-DeepSeek-V4.jinja": Family.DEEPSEEK_DSML,
+    "deepseek-ai-DeepSeek-V4-Flash-0731.jinja": Family.DEEPSEEK_DSML,
     "GLM-4.6.jinja": Family.GLM,
     "GLM-4.7-Flash.jinja": Family.GLM,
     "ByteDance-Seed-OSS.jinja": Family.SEED_OSS,
@@ -212,6 +215,10 @@ def test_override_wins() -> None:
         ("llama3.1", Family.LLAMA3),
         ("deepseek-r1", Family.DEEPSEEK),
         ("deepseek-v3.1", Family.DEEPSEEK),
+        ("deepseek_dsml", Family.DEEPSEEK_DSML),
+        ("DeepSeek-V3.2", Family.DEEPSEEK_DSML),
+        ("deepseek-v4", Family.DEEPSEEK_DSML),
+        ("dsml", Family.DEEPSEEK_DSML),
         (" gpt-oss ", Family.HARMONY),
         ("json", Family.GENERIC),
         ("glm", Family.GLM),
@@ -257,6 +264,12 @@ USER = {"role": "user", "content": "Hi"}
         ("deepseek-ai-DeepSeek-V3.1.jinja", {"thinking": True}, True),
         ("deepseek-ai-DeepSeek-V3.1.jinja", {"thinking": False}, False),
         ("llama-cpp-deepseek-r1.jinja", {}, True),
+        # DeepSeek V3.2 closes an empty block unless thinking, V4 writes its close alone.
+        ("deepseek-ai-DeepSeek-V3.2.jinja", {"thinking": True}, True),
+        ("deepseek-ai-DeepSeek-V3.2.jinja", {}, False),
+        ("deepseek-ai-DeepSeek-V4.jinja", {"thinking": True}, True),
+        ("deepseek-ai-DeepSeek-V4.jinja", {"enable_thinking": False}, False),
+        ("deepseek-ai-DeepSeek-V4-Flash-0731.jinja", {"enable_thinking": True}, True),
         ("Qwen-Qwen3-0.6B.jinja", {}, False),
         ("Qwen-Qwen3-0.6B.jinja", {"enable_thinking": False}, False),
         ("Qwen-Qwen2.5-7B-Instruct.jinja", {}, False),
@@ -341,6 +354,10 @@ ROUND_TRIP = [
     "openai-gpt-oss-120b.jinja",
     "GLM-4.6.jinja",
     "ByteDance-Seed-OSS.jinja",
+    # Not DeepSeek V3.2: without thinking its prompt ends with an empty <think></think>
+    # that a past turn does not repeat (see test_deepseek_v3_2_renders_calls_it_reads).
+    "deepseek-ai-DeepSeek-V4.jinja",
+    "deepseek-ai-DeepSeek-V4-Flash-0731.jinja",
     # Not GLM-4.7-Flash: its prompt ends with an opened <think> that a past turn does not
     # repeat ("<|assistant|></think>..."), so no past turn extends the prompt; its call
     # form is in the corpus.
@@ -455,24 +472,45 @@ def test_nemotron_v2_renders_calls_it_reads() -> None:
     assert message.content == ""
 
 
+# A value of every kind, as a second call's arguments (objects, as the daemon passes them).
+TYPED = {"city": 'Paris "x"\nline 2', "days": 3, "metric": False, "tags": ["a", 1]}
+
+
+def _with_typed_call(content: str = "") -> dict[str, Any]:
+    """CALL's turn with ``content`` and a second call, of TYPED."""
+    second = {"id": "b", "type": "function", "function": {"name": "get_time", "arguments": TYPED}}
+    return {**CALL, "content": content, "tool_calls": [*CALL["tool_calls"], second]}
+
+
+def _reads_both_calls(message: ParsedMessage, output: str, content: str = "") -> None:
+    assert [(c.name, json.loads(c.arguments)) for c in message.tool_calls] == [
+        ("get_time", {"city": "Paris"}),
+        ("get_time", TYPED),
+    ], output
+    assert message.content == content
+    assert not message.malformed_tool_call
+
+
 def test_minimax_m2_renders_calls_it_reads() -> None:
     """Past calls as a MiniMax M2-style template renders them (strings as text, other
     values as JSON, every call in one block) parse back to the same calls. Not in
     ROUND_TRIP: the prompt opens <think>, which a past turn does not repeat."""
-    arguments = {"city": 'Paris "x"\nline 2', "days": 3, "metric": False, "tags": ["a", 1]}
-    second = {
-        "id": "b",
-        "type": "function",
-        "function": {"name": "get_time", "arguments": arguments},
-    }
-    turn = {**CALL, "tool_calls": [*CALL["tool_calls"], second]}
     template = ChatTemplate(MINIMAX_M2_LIKE, bos_token="<s>", eos_token="</s>")
-    text = template.render([USER, turn], add_generation_prompt=False, tools=TOOLS)
+    text = template.render([USER, _with_typed_call()], add_generation_prompt=False, tools=TOOLS)
     output = text.rsplit("]~b]ai\n", 1)[1].split("[e~[")[0]
-    message = parse_output(output, Family.MINIMAX_M2)
-    assert [(c.name, json.loads(c.arguments)) for c in message.tool_calls] == [
-        ("get_time", {"city": "Paris"}),
-        ("get_time", arguments),
-    ], output
-    assert message.content == ""
-    assert not message.malformed_tool_call
+    _reads_both_calls(parse_output(output, Family.MINIMAX_M2), output)
+
+
+def test_deepseek_v3_2_renders_calls_it_reads() -> None:
+    """Past calls as DeepSeek V3.2's template renders them (strings as text marked
+    string="true", other values as JSON, every call in one block) parse back to the
+    same calls, read by that mark alone (no schemas). Not in ROUND_TRIP: its prompt
+    ends with <think></think> (or an opened <think>), which a past turn does not
+    repeat."""
+    source = _source("deepseek-ai-DeepSeek-V3.2.jinja")
+    template = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
+    turn = _with_typed_call("Checking.")
+    text = template.render([USER, turn], add_generation_prompt=False, tools=TOOLS)
+    output = text.rsplit("<｜Assistant｜></think>", 1)[1].removesuffix("<｜end▁of▁sentence｜>")
+    message = parse_output(output, Family.DEEPSEEK_DSML, tool_schemas={"get_time": {}})
+    _reads_both_calls(message, output, "Checking.")

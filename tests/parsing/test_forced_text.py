@@ -37,6 +37,11 @@ def _tool(name: str) -> dict[str, Any]:
             Family.MINIMAX_M2,
             '<minimax:tool_call>\n<invoke name="final_result">\n<parameter name="city">',
         ),
+        (
+            Family.DEEPSEEK_DSML,
+            '<｜DSML｜tool_calls>\n<｜DSML｜invoke name="final_result">\n'
+            '<｜DSML｜parameter name="city" string="true">',
+        ),
         (Family.GEMMA4, '<|tool_call>call:final_result{city:<|"|>'),
         (Family.LFM2, "<|tool_call_start|>[final_result(city="),
         (Family.NEMOTRON_V2, '<TOOLCALL>[{"name": "final_result", "arguments":'),
@@ -72,6 +77,7 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
         (Family.GLM, "<tool_call>"),
         (Family.SEED_OSS, "<seed:tool_call>\n<function="),
         (Family.MINIMAX_M2, "<minimax:tool_call>\n<invoke name="),
+        (Family.DEEPSEEK_DSML, "<｜DSML｜tool_calls>\n<｜DSML｜invoke name="),
         (Family.GEMMA4, "<|tool_call>call:"),
         (Family.LFM2, "<|tool_call_start|>["),
         (Family.NEMOTRON_V2, '<TOOLCALL>[{"name":'),
@@ -101,3 +107,12 @@ def test_an_optional_first_parameter_and_an_answer_stop_the_forced_text() -> Non
     # A call or a JSON answer: nothing is the same in both.
     answer = {"type": "object"}
     assert tool_call_forced(Family.HERMES, [_tool("f")], parallel=False, answer=answer) == ""
+
+
+def test_deepseek_v3_2_is_forced_in_its_own_block() -> None:
+    """V3.2's template names the block function_calls (V4's, the default, tool_calls)."""
+    v3_2 = "{%- set dsml_token = '｜DSML｜' -%}{{ '<' + dsml_token + 'function_calls>' }}"
+    forced = tool_call_forced(Family.DEEPSEEK_DSML, [_tool("f")], parallel=True, template=v3_2)
+    assert forced == '<｜DSML｜function_calls>\n<｜DSML｜invoke name="f">\n' + (
+        '<｜DSML｜parameter name="city" string="true">'
+    )
