@@ -28,10 +28,11 @@ from appliance.parsing.syntax import GEMMA_THOUGHT, SEED_THINK, THINK
 # What a reasoning template writes between the closed block and the answer.
 AFTER_REASONING = "\n\n"
 # What follows a closed block where a family's template writes otherwise: Gemma 4
-# answers right after its thought channel, Seed-OSS after one newline.
+# and Kimi K2 answer right after it, Seed-OSS after one newline.
 _REASONING: dict[Family, tuple[tuple[str, str], str]] = {
     Family.GEMMA4: (GEMMA_THOUGHT, ""),
     Family.SEED_OSS: (SEED_THINK, "\n"),
+    Family.KIMI_K2: (THINK, ""),
 }
 
 

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.parsing.calls import DSML
+from appliance.parsing.calls import (
+    DSML,
+    KIMI_ARGS,
+    KIMI_CALL,
+    KIMI_CALL_END,
+    KIMI_SECTION,
+    KIMI_SECTION_END,
+)
 from appliance.parsing.calls import _types as xml_declared_types
 from appliance.parsing.families import Family
 from appliance.parsing.jsonscan import loads_strict
@@ -27,6 +34,7 @@ __all__ = [
     "GEMMA_QUOTE",
     "GRANITE_CALL",
     "HARMONY_CALL",
+    "KIMI_SECTION",
     "LFM2_CALL",
     "MINIMAX_CALL",
     "MISTRAL_CALLS",
@@ -325,6 +333,18 @@ def _dsml_parameter(tool: Tool, prop: str, schema: Mapping[str, Any]) -> Node:
     return Alt(tuple(options)) if len(options) > 1 else options[0]
 
 
+# A Kimi K2 call's index in its id: the template counts the calls of the whole
+# conversation, so any.
+_KIMI_INDEX = Json({"type": "integer", "minimum": 0}, {})
+
+
+def _kimi_call(tool: Tool) -> Node:
+    """``<|tool_call_begin|>functions.NAME:INDEX<|tool_call_argument_begin|>{...}`` and
+    ``<|tool_call_end|>``, as Kimi K2's templates write a call (with its id)."""
+    head = f"{KIMI_CALL}functions.{tool.name}:"
+    return _seq(head, _KIMI_INDEX, KIMI_ARGS, _args(tool), KIMI_CALL_END)
+
+
 def _glm_call(tool: Tool, index: int, nl: str) -> Node:
     top = _resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties")
@@ -511,6 +531,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _minimax_invoke(tool, i)
         elif family is Family.DEEPSEEK_DSML:
             call = _dsml_invoke(tool, i, dsml_block(template).endswith("tool_calls>"))
+        elif family is Family.KIMI_K2:
+            call = _kimi_call(tool)
         elif family is Family.GLM:
             call = _glm_call(tool, i, "\n" if variant == "lines" else "")
         elif family is Family.GEMMA4:
@@ -539,6 +561,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.SEED_OSS: "\n",
         Family.MINIMAX_M2: "",
         Family.DEEPSEEK_DSML: "",
+        Family.KIMI_K2: "",
         Family.GLM: "\n" if variant == "lines" else "",
         Family.GEMMA4: "",
         Family.LFM2: ", ",
@@ -569,6 +592,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
     if family is Family.DEEPSEEK_DSML:
         block = dsml_block(template)
         return _seq(f"{block}\n", body, "</" + block[1:])
+    if family is Family.KIMI_K2:
+        return _seq(KIMI_SECTION, body, KIMI_SECTION_END)
     if family is Family.DEEPSEEK:
         if r1:
             return _seq(DS_CALLS_BEGIN, body, Opt(Lit("\n")), DS_CALLS_END)

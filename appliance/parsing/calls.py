@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ __all__ = [
     "deepseek_calls",
     "glm_calls",
     "invoke_calls",
+    "kimi_calls",
+    "marked_calls",
     "mistral_named_call",
     "python_tag_calls",
     "xml_calls",
@@ -386,27 +388,76 @@ def deepseek_calls(body: str) -> list[RawCall] | None:
     The last call may lack its ``<｜tool▁call▁end｜>`` (output cut at EOS): it is kept
     when its arguments are complete.
     """
+    return marked_calls(body, (CALL_BEGIN, CALL_END), _deepseek_call, ends_optional=False)
+
+
+def marked_calls(
+    body: str,
+    markers: tuple[str, str],
+    read: Callable[[str], RawCall | None],
+    *,
+    ends_optional: bool,
+) -> list[RawCall] | None:
+    """Calls each between a begin and an end marker (special tokens), with only blank
+    space around them; ``read`` reads what one holds. The last call may lack its end;
+    with ``ends_optional`` any may, ending where the next begins."""
+    begin, end_marker = markers
     calls: list[RawCall] = []
     pos = 0
     while True:
-        start = body.find(CALL_BEGIN, pos)
+        start = body.find(begin, pos)
         if start < 0:
             break
         if body[pos:start].strip():
             return None
-        end = body.find(CALL_END, start)
+        end = body.find(end_marker, start)
         stop = end if end >= 0 else len(body)
-        nested = body.find(CALL_BEGIN, start + len(CALL_BEGIN))
+        nested = body.find(begin, start + len(begin))
         if 0 <= nested < stop:
-            return None
-        call = _deepseek_call(body[start + len(CALL_BEGIN) : stop])
+            if not ends_optional:
+                return None
+            end, stop = -1, nested
+        call = read(body[start + len(begin) : stop])
         if call is None:
             return None
         calls.append(call)
-        pos = stop + len(CALL_END) if end >= 0 else len(body)
+        pos = stop + len(end_marker) if end >= 0 else stop
     if not calls or body[pos:].strip():
         return None
     return calls
+
+
+# --- Kimi K2 ------------------------------------------------------------------------
+
+KIMI_SECTION, KIMI_SECTION_END = "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"
+KIMI_CALL, KIMI_CALL_END = "<|tool_call_begin|>", "<|tool_call_end|>"
+KIMI_ARGS = "<|tool_call_argument_begin|>"
+# functions.NAME:INDEX, as Kimi's templates write a call's id and the model copies it.
+_KIMI_ID = re.compile(r"\s*(functions\.)?([^\s:<>]+)(:[0-9]+)?\s*")
+
+
+def _kimi_call(segment: str) -> RawCall | None:
+    """``functions.NAME:INDEX<|tool_call_argument_begin|>{...}``: the id is kept as the
+    call's when it has that form (Kimi K2's older template shows it back with the result),
+    the name alone is taken too."""
+    head, sep, args = segment.partition(KIMI_ARGS)
+    m = _KIMI_ID.fullmatch(head)
+    if not sep or m is None:
+        return None
+    ok, value = loads_strict(args.strip())
+    arguments = _arguments(value) if ok else None
+    if arguments is None:
+        return None
+    call_id = head.strip() if m.group(1) and m.group(3) else None
+    return RawCall(m.group(2), arguments, call_id)
+
+
+def kimi_calls(body: str) -> list[RawCall] | None:
+    """The calls in ``<|tool_calls_section_begin|>``, or written without it:
+    ``<|tool_call_begin|>functions.NAME:INDEX<|tool_call_argument_begin|>{json}`` and
+    ``<|tool_call_end|>``, which Kimi K2 at times leaves out (llama.cpp takes such calls
+    too, each ending where the next begins)."""
+    return marked_calls(body, (KIMI_CALL, KIMI_CALL_END), _kimi_call, ends_optional=True)
 
 
 # --- Llama 3.x <|python_tag|> ---------------------------------------------------------

@@ -26,6 +26,7 @@ class Family(StrEnum):
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
     DEEPSEEK_DSML = "deepseek_dsml"  # <｜DSML｜invoke name=..><｜DSML｜parameter ..>: V3.2, V4
+    KIMI_K2 = "kimi_k2"  # <|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>{json}
     HARMONY = "harmony"  # <|channel|>: gpt-oss
     GENERIC = "generic"  # bare JSON calls (and <tool_call> tags) for anything else
 
@@ -70,6 +71,9 @@ _ALIASES: dict[str, Family] = {
     "dsml": Family.DEEPSEEK_DSML,
     "deepseek-v3.2": Family.DEEPSEEK_DSML,
     "deepseek-v4": Family.DEEPSEEK_DSML,
+    "kimi": Family.KIMI_K2,
+    "kimi-k2-instruct": Family.KIMI_K2,
+    "kimi-k2-thinking": Family.KIMI_K2,
     "gpt-oss": Family.HARMONY,
     "json": Family.GENERIC,
 }
@@ -79,8 +83,6 @@ _ALIASES: dict[str, Family] = {
 _FOREIGN = (
     "<arg_key>",  # Ling 3.0 (GLM's markers with <role> sections: read as GLM above)
     '<invoke name="',  # MiniMax M3 (]<]minimax[>[<invoke ..>, its parameters as tags)
-    "<|tool_call_begin|>",  # Kimi K2
-    "<|tool_calls_section_begin|>",  # Kimi K2
     "<|tool_call|>",  # Phi-4-mini (Granite 3's, with <|start_of_role|>, is read above)
     "functools[",  # FireFunction
     "<|START_ACTION|>",  # Command R7B
@@ -129,6 +131,8 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         # Granite 3.x writes roles as <|start_of_role|>..<|end_of_role|>; Phi-4-mini,
         # whose tokenizer has <|tool_call|> too, writes <|user|>, <|assistant|>.
         return Family.GRANITE3
+    if "<|tool_calls_section_begin|>" in t and "<|tool_call_begin|>" in t:
+        return Family.KIMI_K2  # Kimi K3 writes calls in <|open|>call ..<|sep|> tags: generic
     if "<seed:tool_call>" in t:
         return Family.SEED_OSS
     if "<minimax:tool_call>" in t:

@@ -9,6 +9,9 @@ from appliance.parsing.calls import (
     CALL_BEGIN,
     DSML,
     DSML_TAGS,
+    KIMI_CALL,
+    KIMI_SECTION,
+    KIMI_SECTION_END,
     MINIMAX_TAGS,
     InvokeTags,
     ToolSchemas,
@@ -16,6 +19,7 @@ from appliance.parsing.calls import (
     deepseek_calls,
     glm_calls,
     invoke_calls,
+    kimi_calls,
     python_tag_calls,
     xml_calls,
 )
@@ -191,6 +195,17 @@ def _deepseek(opener: str, ctx: Context) -> Region:
     )
 
 
+def _kimi(opener: str, ctx: Context) -> Region:
+    # A section of calls, or calls written without one: those run to the end.
+    prefix = opener if opener == KIMI_CALL else ""
+    return TaggedRegion(
+        opener,
+        (KIMI_SECTION_END,),
+        lambda inner, _closed: kimi_calls(prefix + inner),
+        restarts=(KIMI_SECTION,),
+    )
+
+
 def _mistral(opener: str, ctx: Context) -> Region:
     return MistralRegion(opener)
 
@@ -235,6 +250,7 @@ _SYNTAX: dict[Family, Syntax] = {
     ),
     Family.DEEPSEEK: Syntax((THINK,), (*DEEPSEEK_BEGINS, CALL_BEGIN), _deepseek),
     Family.DEEPSEEK_DSML: Syntax((THINK,), DSML_BLOCKS, _dsml_block),
+    Family.KIMI_K2: Syntax((THINK,), (KIMI_SECTION, KIMI_CALL), _kimi),
     Family.GENERIC: Syntax(
         (THINK,),
         (TOOL_CALL,),

@@ -20,6 +20,7 @@ Cases named ``ours-*`` are this package's own edge cases. Ids are ``call_0``,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1570,6 +1571,232 @@ DEEPSEEK_DSML = [
         "still going",
         reasoning="still going",
         started=True,
+        flags=UNCLOSED,
+    ),
+]
+
+
+# --- Kimi K2: <|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:N.., <think> ----
+
+KK = Family.KIMI_K2
+_KSEC, _KSEC_END = "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"
+
+
+def _kcall(name: str, index: int, args: str, end: str = "<|tool_call_end|>") -> str:
+    """A call as Kimi K2's templates write it, its id functions.NAME:INDEX."""
+    return f"<|tool_call_begin|>functions.{name}:{index}<|tool_call_argument_begin|>{args}{end}"
+
+
+def _kimi(*calls: str) -> str:
+    return _KSEC + "".join(calls) + _KSEC_END
+
+
+_KCALL = _kimi(_kcall("special_function", 0, '{"arg1": 1}'))
+_KID = ("functions.special_function:0",)
+_KTWO = _kcall("special_function", 0, '{"arg1": 1}') + _kcall(
+    "python", 1, '{"code": "print(\'hey\')"}'
+)
+_KTWO_CALLS = (("special_function", ARG1), ("python", {"code": "print('hey')"}))
+_KTWO_IDS = ("functions.special_function:0", "functions.python:1")
+_COMMAND = {"command": "ls -lah", "cwd": "/home/user/development/exllamav3", "timeout": 10}
+
+KIMI_K2 = [
+    # llama.cpp's Kimi-K2-Thinking cases (its moonshotai-Kimi-K2 and Kimi-K2-Instruct
+    # cases are the first two again): the model's ids are the calls' ids.
+    Case("kimi-content", KK, HELLO, HELLO),
+    Case("kimi-call", KK, _KCALL, calls=(("special_function", ARG1),), ids=_KID),
+    Case(
+        "kimi-thoughts-call",
+        KK,
+        "<think>I'm thinking about this</think>" + _KCALL,
+        reasoning="I'm thinking about this",
+        calls=(("special_function", ARG1),),
+        ids=_KID,
+    ),
+    Case(
+        "kimi-content-then-call",
+        KK,
+        HELLO + _KCALL,
+        HELLO,
+        calls=(("special_function", ARG1),),
+        ids=_KID,
+    ),
+    Case(
+        "kimi-parallel",
+        KK,
+        _kimi(
+            _kcall("special_function", 0, '{"arg1": 1}'),
+            _kcall("special_function_with_opt", 1, '{"arg1": 1, "arg2": 2}'),
+        ),
+        calls=(("special_function", ARG1), ("special_function_with_opt", {"arg1": 1, "arg2": 2})),
+        ids=("functions.special_function:0", "functions.special_function_with_opt:1"),
+    ),
+    Case(
+        "kimi-parallel-thoughts",
+        KK,
+        "<think>I need to call two functions</think>" + _kimi(_KTWO),
+        reasoning="I need to call two functions",
+        calls=_KTWO_CALLS,
+        ids=_KTWO_IDS,
+    ),
+    Case(
+        "kimi-multiline-code",
+        KK,
+        _kimi(_kcall("python", 0, json.dumps({"code": PY_HELLO}))),
+        calls=(("python", {"code": PY_HELLO}),),
+        ids=("functions.python:0",),
+    ),
+    Case(
+        "kimi-empty-args",
+        KK,
+        _kimi(_kcall("empty_args", 0, "{}")),
+        calls=(("empty_args", {}),),
+        ids=("functions.empty_args:0",),
+    ),
+    # llama.cpp streams a call's arguments as they come; here a call is only ever
+    # complete, so a cut one comes back as it was written.
+    Case(
+        "kimi-partial-call",
+        KK,
+        _KSEC + _kcall("special_function", 0, '{"arg1": ', end=""),
+        _KSEC + _kcall("special_function", 0, '{"arg1":', end=""),
+        flags=MALFORMED,
+    ),
+    Case(
+        "kimi-three-calls",
+        KK,
+        _kimi(
+            _kcall("special_function", 0, '{"arg1": 1}'),
+            _kcall("python", 1, '{"code": "print(1)"}'),
+            _kcall("html", 2, '{"markup": "<p>test</p>"}'),
+        ),
+        calls=(
+            ("special_function", ARG1),
+            ("python", {"code": "print(1)"}),
+            ("html", {"markup": "<p>test</p>"}),
+        ),
+        ids=("functions.special_function:0", "functions.python:1", "functions.html:2"),
+    ),
+    # The calls inside an unclosed reasoning block end it.
+    Case(
+        "kimi-calls-in-open-thinking",
+        KK,
+        "<think>I need to call two functions" + _kimi(_KTWO),
+        reasoning="I need to call two functions",
+        calls=_KTWO_CALLS,
+        ids=_KTWO_IDS,
+        flags=RECOVERED,
+    ),
+    Case(
+        "kimi-bare-calls-in-open-thinking",
+        KK,
+        "<think>I need to call two functions"
+        + _kcall("special_function", 0, '{"arg1": 1}', end="")
+        + _kcall("python", 1, '{"code": "print(\'hey\')"}', end=""),
+        reasoning="I need to call two functions",
+        calls=_KTWO_CALLS,
+        ids=_KTWO_IDS,
+        flags=RECOVERED,
+    ),
+    Case(
+        "kimi-bare-call-no-end",
+        KK,
+        _kcall("execute_command", 0, json.dumps(_COMMAND), end=""),
+        calls=(("execute_command", _COMMAND),),
+        ids=("functions.execute_command:0",),
+    ),
+    # llama.cpp's continuations: the prefilled "Hello, " and "I'm" are not in the output.
+    Case("kimi-continue-content", KK, "world!\nWhat's up?", "world!\nWhat's up?"),
+    Case(
+        "kimi-continue-reasoning",
+        KK,
+        " thinking</think>" + HELLO,
+        HELLO,
+        reasoning="thinking",
+        started=True,
+    ),
+    Case(
+        "ours-kimi-call-then-content",
+        KK,
+        _KCALL + "\nDone.",
+        "Done.",
+        calls=(("special_function", ARG1),),
+        ids=_KID,
+    ),
+    Case(
+        "ours-kimi-no-call-end",
+        KK,
+        _kimi(_kcall("special_function", 0, '{"arg1": 1}', end="")),
+        calls=(("special_function", ARG1),),
+        ids=_KID,
+    ),
+    Case(
+        "ours-kimi-section-never-closed",
+        KK,
+        _KSEC + _kcall("special_function", 0, '{"arg1": 1}'),
+        calls=(("special_function", ARG1),),
+        ids=_KID,
+    ),
+    # An id in another form is not kept; the name still is.
+    Case(
+        "ours-kimi-plain-name",
+        KK,
+        _kimi(
+            '<|tool_call_begin|>get_time<|tool_call_argument_begin|>{"city": "Paris"}<|tool_call_end|>'
+        ),
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-kimi-same-id-twice",
+        KK,
+        _kimi(
+            _kcall("get_time", 0, '{"city": "Paris"}'), _kcall("get_time", 0, '{"city": "Oslo"}')
+        ),
+        calls=(("get_time", {"city": "Paris"}), ("get_time", {"city": "Oslo"})),
+        ids=("functions.get_time:0", "call_0"),
+    ),
+    # Kimi K2's first template writes a client's string arguments as a JSON string.
+    Case(
+        "ours-kimi-arguments-as-json-string",
+        KK,
+        _kimi(_kcall("get_time", 0, json.dumps('{"city": "Paris"}'))),
+        calls=(("get_time", {"city": "Paris"}),),
+        ids=("functions.get_time:0",),
+    ),
+    Case(
+        "ours-kimi-unicode-nested",
+        KK,
+        _kimi(_kcall("set_config", 3, '{"config": {"city": "Zürich 東京", "tags": [1, null]}}')),
+        calls=(("set_config", {"config": {"city": "Zürich 東京", "tags": [1, None]}}),),
+        ids=("functions.set_config:3",),
+    ),
+    Case(
+        "ours-kimi-call-in-reasoning",
+        KK,
+        "<think>maybe " + _KCALL + "</think>No call needed.",
+        "No call needed.",
+        reasoning="maybe " + _KCALL,
+    ),
+    Case(
+        "ours-kimi-bad-json",
+        KK,
+        _kimi(_kcall("special_function", 0, '{"arg1": }')),
+        _kimi(_kcall("special_function", 0, '{"arg1": }')),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-kimi-arguments-not-an-object",
+        KK,
+        _kimi(_kcall("special_function", 0, "[1, 2]")),
+        _kimi(_kcall("special_function", 0, "[1, 2]")),
+        flags=MALFORMED,
+    ),
+    Case("ours-kimi-empty-section", KK, _kimi(), _kimi(), flags=MALFORMED),
+    Case(
+        "ours-kimi-unclosed-think",
+        KK,
+        "<think>still going",
+        reasoning="still going",
         flags=UNCLOSED,
     ),
 ]
@@ -3271,6 +3498,7 @@ ALL: list[Case] = (
     + SEED_OSS
     + MINIMAX_M2
     + DEEPSEEK_DSML
+    + KIMI_K2
     + GEMMA4
     + LFM2
     + NEMOTRON_V2

@@ -112,6 +112,7 @@ CASES = [
     ("minimax_m2", Family.MINIMAX_M2, None),
     ("deepseek_dsml", Family.DEEPSEEK_DSML, "deepseek-ai-DeepSeek-V4.jinja"),
     ("deepseek_dsml-v3.2", Family.DEEPSEEK_DSML, "deepseek-ai-DeepSeek-V3.2.jinja"),
+    ("kimi_k2", Family.KIMI_K2, None),
     ("gemma4", Family.GEMMA4, None),
     ("lfm2", Family.LFM2, None),
     ("nemotron_v2", Family.NEMOTRON_V2, None),
@@ -503,6 +504,7 @@ def test_the_syntax_follows_the_template() -> None:
     assert tool_call_trigger(Family.MISTRAL) == "[TOOL_CALLS]"
     assert tool_call_trigger(Family.DEEPSEEK) == "<｜tool▁calls▁begin｜>"
     assert tool_call_trigger(Family.DEEPSEEK_DSML) == "<｜DSML｜tool_calls>"
+    assert tool_call_trigger(Family.KIMI_K2) == "<|tool_calls_section_begin|>"
     assert tool_call_trigger(Family.HARMONY) == "<|channel|>commentary to=functions."
     assert tool_call_trigger(Family.GENERIC) == '{"name"'
     assert tool_call_trigger(Family.GENERIC, parallel=True) == '[{"name"'

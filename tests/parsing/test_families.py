@@ -136,6 +136,33 @@ MINIMAX_M2_LIKE = (
     "{%- if add_generation_prompt -%}{{- ']~b]ai\n<think>\n' -}}{%- endif -%}"
 )
 
+# Kimi K2's templates are under Moonshot's modified MIT licence, not shipped: a small one
+# in the style of Kimi-K2-Thinking's (tools declared as JSON, each past turn's reasoning
+# in <think></think>, calls in a section with ids functions.NAME:INDEX counted over the
+# conversation, a result shown under its call's id as the first K2 template shows it).
+KIMI_K2_LIKE = (
+    "{%- set counter = namespace(value=0) -%}{%- if tools -%}"
+    "{{- '<|im_system|>tool_declare<|im_middle|>' + tools | tojson + '<|im_end|>' -}}"
+    "{%- endif -%}{%- for message in messages -%}"
+    "{%- if message.role == 'assistant' -%}"
+    "{{- '<|im_assistant|>assistant<|im_middle|><think>' + (message.reasoning_content or '')"
+    " + '</think>' + (message.content or '') -}}"
+    "{%- if message.tool_calls -%}{{- '<|tool_calls_section_begin|>' -}}"
+    "{%- for call in message.tool_calls -%}"
+    "{{- '<|tool_call_begin|>functions.' + call.function.name + ':' + counter.value | string"
+    " + '<|tool_call_argument_begin|>' -}}{%- set counter.value = counter.value + 1 -%}"
+    "{%- if call.function.arguments is string -%}{{- call.function.arguments -}}"
+    "{%- else -%}{{- call.function.arguments | tojson -}}{%- endif -%}"
+    "{{- '<|tool_call_end|>' -}}{%- endfor -%}{{- '<|tool_calls_section_end|>' -}}{%- endif -%}"
+    "{%- elif message.role == 'tool' -%}"
+    "{{- '<|im_system|>tool<|im_middle|>## Return of ' + message.tool_call_id + '\\n'"
+    " + message.content -}}"
+    "{%- else -%}{{- '<|im_' + message.role + '|>' + message.role + '<|im_middle|>'"
+    " + message.content -}}{%- endif -%}{{- '<|im_end|>' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_assistant|>assistant<|im_middle|>' -}}"
+    "{%- endif -%}"
+)
+
 
 def _source(name: str) -> str:
     if name == "llama-like":
@@ -148,6 +175,8 @@ def _source(name: str) -> str:
         return NEMOTRON_V2_LIKE
     if name == "minimax-m2-like":
         return MINIMAX_M2_LIKE
+    if name == "kimi-k2-like":
+        return KIMI_K2_LIKE
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
@@ -180,6 +209,10 @@ def test_detect_family_llama_and_fallbacks() -> None:
     # MiniMax M3 writes its parameters as tags in ]<]minimax[>[ markers: not M2's form.
     m3 = "{%- set ns_token = ']<]minimax[>[' -%}{{ ns_token + '<invoke name=\"x\">' }}"
     assert detect_family(m3) is Family.GENERIC
+    assert detect_family(KIMI_K2_LIKE) is Family.KIMI_K2
+    # Kimi K3 writes its calls as <|open|>call tool=".."<|sep|>..<|close|>call tags.
+    k3 = "{{- '<|open|>' + tag + '<|sep|>' -}}{{- '<|close|>' + tag -}}'<|end_of_msg|>'"
+    assert detect_family(k3) is Family.GENERIC
     assert detect_family("'<TOOLCALL>[' + calls + ']</TOOLCALL>'") is Family.NEMOTRON_V2
     assert detect_family("{{ '<|python_tag|>' }}") is Family.LLAMA3
     assert detect_family(None) is Family.GENERIC
@@ -219,6 +252,9 @@ def test_override_wins() -> None:
         ("DeepSeek-V3.2", Family.DEEPSEEK_DSML),
         ("deepseek-v4", Family.DEEPSEEK_DSML),
         ("dsml", Family.DEEPSEEK_DSML),
+        ("kimi_k2", Family.KIMI_K2),
+        ("Kimi", Family.KIMI_K2),
+        ("Kimi-K2-Thinking", Family.KIMI_K2),
         (" gpt-oss ", Family.HARMONY),
         ("json", Family.GENERIC),
         ("glm", Family.GLM),
@@ -248,8 +284,8 @@ def test_family_from_name(name: str, family: Family) -> None:
 
 
 def test_family_from_unknown_name() -> None:
-    with pytest.raises(ValueError, match="unknown tool-call family 'kimi'"):
-        family_from_name("kimi")
+    with pytest.raises(ValueError, match="unknown tool-call family 'kimi-k3'"):
+        family_from_name("kimi-k3")
 
 
 USER = {"role": "user", "content": "Hi"}
@@ -282,6 +318,7 @@ USER = {"role": "user", "content": "Hi"}
         ("nemotron-v2-like", {}, True),
         ("nemotron-v2-like", {"enable_thinking": False}, False),
         ("minimax-m2-like", {}, True),
+        ("kimi-k2-like", {}, False),
     ],
 )
 def test_prompt_opens_reasoning(name: str, variables: dict[str, Any], opens: bool) -> None:
@@ -366,6 +403,7 @@ ROUND_TRIP = [
     # with an empty closed thought channel that a past turn does not repeat; see
     # test_gemma4_renders_typed_values_and_reasoning_it_reads.
     "lfm2-like",
+    "kimi-k2-like",
 ]
 
 
@@ -514,3 +552,27 @@ def test_deepseek_v3_2_renders_calls_it_reads() -> None:
     output = text.rsplit("<｜Assistant｜></think>", 1)[1].removesuffix("<｜end▁of▁sentence｜>")
     message = parse_output(output, Family.DEEPSEEK_DSML, tool_schemas={"get_time": {}})
     _reads_both_calls(message, output, "Checking.")
+
+
+def test_kimi_k2_renders_calls_ids_and_reasoning_it_reads() -> None:
+    """Past calls as a Kimi K2-style template renders them (ids counted over the
+    conversation, a client's arguments as its JSON string) parse back to the same calls,
+    their ids and the turn's reasoning."""
+    arguments = '{"city": "Zürich \\"Z\\"", "days": [1, 2]}'
+    second = {"id": "b", "type": "function", "function": {"name": "get_time"}}
+    second["function"]["arguments"] = arguments
+    result = {"role": "tool", "tool_call_id": "functions.get_time:0", "content": "10:00"}
+    turn = {**_with_typed_call(), "reasoning_content": "I'm\nthinking"}
+    turn["tool_calls"] = [*turn["tool_calls"], second]
+    template = ChatTemplate(KIMI_K2_LIKE, bos_token="<s>", eos_token="</s>")
+    text = template.render([USER, CALL, result, turn], add_generation_prompt=False)
+    output = text.rsplit("<|im_assistant|>assistant<|im_middle|>", 1)[1]
+    message = parse_output(output.removesuffix("<|im_end|>"), Family.KIMI_K2)
+    assert message.reasoning == "I'm\nthinking"
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in message.tool_calls] == [
+        ("functions.get_time:1", "get_time", {"city": "Paris"}),
+        ("functions.get_time:2", "get_time", TYPED),
+        ("functions.get_time:3", "get_time", json.loads(arguments)),
+    ], output
+    assert message.content == ""
+    assert "## Return of functions.get_time:0\n10:00" in text

@@ -42,6 +42,10 @@ def _tool(name: str) -> dict[str, Any]:
             '<｜DSML｜tool_calls>\n<｜DSML｜invoke name="final_result">\n'
             '<｜DSML｜parameter name="city" string="true">',
         ),
+        (
+            Family.KIMI_K2,
+            "<|tool_calls_section_begin|><|tool_call_begin|>functions.final_result:",
+        ),
         (Family.GEMMA4, '<|tool_call>call:final_result{city:<|"|>'),
         (Family.LFM2, "<|tool_call_start|>[final_result(city="),
         (Family.NEMOTRON_V2, '<TOOLCALL>[{"name": "final_result", "arguments":'),
@@ -78,6 +82,7 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
         (Family.SEED_OSS, "<seed:tool_call>\n<function="),
         (Family.MINIMAX_M2, "<minimax:tool_call>\n<invoke name="),
         (Family.DEEPSEEK_DSML, "<｜DSML｜tool_calls>\n<｜DSML｜invoke name="),
+        (Family.KIMI_K2, "<|tool_calls_section_begin|><|tool_call_begin|>functions."),
         (Family.GEMMA4, "<|tool_call>call:"),
         (Family.LFM2, "<|tool_call_start|>["),
         (Family.NEMOTRON_V2, '<TOOLCALL>[{"name":'),
