@@ -29,6 +29,7 @@ from appliance.parsing.notation_calls import GEMMA_QUOTE, LFM2_CALL, LFM2_CALL_E
 from appliance.parsing.tool_schema import Tool, nonnegative_int
 
 __all__ = [
+    "COHERE_ACTION",
     "DS_CALLS_BEGIN",
     "GEMMA_CALL",
     "GEMMA_QUOTE",
@@ -71,6 +72,7 @@ MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
 GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
 GRANITE_CALL = "<|tool_call|>"
+COHERE_ACTION, COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
 
 
 def dsml_block(template: str | None) -> str:
@@ -358,6 +360,20 @@ def _glm_call(tool: Tool, index: int, nl: str) -> Node:
     return Seq(tuple(parts))
 
 
+# Command R7B's call number: "0", "1", ... counted over the conversation.
+_COHERE_ID = Rule("cohere-id", Json({"type": "string", "pattern": "^(0|[1-9][0-9]{0,5})$"}, {}))
+
+
+def _command_r7b_call(tool: Tool) -> Seq:
+    """``{"tool_call_id": "N", "tool_name": NAME, "parameters": {...}}`` as Command R7B's
+    and Command A's templates write a call: the number first, any number (the parser
+    gives calls ids of its own)."""
+    name = json.dumps(tool.name, ensure_ascii=False)
+    return _seq(
+        '{"tool_call_id": ', _COHERE_ID, f', "tool_name": {name}, "parameters": ', _args(tool), "}"
+    )
+
+
 # --- Gemma 4: call:NAME{key:value,...} --------------------------------------------------
 
 _GEMMA_DEPTH = 6
@@ -539,6 +555,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _gemma_call(tool, i)
         elif family is Family.LFM2:
             call = _lfm2_call(tool, i)
+        elif family is Family.COMMAND_R7B:
+            call = _command_r7b_call(tool)
         elif family is Family.LLAMA3:
             call = _json_call(tool, "parameters")
         elif family is Family.MISTRAL and variant == "args":
@@ -567,6 +585,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.LFM2: ", ",
         Family.NEMOTRON_V2: ", ",
         Family.GRANITE3: ", ",
+        Family.COMMAND_R7B: ",\n    ",
         Family.LLAMA3: "; ",
         Family.MISTRAL: ", " if variant == "list" else "",
         Family.DEEPSEEK: "\n" if variant == "r1" else "",
@@ -586,6 +605,9 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         return _seq(f"{NEMOTRON_CALL}[", body, f"]{NEMOTRON_CALL_END}")
     if family is Family.GRANITE3:
         return _seq(f"{GRANITE_CALL}[", body, "]")
+    # Command R7B's and Command A's templates write the list one call a line.
+    if family is Family.COMMAND_R7B:
+        return _seq(f"{COHERE_ACTION}[\n    ", body, f"\n]{COHERE_ACTION_END}")
     # MiniMax M2's template writes every call of a turn in one block.
     if family is Family.MINIMAX_M2:
         return _seq(f"{MINIMAX_CALL}\n", body, MINIMAX_CALL_END)

@@ -24,6 +24,7 @@ __all__ = [
     "ToolSchemas",
     "calls_from_json_text",
     "calls_from_json_value",
+    "command_r7b_calls",
     "deepseek_calls",
     "glm_calls",
     "invoke_calls",
@@ -105,6 +106,27 @@ def calls_from_json_text(text: str, *, require_arguments: bool = False) -> list[
     if not ok:
         return None
     return calls_from_json_value(value, require_arguments=require_arguments)
+
+
+def command_r7b_calls(text: str) -> list[RawCall] | None:
+    """Command R7B's and Command A's ``[{"tool_call_id": "0", "tool_name": NAME,
+    "parameters": {...}}, ...]``: the JSON reader's calls under Cohere's keys (``name``
+    and ``arguments`` are taken too). ``tool_call_id`` only numbers the calls ("0",
+    "1", ...: the templates count them afresh from the messages), so the call gets an
+    id of ours, as unique as clients expect, instead."""
+    ok, value = loads_strict(text.strip())
+    if not ok:
+        return None
+    items = value if isinstance(value, list) else [value]
+    renamed = [_cohere_keys(item) for item in items]
+    return calls_from_json_value(renamed, require_arguments=False)
+
+
+def _cohere_keys(item: Any) -> Any:
+    if not isinstance(item, dict) or "tool_name" not in item:
+        return item
+    kept = {k: item[k] for k in ("parameters", "arguments") if k in item}
+    return {"name": item["tool_name"], **kept}
 
 
 # --- Qwen3-Coder XML ---------------------------------------------------------------

@@ -58,6 +58,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from appliance.parsing.call_layout import (
+    COHERE_ACTION,
     DS_CALLS_BEGIN,
     GEMMA_CALL,
     GRANITE_CALL,
@@ -106,6 +107,7 @@ _TRIGGERS: dict[Family, str] = {
     Family.LFM2: LFM2_CALL,
     Family.NEMOTRON_V2: NEMOTRON_CALL,
     Family.GRANITE3: GRANITE_CALL,
+    Family.COMMAND_R7B: COHERE_ACTION,
     Family.MISTRAL: MISTRAL_CALLS,
     Family.DEEPSEEK: DS_CALLS_BEGIN,
     Family.HARMONY: HARMONY_CALL,

@@ -22,6 +22,7 @@ class Family(StrEnum):
     LFM2 = "lfm2"  # <|tool_call_start|>[name(key=value, ...)]<|tool_call_end|>: LFM2, LFM2.5
     NEMOTRON_V2 = "nemotron_v2"  # <TOOLCALL>[{json}, ...]</TOOLCALL>: Nemotron Nano v2
     GRANITE3 = "granite3"  # <|tool_call|>[{json}, ...] (no close): Granite 3.x
+    COMMAND_R7B = "command_r7b"  # <|START_ACTION|>[{"tool_name", ..}]: R7B, Command A
     LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
@@ -65,6 +66,11 @@ _ALIASES: dict[str, Family] = {
     "granite-3": Family.GRANITE3,
     "granite3.3": Family.GRANITE3,
     "granite-3.3": Family.GRANITE3,
+    "cohere": Family.COMMAND_R7B,
+    "command-a": Family.COMMAND_R7B,
+    "command-r7b-12-2024": Family.COMMAND_R7B,
+    "cohere2": Family.COMMAND_R7B,
+    "cohere2-moe": Family.COMMAND_R7B,
     "deepseek-r1": Family.DEEPSEEK,
     "deepseek-v3": Family.DEEPSEEK,
     "deepseek-v3.1": Family.DEEPSEEK,
@@ -85,7 +91,6 @@ _FOREIGN = (
     '<invoke name="',  # MiniMax M3 (]<]minimax[>[<invoke ..>, its parameters as tags)
     "<|tool_call|>",  # Phi-4-mini (Granite 3's, with <|start_of_role|>, is read above)
     "functools[",  # FireFunction
-    "<|START_ACTION|>",  # Command R7B
 )
 
 
@@ -137,6 +142,10 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         return Family.SEED_OSS
     if "<minimax:tool_call>" in t:
         return Family.MINIMAX_M2
+    if "<|START_ACTION|>" in t:
+        # Command R7B, Command A and Cohere2 MoE; Command R+'s "Action:" with a fenced
+        # JSON list stays generic.
+        return Family.COMMAND_R7B
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:
@@ -167,6 +176,7 @@ _OPENERS: dict[Family, tuple[str, ...]] = {
     Family.HARMONY: ("<|channel|>analysis<|message|>",),
     Family.GEMMA4: ("<|channel>thought",),
     Family.SEED_OSS: ("<seed:think>",),
+    Family.COMMAND_R7B: ("<|START_THINKING|>",),
 }
 
 

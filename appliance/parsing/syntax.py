@@ -14,8 +14,10 @@ from appliance.parsing.calls import (
     KIMI_SECTION_END,
     MINIMAX_TAGS,
     InvokeTags,
+    RawCall,
     ToolSchemas,
     calls_from_json_text,
+    command_r7b_calls,
     deepseek_calls,
     glm_calls,
     invoke_calls,
@@ -46,6 +48,10 @@ GEMMA_THOUGHT = ("<|channel>thought", "<channel|>")
 GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
 GRANITE_CALL = "<|tool_call|>"
+COHERE_THINK = ("<|START_THINKING|>", "<|END_THINKING|>")
+COHERE_ACTION, COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
+# Command R7B answers in <|START_RESPONSE|>, Cohere2 MoE in <|START_TEXT|>: dropped.
+COHERE_ANSWER = ("<|START_RESPONSE|>", "<|END_RESPONSE|>", "<|START_TEXT|>", "<|END_TEXT|>")
 DEEPSEEK_BEGINS = (
     "<｜tool▁calls▁begin｜>",
     "<｜tool_calls_begin｜>",
@@ -87,14 +93,25 @@ class Syntax:
     strays: tuple[str, ...] = ()
 
 
-def _json_tag(opener: str, ctx: Context) -> Region:
-    return TaggedRegion(
-        opener,
-        (TOOL_CALL_END,),
-        lambda inner, _closed: calls_from_json_text(inner),
-        json_body=True,
-        restarts=(TOOL_CALL,),
-    )
+def _json_between(
+    close: str, reader: Callable[[str], list[RawCall] | None]
+) -> Callable[[str, Context], Region]:
+    """A region of JSON calls from its opener to ``close`` (a marker inside a JSON string
+    does not end it; the opener again before the close does, as a broken call)."""
+
+    def region(opener: str, ctx: Context) -> Region:
+        return TaggedRegion(
+            opener,
+            (close,),
+            lambda inner, _closed: reader(inner),
+            json_body=True,
+            restarts=(opener,),
+        )
+
+    return region
+
+
+_json_tag = _json_between(TOOL_CALL_END, calls_from_json_text)
 
 
 def _xml_tag(opener: str, ctx: Context) -> Region:
@@ -171,18 +188,14 @@ def _lfm2(opener: str, ctx: Context) -> Region:
     )
 
 
-def _nemotron(opener: str, ctx: Context) -> Region:
-    return TaggedRegion(
-        opener,
-        (NEMOTRON_CALL_END,),
-        lambda inner, _closed: calls_from_json_text(inner),
-        json_body=True,
-        restarts=(NEMOTRON_CALL,),
-    )
+_nemotron = _json_between(NEMOTRON_CALL_END, calls_from_json_text)
 
 
 def _granite(opener: str, ctx: Context) -> Region:
     return JsonRegion(opener, calls_from_json_text)
+
+
+_command_r7b = _json_between(COHERE_ACTION_END, command_r7b_calls)
 
 
 def _deepseek(opener: str, ctx: Context) -> Region:
@@ -237,6 +250,9 @@ _SYNTAX: dict[Family, Syntax] = {
     # the answer's tags are dropped.
     Family.GRANITE3: Syntax(
         (THINK,), (GRANITE_CALL,), _granite, strays=("<response>", "</response>")
+    ),
+    Family.COMMAND_R7B: Syntax(
+        (COHERE_THINK,), (COHERE_ACTION,), _command_r7b, strays=COHERE_ANSWER
     ),
     Family.LLAMA3: Syntax(
         (THINK,),

@@ -127,3 +127,22 @@ def test_gemma4_reasons_in_its_thought_channel() -> None:
     opening = '<|tool_call>call:get_weather{city:<|"|>'
     assert _feed(jump, ["I think", "<channel|>"]) == ["", opening]
     assert constraint.gbnf.startswith('root ::= "<channel|>"')
+
+
+def test_command_r7b_reasons_in_its_thinking_block() -> None:
+    # Lazy: a call written inside <|START_THINKING|> is not one; after the block, it is.
+    constraint = tool_constraint("command_r7b", _params("auto"))
+    assert constraint is not None and constraint.trigger is not None
+    action = '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "get_weather"'
+    thought = "<|START_THINKING|>maybe " + action + "}]<|END_ACTION|><|END_THINKING|>"
+    assert re.fullmatch(constraint.trigger, thought + "<|START_RESPONSE|>ok") is None
+    match = re.fullmatch(constraint.trigger, thought + "<|START_ACTION|>[")
+    assert match is not None and match.start(1) == len(thought)
+    # Required after a block the prompt opened (Cohere2 MoE): the call follows its close
+    # with nothing between, as the templates write it.
+    constraint = tool_constraint("command_r7b", _params("required", started=True))
+    assert constraint is not None and constraint.forced is not None
+    jump = Jump(constraint.forced)
+    opening = '<|START_ACTION|>[\n    {"tool_call_id":'
+    assert _feed(jump, ["I think", "<|END_THINKING|>"]) == ["", opening]
+    assert constraint.gbnf.startswith('root ::= "<|END_THINKING|>"')

@@ -3491,6 +3491,263 @@ GRANITE3 = [
 ]
 
 
+# --- Command R7B, Command A, Cohere2 MoE: <|START_ACTION|>[{"tool_call_id", "tool_name",
+# "parameters"}, ...]<|END_ACTION|>, reasoning in <|START_THINKING|> --------------------
+
+CR = Family.COMMAND_R7B
+_CTHINK = "<|START_THINKING|>I'm\nthinking<|END_THINKING|>"
+
+
+def _ccall(number: int, name: str, parameters: str) -> str:
+    return f'{{"tool_call_id": "{number}", "tool_name": "{name}", "parameters": {parameters}}}'
+
+
+def _action(*calls: str) -> str:
+    """The calls as Command R7B's and Command A's templates write them, one a line."""
+    return "<|START_ACTION|>[\n    " + ",\n    ".join(calls) + "\n]<|END_ACTION|>"
+
+
+_CCALL = _action(_ccall(0, "special_function", '{"arg1": 1}'))
+_CPARTIAL = '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "special_function", '
+
+COMMAND_R7B = [
+    # llama.cpp's CohereForAI-c4ai-command-r7b-12-2024-tool_use cases (it keeps the
+    # model's "0" as the call's id; ours are our own). Its case with reasoning_format
+    # none (the thoughts kept in the content) has no counterpart here.
+    Case("command-r7b-response", CR, "<|START_RESPONSE|>" + HELLO + "<|END_RESPONSE|>", HELLO),
+    Case(
+        "command-r7b-thoughts",
+        CR,
+        _CTHINK + "<|START_RESPONSE|>" + HELLO + "<|END_RESPONSE|>",
+        HELLO,
+        THINKING,
+    ),
+    Case(
+        "command-r7b-thoughts-call",
+        CR,
+        _CTHINK + _CCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    # Its partial call, here the whole output: cut off, so kept as content.
+    Case(
+        "command-r7b-thoughts-cut-off-call",
+        CR,
+        _CTHINK + _CPARTIAL,
+        _CPARTIAL.rstrip(),
+        THINKING,
+        flags=MALFORMED,
+    ),
+    Case(
+        "command-r7b-empty-thoughts-call",
+        CR,
+        "<|START_THINKING|><|END_THINKING|>" + _CCALL,
+        reasoning="",
+        calls=(("special_function", ARG1),),
+    ),
+    # llama.cpp's Cohere2MoE cases: the prompt opens <|START_THINKING|>, the answer is in
+    # <|START_TEXT|>.
+    Case(
+        "cohere2moe-thoughts",
+        CR,
+        "I'm\nthinking<|END_THINKING|><|START_TEXT|>" + HELLO + "<|END_TEXT|>",
+        HELLO,
+        THINKING,
+        started=True,
+    ),
+    Case(
+        "cohere2moe-empty-thoughts",
+        CR,
+        "<|END_THINKING|><|START_TEXT|>" + HELLO + "<|END_TEXT|>",
+        HELLO,
+        "",
+        started=True,
+    ),
+    Case(
+        "cohere2moe-json-answer",
+        CR,
+        "I need to output the invoice details in JSON<|END_THINKING|><|START_TEXT|>"
+        + INVOICE
+        + "<|END_TEXT|>",
+        INVOICE,
+        "I need to output the invoice details in JSON",
+        started=True,
+    ),
+    Case(
+        "cohere2moe-thoughts-call",
+        CR,
+        "I'm\nthinking<|END_THINKING|>" + _CCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case(
+        "cohere2moe-empty-thoughts-call",
+        CR,
+        "<|END_THINKING|>" + _CCALL,
+        reasoning="",
+        calls=(("special_function", ARG1),),
+        started=True,
+    ),
+    Case(
+        "cohere2moe-array-argument",
+        CR,
+        "<|END_THINKING|>" + _action(_ccall(0, "todo_list", '{"todos": ["buy milk", "walk dog"]}')),
+        reasoning="",
+        calls=(("todo_list", {"todos": ["buy milk", "walk dog"]}),),
+        started=True,
+    ),
+    Case(
+        "cohere2moe-parallel",
+        CR,
+        "I'm\nthinking<|END_THINKING|>"
+        + _action(
+            _ccall(0, "special_function", '{"arg1": 1}'),
+            _ccall(1, "python", '{"code": "print(\'hey\')"}'),
+        ),
+        reasoning=THINKING,
+        calls=(("special_function", ARG1), ("python", {"code": "print('hey')"})),
+        started=True,
+    ),
+    Case(
+        "cohere2moe-cut-off-call",
+        CR,
+        "I'm\nthinking<|END_THINKING|>" + _CPARTIAL,
+        _CPARTIAL.rstrip(),
+        THINKING,
+        started=True,
+        flags=MALFORMED,
+    ),
+    Case("ours-command-r7b-call", CR, _CCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "ours-command-r7b-later-turn-numbers",
+        CR,
+        _action(_ccall(2, "get_time", '{"city": "Paris"}'), _ccall(3, "get_weather", "{}")),
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {})),
+    ),
+    Case(
+        "ours-command-r7b-parameters-as-string",
+        CR,
+        _action(_ccall(0, "get_time", '"{\\"city\\": \\"Paris\\"}"')),
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-command-r7b-name-and-arguments-keys",
+        CR,
+        '<|START_ACTION|>[{"name": "special_function", "arguments": {"arg1": 1}}]<|END_ACTION|>',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-command-r7b-single-object",
+        CR,
+        "<|START_ACTION|>" + _ccall(0, "special_function", '{"arg1": 1}') + "<|END_ACTION|>",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-command-r7b-no-parameters",
+        CR,
+        '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "empty_args"}]<|END_ACTION|>',
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "ours-command-r7b-unclosed-at-end",
+        CR,
+        _CCALL.removesuffix("<|END_ACTION|>"),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-command-r7b-marker-in-string",
+        CR,
+        _action(_ccall(0, "python", '{"code": "print(\\"]<|END_ACTION|>\\")"}')),
+        calls=(("python", {"code": 'print("]<|END_ACTION|>")'}),),
+    ),
+    Case(
+        "ours-command-r7b-unicode",
+        CR,
+        _action(_ccall(0, "get_time", '{"city": "São Paulo \\u2013 東京"}')),
+        calls=(("get_time", {"city": "São Paulo – 東京"}),),
+    ),
+    Case(
+        "ours-command-r7b-call-then-text",
+        CR,
+        _CCALL + "\nDone.",
+        "Done.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-command-r7b-broken-json",
+        CR,
+        '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "special_function", "parameters": {"arg1": 1]}]<|END_ACTION|>',
+        '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "special_function", "parameters": {"arg1": 1]}]<|END_ACTION|>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-command-r7b-not-json",
+        CR,
+        "<|START_ACTION|>special_function(arg1=1)<|END_ACTION|>",
+        "<|START_ACTION|>special_function(arg1=1)<|END_ACTION|>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-command-r7b-empty-list",
+        CR,
+        "<|START_ACTION|>[]<|END_ACTION|>",
+        "<|START_ACTION|>[]<|END_ACTION|>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-command-r7b-entry-without-name",
+        CR,
+        '<|START_ACTION|>[{"tool_call_id": "0", "parameters": {}}]<|END_ACTION|>',
+        '<|START_ACTION|>[{"tool_call_id": "0", "parameters": {}}]<|END_ACTION|>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-command-r7b-call-in-reasoning-stays",
+        CR,
+        "<|START_THINKING|>maybe "
+        + _CCALL
+        + "<|END_THINKING|><|START_RESPONSE|>"
+        + HELLO
+        + "<|END_RESPONSE|>",
+        HELLO,
+        "maybe " + _CCALL,
+    ),
+    # Cohere2 MoE may go from its reasoning to the action with no <|END_THINKING|>
+    # (llama.cpp ends the block at either): the call is kept.
+    Case(
+        "ours-cohere2moe-action-without-end-thinking",
+        CR,
+        "I'll call it." + _CCALL,
+        reasoning="I'll call it.",
+        calls=(("special_function", ARG1),),
+        started=True,
+        flags=RECOVERED,
+    ),
+    Case(
+        "ours-command-r7b-unclosed-thinking",
+        CR,
+        "<|START_THINKING|>still going",
+        reasoning="still going",
+        flags=UNCLOSED,
+    ),
+    Case(
+        "ours-command-r7b-lookalike",
+        CR,
+        "Use <|START_ACTIONS|>, START_ACTION or <think>x</think>, a < b.",
+        "Use <|START_ACTIONS|>, START_ACTION or <think>x</think>, a < b.",
+    ),
+    Case(
+        "ours-command-r7b-unknown-tool",
+        CR,
+        _action(_ccall(0, "other", "{}")),
+        calls=(("other", {}),),
+        known=frozenset({"special_function"}),
+        unknown=("other",),
+    ),
+]
+
+
 ALL: list[Case] = (
     HERMES
     + QWEN3_CODER
@@ -3503,6 +3760,7 @@ ALL: list[Case] = (
     + LFM2
     + NEMOTRON_V2
     + GRANITE3
+    + COMMAND_R7B
     + LLAMA3
     + MISTRAL
     + DEEPSEEK

@@ -164,6 +164,47 @@ KIMI_K2_LIKE = (
 )
 
 
+# Command R7B's template is under Cohere's CC-BY-NC licence, not shipped: a small one in
+# its style (tools as a JSON list in the system turn, a past call's thoughts and its
+# numbered calls one a line in <|START_ACTION|>, an answer in <|START_RESPONSE|>, results
+# in <|START_TOOL_RESULT|>, and a generation prompt that closes an empty thinking block
+# unless enable_thinking).
+COMMAND_R7B_LIKE = (
+    "{{- bos_token -}}{%- set ns = namespace(call=0, result=0) -%}"
+    "{{- '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|># System Preamble\\n' -}}"
+    "{%- if tools -%}{{- '## Available Tools\\nWrite <|START_ACTION|> followed by a list of"
+    " JSON tool calls, then <|END_ACTION|>.\\n```json\\n[\\n' -}}"
+    "{%- for tool in tools -%}"
+    '{{- \'    {"name": "\' + tool.function.name + \'", "parameters": \''
+    " + tool.function.parameters | tojson + ', \"responses\": null}' -}}"
+    "{{- ',\\n' if not loop.last else '\\n' -}}{%- endfor -%}{{- ']\\n```\\n' -}}{%- endif -%}"
+    "{{- '<|END_OF_TURN_TOKEN|>' -}}"
+    "{%- for message in messages -%}"
+    "{%- if message.role == 'assistant' and message.tool_calls -%}"
+    "{{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|><|START_THINKING|>'"
+    " + (message.reasoning_content or '') + '<|END_THINKING|><|START_ACTION|>[\\n' -}}"
+    "{%- for tc in message.tool_calls -%}"
+    '{{- \'    {"tool_call_id": "\' + ns.call | string + \'", "tool_name": "\''
+    " + tc.function.name + '\", \"parameters\": ' + tc.function.arguments | tojson + '}' -}}"
+    "{{- ',\\n' if not loop.last else '\\n' -}}{%- set ns.call = ns.call + 1 -%}{%- endfor -%}"
+    "{{- ']<|END_ACTION|><|END_OF_TURN_TOKEN|>' -}}"
+    "{%- elif message.role == 'assistant' -%}"
+    "{{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|><|START_RESPONSE|>' + message.content"
+    " + '<|END_RESPONSE|><|END_OF_TURN_TOKEN|>' -}}"
+    "{%- elif message.role == 'tool' -%}"
+    "{{- '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|><|START_TOOL_RESULT|>[\\n'"
+    ' + \'    {"tool_call_id": "\' + ns.result | string + \'", "results": {"0": \''
+    " + message.content | tojson"
+    " + '}, \"is_error\": null}\\n]<|END_TOOL_RESULT|><|END_OF_TURN_TOKEN|>' -}}"
+    "{%- set ns.result = ns.result + 1 -%}"
+    "{%- else -%}{{- '<|START_OF_TURN_TOKEN|><|' + message.role | upper + '_TOKEN|>'"
+    " + message.content + '<|END_OF_TURN_TOKEN|>' -}}{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' -}}"
+    "{%- if not enable_thinking -%}{{- '<|START_THINKING|><|END_THINKING|>' -}}{%- endif -%}"
+    "{%- endif -%}"
+)
+
+
 def _source(name: str) -> str:
     if name == "llama-like":
         return LLAMA_LIKE
@@ -177,6 +218,8 @@ def _source(name: str) -> str:
         return MINIMAX_M2_LIKE
     if name == "kimi-k2-like":
         return KIMI_K2_LIKE
+    if name == "command-r7b-like":
+        return COMMAND_R7B_LIKE
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
@@ -214,6 +257,12 @@ def test_detect_family_llama_and_fallbacks() -> None:
     k3 = "{{- '<|open|>' + tag + '<|sep|>' -}}{{- '<|close|>' + tag -}}'<|end_of_msg|>'"
     assert detect_family(k3) is Family.GENERIC
     assert detect_family("'<TOOLCALL>[' + calls + ']</TOOLCALL>'") is Family.NEMOTRON_V2
+    # Command R7B, Command A and Cohere2 MoE write <|START_ACTION|>; Command R+'s
+    # "Action:" and a fenced JSON list is another syntax, left generic.
+    assert detect_family(COMMAND_R7B_LIKE) is Family.COMMAND_R7B
+    assert detect_family("'<|START_TEXT|>' '<|START_ACTION|>['") is Family.COMMAND_R7B
+    r_plus = "'<|CHATBOT_TOKEN|>' '\\nAction:\\n```json\\n[' '\"tool_name\": '"
+    assert detect_family(r_plus) is Family.GENERIC
     assert detect_family("{{ '<|python_tag|>' }}") is Family.LLAMA3
     assert detect_family(None) is Family.GENERIC
     assert detect_family("") is Family.GENERIC
@@ -277,6 +326,11 @@ def test_override_wins() -> None:
         ("lfm2", Family.LFM2),
         ("LFM2.5", Family.LFM2),
         ("liquid", Family.LFM2),
+        ("command_r7b", Family.COMMAND_R7B),
+        ("Command-R7B", Family.COMMAND_R7B),
+        ("cohere", Family.COMMAND_R7B),
+        ("command-a", Family.COMMAND_R7B),
+        ("Cohere2_MoE", Family.COMMAND_R7B),
     ],
 )
 def test_family_from_name(name: str, family: Family) -> None:
@@ -319,6 +373,10 @@ USER = {"role": "user", "content": "Hi"}
         ("nemotron-v2-like", {"enable_thinking": False}, False),
         ("minimax-m2-like", {}, True),
         ("kimi-k2-like", {}, False),
+        # Command R7B closes an empty thinking block unless thinking; with it, the model
+        # opens the block itself.
+        ("command-r7b-like", {}, False),
+        ("command-r7b-like", {"enable_thinking": True}, False),
     ],
 )
 def test_prompt_opens_reasoning(name: str, variables: dict[str, Any], opens: bool) -> None:
@@ -338,6 +396,9 @@ def test_prompt_opens_reasoning_markers() -> None:
     assert not prompt_opens_reasoning("<|channel>thought\n<channel|>", Family.GEMMA4)
     assert prompt_opens_reasoning("<seed:bos>assistant\n<seed:think>", Family.SEED_OSS)
     assert not prompt_opens_reasoning("<seed:bos>assistant\n<think>", Family.SEED_OSS)
+    # Cohere2 MoE's prompt opens the block unless reasoning is off.
+    assert prompt_opens_reasoning("<|CHATBOT_TOKEN|><|START_THINKING|>", Family.COMMAND_R7B)
+    assert not prompt_opens_reasoning("<|START_THINKING|><|END_THINKING|>", Family.COMMAND_R7B)
 
 
 TOOLS = [
@@ -576,3 +637,30 @@ def test_kimi_k2_renders_calls_ids_and_reasoning_it_reads() -> None:
     ], output
     assert message.content == ""
     assert "## Return of functions.get_time:0\n10:00" in text
+
+
+def test_command_r7b_renders_calls_it_reads() -> None:
+    """Past calls as a Command R7B-style template renders them (numbered, one a line,
+    arguments as an object or as the JSON string a client sends, after the turn's
+    thoughts) and a past answer parse back to the same. Not in ROUND_TRIP: the prompt
+    closes an empty thinking block that a past turn does not repeat."""
+    arguments = {"city": 'Paris "x"\nline 2 <|END_ACTION|>', "days": 3, "tags": ["a", None]}
+    second = {"id": "b", "type": "function", "function": {"name": "get_time"}}
+    second["function"]["arguments"] = json.dumps(arguments)
+    turn = {**CALL, "reasoning_content": "I'm\nthinking"}
+    turn["tool_calls"] = [*CALL["tool_calls"], second]
+    answer = {"role": "assistant", "content": "The time is 10:00."}
+    template = ChatTemplate(COMMAND_R7B_LIKE, bos_token="<BOS_TOKEN>", eos_token="</s>")
+    text = template.render([USER, turn, answer], add_generation_prompt=False, tools=TOOLS)
+    outputs = [t.split("<|END_OF_TURN_TOKEN|>")[0] for t in text.split("<|CHATBOT_TOKEN|>")[1:]]
+    call_turn = parse_output(outputs[0], Family.COMMAND_R7B)
+    assert call_turn.reasoning == "I'm\nthinking"
+    assert [(c.name, json.loads(c.arguments)) for c in call_turn.tool_calls] == [
+        ("get_time", {"city": "Paris"}),
+        ("get_time", arguments),
+    ], outputs[0]
+    assert call_turn.content == ""
+    assert not call_turn.malformed_tool_call
+    said = parse_output(outputs[1], Family.COMMAND_R7B)
+    assert said.content == "The time is 10:00."
+    assert said.tool_calls == ()
