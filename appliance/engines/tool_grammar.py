@@ -23,18 +23,19 @@ from appliance.parsing import Family
 from appliance.parsing.constraints import ANY_OBJECT, tool_call_layout, tool_call_trigger
 from appliance.parsing.forced_text import forced_prefix
 from appliance.parsing.gbnf import render_gbnf
-from appliance.parsing.syntax import COHERE_THINK, GEMMA_THOUGHT, SEED_THINK, THINK
+from appliance.parsing.syntax import APERTUS_INNER, COHERE_THINK, GEMMA_THOUGHT, SEED_THINK, THINK
 
 # What a reasoning template writes between the closed block and the answer.
 AFTER_REASONING = "\n\n"
 # What follows a closed block where a family's template writes otherwise: Gemma 4
 # and Kimi K2 answer right after it, Seed-OSS after one newline, Command R7B and
-# Command A right after <|END_THINKING|>.
+# Command A right after <|END_THINKING|>, Apertus right after <|inner_suffix|>.
 _REASONING: dict[Family, tuple[tuple[str, str], str]] = {
     Family.GEMMA4: (GEMMA_THOUGHT, ""),
     Family.SEED_OSS: (SEED_THINK, "\n"),
     Family.KIMI_K2: (THINK, ""),
     Family.COMMAND_R7B: (COHERE_THINK, ""),
+    Family.APERTUS: (APERTUS_INNER, ""),
 }
 
 

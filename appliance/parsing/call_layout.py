@@ -29,6 +29,7 @@ from appliance.parsing.notation_calls import GEMMA_QUOTE, LFM2_CALL, LFM2_CALL_E
 from appliance.parsing.tool_schema import Tool, nonnegative_int
 
 __all__ = [
+    "APERTUS_CALL",
     "COHERE_ACTION",
     "DS_CALLS_BEGIN",
     "GEMMA_CALL",
@@ -73,6 +74,7 @@ GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
 GRANITE_CALL = "<|tool_call|>"
 COHERE_ACTION, COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
+APERTUS_CALL, APERTUS_CALL_END = "<|tools_prefix|>", "<|tools_suffix|>"
 
 
 def dsml_block(template: str | None) -> str:
@@ -557,6 +559,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _lfm2_call(tool, i)
         elif family is Family.COMMAND_R7B:
             call = _command_r7b_call(tool)
+        elif family is Family.APERTUS:  # the name is the call's one key
+            call = _seq("{" + json.dumps(name, ensure_ascii=False) + ": ", _args(tool), "}")
         elif family is Family.LLAMA3:
             call = _json_call(tool, "parameters")
         elif family is Family.MISTRAL and variant == "args":
@@ -586,6 +590,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.NEMOTRON_V2: ", ",
         Family.GRANITE3: ", ",
         Family.COMMAND_R7B: ",\n    ",
+        Family.APERTUS: ", ",
         Family.LLAMA3: "; ",
         Family.MISTRAL: ", " if variant == "list" else "",
         Family.DEEPSEEK: "\n" if variant == "r1" else "",
@@ -608,6 +613,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
     # Command R7B's and Command A's templates write the list one call a line.
     if family is Family.COMMAND_R7B:
         return _seq(f"{COHERE_ACTION}[\n    ", body, f"\n]{COHERE_ACTION_END}")
+    if family is Family.APERTUS:
+        return _seq(f"{APERTUS_CALL}[", body, f"]{APERTUS_CALL_END}")
     # MiniMax M2's template writes every call of a turn in one block.
     if family is Family.MINIMAX_M2:
         return _seq(f"{MINIMAX_CALL}\n", body, MINIMAX_CALL_END)

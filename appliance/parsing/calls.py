@@ -22,6 +22,7 @@ __all__ = [
     "InvokeTags",
     "RawCall",
     "ToolSchemas",
+    "apertus_calls",
     "calls_from_json_text",
     "calls_from_json_value",
     "command_r7b_calls",
@@ -127,6 +128,31 @@ def _cohere_keys(item: Any) -> Any:
         return item
     kept = {k: item[k] for k in ("parameters", "arguments") if k in item}
     return {"name": item["tool_name"], **kept}
+
+
+def apertus_calls(text: str) -> list[RawCall] | None:
+    """Apertus's ``[{"NAME": {...}}, ...]``: each call an object whose one key is the
+    function's name and whose value its arguments (an object, or a string holding one).
+    An object with more keys is read as the JSON reader reads a call (``name``,
+    ``arguments``), should the model write that form."""
+    ok, value = loads_strict(text.strip())
+    if not ok:
+        return None
+    items = value if isinstance(value, list) else [value]
+    calls = [_keyed_call(item) for item in items]
+    if not calls or any(c is None for c in calls):
+        return None
+    return [c for c in calls if c is not None]
+
+
+def _keyed_call(item: Any) -> RawCall | None:
+    if not isinstance(item, dict) or len(item) != 1:
+        return _call_from_object(item, require_arguments=False)
+    [(name, raw)] = item.items()
+    arguments = _arguments(raw)
+    if not name.strip() or arguments is None:
+        return None
+    return RawCall(name.strip(), arguments)
 
 
 # --- Qwen3-Coder XML ---------------------------------------------------------------

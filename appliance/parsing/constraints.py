@@ -58,6 +58,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from appliance.parsing.call_layout import (
+    APERTUS_CALL,
     COHERE_ACTION,
     DS_CALLS_BEGIN,
     GEMMA_CALL,
@@ -108,6 +109,7 @@ _TRIGGERS: dict[Family, str] = {
     Family.NEMOTRON_V2: NEMOTRON_CALL,
     Family.GRANITE3: GRANITE_CALL,
     Family.COMMAND_R7B: COHERE_ACTION,
+    Family.APERTUS: APERTUS_CALL,
     Family.MISTRAL: MISTRAL_CALLS,
     Family.DEEPSEEK: DS_CALLS_BEGIN,
     Family.HARMONY: HARMONY_CALL,

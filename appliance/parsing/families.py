@@ -23,6 +23,7 @@ class Family(StrEnum):
     NEMOTRON_V2 = "nemotron_v2"  # <TOOLCALL>[{json}, ...]</TOOLCALL>: Nemotron Nano v2
     GRANITE3 = "granite3"  # <|tool_call|>[{json}, ...] (no close): Granite 3.x
     COMMAND_R7B = "command_r7b"  # <|START_ACTION|>[{"tool_name", ..}]: R7B, Command A
+    APERTUS = "apertus"  # <|tools_prefix|>[{"NAME": {args}}, ...]<|tools_suffix|>: Apertus
     LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
@@ -71,6 +72,9 @@ _ALIASES: dict[str, Family] = {
     "command-r7b-12-2024": Family.COMMAND_R7B,
     "cohere2": Family.COMMAND_R7B,
     "cohere2-moe": Family.COMMAND_R7B,
+    "apertus-8b": Family.APERTUS,
+    "apertus-70b": Family.APERTUS,
+    "swiss-ai": Family.APERTUS,
     "deepseek-r1": Family.DEEPSEEK,
     "deepseek-v3": Family.DEEPSEEK,
     "deepseek-v3.1": Family.DEEPSEEK,
@@ -146,6 +150,8 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         # Command R7B, Command A and Cohere2 MoE; Command R+'s "Action:" with a fenced
         # JSON list stays generic.
         return Family.COMMAND_R7B
+    if "<|tools_prefix|>" in t:
+        return Family.APERTUS
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:
@@ -177,6 +183,7 @@ _OPENERS: dict[Family, tuple[str, ...]] = {
     Family.GEMMA4: ("<|channel>thought",),
     Family.SEED_OSS: ("<seed:think>",),
     Family.COMMAND_R7B: ("<|START_THINKING|>",),
+    Family.APERTUS: ("<|inner_prefix|>",),
 }
 
 

@@ -16,6 +16,7 @@ from appliance.parsing.calls import (
     InvokeTags,
     RawCall,
     ToolSchemas,
+    apertus_calls,
     calls_from_json_text,
     command_r7b_calls,
     deepseek_calls,
@@ -52,6 +53,8 @@ COHERE_THINK = ("<|START_THINKING|>", "<|END_THINKING|>")
 COHERE_ACTION, COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
 # Command R7B answers in <|START_RESPONSE|>, Cohere2 MoE in <|START_TEXT|>: dropped.
 COHERE_ANSWER = ("<|START_RESPONSE|>", "<|END_RESPONSE|>", "<|START_TEXT|>", "<|END_TEXT|>")
+APERTUS_INNER = ("<|inner_prefix|>", "<|inner_suffix|>")
+APERTUS_CALL, APERTUS_CALL_END = "<|tools_prefix|>", "<|tools_suffix|>"
 DEEPSEEK_BEGINS = (
     "<｜tool▁calls▁begin｜>",
     "<｜tool_calls_begin｜>",
@@ -196,6 +199,7 @@ def _granite(opener: str, ctx: Context) -> Region:
 
 
 _command_r7b = _json_between(COHERE_ACTION_END, command_r7b_calls)
+_apertus = _json_between(APERTUS_CALL_END, apertus_calls)
 
 
 def _deepseek(opener: str, ctx: Context) -> Region:
@@ -254,6 +258,8 @@ _SYNTAX: dict[Family, Syntax] = {
     Family.COMMAND_R7B: Syntax(
         (COHERE_THINK,), (COHERE_ACTION,), _command_r7b, strays=COHERE_ANSWER
     ),
+    # Apertus deliberates between <|inner_prefix|> and <|inner_suffix|>.
+    Family.APERTUS: Syntax((APERTUS_INNER,), (APERTUS_CALL,), _apertus),
     Family.LLAMA3: Syntax(
         (THINK,),
         ("<|python_tag|>",),

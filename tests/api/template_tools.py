@@ -20,19 +20,23 @@ BASE = {
 }
 
 
-def weather(extra: dict[str, Any] | None = None, required: tuple[str, ...] = ()) -> Any:
+def weather(
+    extra: dict[str, Any] | None = None,
+    required: tuple[str, ...] = (),
+    description: str | None = None,
+) -> Any:
     """A get_weather tool: a short city and a day count, plus `extra` properties."""
-    return {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "properties": {**BASE, **(extra or {})},
-                "required": ["city", "days", *required],
-            },
+    function: dict[str, Any] = {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {**BASE, **(extra or {})},
+            "required": ["city", "days", *required],
         },
     }
+    if description is not None:
+        function["description"] = description
+    return {"type": "function", "function": function}
 
 
 def start_template_daemon(home: Path, templates: dict[str, str]) -> Daemon:

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from appliance.engines.jump_forward import ForcedText, Jump
-from appliance.engines.tool_grammar import tool_constraint
+from appliance.engines.tool_grammar import ToolConstraint, tool_constraint
 
 TOOL: dict[str, Any] = {
     "type": "function",
@@ -129,15 +129,21 @@ def test_gemma4_reasons_in_its_thought_channel() -> None:
     assert constraint.gbnf.startswith('root ::= "<channel|>"')
 
 
-def test_command_r7b_reasons_in_its_thinking_block() -> None:
-    # Lazy: a call written inside <|START_THINKING|> is not one; after the block, it is.
-    constraint = tool_constraint("command_r7b", _params("auto"))
+def _lazy_after_reasoning(family: str, block: str, opener: str) -> ToolConstraint:
+    """The lazy constraint of `family`: a call written inside the reasoning `block` is not
+    one; `opener` after the block is."""
+    constraint = tool_constraint(family, _params("auto"))
     assert constraint is not None and constraint.trigger is not None
+    assert re.fullmatch(constraint.trigger, block + "No call.") is None
+    match = re.fullmatch(constraint.trigger, block + opener)
+    assert match is not None and match.start(1) == len(block)
+    return constraint
+
+
+def test_command_r7b_reasons_in_its_thinking_block() -> None:
     action = '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "get_weather"'
     thought = "<|START_THINKING|>maybe " + action + "}]<|END_ACTION|><|END_THINKING|>"
-    assert re.fullmatch(constraint.trigger, thought + "<|START_RESPONSE|>ok") is None
-    match = re.fullmatch(constraint.trigger, thought + "<|START_ACTION|>[")
-    assert match is not None and match.start(1) == len(thought)
+    _lazy_after_reasoning("command_r7b", thought, "<|START_ACTION|>[")
     # Required after a block the prompt opened (Cohere2 MoE): the call follows its close
     # with nothing between, as the templates write it.
     constraint = tool_constraint("command_r7b", _params("required", started=True))
@@ -146,3 +152,11 @@ def test_command_r7b_reasons_in_its_thinking_block() -> None:
     opening = '<|START_ACTION|>[\n    {"tool_call_id":'
     assert _feed(jump, ["I think", "<|END_THINKING|>"]) == ["", opening]
     assert constraint.gbnf.startswith('root ::= "<|END_THINKING|>"')
+
+
+def test_apertus_deliberates_between_its_inner_markers() -> None:
+    call = '<|tools_prefix|>[{"get_weather": {"city": "x"}}]<|tools_suffix|>'
+    inner = "<|inner_prefix|>maybe " + call + "<|inner_suffix|>"
+    constraint = _lazy_after_reasoning("apertus", inner, "<|tools_prefix|>[")
+    assert constraint.forced is not None
+    assert constraint.forced.text == '<|tools_prefix|>[{"get_weather":'

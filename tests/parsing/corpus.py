@@ -3748,6 +3748,182 @@ COMMAND_R7B = [
 ]
 
 
+# --- Apertus: <|tools_prefix|>[{"NAME": {args}}, ...]<|tools_suffix|>, <|inner_prefix|> -
+
+AP = Family.APERTUS
+
+
+def _apertus(*calls: str) -> str:
+    """Calls as Apertus's template writes them: each keyed by its name, ', ' between."""
+    return "<|tools_prefix|>[" + ", ".join(calls) + "]<|tools_suffix|>"
+
+
+_APCALL = _apertus('{"special_function": {"arg1": 1}}')
+_AP_THOUGHTS = "<|inner_prefix|>I'm\nthinking<|inner_suffix|>"
+
+APERTUS = [
+    # llama.cpp's Apertus-8B-Instruct cases.
+    Case("apertus-call", AP, _APCALL, calls=(("special_function", ARG1),)),
+    # Its continuation: the prefilled "Hello, " is not in the output.
+    Case("apertus-continue-content", AP, "world!\nWhat's up?", "world!\nWhat's up?"),
+    Case("ours-apertus-content", AP, HELLO, HELLO),
+    Case("ours-apertus-deliberation", AP, _AP_THOUGHTS + HELLO, HELLO, THINKING),
+    Case(
+        "ours-apertus-deliberation-then-call",
+        AP,
+        _AP_THOUGHTS + _APCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-apertus-content-then-call",
+        AP,
+        "Let me check." + _apertus('{"get_time": {"city": "Paris"}}'),
+        "Let me check.",
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-apertus-parallel",
+        AP,
+        _apertus('{"get_time": {"city": "Paris"}}', '{"get_weather": {"city": "Tokyo"}}'),
+        calls=(("get_time", {"city": "Paris"}), ("get_weather", {"city": "Tokyo"})),
+    ),
+    Case(
+        "ours-apertus-arguments-as-string",
+        AP,
+        _apertus('{"get_time": "{\\"city\\": \\"Paris\\"}"}'),
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-apertus-empty-arguments",
+        AP,
+        _apertus('{"empty_args": {}}'),
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "ours-apertus-single-object",
+        AP,
+        '<|tools_prefix|>{"special_function": {"arg1": 1}}<|tools_suffix|>',
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-apertus-name-and-arguments-form",
+        AP,
+        _apertus('{"name": "special_function", "arguments": {"arg1": 1}}'),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-apertus-nested",
+        AP,
+        _apertus('{"set_config": {"config": {"a": [1, {"b": null}], "c": true}}}'),
+        calls=(("set_config", {"config": {"a": [1, {"b": None}], "c": True}}),),
+    ),
+    Case(
+        "ours-apertus-marker-in-string",
+        AP,
+        _apertus('{"python": {"code": "print(\\"]<|tools_suffix|>\\")"}}'),
+        calls=(("python", {"code": 'print("]<|tools_suffix|>")'}),),
+    ),
+    Case(
+        "ours-apertus-unicode",
+        AP,
+        _apertus('{"get_time": {"city": "São Paulo \\u2013 東京"}}'),
+        calls=(("get_time", {"city": "São Paulo – 東京"}),),
+    ),
+    Case(
+        "ours-apertus-unclosed-at-end",
+        AP,
+        _APCALL.removesuffix("<|tools_suffix|>"),
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-apertus-call-then-text",
+        AP,
+        _APCALL + "\nDone.",
+        "Done.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-apertus-broken-json",
+        AP,
+        '<|tools_prefix|>[{"special_function": {"arg1": 1]}]<|tools_suffix|>',
+        '<|tools_prefix|>[{"special_function": {"arg1": 1]}]<|tools_suffix|>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-apertus-not-json",
+        AP,
+        "<|tools_prefix|>special_function(arg1=1)<|tools_suffix|>",
+        "<|tools_prefix|>special_function(arg1=1)<|tools_suffix|>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-apertus-empty-list",
+        AP,
+        "<|tools_prefix|>[]<|tools_suffix|>",
+        "<|tools_prefix|>[]<|tools_suffix|>",
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-apertus-two-names-in-one-call",
+        AP,
+        _apertus('{"get_time": {}, "get_weather": {}}'),
+        _apertus('{"get_time": {}, "get_weather": {}}'),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-apertus-arguments-not-object",
+        AP,
+        _apertus('{"get_time": [1]}'),
+        _apertus('{"get_time": [1]}'),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-apertus-cut-off",
+        AP,
+        '<|tools_prefix|>[{"special_function": {"ar',
+        '<|tools_prefix|>[{"special_function": {"ar',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-apertus-call-in-deliberation-stays",
+        AP,
+        "<|inner_prefix|>maybe " + _APCALL + "<|inner_suffix|>" + HELLO,
+        HELLO,
+        "maybe " + _APCALL,
+    ),
+    Case(
+        "ours-apertus-unclosed-deliberation-call",
+        AP,
+        "<|inner_prefix|>I'll call it." + _APCALL,
+        reasoning="I'll call it.",
+        calls=(("special_function", ARG1),),
+        flags=RECOVERED,
+    ),
+    Case(
+        "ours-apertus-unclosed-deliberation",
+        AP,
+        "<|inner_prefix|>still going",
+        reasoning="still going",
+        flags=UNCLOSED,
+    ),
+    Case(
+        "ours-apertus-lookalike",
+        AP,
+        "Use <|tools_prefix or <think>x</think>, a < b.",
+        "Use <|tools_prefix or <think>x</think>, a < b.",
+    ),
+    Case(
+        "ours-apertus-unknown-tool",
+        AP,
+        _apertus('{"other": {}}'),
+        calls=(("other", {}),),
+        known=frozenset({"special_function"}),
+        unknown=("other",),
+    ),
+]
+
+
 ALL: list[Case] = (
     HERMES
     + QWEN3_CODER
@@ -3761,6 +3937,7 @@ ALL: list[Case] = (
     + NEMOTRON_V2
     + GRANITE3
     + COMMAND_R7B
+    + APERTUS
     + LLAMA3
     + MISTRAL
     + DEEPSEEK

@@ -118,6 +118,7 @@ CASES = [
     ("nemotron_v2", Family.NEMOTRON_V2, None),
     ("granite3", Family.GRANITE3, None),
     ("command_r7b", Family.COMMAND_R7B, None),
+    ("apertus", Family.APERTUS, "Apertus-8B-Instruct.jinja"),
     ("llama3", Family.LLAMA3, None),
     ("mistral", Family.MISTRAL, None),
     ("mistral-list", Family.MISTRAL, "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
@@ -502,6 +503,7 @@ def test_the_syntax_follows_the_template() -> None:
     assert tool_call_trigger(Family.NEMOTRON_V2) == "<TOOLCALL>"
     assert tool_call_trigger(Family.GRANITE3) == "<|tool_call|>"
     assert tool_call_trigger(Family.COMMAND_R7B) == "<|START_ACTION|>"
+    assert tool_call_trigger(Family.APERTUS) == "<|tools_prefix|>"
     assert tool_call_trigger(Family.LLAMA3) == '{"name"'
     assert tool_call_trigger(Family.MISTRAL) == "[TOOL_CALLS]"
     assert tool_call_trigger(Family.DEEPSEEK) == "<｜tool▁calls▁begin｜>"

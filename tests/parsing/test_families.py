@@ -44,6 +44,7 @@ EXPECTED = {
     "ibm-granite-granite-3.3-2B-Instruct.jinja": Family.GRANITE3,
     "HuggingFaceTB-SmolLM3-3B.jinja": Family.GENERIC,
     "microsoft-Phi-3.5-mini-instruct.jinja": Family.GENERIC,
+    "Apertus-8B-Instruct.jinja": Family.APERTUS,
 }
 
 # Llama 3.x templates are not shipped (see LICENSES.md): a small one in their style.
@@ -331,6 +332,9 @@ def test_override_wins() -> None:
         ("cohere", Family.COMMAND_R7B),
         ("command-a", Family.COMMAND_R7B),
         ("Cohere2_MoE", Family.COMMAND_R7B),
+        ("apertus", Family.APERTUS),
+        ("Apertus-8B", Family.APERTUS),
+        ("swiss_ai", Family.APERTUS),
     ],
 )
 def test_family_from_name(name: str, family: Family) -> None:
@@ -377,6 +381,9 @@ USER = {"role": "user", "content": "Hi"}
         # opens the block itself.
         ("command-r7b-like", {}, False),
         ("command-r7b-like", {"enable_thinking": True}, False),
+        # Apertus deliberates on its own: its prompt only opens the assistant's turn.
+        ("Apertus-8B-Instruct.jinja", {}, False),
+        ("Apertus-8B-Instruct.jinja", {"enable_thinking": True}, False),
     ],
 )
 def test_prompt_opens_reasoning(name: str, variables: dict[str, Any], opens: bool) -> None:
@@ -399,6 +406,7 @@ def test_prompt_opens_reasoning_markers() -> None:
     # Cohere2 MoE's prompt opens the block unless reasoning is off.
     assert prompt_opens_reasoning("<|CHATBOT_TOKEN|><|START_THINKING|>", Family.COMMAND_R7B)
     assert not prompt_opens_reasoning("<|START_THINKING|><|END_THINKING|>", Family.COMMAND_R7B)
+    assert prompt_opens_reasoning("<|assistant_start|><|inner_prefix|>", Family.APERTUS)
 
 
 TOOLS = [
@@ -465,6 +473,7 @@ ROUND_TRIP = [
     # test_gemma4_renders_typed_values_and_reasoning_it_reads.
     "lfm2-like",
     "kimi-k2-like",
+    "Apertus-8B-Instruct.jinja",
 ]
 
 

@@ -52,6 +52,7 @@ def _tool(name: str) -> dict[str, Any]:
         (Family.GRANITE3, '<|tool_call|>[{"name": "final_result", "arguments":'),
         # The call's number comes before its name: the model writes it.
         (Family.COMMAND_R7B, '<|START_ACTION|>[\n    {"tool_call_id":'),
+        (Family.APERTUS, '<|tools_prefix|>[{"final_result":'),
         (Family.LLAMA3, '{"name": "final_result", "parameters":'),
         (Family.MISTRAL, "[TOOL_CALLS]final_result[ARGS]"),
         (
@@ -90,6 +91,7 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
         (Family.NEMOTRON_V2, '<TOOLCALL>[{"name":'),
         (Family.GRANITE3, '<|tool_call|>[{"name":'),
         (Family.COMMAND_R7B, '<|START_ACTION|>[\n    {"tool_call_id":'),
+        (Family.APERTUS, "<|tools_prefix|>[{"),
         (Family.MISTRAL, "[TOOL_CALLS]"),
         (Family.HARMONY, "<|channel|>commentary to=functions."),
     ],
