@@ -25,6 +25,7 @@ from appliance.parsing.calls import (
 from appliance.parsing.calls import _types as xml_declared_types
 from appliance.parsing.families import Family
 from appliance.parsing.jsonscan import loads_strict
+from appliance.parsing.minicpm5_calls import MINICPM5_CALL
 from appliance.parsing.notation_calls import GEMMA_QUOTE, LFM2_CALL, LFM2_CALL_END
 from appliance.parsing.tool_schema import Tool, nonnegative_int
 
@@ -38,6 +39,7 @@ __all__ = [
     "HARMONY_CALL",
     "KIMI_SECTION",
     "LFM2_CALL",
+    "MINICPM5_CALL",
     "MINIMAX_CALL",
     "MISTRAL_CALLS",
     "NEMOTRON_CALL",
@@ -267,18 +269,19 @@ def _xml_call(
     return Seq(tuple(parts))
 
 
-def _minimax_invoke(tool: Tool, index: int) -> Node:
-    """One ``<invoke>`` as MiniMax M2's template writes it: each value with no newline
-    around it, each parameter and the invoke followed by one."""
+def _named_tags(tool: Tool, index: int, call: str, param: str, nl: str = "") -> Node:
+    """A call as ``<CALL name="NAME">`` with a ``<PARAM name="KEY">VALUE</PARAM>`` for each
+    parameter, each value with no newline around it: MiniMax M2's ``<invoke>`` (``nl``
+    after each tag), MiniCPM5's ``<function>`` (nothing between its tags)."""
     top = _resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties")
     required = set(top.get("required") or ())
-    parts: list[Node] = [Lit(f'<invoke name="{tool.name}">\n')]
+    parts: list[Node] = [Lit(f'<{call} name="{tool.name}">{nl}')]
     for j, (prop, sub) in enumerate((props or {}).items()):
-        value = _xml_value(tool, prop, sub, "</parameter>\n")
-        item = Rule(f"p{index}-{j}", _seq(f'<parameter name="{prop}">', value))
+        value = _xml_value(tool, prop, sub, f"</{param}>{nl}")
+        item = Rule(f"p{index}-{j}", _seq(f'<{param} name="{prop}">', value))
         parts.append(item if prop in required else Opt(item))
-    parts.append(Lit("</invoke>\n"))
+    parts.append(Lit(f"</{call}>{nl}"))
     return Seq(tuple(parts))
 
 
@@ -546,7 +549,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         elif family is Family.SEED_OSS:
             call = _xml_call(tool, i, (SEED_CALL, SEED_CALL_END), "")
         elif family is Family.MINIMAX_M2:
-            call = _minimax_invoke(tool, i)
+            call = _named_tags(tool, i, "invoke", "parameter", "\n")
         elif family is Family.DEEPSEEK_DSML:
             call = _dsml_invoke(tool, i, dsml_block(template).endswith("tool_calls>"))
         elif family is Family.KIMI_K2:
@@ -561,6 +564,8 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
             call = _command_r7b_call(tool)
         elif family is Family.APERTUS:  # the name is the call's one key
             call = _seq("{" + json.dumps(name, ensure_ascii=False) + ": ", _args(tool), "}")
+        elif family is Family.MINICPM5:  # strings as text (no CDATA section), else JSON
+            call = _named_tags(tool, i, "function", "param")
         elif family is Family.LLAMA3:
             call = _json_call(tool, "parameters")
         elif family is Family.MISTRAL and variant == "args":
@@ -591,6 +596,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         Family.GRANITE3: ", ",
         Family.COMMAND_R7B: ",\n    ",
         Family.APERTUS: ", ",
+        Family.MINICPM5: "\n",
         Family.LLAMA3: "; ",
         Family.MISTRAL: ", " if variant == "list" else "",
         Family.DEEPSEEK: "\n" if variant == "r1" else "",

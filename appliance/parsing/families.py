@@ -24,6 +24,7 @@ class Family(StrEnum):
     GRANITE3 = "granite3"  # <|tool_call|>[{json}, ...] (no close): Granite 3.x
     COMMAND_R7B = "command_r7b"  # <|START_ACTION|>[{"tool_name", ..}]: R7B, Command A
     APERTUS = "apertus"  # <|tools_prefix|>[{"NAME": {args}}, ...]<|tools_suffix|>: Apertus
+    MINICPM5 = "minicpm5"  # <function name=".."><param name="..">..</param>: MiniCPM5
     LLAMA3 = "llama3"  # {"name", "parameters"} / <|python_tag|>: Llama 3.1-3.3
     MISTRAL = "mistral"  # [TOOL_CALLS]: Mistral, Mixtral, Nemo, Small, Devstral, Magistral
     DEEPSEEK = "deepseek"  # <｜tool▁calls▁begin｜>: DeepSeek R1, V3, V3.1
@@ -75,6 +76,8 @@ _ALIASES: dict[str, Family] = {
     "apertus-8b": Family.APERTUS,
     "apertus-70b": Family.APERTUS,
     "swiss-ai": Family.APERTUS,
+    "minicpm": Family.MINICPM5,
+    "minicpm-5": Family.MINICPM5,
     "deepseek-r1": Family.DEEPSEEK,
     "deepseek-v3": Family.DEEPSEEK,
     "deepseek-v3.1": Family.DEEPSEEK,
@@ -152,6 +155,8 @@ def detect_family(template: str | None, override: str | None = None) -> Family:
         return Family.COMMAND_R7B
     if "<|tools_prefix|>" in t:
         return Family.APERTUS
+    if '<function name="' in t and '<param name="' in t:
+        return Family.MINICPM5
     if any(marker in t for marker in _FOREIGN):
         return Family.GENERIC
     if "<tool_call>" in t:

@@ -17,7 +17,14 @@ from typing import Any
 from appliance.parsing.calls import RawCall, calls_from_json_text
 from appliance.parsing.jsonscan import loads_strict
 
-__all__ = ["GEMMA_QUOTE", "LFM2_CALL", "LFM2_CALL_END", "gemma4_calls", "lfm2_calls"]
+__all__ = [
+    "GEMMA_QUOTE",
+    "LFM2_CALL",
+    "LFM2_CALL_END",
+    "gemma4_calls",
+    "lfm2_calls",
+    "python_literal",
+]
 
 
 # --- Gemma 4 ---------------------------------------------------------------------------
@@ -185,6 +192,17 @@ def _python_value(node: ast.expr, source: str) -> Any:
             out[k] = _python_value(item, source)
         return out
     raise _NotLiteral
+
+
+def python_literal(text: str) -> tuple[bool, Any]:
+    """(True, value) when ``text`` is one Python literal (``True``, ``None``, ``['a',
+    1]``, ``{'k': 2.5}``; JSON's ``true`` and ``null`` too), read as :func:`_python_value`
+    reads one (parsed, never evaluated); (False, None) otherwise."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+        return True, _python_value(tree.body, text.strip())
+    except (SyntaxError, ValueError, RecursionError, MemoryError, _NotLiteral):
+        return False, None
 
 
 _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

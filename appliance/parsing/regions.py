@@ -24,6 +24,7 @@ from appliance.parsing.text import MarkerSearch
 __all__ = [
     "BareJson",
     "BareJsonRegion",
+    "CdataRegion",
     "JsonRegion",
     "MistralRegion",
     "Outcome",
@@ -83,6 +84,15 @@ class Region(ABC):
         body = self.body
         self._parts = [body[: len(body) - n]]
         return body[len(body) - n :]
+
+    def _break_off(self, piece: str, end: int, marker: str) -> str:
+        """A marker that starts another region ended at ``piece[end]``: this one ends
+        just before it, and what follows, given back, starts with it."""
+        start = end - len(marker)
+        if start >= 0:
+            self._parts.append(piece[:start])
+            return piece[start:]
+        return self._take_back(-start) + piece
 
 
 class TaggedRegion(Region):
@@ -161,11 +171,7 @@ class TaggedRegion(Region):
             self._closer = marker
             return piece[end:]
         self._cut = True
-        start = end - len(marker)
-        if start >= 0:
-            self._parts.append(piece[:start])
-            return piece[start:]
-        return self._take_back(-start) + piece
+        return self._break_off(piece, end, marker)
 
     def finish(self) -> None:
         self._parts.append(self._tail)
@@ -461,3 +467,50 @@ class BareJsonRegion(Region):
         if self._known is not None and any(c.name not in self._known for c in calls):
             return NOT_A_CALL
         return Outcome(calls, False)
+
+
+class CdataRegion(Region):
+    """``OPEN ... CLOSE`` for tags whose values may sit in ``<![CDATA[...]]>`` (MiniCPM5's
+    ``<function name=..>..</function>``): the first closing marker outside such a
+    section ends it, so a value may hold the closing tag there. The opener again outside
+    one ends it just before (invalid), so a broken call never swallows the next one; a
+    region the output leaves open is invalid too."""
+
+    _OPEN, _CLOSE = "<![CDATA[", "]]>"
+
+    def __init__(self, opener: str, closer: str, reader: Reader) -> None:
+        super().__init__(opener)
+        self._closer = closer
+        self._reader = reader
+        self._outside = (self._OPEN, closer, opener)
+        self._search = MarkerSearch(self._outside)
+        self._in_cdata = False
+        self._closed = False
+        self._cut = False
+
+    def feed(self, piece: str) -> str | None:
+        while True:
+            hit = self._search.feed(piece)
+            if hit is None:
+                self._parts.append(piece)
+                return None
+            end, marker = hit
+            if self._in_cdata or marker == self._OPEN:  # into or out of a section
+                self._parts.append(piece[:end])
+                piece = piece[end:]
+                self._in_cdata = not self._in_cdata
+                self._search = MarkerSearch((self._CLOSE,) if self._in_cdata else self._outside)
+            elif marker == self._closer:
+                self._parts.append(piece[:end])
+                self._closed = True
+                return piece[end:]
+            else:  # the opener again
+                self._cut = True
+                return self._break_off(piece, end, marker)
+
+    def outcome(self) -> Outcome:
+        if self._cut or not self._closed:
+            return MALFORMED
+        body = self.body
+        calls = self._reader(body[: len(body) - len(self._closer)], True)
+        return Outcome(calls, False) if calls else MALFORMED

@@ -27,9 +27,11 @@ from appliance.parsing.calls import (
     xml_calls,
 )
 from appliance.parsing.families import Family
+from appliance.parsing.minicpm5_calls import MINICPM5_CALL, MINICPM5_CALL_END, minicpm5_call
 from appliance.parsing.notation_calls import LFM2_CALL, LFM2_CALL_END, gemma4_calls, lfm2_calls
 from appliance.parsing.regions import (
     BareJson,
+    CdataRegion,
     JsonRegion,
     MistralRegion,
     PythonTagRegion,
@@ -202,6 +204,12 @@ _command_r7b = _json_between(COHERE_ACTION_END, command_r7b_calls)
 _apertus = _json_between(APERTUS_CALL_END, apertus_calls)
 
 
+def _minicpm5(opener: str, ctx: Context) -> Region:
+    return CdataRegion(
+        opener, MINICPM5_CALL_END, lambda inner, _closed: minicpm5_call(inner, ctx.schemas)
+    )
+
+
 def _deepseek(opener: str, ctx: Context) -> Region:
     prefix = opener if opener == CALL_BEGIN else ""
     return TaggedRegion(
@@ -260,6 +268,7 @@ _SYNTAX: dict[Family, Syntax] = {
     ),
     # Apertus deliberates between <|inner_prefix|> and <|inner_suffix|>.
     Family.APERTUS: Syntax((APERTUS_INNER,), (APERTUS_CALL,), _apertus),
+    Family.MINICPM5: Syntax((THINK,), (MINICPM5_CALL,), _minicpm5),
     Family.LLAMA3: Syntax(
         (THINK,),
         ("<|python_tag|>",),

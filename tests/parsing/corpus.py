@@ -3924,6 +3924,217 @@ APERTUS = [
 ]
 
 
+# --- MiniCPM5: <function name="NAME"><param name="KEY">VALUE</param></function>, <think> -
+
+MC = Family.MINICPM5
+
+
+def _fn(name: str, *params: tuple[str, str]) -> str:
+    """A call as MiniCPM5's template writes it: each value right between its tags."""
+    body = "".join(f'<param name="{k}">{v}</param>' for k, v in params)
+    return f'<function name="{name}">{body}</function>'
+
+
+_MCALL = _fn("special_function", ("arg1", "1"))
+
+MINICPM5 = [
+    # llama.cpp's openbmb-MiniCPM5-1B cases.
+    Case("minicpm5-content", MC, HELLO, HELLO),
+    Case(
+        "minicpm5-call",
+        MC,
+        _fn("python", ("code", "print('Hello, World!')")),
+        calls=(("python", {"code": "print('Hello, World!')"}),),
+    ),
+    Case(
+        "minicpm5-empty-args",
+        MC,
+        '<function name="empty_args"></function>',
+        calls=(("empty_args", {}),),
+    ),
+    Case(
+        "minicpm5-parallel-one",
+        MC,
+        _fn("python", ("code", "print('x')")),
+        calls=(("python", {"code": "print('x')"}),),
+    ),
+    Case(
+        "minicpm5-cdata",
+        MC,
+        _fn("html", ("markup", '<![CDATA[<a href="/x">hi</a> </param>]]>')),
+        calls=(("html", {"markup": '<a href="/x">hi</a> </param>'}),),
+    ),
+    Case(
+        "minicpm5-thinking-call",
+        MC,
+        "I'm thinking</think>" + _fn("python", ("code", "print('hey')")),
+        reasoning="I'm thinking",
+        calls=(("python", {"code": "print('hey')"}),),
+        started=True,
+    ),
+    Case(
+        "minicpm5-parallel-two",
+        MC,
+        _fn("python", ("code", "print('x')")) + "\n" + _fn("python", ("code", "print('y')")),
+        calls=(("python", {"code": "print('x')"}), ("python", {"code": "print('y')"})),
+    ),
+    # Its continuation: the prefilled "I'm" is not in the output.
+    Case(
+        "minicpm5-continue-reasoning",
+        MC,
+        " thinking</think>" + HELLO,
+        HELLO,
+        "thinking",
+        started=True,
+    ),
+    Case("ours-minicpm5-call", MC, _MCALL, calls=(("special_function", ARG1),)),
+    Case(
+        "ours-minicpm5-think-then-call",
+        MC,
+        "<think>\nI'm\nthinking\n</think>\n\n" + _MCALL,
+        reasoning=THINKING,
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-minicpm5-content-then-call",
+        MC,
+        "Let me check.\n" + _fn("get_time", ("city", "Paris")),
+        "Let me check.",
+        calls=(("get_time", {"city": "Paris"}),),
+    ),
+    Case(
+        "ours-minicpm5-typed-values",
+        MC,
+        _fn("magic_int", ("ref", "-14"), ("name", "123")),
+        calls=(("magic_int", {"ref": -14, "name": "123"}),),
+    ),
+    # The template prints a value that is not a string as Jinja does: Python's spelling.
+    Case(
+        "ours-minicpm5-python-boolean",
+        MC,
+        _fn("toggle", ("enabled", "True")),
+        calls=(("toggle", {"enabled": True}),),
+    ),
+    Case(
+        "ours-minicpm5-json-boolean",
+        MC,
+        _fn("toggle", ("enabled", "false")),
+        calls=(("toggle", {"enabled": False}),),
+    ),
+    Case(
+        "ours-minicpm5-python-none",
+        MC,
+        _fn("set_nullable_int", ("count", "None")),
+        calls=(("set_nullable_int", {"count": None}),),
+    ),
+    Case(
+        "ours-minicpm5-python-list",
+        MC,
+        _fn("todo_list", ("todos", "['buy milk', {'done': False}]")),
+        calls=(("todo_list", {"todos": ["buy milk", {"done": False}]}),),
+    ),
+    Case(
+        "ours-minicpm5-json-object",
+        MC,
+        _fn("set_config", ("config", '{"theme": "dark", "size": 3}')),
+        calls=(("set_config", {"config": {"theme": "dark", "size": 3}}),),
+    ),
+    Case(
+        "ours-minicpm5-multiline-cdata",
+        MC,
+        _fn("python", ("code", "<![CDATA[" + PY_HELLO + "]]>")),
+        calls=(("python", {"code": PY_HELLO}),),
+    ),
+    Case(
+        "ours-minicpm5-closing-tags-in-cdata",
+        MC,
+        _fn("python", ("code", '<![CDATA[s = "</function>\n<function name=\\"x\\">"]]>')),
+        calls=(("python", {"code": 's = "</function>\n<function name=\\"x\\">"'}),),
+    ),
+    Case(
+        "ours-minicpm5-params-on-lines",
+        MC,
+        '<function name="special_function_with_opt">\n<param name="arg1">1</param>\n'
+        '<param name="arg2">2</param>\n</function>',
+        calls=(("special_function_with_opt", {"arg1": 1, "arg2": 2}),),
+    ),
+    Case(
+        "ours-minicpm5-call-then-text",
+        MC,
+        _MCALL + "\nDone.",
+        "Done.",
+        calls=(("special_function", ARG1),),
+    ),
+    Case(
+        "ours-minicpm5-unclosed-function",
+        MC,
+        '<function name="special_function"><param name="arg1">1</param>',
+        '<function name="special_function"><param name="arg1">1</param>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-minicpm5-unclosed-param",
+        MC,
+        '<function name="special_function"><param name="arg1">1</function>',
+        '<function name="special_function"><param name="arg1">1</function>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-minicpm5-unclosed-cdata",
+        MC,
+        _fn("python", ("code", "<![CDATA[x")),
+        _fn("python", ("code", "<![CDATA[x")),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-minicpm5-text-between-params",
+        MC,
+        '<function name="special_function">so <param name="arg1">1</param></function>',
+        '<function name="special_function">so <param name="arg1">1</param></function>',
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-minicpm5-broken-then-next",
+        MC,
+        '<function name="get_time"><param name="city">Paris' + _MCALL,
+        '<function name="get_time"><param name="city">Paris',
+        calls=(("special_function", ARG1),),
+        flags=MALFORMED,
+    ),
+    Case(
+        "ours-minicpm5-call-in-reasoning-stays",
+        MC,
+        "maybe " + _MCALL + "\n</think>\n\nNo call needed.",
+        "No call needed.",
+        reasoning="maybe " + _MCALL,
+        started=True,
+    ),
+    Case(
+        "ours-minicpm5-unclosed-think-call",
+        MC,
+        "I'll call it.\n" + _MCALL,
+        reasoning="I'll call it.",
+        calls=(("special_function", ARG1),),
+        started=True,
+        flags=RECOVERED,
+    ),
+    Case(
+        "ours-minicpm5-lookalike",
+        MC,
+        'Use <function=x>, <function name=x> or <param name="k">, a < b.',
+        'Use <function=x>, <function name=x> or <param name="k">, a < b.',
+    ),
+    Case(
+        "ours-minicpm5-unknown-tool",
+        MC,
+        _fn("other"),
+        calls=(("other", {}),),
+        known=frozenset({"special_function"}),
+        unknown=("other",),
+    ),
+]
+
+
 ALL: list[Case] = (
     HERMES
     + QWEN3_CODER
@@ -3938,6 +4149,7 @@ ALL: list[Case] = (
     + GRANITE3
     + COMMAND_R7B
     + APERTUS
+    + MINICPM5
     + LLAMA3
     + MISTRAL
     + DEEPSEEK

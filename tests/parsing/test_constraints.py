@@ -119,6 +119,7 @@ CASES = [
     ("granite3", Family.GRANITE3, None),
     ("command_r7b", Family.COMMAND_R7B, None),
     ("apertus", Family.APERTUS, "Apertus-8B-Instruct.jinja"),
+    ("minicpm5", Family.MINICPM5, None),
     ("llama3", Family.LLAMA3, None),
     ("mistral", Family.MISTRAL, None),
     ("mistral-list", Family.MISTRAL, "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
@@ -130,7 +131,14 @@ CASES = [
 CASE_IDS = [c[0] for c in CASES]
 # JSON calls (Hermes) and the families that spell values their own way, which the
 # named-tool and odd-schema tests go through (DeepSeek DSML too, where it can be sampled).
-SPELLED = [Family.HERMES, Family.QWEN3_CODER, Family.GLM, Family.GEMMA4, Family.LFM2]
+SPELLED = [
+    Family.HERMES,
+    Family.QWEN3_CODER,
+    Family.GLM,
+    Family.GEMMA4,
+    Family.LFM2,
+    Family.MINICPM5,
+]
 
 
 def problems(text: str, family: Family, *, parallel: bool, name: str | None = None) -> list[str]:
@@ -504,6 +512,7 @@ def test_the_syntax_follows_the_template() -> None:
     assert tool_call_trigger(Family.GRANITE3) == "<|tool_call|>"
     assert tool_call_trigger(Family.COMMAND_R7B) == "<|START_ACTION|>"
     assert tool_call_trigger(Family.APERTUS) == "<|tools_prefix|>"
+    assert tool_call_trigger(Family.MINICPM5) == '<function name="'
     assert tool_call_trigger(Family.LLAMA3) == '{"name"'
     assert tool_call_trigger(Family.MISTRAL) == "[TOOL_CALLS]"
     assert tool_call_trigger(Family.DEEPSEEK) == "<｜tool▁calls▁begin｜>"

@@ -205,6 +205,40 @@ COMMAND_R7B_LIKE = (
     "{%- endif -%}"
 )
 
+# MiniCPM5's template is not shipped (its licence could not be confirmed offline): a
+# small one in its style (ChatML, tools as JSON lines in the system turn, a past call's
+# values right between <param> tags, a string wrapped in CDATA when it holds <, & or a
+# newline and any other value printed as Jinja prints it, results in <tool_response>,
+# and a generation prompt that opens <think> when enable_thinking).
+MINICPM5_LIKE = (
+    "{{- bos_token -}}{%- if tools -%}{{- '<|im_start|>system\\n# Tools\\n<tools>' -}}"
+    "{%- for tool in tools -%}{{- '\\n' + tool | tojson -}}{%- endfor -%}"
+    "{{- '\\n</tools>\\n\\nTool usage guidelines:\\n- When calling a function, use:\\n"
+    '<function name="function-name"><param name="param-name">param-value</param>'
+    "</function><|im_end|>\\n' -}}{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message.role == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' + (message.content or '') -}}"
+    "{%- for call in message.tool_calls or [] -%}"
+    "{{- '\\n' if message.content or not loop.first -}}"
+    "{{- '<function name=\"' ~ call.function.name ~ '\">' -}}"
+    "{%- for name, value in call.function.arguments.items() -%}"
+    "{{- '<param name=\"' ~ name ~ '\">' -}}"
+    "{%- if value is string and ('<' in value or '&' in value or '\\n' in value) -%}"
+    "{{- '<![CDATA[' + value + ']]>' -}}{%- else -%}{{- value -}}{%- endif -%}"
+    "{{- '</param>' -}}{%- endfor -%}{{- '</function>' -}}{%- endfor -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- elif message.role == 'tool' -%}"
+    "{{- '<|im_start|>user\\n<tool_response>\\n' + message.content"
+    " + '\\n</tool_response><|im_end|>\\n' -}}"
+    "{%- else -%}{{- '<|im_start|>' + message.role + '\\n' + message.content"
+    " + '<|im_end|>\\n' -}}{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
+    "{%- if enable_thinking is defined and enable_thinking -%}{{- '<think>\\n' -}}"
+    "{%- elif enable_thinking is defined -%}{{- '<think>\\n\\n</think>\\n\\n' -}}"
+    "{%- endif -%}{%- endif -%}"
+)
+
 
 def _source(name: str) -> str:
     if name == "llama-like":
@@ -221,6 +255,8 @@ def _source(name: str) -> str:
         return KIMI_K2_LIKE
     if name == "command-r7b-like":
         return COMMAND_R7B_LIKE
+    if name == "minicpm5-like":
+        return MINICPM5_LIKE
     return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
@@ -264,6 +300,11 @@ def test_detect_family_llama_and_fallbacks() -> None:
     assert detect_family("'<|START_TEXT|>' '<|START_ACTION|>['") is Family.COMMAND_R7B
     r_plus = "'<|CHATBOT_TOKEN|>' '\\nAction:\\n```json\\n[' '\"tool_name\": '"
     assert detect_family(r_plus) is Family.GENERIC
+    # MiniCPM5's <function name=".."><param name=".."> (llama.cpp tells it by these and
+    # "Tool usage guidelines:"); Qwen3-Coder's <function=..> is another syntax.
+    assert detect_family(MINICPM5_LIKE) is Family.MINICPM5
+    assert detect_family("'<function name=\"' + n + '\"><param name=\"'") is Family.MINICPM5
+    assert detect_family("'<function name=\"' + n + '\">'") is Family.GENERIC
     assert detect_family("{{ '<|python_tag|>' }}") is Family.LLAMA3
     assert detect_family(None) is Family.GENERIC
     assert detect_family("") is Family.GENERIC
@@ -335,6 +376,9 @@ def test_override_wins() -> None:
         ("apertus", Family.APERTUS),
         ("Apertus-8B", Family.APERTUS),
         ("swiss_ai", Family.APERTUS),
+        ("minicpm5", Family.MINICPM5),
+        ("MiniCPM-5", Family.MINICPM5),
+        ("minicpm", Family.MINICPM5),
     ],
 )
 def test_family_from_name(name: str, family: Family) -> None:
@@ -384,6 +428,9 @@ USER = {"role": "user", "content": "Hi"}
         # Apertus deliberates on its own: its prompt only opens the assistant's turn.
         ("Apertus-8B-Instruct.jinja", {}, False),
         ("Apertus-8B-Instruct.jinja", {"enable_thinking": True}, False),
+        ("minicpm5-like", {}, False),
+        ("minicpm5-like", {"enable_thinking": True}, True),
+        ("minicpm5-like", {"enable_thinking": False}, False),
     ],
 )
 def test_prompt_opens_reasoning(name: str, variables: dict[str, Any], opens: bool) -> None:
@@ -474,6 +521,7 @@ ROUND_TRIP = [
     "lfm2-like",
     "kimi-k2-like",
     "Apertus-8B-Instruct.jinja",
+    "minicpm5-like",
 ]
 
 
@@ -648,6 +696,31 @@ def test_kimi_k2_renders_calls_ids_and_reasoning_it_reads() -> None:
     assert "## Return of functions.get_time:0\n10:00" in text
 
 
+def _two_calls_read_back(
+    source: str, family: Family, arguments: dict[str, Any], **parse: Any
+) -> str:
+    """A past turn of two calls (CALL's, then get_time with ``arguments``), as ``source``
+    renders it, parses back to the same calls and nothing else; returns the turn's text
+    (after the prompt that opened it)."""
+    second = {"id": "b", "type": "function", "function": {"name": "get_time"}}
+    second["function"]["arguments"] = arguments
+    turn = {**CALL, "tool_calls": [*CALL["tool_calls"], second]}
+    template = ChatTemplate(source, bos_token="<s>", eos_token="</s>")
+    prompt = template.render([USER], tools=TOOLS)
+    text = template.render([USER, turn], add_generation_prompt=False, tools=TOOLS)
+    output = text[len(prompt.removesuffix("<think>\n")) :]
+    for end in ("[e~[", "<|im_end|>"):
+        output = output.split(end)[0]
+    message = parse_output(output, family, **parse)
+    assert [(c.name, json.loads(c.arguments)) for c in message.tool_calls] == [
+        ("get_time", {"city": "Paris"}),
+        ("get_time", arguments),
+    ], output
+    assert message.content == ""
+    assert not message.malformed_tool_call
+    return output
+
+
 def test_command_r7b_renders_calls_it_reads() -> None:
     """Past calls as a Command R7B-style template renders them (numbered, one a line,
     arguments as an object or as the JSON string a client sends, after the turn's
@@ -673,3 +746,22 @@ def test_command_r7b_renders_calls_it_reads() -> None:
     said = parse_output(outputs[1], Family.COMMAND_R7B)
     assert said.content == "The time is 10:00."
     assert said.tool_calls == ()
+
+
+def test_minicpm5_renders_calls_it_reads() -> None:
+    """Past calls as a MiniCPM5-style template renders them (a string in CDATA when it
+    holds <, & or a newline, other values printed in Python's spelling: True, None,
+    ['a', 1]) parse back to the same calls, read by the tools' schemas."""
+    arguments = {"city": 'Paris "x" & <b>\nline 2', "days": 3, "metric": False, "tags": ["a", None]}
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "days": {"type": "integer"},
+            "metric": {"type": "boolean"},
+            "tags": {"type": "array"},
+        },
+    }
+    schemas = {"get_time": schema}
+    turn = _two_calls_read_back(MINICPM5_LIKE, Family.MINICPM5, arguments, tool_schemas=schemas)
+    assert "<![CDATA[Paris" in turn and "False" in turn and "['a', None]" in turn, turn

@@ -53,6 +53,7 @@ def _tool(name: str) -> dict[str, Any]:
         # The call's number comes before its name: the model writes it.
         (Family.COMMAND_R7B, '<|START_ACTION|>[\n    {"tool_call_id":'),
         (Family.APERTUS, '<|tools_prefix|>[{"final_result":'),
+        (Family.MINICPM5, '<function name="final_result"><param name="city">'),
         (Family.LLAMA3, '{"name": "final_result", "parameters":'),
         (Family.MISTRAL, "[TOOL_CALLS]final_result[ARGS]"),
         (
@@ -92,6 +93,7 @@ def test_a_named_call_is_forced_up_to_its_arguments(family: Family, opening: str
         (Family.GRANITE3, '<|tool_call|>[{"name":'),
         (Family.COMMAND_R7B, '<|START_ACTION|>[\n    {"tool_call_id":'),
         (Family.APERTUS, "<|tools_prefix|>[{"),
+        (Family.MINICPM5, "<function name="),
         (Family.MISTRAL, "[TOOL_CALLS]"),
         (Family.HARMONY, "<|channel|>commentary to=functions."),
     ],
