@@ -31,6 +31,7 @@ from appliance.engines.tool_prompt import (
     with_instructions,
 )
 from appliance.engines.turn_marks import TurnMarkers, template_markers
+from appliance.parsing import Family, prompt_opens_reasoning
 
 MAX_MARKERS_KEPT = 32
 
@@ -91,7 +92,7 @@ def render_prompt(
     prefill = is_prefill(messages)
     if tools and not supports_tools(template.source):
         if family != "generic":
-            return _render_native_tools(template, messages, tools, prefill)
+            return _render_native_tools(template, messages, tools, prefill, family)
         text = _render_described(
             template,
             lambda system_role: with_generic_tools(
@@ -107,7 +108,7 @@ def render_prompt(
         messages = tool_turns_as_text(messages, parallel=parallel)
     extra = {"tools": tools} if tools else {}
     text = _answer_after_tool_results(template, _render(template, messages, prefill, **extra))
-    return text, opens_reasoning(text)
+    return text, opens_reasoning(text, family if tools else None)
 
 
 def has_tool_turns(messages: Sequence[Mapping[str, Any]]) -> bool:
@@ -191,6 +192,7 @@ def _render_native_tools(
     messages: Sequence[Mapping[str, Any]],
     tools: list[dict[str, Any]],
     prefill: bool,
+    family: str,
 ) -> tuple[str, bool]:
     """Tools described with the call syntax the template writes (see `render_prompt`)."""
     before, after = example_turns()
@@ -218,7 +220,7 @@ def _render_native_tools(
         prefill,
     )
     rendered = _answer_after_tool_results(template, rendered)
-    return rendered, opens_reasoning(rendered)
+    return rendered, opens_reasoning(rendered, family)
 
 
 def _render_described(
@@ -257,6 +259,12 @@ def supports_tools(source: str) -> bool:
     return re.search(r"\btools\b", source) is not None
 
 
-def opens_reasoning(rendered: str) -> bool:
-    """True when the prompt ends inside an opened ``<think>`` (output starts as reasoning)."""
+def opens_reasoning(rendered: str, family: str | None = None) -> bool:
+    """True when the prompt ends inside an opened ``<think>`` (output starts as reasoning).
+    With a ``family`` (a request with tools, whose output that family's parser reads),
+    inside the family's own reasoning block: Cohere2 MoE's prompt opens
+    ``<|START_THINKING|>``, which the `<think>` splitter of answers without tools does
+    not know."""
+    if family is not None:
+        return prompt_opens_reasoning(rendered, Family(family))
     return rendered.rstrip().endswith("<think>")

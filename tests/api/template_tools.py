@@ -128,12 +128,13 @@ def named_call_then_next_turn(d: Daemon, model: str, tool: Any, **kw: Any) -> tu
 def required_call_ending_at_once(d: Daemon, model: str, tool: Any, **extra: Any) -> Any:
     """A required call from a model pushed to end at once (its end-of-sequence token
     biased +100): where the prompt opened a reasoning block, it ends inside it, and the
-    call must still come. ``extra``: more of the request (template variables in
-    ``extra_body``). Returns the response, whose one call is checked."""
+    call must still come. ``extra``: more of the request, over the defaults (template
+    variables in ``extra_body``). Returns the response, whose one call is checked."""
     info = next(m for m in d.get("/v1/models").json()["data"] if m["id"] == model)
     bias = {str(info["meta"]["eos_token_id"]): 100}
-    kw: dict[str, Any] = {"model": model, "messages": ASK, "tools": [tool], **extra}
+    kw: dict[str, Any] = {"model": model, "messages": ASK, "tools": [tool]}
     kw |= {"tool_choice": "required", "max_tokens": 600, "logit_bias": bias, "seed": 1}
+    kw |= extra
     r = client(d).chat.completions.create(**kw)
     assert r.choices[0].finish_reason == "tool_calls"
     [call] = r.choices[0].message.tool_calls or []

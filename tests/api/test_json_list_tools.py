@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.api.template_tools import (
+    ASK,
+    client,
     named_call_then_next_turn,
     one_call_whole_and_streamed,
     required_call_ending_at_once,
@@ -67,4 +69,19 @@ def test_nemotron_ending_inside_its_reasoning_still_makes_the_required_call(
 ) -> None:
     # The prompt opens <think>; the model is pushed to end at once, inside it.
     r = required_call_ending_at_once(daemon, "nemotron", WEATHER)
+    assert not r.choices[0].message.content
+
+
+def test_command_r7b_reasoning_in_the_block_its_prompt_opened(daemon: Daemon) -> None:
+    # Cohere2 MoE's switch: the prompt opens <|START_THINKING|>, which the tiny model
+    # never closes; what it writes is reasoning, not content.
+    kw = {"extra_body": {"chat_template_kwargs": {"reasoning": True}}}
+    r = client(daemon).chat.completions.create(
+        model="r7b", messages=ASK, tools=[WEATHER], max_tokens=16, seed=1, **kw
+    )
+    message = r.choices[0].message
+    assert not message.content and not message.tool_calls
+    assert (message.model_extra or {}).get("reasoning_content")
+    # Pushed to end inside the block, the required call still comes after its close.
+    r = required_call_ending_at_once(daemon, "r7b", WEATHER, **kw)
     assert not r.choices[0].message.content

@@ -8,6 +8,7 @@ from appliance.engines.chat_template import ChatTemplate, ChatTemplateError
 from appliance.parsing import detect_family
 from appliance.tiny_model import CHATML_TEMPLATE
 from tests.conftest import THINK_TEMPLATE
+from tests.parsing.test_families import COMMAND_R7B_LIKE
 
 CHATML = (
     "{% for message in messages %}"
@@ -186,6 +187,21 @@ def test_opens_reasoning() -> None:
     assert opens_reasoning("<｜Assistant｜><think>\n")
     assert not opens_reasoning("<think>\nx</think>\n")
     assert not opens_reasoning("")
+
+
+def test_with_tools_the_family_says_what_opens_reasoning() -> None:
+    """Cohere2 MoE's prompt opens <|START_THINKING|>: with tools, the family's parser
+    reads the output and knows the block; without, the <think> splitter does not."""
+    tpl = ChatTemplate(COMMAND_R7B_LIKE).bound({"reasoning": True})
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    _, started = render_prompt(tpl, MESSAGES, [tool], family="command_r7b")
+    assert started
+    assert not render_prompt(tpl, MESSAGES, family="command_r7b")[1]
+    closed = ChatTemplate(COMMAND_R7B_LIKE)  # Command R7B's: an empty block, closed
+    assert not render_prompt(closed, MESSAGES, [tool], family="command_r7b")[1]
+    assert opens_reasoning("<|CHATBOT_TOKEN|><|START_THINKING|>", "command_r7b")
+    assert not opens_reasoning("<|CHATBOT_TOKEN|><|START_THINKING|>")
+    assert opens_reasoning("<|im_start|>assistant\n<think>\n", "hermes")
 
 
 # A final assistant message is a prefill: the prompt ends with its text, so the answer

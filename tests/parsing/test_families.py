@@ -169,7 +169,7 @@ KIMI_K2_LIKE = (
 # its style (tools as a JSON list in the system turn, a past call's thoughts and its
 # numbered calls one a line in <|START_ACTION|>, an answer in <|START_RESPONSE|>, results
 # in <|START_TOOL_RESULT|>, and a generation prompt that closes an empty thinking block
-# unless enable_thinking).
+# unless enable_thinking, or opens one with Cohere2 MoE's reasoning switch).
 COMMAND_R7B_LIKE = (
     "{{- bos_token -}}{%- set ns = namespace(call=0, result=0) -%}"
     "{{- '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|># System Preamble\\n' -}}"
@@ -201,7 +201,8 @@ COMMAND_R7B_LIKE = (
     "{%- else -%}{{- '<|START_OF_TURN_TOKEN|><|' + message.role | upper + '_TOKEN|>'"
     " + message.content + '<|END_OF_TURN_TOKEN|>' -}}{%- endif -%}{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' -}}"
-    "{%- if not enable_thinking -%}{{- '<|START_THINKING|><|END_THINKING|>' -}}{%- endif -%}"
+    "{%- if reasoning -%}{{- '<|START_THINKING|>' -}}"
+    "{%- elif not enable_thinking -%}{{- '<|START_THINKING|><|END_THINKING|>' -}}{%- endif -%}"
     "{%- endif -%}"
 )
 
@@ -425,6 +426,7 @@ USER = {"role": "user", "content": "Hi"}
         # opens the block itself.
         ("command-r7b-like", {}, False),
         ("command-r7b-like", {"enable_thinking": True}, False),
+        ("command-r7b-like", {"reasoning": True}, True),
         # Apertus deliberates on its own: its prompt only opens the assistant's turn.
         ("Apertus-8B-Instruct.jinja", {}, False),
         ("Apertus-8B-Instruct.jinja", {"enable_thinking": True}, False),
