@@ -212,6 +212,15 @@ def _sequence_len(value: Any) -> int | None:
 class _Environment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%"})
 
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # llama.cpp's template engine lets a template grow and drain a list (Kimi K2's
+        # templates queue their call ids so); `render` hands each render its own copy of
+        # the request's data, so only the template's own values change. Each call is
+        # budgeted (`call`), so a loop of appends ends with the render's time.
+        if isinstance(obj, list) and attr in ("append", "pop"):
+            return True
+        return bool(super().is_safe_attribute(obj, attr, value))
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
         raise SecurityError(
             f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
@@ -324,8 +333,8 @@ class ChatTemplate:
             "eos_token": self.eos_token,
             **self.variables,
         }
-        variables.update(extra)
-        variables["messages"] = [dict(m) for m in messages]
+        variables.update(copy.deepcopy(extra))
+        variables["messages"] = copy.deepcopy([dict(m) for m in messages])
         variables["add_generation_prompt"] = add_generation_prompt
         token = _budget.set(
             _Budget(time.monotonic() + self.timeout_s, self.timeout_s, self.max_output_chars)

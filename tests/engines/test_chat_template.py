@@ -125,8 +125,8 @@ def test_render_errors_are_chat_template_errors() -> None:
         "{{ namespace.__init__ }}",
         "{{ raise_exception.__globals__ }}",
         "{{ self._TemplateReference__context }}",
-        "{% set x = messages.append(1) %}",
-        "{{ messages.pop() }}",
+        "{% set x = messages.extend([1]) %}",
+        "{% set x = messages.insert(0, 1) %}",
         "{{ messages[0].update({'role': 'x'}) }}",
         "{{ messages[0].clear() }}",
     ],
@@ -136,6 +136,37 @@ def test_sandbox_escapes_fail_and_reach_nothing(source: str) -> None:
     with pytest.raises(ChatTemplateError):
         ChatTemplate(source).render(messages)
     assert messages == [{"role": "user", "content": "hi"}]
+
+
+def test_a_template_grows_and_drains_its_own_lists_only() -> None:
+    """llama.cpp's template engine takes list.append and list.pop, and Kimi K2's templates
+    queue their call ids with them; the request's own data never changes."""
+    queue = (
+        "{%- set q = namespace(ids=[]) -%}"
+        "{%- for m in messages %}{% set _ = q.ids.append(m.content) %}{% endfor -%}"
+        "{{ q.ids.pop(0) }},{{ q.ids | length }};"
+        "{{ messages.pop().content }}{{ messages[0].tool_calls.append(9) }}"
+    )
+    messages = [
+        {"role": "user", "content": "a", "tool_calls": [1]},
+        {"role": "user", "content": "b"},
+    ]
+    template = ChatTemplate(queue)
+    assert template.render(messages) == "a,1;bNone"
+    assert template.render(messages) == "a,1;bNone"  # each render from the request's data
+    assert messages == [
+        {"role": "user", "content": "a", "tool_calls": [1]},
+        {"role": "user", "content": "b"},
+    ]
+
+
+def test_a_loop_of_appends_ends_with_the_time_budget() -> None:
+    grow = "{% set x = [] %}{% for i in range(100000) %}{% for j in range(100000) %}"
+    grow += "{% set _ = x.append(j) %}{% endfor %}{% endfor %}"
+    start = time.monotonic()
+    with pytest.raises(ChatTemplateError, match="too long"):
+        ChatTemplate(grow, timeout_s=0.3).render([])
+    assert time.monotonic() - start < 3
 
 
 @pytest.mark.parametrize(
