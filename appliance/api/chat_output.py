@@ -1,6 +1,8 @@
 """A chat answer's generated text as an OpenAI assistant message, whole or as deltas.
 
-Without tools, a `<think>` block is split into `reasoning_content` (`reasoning.py`).
+Without tools, a `<think>` block is split into `reasoning_content` (`reasoning.py`), or
+the family's own reasoning markup by its parser (gpt-oss's analysis channel, Gemma 4's
+thought channel, Magistral's [THINK], Seed-OSS's <seed:think>...), calls left as text.
 With tools, the model family's parser (`appliance.parsing`) splits reasoning first and
 reads tool calls from the rest: a call reaches the client only once it is complete
 and valid (`tool_calls` deltas: id and name, then the arguments), never as content,
@@ -16,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from appliance.api.reasoning import ReasoningSplitter
+from appliance.api.reasoning import CLOSE_TAG, OPEN_TAG, ReasoningSplitter
 from appliance.api.tools import Tools
 from appliance.parsing import (
     ContentDelta,
@@ -28,9 +30,26 @@ from appliance.parsing import (
     ToolCallArgumentsDelta,
     ToolCallStart,
 )
+from appliance.parsing.families import Family, family_from_name
+from appliance.parsing.syntax import syntax_for
 from appliance.parsing.validate import schema_errors
 
 Delta = dict[str, Any]
+
+
+def marks_reasoning_otherwise(family: str | None) -> bool:
+    """Whether a family writes reasoning (or markers to drop) other than in a <think>
+    block at the start, which `ReasoningSplitter` alone reads."""
+    if family is None:
+        return False
+    try:
+        parsed = family_from_name(family)
+    except ValueError:
+        return False
+    if parsed is Family.HARMONY:
+        return True
+    syntax = syntax_for(parsed)
+    return syntax.think != ((OPEN_TAG, CLOSE_TAG),) or bool(syntax.strays) or syntax.later_reasoning
 
 
 def _reasoning(text: str) -> Delta:
@@ -65,6 +84,10 @@ class ChatOutput:
                 known_tools=tools.names(),
                 tool_schemas={t.name: t.parameters for t in tools.specs},
                 id_factory=id_factory,
+            )
+        elif split_reasoning and marks_reasoning_otherwise(family):
+            self._parser = StreamParser(
+                family or "generic", reasoning_started=reasoning_started, calls=False
             )
         elif split_reasoning:
             self._splitter = ReasoningSplitter(started=reasoning_started)

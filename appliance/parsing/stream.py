@@ -7,6 +7,7 @@ always add up to the final message exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import string
 from collections.abc import Callable, Collection
@@ -71,7 +72,11 @@ class StreamParser:
         known_tools: Collection[str] | None = None,
         tool_schemas: ToolSchemas | None = None,
         id_factory: Callable[[], str] | None = None,
+        calls: bool = True,
     ) -> None:
+        """``calls`` False: no tools were offered, so the family's markup splits reasoning
+        and drops its stray markers, and what would open a call is content (gpt-oss's
+        channels still say where a call goes)."""
         self.family = family if isinstance(family, Family) else family_from_name(family)
         known = frozenset(known_tools) if known_tools is not None else None
         self._machine: TextMachine | HarmonyMachine
@@ -80,6 +85,8 @@ class StreamParser:
             id_length = None
         else:
             syntax = syntax_for(self.family)
+            if not calls:
+                syntax = dataclasses.replace(syntax, openers=(), bare=None, after_call=())
             ctx = Context(known, tool_schemas or {})
             self._machine = TextMachine(syntax, ctx, reasoning_started=reasoning_started)
             id_length = syntax.id_length
