@@ -151,6 +151,7 @@ class TinyModelSpec:
     chat_template: str | None = CHATML_TEMPLATE
     seed: int = 0
     fim: bool = False  # fill-in-the-middle tokens (a code model's), after the other specials
+    controls: tuple[str, ...] = ()  # more control tokens (a family's markup), after those
     # Its end tokens' output rows are zero: their logit is 0 among hundreds of random ones,
     # so a greedy answer never ends (a stream that outlives a test's deadline).
     endless: bool = False
@@ -159,7 +160,9 @@ class TinyModelSpec:
 FIM_TOKENS = ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")
 
 
-def build_vocab(n_words: int, fim: bool = False) -> tuple[list[str], list[float], list[int]]:
+def build_vocab(
+    n_words: int, fim: bool = False, controls: tuple[str, ...] = ()
+) -> tuple[list[str], list[float], list[int]]:
     """A SentencePiece-style vocabulary: specials, 256 byte tokens, then word pieces."""
     tokens: list[str] = [
         "<unk>",
@@ -175,6 +178,8 @@ def build_vocab(n_words: int, fim: bool = False) -> tuple[list[str], list[float]
     if fim:
         tokens += FIM_TOKENS
         types += [3, 3, 3]
+    tokens += controls
+    types += [3] * len(controls)
     scores: list[float] = [0.0] * len(tokens)
     for b in range(256):
         tokens.append(f"<0x{b:02X}>")
@@ -245,7 +250,7 @@ def write_tiny_gguf(path: str | os.PathLike[str], spec: TinyModelSpec | None = N
     spec = spec or TinyModelSpec()
     out = Path(path)
     rng = np.random.default_rng(spec.seed)
-    tokens, scores, types = build_vocab(spec.n_merged_words, fim=spec.fim)
+    tokens, scores, types = build_vocab(spec.n_merged_words, fim=spec.fim, controls=spec.controls)
     n_vocab = len(tokens)
     head_dim = spec.n_embd // spec.n_head
     kv_dim = head_dim * spec.n_head_kv

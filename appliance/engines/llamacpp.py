@@ -190,6 +190,7 @@ class LlamaEngine(TemplateChat):
         self._bos_text = bos
         self.tool_family = detect_family(template_src, override=cfg.tool_parser).value
         self._eog_ids = self._find_eog_ids()
+        self._shown = self._shown_controls(template_src)
         self.fim = self._fim_tokens()
         self._sampling = LlamaSampling(
             model=self._model,
@@ -231,7 +232,7 @@ class LlamaEngine(TemplateChat):
     def piece(self, token: int) -> bytes:
         cached = self._piece_cache.get(token)
         if cached is None:
-            cached = self._piece(token)
+            cached = self._piece(token, special=token in self._shown)
             self._piece_cache[token] = cached
         return cached
 
@@ -244,6 +245,21 @@ class LlamaEngine(TemplateChat):
             return value if 0 <= value < self.n_vocab else None
 
         return FimTokens(token("pre"), token("suf"), token("mid"), token("rep"), token("sep"))
+
+    def _shown_controls(self, template_src: str | None) -> frozenset[int]:
+        """Control tokens an answer shows as their text: those its chat template writes, a
+        family's markup its parser reads (Gemma 4's <|channel>, Magistral's [THINK], Llama
+        3's <|python_tag|>, Kimi K2's call sections), as llama-server shows its chat
+        format's preserved tokens. Not an end of generation, the BOS, or what opens a
+        user's turn. Other control tokens show as nothing, as before."""
+        if not template_src:
+            return frozenset()
+        lib, vocab = self._llama_cpp, self._vocab
+        hidden = {self.bos_token_id, *self._eog_ids}
+        hidden.update(self.tokenize(self.turn_markers().user_start, add_bos=False))
+        written = set(self.tokenize(template_src, add_bos=False)) - hidden
+        control = lib.LLAMA_TOKEN_ATTR_CONTROL
+        return frozenset(t for t in written if lib.llama_vocab_get_attr(vocab, t) & control)
 
     def _find_eog_ids(self) -> list[int]:
         is_eog = self._llama_cpp.llama_vocab_is_eog

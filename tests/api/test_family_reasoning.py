@@ -14,8 +14,9 @@ import pytest
 
 from appliance.api.chat_output import ChatOutput
 from appliance.api.tools import Tools
+from appliance.tiny_model import TinyModelSpec, write_tiny_gguf
 from tests.api.template_tools import client, start_template_daemon
-from tests.daemon import Daemon
+from tests.daemon import Daemon, start_daemon
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates"
 OUTPUTS = {
@@ -107,3 +108,59 @@ def test_without_tools_a_call_is_text() -> None:
     assert output.message()["content"] == text.split("</seed:think>")[1]
     assert "tool_calls" not in output.message()
     assert output.finish_reason("stop") == "stop"
+
+
+# A Magistral-style template, for a model whose [THINK] and [/THINK] are control tokens
+# (as in Mistral's tokenizers): the template writes them, so answers show them.
+THINK_CONTROLS = (
+    "{%- for m in messages %}{% if m.role == 'user' %}[INST]{{ m.content }}[/INST]"
+    "{% elif m.reasoning_content %}[THINK]{{ m.reasoning_content }}[/THINK]{{ m.content }}</s>"
+    "{% else %}{{ m.content }}</s>{% endif %}{% endfor %}"
+)
+
+
+@pytest.fixture(scope="module")
+def control_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("control-markup")
+    spec = TinyModelSpec(
+        chat_template=THINK_CONTROLS,
+        controls=("[INST]", "[/INST]", "[THINK]", "[/THINK]", "[UNUSED]"),
+    )
+    model = write_tiny_gguf(home / "magistral.gguf", spec)
+    catalog = home / "catalog.toml"
+    # Its calls would be Mistral's too ([TOOL_CALLS]); this small template shows none.
+    catalog.write_text(
+        f'[models.magistral]\nsource = "{model}"\ncontext = 2048\ntool_parser = "mistral"\n'
+    )
+    d = start_daemon(home, catalog, env={"APPLIANCE_WEIGHT_REPACK": "false"})
+    yield d
+    d.stop()
+
+
+def test_control_tokens_the_template_writes_show_in_the_answer(control_daemon: Daemon) -> None:
+    """[THINK] and [/THINK] are control tokens the model writes (pushed to, by a bias and
+    a grammar): the answer shows them as text, so the reasoning is split from the content.
+    They showed as nothing, and the reasoning came back as content. A control token the
+    template does not write, or one that opens a user's turn, still shows as nothing."""
+    ids = {}
+    for marker in ("[THINK]", "[/THINK]", "[INST]", "[UNUSED]"):
+        [ids[marker]] = control_daemon.post("/tokenize", json={"content": marker}).json()["tokens"]
+
+    def answer(text: str) -> Any:
+        r = client(control_daemon).chat.completions.create(
+            model="magistral",
+            messages=[{"role": "user", "content": "The capital of France?"}],
+            max_tokens=200,
+            temperature=0,
+            logit_bias={str(i): 100 for i in ids.values()},
+            extra_body={"grammar": f'root ::= "{text}"'},
+        )
+        return r.choices[0].message
+
+    message = answer("[THINK]Let me think.[/THINK]Paris.")
+    assert message.content == "Paris."
+    assert message.model_extra["reasoning_content"] == "Let me think."
+    assert answer("[UNUSED]Paris.[INST]").content == "Paris."
+    # Detokenized, every control token shows.
+    shown = control_daemon.post("/detokenize", json={"tokens": [ids["[UNUSED]"]]}).json()
+    assert shown["content"] == "[UNUSED]"
