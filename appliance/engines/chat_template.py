@@ -203,6 +203,13 @@ def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
     return jinja2.filters.do_format(value, *args, **kwargs)
 
 
+def _blank_and_text(left: Any, right: Any) -> bool:
+    def blank(value: Any) -> bool:
+        return value is None or isinstance(value, jinja2.Undefined)
+
+    return (blank(left) and isinstance(right, str)) or (isinstance(left, str) and blank(right))
+
+
 def _sequence_len(value: Any) -> int | None:
     if isinstance(value, str | bytes | list | tuple):
         return len(value)
@@ -210,7 +217,7 @@ def _sequence_len(value: Any) -> int | None:
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         # llama.cpp's template engine lets a template grow and drain a list (Kimi K2's
@@ -230,6 +237,13 @@ class _Environment(ImmutableSandboxedEnvironment):
         self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
     ) -> Any:
         limit = _max_chars()
+        if operator == "+" and _blank_and_text(left, right):
+            # As llama.cpp's template engine: a missing value (a tool without its
+            # optional description, which Apertus's template adds to text) or null,
+            # added to text, is empty text.
+            return (left if isinstance(left, str) else "") + (
+                right if isinstance(right, str) else ""
+            )
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
                 size = _sequence_len(seq)

@@ -344,3 +344,19 @@ def test_the_developer_role_is_a_system_message_unless_the_template_knows_it() -
     for name in ("gpt-oss", "DeepSeek-V3.2"):
         native = next(t for t in TEMPLATES if name in t.name).read_text()
         assert developer_as_system(native, messages) == messages
+
+
+def test_a_missing_value_added_to_text_is_empty_text() -> None:
+    """As llama.cpp's template engine reads `+`: Apertus's template adds every tool's
+    description to its text, and a client may leave the optional description out (a 400
+    before). A missing value added to a number still fails."""
+    source = "{% for t in tools %}{{ t.name + ': ' + t.description + '|' + nothing }}{% endfor %}"
+    tpl = ChatTemplate(source)
+    assert tpl.render([], tools=[{"name": "f"}], nothing=None) == "f: |"
+    with pytest.raises(ChatTemplateError, match="undefined"):
+        ChatTemplate("{{ 1 + missing }}").render([])
+    [path] = [p for p in TEMPLATES if p.name == "Apertus-8B-Instruct.jinja"]
+    apertus = ChatTemplate(path.read_text())
+    tools = [{"type": "function", "function": {"name": "get_time", "parameters": {}}}]
+    prompt = apertus.render([{"role": "user", "content": "Hi"}], tools=tools)
+    assert "get_time" in prompt
