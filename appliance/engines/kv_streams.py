@@ -140,7 +140,7 @@ class KVStreams:
         that extends it whole, and a state cannot be cut back to a prefix.
 
         - At a chat prompt's turn edges (`turn_marks`), or else before its last token:
-          where its last user turn starts (a new conversation on the same system prompt
+          where its first user turn starts (a new conversation on the same system prompt
           and tools starts there) and where its history ends (the next turn starts there
           even when it does not extend the last one: templates drop a reasoning block,
           re-render a tool call's JSON; a retry reads only the generation prompt).

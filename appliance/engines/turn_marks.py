@@ -3,8 +3,8 @@
 A recurrent model's state cannot be cut back to a prefix, so its prompt cache serves a
 prompt only from a state saved exactly where the prompt still matches (see
 `KVStreams.plan_checkpoint`). The places later prompts share are the turns' edges:
-- where the last user's turn starts: a new conversation on the same system prompt and
-  tools shares everything before its first user turn;
+- where the first user's turn starts: a new conversation on the same system prompt and
+  tools (or few-shot turns) shares everything before it;
 - where the history ends, before the generation prompt: the next turn renders the same
   history, whatever it makes of the answer after it (Qwen3.5's generation prompt opens
   `<think>`, its history shows none).
@@ -77,12 +77,12 @@ def _common_suffix(texts: list[str]) -> str:
 def chat_marks(
     text: str, tokens: Sequence[int], markers: TurnMarkers, tokenize: Callable[[str], list[int]]
 ) -> list[int]:
-    """Token positions in a chat prompt (`text`, tokenized as `tokens`) where its last
+    """Token positions in a chat prompt (`text`, tokenized as `tokens`) where its first
     user turn starts and where its history ends, those the markers find, ascending."""
     cuts = set()
     if markers.opening and text.endswith(markers.opening):  # not a prefill
         cuts.add(len(text) - len(markers.opening))
-    if markers.user_start and (start := text.rfind(markers.user_start)) > 0:
+    if markers.user_start and (start := text.find(markers.user_start)) > 0:
         cuts.add(start)
     marks = {common_prefix(tokens, tokenize(text[:cut])) for cut in cuts}
     return sorted(m for m in marks if 0 < m < len(tokens))

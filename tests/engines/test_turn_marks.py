@@ -53,7 +53,9 @@ def characters(text: str) -> list[int]:
     return [ord(c) for c in text]
 
 
-def test_a_prompts_marks_are_where_its_last_user_turn_starts_and_its_history_ends() -> None:
+def test_a_prompts_marks_are_where_its_first_user_turn_starts_and_its_history_ends() -> None:
+    """The system prompt and tools end where the first user turn starts: a new conversation
+    shares them; a later turn starts from the last one's history end, past them."""
     template = fixture("Qwen-Qwen3-0.6B.jinja")
     messages = [
         {"role": "system", "content": "Tools and rules."},
@@ -63,10 +65,10 @@ def test_a_prompts_marks_are_where_its_last_user_turn_starts_and_its_history_end
     ]
     text = template.render(messages, add_generation_prompt=True)
     marks = chat_marks(text, characters(text), template_markers(template), characters)
-    last_user = text.rindex("<|im_start|>user\n")
+    first_user = text.index("<|im_start|>user\n")
     history_end = len(text) - len("<|im_start|>assistant\n")
-    assert marks == [last_user, history_end]
-    assert text[last_user:history_end] == "<|im_start|>user\nSecond?<|im_end|>\n"
+    assert marks == [first_user, history_end]
+    assert text[:first_user] == "<|im_start|>system\nTools and rules.<|im_end|>\n"
 
 
 def test_marks_are_token_positions_a_prefix_of_the_prompt_keeps() -> None:
