@@ -8,6 +8,7 @@ always add up to the final message exactly.
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import string
 from collections.abc import Callable, Collection
@@ -75,8 +76,8 @@ class StreamParser:
         calls: bool = True,
     ) -> None:
         """``calls`` False: no tools were offered, so the family's markup splits reasoning
-        and drops its stray markers, and what would open a call is content (gpt-oss's
-        channels still say where a call goes)."""
+        and drops its stray markers, and what would open a call is content (a gpt-oss
+        call, which its channels mark apart, as the JSON of its name and arguments)."""
         self.family = family if isinstance(family, Family) else family_from_name(family)
         known = frozenset(known_tools) if known_tools is not None else None
         self._machine: TextMachine | HarmonyMachine
@@ -91,6 +92,7 @@ class StreamParser:
             self._machine = TextMachine(syntax, ctx, reasoning_started=reasoning_started)
             id_length = syntax.id_length
         self._new_id = id_factory or (lambda: new_call_id(id_length))
+        self._calls_allowed = calls
         self._known = known
         self._reasoning_out = Trimmed()
         self._content_out = Trimmed()
@@ -150,6 +152,12 @@ class StreamParser:
                 if text:
                     self._content.append(text)
                     events.append(ContentDelta(text))
+            elif seg.kind is Kind.CALLS and not self._calls_allowed:
+                for call in seg.calls:
+                    text = self._content_out.push(_call_as_text(call.name, call.arguments))
+                    if text:
+                        self._content.append(text)
+                        events.append(ContentDelta(text))
             elif seg.kind is Kind.CALLS:
                 for call in seg.calls:
                     events.extend(self._call(call.name, call.arguments, call.id))
@@ -173,6 +181,14 @@ class StreamParser:
         self._ids.add(call_id)
         self._calls.append(ToolCall(call_id, name, arguments))
         return [ToolCallStart(index, call_id, name), ToolCallArgumentsDelta(index, arguments)]
+
+
+def _call_as_text(name: str, arguments: str) -> str:
+    try:
+        args: object = json.loads(arguments)
+    except json.JSONDecodeError:
+        args = arguments
+    return json.dumps({"name": name, "arguments": args}, ensure_ascii=False)
 
 
 def parse_output(

@@ -164,3 +164,22 @@ def test_control_tokens_the_template_writes_show_in_the_answer(control_daemon: D
     # Detokenized, every control token shows.
     shown = control_daemon.post("/detokenize", json={"tokens": [ids["[UNUSED]"]]}).json()
     assert shown["content"] == "[UNUSED]"
+
+
+def test_without_tools_a_gpt_oss_call_is_text() -> None:
+    """gpt-oss's channels mark a call apart from its text: with no tool offered, it comes
+    back as the JSON of its name and arguments, in the content, and the answer stops."""
+    text = (
+        "<|channel|>analysis<|message|>hm<|end|><|start|>assistant<|channel|>commentary "
+        'to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>'
+    )
+    output = ChatOutput(
+        split_reasoning=True, reasoning_started=False, family="harmony", tools=Tools()
+    )
+    output.feed(text)
+    output.finish()
+    message = output.message()
+    assert message["content"] == '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    assert message["reasoning_content"] == "hm"
+    assert "tool_calls" not in message
+    assert output.finish_reason("stop") == "stop"
