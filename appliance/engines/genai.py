@@ -118,6 +118,7 @@ class GenaiEngine(TemplateChat):
         self.facts = facts
         self.tool_family = detect_family(template_src, override=cfg.tool_parser).value
         self.special_tokens = _special_tokens(folder / "tokenizer.json")
+        self.shown = self._shown_specials(template_src, bos)
         self._warm_up()
         self.load_s = time.monotonic() - started
 
@@ -126,6 +127,22 @@ class GenaiEngine(TemplateChat):
         gen = self.new_generator([self.bos_or_zero()], {"max_tokens": 1, "temperature": 0})
         gen.append_tokens([self.bos_or_zero()])
         gen.generate_next_token()
+
+    def _shown_specials(self, template_src: str | None, bos: str) -> dict[int, bytes]:
+        """Special tokens an answer shows as their text (the tokenizer's stream skips them
+        all): those the chat template writes, a family's markup its parser reads, less an
+        end, the BOS and what opens a user's turn, as the llama.cpp engine shows them."""
+        if not template_src:
+            return {}
+        user_start = self.turn_markers().user_start
+        return {
+            token: text.encode("utf-8")
+            for text, token in self.special_tokens.items()
+            if text in template_src
+            and token not in self.eog_ids
+            and text != bos
+            and text not in user_start
+        }
 
     def bos_or_zero(self) -> int:
         bos = self.facts.bos_token_id

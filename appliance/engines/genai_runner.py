@@ -167,6 +167,7 @@ class Runner(RequestInbox):
                 item.generator.generate_next_token()
                 token = int(item.generator.get_next_tokens()[0])
                 piece = item.stream.decode(token).encode("utf-8")
+                piece = self.engine.shown.get(token, piece)  # markup the stream skips
                 is_eog = token in self.engine.eog_ids
                 text = seq.accept(token, b"" if is_eog else piece, is_eog)
             except Exception as exc:

@@ -251,3 +251,26 @@ def test_a_bias_that_only_bans_eos_is_ignore_eos_and_others_are_refused(
     done = {f["id"]: f for f in frames if f["type"] in ("done", "error")}
     assert done["ban"]["type"] == "done" and done["ban"]["completion_tokens"] == 50
     assert done["bias"]["type"] == "error" and done["bias"]["param"] == "logit_bias"
+
+
+def test_special_tokens_the_template_writes_show_in_answers() -> None:
+    """The tokenizer's stream skips every special token; those the chat template writes
+    (a family's markup), less an end, the BOS and the user-turn opener, show as text."""
+    chatml = GenaiEngine(GenaiConfig(str(FIXTURES / "tiny-chat-int4"), n_ctx=512, n_threads=1))
+    assert chatml.shown == {}  # <|im_start|> opens a user's turn, <|im_end|> ends
+    marked = (
+        "{% for m in messages %}{% if m.role == 'user' %}USER: {{ m.content }}\n"
+        "{% else %}<|im_start|>{{ m.content }}<|im_end|>{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}ANSWER: {% endif %}"
+    )
+    engine = GenaiEngine(
+        GenaiConfig(str(FIXTURES / "tiny-chat-int4"), n_ctx=512, n_threads=1, chat_template=marked)
+    )
+    assert engine.shown == {1: b"<|im_start|>"}
+    # An answer holding a shown token: the first the model writes here, made one.
+    prompt = "the sea and the ship"
+    first = direct_greedy(engine, engine.prompt_tokens(prompt), 1)[0]
+    engine.shown = {first: b"<MARK>"}
+    frame = {"type": "generate", "id": "a", "prompt": prompt}
+    frames = run(engine, [{**frame, "params": {"max_tokens": 3, "temperature": 0}}])
+    assert texts(frames)["a"].startswith("<MARK>")
