@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from appliance.parsing.calls import (
@@ -25,8 +24,30 @@ from appliance.parsing.calls import (
 from appliance.parsing.calls import _types as xml_declared_types
 from appliance.parsing.families import Family
 from appliance.parsing.jsonscan import loads_strict
+from appliance.parsing.layout_nodes import (
+    Alt,
+    GemmaAny,
+    Json,
+    Lit,
+    Node,
+    Opt,
+    Raw,
+    Repeat,
+    Rule,
+    Seq,
+    TextSyntax,
+    repeat,
+    resolve,
+    seq,
+)
 from appliance.parsing.minicpm5_calls import MINICPM5_CALL
-from appliance.parsing.notation_calls import GEMMA_QUOTE, LFM2_CALL, LFM2_CALL_END
+from appliance.parsing.notation_calls import (
+    GEMMA_CALL,
+    GEMMA_QUOTE,
+    LFM2_CALL,
+    LFM2_CALL_END,
+)
+from appliance.parsing.notation_layout import gemma_call, lfm2_call
 from appliance.parsing.tool_schema import Tool, nonnegative_int
 
 __all__ = [
@@ -72,7 +93,6 @@ DS_SEP = "<｜tool▁sep｜>"
 HARMONY_CALL = "<|channel|>commentary to=functions."
 HARMONY_MESSAGE = " <|constrain|>json<|message|>"
 MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
-GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
 GRANITE_CALL = "<|tool_call|>"
 COHERE_ACTION, COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
@@ -108,88 +128,12 @@ def _variant(family: Family, template: str | None) -> str:
 # --- what the grammars say, family by family ----------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Lit:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Json:
-    """A JSON value following ``schema`` (``defs`` resolve its refs)."""
-
-    schema: Mapping[str, Any]
-    defs: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Raw:
-    """Raw text for an XML parameter value, then ``tail``: no ``<`` that could open
-    or close a tag, no control character but tab and newline. ``guarded``: it must
-    not read as JSON either (no leading space, digit, ``-``, ``{``, ``[``, ``t``,
-    ``f``, ``n``), for a parameter whose declared schema names no type."""
-
-    min_len: int
-    max_len: int | None
-    tail: str
-    guarded: bool = False
-    gemma: bool = False  # a Gemma 4 string: no "<|" (its marks), "<t" or "<<" either
-
-
-@dataclass(frozen=True, slots=True)
-class GemmaAny:
-    """Any value in Gemma 4's notation (strings between ``<|"|>`` marks, JSON's numbers,
-    ``true``, ``false``, ``null``, ``[..]`` lists, ``{key:value}`` objects with bare
-    keys): for a schema the layout does not spell out. ``members``: an object's
-    ``key:value`` list without its braces (one or more)."""
-
-    members: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Seq:
-    items: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Alt:
-    items: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Opt:
-    item: Node
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """A named rule (one per tool, so the grammars stay readable)."""
-
-    name: str
-    body: Node
-
-
-@dataclass(frozen=True, slots=True)
-class Repeat:
-    """``item (sep item)*``."""
-
-    item: Node
-    sep: str
-    optional_sep: bool = False
-
-
-Node = Lit | Json | Raw | GemmaAny | Seq | Alt | Opt | Rule | Repeat
-
-
-def _seq(*items: Node | str) -> Seq:
-    return Seq(tuple(Lit(i) if isinstance(i, str) else i for i in items))
-
-
 def _args(tool: Tool) -> Json:
     return Json(tool.schema, tool.schema.get("$defs") or {})
 
 
 def _json_call(tool: Tool, key: str) -> Seq:
-    return _seq(
+    return seq(
         '{"name": ' + json.dumps(tool.name, ensure_ascii=False) + f', "{key}": ', _args(tool), "}"
     )
 
@@ -204,24 +148,15 @@ def _xml_value(tool: Tool, prop: str, schema: Mapping[str, Any], tail: str) -> N
     declared = declared_props.get(prop) if isinstance(declared_props, Mapping) else None
     types = xml_declared_types(declared if isinstance(declared, Mapping) else None)
     if types and "string" not in types:
-        return _seq(Json(schema, defs), tail)
-    resolved = _resolve(schema, defs)
+        return seq(Json(schema, defs), tail)
+    resolved = resolve(schema, defs)
     alternatives = resolved.get("anyOf")
     options: list[Node] = []
     for alt in alternatives if isinstance(alternatives, list) else [resolved]:
-        options.extend(_xml_option(_resolve(alt, defs), defs, tail, guarded=not types))
+        options.extend(_xml_option(resolve(alt, defs), defs, tail, guarded=not types))
     if not options:
-        return _seq(Json(schema, defs), tail)
+        return seq(Json(schema, defs), tail)
     return Alt(tuple(options)) if len(options) != 1 else options[0]
-
-
-def _resolve(schema: Any, defs: Mapping[str, Any]) -> Mapping[str, Any]:
-    for _ in range(8):
-        ref = schema.get("$ref") if isinstance(schema, Mapping) else None
-        if not isinstance(ref, str):
-            break
-        schema = defs.get(ref.rsplit("/", 1)[-1], {})
-    return schema if isinstance(schema, Mapping) else {}
 
 
 def _json_non_string(text: str) -> bool:
@@ -238,7 +173,7 @@ def _xml_option(
         others = [v for v in values if not isinstance(v, str)]
         out: list[Node] = [Lit(v + tail) for v in texts]
         if others:
-            out.append(_seq(Json({"enum": others}, defs), tail))
+            out.append(seq(Json({"enum": others}, defs), tail))
         return out
     if schema.get("type") == "string":
         if "pattern" in schema or "format" in schema:
@@ -249,7 +184,7 @@ def _xml_option(
         return [Raw(low, high, tail, guarded)]
     if not schema and not guarded:
         return [Raw(0, None, tail)]
-    return [_seq(Json(schema, defs), tail)]
+    return [seq(Json(schema, defs), tail)]
 
 
 def _xml_call(
@@ -257,13 +192,13 @@ def _xml_call(
 ) -> Node:
     """Qwen3-Coder's call (``nl``: the newline around each value), or Seed-OSS's: the
     same in ``<seed:tool_call>`` tags, values with no newline around them."""
-    top = _resolve(tool.schema, tool.schema.get("$defs") or {})
+    top = resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties")
     required = set(top.get("required") or ())
     parts: list[Node] = [Lit(f"{tags[0]}\n<function={tool.name}>\n")]
     for j, (prop, sub) in enumerate((props or {}).items()):
         value = _xml_value(tool, prop, sub, f"{nl}</parameter>\n")
-        item = Rule(f"p{index}-{j}", _seq(f"<parameter={prop}>{nl}", value))
+        item = Rule(f"p{index}-{j}", seq(f"<parameter={prop}>{nl}", value))
         parts.append(item if prop in required else Opt(item))
     parts.append(Lit(f"</function>\n{tags[1]}"))
     return Seq(tuple(parts))
@@ -273,13 +208,13 @@ def _named_tags(tool: Tool, index: int, call: str, param: str, nl: str = "") -> 
     """A call as ``<CALL name="NAME">`` with a ``<PARAM name="KEY">VALUE</PARAM>`` for each
     parameter, each value with no newline around it: MiniMax M2's ``<invoke>`` (``nl``
     after each tag), MiniCPM5's ``<function>`` (nothing between its tags)."""
-    top = _resolve(tool.schema, tool.schema.get("$defs") or {})
+    top = resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties")
     required = set(top.get("required") or ())
     parts: list[Node] = [Lit(f'<{call} name="{tool.name}">{nl}')]
     for j, (prop, sub) in enumerate((props or {}).items()):
         value = _xml_value(tool, prop, sub, f"</{param}>{nl}")
-        item = Rule(f"p{index}-{j}", _seq(f'<{param} name="{prop}">', value))
+        item = Rule(f"p{index}-{j}", seq(f'<{param} name="{prop}">', value))
         parts.append(item if prop in required else Opt(item))
     parts.append(Lit(f"</{call}>{nl}"))
     return Seq(tuple(parts))
@@ -289,7 +224,7 @@ def _dsml_invoke(tool: Tool, index: int, v4: bool) -> Node:
     """One ``<｜DSML｜invoke>`` as DeepSeek's templates write it: each parameter on a line
     of its own, its value with no newline around it; V4's writes an empty line for a
     call without arguments."""
-    top = _resolve(tool.schema, tool.schema.get("$defs") or {})
+    top = resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties") or {}
     required = set(top.get("required") or ())
     parts: list[Node] = [Lit(f'<{DSML}invoke name="{tool.name}">\n')]
@@ -308,12 +243,12 @@ def _dsml_parameter(tool: Tool, prop: str, schema: Mapping[str, Any]) -> Node:
     either, each as the parser reads it back."""
     defs = tool.schema.get("$defs") or {}
     tail = f"</{DSML}parameter>\n"
-    resolved = _resolve(schema, defs)
+    resolved = resolve(schema, defs)
     alternatives = resolved.get("anyOf")
     texts: list[Node] = []
     others: list[Any] = []
     for alt in alternatives if isinstance(alternatives, list) else [resolved]:
-        alt = _resolve(alt, defs)
+        alt = resolve(alt, defs)
         if "const" in alt or "enum" in alt:
             values = [alt["const"]] if "const" in alt else list(alt["enum"])
             texts += [Lit(v + tail) for v in values if isinstance(v, str)]
@@ -331,12 +266,12 @@ def _dsml_parameter(tool: Tool, prop: str, schema: Mapping[str, Any]) -> Node:
     head = f'<{DSML}parameter name="{prop}" string='
     options: list[Node] = []
     if texts:
-        options.append(_seq(f'{head}"true">', Alt(tuple(texts)) if len(texts) > 1 else texts[0]))
+        options.append(seq(f'{head}"true">', Alt(tuple(texts)) if len(texts) > 1 else texts[0]))
     if others:
         value = Json(others[0] if len(others) == 1 else {"anyOf": others}, defs)
-        options.append(_seq(f'{head}"false">', value, tail))
+        options.append(seq(f'{head}"false">', value, tail))
     if not options:  # no value at all (an empty enum): the schema's grammar says so
-        return _seq(f'{head}"false">', Json(schema, defs), tail)
+        return seq(f'{head}"false">', Json(schema, defs), tail)
     return Alt(tuple(options)) if len(options) > 1 else options[0]
 
 
@@ -349,17 +284,17 @@ def _kimi_call(tool: Tool) -> Node:
     """``<|tool_call_begin|>functions.NAME:INDEX<|tool_call_argument_begin|>{...}`` and
     ``<|tool_call_end|>``, as Kimi K2's templates write a call (with its id)."""
     head = f"{KIMI_CALL}functions.{tool.name}:"
-    return _seq(head, _KIMI_INDEX, KIMI_ARGS, _args(tool), KIMI_CALL_END)
+    return seq(head, _KIMI_INDEX, KIMI_ARGS, _args(tool), KIMI_CALL_END)
 
 
 def _glm_call(tool: Tool, index: int, nl: str) -> Node:
-    top = _resolve(tool.schema, tool.schema.get("$defs") or {})
+    top = resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties")
     required = set(top.get("required") or ())
     parts: list[Node] = [Lit(f"{TOOL_CALL}{tool.name}{nl}")]
     for j, (prop, sub) in enumerate((props or {}).items()):
         value = _xml_value(tool, prop, sub, f"</arg_value>{nl}")
-        item = Rule(f"p{index}-{j}", _seq(f"<arg_key>{prop}</arg_key>{nl}<arg_value>", value))
+        item = Rule(f"p{index}-{j}", seq(f"<arg_key>{prop}</arg_key>{nl}<arg_value>", value))
         parts.append(item if prop in required else Opt(item))
     parts.append(Lit(TOOL_CALL_END))
     return Seq(tuple(parts))
@@ -374,165 +309,9 @@ def _command_r7b_call(tool: Tool) -> Seq:
     and Command A's templates write a call: the number first, any number (the parser
     gives calls ids of its own)."""
     name = json.dumps(tool.name, ensure_ascii=False)
-    return _seq(
+    return seq(
         '{"tool_call_id": ', _COHERE_ID, f', "tool_name": {name}, "parameters": ', _args(tool), "}"
     )
-
-
-# --- Gemma 4: call:NAME{key:value,...} --------------------------------------------------
-
-_GEMMA_DEPTH = 6
-_SCALARS = {"integer", "number", "boolean", "null"}
-
-
-def _gemma_literal(value: Any) -> str:
-    """A constant in Gemma's notation, as its template writes it."""
-    if isinstance(value, str):
-        return GEMMA_QUOTE + value + GEMMA_QUOTE
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{_gemma_literal(v)}" for k, v in sorted(value.items())) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(_gemma_literal(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-class _Gemma:
-    """A tool's arguments in Gemma's notation, following its schema: strings as raw text
-    between ``<|"|>`` marks, numbers, booleans and null as JSON writes them, lists and
-    objects spelled out (an object's keys sorted, as the template's ``dictsort`` writes
-    them), and any value where the schema says too little or nests too deep."""
-
-    def __init__(self, defs: Mapping[str, Any], prefix: str) -> None:
-        self.defs = defs
-        self.prefix = prefix
-        self.count = 0
-
-    def _name(self) -> str:
-        self.count += 1
-        return f"{self.prefix}-{self.count}"
-
-    def value(self, schema: Any, depth: int) -> Node:
-        schema = _resolve(schema, self.defs)
-        if depth > _GEMMA_DEPTH or not schema:
-            return GemmaAny()
-        if "const" in schema or "enum" in schema:
-            values = [schema["const"]] if "const" in schema else list(schema["enum"])
-            options = tuple(Lit(_gemma_literal(v)) for v in values)
-            return Alt(options) if len(options) != 1 else options[0]
-        alternatives = schema.get("anyOf") or schema.get("oneOf")
-        if isinstance(alternatives, list) and alternatives:
-            return Alt(tuple(self.value(alt, depth + 1) for alt in alternatives))
-        kind = schema.get("type")
-        if kind == "string":
-            low = nonnegative_int(schema.get("minLength")) or 0
-            high = nonnegative_int(schema.get("maxLength"))
-            if "pattern" in schema or "format" in schema:
-                low, high = 0, None
-            return _seq(GEMMA_QUOTE, Raw(low, high, GEMMA_QUOTE, gemma=True))
-        if kind in _SCALARS:
-            return Json(schema, self.defs)
-        if kind == "array":
-            items = schema.get("items")
-            if not isinstance(items, Mapping) or schema.get("prefixItems"):
-                return GemmaAny()
-            item = Rule(self._name(), self.value(items, depth + 1))
-            some = _seq("[", Repeat(item, ","), "]")
-            return (
-                some
-                if (nonnegative_int(schema.get("minItems")) or 0) > 0
-                else Alt((Lit("[]"), some))
-            )
-        if kind == "object":
-            return _seq("{", self.members(schema, depth + 1), "}")
-        return GemmaAny()
-
-    def members(self, schema: Mapping[str, Any], depth: int) -> Node:
-        """An object's ``key:value`` list between its braces (what may be left out, left
-        out with its comma)."""
-        props = schema.get("properties")
-        extra = schema.get("additionalProperties")
-        if not isinstance(props, Mapping) or (extra is not None and extra is not False):
-            return Opt(GemmaAny(members=True))
-        required = set(schema.get("required") or ())
-        items = [
-            (Rule(self._name(), _seq(f"{key}:", self.value(props[key], depth))), key in required)
-            for key in sorted(props)
-        ]
-        if not items:
-            return Seq(())
-
-        def after(i: int) -> list[Node]:
-            return [_seq(",", kv) if req else Opt(_seq(",", kv)) for kv, req in items[i:]]
-
-        firsts: list[Node] = []
-        for i, (kv, req) in enumerate(items):
-            firsts.append(Seq((kv, *after(i + 1))))
-            if req:
-                break
-        else:
-            firsts.append(Seq(()))
-        return Alt(tuple(firsts)) if len(firsts) > 1 else firsts[0]
-
-
-def _gemma_call(tool: Tool, index: int) -> Node:
-    gemma = _Gemma(tool.schema.get("$defs") or {}, f"g{index}")
-    top = _resolve(tool.schema, gemma.defs)
-    members = gemma.members(top, 1)
-    return _seq(f"{GEMMA_CALL}call:{tool.name}{{", members, f"}}{GEMMA_CALL_END}")
-
-
-_LFM2_PLAIN_KEYS = frozenset({"anyOf", "description", "title", "default", "examples"})
-
-
-def _lfm2_value(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Node:
-    """An argument's value as LFM2's template writes it: a boolean and null in Python's
-    spelling (True, False, None), anything else as JSON, which Python reads the same
-    (the parser takes JSON's true and null too, and strings as JSON)."""
-    resolved = _resolve(schema, defs)
-    if "enum" not in resolved and "const" not in resolved:
-        if resolved.get("type") == "boolean":
-            return Alt((Lit("True"), Lit("False")))
-        if resolved.get("type") == "null":
-            return Lit("None")
-    alternatives = resolved.get("anyOf")
-    if isinstance(alternatives, list) and alternatives and set(resolved) <= _LFM2_PLAIN_KEYS:
-        options = [_lfm2_value(a, defs) for a in alternatives if isinstance(a, Mapping)]
-        if len(options) == len(alternatives):
-            return Alt(tuple(options)) if len(options) > 1 else options[0]
-    return Json(schema, defs)
-
-
-def _lfm2_call(tool: Tool, index: int) -> Node:
-    """``name(key=VALUE, ...)``: the properties in the schema's order, each optional one
-    left out or written, with ", " between those written."""
-    defs = tool.schema.get("$defs") or {}
-    top = _resolve(tool.schema, defs)
-    props = list((top.get("properties") or {}).items())
-    required = set(top.get("required") or ())
-    items = [
-        Rule(f"p{index}-{j}", _seq(f"{prop}=", _lfm2_value(sub, defs)))
-        for j, (prop, sub) in enumerate(props)
-    ]
-    needed = [j for j, (prop, _) in enumerate(props) if prop in required]
-    args: Node
-    if needed:
-        first = needed[0]
-        parts: list[Node] = [Opt(_seq(items[j], ", ")) for j in range(first)]
-        parts.append(items[first])
-        for j in range(first + 1, len(items)):
-            item = _seq(", ", items[j])
-            parts.append(item if j in needed else Opt(item))
-        args = Seq(tuple(parts))
-    elif items:
-        # None required: any of them first, then any of those after it. The tails are
-        # rules, shared by the alternatives.
-        tails: list[Node] = [Lit("")] * len(items)  # what may follow item j
-        for j in range(len(items) - 2, -1, -1):
-            tails[j] = Rule(f"t{index}-{j}", Seq((Opt(_seq(", ", items[j + 1])), tails[j + 1])))
-        args = Opt(Alt(tuple(_seq(items[j], tails[j]) for j in range(len(items)))))
-    else:
-        args = Lit("")
-    return _seq(f"{tool.name}(", args, ")")
 
 
 def build_layout(family: Family, tools: list[Tool], parallel: bool, template: str | None) -> Node:
@@ -543,7 +322,7 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         name = tool.name
         call: Node
         if family is Family.HERMES:
-            call = _seq(f"{TOOL_CALL}\n", _json_call(tool, "arguments"), f"\n{TOOL_CALL_END}")
+            call = seq(f"{TOOL_CALL}\n", _json_call(tool, "arguments"), f"\n{TOOL_CALL_END}")
         elif family is Family.QWEN3_CODER:
             call = _xml_call(tool, i)
         elif family is Family.SEED_OSS:
@@ -557,26 +336,26 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
         elif family is Family.GLM:
             call = _glm_call(tool, i, "\n" if variant == "lines" else "")
         elif family is Family.GEMMA4:
-            call = _gemma_call(tool, i)
+            call = gemma_call(tool, i)
         elif family is Family.LFM2:
-            call = _lfm2_call(tool, i)
+            call = lfm2_call(tool, i)
         elif family is Family.COMMAND_R7B:
             call = _command_r7b_call(tool)
         elif family is Family.APERTUS:  # the name is the call's one key
-            call = _seq("{" + json.dumps(name, ensure_ascii=False) + ": ", _args(tool), "}")
+            call = seq("{" + json.dumps(name, ensure_ascii=False) + ": ", _args(tool), "}")
         elif family is Family.MINICPM5:  # strings as text (no CDATA section), else JSON
             call = _named_tags(tool, i, "function", "param")
         elif family is Family.LLAMA3:
             call = _json_call(tool, "parameters")
         elif family is Family.MISTRAL and variant == "args":
-            call = _seq(f"{MISTRAL_CALLS}{name}{MISTRAL_ARGS}", _args(tool))
+            call = seq(f"{MISTRAL_CALLS}{name}{MISTRAL_ARGS}", _args(tool))
         elif family is Family.DEEPSEEK and variant == "r1":
             head = f"{DS_CALL_BEGIN}function{DS_SEP}{name}\n```json\n"
-            call = _seq(head, _args(tool), f"\n```{DS_CALL_END}")
+            call = seq(head, _args(tool), f"\n```{DS_CALL_END}")
         elif family is Family.DEEPSEEK:
-            call = _seq(f"{DS_CALL_BEGIN}{name}{DS_SEP}", _args(tool), DS_CALL_END)
+            call = seq(f"{DS_CALL_BEGIN}{name}{DS_SEP}", _args(tool), DS_CALL_END)
         elif family is Family.HARMONY:
-            call = _seq(f"{HARMONY_CALL}{name}{HARMONY_MESSAGE}", _args(tool))
+            call = seq(f"{HARMONY_CALL}{name}{HARMONY_MESSAGE}", _args(tool))
         else:  # GENERIC, Mistral's list, Nemotron Nano v2, Granite 3
             call = _json_call(tool, "arguments")
         one.append(Rule(f"tool{i}", call))
@@ -608,68 +387,31 @@ def build_layout(family: Family, tools: list[Tool], parallel: bool, template: st
     # grammar) take them with or without one.
     body: Node = Repeat(any_call, separators[family], optional_sep=r1) if many else calls
     if family is Family.LFM2:
-        return _seq(f"{LFM2_CALL}[", body, f"]{LFM2_CALL_END}")
+        return seq(f"{LFM2_CALL}[", body, f"]{LFM2_CALL_END}")
     if family is Family.MISTRAL and variant == "list":
-        return _seq(f"{MISTRAL_CALLS}[", body, "]")
+        return seq(f"{MISTRAL_CALLS}[", body, "]")
     # Nemotron Nano v2's and Granite 3's templates write a list even of one call.
     if family is Family.NEMOTRON_V2:
-        return _seq(f"{NEMOTRON_CALL}[", body, f"]{NEMOTRON_CALL_END}")
+        return seq(f"{NEMOTRON_CALL}[", body, f"]{NEMOTRON_CALL_END}")
     if family is Family.GRANITE3:
-        return _seq(f"{GRANITE_CALL}[", body, "]")
+        return seq(f"{GRANITE_CALL}[", body, "]")
     # Command R7B's and Command A's templates write the list one call a line.
     if family is Family.COMMAND_R7B:
-        return _seq(f"{COHERE_ACTION}[\n    ", body, f"\n]{COHERE_ACTION_END}")
+        return seq(f"{COHERE_ACTION}[\n    ", body, f"\n]{COHERE_ACTION_END}")
     if family is Family.APERTUS:
-        return _seq(f"{APERTUS_CALL}[", body, f"]{APERTUS_CALL_END}")
+        return seq(f"{APERTUS_CALL}[", body, f"]{APERTUS_CALL_END}")
     # MiniMax M2's template writes every call of a turn in one block.
     if family is Family.MINIMAX_M2:
-        return _seq(f"{MINIMAX_CALL}\n", body, MINIMAX_CALL_END)
+        return seq(f"{MINIMAX_CALL}\n", body, MINIMAX_CALL_END)
     if family is Family.DEEPSEEK_DSML:
         block = dsml_block(template)
-        return _seq(f"{block}\n", body, "</" + block[1:])
+        return seq(f"{block}\n", body, "</" + block[1:])
     if family is Family.KIMI_K2:
-        return _seq(KIMI_SECTION, body, KIMI_SECTION_END)
+        return seq(KIMI_SECTION, body, KIMI_SECTION_END)
     if family is Family.DEEPSEEK:
         if r1:
-            return _seq(DS_CALLS_BEGIN, body, Opt(Lit("\n")), DS_CALLS_END)
-        return _seq(DS_CALLS_BEGIN, body, DS_CALLS_END)
+            return seq(DS_CALLS_BEGIN, body, Opt(Lit("\n")), DS_CALLS_END)
+        return seq(DS_CALLS_BEGIN, body, DS_CALLS_END)
     if family is Family.GENERIC and many:  # a list of calls, or just one
-        return Alt((_seq("[", body, "]"), any_call))
+        return Alt((seq("[", body, "]"), any_call))
     return body
-
-
-# --- raw XML text, in either grammar language -------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TextSyntax:
-    """The pieces of raw XML text in one grammar language."""
-
-    plain: str  # a character that is not "<"
-    char: str  # a character, or "<" and one that cannot make it a tag
-    first: str  # a first character that JSON cannot start with
-    sep: str  # between items
-    empty: str
-
-    def text(self, low: int, high: int | None, guarded: bool) -> str:
-        """``low`` to ``high`` characters (counted exactly: then no ``<`` at all),
-        starting with ``first`` when ``guarded``."""
-        if high == 0:
-            return self.empty
-        if not guarded:
-            if high is None and low == 0:
-                return f"{self.char}*"
-            return f"{self.plain}{repeat(low, high)}"
-        if high is None and low == 0:
-            return f"({self.first}{self.sep}{self.char}*)?"
-        rest = repeat(max(low - 1, 0), None if high is None else high - 1)
-        body = f"{self.first}{self.sep}{self.plain}{rest}"
-        return f"({body})?" if low == 0 else f"({body})"
-
-
-def repeat(lo: int, hi: int | None) -> str:
-    """``lo`` to ``hi`` (or more) of the item before: GBNF and llguidance's regexes
-    write the count the same way."""
-    if hi is None:
-        return "*" if lo == 0 else ("+" if lo == 1 else f"{{{lo},}}")
-    return f"{{{lo}}}" if lo == hi else f"{{{lo},{hi}}}"

@@ -30,6 +30,7 @@ __all__ = [
 # --- Gemma 4 ---------------------------------------------------------------------------
 
 GEMMA_QUOTE = '<|"|>'
+GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 _GEMMA_NAME = re.compile(r"\s*call:([^\s{}<>:,\[\]]+)\{")
 _GEMMA_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _GEMMA_WORDS = {"true": True, "false": False, "null": None}

@@ -28,7 +28,14 @@ from appliance.parsing.calls import (
 )
 from appliance.parsing.families import Family
 from appliance.parsing.minicpm5_calls import MINICPM5_CALL, MINICPM5_CALL_END, minicpm5_call
-from appliance.parsing.notation_calls import LFM2_CALL, LFM2_CALL_END, gemma4_calls, lfm2_calls
+from appliance.parsing.notation_calls import (
+    GEMMA_CALL,
+    GEMMA_CALL_END,
+    LFM2_CALL,
+    LFM2_CALL_END,
+    gemma4_calls,
+    lfm2_calls,
+)
 from appliance.parsing.regions import (
     BareJson,
     CdataRegion,
@@ -48,7 +55,6 @@ SEED_CALL, SEED_CALL_END = "<seed:tool_call>", "</seed:tool_call>"
 MINIMAX_CALL = "<minimax:tool_call>"
 FUNCTION, FUNCTION_END = "<function=", "</function>"
 GEMMA_THOUGHT = ("<|channel>thought", "<channel|>")
-GEMMA_CALL, GEMMA_CALL_END = "<|tool_call>", "<tool_call|>"
 NEMOTRON_CALL, NEMOTRON_CALL_END = "<TOOLCALL>", "</TOOLCALL>"
 GRANITE_CALL = "<|tool_call|>"
 COHERE_THINK = ("<|START_THINKING|>", "<|END_THINKING|>")
