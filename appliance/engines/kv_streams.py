@@ -171,7 +171,7 @@ class KVStreams:
         # a saved state the request started from.
         held = seq.prompt[: seq.n_past]
         last = seq.n_past if held and self.states.holds(held) else 0
-        for end in sorted(ends):
+        for end in sorted(e for e in ends if e > seq.n_past):  # not behind where it stands
             if end - last >= self.costs.min_saved_tokens:
                 seq.checkpoints.append(end)
                 last = end

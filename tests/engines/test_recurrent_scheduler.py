@@ -267,3 +267,42 @@ def test_a_chat_is_saved_where_its_user_turn_starts_and_close_stops_are_one(
     ask("next conversation", [4, 5])
     assert run.done("next conversation")["cached_tokens"] == 31
     assert run.text("next conversation") == "<92><93><94><95>"
+
+
+class ChatMLLike(RoleChat):
+    """RoleChat whose history shows an answer after the generation prompt, as ChatML's
+    does: a next turn extends the last sequence whole."""
+
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel: bool = True,
+        variables: dict[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        opens = {"system": "70", "user": "80", "assistant": "90 91"}
+        turns = " ".join(f"{opens[m['role']]} {m['content']}" for m in messages)
+        return turns + " 90 91", False
+
+
+def test_a_next_turn_that_extends_the_last_sequence_is_not_stopped_behind_it(
+    tmp_path: Path,
+) -> None:
+    """The next turn takes the finished sequence over, past its first user turn's start:
+    no stop is planned where it already stands (it never moved again, a request without
+    an answer)."""
+    costs = CacheCosts(min_saved_s=0, min_saved_tokens=8, measure=False)
+    states = StateStore("model|ctx=64", ram_bytes=1 << 20, disk_dir=tmp_path, disk_bytes=1 << 20)
+    run = Run(engine=ChatMLLike(n_seq_max=2), slots=1, states=states, costs=costs)
+    system = {"role": "system", "content": " ".join(map(str, DOC))}
+    first = [system, {"role": "user", "content": "1 2 3"}]
+    frame = {"type": "generate", "mode": "chat", "params": {"max_tokens": 4}}
+    run.scheduler.submit({**frame, "id": "first", "messages": first})
+    run.until_idle()
+    assert run.text("first") == "<92><93><94><95>"
+    answer = {"role": "assistant", "content": "92 93 94 95"}
+    turn = [*first, answer, {"role": "user", "content": "7 8"}]
+    run.scheduler.submit({**frame, "id": "next", "messages": turn})
+    run.until_idle()
+    assert run.done("next")["cached_tokens"] == 40  # the first prompt and 3 answer tokens
+    assert run.text("next") == "<92><93><94><95>"
