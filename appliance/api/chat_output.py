@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from appliance.api.reasoning import CLOSE_TAG, OPEN_TAG, ReasoningSplitter
+from appliance.api.reasoning import ReasoningSplitter
 from appliance.api.tools import Tools
 from appliance.parsing import (
     ContentDelta,
@@ -30,26 +30,10 @@ from appliance.parsing import (
     ToolCallArgumentsDelta,
     ToolCallStart,
 )
-from appliance.parsing.families import Family, family_from_name
-from appliance.parsing.syntax import syntax_for
+from appliance.parsing.syntax import marks_reasoning_otherwise
 from appliance.parsing.validate import schema_errors
 
 Delta = dict[str, Any]
-
-
-def marks_reasoning_otherwise(family: str | None) -> bool:
-    """Whether a family writes reasoning (or markers to drop) other than in a <think>
-    block at the start, which `ReasoningSplitter` alone reads."""
-    if family is None:
-        return False
-    try:
-        parsed = family_from_name(family)
-    except ValueError:
-        return False
-    if parsed is Family.HARMONY:
-        return True
-    syntax = syntax_for(parsed)
-    return syntax.think != ((OPEN_TAG, CLOSE_TAG),) or bool(syntax.strays) or syntax.later_reasoning
 
 
 def _reasoning(text: str) -> Delta:

@@ -10,7 +10,7 @@ two grammars allow the same text. The family's markers live here too.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from appliance.parsing.calls import (
@@ -192,32 +192,42 @@ def _xml_call(
 ) -> Node:
     """Qwen3-Coder's call (``nl``: the newline around each value), or Seed-OSS's: the
     same in ``<seed:tool_call>`` tags, values with no newline around them."""
+    params = _parameters(
+        tool,
+        index,
+        lambda prop, sub: seq(
+            f"<parameter={prop}>{nl}", _xml_value(tool, prop, sub, f"{nl}</parameter>\n")
+        ),
+    )
+    return seq(f"{tags[0]}\n<function={tool.name}>\n", *params, f"</function>\n{tags[1]}")
+
+
+def _parameters(
+    tool: Tool, index: int, parameter: Callable[[str, Mapping[str, Any]], Node]
+) -> list[Node]:
+    """Each of a tool's parameters, in order, as ``parameter`` writes it (from its name
+    and schema): a rule of its own, optional unless the schema requires it."""
     top = resolve(tool.schema, tool.schema.get("$defs") or {})
-    props = top.get("properties")
     required = set(top.get("required") or ())
-    parts: list[Node] = [Lit(f"{tags[0]}\n<function={tool.name}>\n")]
-    for j, (prop, sub) in enumerate((props or {}).items()):
-        value = _xml_value(tool, prop, sub, f"{nl}</parameter>\n")
-        item = Rule(f"p{index}-{j}", seq(f"<parameter={prop}>{nl}", value))
-        parts.append(item if prop in required else Opt(item))
-    parts.append(Lit(f"</function>\n{tags[1]}"))
-    return Seq(tuple(parts))
+    out: list[Node] = []
+    for j, (prop, sub) in enumerate((top.get("properties") or {}).items()):
+        item = Rule(f"p{index}-{j}", parameter(prop, sub))
+        out.append(item if prop in required else Opt(item))
+    return out
 
 
 def _named_tags(tool: Tool, index: int, call: str, param: str, nl: str = "") -> Node:
     """A call as ``<CALL name="NAME">`` with a ``<PARAM name="KEY">VALUE</PARAM>`` for each
     parameter, each value with no newline around it: MiniMax M2's ``<invoke>`` (``nl``
     after each tag), MiniCPM5's ``<function>`` (nothing between its tags)."""
-    top = resolve(tool.schema, tool.schema.get("$defs") or {})
-    props = top.get("properties")
-    required = set(top.get("required") or ())
-    parts: list[Node] = [Lit(f'<{call} name="{tool.name}">{nl}')]
-    for j, (prop, sub) in enumerate((props or {}).items()):
-        value = _xml_value(tool, prop, sub, f"</{param}>{nl}")
-        item = Rule(f"p{index}-{j}", seq(f'<{param} name="{prop}">', value))
-        parts.append(item if prop in required else Opt(item))
-    parts.append(Lit(f"</{call}>{nl}"))
-    return Seq(tuple(parts))
+    params = _parameters(
+        tool,
+        index,
+        lambda prop, sub: seq(
+            f'<{param} name="{prop}">', _xml_value(tool, prop, sub, f"</{param}>{nl}")
+        ),
+    )
+    return seq(f'<{call} name="{tool.name}">{nl}', *params, f"</{call}>{nl}")
 
 
 def _dsml_invoke(tool: Tool, index: int, v4: bool) -> Node:
@@ -226,12 +236,9 @@ def _dsml_invoke(tool: Tool, index: int, v4: bool) -> Node:
     call without arguments."""
     top = resolve(tool.schema, tool.schema.get("$defs") or {})
     props = top.get("properties") or {}
-    required = set(top.get("required") or ())
     parts: list[Node] = [Lit(f'<{DSML}invoke name="{tool.name}">\n')]
-    for j, (prop, sub) in enumerate(props.items()):
-        item = Rule(f"p{index}-{j}", _dsml_parameter(tool, prop, sub))
-        parts.append(item if prop in required else Opt(item))
-    if v4 and not required:
+    parts += _parameters(tool, index, lambda prop, sub: _dsml_parameter(tool, prop, sub))
+    if v4 and not top.get("required"):
         parts.append(Lit("\n") if not props else Opt(Lit("\n")))
     parts.append(Lit(f"</{DSML}invoke>\n"))
     return Seq(tuple(parts))
@@ -288,16 +295,15 @@ def _kimi_call(tool: Tool) -> Node:
 
 
 def _glm_call(tool: Tool, index: int, nl: str) -> Node:
-    top = resolve(tool.schema, tool.schema.get("$defs") or {})
-    props = top.get("properties")
-    required = set(top.get("required") or ())
-    parts: list[Node] = [Lit(f"{TOOL_CALL}{tool.name}{nl}")]
-    for j, (prop, sub) in enumerate((props or {}).items()):
-        value = _xml_value(tool, prop, sub, f"</arg_value>{nl}")
-        item = Rule(f"p{index}-{j}", seq(f"<arg_key>{prop}</arg_key>{nl}<arg_value>", value))
-        parts.append(item if prop in required else Opt(item))
-    parts.append(Lit(TOOL_CALL_END))
-    return Seq(tuple(parts))
+    params = _parameters(
+        tool,
+        index,
+        lambda prop, sub: seq(
+            f"<arg_key>{prop}</arg_key>{nl}<arg_value>",
+            _xml_value(tool, prop, sub, f"</arg_value>{nl}"),
+        ),
+    )
+    return seq(f"{TOOL_CALL}{tool.name}{nl}", *params, TOOL_CALL_END)
 
 
 # Command R7B's call number: "0", "1", ... counted over the conversation.

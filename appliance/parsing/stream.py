@@ -148,16 +148,10 @@ class StreamParser:
             elif seg.kind in (Kind.CONTENT, Kind.MALFORMED):
                 if seg.kind is Kind.MALFORMED:
                     self._flags["malformed"] = True
-                text = self._content_out.push(seg.text)
-                if text:
-                    self._content.append(text)
-                    events.append(ContentDelta(text))
+                events.extend(self._text(seg.text))
             elif seg.kind is Kind.CALLS and not self._calls_allowed:
                 for call in seg.calls:
-                    text = self._content_out.push(_call_as_text(call.name, call.arguments))
-                    if text:
-                        self._content.append(text)
-                        events.append(ContentDelta(text))
+                    events.extend(self._text(_call_as_text(call.name, call.arguments)))
             elif seg.kind is Kind.CALLS:
                 for call in seg.calls:
                     events.extend(self._call(call.name, call.arguments, call.id))
@@ -168,6 +162,13 @@ class StreamParser:
             elif seg.kind is Kind.RECOVERED:
                 self._flags["recovered"] = True
         return events
+
+    def _text(self, piece: str) -> list[Event]:
+        text = self._content_out.push(piece)
+        if not text:
+            return []
+        self._content.append(text)
+        return [ContentDelta(text)]
 
     def _call(self, name: str, arguments: str, model_id: str | None) -> list[Event]:
         index = len(self._calls)

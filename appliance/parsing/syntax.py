@@ -26,7 +26,7 @@ from appliance.parsing.calls import (
     python_tag_calls,
     xml_calls,
 )
-from appliance.parsing.families import Family
+from appliance.parsing.families import Family, family_from_name
 from appliance.parsing.minicpm5_calls import MINICPM5_CALL, MINICPM5_CALL_END, minicpm5_call
 from appliance.parsing.notation_calls import (
     GEMMA_CALL,
@@ -46,7 +46,7 @@ from appliance.parsing.regions import (
     TaggedRegion,
 )
 
-__all__ = ["Context", "Syntax", "syntax_for"]
+__all__ = ["Context", "Syntax", "marks_reasoning_otherwise", "syntax_for"]
 
 THINK = ("<think>", "</think>")
 TOOL_CALL, TOOL_CALL_END = "<tool_call>", "</tool_call>"
@@ -300,3 +300,18 @@ _SYNTAX: dict[Family, Syntax] = {
 def syntax_for(family: Family) -> Syntax:
     """The syntax of every family except HARMONY, which has its own parser."""
     return _SYNTAX[family]
+
+
+def marks_reasoning_otherwise(family: str | None) -> bool:
+    """Whether a family (by name) writes reasoning, or markers to drop, other than in a
+    <think> block at the start, the one an answer without tools needs no parser for."""
+    if family is None:
+        return False
+    try:
+        parsed = family_from_name(family)
+    except ValueError:
+        return False
+    if parsed is Family.HARMONY:
+        return True
+    syntax = syntax_for(parsed)
+    return syntax.think != (THINK,) or bool(syntax.strays) or syntax.later_reasoning
